@@ -1,0 +1,11 @@
+"""Model registry: every architecture and every bundled trained model, created by name.
+
+    >>> import vrfer
+    >>> m = vrfer.create_model("vgg-face")               # architecture, fresh weights
+    >>> m = vrfer.create_model("vrfer-lower")            # bundled trained model (weights inside the package)
+    >>> m.cfg.input_mode, m.cfg.image_size
+"""
+
+from .registry import ModelConfig, create_model, get_config, list_models, load_checkpoint, register, save_model
+
+__all__ = ["ModelConfig", "create_model", "get_config", "list_models", "load_checkpoint", "register", "save_model"]

@@ -1,0 +1,171 @@
+"""One registry for architectures and bundled trained models (after timm's create_model).
+
+Every model carries its config (`model.cfg`): input crop size, channels, mean/std, input mode.
+Bundled models are safetensors files in vrfer/pretrained/ whose metadata holds that config.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..classes import CLASSES
+from ..errors import VrferError
+from ..occlusion import INPUT_MODES, visible_rows
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    arch: str
+    image_size: int              # side of the square face crop the input is made from
+    in_chans: int                # 1 = grayscale, 3 = RGB (grayscale faces are replicated)
+    mean: tuple                  # per channel, in 0-255 pixel units
+    std: tuple
+    input_mode: str = "full"     # full | upper-occluded | visible-half (see vrfer.occlusion)
+    occlusion: float = 0.5       # fraction of rows hidden by the headset
+    description: str = ""
+    trained_on: str = ""         # empty for an architecture with fresh weights
+    weights: str = ""            # file in vrfer/pretrained for a bundled model
+    arch_kwargs: dict = field(default_factory=dict)
+    classes: tuple = CLASSES
+    extra: dict = field(default_factory=dict)  # results, recipe, ... carried with bundled weights
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        h = self.image_size
+        if self.input_mode == "visible-half":
+            h -= visible_rows(self.image_size, self.occlusion)
+        return (self.in_chans, h, self.image_size)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        d = json.loads(text)
+        d["mean"], d["std"], d["classes"] = tuple(d["mean"]), tuple(d["std"]), tuple(d["classes"])
+        return cls(**d)
+
+
+_ARCHS: dict[str, tuple[ModelConfig, Callable[..., nn.Module]]] = {}
+
+
+def register(cfg: ModelConfig):
+    """Decorator: register a builder `fn(num_classes, in_chans, **arch_kwargs) -> nn.Module`."""
+    def deco(fn):
+        _ARCHS[cfg.name] = (cfg, fn)
+        return fn
+    return deco
+
+
+def _builtin():
+    from . import compact, vgg  # noqa: F401  (modules register their architectures on import)
+    from ..pretrained import bundled
+    return bundled()
+
+
+def bundled_models() -> dict[str, ModelConfig]:
+    return _builtin()
+
+
+def list_models() -> list[ModelConfig]:
+    bundled = _builtin()
+    return [c for c, _ in _ARCHS.values()] + list(bundled.values())
+
+
+def get_config(name: str) -> ModelConfig:
+    bundled = _builtin()
+    if name in _ARCHS:
+        return _ARCHS[name][0]
+    if name in bundled:
+        return bundled[name]
+    raise VrferError(f"unknown model {name!r}; known: {', '.join(sorted(list(_ARCHS) + list(bundled)))} "
+                     "(or give a path to a .safetensors file or a training run folder)")
+
+
+def build(cfg: ModelConfig) -> nn.Module:
+    _builtin()
+    if cfg.arch not in _ARCHS:
+        raise VrferError(f"unknown architecture {cfg.arch!r}")
+    model = _ARCHS[cfg.arch][1](num_classes=len(cfg.classes), in_chans=cfg.in_chans, **cfg.arch_kwargs)
+    model.cfg = cfg
+    return model
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+    """Create an architecture (fresh weights) or a trained model by registry name or file/run path.
+
+    overrides replace config fields (e.g. input_mode="visible-half", image_size=96).
+    """
+    path = Path(name)
+    if name not in _ARCHS and name not in _builtin() and (path.suffix == ".safetensors" or path.is_dir()):
+        return load_checkpoint(path, **overrides)
+    cfg = get_config(name)
+    if cfg.weights:
+        return load_checkpoint(_pretrained_path(cfg.weights), **overrides)
+    if overrides:
+        cfg = replace(cfg, **overrides)
+    return build(cfg)
+
+
+def _pretrained_path(fname: str) -> Path:
+    return Path(str(resources.files("vrfer.pretrained").joinpath(fname)))
+
+
+def save_model(model: nn.Module, path, cfg: ModelConfig | None = None) -> None:
+    """Write weights + config as one safetensors file (loadable without unpickling)."""
+    from safetensors.torch import save_file
+    cfg = cfg or model.cfg
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata={"vrfer_config": cfg.to_json()})
+    tmp.replace(path)
+
+
+def read_config(path) -> ModelConfig:
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise VrferError(f"{path}: not a readable safetensors model file ({e})") from None
+    if "vrfer_config" not in meta:
+        raise VrferError(f"{path}: safetensors file carries no vrfer model config")
+    return ModelConfig.from_json(meta["vrfer_config"])
+
+
+def load_checkpoint(path, **overrides) -> nn.Module:
+    """Load a model saved by save_model, or the best weights of a training run folder."""
+    from safetensors.torch import load_file
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.safetensors"
+    if not path.is_file():
+        raise VrferError(f"{path}: model file not found")
+    cfg = read_config(path)
+    if overrides:
+        cfg = replace(cfg, **overrides)
+    model = build(cfg)
+    state = load_file(str(path))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise VrferError(f"{path}: weights do not fit architecture {cfg.arch!r} "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_input_mode(mode: str) -> None:
+    if mode not in INPUT_MODES:
+        raise VrferError(f"unknown input mode {mode!r}; expected one of {', '.join(INPUT_MODES)}")

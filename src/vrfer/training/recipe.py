@@ -1,0 +1,190 @@
+"""Training recipes as data: TOML files shipped in vrfer/training/recipes, overridable from the CLI.
+
+Every key has a default below; a recipe file or `--set key=value` may change any of them, and an
+unknown key or a value of the wrong type is an error naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+from ..errors import VrferError
+
+DEFAULTS: dict = {
+    "name": "",
+    "description": "",
+    "model": "vrfer-cnn",
+    "input_mode": "full",            # full | upper-occluded | visible-half
+    "occlusion": 0.5,                # fraction of rows hidden (upper-occluded / visible-half)
+    "image_size": 0,                 # 0 = the model's own crop size
+    "seed": 0,
+    "init_from": "",                 # run folder or .safetensors to start from (stage 2 <- stage 1)
+    "data": {
+        "datasets": ["ferplus"],     # ferplus and/or affectnet (joint training set, one class order)
+        "label_mode": "majority",    # majority | probability | crossentropy | multi_target
+        "votes": "label",            # FER+ votes: label (label.csv) | fer2013new
+        "val": "ferplus",            # dataset whose validation split drives the LR rule and best.safetensors
+        "affectnet_cap": 15000,      # per-class cap on AffectNet training images (the paper's 88,021)
+        "skip_bad": False,
+        "limit": 0,                  # >0: use only this many training images (smoke tests)
+    },
+    "optim": {
+        "lr": 0.01,
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 5e-4,
+        "batch_size": 64,
+        "epochs": 10,                # total; with DSD enabled it is dense + sparse + redense
+        "schedule": "plateau",       # plateau (the paper's rule) | cosine | constant
+        "plateau_patience": 10,      # divide by 10 when val error has not improved for more than N epochs
+        "lr_floor": 1e-5,
+        "warmup_epochs": 0,          # cosine only
+        "label_smoothing": 0.0,
+    },
+    "augment": {"flip": True, "shift": 0.0, "rotate": 0.0, "scale": 0.0},
+    "dsd": {
+        "enabled": False,
+        "dense": 0,                  # epochs of the first dense phase
+        "sparse": 0,                 # epochs of the sparse phase (masks re-computed after every epoch)
+        "redense": 0,                # epochs of the final dense phase
+        "sparsity": [0.2, 0.5],      # [second conv, last conv], linear in between; conv1 never pruned
+    },
+    "distill": {"teacher": "", "weight": 0.0, "temperature": 4.0},
+}
+
+
+def _check(over: dict, base: dict, prefix: str = "") -> None:
+    for key, value in over.items():
+        where = f"{prefix}{key}"
+        if key not in base:
+            raise VrferError(f"recipe: unknown key {where!r} (known: {', '.join(sorted(base))})")
+        ref = base[key]
+        if isinstance(ref, dict):
+            if not isinstance(value, dict):
+                raise VrferError(f"recipe: {where!r} must be a table, got {type(value).__name__}")
+            _check(value, ref, where + ".")
+        elif isinstance(ref, bool):
+            if not isinstance(value, bool):
+                raise VrferError(f"recipe: {where!r} must be true or false, got {value!r}")
+        elif isinstance(ref, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise VrferError(f"recipe: {where!r} must be a number, got {value!r}")
+        elif isinstance(ref, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise VrferError(f"recipe: {where!r} must be a whole number, got {value!r}")
+        elif isinstance(ref, str):
+            if not isinstance(value, str):
+                raise VrferError(f"recipe: {where!r} must be a string, got {value!r}")
+        elif isinstance(ref, list):
+            if not isinstance(value, list):
+                raise VrferError(f"recipe: {where!r} must be a list, got {value!r}")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = float(v) if isinstance(out[k], float) and not isinstance(v, bool) else v
+    return out
+
+
+def recipe_names() -> list[str]:
+    folder = resources.files("vrfer.training.recipes")
+    return sorted(e.name[:-5] for e in folder.iterdir() if e.name.endswith(".toml"))
+
+
+def _read_toml(name_or_file: str) -> tuple[dict, str]:
+    path = Path(name_or_file)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise VrferError(f"{path}: recipe file not found")
+        text, origin = path.read_text(), str(path)
+    else:
+        entry = resources.files("vrfer.training.recipes").joinpath(f"{name_or_file}.toml")
+        if not entry.is_file():
+            raise VrferError(f"unknown recipe {name_or_file!r}; shipped recipes: {', '.join(recipe_names())} "
+                             "(or give a path to a .toml file)")
+        text, origin = entry.read_text(), f"vrfer:{name_or_file}"
+    try:
+        return tomllib.loads(text), origin
+    except tomllib.TOMLDecodeError as e:
+        raise VrferError(f"{origin}: not valid TOML ({e})") from None
+
+
+def parse_override(text: str) -> dict:
+    """'optim.lr=0.1' -> {'optim': {'lr': 0.1}}; the value is read as TOML (strings may be bare)."""
+    if "=" not in text:
+        raise VrferError(f"--set {text!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_recipe(name_or_file: str, overrides: list[str] | tuple = ()) -> dict:
+    data, origin = _read_toml(name_or_file)
+    _check(data, DEFAULTS)
+    recipe = _merge(DEFAULTS, data)
+    for text in overrides:
+        o = parse_override(text)
+        _check(o, DEFAULTS)
+        recipe = _merge(recipe, o)
+    recipe["name"] = recipe["name"] or Path(origin).stem.replace("vrfer:", "")
+    recipe["_origin"] = origin
+    validate(recipe)
+    return recipe
+
+
+def from_dict(over: dict) -> dict:
+    """A recipe from a plain dict (the Python API), validated like a file."""
+    _check(over, DEFAULTS)
+    recipe = _merge(DEFAULTS, over)
+    recipe["_origin"] = "api"
+    validate(recipe)
+    return recipe
+
+
+def validate(r: dict) -> None:
+    from ..datasets.labels import LABEL_MODES
+    from ..occlusion import INPUT_MODES
+    choices = {("input_mode",): INPUT_MODES, ("data", "label_mode"): LABEL_MODES,
+               ("data", "votes"): ("label", "fer2013new"), ("optim", "schedule"): ("plateau", "cosine", "constant")}
+    for keys, allowed in choices.items():
+        v = r
+        for k in keys:
+            v = v[k]
+        if v not in allowed:
+            raise VrferError(f"recipe: {'.'.join(keys)!r} must be one of {', '.join(allowed)}, got {v!r}")
+    for ds in r["data"]["datasets"]:
+        if ds not in ("ferplus", "affectnet"):
+            raise VrferError(f"recipe: 'data.datasets' entry {ds!r} must be ferplus or affectnet")
+    if not r["data"]["datasets"]:
+        raise VrferError("recipe: 'data.datasets' is empty")
+    sp = r["dsd"]["sparsity"]
+    if not all(isinstance(x, (int, float)) and 0 <= x < 1 for x in sp):
+        raise VrferError(f"recipe: 'dsd.sparsity' values must be in [0, 1), got {sp}")
+    if r["optim"]["batch_size"] < 1 or r["optim"]["lr"] <= 0:
+        raise VrferError("recipe: 'optim.batch_size' and 'optim.lr' must be positive")
+
+
+def total_epochs(r: dict) -> int:
+    d = r["dsd"]
+    return d["dense"] + d["sparse"] + d["redense"] if d["enabled"] else r["optim"]["epochs"]
+
+
+def dumps(r: dict) -> str:
+    return json.dumps({k: v for k, v in r.items()}, indent=2, sort_keys=True)

@@ -1,0 +1,325 @@
+"""The one training loop for every model and recipe (after torchvision's references/classification).
+
+Per epoch: train with a progress bar -> validate -> log metrics (JSON lines) and curves (PNG) ->
+write an atomic checkpoint (model, optimiser, scheduler, DSD masks, RNG states) and the best weights.
+Each epoch's shuffling, augmentation and dropout are seeded from (seed, epoch), so a run resumed from
+its last checkpoint reaches the same weights as one that was never interrupted.
+Under `torchrun` it trains with DistributedDataParallel (gloo on CPU, nccl on CUDA).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..datasets.base import FaceSet, concat
+from ..errors import VrferError
+from ..inference import predict_proba
+from ..models.registry import create_model, load_checkpoint, save_model
+from ..preprocess import Augment, prepare
+from . import dsd
+from .recipe import total_epochs
+
+CHECKPOINT = "checkpoint.pt"
+
+
+# ---------------------------------------------------------------- data
+
+def load_data(recipe: dict, roots: dict[str, str]) -> tuple[FaceSet, FaceSet]:
+    """The recipe's joint training set and its validation set, from the given dataset roots."""
+    d = recipe["data"]
+    for ds in set(d["datasets"]) | {d["val"]}:
+        if ds not in roots:
+            raise VrferError(f"no data root for {ds!r}: pass --data-root {ds}=DIR")
+        if not Path(roots[ds]).is_dir():
+            raise VrferError(f"{roots[ds]}: data root for {ds!r} not found")
+    train_sets = []
+    for ds in d["datasets"]:
+        train_sets.append(_load(ds, roots[ds], "train", recipe))
+    train = concat(train_sets) if len(train_sets) > 1 else train_sets[0]
+    val = _load(d["val"], roots[d["val"]], "valid", recipe, mode="majority")
+    if d["limit"]:
+        idx = np.random.default_rng(recipe["seed"]).permutation(len(train))[: d["limit"]]
+        train = train.subset(np.sort(idx))
+        val = val.subset(np.arange(min(len(val), max(d["limit"] // 4, 64))))
+    return train, val
+
+
+def _load(ds: str, root: str, split: str, recipe: dict, mode: str | None = None) -> FaceSet:
+    d = recipe["data"]
+    mode = mode or d["label_mode"]
+    if ds == "ferplus":
+        from ..datasets.ferplus import load_ferplus
+        return load_ferplus(root, split, mode, d["votes"], skip_bad=d["skip_bad"])
+    from ..datasets.affectnet import load_affectnet
+    return load_affectnet(root, "train" if split == "train" else "validation", cap=d["affectnet_cap"],
+                          seed=recipe["seed"], skip_bad=d["skip_bad"], label_mode=mode)
+
+
+# ---------------------------------------------------------------- model
+
+def build_model(recipe: dict):
+    over = {"input_mode": recipe["input_mode"], "occlusion": recipe["occlusion"]}
+    if recipe["image_size"]:
+        over["image_size"] = recipe["image_size"]
+    model = create_model(recipe["model"], **over) if not recipe["init_from"] else None
+    if recipe["init_from"]:
+        src = Path(recipe["init_from"])
+        if not src.exists():
+            raise VrferError(f"recipe: init_from {str(src)!r} does not exist")
+        model = load_checkpoint(src, **over)  # stage 2 starts from stage 1's weights
+    return model
+
+
+# ---------------------------------------------------------------- loss
+
+def loss_fn(logits, targets, labels, mode: str, smoothing: float, g: torch.Generator):
+    if mode == "majority":
+        return F.cross_entropy(logits, labels, label_smoothing=smoothing)
+    if mode == "crossentropy":
+        return F.cross_entropy(logits, targets, label_smoothing=smoothing)
+    if mode == "probability":  # one label drawn from the vote distribution per image and batch
+        drawn = torch.multinomial(targets.cpu(), 1, generator=g).squeeze(1).to(logits.device)
+        return F.cross_entropy(logits, drawn, label_smoothing=smoothing)
+    # multi_target (Barsoum et al.): any of the accepted labels counts as right
+    p = torch.softmax(logits, 1)
+    return -torch.log((p * targets).amax(1).clamp_min(1e-7)).mean()
+
+
+# ---------------------------------------------------------------- distributed
+
+def _dist_setup():
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 1, 0, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    import torch.distributed as tdist
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not tdist.is_initialized():
+        tdist.init_process_group(backend)
+    rank = tdist.get_rank()
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return world, rank, torch.device("cuda", local)
+    return world, rank, torch.device("cpu")
+
+
+# ---------------------------------------------------------------- checkpoint
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a kill never leaves a half-written checkpoint
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise VrferError(f"{path}: cannot read checkpoint ({e})") from None
+
+
+# ---------------------------------------------------------------- plots
+
+def plot_curves(metrics: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ep = [m["epoch"] for m in metrics]
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+    ax[0].plot(ep, [m["train_loss"] for m in metrics], label="train")
+    ax[0].plot(ep, [m["val_loss"] for m in metrics], label="validation")
+    ax[0].set_title("loss"); ax[0].legend()
+    ax[1].plot(ep, [100 * m["val_acc"] for m in metrics], color="C2")
+    ax[1].set_title("validation accuracy (%)")
+    ax[2].semilogy(ep, [m["lr"] for m in metrics], color="C3")
+    ax[2].set_title("learning rate")
+    for a in ax:
+        a.set_xlabel("epoch"); a.grid(alpha=0.3)
+    for m in metrics:  # shade the sparse phase
+        if m["phase"] == "sparse":
+            for a in ax:
+                a.axvspan(m["epoch"] - 0.5, m["epoch"] + 0.5, color="0.9", zorder=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- training
+
+def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, quiet: bool = False,
+          _stop_after_steps: int | None = None) -> Path:
+    """Train `recipe` into `out_dir`; returns the run folder. `_stop_after_steps` simulates a kill (tests)."""
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT
+    if resume and not ckpt_path.is_file():
+        raise VrferError(f"{ckpt_path}: nothing to resume (no checkpoint in the run folder)")
+    if not resume and ckpt_path.is_file():
+        raise VrferError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    world, rank, device = _dist_setup()
+    main = rank == 0
+    out.mkdir(parents=True, exist_ok=True)
+
+    model = build_model(recipe)
+    train_set, val_set = load_data(recipe, roots)
+    cfg = model.cfg
+    model.to(device)
+    o = recipe["optim"]
+    # built before any DSD mask, so the parameter order is the same in every run and on resume
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": o["weight_decay"]},
+                           {"params": no_decay, "weight_decay": 0.0}],
+                          lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"])
+    epochs = total_epochs(recipe)
+    per_rank_batch = max(1, o["batch_size"] // world)
+    steps_per_epoch = len(train_set) // (per_rank_batch * world) or 1
+    if o["schedule"] == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1,
+                                                           patience=o["plateau_patience"], min_lr=o["lr_floor"])
+    elif o["schedule"] == "cosine":
+        total, warm = epochs * steps_per_epoch, o["warmup_epochs"] * steps_per_epoch
+        floor = o["lr_floor"] / o["lr"]
+
+        def cosine(step):
+            if step < warm:
+                return (step + 1) / warm
+            t = (step - warm) / max(1, total - warm)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+
+    dcfg = recipe["dsd"]
+    rates = dsd.layer_sparsity_targets(model, dcfg["sparsity"]) if dcfg["enabled"] else {}
+    start_epoch, best_acc, metrics = 0, -1.0, []
+    if resume:
+        state = _load_checkpoint(ckpt_path)
+        if state["recipe"] != json.loads(json.dumps(recipe)):
+            changed = sorted(k for k in recipe if state["recipe"].get(k) != recipe[k])
+            raise VrferError(f"{ckpt_path}: the recipe differs from the one the run started with "
+                             f"(keys: {', '.join(changed)}); resume with the same recipe and overrides")
+        if state["masks"]:
+            dsd.attach_masks(model, state["masks"])
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_cpu"])
+        start_epoch, best_acc, metrics = state["epoch"], state["best_acc"], state["metrics"]
+    elif main:
+        (out / "recipe.json").write_text(json.dumps(recipe, indent=2))
+
+    teacher = None
+    if recipe["distill"]["teacher"] and recipe["distill"]["weight"] > 0:
+        teacher = create_model(recipe["distill"]["teacher"]).to(device).eval()
+
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    use_amp = device.type == "cuda"
+    aug = Augment(**recipe["augment"])
+    images = torch.from_numpy(train_set.images)
+    targets = torch.from_numpy(train_set.targets)
+    labels = torch.from_numpy(train_set.labels)
+    mode, smoothing = recipe["data"]["label_mode"], o["label_smoothing"]
+    steps_done = 0
+
+    for epoch in range(start_epoch, epochs):
+        phase = dsd.phase_of(epoch, dcfg["dense"], dcfg["sparse"]) if dcfg["enabled"] else "dense"
+        if phase == "sparse" and not dsd.is_pruned(model):
+            dsd.apply_masks(model, rates)     # entering the sparse phase
+        if phase == "redense" and dsd.is_pruned(model):
+            dsd.remove_masks(model)           # pruned weights restart from zero
+        seed = recipe["seed"] * 100_003 + epoch
+        torch.manual_seed(seed)               # dropout
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(len(train_set), generator=g)[: steps_per_epoch * per_rank_batch * world]
+        mine = perm[rank::world]
+        net.train()
+        t0, loss_sum, n_seen = time.time(), 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs} [{phase}]", disable=quiet or not main,
+                   mininterval=2.0, leave=False, dynamic_ncols=True)
+        for step in bar:
+            idx = mine[step * per_rank_batch:(step + 1) * per_rank_batch]
+            x = prepare(images[idx], cfg, aug, g).to(device, non_blocking=True)
+            y, t = labels[idx].to(device), targets[idx].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = net(x)
+                loss = loss_fn(logits.float(), t, y, mode, smoothing, g)
+                if teacher is not None:
+                    with torch.no_grad():
+                        tl = teacher(prepare(images[idx], teacher.cfg).to(device)).float()
+                    T = recipe["distill"]["temperature"]
+                    kd = F.kl_div(F.log_softmax(logits.float() / T, 1), F.softmax(tl / T, 1),
+                                  reduction="batchmean") * T * T
+                    loss = (1 - recipe["distill"]["weight"]) * loss + recipe["distill"]["weight"] * kd
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if o["schedule"] != "plateau":
+                sched.step()
+            loss_sum += loss.item() * len(idx)
+            n_seen += len(idx)
+            steps_done += 1
+            if steps_done % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / n_seen:.3f}", lr=f"{opt.param_groups[0]['lr']:.2g}")
+            if _stop_after_steps is not None and steps_done >= _stop_after_steps:
+                return out  # simulated kill: nothing of this epoch is saved
+        bar.close()
+        if phase == "sparse":
+            dsd.apply_masks(model, rates)     # the paper re-prunes after every epoch of the sparse phase
+
+        probs = predict_proba(model, val_set.images, batch_size=512)
+        val_acc = float((probs.argmax(1) == val_set.labels).mean())
+        val_loss = float(-np.log(np.clip(probs[np.arange(len(probs)), val_set.labels], 1e-7, None)).mean())
+        lr_now = opt.param_groups[0]["lr"]
+        if o["schedule"] == "plateau":
+            sched.step(1.0 - val_acc)
+        row = {"epoch": epoch + 1, "phase": phase, "train_loss": loss_sum / max(n_seen, 1), "val_loss": val_loss,
+               "val_acc": val_acc, "lr": lr_now, "time_s": round(time.time() - t0, 1),
+               "img_per_s": round(n_seen * world / (time.time() - t0), 1),
+               "sparsity": {k: round(v, 4) for k, v in dsd.measured_sparsity(model).items()}}
+        metrics.append(row)
+        if main:
+            best = val_acc > best_acc
+            if best:
+                best_acc = val_acc
+                save_model_plain(model, out / "best.safetensors")
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            _save_checkpoint(ckpt_path, {
+                "epoch": epoch + 1, "recipe": json.loads(json.dumps(recipe)), "model": model.state_dict(),
+                "masks": dsd.get_masks(model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "rng_cpu": torch.get_rng_state(), "best_acc": best_acc, "metrics": metrics})
+            plot_curves(metrics, out / "curves.png")
+            if not quiet:
+                print(f"epoch {epoch + 1}/{epochs} [{phase}] train_loss {row['train_loss']:.4f} "
+                      f"val_acc {100 * val_acc:.2f}% val_loss {val_loss:.4f} lr {lr_now:.2g} "
+                      f"{row['time_s']}s ({row['img_per_s']} img/s){' *best*' if best else ''}", flush=True)
+        best_acc = max(best_acc, val_acc)
+    if main:
+        save_model_plain(model, out / "final.safetensors")
+    if world > 1:
+        import torch.distributed as tdist
+        tdist.barrier()
+    return out
+
+
+def save_model_plain(model, path: Path) -> None:
+    """Save with DSD masks baked in, under the usual weight names."""
+    if dsd.is_pruned(model):
+        import copy
+        clone = copy.deepcopy(model)
+        dsd.remove_masks(clone)
+        save_model(clone, path, model.cfg)
+    else:
+        save_model(model, path)
