@@ -21,3 +21,19 @@ def predict_proba(model, images, batch_size: int = 512, tta_flip: bool = False) 
             p = (p + torch.softmax(model(prepare(chunk, model.cfg, flip_all=True).to(device)).float(), 1)) / 2
         out.append(p.cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(model.cfg.classes)), np.float32)
+
+
+class TorchClassifier:
+    """Face crops -> probabilities with a PyTorch model. Same interface as the ONNX backend:
+    `.cfg` (the model's ModelConfig) and `.predict_proba(crops)`, crops uint8 (N, H, W) square faces."""
+
+    def __init__(self, model, tta_flip: bool = False):
+        if isinstance(model, str):
+            from .models import create_model
+            model = create_model(model)
+        self.model = model.eval()
+        self.cfg = model.cfg
+        self.tta_flip = tta_flip
+
+    def predict_proba(self, crops) -> np.ndarray:
+        return predict_proba(self.model, crops, tta_flip=self.tta_flip)
