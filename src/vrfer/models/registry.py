@@ -99,11 +99,18 @@ def build(cfg: ModelConfig) -> nn.Module:
     return model
 
 
-def create_model(name: str, **overrides) -> nn.Module:
+def create_model(name: str, backbone_weights=None, **overrides) -> nn.Module:
     """Create an architecture (fresh weights) or a trained model by registry name or file/run path.
 
     overrides replace config fields (e.g. input_mode="visible-half", image_size=96).
+    backbone_weights: a public release of the backbone (vgg-face.mat, vgg_face_dag.pth, ...) whose conv
+    weights are copied in (see vrfer.models.importers.load_backbone_weights).
     """
+    if backbone_weights is not None:
+        from .importers import load_backbone_weights
+        model = create_model(name, **overrides)
+        load_backbone_weights(model, backbone_weights)
+        return model
     path = Path(name)
     if name not in _ARCHS and name not in _builtin() and (path.suffix == ".safetensors" or path.is_dir()):
         return load_checkpoint(path, **overrides)

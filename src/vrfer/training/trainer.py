@@ -13,7 +13,6 @@ import json
 import math
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -167,10 +166,9 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         raise VrferError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
     world, rank, device = _dist_setup()
     main = rank == 0
-    out.mkdir(parents=True, exist_ok=True)
-
     model = build_model(recipe)
     train_set, val_set = load_data(recipe, roots)
+    out.mkdir(parents=True, exist_ok=True)
     cfg = model.cfg
     model.to(device)
     o = recipe["optim"]

@@ -1,0 +1,56 @@
+"""Training images/s of each shipped recipe's model on this machine (random data, real model and input).
+
+    python benchmarks/bench_recipes.py [--steps 5] [--max-batch 32] [--recipes cpu-full cpu-lower]
+
+VGG recipes at 224x224 are slow on CPU: their batch is capped with --max-batch so a run stays short.
+"""
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vrfer.preprocess import Augment, prepare
+from vrfer.training.recipe import load_recipe, recipe_names
+from vrfer.training.trainer import build_model
+
+
+def bench(name: str, steps: int, max_batch: int) -> dict:
+    r = load_recipe(name, ["init_from=\"\""])
+    model = build_model(r).train()
+    bs = min(r["optim"]["batch_size"], max_batch)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    faces = np.random.default_rng(0).integers(0, 256, (bs, 48, 48), dtype=np.uint8)
+    labels = torch.randint(0, 8, (bs,))
+    g = torch.Generator().manual_seed(0)
+    aug = Augment(**r["augment"])
+    times = []
+    for i in range(steps + 1):
+        t = time.perf_counter()
+        loss = F.cross_entropy(model(prepare(faces, model.cfg, aug, g)), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:  # the first step warms up allocators
+            times.append(time.perf_counter() - t)
+    return {"recipe": name, "model": r["model"], "input": "x".join(map(str, model.cfg.input_shape)),
+            "batch": bs, "img_per_s": bs / float(np.median(times))}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--max-batch", type=int, default=32)
+    ap.add_argument("--recipes", nargs="+", default=recipe_names())
+    a = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{'recipe':<16}{'model':<11}{'input':<11}{'batch':>6}{'train img/s':>13}")
+    for name in a.recipes:
+        b = bench(name, a.steps, a.max_batch)
+        print(f"{b['recipe']:<16}{b['model']:<11}{b['input']:<11}{b['batch']:>6}{b['img_per_s']:>13.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

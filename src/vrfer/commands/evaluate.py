@@ -1,0 +1,52 @@
+"""vrfer evaluate: accuracy (95% bootstrap interval), per-class accuracy and a confusion matrix PNG."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+
+def add_parser(sub):
+    p = sub.add_parser("evaluate", help="test a model on a dataset split (full or upper-half-occluded faces)")
+    p.add_argument("--model", default="vrfer-lower", help="bundled model name, .safetensors file or run folder")
+    p.add_argument("--dataset", choices=["ferplus", "affectnet"], default="ferplus")
+    p.add_argument("--root", required=True, help="dataset root folder")
+    p.add_argument("--split", default="test", help="ferplus: train|valid|test; affectnet: train|validation")
+    p.add_argument("--occlusion", choices=["none", "upper-half"], default="upper-half",
+                   help="upper-half: black out the top half of each face, as a headset does")
+    p.add_argument("--tta-flip", action="store_true", help="average with the mirrored face")
+    p.add_argument("--out", default=".", help="folder for the confusion-matrix PNG (default: current folder)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(fn=run)
+
+
+def load_split(dataset: str, root: str, split: str):
+    if dataset == "ferplus":
+        from ..datasets.ferplus import load_ferplus
+        return load_ferplus(root, split, "majority", "label")
+    from ..datasets.affectnet import load_affectnet
+    return load_affectnet(root, "validation" if split in ("valid", "test") else split)
+
+
+def run(a) -> int:
+    from ..evaluate import confusion_png, evaluate
+    from ..models import create_model
+    model = create_model(a.model)
+    data = load_split(a.dataset, a.root, a.split)
+    res = evaluate(model, data, a.occlusion, a.tta_flip)
+    res.update(model=a.model, dataset=a.dataset, split=a.split)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(a.model).stem if a.model.endswith(".safetensors") else a.model)
+    png = confusion_png(res, Path(a.out) / f"confusion-{stem}-{a.dataset}-{a.split}-{a.occlusion}.png",
+                        f"{a.model} on {a.dataset} {a.split}, occlusion: {a.occlusion}")
+    res["confusion_png"] = str(png)
+    if a.json:
+        print(json.dumps(res))
+        return 0
+    lo, hi = res["ci95"]
+    print(f"{a.model} on {a.dataset} {a.split} ({res['n']} faces, occlusion {a.occlusion}): "
+          f"accuracy {100 * res['accuracy']:.2f}% (95% CI {100 * lo:.2f}-{100 * hi:.2f})")
+    for c, v in res["per_class"].items():
+        print(f"  {c:>10}: {'-' if v is None else f'{100 * v:6.2f}%'}  (n={res['support'][c]})")
+    print(f"confusion matrix: {png}")
+    return 0

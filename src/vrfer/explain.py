@@ -1,0 +1,267 @@
+"""Grad-CAM explanations, drawn like Figure 1 of Georgescu & Ionescu (2019).
+
+Grad-CAM (Selvaraju et al. 2017) with captum's LayerGradCam on the model's last convolution, upsampled
+to the model input with LayerAttribution.interpolate (bilinear), then mapped back onto the face crop.
+The rows a headset hides carry no information for the model: for a visible-half model they are not
+even part of its input, for an upper-occluded one they are constant black. Their heat is set to 0
+and the drawing shows them dark, so the picture shows only what the model can have used.
+
+    >>> from vrfer.explain import explain, render
+    >>> heat, probs = explain("vrfer-lower", crop)     # crop: uint8 (H, W) square face
+    >>> render(crop, heat, probs, cfg, "face_gradcam.png")
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import VrferError
+from .occlusion import visible_rows
+from .preprocess import prepare
+
+DISPLAY = 192  # pixels per panel side in the PNG
+
+
+def _as_model(model) -> nn.Module:
+    if isinstance(model, (str, os.PathLike)):
+        from .models import create_model
+        model = create_model(str(model))
+    if not hasattr(model, "cfg"):
+        raise VrferError("model carries no vrfer config (.cfg); create it with vrfer.create_model")
+    return model
+
+
+def last_conv(model: nn.Module) -> nn.Module:
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise VrferError(f"model {model.cfg.name!r} has no convolution layer for Grad-CAM")
+    return convs[-1]
+
+
+def hidden_rows(cfg, height: int) -> int:
+    """How many top rows of a crop of `height` rows the model does not see (0 for a full-face model)."""
+    if cfg.input_mode == "full":
+        return 0
+    return int(round(visible_rows(cfg.image_size, cfg.occlusion) * height / cfg.image_size))
+
+
+def _target_index(target, cfg, probs: np.ndarray) -> int:
+    if target is None:
+        return int(np.argmax(probs))
+    if isinstance(target, str):
+        if target not in cfg.classes:
+            raise VrferError(f"unknown class {target!r}; classes: {', '.join(cfg.classes)}")
+        return cfg.classes.index(target)
+    t = int(target)
+    if not 0 <= t < len(cfg.classes):
+        raise VrferError(f"class index {t} out of range 0-{len(cfg.classes) - 1}")
+    return t
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, target: int, layer: nn.Module | None = None) -> torch.Tensor:
+    """Grad-CAM for model input x (N, C, h, w) -> (N, h, w), >= 0, in the model input's coordinates."""
+    from captum.attr import LayerAttribution, LayerGradCam
+    layer = layer if layer is not None else last_conv(model)
+    with torch.enable_grad():
+        attr = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
+        attr = LayerAttribution.interpolate(attr, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+    return attr.detach()[:, 0].clamp_min(0)
+
+
+def explain(model, crop, target=None, layer: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One face crop -> (heat map (H, W) float32 in [0, 1] on the crop, class probabilities (8,)).
+
+    model: nn.Module with .cfg, registry name or .safetensors path. crop: uint8 (H, W) square face.
+    target: class to explain (index or name); default the predicted class. The rows the model does not
+    see (the headset's) get heat 0.
+    """
+    model = _as_model(model)
+    cfg = model.cfg
+    crop = np.asarray(crop)
+    if crop.ndim != 2 or min(crop.shape) < 2:
+        raise VrferError(f"explain needs one grayscale crop (H, W), got shape {crop.shape}")
+    h, w = crop.shape
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        x = prepare(crop[None], cfg).to(device)
+        with torch.no_grad():
+            probs = torch.softmax(model(x).float(), 1)[0].cpu().numpy()
+        cam = grad_cam(model, x, _target_index(target, cfg, probs), layer)[0].float().cpu()
+    finally:
+        model.train(was_training)
+
+    top = hidden_rows(cfg, h)
+    heat = torch.zeros(h, w)
+    if cfg.input_mode == "visible-half":  # the input is the crop's rows [top:], resized
+        heat[top:] = F.interpolate(cam[None, None], size=(h - top, w), mode="bilinear", align_corners=False)[0, 0]
+    else:
+        heat[:] = F.interpolate(cam[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        heat[:top] = 0  # upper-occluded: constant black there, no information
+    heat = np.nan_to_num(heat.numpy(), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0)
+    peak = float(heat.max())
+    heat = (heat / peak if peak > 0 else np.zeros_like(heat)).astype(np.float32)
+    return heat, probs.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ drawing
+
+def _resize_float(a: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+    return np.asarray(Image.fromarray(a.astype(np.float32), mode="F").resize((size, size), Image.BILINEAR))
+
+
+def render(crop, heat, probs, cfg, path=None, title: str | None = None, alpha: float = 0.5):
+    """Draw [face as the model gets it | Grad-CAM overlay] with the predicted label, like the paper's Fig. 1.
+
+    The hidden upper rows are shown dark in both panels and carry no heat. Returns the PIL image;
+    writes a PNG when `path` is given.
+    """
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    crop = np.asarray(crop)
+    h = crop.shape[0]
+    gray = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize((DISPLAY, DISPLAY), Image.BICUBIC),
+                      np.float32) / 255.0
+    heat_d = np.clip(_resize_float(np.asarray(heat, np.float32), DISPLAY), 0, 1)
+    top = int(round(hidden_rows(cfg, h) * DISPLAY / h))
+
+    face = np.repeat(gray[..., None], 3, axis=2)
+    face[:top] *= 0.25                                   # the headset's part: dark
+    over = face.copy()
+    color = colormaps["jet"](heat_d)[..., :3].astype(np.float32)
+    over[top:] = (1 - alpha) * face[top:] + alpha * color[top:]
+
+    k = int(np.argmax(probs))
+    order = np.argsort(probs)[::-1]
+    fig = Figure(figsize=(4.0, 2.55), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.80, bottom=0.10, wspace=0.04)
+    for ax, img, name in zip(axes, (face, over), ("input", "Grad-CAM")):
+        ax.imshow(np.clip(img, 0, 1), interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(name, fontsize=8, pad=2)
+        if top:
+            ax.axhline(top - 0.5, color="white", lw=0.8, ls="--")
+            ax.text(DISPLAY / 2, top / 2, "hidden\n(headset)" if cfg.input_mode != "full" else "",
+                    color="white", ha="center", va="center", fontsize=8, alpha=0.8)
+    fig.suptitle(title or f"{cfg.classes[k]}  {probs[k]:.0%}", fontsize=11, fontweight="bold", y=0.97)
+    fig.text(0.5, 0.03, "   ".join(f"{cfg.classes[i]} {probs[i]:.0%}" for i in order[1:4]),
+             ha="center", va="bottom", fontsize=7, color="0.3")
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    out = Image.fromarray(rgba[..., :3].copy())
+    if path is not None:
+        try:
+            out.save(str(path), format="PNG")
+        except OSError as e:
+            raise VrferError(f"{path}: cannot write PNG ({e.strerror or e})") from None
+    return out
+
+
+# ------------------------------------------------------------------------------------------ files and faces
+
+def load_gray(path) -> np.ndarray:
+    """Any image file -> uint8 (H, W) grayscale (EXIF orientation applied). Raises VrferError if unreadable."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            return np.array(im.convert("L"))
+    except FileNotFoundError:
+        raise VrferError(f"{path}: file not found") from None
+    except UnidentifiedImageError:
+        raise VrferError(f"{path}: not an image (cannot identify the format)") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise VrferError(f"{path}: cannot read the image ({e})") from None
+
+
+def parse_face(spec: str):
+    """'none' | 'detect' | 'x,y,w,h' -> 'none' | 'detect' | (x, y, w, h)."""
+    spec = spec.strip().lower()
+    if spec in ("none", "detect"):
+        return spec
+    try:
+        box = tuple(int(round(float(v))) for v in spec.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+        raise VrferError(f"--face {spec!r}: expected none, detect or x,y,w,h (pixels, w and h > 0)")
+    return box
+
+
+def center_square(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape
+    s = min(h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    return img[y:y + s, x:x + s]
+
+
+def box_crop(img: np.ndarray, box) -> np.ndarray:
+    """Square crop around the box (side max(w, h), same centre); edges repeat where it leaves the image."""
+    x, y, w, h = box
+    H, W = img.shape
+    if x >= W or y >= H or x + w <= 0 or y + h <= 0:
+        raise VrferError(f"face box {x},{y},{w},{h} lies outside the {W}x{H} image")
+    s = max(w, h)
+    x0, y0 = x + (w - s) // 2, y + (h - s) // 2
+    pad = max(0, -x0, -y0, x0 + s - W, y0 + s - H)
+    if pad:
+        img = np.pad(img, pad, mode="edge")
+        x0, y0 = x0 + pad, y0 + pad
+    return img[y0:y0 + s, x0:x0 + s]
+
+
+def detect_crops(gray: np.ndarray, path) -> list[np.ndarray]:
+    """Square grayscale face crops found in a photo, by vrfer's face detector (vrfer.faces)."""
+    try:
+        from .faces import detect_face_crops  # the one call into the detector
+    except ImportError as e:
+        raise VrferError(f"--face detect is unavailable: vrfer's face detector cannot be loaded ({e})") from None
+    crops = [np.asarray(c, np.uint8) for c in detect_face_crops(gray)]
+    if not crops:
+        raise VrferError(f"{path}: no face found")
+    return crops
+
+
+def face_crops(gray: np.ndarray, face, path) -> list[np.ndarray]:
+    if face == "none":
+        return [center_square(gray)]
+    if face == "detect":
+        return detect_crops(gray, path)
+    return [box_crop(gray, face)]
+
+
+def explain_file(model, path, out_dir, face="none", target=None, taken: set | None = None):
+    """Explain every face of one image file; write `<stem>_gradcam.png` (or `_face<i>`) in out_dir.
+
+    Returns [(png path, label, probability)]. Raises VrferError for an unreadable image.
+    """
+    model = _as_model(model)
+    path, out_dir = Path(path), Path(out_dir)
+    crops = face_crops(load_gray(path), face, path)
+    taken = set() if taken is None else taken
+    results = []
+    for i, crop in enumerate(crops):
+        stem = path.stem + (f"_face{i + 1}" if len(crops) > 1 else "")
+        name, n = f"{stem}_gradcam.png", 2
+        while name in taken:
+            name, n = f"{stem}_{n}_gradcam.png", n + 1
+        taken.add(name)
+        heat, probs = explain(model, crop, target)
+        out = out_dir / name
+        render(crop, heat, probs, model.cfg, out)
+        k = int(np.argmax(probs))
+        results.append((out, model.cfg.classes[k], float(probs[k])))
+    return results

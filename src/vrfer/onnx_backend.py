@@ -1,0 +1,350 @@
+"""ONNX export and an onnxruntime classifier with the same interface as vrfer.inference.TorchClassifier.
+
+The exported graph takes the *normalised* model input (N, C, H, W) float32 and returns `logits` and
+`probs` (softmax), both (N, 8) in vrfer's class order. Everything needed to build that input from a
+face crop is written into the ONNX file's metadata (metadata_props):
+
+    vrfer_config         the vrfer ModelConfig as JSON (what OnnxClassifier rebuilds `.cfg` from)
+    vrfer_preprocessing  JSON: classes, input mode, image_size, occlusion, rows kept, mean/std,
+                         input shape, channel order and the formula in words
+    classes              the class names, comma separated, in output order
+
+Opset 15 by default: Unity Sentis imports opsets 7-15 and onnxruntime runs every opset from 7 on.
+The export uses PyTorch's TorchScript exporter (`dynamo=False`): since PyTorch 2.9 the default
+torch.export-based exporter needs the onnxscript package, and for these plain CNNs (Conv, Relu,
+MaxPool, GlobalAveragePool, Gemm, Softmax; BatchNorm folded into Conv) both give the same graph.
+
+    >>> from vrfer.onnx_backend import OnnxClassifier, export_onnx
+    >>> export_onnx("vrfer-lower", "vrfer-lower.onnx")
+    >>> clf = OnnxClassifier("vrfer-lower")          # exports once to the cache, then loads the file
+    >>> clf.predict_proba(crops)                     # uint8 (N, H, W) square faces -> (N, 8)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import VrferError
+from .occlusion import visible_rows
+from .preprocess import prepare
+
+DEFAULT_OPSET = 15          # highest opset Unity Sentis imports (7-15)
+SENTIS_MAX_OPSET = 15
+MIN_OPSET = 9
+INPUT_NAME = "input"
+OUTPUT_NAMES = ("logits", "probs")
+_CACHE_FORMAT = "1"         # bump when the exported graph or its metadata changes
+
+
+class _WithProbs(nn.Module):
+    """model -> (logits, softmax(logits)): Unity code reads probabilities without its own softmax."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        logits = self.model(x)
+        return logits, torch.softmax(logits, dim=1)
+
+
+def _as_model(model) -> nn.Module:
+    if isinstance(model, (str, os.PathLike)):
+        from .models import create_model
+        model = create_model(str(model))
+    if not hasattr(model, "cfg"):
+        raise VrferError("model carries no vrfer config (.cfg); create it with vrfer.create_model")
+    return model
+
+
+def max_opset() -> int:
+    try:
+        from torch.onnx import _constants
+        return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET))
+    except Exception:  # pragma: no cover - private module moved
+        return 17
+
+
+def check_opset(opset: int) -> int:
+    hi = max_opset()
+    if not MIN_OPSET <= int(opset) <= hi:
+        raise VrferError(f"opset {opset} not supported: use {MIN_OPSET}-{hi} "
+                         f"(Unity Sentis reads up to {SENTIS_MAX_OPSET}; default {DEFAULT_OPSET})")
+    return int(opset)
+
+
+# ----------------------------------------------------------------------------------------------- metadata
+
+def preprocessing_spec(cfg) -> dict:
+    """How to turn a grayscale face crop into the ONNX input, as data and as one sentence."""
+    s = cfg.image_size
+    top = visible_rows(s, cfg.occlusion)
+    c, h, w = cfg.input_shape
+    mean = [float(v) for v in cfg.mean]
+    std = [float(v) for v in cfg.std]
+    m = f"{mean[0]:g}" if len(set(mean)) == 1 else str(mean)
+    d = f"{std[0]:g}" if len(set(std)) == 1 else str(std)
+    if cfg.input_mode == "visible-half":
+        rows = [top, s]
+        mode_step = f", then rows [{top}:{s}] (the visible lower part; the top {top} rows are dropped)"
+    elif cfg.input_mode == "upper-occluded":
+        rows = [0, s]
+        mode_step = f", then rows [0:{top}] set to 0 (black, as under a headset)"
+    else:
+        rows = [0, s]
+        mode_step = ""
+    chans = "" if c == 1 else f", replicated to {c} identical channels"
+    formula = (f"input = (gray_uint8_crop resized to {s}x{s}{mode_step}{chans}, minus {m}, divided by {d}), "
+               f"float32 NCHW ({c}x{h}x{w} per face)")
+    return {
+        "classes": list(cfg.classes),
+        "input_name": INPUT_NAME,
+        "output_names": list(OUTPUT_NAMES),
+        "input_shape": ["batch", c, h, w],
+        "dtype": "float32",
+        "layout": "NCHW",
+        "channel_order": "grayscale (luma, 0-255)" + ("" if c == 1 else f" replicated to {c} channels"),
+        "row_order": "row 0 is the top of the face (Unity textures are stored bottom-up: flip them)",
+        "crop": "square face crop, face roughly filling it (as FER+: 48x48 with the face centred)",
+        "image_size": s,
+        "resize": "bilinear, half-pixel centres (align_corners=False), antialiased when shrinking",
+        "input_mode": cfg.input_mode,
+        "occlusion": float(cfg.occlusion),
+        "rows": rows,
+        "mean": mean,
+        "std": std,
+        "formula": formula,
+    }
+
+
+def onnx_metadata(cfg, opset: int) -> dict[str, str]:
+    pre = preprocessing_spec(cfg)
+    pre["opset"] = int(opset)
+    return {
+        "vrfer_config": cfg.to_json(),
+        "vrfer_preprocessing": json.dumps(pre),
+        "classes": ",".join(cfg.classes),
+        "input_mode": cfg.input_mode,
+        "vrfer_format": _CACHE_FORMAT,
+    }
+
+
+def _drop_identities(m) -> None:
+    """Identity nodes on initializers (the exporter makes them for equal constants) -> plain initializers."""
+    from onnx import numpy_helper
+    inits = {t.name: t for t in m.graph.initializer}
+    keep = []
+    for node in m.graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            arr = numpy_helper.to_array(inits[node.input[0]])
+            m.graph.initializer.append(numpy_helper.from_array(arr, node.output[0]))
+        else:
+            keep.append(node)
+    if len(keep) != len(m.graph.node):
+        del m.graph.node[:]
+        m.graph.node.extend(keep)
+
+
+# ------------------------------------------------------------------------------------------------- export
+
+def _export_bytes(model: nn.Module, opset: int) -> bytes:
+    cfg = model.cfg
+    wrapped = _WithProbs(model)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    dummy = torch.zeros(2, *cfg.input_shape, device=device)
+    buf = io.BytesIO()
+    kwargs = dict(input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), opset_version=opset,
+                  dynamic_axes={n: {0: "batch"} for n in (INPUT_NAME, *OUTPUT_NAMES)},
+                  do_constant_folding=True)
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False  # TorchScript exporter: the dynamo one needs onnxscript
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapped, (dummy,), buf, **kwargs)
+    except Exception as e:
+        raise VrferError(f"ONNX export of {cfg.name!r} failed: {type(e).__name__}: {e}") from None
+    finally:
+        model.train(was_training)
+
+    import onnx
+    m = onnx.load_from_string(buf.getvalue())
+    _drop_identities(m)
+    m.producer_name = "vrfer"
+    m.doc_string = (f"vrfer facial expression classifier {cfg.name!r} ({cfg.arch}, input mode {cfg.input_mode}). "
+                    + preprocessing_spec(cfg)["formula"])
+    del m.metadata_props[:]
+    for k, v in onnx_metadata(cfg, opset).items():
+        m.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(m)
+    return m.SerializeToString()
+
+
+def export_onnx(model, path, opset: int = DEFAULT_OPSET) -> Path:
+    """Write `model` (nn.Module with .cfg, registry name or .safetensors path) as an ONNX file.
+
+    Dynamic batch axis; input `input` (N, C, H, W) float32, outputs `logits` and `probs` (N, 8).
+    The preprocessing is in the file's metadata (see the module docstring).
+    """
+    opset = check_opset(opset)
+    model = _as_model(model)
+    data = _export_bytes(model, opset)
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as e:
+        raise VrferError(f"{path}: cannot write ONNX file ({e.strerror or e})") from None
+    return path
+
+
+def read_metadata(path) -> dict[str, str]:
+    import onnx
+    try:
+        m = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise VrferError(f"{path}: not a readable ONNX file ({e})") from None
+    return {p.key: p.value for p in m.metadata_props}
+
+
+def config_from_metadata(meta: dict[str, str], where: str = "ONNX model"):
+    from .models import ModelConfig
+    if "vrfer_config" not in meta:
+        raise VrferError(f"{where}: carries no vrfer config in its metadata (export it with `vrfer export`)")
+    try:
+        return ModelConfig.from_json(meta["vrfer_config"])
+    except Exception as e:
+        raise VrferError(f"{where}: bad vrfer config in its metadata ({e})") from None
+
+
+# ------------------------------------------------------------------------------------------------- cache
+
+def _weights_file(name: str) -> Path | None:
+    """The safetensors file behind a registry name, file or run folder; None for fresh weights."""
+    from .models.registry import _ARCHS, _builtin, _pretrained_path, get_config
+    p = Path(name)
+    if name not in _ARCHS and name not in _builtin():
+        if p.suffix == ".safetensors":
+            return p
+        if p.is_dir():
+            return p / "best.safetensors"
+    cfg = get_config(name)
+    return _pretrained_path(cfg.weights) if cfg.weights else None
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as e:
+        raise VrferError(f"{path}: cannot read model file ({e.strerror or e})") from None
+    return h.hexdigest()
+
+
+def cached_onnx(name: str, opset: int = DEFAULT_OPSET) -> Path:
+    """Export a registry model / .safetensors file once; later calls reuse the file (keyed by the weights' hash)."""
+    from .datasets.base import cache_dir
+    opset = check_opset(opset)
+    weights = _weights_file(str(name))
+    if weights is None:
+        raise VrferError(f"{name!r} has no trained weights; nothing to cache (pass the model object instead)")
+    if not weights.is_file():
+        raise VrferError(f"{weights}: model file not found")
+    key = hashlib.sha256(f"{_file_hash(weights)}|{opset}|{_CACHE_FORMAT}|{torch.__version__}".encode()).hexdigest()
+    out = cache_dir() / "onnx" / f"{weights.stem}-{key[:16]}-op{opset}.onnx"
+    if not out.is_file():
+        export_onnx(str(name), out, opset)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- classifier
+
+class OnnxClassifier:
+    """Face crops -> probabilities with onnxruntime (CPU). Same interface as vrfer.inference.TorchClassifier.
+
+    `model`: an .onnx file written by vrfer, a registry name or .safetensors file / run folder (exported
+    once to the cache, keyed by the weights' hash), or a model object (exported in memory).
+    `.cfg` is rebuilt from the ONNX metadata; preprocessing is vrfer.preprocess.prepare, as for PyTorch.
+    """
+
+    def __init__(self, model, intra_op_threads: int | None = None, tta_flip: bool = False,
+                 opset: int = DEFAULT_OPSET, batch_size: int = 512):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise VrferError("onnxruntime is not installed (pip install onnxruntime)") from None
+        opts = ort.SessionOptions()
+        if intra_op_threads:
+            opts.intra_op_num_threads = int(intra_op_threads)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+
+        if isinstance(model, nn.Module):
+            source, where = _export_bytes(_as_model(model), check_opset(opset)), f"model {model.cfg.name!r}"
+        else:
+            name = str(model)
+            if name.endswith(".onnx"):
+                path = Path(name)
+                if not path.is_file():
+                    raise VrferError(f"{path}: ONNX file not found")
+            elif _weights_file(name) is None:  # an architecture with fresh weights: nothing worth caching
+                source, where = _export_bytes(_as_model(name), check_opset(opset)), f"model {name!r}"
+                path = None
+            else:
+                path = cached_onnx(name, opset)
+            if path is not None:
+                source, where = str(path), str(path)
+        try:
+            self.session = ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise VrferError(f"{where}: onnxruntime cannot load it ({e})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.cfg = config_from_metadata(meta, where)
+        self.path = source if isinstance(source, str) else None
+        names = [o.name for o in self.session.get_outputs()]
+        self._output = "probs" if "probs" in names else names[0]
+        self._softmax = self._output != "probs"
+        self._input = self.session.get_inputs()[0].name
+        self.tta_flip = tta_flip
+        self.batch_size = batch_size
+
+    def _run(self, x: torch.Tensor) -> np.ndarray:
+        p = self.session.run([self._output], {self._input: x.numpy().astype(np.float32, copy=False)})[0]
+        if self._softmax:
+            p = torch.softmax(torch.from_numpy(p).float(), 1).numpy()
+        return p
+
+    def predict_proba(self, crops) -> np.ndarray:
+        """uint8 face crops (N, H, W) -> probabilities (N, 8), float32."""
+        crops = np.asarray(crops) if not isinstance(crops, torch.Tensor) else crops
+        if crops.ndim == 2:
+            crops = crops[None]
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(crops), self.batch_size):
+                chunk = crops[i:i + self.batch_size]
+                p = self._run(prepare(chunk, self.cfg))
+                if self.tta_flip:
+                    p = (p + self._run(prepare(chunk, self.cfg, flip_all=True))) / 2
+                out.append(p)
+        return (np.concatenate(out).astype(np.float32, copy=False) if out
+                else np.zeros((0, len(self.cfg.classes)), np.float32))

@@ -1,0 +1,56 @@
+"""The paper's occlusion (top half black) and the visible-half input mode."""
+
+import numpy as np
+import torch
+
+from vrfer.models import create_model
+from vrfer.occlusion import apply_input_mode, hflip, lower_half, occlude_upper
+from vrfer.preprocess import Augment, prepare
+
+
+def test_occlusion_blacks_out_exactly_the_top_half_of_the_rows():
+    img = np.full((48, 48), 200, np.uint8)
+    out = occlude_upper(img)
+    assert (out[:24] == 0).all() and (out[24:] == 200).all()
+    assert (img == 200).all()  # input untouched
+
+
+def test_occlusion_fraction_is_configurable():
+    out = occlude_upper(torch.ones(2, 1, 40, 40), fraction=0.25)
+    assert out[..., :10, :].sum() == 0 and (out[..., 10:, :] == 1).all()
+
+
+def test_visible_half_keeps_the_same_rows_the_occluded_face_shows():
+    img = np.random.default_rng(0).integers(0, 255, (3, 48, 48), dtype=np.uint8)
+    vis = lower_half(img)
+    assert vis.shape == (3, 24, 48)
+    np.testing.assert_array_equal(vis, occlude_upper(img)[:, 24:])
+    assert apply_input_mode(img, "full") is img
+
+
+def test_flip_mirrors_the_width_axis():
+    img = np.arange(6).reshape(1, 2, 3)
+    np.testing.assert_array_equal(hflip(img), img[..., ::-1])
+
+
+def test_prepare_builds_each_model_input_shape():
+    faces = np.random.default_rng(0).integers(0, 255, (4, 48, 48), dtype=np.uint8)
+    for mode, shape in [("full", (4, 1, 48, 48)), ("upper-occluded", (4, 1, 48, 48)), ("visible-half", (4, 1, 24, 48))]:
+        m = create_model("vrfer-cnn-small", input_mode=mode)
+        x = prepare(faces, m.cfg)
+        assert tuple(x.shape) == shape and tuple(x.shape[1:]) == m.cfg.input_shape
+    occ = prepare(faces, create_model("vrfer-cnn-small", input_mode="upper-occluded").cfg)
+    # black pixels after normalisation: (0 - mean) / std everywhere in the top half
+    assert torch.allclose(occ[:, :, :24], torch.tensor(-128.0 / 64.0))
+
+
+def test_flip_augmentation_flips_about_half_of_a_batch_and_is_seeded():
+    faces = np.random.default_rng(1).integers(0, 255, (200, 48, 48), dtype=np.uint8)
+    cfg = create_model("vrfer-cnn-small").cfg
+    plain = prepare(faces, cfg)
+    a = prepare(faces, cfg, Augment(flip=True), torch.Generator().manual_seed(3))
+    b = prepare(faces, cfg, Augment(flip=True), torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    flipped = (a == plain.flip(-1)).flatten(1).all(1)
+    same = (a == plain).flatten(1).all(1)
+    assert (flipped | same).all() and 60 < int(flipped.sum()) < 140

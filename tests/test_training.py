@@ -1,0 +1,115 @@
+"""The trainer: two-stage DSD training, resume after a kill, DDP, and clear errors for bad recipes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from fakedata import make_rows, write_folders
+from safetensors.torch import load_file
+
+from vrfer.cli import main
+from vrfer.training import dsd
+from vrfer.training.recipe import from_dict
+from vrfer.training.trainer import build_model, train
+
+TINY = {"model": "vrfer-cnn-small", "image_size": 24, "seed": 1,
+        "data": {"label_mode": "majority"},
+        "optim": {"lr": 0.05, "batch_size": 8, "schedule": "cosine"},
+        "augment": {"flip": True, "shift": 0.05}}
+
+
+@pytest.fixture
+def data(tmp_path_factory, private_cache):
+    root = tmp_path_factory.mktemp("ferplus")
+    return {"ferplus": str(write_folders(root, make_rows(n_per_split=48)))}
+
+
+def tiny(**over):
+    r = json.loads(json.dumps(TINY))
+    for k, v in over.items():
+        if isinstance(v, dict):
+            r.setdefault(k, {}).update(v)
+        else:
+            r[k] = v
+    return from_dict(r)
+
+
+def metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_stage_dsd_run(tmp_path, data):
+    stage1 = train(tiny(input_mode="full", dsd={"enabled": True, "dense": 1, "sparse": 2, "redense": 1,
+                                                 "sparsity": [0.2, 0.5]}), data, tmp_path / "s1", quiet=True)
+    rows = metrics(stage1)
+    assert [r["phase"] for r in rows] == ["dense", "sparse", "sparse", "redense"]
+    model = build_model(tiny(input_mode="full"))
+    targets = dsd.layer_sparsity_targets(model, [0.2, 0.5])
+    assert targets["features.0"] == 0.0 and abs(max(targets.values()) - 0.5) < 1e-9
+    for r in rows:
+        if r["phase"] == "sparse":  # every conv layer held at its target, the first never pruned
+            for layer, target in targets.items():
+                assert r["sparsity"][layer] == pytest.approx(target, abs=2e-3), layer
+    last = rows[-1]["sparsity"]     # redense: pruned weights are free to move again
+    assert all(last[k] < targets[k] - 0.05 for k in targets if targets[k] > 0)
+
+    stage2_recipe = tiny(input_mode="visible-half", init_from=str(stage1), dsd={"enabled": True, "dense": 1,
+                                                                               "sparse": 1, "redense": 1})
+    start = build_model(stage2_recipe)
+    best1 = load_file(str(stage1 / "best.safetensors"))
+    assert all(torch.equal(start.state_dict()[k], v) for k, v in best1.items())  # stage 2 starts from stage 1
+    assert start.cfg.input_mode == "visible-half"
+    stage2 = train(stage2_recipe, data, tmp_path / "s2", quiet=True)
+    assert len(metrics(stage2)) == 3 and (stage2 / "curves.png").stat().st_size > 1000
+
+
+def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path, data):
+    recipe = tiny(dsd={"enabled": True, "dense": 1, "sparse": 1, "redense": 1})
+    whole = train(recipe, data, tmp_path / "whole", quiet=True)
+    from vrfer.datasets.ferplus import load_ferplus
+    steps_per_epoch = len(load_ferplus(data["ferplus"], "train")) // 8
+    train(recipe, data, tmp_path / "killed", quiet=True, _stop_after_steps=steps_per_epoch + 2)  # inside epoch 2
+    assert len(metrics(tmp_path / "killed")) == 1
+    train(recipe, data, tmp_path / "killed", resume=True, quiet=True)
+    a, b = load_file(str(whole / "final.safetensors")), load_file(str(tmp_path / "killed" / "final.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ddp_with_two_cpu_processes(tmp_path, data):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text('model = "vrfer-cnn-small"\nimage_size = 24\n[optim]\nbatch_size = 8\nepochs = 2\n'
+                      'schedule = "constant"\n[dsd]\nenabled = true\ndense = 1\nsparse = 1\nredense = 0\n')
+    out = tmp_path / "ddp"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "vrfer", "train", "--recipe", str(recipe), "--data-root", data["ferplus"],
+                           "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = metrics(out)
+    assert len(rows) == 2 and (out / "final.safetensors").is_file()
+    assert rows[1]["sparsity"]["features.3"] == pytest.approx(0.2, abs=2e-3)
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--set", "optim.lrr=0.1"], "'optim.lrr'"),
+    (["--set", "optim.batch_size=big"], "'optim.batch_size'"),
+    (["--set", "input_mode=sideways"], "'input_mode'"),
+    (["--init-from", "/nonexistent/run"], "/nonexistent/run"),
+])
+def test_bad_recipe_gives_one_line_naming_the_key_or_path(tmp_path, data, capsys, args, expect):
+    code = main(["train", "--recipe", "cpu-lower", "--data-root", data["ferplus"], "--out", str(tmp_path / "r")]
+                + args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and expect in err[0]
+
+
+def test_missing_data_root_and_unknown_recipe(tmp_path, capsys):
+    assert main(["train", "--recipe", "cpu-full", "--data-root", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["train", "--recipe", "no-such-recipe", "--out", str(tmp_path)]) == 2
+    assert "unknown recipe" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("model = \n")
+    assert main(["train", "--recipe", str(bad), "--out", str(tmp_path)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
