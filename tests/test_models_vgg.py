@@ -14,9 +14,10 @@ from vrfer.models.vgg import LRN, VGG13Barsoum, VGGF, VGGFace
 from vrfer.preprocess import prepare
 from vrfer.training import dsd
 
-ARCHS = ["vgg-face", "vgg-f", "vgg13-barsoum", "vrfer-cnn", "vrfer-cnn-small"]
+ARCHS = ["vgg-face", "vgg-f", "vgg13-barsoum", "vrfer-cnn", "vrfer-cnn-small", "efficientnet-lite0"]
 # small crops where the architecture allows, so the tests stay fast on 2 CPU cores
-SMALL = {"vgg-face": 64, "vgg-f": 96, "vgg13-barsoum": 64, "vrfer-cnn": 48, "vrfer-cnn-small": 48}
+SMALL = {"vgg-face": 64, "vgg-f": 96, "vgg13-barsoum": 64, "vrfer-cnn": 48, "vrfer-cnn-small": 48,
+         "efficientnet-lite0": 64}
 MODES = ["full", "upper-occluded", "visible-half"]
 
 
@@ -161,6 +162,7 @@ def test_vgg_f_feature_map_at_224_is_13x13_as_in_the_original():
     with torch.no_grad():
         assert model.forward_features(torch.zeros(1, 3, 224, 224)).shape == (1, 256, 13, 13)
         assert model.forward_features(torch.zeros(1, 3, 112, 224)).shape[-2:] == (6, 13)
+        assert model.forward_features(torch.zeros(1, 3, 24, 48)).shape[-2:] == (1, 2)  # FER+ 48x48, lower half
 
 
 def test_lrn_is_matconvnets_normalize_with_param_5_1_2e5_075():

@@ -113,3 +113,19 @@ def test_missing_data_root_and_unknown_recipe(tmp_path, capsys):
     bad.write_text("model = \n")
     assert main(["train", "--recipe", str(bad), "--out", str(tmp_path)]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family, size", [("vggface", 32), ("vggf", 64)])
+def test_paper_recipes_run_both_stages_small(tmp_path, data, family, size):
+    """The paper's GPU recipes, shrunk (crop size, epochs, batch) so they run here on FER+-format data."""
+    from vrfer.training.recipe import load_recipe
+    small = [f"image_size={size}", 'data.datasets=["ferplus"]', "optim.batch_size=4",
+             "dsd.dense=1", "dsd.sparse=1", "dsd.redense=0"]
+    r1 = load_recipe(f"{family}-stage1", small)
+    assert r1["input_mode"] == "full" and r1["dsd"]["enabled"]
+    s1 = train(r1, data, tmp_path / "s1", quiet=True)
+    r2 = load_recipe(f"{family}-stage2", small + [f'init_from="{s1}"'])
+    assert r2["input_mode"] == "upper-occluded"
+    s2 = train(r2, data, tmp_path / "s2", quiet=True)
+    rows = metrics(s2)
+    assert rows[1]["phase"] == "sparse" and rows[1]["sparsity"][next(iter(rows[1]["sparsity"]))] == 0.0

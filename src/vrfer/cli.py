@@ -50,6 +50,8 @@ def cmd_data_summary(a) -> int:
             print(f"{split:>10}: {d['count']:>7} images ({cls})")
             for k, v in d.get("skipped", {}).items():
                 print(f"{'':>12}skipped {v}: {k}")
+            for k, v in d.get("dropped", {}).items():
+                print(f"{'':>12}dropped {v}: {k}")
     return 0
 
 

@@ -118,30 +118,41 @@ def _resize_float(a: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(a.astype(np.float32), mode="F").resize((size, size), Image.BILINEAR))
 
 
+def panels(crop, heat, cfg, alpha: float = 0.5, size: int = DISPLAY):
+    """The two pictures of `render` as float RGB (size, size, 3) in [0, 1], and the hidden row count.
+
+    face: the crop, its hidden upper rows darkened; overlay: the same with the heat map (jet colours)
+    blended in on the visible rows only.
+    """
+    from matplotlib import colormaps
+    from PIL import Image
+
+    crop = np.asarray(crop)
+    h = crop.shape[0]
+    gray = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize((size, size), Image.BICUBIC),
+                      np.float32) / 255.0
+    heat_d = np.clip(_resize_float(np.asarray(heat, np.float32), size), 0, 1)
+    top = int(round(hidden_rows(cfg, h) * size / h))
+    face = np.repeat(gray[..., None], 3, axis=2)
+    face[:top] *= 0.25                                   # the headset's part: dark
+    over = face.copy()
+    color = colormaps["jet"](heat_d)[..., :3].astype(np.float32)
+    over[top:] = (1 - alpha) * face[top:] + alpha * color[top:]
+    return np.clip(face, 0, 1), np.clip(over, 0, 1), top
+
+
 def render(crop, heat, probs, cfg, path=None, title: str | None = None, alpha: float = 0.5):
     """Draw [face as the model gets it | Grad-CAM overlay] with the predicted label, like the paper's Fig. 1.
 
     The hidden upper rows are shown dark in both panels and carry no heat. Returns the PIL image;
     writes a PNG when `path` is given.
     """
-    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from PIL import Image
 
-    crop = np.asarray(crop)
-    h = crop.shape[0]
-    gray = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize((DISPLAY, DISPLAY), Image.BICUBIC),
-                      np.float32) / 255.0
-    heat_d = np.clip(_resize_float(np.asarray(heat, np.float32), DISPLAY), 0, 1)
-    top = int(round(hidden_rows(cfg, h) * DISPLAY / h))
-
-    face = np.repeat(gray[..., None], 3, axis=2)
-    face[:top] *= 0.25                                   # the headset's part: dark
-    over = face.copy()
-    color = colormaps["jet"](heat_d)[..., :3].astype(np.float32)
-    over[top:] = (1 - alpha) * face[top:] + alpha * color[top:]
-
+    face, over, top = panels(crop, heat, cfg, alpha)
+    probs = np.asarray(probs)
     k = int(np.argmax(probs))
     order = np.argsort(probs)[::-1]
     fig = Figure(figsize=(4.0, 2.55), dpi=100)
@@ -149,7 +160,7 @@ def render(crop, heat, probs, cfg, path=None, title: str | None = None, alpha: f
     axes = fig.subplots(1, 2)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.80, bottom=0.10, wspace=0.04)
     for ax, img, name in zip(axes, (face, over), ("input", "Grad-CAM")):
-        ax.imshow(np.clip(img, 0, 1), interpolation="nearest")
+        ax.imshow(img, interpolation="nearest")
         ax.set_axis_off()
         ax.set_title(name, fontsize=8, pad=2)
         if top:
@@ -223,23 +234,24 @@ def box_crop(img: np.ndarray, box) -> np.ndarray:
     return img[y0:y0 + s, x0:x0 + s]
 
 
-def detect_crops(gray: np.ndarray, path) -> list[np.ndarray]:
-    """Square grayscale face crops found in a photo, by vrfer's face detector (vrfer.faces)."""
+def detect_crops(gray: np.ndarray, path, size: int = 48) -> list[np.ndarray]:
+    """Square grayscale face crops (size x size, framed like FER+) found in a photo by vrfer.faces."""
     try:
-        from .faces import detect_face_crops  # the one call into the detector
+        from .faces import align_crop, detect_faces  # the one place that calls the detector
     except ImportError as e:
         raise VrferError(f"--face detect is unavailable: vrfer's face detector cannot be loaded ({e})") from None
-    crops = [np.asarray(c, np.uint8) for c in detect_face_crops(gray)]
+    crops = [np.asarray(align_crop(gray, f.box, size=size), np.uint8) for f in detect_faces(gray)]
     if not crops:
-        raise VrferError(f"{path}: no face found")
+        raise VrferError(f"{path}: no face found (give the face box with --face x,y,w,h)")
     return crops
 
 
-def face_crops(gray: np.ndarray, face, path) -> list[np.ndarray]:
+def face_crops(gray: np.ndarray, face, path, size: int = 48) -> list[np.ndarray]:
+    """The face crops of one image: the image itself (its centre square), the detected faces, or a box."""
     if face == "none":
         return [center_square(gray)]
     if face == "detect":
-        return detect_crops(gray, path)
+        return detect_crops(gray, path, size)
     return [box_crop(gray, face)]
 
 
@@ -250,7 +262,7 @@ def explain_file(model, path, out_dir, face="none", target=None, taken: set | No
     """
     model = _as_model(model)
     path, out_dir = Path(path), Path(out_dir)
-    crops = face_crops(load_gray(path), face, path)
+    crops = face_crops(load_gray(path), face, path, model.cfg.image_size)
     taken = set() if taken is None else taken
     results = []
     for i, crop in enumerate(crops):

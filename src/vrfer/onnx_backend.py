@@ -22,11 +22,13 @@ MaxPool, GlobalAveragePool, Gemm, Softmax; BatchNorm folded into Conv) both give
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import io
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -157,6 +159,30 @@ def _drop_identities(m) -> None:
 
 # ------------------------------------------------------------------------------------------------- export
 
+@contextlib.contextmanager
+def _quiet_fd2():
+    """Silence file descriptor 2 for a moment: on failure the TorchScript exporter's C++ logger prints the
+    whole graph (torch switches its ONNX log on for every export); our error says what failed instead.
+    The log goes to std::cout by default, which is buffered: point it at the unbuffered std::cerr."""
+    try:
+        torch._C._jit_set_onnx_log_output_stream("stderr")
+    except Exception:  # pragma: no cover - private API gone
+        pass
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _export_bytes(model: nn.Module, opset: int) -> bytes:
     cfg = model.cfg
     wrapped = _WithProbs(model)
@@ -171,11 +197,16 @@ def _export_bytes(model: nn.Module, opset: int) -> bytes:
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # TorchScript exporter: the dynamo one needs onnxscript
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_fd2():
             warnings.simplefilter("ignore")
             torch.onnx.export(wrapped, (dummy,), buf, **kwargs)
-    except Exception as e:
-        raise VrferError(f"ONNX export of {cfg.name!r} failed: {type(e).__name__}: {e}") from None
+    except Exception as e:  # the exporter's message may carry the whole graph: keep its first line
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+        for cut in (" Please feel free", " [Caused by"):
+            first = first.split(cut)[0]
+        first = first[:300]
+        raise VrferError(f"ONNX export of {cfg.name!r} ({cfg.input_mode}, input {cfg.input_shape}) failed: "
+                         f"{type(e).__name__}: {first}") from None
     finally:
         model.train(was_training)
 
@@ -204,7 +235,7 @@ def export_onnx(model, path, opset: int = DEFAULT_OPSET) -> Path:
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # unique: two processes may fill one cache
     try:
         tmp.write_bytes(data)
         tmp.replace(path)
@@ -238,7 +269,8 @@ def _weights_file(name: str) -> Path | None:
     """The safetensors file behind a registry name, file or run folder; None for fresh weights."""
     from .models.registry import _ARCHS, _builtin, _pretrained_path, get_config
     p = Path(name)
-    if name not in _ARCHS and name not in _builtin():
+    bundled = _builtin()  # also registers the architectures
+    if name not in _ARCHS and name not in bundled:
         if p.suffix == ".safetensors":
             return p
         if p.is_dir():

@@ -238,6 +238,7 @@ def _read_list(path: Path, bad: BadData):
     h = hashlib.sha256()
     rows: list[Row] = []
     dropped: dict[int, int] = {}
+    ncol = len(HEADER)
     reader = csv.reader(_hashed_lines(path, h))
     try:
         first = True
@@ -250,36 +251,42 @@ def _read_list(path: Path, bad: BadData):
                 if not _looks_like_data(row):
                     raise VrferError(f"{path}: unknown column layout: first row {row[:len(HEADER) + 1]}; expected "
                                      f"the columns {', '.join(HEADER)} (the header row may be absent)")
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # blank line
-            where = f"{path}, row {line}"
-            if len(row) != len(HEADER):
-                bad(where, f"expected {len(HEADER)} fields ({', '.join(HEADER)}), found {len(row)}",
+            if len(row) != ncol:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # blank line
+                bad(f"{path}, row {line}", f"expected {len(HEADER)} fields ({', '.join(HEADER)}), found {len(row)}",
                     "malformed row")
                 continue
             try:
-                expr = _number(row[6], whole=True)
+                expr = int(row[6])
             except ValueError:
-                bad(where, f"expression {row[6]!r} is not a whole number", "expression not a number")
-                continue
+                try:
+                    expr = _number(row[6], whole=True)
+                except ValueError:
+                    bad(f"{path}, row {line}", f"expression {row[6]!r} is not a whole number",
+                        "expression not a number")
+                    continue
             if not 0 <= expr <= 10:
-                bad(where, f"expression {expr} is not an AffectNet id (0-10)", "unknown expression")
+                bad(f"{path}, row {line}", f"expression {expr} is not an AffectNet id (0-10)", "unknown expression")
                 continue
             if expr >= 8:
                 dropped[expr] = dropped.get(expr, 0) + 1
                 continue
             name = row[0].strip()
             if not name:
-                bad(where, "subDirectory_filePath is empty", "malformed row")
+                bad(f"{path}, row {line}", "subDirectory_filePath is empty", "malformed row")
                 continue
             try:
-                x, y, w, hh = (_number(v) for v in row[1:5])
+                x, y, w, hh = int(row[1]), int(row[2]), int(row[3]), int(row[4])
             except ValueError:
-                bad(where, f"face box {row[1:5]} is not numbers (face_x, face_y, face_width, face_height)",
-                    "face box not numbers")
-                continue
+                try:
+                    x, y, w, hh = (_number(v) for v in row[1:5])
+                except ValueError:
+                    bad(f"{path}, row {line}", f"face box {row[1:5]} is not numbers "
+                        "(face_x, face_y, face_width, face_height)", "face box not numbers")
+                    continue
             if w <= 0 or hh <= 0:
-                bad(where, f"face box width {w} / height {hh} must be > 0", "bad face box")
+                bad(f"{path}, row {line}", f"face box width {w} / height {hh} must be > 0", "bad face box")
                 continue
             rows.append(Row(line, name, x, y, w, hh, expr))
     except UnicodeDecodeError:
@@ -345,10 +352,14 @@ def _decode_face(path: Path, box, size: int):
                 r = 8 if reduce >= 8 else 4 if reduce >= 4 else 2
                 im.draft("L", (max(W // r, 1), max(H // r, 1)))
                 scale = max(1, round(W / im.size[0]))
-            if im.mode != "L":
-                im = im.convert("L")
-            face = im.resize((size, size), Image.BILINEAR,
-                             box=(x0 / scale, y0 / scale, min(x1 / scale, im.size[0]), min(y1 / scale, im.size[1])))
+            # crop first (the resize filter must not reach past the box), then scale the exact box
+            fx0, fy0 = x0 / scale, y0 / scale
+            fx1, fy1 = min(x1 / scale, im.size[0]), min(y1 / scale, im.size[1])
+            cx0, cy0 = int(math.floor(fx0)), int(math.floor(fy0))
+            face = im.crop((cx0, cy0, int(math.ceil(fx1)), int(math.ceil(fy1))))
+            if face.mode != "L":
+                face = face.convert("L")
+            face = face.resize((size, size), Image.BILINEAR, box=(fx0 - cx0, fy0 - cy0, fx1 - cx0, fy1 - cy0))
             arr = np.asarray(face, dtype=np.uint8)
     except FileNotFoundError:
         return None, "image file missing", "image file missing", stat

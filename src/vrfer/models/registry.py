@@ -66,7 +66,7 @@ def register(cfg: ModelConfig):
 
 
 def _builtin():
-    from . import compact, vgg  # noqa: F401  (modules register their architectures on import)
+    from . import compact, efficientnet, vgg  # noqa: F401  (modules register their architectures on import)
     from ..pretrained import bundled
     return bundled()
 

@@ -23,6 +23,7 @@ DEFAULTS: dict = {
     "image_size": 0,                 # 0 = the model's own crop size
     "seed": 0,
     "init_from": "",                 # run folder or .safetensors to start from (stage 2 <- stage 1)
+    "backbone_weights": "",          # pretrained backbone file (vgg-face.mat, *_dag.pth, ...) for stage 1
     "data": {
         "datasets": ["ferplus"],     # ferplus and/or affectnet (joint training set, one class order)
         "label_mode": "majority",    # majority | probability | crossentropy | multi_target

@@ -70,7 +70,11 @@ def build_model(recipe: dict):
     over = {"input_mode": recipe["input_mode"], "occlusion": recipe["occlusion"]}
     if recipe["image_size"]:
         over["image_size"] = recipe["image_size"]
-    model = create_model(recipe["model"], **over) if not recipe["init_from"] else None
+    if recipe["backbone_weights"] and not recipe["init_from"] and not Path(recipe["backbone_weights"]).exists() \
+            and recipe["backbone_weights"] != "imagenet":
+        raise VrferError(f"recipe: backbone_weights {recipe['backbone_weights']!r} does not exist")
+    model = create_model(recipe["model"], backbone_weights=recipe["backbone_weights"] or None, **over) \
+        if not recipe["init_from"] else None
     if recipe["init_from"]:
         src = Path(recipe["init_from"])
         if not src.exists():

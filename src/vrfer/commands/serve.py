@@ -1,0 +1,110 @@
+"""`vrfer serve`: stream expression predictions to a VR app over WebSocket (protocol: docs/PROTOCOL.md).
+
+    vrfer serve                                   # http://127.0.0.1:8765/ : demo page; ws://.../ws
+    vrfer serve --camera 0                        # the server reads the webcam; apps listen on /ws/events
+    vrfer serve --video clip.mp4 --face detect
+    vrfer serve --host 0.0.0.0 --token s3cret     # reachable from the headset: a token is required
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import VrferError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="live predictions over WebSocket/HTTP for VR apps, with a demo page",
+                       description="Serve the model on a WebSocket (/ws: send JPEG/PNG frames, get one "
+                                   "prediction event each), POST /predict, GET /health and /model, and a "
+                                   "webcam demo page at /. See docs/PROTOCOL.md.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; any other needs --token)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--model", default="vrfer-lower",
+                   help="registry name, .safetensors file or run folder (default vrfer-lower)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--face", default="detect", metavar="detect|none|x,y,w,h",
+                   help="detect: find faces in each frame; none: the frame is the face (its centre square); "
+                        "x,y,w,h: a fixed face box in pixels (default detect)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--camera", type=int, metavar="INDEX",
+                     help="read this camera and broadcast events to /ws/events subscribers")
+    src.add_argument("--video", metavar="FILE", help="read this video file (looped) and broadcast its events")
+    p.add_argument("--no-loop", action="store_true", help="play --video once instead of looping")
+    p.add_argument("--source-fps", type=float, default=15.0, help="most frames per second read from the "
+                   "camera/video (default 15)")
+    p.add_argument("--token", default=os.environ.get("VRFER_TOKEN"),
+                   help="clients must present it (?token= or Authorization: Bearer); default $VRFER_TOKEN")
+    p.add_argument("--alpha", type=float, help="EMA weight of the newest frame, (0, 1] (default 0.4)")
+    p.add_argument("--threshold", type=float, help="smoothed probability a new label needs (default 0.5)")
+    p.add_argument("--min-frames", type=int, help="consecutive frames the new label must lead (default 3)")
+    p.add_argument("--min-seconds", type=float, help="seconds the new label must lead (default 0)")
+    p.add_argument("--max-frame-bytes", type=int, default=None, help="largest frame accepted (default 2 MiB)")
+    p.add_argument("--max-connections", type=int, default=64, help="WebSocket clients at once (default 64)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="browser origin allowed on the WebSockets without a token, e.g. "
+                        "http://localhost:3000 (repeatable; '*' for any)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="PyTorch threads for inference (default 1, fastest for small models; 0: PyTorch's default)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(fn=run)
+
+
+def build_config(a):
+    from ..explain import parse_face
+    from ..serve.app import ServeConfig, check_bind
+    from ..serve.protocol import DEFAULT_MAX_FRAME_BYTES, Params, ProtocolError
+
+    if not 0 <= a.port <= 65535:
+        raise VrferError(f"--port {a.port}: expected 0-65535")
+    values = {k: v for k, v in (("alpha", a.alpha), ("threshold", a.threshold), ("min_frames", a.min_frames),
+                                ("min_seconds", a.min_seconds)) if v is not None}
+    try:
+        params = Params().updated(values)
+    except ProtocolError as e:
+        raise VrferError(f"--{e.message.replace('_', '-')}") from None
+    max_bytes = a.max_frame_bytes or DEFAULT_MAX_FRAME_BYTES
+    if max_bytes < 1024:
+        raise VrferError("--max-frame-bytes: at least 1024")
+    if a.max_connections < 1:
+        raise VrferError("--max-connections: at least 1")
+    if a.threads < 0:
+        raise VrferError("--threads: 0 (PyTorch's default) or more")
+    if a.source_fps <= 0:
+        raise VrferError("--source-fps: must be > 0")
+    if a.video is not None and not os.path.isfile(a.video):
+        raise VrferError(f"{a.video}: video file not found")
+    cfg = ServeConfig(model=a.model, face=parse_face(a.face), backend=a.backend, host=a.host, port=a.port,
+                      token=a.token or None, camera=a.camera, video=a.video, loop_video=not a.no_loop,
+                      source_fps=a.source_fps, params=params, max_frame_bytes=max_bytes,
+                      max_connections=a.max_connections, allow_origins=tuple(a.allow_origin),
+                      threads=a.threads or None)
+    check_bind(cfg)
+    return cfg
+
+
+def run(a) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise VrferError(f"vrfer serve needs starlette and uvicorn ({e.name} is missing): "
+                         "pip install 'vrfer[serve]'") from None
+    from ..serve.app import create_app, uvicorn_config
+
+    cfg = build_config(a)
+    app = create_app(cfg)            # loads the model and opens the source: errors end here, cleanly
+    import uvicorn
+    server = uvicorn.Server(uvicorn_config(app, cfg, a.log_level))
+    host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+    print(f"vrfer serve: model {app.state.vrfer.model_info['name']}, http://{host}:{cfg.port}/ "
+          f"(WebSocket ws://{host}:{cfg.port}/ws{', token required' if cfg.token else ''})", flush=True)
+    try:
+        server.run()
+    except SystemExit:           # uvicorn exits when it cannot bind
+        if server.started:
+            raise
+    if not server.started:
+        raise VrferError(f"cannot listen on {cfg.host}:{cfg.port} (address in use or not available)")
+    return 0

@@ -1,0 +1,257 @@
+"""The `vrfer serve` wire protocol: message shapes, per-connection smoothing and the change debouncer.
+
+Pure logic, no I/O: the server (vrfer.serve.app) and the tests both use it. docs/PROTOCOL.md
+describes the same messages for client authors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+
+from ..classes import CLASSES
+
+PROTOCOL_VERSION = 1
+
+# defaults of the per-connection parameters (CLI flags change the server's defaults, query parameters
+# and "config" messages change one connection's)
+DEFAULT_ALPHA = 0.4          # EMA weight of the newest frame: 1 = no smoothing
+DEFAULT_THRESHOLD = 0.5      # smoothed probability the new label needs to count as a change
+DEFAULT_MIN_FRAMES = 3       # ... for at least this many consecutive frames
+DEFAULT_MIN_SECONDS = 0.0    # ... and for at least this long
+DEFAULT_MAX_FRAME_BYTES = 2 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+# client -> server text messages
+CLIENT_TYPES = ("config", "frame", "subscribe", "unsubscribe", "reset", "ping", "stats")
+
+
+class ProtocolError(ValueError):
+    """A bad message from a client: becomes an "error" event on that connection (code, message)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ------------------------------------------------------------------------------------------ parameters
+
+@dataclass(frozen=True)
+class Params:
+    """One connection's settings. Settable by query parameters (?alpha=0.3&crop=1) or a config message."""
+
+    alpha: float = DEFAULT_ALPHA
+    threshold: float = DEFAULT_THRESHOLD
+    min_frames: int = DEFAULT_MIN_FRAMES
+    min_seconds: float = DEFAULT_MIN_SECONDS
+    crop: bool = False           # add a PNG of the face rows the model sees ("crop", a data URL)
+    arrays: bool = False         # probs/smoothed as lists in class order (Unity's JsonUtility) instead of dicts
+    track: bool = True           # with --face detect: follow the main face between frames (one face, cheap)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def updated(self, values: dict) -> "Params":
+        """A copy with `values` (strings from a query or JSON values) applied; raises ProtocolError."""
+        known = {f.name for f in fields(self)}
+        changes = {}
+        for key, raw in values.items():
+            if key not in known:
+                continue
+            changes[key] = _convert(key, raw)
+        return replace(self, **changes)
+
+
+def _convert(key: str, raw):
+    try:
+        if key in ("crop", "arrays", "track"):
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, (int, float)) and raw in (0, 1):
+                return bool(raw)
+            s = str(raw).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError
+        if key == "min_frames":
+            if isinstance(raw, bool):
+                raise ValueError
+            v = float(raw)
+            if not v.is_integer() or not 1 <= v <= 10_000:
+                raise ValueError
+            return int(v)
+        if isinstance(raw, bool):
+            raise ValueError
+        v = float(raw)
+        if not math.isfinite(v):
+            raise ValueError
+        if key == "alpha" and not 0.0 < v <= 1.0:
+            raise ValueError
+        if key == "threshold" and not 0.0 <= v <= 1.0:
+            raise ValueError
+        if key == "min_seconds" and not 0.0 <= v <= 3600.0:
+            raise ValueError
+        return v
+    except (TypeError, ValueError):
+        ranges = {"alpha": "a number in (0, 1]", "threshold": "a number in [0, 1]",
+                  "min_frames": "an integer in [1, 10000]", "min_seconds": "seconds in [0, 3600]",
+                  "crop": "true/false or 1/0", "arrays": "true/false or 1/0",
+                  "track": "true/false or 1/0"}
+        raise ProtocolError("bad_param", f"{key}={raw!r}: expected {ranges[key]}") from None
+
+
+# ------------------------------------------------------------------------------------------ smoothing
+
+class Smoother:
+    """Exponential moving average of the class probabilities, one track per face slot.
+
+    Faces are matched by their order in the event (largest face first). A slot whose face disappears is
+    forgotten; a new face starts from its own first probabilities.
+    """
+
+    def __init__(self, alpha: float = DEFAULT_ALPHA):
+        self.alpha = alpha
+        self.state: list[np.ndarray] = []
+
+    def reset(self) -> None:
+        self.state = []
+
+    def update(self, probs: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for i, p in enumerate(probs):
+            p = np.asarray(p, np.float64)
+            if i < len(self.state) and self.state[i].shape == p.shape:
+                s = self.alpha * p + (1.0 - self.alpha) * self.state[i]
+            else:
+                s = p.copy()
+            out.append(s)
+        self.state = out
+        return out
+
+
+@dataclass
+class Change:
+    old: str | None
+    new: str
+    confidence: float
+    frames: int
+    seconds: float
+
+
+class Debouncer:
+    """Emits a change when a new label leads the smoothed probabilities, with smoothed probability
+    >= threshold, for >= min_frames consecutive frames AND >= min_seconds.
+
+    The very first stable label is a change too (from None). Frames without a face do not count for
+    or against a candidate.
+    """
+
+    def __init__(self, classes=CLASSES, threshold: float = DEFAULT_THRESHOLD,
+                 min_frames: int = DEFAULT_MIN_FRAMES, min_seconds: float = DEFAULT_MIN_SECONDS):
+        self.classes = tuple(classes)
+        self.threshold = threshold
+        self.min_frames = min_frames
+        self.min_seconds = min_seconds
+        self.current: str | None = None
+        self._candidate: str | None = None
+        self._count = 0
+        self._since = 0.0
+
+    def reset(self) -> None:
+        self.current, self._candidate, self._count = None, None, 0
+
+    def update(self, smoothed, now: float | None = None) -> Change | None:
+        now = time.monotonic() if now is None else now
+        smoothed = np.asarray(smoothed)
+        k = int(np.argmax(smoothed))
+        label, p = self.classes[k], float(smoothed[k])
+        if label == self.current or p < self.threshold:
+            self._candidate, self._count = None, 0
+            return None
+        if label != self._candidate:
+            self._candidate, self._count, self._since = label, 0, now
+        self._count += 1
+        if self._count >= self.min_frames and now - self._since >= self.min_seconds:
+            change = Change(self.current, label, p, self._count, now - self._since)
+            self.current, self._candidate, self._count = label, None, 0
+            return change
+        return None
+
+
+# ------------------------------------------------------------------------------------------ messages
+
+def probs_dict(p, classes=CLASSES) -> dict:
+    return {c: round(float(v), 5) for c, v in zip(classes, p)}
+
+
+def prediction_event(frame, faces: list[dict], smoothed: list[np.ndarray] | None, classes=CLASSES,
+                     latency_ms: float | None = None, dropped: int | None = None, source: str | None = None,
+                     crop: str | None = None, stable: str | None = None, arrays: bool = False) -> dict:
+    """faces: [{box, label, probs (array or dict)}] -> the "prediction" event (JSON-ready).
+    arrays: probabilities as lists in class order instead of {class: p} objects."""
+    out_faces = []
+    for i, f in enumerate(faces):
+        probs = f["probs"]
+        pd = probs if isinstance(probs, dict) else probs_dict(probs, classes)
+        d = {"box": [int(v) for v in f["box"]], "label": f["label"], "score": round(max(pd.values()), 5),
+             "probs": list(pd.values()) if arrays else pd}
+        if smoothed is not None and i < len(smoothed):
+            sd = probs_dict(smoothed[i], classes)
+            d["smoothed"] = list(sd.values()) if arrays else sd
+            d["smoothed_label"] = max(sd, key=sd.get)
+        out_faces.append(d)
+    ev = {"type": "prediction", "time": round(time.time(), 4), "frame": frame, "faces": out_faces,
+          "label": out_faces[0].get("smoothed_label", out_faces[0]["label"]) if out_faces else None,
+          "stable": stable}
+    if latency_ms is not None:
+        ev["latency_ms"] = round(latency_ms, 2)
+    if dropped is not None:
+        ev["dropped"] = dropped
+    if source is not None:
+        ev["source"] = source
+    if crop is not None:
+        ev["crop"] = crop
+    return ev
+
+
+def change_event(frame, change: Change, face: int = 0, source: str | None = None) -> dict:
+    ev = {"type": "change", "time": round(time.time(), 4), "frame": frame, "face": face,
+          "from": change.old, "to": change.new, "confidence": round(change.confidence, 5),
+          "frames": change.frames, "seconds": round(change.seconds, 3)}
+    if source is not None:
+        ev["source"] = source
+    return ev
+
+
+def error_event(code: str, message: str, frame=None) -> dict:
+    ev = {"type": "error", "time": round(time.time(), 4), "code": code, "message": message}
+    if frame is not None:
+        ev["frame"] = frame
+    return ev
+
+
+def parse_client_message(text: str) -> dict:
+    """A text message -> a dict with a known "type"; raises ProtocolError for anything else."""
+    if len(text) > 16 * 1024 * 1024:
+        raise ProtocolError("bad_message", "text message too long")
+    try:
+        msg = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_message", "text messages must be JSON objects, e.g. {\"type\": \"ping\"}") \
+            from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("bad_message", "text messages must be JSON objects with a \"type\"")
+    kind = msg.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_message", "message has no \"type\" string")
+    if kind not in CLIENT_TYPES:
+        raise ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}; "
+                                            f"known: {', '.join(CLIENT_TYPES)}")
+    return msg

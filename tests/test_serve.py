@@ -1,0 +1,603 @@
+"""`vrfer serve` end to end: a real uvicorn server on a free loopback port, real HTTP and WebSocket clients.
+
+The model is a fresh vrfer-cnn-small saved to a temporary file; for the change-event test its last layer
+is set so that one face reads as happiness and another as sadness (the whole pipeline stays real).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+websockets = pytest.importorskip("websockets")
+from conftest import SHARED  # noqa: E402
+from websockets.sync.client import connect as ws_connect  # noqa: E402
+
+from vrfer.classes import CLASSES  # noqa: E402
+from vrfer.serve.app import ServeConfig, ServerThread, create_app  # noqa: E402
+from vrfer.serve.protocol import Debouncer, Params, ProtocolError, Smoother  # noqa: E402
+
+MAX_FRAME = 256 * 1024
+FACES_DEV = SHARED / "data" / "faces-dev" / "images"
+FER_TEST = SHARED / "data" / "ferplus" / "FER2013Test"
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+def _jpeg(a: np.ndarray, quality: int = 85) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _real_faces(n: int) -> list[bytes]:
+    """n real face photos as JPEG bytes (faces-dev, else FER+ test PNGs upscaled); synthetic if neither."""
+    from PIL import Image
+    files = sorted(FACES_DEV.glob("*.jpg"))[:n] if FACES_DEV.is_dir() else []
+    if len(files) >= n:
+        return [f.read_bytes() for f in files]
+    files = sorted(FER_TEST.glob("*.png"))[:n] if FER_TEST.is_dir() else []
+    if len(files) >= n:
+        return [_jpeg(np.asarray(Image.open(f).convert("L").resize((192, 192), Image.BILINEAR))) for f in files]
+    rng = np.random.default_rng(0)
+    return [_jpeg(rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def faces() -> list[bytes]:
+    return _real_faces(4)
+
+
+def make_steered_model(path: Path, face_a: bytes, face_b: bytes, face="none") -> Path:
+    """Save a fresh vrfer-cnn-small (visible half) whose classifier reads face_a as happiness and face_b as
+    sadness: a line through the two faces' penultimate features, as the server's own pipeline (decode ->
+    face -> crop -> model) produces them. Every other part of the model and the pipeline stays real."""
+    import torch
+    from torch import nn
+
+    from vrfer.models import create_model, save_model
+    from vrfer.serve.engine import Predictor, decode_image
+
+    torch.manual_seed(0)
+    model = create_model("vrfer-cnn-small", input_mode="visible-half").eval()
+    save_model(model, path)
+    predictor = Predictor(str(path), face)
+    feats = []
+
+    def grab(module, inputs, output):
+        if isinstance(module, nn.Linear) and module.out_features == len(CLASSES):
+            feats.append(inputs[0].detach().clone())
+
+    hook = torch.nn.modules.module.register_module_forward_hook(grab)
+    try:
+        for data in (face_a, face_b):
+            predictor.predict(decode_image(data, 1 << 26))
+    finally:
+        hook.remove()
+    assert len(feats) == 2, "the classifier's last layer was not seen"
+    fa, fb = feats[0][0], feats[1][0]
+    d, mid = fa - fb, (fa + fb) / 2
+    k = 12.0 / float(d @ d)
+    w = torch.zeros_like(model.classifier.weight)
+    b = torch.zeros_like(model.classifier.bias)
+    hi, lo = CLASSES.index("happiness"), CLASSES.index("sadness")
+    w[hi], b[hi] = k * d, -k * float(d @ mid)
+    w[lo], b[lo] = -k * d, k * float(d @ mid)
+    with torch.no_grad():
+        model.classifier.weight.copy_(w)
+        model.classifier.bias.copy_(b)
+    save_model(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def steered_model(tmp_path_factory, faces) -> Path:
+    return make_steered_model(tmp_path_factory.mktemp("serve") / "m.safetensors", faces[0], faces[1])
+
+
+@pytest.fixture(scope="module")
+def server(steered_model):
+    cfg = ServeConfig(model=str(steered_model), face="none", port=0, max_frame_bytes=MAX_FRAME)
+    with ServerThread(create_app(cfg), cfg) as srv:
+        yield srv
+
+
+def ws_url(srv, path="/ws", **query) -> str:
+    q = "&".join(f"{k}={v}" for k, v in query.items())
+    return srv.url.replace("http", "ws", 1) + path + (f"?{q}" if q else "")
+
+
+def recv(ws, kind: str | None = None, timeout: float = 20.0) -> dict:
+    """Next event (of `kind`, skipping others)."""
+    end = time.monotonic() + timeout
+    while True:
+        ev = json.loads(ws.recv(timeout=max(0.01, end - time.monotonic())))
+        if kind is None or ev["type"] == kind:
+            return ev
+
+
+@contextlib.contextmanager
+def open_ws(srv, path="/ws", **query):
+    """-> (connection, its hello event)."""
+    with ws_connect(ws_url(srv, path, **query), open_timeout=20, max_size=None) as ws:
+        yield ws, recv(ws, "hello")
+
+
+# ------------------------------------------------------------------------------------------ HTTP
+
+def test_health_and_model(server, steered_model):
+    r = httpx.get(server.url + "/health", timeout=10)
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    m = httpx.get(server.url + "/model", timeout=10).json()
+    assert m["name"] == "vrfer-cnn-small" and m["classes"] == list(CLASSES)
+    assert m["input"]["shape"] == [1, 24, 48] and m["input"]["input_mode"] == "visible-half"
+    assert len(m["version"]) == 12 and m["vrfer_version"]
+
+
+def test_predict_real_face_raw_and_multipart(server, faces):
+    r = httpx.post(server.url + "/predict", content=faces[0], headers={"Content-Type": "image/jpeg"}, timeout=20)
+    assert r.status_code == 200, r.text
+    ev = r.json()
+    assert ev["type"] == "prediction" and len(ev["faces"]) == 1
+    face = ev["faces"][0]
+    assert set(face["probs"]) == set(CLASSES) and abs(sum(face["probs"].values()) - 1) < 1e-3
+    assert face["label"] == "happiness"              # the steered model's answer for faces[0]
+    assert len(face["box"]) == 4
+    r = httpx.post(server.url + "/predict?crop=1", files={"image": ("f.jpg", faces[1], "image/jpeg")}, timeout=20)
+    assert r.status_code == 200, r.text
+    ev = r.json()
+    assert ev["faces"][0]["label"] == "sadness"
+    assert ev["crop"].startswith("data:image/png;base64,")
+
+
+def test_predict_bad_inputs(server, faces):
+    r = httpx.post(server.url + "/predict", content=b"definitely not an image", timeout=10)
+    assert r.status_code == 400 and r.json()["code"] == "bad_image"
+    r = httpx.post(server.url + "/predict", content=b"\xff" * (MAX_FRAME + 1), timeout=10)
+    assert r.status_code == 413 and r.json()["code"] == "frame_too_large"
+    r = httpx.post(server.url + "/predict", files={"note": (None, "hello")}, timeout=10)
+    assert r.status_code == 400 and r.json()["code"] == "bad_message"
+    r = httpx.post(server.url + "/predict", content=faces[0][: len(faces[0]) // 3], timeout=10)  # truncated
+    assert r.status_code in (200, 400)                # PIL may still decode a truncated JPEG's top
+    assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+
+
+def test_dns_rebinding_host_is_refused(server):
+    r = httpx.get(server.url + "/model", headers={"Host": "attacker.example"}, timeout=10)
+    assert r.status_code == 403
+
+
+# ------------------------------------------------------------------------------------------ WebSocket
+
+def test_ws_frame_gives_prediction(server, faces):
+    with open_ws(server, crop=1) as (ws, hello):
+        assert hello["classes"] == list(CLASSES) and hello["max_frame_bytes"] == MAX_FRAME
+        ws.send(faces[0])
+        ev = recv(ws, "prediction")
+        assert ev["frame"] == 1 and isinstance(ev["time"], float)
+        f = ev["faces"][0]
+        assert len(f["probs"]) == 8 and len(f["smoothed"]) == 8
+        assert f["label"] == "happiness" and ev["label"] == "happiness"
+        from PIL import Image
+        png = Image.open(io.BytesIO(base64.b64decode(ev["crop"].split(",", 1)[1])))
+        assert png.size == (96, 48)                   # the visible half, 2x
+        # a JSON frame with the client's own id
+        ws.send(json.dumps({"type": "frame", "id": "abc", "data": base64.b64encode(faces[1]).decode()}))
+        ev = recv(ws, "prediction")
+        assert ev["frame"] == "abc" and ev["faces"][0]["label"] == "sadness"
+        ws.send(json.dumps({"type": "ping", "id": 7}))
+        assert recv(ws, "pong")["id"] == 7
+
+
+def test_ws_arrays_for_unity(server, faces):
+    with open_ws(server, arrays=1) as (ws, hello):
+        assert hello["config"]["arrays"] is True
+        ws.send(faces[0])
+        f = recv(ws, "prediction")["faces"][0]
+        assert isinstance(f["probs"], list) and len(f["probs"]) == 8 and len(f["smoothed"]) == 8
+        assert hello["classes"][int(np.argmax(f["probs"]))] == f["label"] == "happiness"
+    r = httpx.post(server.url + "/predict?arrays=1", content=faces[1], timeout=20)
+    assert r.json()["faces"][0]["probs"][CLASSES.index("sadness")] > 0.5
+
+
+def test_ws_change_event_debounced(server, faces):
+    changes, labels = [], []
+    with open_ws(server, alpha=0.5, threshold=0.6, min_frames=3) as (ws, _):
+        for i, data in enumerate([faces[0]] * 4 + [faces[1]] * 6, start=1):
+            ws.send(data)
+            while True:
+                ev = recv(ws)
+                if ev["type"] == "change":
+                    changes.append((i, ev["from"], ev["to"]))
+                if ev["type"] == "prediction":
+                    labels.append(ev["faces"][0]["smoothed_label"])
+                    assert ev["frame"] == i
+                    # a change event follows its prediction at once; look for it before the next frame
+                    try:
+                        ev2 = json.loads(ws.recv(timeout=0.3))
+                    except TimeoutError:
+                        break
+                    assert ev2["type"] == "change"
+                    changes.append((i, ev2["from"], ev2["to"]))
+                    break
+    # happiness leads from frame 1 (prob ~1 > 0.6): the change fires on the 3rd frame, not before.
+    # sadness: smoothed 0.5, 0.75, 0.875, ... -> over 0.6 from the 6th frame; 3 frames later (8th).
+    assert changes == [(3, None, "happiness"), (8, "happiness", "sadness")], (changes, labels)
+
+
+def test_ws_change_thresholds_from_config_message(server, faces):
+    with open_ws(server) as (ws, _):
+        ws.send(json.dumps({"type": "config", "alpha": 1, "threshold": 0.9, "min_frames": 1}))
+        cfg = recv(ws, "config")["config"]
+        assert cfg["alpha"] == 1.0 and cfg["min_frames"] == 1
+        ws.send(faces[1])
+        recv(ws, "prediction")
+        ch = recv(ws, "change", timeout=10)
+        assert ch["to"] == "sadness" and ch["frame"] == 1 and ch["confidence"] >= 0.9
+
+
+def test_ws_bad_inputs_then_still_works(server, faces):
+    with open_ws(server) as (ws, _):
+        ws.send(b"\x00" * (MAX_FRAME + 10))
+        assert recv(ws, "error")["code"] == "frame_too_large"
+        ws.send(b"this is not an image")
+        ev = recv(ws, "error")
+        assert ev["code"] == "bad_image" and ev["frame"] == 2
+        ws.send("{not json")
+        assert recv(ws, "error")["code"] == "bad_message"
+        ws.send("[1, 2, 3]")
+        assert recv(ws, "error")["code"] == "bad_message"
+        ws.send(json.dumps({"type": "launch_missiles"}))
+        assert recv(ws, "error")["code"] == "unknown_type"
+        ws.send(json.dumps({"type": "config", "alpha": 5}))
+        assert recv(ws, "error")["code"] == "bad_param"
+        ws.send(json.dumps({"type": "frame", "data": "!!!not base64!!!"}))
+        assert recv(ws, "error")["code"] == "bad_image"
+        ws.send(json.dumps({"type": "subscribe"}))
+        assert recv(ws, "error")["code"] == "no_source"
+        png = io.BytesIO()
+        from PIL import Image
+        Image.new("L", (20000, 20000)).save(png, format="PNG", optimize=False)   # 400 Mpx, a small file
+        if len(png.getvalue()) <= MAX_FRAME:
+            ws.send(png.getvalue())
+            assert recv(ws, "error")["code"] == "image_too_large"
+        ws.send(faces[0])
+        ev = recv(ws, "prediction")
+        assert ev["faces"][0]["label"] == "happiness"
+    # a message beyond the WebSocket size cap closes that socket (1009) but not the server
+    with open_ws(server) as (ws, _):
+        ws.send(b"\x00" * (5 * MAX_FRAME))
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+            for _ in range(10):
+                ws.recv(timeout=10)
+        assert e.value.rcvd is None or e.value.rcvd.code == 1009
+    with open_ws(server) as (ws, _):
+        ws.send(faces[1])
+        assert recv(ws, "prediction")["faces"][0]["label"] == "sadness"
+
+
+def test_bad_query_params_are_refused(server):
+    with ws_connect(ws_url(server, alpha="zero"), open_timeout=20) as ws:
+        ev = json.loads(ws.recv(timeout=10))
+        assert ev["type"] == "error" and ev["code"] == "bad_param"
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+            ws.recv(timeout=10)
+        assert e.value.rcvd.code == 4400
+
+
+def test_slow_consumer_keeps_bounded_queues(server, faces):
+    """Send 300 frames without reading a single event: the server keeps one pending frame and a short
+    outbox per connection, and counts what it dropped."""
+    n = 300
+    with open_ws(server, crop=1) as (ws, hello):
+        sid = hello["session"]
+        for i in range(n):
+            ws.send(faces[i % 2])
+        time.sleep(1.0)
+        rows = {s["id"]: s for s in httpx.get(server.url + "/stats", timeout=10).json()["sessions"]}
+        row = rows[sid]
+        assert row["pending"] <= 1 and row["outbox"] <= 16 and row["max_outbox"] <= 16
+        snap = httpx.get(server.url + "/stats", timeout=10).json()
+        assert snap["engine"]["max_queue"] <= snap["engine"]["max_pending"]
+        # wait until everything received is accounted for, then read what is there
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            row = {s["id"]: s for s in httpx.get(server.url + "/stats", timeout=10).json()["sessions"]}[sid]
+            if row["received"] == n and row["pending"] == 0 and row["processed"] + row["dropped"] + row["errors"] == n:
+                break
+            time.sleep(0.2)
+        assert row["received"] == n
+        assert row["processed"] + row["dropped"] + row["errors"] == n
+        assert row["dropped"] > 0                     # stale frames were dropped, not queued
+        ws.send(json.dumps({"type": "stats"}))
+        got = []
+        while True:
+            ev = recv(ws)
+            if ev["type"] == "stats":
+                break
+            got.append(ev)
+        preds = [e for e in got if e["type"] == "prediction"]
+        assert 0 < len(preds) <= 16 + 1
+        assert preds[-1]["dropped"] == ev["dropped"]
+
+
+def test_many_clients_at_once(server, faces):
+    async def client(k: int):
+        from websockets.asyncio.client import connect
+        async with connect(ws_url(server), open_timeout=30, max_size=None) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            labels = []
+            for i in range(5):
+                await ws.send(faces[(k + i) % 2])
+                while True:
+                    ev = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                    if ev["type"] == "prediction":
+                        assert ev["frame"] == i + 1
+                        labels.append(ev["faces"][0]["label"])
+                        break
+            return labels
+
+    async def health_while_busy():
+        worst = 0.0
+        async with httpx.AsyncClient(timeout=10) as http:
+            for _ in range(10):
+                t = time.perf_counter()
+                assert (await http.get(server.url + "/health")).status_code == 200
+                worst = max(worst, time.perf_counter() - t)
+                await asyncio.sleep(0.05)
+        return worst
+
+    async def main():
+        return await asyncio.gather(*(client(k) for k in range(12)), health_while_busy())
+
+    *results, worst = asyncio.run(main())
+    for k, labels in enumerate(results):
+        assert labels == [("happiness", "sadness")[(k + i) % 2] for i in range(5)]
+    assert worst < 1.0      # inference runs off the event loop: the loop keeps answering
+
+
+# ------------------------------------------------------------------------------------------ auth
+
+@pytest.fixture(scope="module")
+def token_server(steered_model):
+    cfg = ServeConfig(model=str(steered_model), face="none", port=0, token="s3cret")
+    with ServerThread(create_app(cfg), cfg) as srv:
+        yield srv
+
+
+def test_token_required(token_server, faces):
+    url = token_server.url
+    assert httpx.get(url + "/health", timeout=10).status_code == 200
+    r = httpx.get(url + "/model", timeout=10)
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(url + "/model", headers={"Authorization": "Bearer wrong"}, timeout=10).status_code == 401
+    assert httpx.get(url + "/model", headers={"Authorization": "Bearer s3cret"}, timeout=10).status_code == 200
+    assert httpx.get(url + "/model?token=s3cret", timeout=10).status_code == 200
+    assert httpx.post(url + "/predict", content=faces[0], timeout=10).status_code == 401
+    with ws_connect(ws_url(token_server), open_timeout=20) as ws:
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+            ws.recv(timeout=10)
+        assert e.value.rcvd.code == 4401
+    with ws_connect(ws_url(token_server, token="nope"), open_timeout=20) as ws:
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+            ws.recv(timeout=10)
+        assert e.value.rcvd.code == 4401
+    with ws_connect(ws_url(token_server), additional_headers={"Authorization": "Bearer s3cret"},
+                    open_timeout=20) as ws:
+        assert recv(ws, "hello")["type"] == "hello"
+        ws.send(faces[0])
+        assert recv(ws, "prediction")["faces"][0]["label"] == "happiness"
+    with open_ws(token_server, token="s3cret") as (ws, hello):
+        assert hello["model"] == "vrfer-cnn-small"
+
+
+def test_connection_limit(steered_model):
+    cfg = ServeConfig(model=str(steered_model), face="none", port=0, max_connections=2)
+    with ServerThread(create_app(cfg), cfg) as srv:
+        with open_ws(srv), open_ws(srv):
+            with ws_connect(ws_url(srv), open_timeout=20) as ws:
+                with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+                    ws.recv(timeout=10)
+                assert e.value.rcvd.code == 1013
+        end = time.monotonic() + 10                   # both closed: room again
+        while httpx.get(srv.url + "/health", timeout=10).json()["connections"] and time.monotonic() < end:
+            time.sleep(0.05)
+        with open_ws(srv) as (ws, hello):
+            assert hello["type"] == "hello"
+
+
+def test_cross_origin_browser_pages_are_refused(server):
+    with ws_connect(ws_url(server), origin="http://evil.example", open_timeout=20) as ws:
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+            ws.recv(timeout=10)
+        assert e.value.rcvd.code == 4403
+    same = server.url                        # the demo page's own origin is fine
+    with ws_connect(ws_url(server), origin=same, open_timeout=20) as ws:
+        assert recv(ws, "hello")["type"] == "hello"
+
+
+def test_non_local_host_needs_token(steered_model, capsys):
+    from vrfer.cli import main
+    from vrfer.errors import VrferError
+    from vrfer.serve.app import check_bind
+
+    assert main(["serve", "--host", "0.0.0.0", "--model", str(steered_model), "--face", "none"]) == 2
+    assert "--token" in capsys.readouterr().err
+    with pytest.raises(VrferError):
+        check_bind(ServeConfig(host="192.168.1.20"))
+    check_bind(ServeConfig(host="192.168.1.20", token="t"))
+    check_bind(ServeConfig(host="::1"))
+    check_bind(ServeConfig(host="localhost"))
+
+
+def test_cli_serve_subprocess_with_token(steered_model, faces, tmp_path):
+    """The real command: `vrfer serve` in its own process, a token, then a clean shutdown."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "VRFER_TOKEN": "tok"}
+    proc = subprocess.Popen([sys.executable, "-m", "vrfer", "serve", "--port", str(port), "--face", "none",
+                             "--model", str(steered_model), "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        end = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < end, "server did not come up"
+            time.sleep(0.3)
+        assert httpx.get(url + "/model", timeout=10).status_code == 401
+        r = httpx.post(url + "/predict", content=faces[0], headers={"Authorization": "Bearer tok"}, timeout=20)
+        assert r.status_code == 200 and r.json()["faces"][0]["label"] == "happiness"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_rejects_bad_flags(steered_model, capsys):
+    from vrfer.cli import main
+    assert main(["serve", "--model", str(steered_model), "--alpha", "3"]) == 2
+    assert "alpha" in capsys.readouterr().err
+    assert main(["serve", "--model", str(steered_model), "--video", "/nonexistent.mp4"]) == 2
+    assert main(["serve", "--model", str(steered_model), "--face", "1,2"]) == 2
+
+
+# ------------------------------------------------------------------------------------------ broadcast
+
+@pytest.fixture(scope="module")
+def video_server(steered_model, faces, tmp_path_factory):
+    cv2 = pytest.importorskip("cv2")
+    path = tmp_path_factory.mktemp("video") / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (200, 200))
+    if not writer.isOpened():
+        pytest.skip("OpenCV cannot write an MJPG .avi here")
+    for data in faces[:2]:
+        img = cv2.resize(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), (200, 200))
+        for _ in range(10):
+            writer.write(img)
+    writer.release()
+    cfg = ServeConfig(model=str(steered_model), face="none", port=0, video=str(path), source_fps=20)
+    with ServerThread(create_app(cfg), cfg) as srv:
+        yield srv
+
+
+def test_video_source_broadcasts_to_listeners(video_server):
+    with open_ws(video_server, "/ws/events") as (a, hello), \
+            open_ws(video_server, "/ws", threshold=0.6, min_frames=2) as (b, _):
+        assert hello["source"].startswith("video:")
+        assert recv(a, "subscribed")["source"] == hello["source"]
+        b.send(json.dumps({"type": "subscribe"}))
+        recv(b, "subscribed")
+        seen = set()
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not {"happiness", "sadness"} <= seen:
+            ev = recv(a, "prediction")
+            assert ev["source"] == hello["source"] and len(ev["faces"]) == 1
+            seen.add(ev["faces"][0]["label"])
+        assert {"happiness", "sadness"} <= seen      # the looped clip alternates the two faces
+        ch = recv(b, "change", timeout=30)
+        assert ch["source"] == hello["source"] and ch["to"] in ("happiness", "sadness")
+        a.send(b"frames are not accepted here")
+        assert recv(a, "error")["code"] == "bad_message"
+    stats = httpx.get(video_server.url + "/stats", timeout=10).json()
+    assert stats["source"]["broadcasts"] > 0
+
+
+# ------------------------------------------------------------------------------------------ units
+
+def test_debouncer_frames_and_seconds():
+    d = Debouncer(threshold=0.6, min_frames=2, min_seconds=1.0)
+    happy = np.eye(8)[1] * 0.7 + 0.3 / 8
+    assert d.update(happy, now=0.0) is None
+    assert d.update(happy, now=0.5) is None          # 2 frames but only 0.5 s
+    ch = d.update(happy, now=1.0)
+    assert ch is not None and ch.old is None and ch.new == "happiness" and ch.frames == 3
+    low = np.eye(8)[3] * 0.4 + 0.6 / 8               # sadness leads, but below threshold
+    assert all(d.update(low, now=2 + i) is None for i in range(5))
+    sad = np.eye(8)[3] * 0.9
+    assert d.update(sad, now=10) is None
+    assert d.update(happy, now=10.5) is None         # interruption resets the count
+    assert d.update(sad, now=11) is None
+    assert d.update(sad, now=11.5) is None
+    assert d.update(sad, now=12).new == "sadness"
+
+
+def test_smoother_and_params():
+    s = Smoother(alpha=0.5)
+    a, b = np.eye(8)[0], np.eye(8)[1]
+    assert np.allclose(s.update([a])[0], a)
+    assert np.allclose(s.update([b])[0], (a + b) / 2)
+    two = s.update([b, a])                           # a second face starts from its own probabilities
+    assert np.allclose(two[1], a)
+    p = Params().updated({"alpha": "0.25", "crop": "1", "min_frames": "4", "ignored": "x"})
+    assert p.alpha == 0.25 and p.crop is True and p.min_frames == 4
+    for bad in ({"alpha": "0"}, {"threshold": "2"}, {"min_frames": "1.5"}, {"crop": "maybe"},
+                {"alpha": "nan"}, {"min_seconds": "-1"}):
+        with pytest.raises(ProtocolError):
+            Params().updated(bad)
+
+
+# ------------------------------------------------------------------------------------------ face detection
+
+@pytest.fixture(scope="module")
+def detect_server(steered_model):
+    try:
+        from vrfer.serve.engine import Predictor
+        predictor = Predictor(str(steered_model), "detect")
+        predictor.rec.detector  # noqa: B018  (loads the detector now: skip here if it cannot load)
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"face detector unavailable: {e}")
+    cfg = ServeConfig(model=str(steered_model), face="detect", port=0)
+    with ServerThread(create_app(cfg, predictor), cfg) as srv:
+        yield srv
+
+
+def test_detect_finds_faces_and_tracks_over_ws(detect_server):
+    if not FACES_DEV.is_dir():
+        pytest.skip(f"faces-dev photos not present at {FACES_DEV}")
+    photo = sorted(FACES_DEV.glob("*.jpg"))[0].read_bytes()
+    blank = _jpeg(np.full((240, 320, 3), 128, np.uint8))
+    r = httpx.post(detect_server.url + "/predict?crop=1", content=photo, timeout=60).json()
+    assert r["type"] == "prediction" and len(r["faces"]) >= 1, r
+    x, y, w, h = r["faces"][0]["box"]
+    assert 40 <= w <= r["width"] * 1.2 and 40 <= h <= r["height"] * 1.3
+    r = httpx.post(detect_server.url + "/predict", content=blank, timeout=60).json()
+    assert r["type"] == "prediction" and r["faces"] == [] and r["label"] is None   # no face is not an error
+    with open_ws(detect_server) as (ws, _):
+        boxes = []
+        for _ in range(4):
+            ws.send(photo)
+            ev = recv(ws, "prediction", timeout=60)
+            assert len(ev["faces"]) == 1                 # the tracker follows the main face
+            boxes.append(ev["faces"][0]["box"])
+        # tracked boxes stay on the face found by the full detection
+        assert all(abs(b[0] - boxes[0][0]) < 0.3 * boxes[0][2] for b in boxes)
+    with open_ws(detect_server, track=0) as (ws, hello):
+        assert hello["config"]["track"] is False
+        ws.send(blank)
+        assert recv(ws, "prediction", timeout=60)["faces"] == []
