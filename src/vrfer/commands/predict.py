@@ -1,0 +1,173 @@
+"""`vrfer predict`: expressions of headset wearers in photos, folders, videos and webcams.
+
+Output (stdout): one line per face, as a readable table (default), JSON lines (--json) or CSV (--csv).
+Problems with single items (unreadable file, no face, video that cannot be opened...) are one line each
+on stderr, and the rest of the batch still runs. Exit code: 0 all items ok, 1 some items failed,
+2 usage error (bad option, unknown model).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+from ..errors import VrferError
+
+_SHORT = {"neutral": "neu", "happiness": "hap", "surprise": "sur", "sadness": "sad", "anger": "ang",
+          "disgust": "dis", "fear": "fea", "contempt": "con"}
+
+
+def add_parser(sub) -> None:
+    from ..recognizer import DEFAULT_MODEL
+    p = sub.add_parser(
+        "predict", help="expressions in photos, folders, videos or a webcam",
+        description="Facial expressions of people wearing a VR headset, from the lower half of the face. "
+                    "PATH: image files, folders (searched recursively), video files, or cam:N for a "
+                    "webcam. Without PATH: the bundled sample images.")
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or .safetensors file "
+                   f"(default {DEFAULT_MODEL})")
+    p.add_argument("--face", default="detect", metavar="detect|none|x,y,w,h",
+                   help="detect: find the faces (default); none: each image is already a face crop; "
+                        "x,y,w,h: a fixed face region (a fixed camera)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="JSON lines, one object per face")
+    fmt.add_argument("--csv", action="store_true", help="CSV with a header row, one row per face")
+    p.add_argument("--out", metavar="DIR", help="write photos annotated with box and label to DIR")
+    p.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
+                   help="video/webcam: exponential moving average of the probabilities, "
+                        "s = ALPHA*s_prev + (1-ALPHA)*p, ALPHA in [0, 1) (default 0: off)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--camera", type=int, action="append", metavar="N", help="webcam index (same as PATH cam:N)")
+    p.add_argument("--samples", action="store_true", help="run on the bundled sample images")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop each video or webcam after N frames")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for the model and the detector")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar for video files")
+    p.set_defaults(fn=run)
+
+
+class _Writer:
+    def __init__(self, mode: str, classes, smoothing: bool, stream=None):
+        self.mode, self.classes, self.smoothing = mode, list(classes), smoothing
+        self.stream = stream or sys.stdout
+        self.csv = None
+        if mode == "csv":
+            self.csv = csv.writer(self.stream, lineterminator="\n")
+            head = ["source", "frame", "x", "y", "w", "h", "label", "score"] + self.classes
+            if smoothing:
+                head += [f"smoothed_{c}" for c in self.classes]
+            self.csv.writerow(head)
+
+    def write(self, pred) -> None:
+        if self.mode == "json":
+            print(json.dumps(pred.to_dict()), file=self.stream)
+        elif self.mode == "csv":
+            row = [pred.source, "" if pred.frame is None else pred.frame, *pred.box, pred.label,
+                   f"{pred.score:.4f}"] + [f"{pred.probs[c]:.4f}" for c in self.classes]
+            if self.smoothing:
+                sm = pred.smoothed or pred.probs
+                row += [f"{sm[c]:.4f}" for c in self.classes]
+            self.csv.writerow(row)
+        else:
+            where = pred.source + (f" #{pred.frame}" if pred.frame is not None else "")
+            x, y, w, h = pred.box
+            shown = pred.smoothed if pred.smoothed is not None else pred.probs
+            probs = " ".join(f"{_SHORT.get(c, c[:3])} {shown[c]:.2f}" for c in self.classes)
+            print(f"{where}  [{x},{y},{w},{h}]  {pred.label:<9} {pred.score:.2f}  ({probs})", file=self.stream)
+        self.stream.flush()
+
+
+def _err(name: str, msg: str) -> None:
+    print(f"vrfer: {name}: {msg}", file=sys.stderr, flush=True)
+
+
+def _out_path(out_dir: Path, item) -> Path:
+    rel = Path(item.rel or Path(str(item.path)).name)
+    if rel.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"):
+        rel = rel.with_suffix(".png")
+    return out_dir / rel
+
+
+def run(a) -> int:
+    from ..recognizer import Recognizer, expand_inputs, load_image, samples_path
+
+    paths = list(a.paths)
+    for cam in a.camera or []:
+        paths.append(f"cam:{cam}")
+    if a.samples or not paths:
+        if not a.samples:
+            print(f"vrfer: no PATH given: running on the bundled samples ({samples_path()})", file=sys.stderr)
+        paths.append(str(samples_path()))
+    if a.max_frames is not None and a.max_frames < 1:
+        raise VrferError("--max-frames must be at least 1")
+    items, bad = expand_inputs(paths)
+    sample_dir = samples_path()
+    for it in items:  # show bundled samples as samples/NAME, not by their install path
+        if it.kind != "camera" and Path(str(it.path)).parent == sample_dir:
+            it.name = f"samples/{Path(str(it.path)).name}"
+
+    rec = Recognizer(model=a.model, face=a.face, backend=a.backend, smoothing=a.smooth, threads=a.threads)
+    mode = "json" if a.json else "csv" if a.csv else "table"
+    writer = _Writer(mode, rec.classes, rec.smoothing > 0)
+    out_dir = Path(a.out) if a.out else None
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise VrferError(f"--out {a.out}: cannot create the folder ({e.strerror or e})") from None
+
+    failed = len(bad)
+    for name, msg in bad:
+        _err(name, msg)
+    for item in items:
+        try:
+            if item.kind == "image":
+                rec.reset()
+                img = load_image(item.path)
+                preds = rec.predict(img, source=item.name)
+                for p in preds:
+                    writer.write(p)
+                if out_dir is not None:
+                    _write_annotated(rec, img, preds, _out_path(out_dir, item))
+            else:
+                frames = seen = 0
+                for _, preds in rec.video(item.path, max_frames=a.max_frames, name=item.name,
+                                          progress=not a.no_progress):
+                    frames += 1
+                    if preds:
+                        seen += 1
+                        for p in preds:
+                            writer.write(p)
+                if seen == 0:
+                    raise VrferError(f"no face found in any of {frames} frames")
+                if seen < frames:
+                    _err(item.name, f"note: no face in {frames - seen} of {frames} frames")
+        except VrferError as e:
+            failed += 1
+            _err(item.name, str(e))
+        except KeyboardInterrupt:
+            _err(item.name, "interrupted")
+            return 130
+        except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+            import os
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return 1 if failed else 0
+        except MemoryError:
+            failed += 1
+            _err(item.name, "out of memory while reading this item")
+        except Exception as e:  # a problem with one item must not end the batch in a traceback
+            failed += 1
+            _err(item.name, f"failed: {type(e).__name__}: {e}")
+    return 1 if failed else 0
+
+
+def _write_annotated(rec, img, preds, path: Path) -> None:
+    import cv2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok = cv2.imwrite(str(path), rec.annotate(img, preds))
+    if not ok:
+        raise VrferError(f"cannot write the annotated image {path}")

