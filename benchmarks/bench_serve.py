@@ -85,19 +85,25 @@ def schedule(start: float, rate: float, offset: float, duration: float, max_requ
         k += 1
 
 
+async def paced(start, rate, offset, args, rec: Recorder):
+    """Wait for each of a client's planned send times (counting those missed by over 10 ms in rec.late)
+    -> (planned, sent)."""
+    for planned in schedule(start, rate, offset, args.duration, args.max_requests):
+        delay = planned - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -0.010:
+            rec.late += 1
+        yield planned, time.perf_counter()
+
+
 async def http_client(url, data, token, rate, offset, start, args, rec: Recorder):
     import httpx
     headers = {"Content-Type": "image/jpeg"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     async with httpx.AsyncClient(timeout=TIMEOUT, limits=httpx.Limits(max_connections=1)) as http:
-        for planned in schedule(start, rate, offset, args.duration, args.max_requests):
-            delay = planned - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -0.010:
-                rec.late += 1
-            sent = time.perf_counter()
+        async for planned, sent in paced(start, rate, offset, args, rec):
             try:
                 r = await http.post(url + "/predict", content=data, headers=headers)
                 if r.status_code != 200:
@@ -121,13 +127,7 @@ async def ws_client(url, data, token, rate, offset, start, args, rec: Recorder, 
             hello = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
             assert hello["type"] == "hello", hello
             frame = 0
-            for planned in schedule(start, rate, offset, args.duration, args.max_requests):
-                delay = planned - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                elif delay < -0.010:
-                    rec.late += 1
-                sent = time.perf_counter()
+            async for planned, sent in paced(start, rate, offset, args, rec):
                 await ws.send(data)
                 frame += 1
                 try:

@@ -10,11 +10,12 @@ from PIL import Image, ImageDraw
 
 from vrfer.cli import main
 from vrfer.errors import VrferError
+from vrfer.faces import box_crop
 from vrfer.inference import TorchClassifier
 from vrfer.models import create_model, save_model
 
 pytest.importorskip("captum")
-from vrfer.explain import box_crop, explain, panels, parse_face, render  # noqa: E402
+from vrfer.explain import explain, panels, parse_face, render  # noqa: E402
 
 SHARED = Path(os.environ.get("VRFER_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 FER_TEST = SHARED / "data" / "ferplus" / "FER2013Test"

@@ -13,7 +13,6 @@ and the drawing shows them dark, so the picture shows only what the model can ha
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import VrferError
+from .faces import box_crop
+from .models import as_model
 from .occlusion import visible_rows
 from .preprocess import prepare
 
 DISPLAY = 192  # pixels per panel side in the PNG
-
-
-def _as_model(model) -> nn.Module:
-    if isinstance(model, (str, os.PathLike)):
-        from .models import create_model
-        model = create_model(str(model))
-    if not hasattr(model, "cfg"):
-        raise VrferError("model carries no vrfer config (.cfg); create it with vrfer.create_model")
-    return model
 
 
 def last_conv(model: nn.Module) -> nn.Module:
@@ -81,7 +73,7 @@ def explain(model, crop, target=None, layer: nn.Module | None = None) -> tuple[n
     target: class to explain (index or name); default the predicted class. The rows the model does not
     see (the headset's) get heat 0.
     """
-    model = _as_model(model)
+    model = as_model(model)
     cfg = model.cfg
     crop = np.asarray(crop)
     if crop.ndim != 2 or min(crop.shape) < 2:
@@ -219,21 +211,6 @@ def center_square(img: np.ndarray) -> np.ndarray:
     return img[y:y + s, x:x + s]
 
 
-def box_crop(img: np.ndarray, box) -> np.ndarray:
-    """Square crop around the box (side max(w, h), same centre); edges repeat where it leaves the image."""
-    x, y, w, h = box
-    H, W = img.shape
-    if x >= W or y >= H or x + w <= 0 or y + h <= 0:
-        raise VrferError(f"face box {x},{y},{w},{h} lies outside the {W}x{H} image")
-    s = max(w, h)
-    x0, y0 = x + (w - s) // 2, y + (h - s) // 2
-    pad = max(0, -x0, -y0, x0 + s - W, y0 + s - H)
-    if pad:
-        img = np.pad(img, pad, mode="edge")
-        x0, y0 = x0 + pad, y0 + pad
-    return img[y0:y0 + s, x0:x0 + s]
-
-
 def detect_crops(gray: np.ndarray, path, size: int = 48) -> list[np.ndarray]:
     """Square grayscale face crops (size x size, framed like FER+) found in a photo by vrfer.faces."""
     try:
@@ -260,7 +237,7 @@ def explain_file(model, path, out_dir, face="none", target=None, taken: set | No
 
     Returns [(png path, label, probability)]. Raises VrferError for an unreadable image.
     """
-    model = _as_model(model)
+    model = as_model(model)
     path, out_dir = Path(path), Path(out_dir)
     crops = face_crops(load_gray(path), face, path, model.cfg.image_size)
     taken = set() if taken is None else taken

@@ -147,6 +147,23 @@ def crop_square(image: np.ndarray, x: float, y: float, side: float, out_size: in
     return np.ascontiguousarray(crop)
 
 
+def check_box(box: Box, width: int, height: int) -> None:
+    """VrferError when the face box (x, y, w, h) lies wholly outside a width x height image."""
+    x, y, w, h = box
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise VrferError(f"face box {x},{y},{w},{h} lies outside the {width}x{height} image")
+
+
+def box_crop(image: np.ndarray, box: Box) -> np.ndarray:
+    """Square crop around a face box (x, y, w, h), kept at the image's own scale: side max(w, h) (at
+    least 1), same centre (offsets rounded down to whole pixels), the border replicated where the square
+    leaves the image. The box is taken as whole pixels (int). VrferError when it lies wholly outside."""
+    x, y, w, h = (int(v) for v in box)
+    check_box((x, y, w, h), image.shape[1], image.shape[0])
+    s = max(w, h, 1)
+    return crop_square(image, x + (w - s) // 2, y + (h - s) // 2, s)
+
+
 def align_crop(image: np.ndarray, box: Box, size: int = FER_SIZE, square: bool = True) -> np.ndarray:
     """A face box in a photo -> uint8 (size, size) grayscale crop framed like FER+ training faces.
 

@@ -28,7 +28,6 @@ import inspect
 import io
 import json
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -36,7 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import VrferError
+from .errors import VrferError, native_stderr_silenced
+from .models import as_model
 from .occlusion import visible_rows
 from .preprocess import prepare
 
@@ -58,15 +58,6 @@ class _WithProbs(nn.Module):
     def forward(self, x):
         logits = self.model(x)
         return logits, torch.softmax(logits, dim=1)
-
-
-def _as_model(model) -> nn.Module:
-    if isinstance(model, (str, os.PathLike)):
-        from .models import create_model
-        model = create_model(str(model))
-    if not hasattr(model, "cfg"):
-        raise VrferError("model carries no vrfer config (.cfg); create it with vrfer.create_model")
-    return model
 
 
 def max_opset() -> int:
@@ -168,19 +159,8 @@ def _quiet_fd2():
         torch._C._jit_set_onnx_log_output_stream("stderr")
     except Exception:  # pragma: no cover - private API gone
         pass
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
+    with native_stderr_silenced():
         yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _export_bytes(model: nn.Module, opset: int) -> bytes:
@@ -230,7 +210,7 @@ def export_onnx(model, path, opset: int = DEFAULT_OPSET) -> Path:
     The preprocessing is in the file's metadata (see the module docstring).
     """
     opset = check_opset(opset)
-    model = _as_model(model)
+    model = as_model(model)
     data = _export_bytes(model, opset)
     path = Path(path)
     if path.parent and not path.parent.exists():
@@ -331,7 +311,7 @@ class OnnxClassifier:
         opts.log_severity_level = 3
 
         if isinstance(model, nn.Module):
-            source, where = _export_bytes(_as_model(model), check_opset(opset)), f"model {model.cfg.name!r}"
+            source, where = _export_bytes(as_model(model), check_opset(opset)), f"model {model.cfg.name!r}"
         else:
             name = str(model)
             if name.endswith(".onnx"):
@@ -339,7 +319,7 @@ class OnnxClassifier:
                 if not path.is_file():
                     raise VrferError(f"{path}: ONNX file not found")
             elif _weights_file(name) is None:  # an architecture with fresh weights: nothing worth caching
-                source, where = _export_bytes(_as_model(name), check_opset(opset)), f"model {name!r}"
+                source, where = _export_bytes(as_model(name), check_opset(opset)), f"model {name!r}"
                 path = None
             else:
                 path = cached_onnx(name, opset)

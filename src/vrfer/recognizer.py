@@ -27,8 +27,8 @@ from typing import Iterator
 import numpy as np
 
 from .classes import CLASSES
-from .errors import VrferError
-from .faces import FER_SIZE, Face, align_crop, iou, parse_box, to_bgr
+from .errors import VrferError, native_stderr_silenced
+from .faces import FER_SIZE, Face, align_crop, check_box, iou, parse_box, to_bgr
 
 DEFAULT_MODEL = "vrfer-lower"
 MAX_PIXELS = 64_000_000          # larger images are refused (JPEGs are decoded at a reduced scale)
@@ -348,9 +348,8 @@ class Recognizer:
         if self.face == "none":
             return [Face((0.0, 0.0, float(w), float(h)), 1.0)]
         if not isinstance(self.face, str):
+            check_box(self.face, w, h)
             x, y, bw, bh = self.face
-            if x >= w or y >= h or x + bw <= 0 or y + bh <= 0:
-                raise VrferError(f"face box {x},{y},{bw},{bh} lies outside the {w}x{h} image")
             return [Face((float(x), float(y), float(bw), float(bh)), 1.0)]
         if track:
             if self._tracker is None:
@@ -428,7 +427,7 @@ class Recognizer:
         if cam is None and not Path(src).exists():
             raise VrferError("file not found")
         _quiet_opencv()
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             cap = cv2.VideoCapture(cam if cam is not None else str(src))
         if not cap.isOpened():
             cap.release()
@@ -445,7 +444,7 @@ class Recognizer:
         i = 0
         try:
             while max_frames is None or i < max_frames:
-                with _native_stderr_silenced():
+                with native_stderr_silenced():
                     ok, frame = cap.read()
                 if not ok or frame is None:
                     break
@@ -479,32 +478,6 @@ def _quiet_opencv() -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     except AttributeError:
         pass
-
-
-class _native_stderr_silenced:
-    """FFmpeg (inside OpenCV) writes its own complaints about damaged files straight to file
-    descriptor 2 ("moov atom not found"...). vrfer reports the problem in one line of its own, so
-    fd 2 points at /dev/null while OpenCV opens or decodes. Python's own stderr output is unaffected
-    outside the block."""
-
-    def __enter__(self):
-        import sys
-        self.saved = None
-        try:
-            sys.stderr.flush()
-            self.saved = os.dup(2)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):
-            self.saved = None
-        return self
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            os.dup2(self.saved, 2)
-            os.close(self.saved)
-        return False
 
 
 def annotate(image: np.ndarray, preds: list[FacePrediction], min_side: int = 256) -> np.ndarray:

@@ -30,10 +30,11 @@ def add_parser(sub) -> None:
 
 
 def run(a) -> int:
-    from ..explain import _as_model, explain_file, parse_face
+    from ..explain import explain_file, parse_face
+    from ..models import as_model
 
     face = parse_face(a.face)
-    model = _as_model(a.model)
+    model = as_model(a.model)
     if a.target is not None and a.target not in model.cfg.classes:
         raise VrferError(f"unknown class {a.target!r}; classes: {', '.join(model.cfg.classes)}")
     out = Path(a.out)

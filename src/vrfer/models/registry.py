@@ -7,6 +7,7 @@ Bundled models are safetensors files in vrfer/pretrained/ whose metadata holds t
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -122,15 +123,30 @@ def create_model(name: str, backbone_weights=None, **overrides) -> nn.Module:
     return build(cfg)
 
 
+def as_model(model_or_name) -> nn.Module:
+    """A model object with a vrfer config (`.cfg`) as it is; a registry name, .safetensors file or run
+    folder (str or path) -> create_model(it). VrferError for a model that carries no config."""
+    model = model_or_name
+    if isinstance(model, (str, os.PathLike)):
+        model = create_model(str(model))
+    if not hasattr(model, "cfg"):
+        raise VrferError("model carries no vrfer config (.cfg); create it with vrfer.create_model")
+    return model
+
+
 def _pretrained_path(fname: str) -> Path:
     return Path(str(resources.files("vrfer.pretrained").joinpath(fname)))
 
 
-def save_model(model: nn.Module, path, cfg: ModelConfig | None = None) -> None:
-    """Write weights + config as one safetensors file (loadable without unpickling)."""
+def save_model(model: nn.Module, path, cfg: ModelConfig | None = None, half: bool = False) -> None:
+    """Write weights + config as one safetensors file (loadable without unpickling).
+
+    half=True stores floating-point tensors as float16 (half the size; loaded back into float32)."""
     from safetensors.torch import save_file
     cfg = cfg or model.cfg
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata={"vrfer_config": cfg.to_json()})

@@ -23,7 +23,8 @@ import numpy as np
 
 from ..classes import CLASSES
 from ..errors import VrferError
-from ..occlusion import visible_rows
+from ..faces import box_crop
+from ..occlusion import apply_input_mode
 
 log = logging.getLogger("vrfer.serve")
 
@@ -93,19 +94,6 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return ((29 * b + 150 * g + 77 * r + 128) >> 8).astype(np.uint8)
 
 
-def _square_crop(gray: np.ndarray, box) -> np.ndarray:
-    """Square crop around the box (side max(w, h), same centre); edges repeat outside the image."""
-    x, y, w, h = (int(v) for v in box)
-    H, W = gray.shape
-    s = max(w, h, 1)
-    x0, y0 = x + (w - s) // 2, y + (h - s) // 2
-    pad = max(0, -x0, -y0, x0 + s - W, y0 + s - H)
-    if pad:
-        gray = np.pad(gray, pad, mode="edge")
-        x0, y0 = x0 + pad, y0 + pad
-    return gray[y0:y0 + s, x0:x0 + s]
-
-
 def model_view_png(square: np.ndarray, cfg) -> str:
     """A square grayscale face crop -> what the model sees of it (the rows below the headset for
     visible-half models, the upper part black for upper-occluded ones), as a small PNG data URL."""
@@ -114,13 +102,7 @@ def model_view_png(square: np.ndarray, cfg) -> str:
     im = Image.fromarray(np.ascontiguousarray(square, dtype=np.uint8))
     if im.size != (size, size):
         im = im.resize((size, size), Image.BILINEAR)
-    a = np.asarray(im).copy()
-    mode = getattr(cfg, "input_mode", "full")
-    top = visible_rows(size, getattr(cfg, "occlusion", 0.5))
-    if mode == "visible-half":
-        a = a[top:]
-    elif mode == "upper-occluded":
-        a[:top] = 0
+    a = apply_input_mode(np.asarray(im), getattr(cfg, "input_mode", "full"), getattr(cfg, "occlusion", 0.5))
     scale = max(1, CROP_DISPLAY_WIDTH // size)
     out = Image.fromarray(a)
     if scale > 1:
@@ -254,7 +236,7 @@ class _BasicRecognizer:
         gray = _gray(np.asarray(image))
         out = []
         for f in faces:
-            c = _square_crop(gray, f.box)
+            c = box_crop(gray, f.box)
             if c.shape[0] != size:
                 c = np.asarray(Image.fromarray(c).resize((size, size), Image.BILINEAR))
             out.append(c)
@@ -302,7 +284,7 @@ class Predictor:
                 crop = f.pop("crop", None)
                 if want and f is faces[0]:
                     if crop is None or np.asarray(crop).ndim != 2:
-                        crop = _square_crop(_gray(image), f["box"])
+                        crop = box_crop(_gray(image), f["box"])
                     f["crop"] = model_view_png(np.asarray(crop), self.cfg)
         return results
 

@@ -1,0 +1,39 @@
+"""vrfer package: turn a training run's best weights into a named model that ships inside vrfer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+
+def add_parser(sub):
+    p = sub.add_parser("package", help="save a run's best weights as a named, bundled model (float16 safetensors)")
+    p.add_argument("run", help="training run folder (its best.safetensors) or a .safetensors file")
+    p.add_argument("--name", required=True, help="registry name, e.g. vrfer-lower")
+    p.add_argument("--trained-on", required=True, help="what it was trained on, shown by `vrfer models`")
+    p.add_argument("--description", default="")
+    p.add_argument("--result", action="append", default=[], metavar="KEY=VALUE",
+                   help="a measured result to carry in the file's metadata (repeatable)")
+    p.add_argument("--out", help="output file (default: vrfer/pretrained/NAME.safetensors in the package)")
+    p.set_defaults(fn=run)
+
+
+def run(a) -> int:
+    from importlib import resources
+
+    from ..models.registry import load_checkpoint, save_model
+    model = load_checkpoint(Path(a.run))
+    fname = f"{a.name}.safetensors"
+    extra = dict(model.cfg.extra)
+    recipe = Path(a.run) / "recipe.json"
+    if recipe.is_file():
+        r = json.loads(recipe.read_text())
+        extra["recipe"] = {k: r[k] for k in ("name", "seed", "input_mode", "model") if k in r}
+    extra["results"] = dict(kv.split("=", 1) for kv in a.result)
+    cfg = replace(model.cfg, name=a.name, weights=fname, trained_on=a.trained_on,
+                  description=a.description or model.cfg.description, extra=extra)
+    out = Path(a.out) if a.out else Path(str(resources.files("vrfer.pretrained"))) / fname
+    save_model(model, out, cfg, half=True)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
