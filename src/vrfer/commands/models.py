@@ -28,7 +28,7 @@ def run(a) -> int:
     if a.json:
         print(json.dumps(r, indent=2))
         return 0
-    print(f"{'name':<18}{'kind':<14}{'input CxHxW':<13}{'mode':<16}{'params':>11}  trained on")
+    print(f"{'name':<20}{'kind':<14}{'input CxHxW':<13}{'mode':<16}{'params':>11}  trained on")
     for m in r:
-        print(f"{m['name']:<18}{m['kind']:<14}{m['input']:<13}{m['input_mode']:<16}{m['params']:>11,}  {m['trained_on']}")
+        print(f"{m['name']:<20}{m['kind']:<14}{m['input']:<13}{m['input_mode']:<16}{m['params']:>11,}  {m['trained_on']}")
     return 0
