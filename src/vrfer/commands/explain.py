@@ -21,9 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="folder for the PNGs (<name>_gradcam.png)")
     p.add_argument("--model", default="vrfer-lower",
                    help="registry name, .safetensors file or run folder (default vrfer-lower)")
-    p.add_argument("--face", default="none", metavar="none|detect|x,y,w,h",
+    p.add_argument("--face", default="detect", metavar="none|detect|x,y,w,h",
                    help="none: the image is the face crop (non-square: its centre square); detect: find "
-                        "faces in a photo; x,y,w,h: the face box in pixels (default none)")
+                        "faces in a photo; x,y,w,h: the face box in pixels (default detect, as vrfer predict)")
     p.add_argument("--target", default=None,
                    help="class to explain (e.g. happiness); default the predicted one")
     p.set_defaults(fn=run)
