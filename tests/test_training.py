@@ -129,3 +129,12 @@ def test_paper_recipes_run_both_stages_small(tmp_path, data, family, size):
     s2 = train(r2, data, tmp_path / "s2", quiet=True)
     rows = metrics(s2)
     assert rows[1]["phase"] == "sparse" and rows[1]["sparsity"][next(iter(rows[1]["sparsity"]))] == 0.0
+
+
+def test_distillation_from_a_full_face_teacher_runs(tmp_path, data):
+    """Privileged information: a full-face teacher guides a lower-half student (the authors' follow-up)."""
+    teacher = train(tiny(input_mode="full", optim={"epochs": 1}), data, tmp_path / "teacher", quiet=True)
+    student = train(tiny(input_mode="visible-half", optim={"epochs": 1},
+                         distill={"teacher": str(teacher / "best.safetensors"), "weight": 0.5}),
+                    data, tmp_path / "student", quiet=True)
+    assert len(metrics(student)) == 1 and (student / "best.safetensors").is_file()

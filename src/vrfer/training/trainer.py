@@ -170,6 +170,7 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         raise VrferError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
     world, rank, device = _dist_setup()
     main = rank == 0
+    torch.manual_seed(recipe["seed"])  # initial weights follow the seed too (same on every DDP rank)
     model = build_model(recipe)
     train_set, val_set = load_data(recipe, roots)
     out.mkdir(parents=True, exist_ok=True)
@@ -252,6 +253,10 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
                    mininterval=2.0, leave=False, dynamic_ncols=True)
         for step in bar:
             idx = mine[step * per_rank_batch:(step + 1) * per_rank_batch]
+            g_teacher = None
+            if teacher is not None:  # the teacher sees the same augmented face, uncovered
+                g_teacher = torch.Generator().manual_seed(0)
+                g_teacher.set_state(g.get_state())
             x = prepare(images[idx], cfg, aug, g).to(device, non_blocking=True)
             y, t = labels[idx].to(device), targets[idx].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -259,7 +264,7 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
                 loss = loss_fn(logits.float(), t, y, mode, smoothing, g)
                 if teacher is not None:
                     with torch.no_grad():
-                        tl = teacher(prepare(images[idx], teacher.cfg).to(device)).float()
+                        tl = teacher(prepare(images[idx], teacher.cfg, aug, g_teacher).to(device)).float()
                     T = recipe["distill"]["temperature"]
                     kd = F.kl_div(F.log_softmax(logits.float() / T, 1), F.softmax(tl / T, 1),
                                   reduction="batchmean") * T * T
