@@ -40,7 +40,7 @@ def fmt(times: list[float]) -> str:
             f"({len(ms)} runs)")
 
 
-def load_classifier(model: str | None, backend: str):
+def load_classifier(model: str | None, backend: str, threads: int | None = None):
     from vrfer.models import create_model
     from vrfer.recognizer import DEFAULT_MODEL, _load_classifier
     from vrfer.models.registry import bundled_models
@@ -53,7 +53,7 @@ def load_classifier(model: str | None, backend: str):
             print("(no bundled model installed: timing an untrained vrfer-cnn-small, visible-half input)")
             return _load_classifier(create_model("vrfer-cnn-small", input_mode="visible-half"), "torch"), \
                 "vrfer-cnn-small (untrained)"
-    return _load_classifier(model, backend), model
+    return _load_classifier(model, backend, threads=threads), model
 
 
 def test_frame() -> np.ndarray:
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     from vrfer.faces import RetinaFaceDetector
     from vrfer.recognizer import Recognizer
 
-    clf, name = load_classifier(a.model, a.backend)
+    clf, name = load_classifier(a.model, a.backend, a.threads)
     print(f"model {name}, backend {a.backend}, {a.threads} thread(s), input {clf.cfg.input_mode} "
           f"{clf.cfg.image_size}px; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     rng = np.random.default_rng(0)

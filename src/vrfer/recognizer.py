@@ -259,13 +259,13 @@ def expand_inputs(paths: list[str]) -> tuple[list[Item], list[tuple[str, str]]]:
 
 # ----------------------------------------------------------------------------------------- recognizer
 
-def _load_classifier(model, backend: str, tta_flip: bool = False):
+def _load_classifier(model, backend: str, tta_flip: bool = False, threads: int | None = None):
     if backend == "onnx":
         try:
             from .onnx_backend import OnnxClassifier
         except ImportError as e:
             raise VrferError(f"the onnx backend is not available ({e}); use --backend torch") from None
-        return OnnxClassifier(model)
+        return OnnxClassifier(model, intra_op_threads=threads, tta_flip=tta_flip)
     if backend != "torch":
         raise VrferError(f"unknown backend {backend!r}; expected torch or onnx")
     from .inference import TorchClassifier
@@ -315,7 +315,7 @@ class Recognizer:
         if threads:
             import torch
             torch.set_num_threads(int(threads))
-        self.classifier = _load_classifier(model, backend, tta_flip)
+        self.classifier = _load_classifier(model, backend, tta_flip, threads)
         self.cfg = self.classifier.cfg
         self.classes = tuple(self.cfg.classes)
         self.backend = backend
