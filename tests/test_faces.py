@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
 import numpy as np
 import pytest
 
@@ -11,7 +12,7 @@ from vrfer.errors import VrferError
 from vrfer.faces import (CROP_SIDE_PER_WIDTH, FER_SIZE, align_crop, crop_square, draw_headset, iou, parse_box,
                          square_box)
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(os.environ.get("VRFER_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 FACES_DEV = SHARED / "data" / "faces-dev" / "images"
 FER_TEST = SHARED / "data" / "ferplus" / "FER2013Test"
 PHOTO = FACES_DEV / "Aaron_Peirsol_0001.jpg"

@@ -7,6 +7,7 @@ specified here is the pipeline: inputs, faces, output formats, smoothing, and ba
 
 from __future__ import annotations
 
+import os
 import csv
 import importlib.util
 import io
@@ -24,7 +25,7 @@ from vrfer.classes import CLASSES
 from vrfer.cli import main
 from vrfer.errors import VrferError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(os.environ.get("VRFER_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 PHOTO = SHARED / "data" / "faces-dev" / "images" / "Aaron_Peirsol_0001.jpg"
 PHOTO2 = SHARED / "data" / "faces-dev" / "images" / "Cameron_Diaz_0001.jpg"
 FER_TEST = SHARED / "data" / "ferplus" / "FER2013Test"
