@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor

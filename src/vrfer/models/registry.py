@@ -13,12 +13,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-import torch
 from torch import nn
 
 from ..classes import CLASSES
 from ..errors import VrferError
-from ..occlusion import INPUT_MODES, visible_rows
+from ..occlusion import visible_rows
 
 
 @dataclass(frozen=True)
@@ -187,8 +186,3 @@ def load_checkpoint(path, **overrides) -> nn.Module:
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def check_input_mode(mode: str) -> None:
-    if mode not in INPUT_MODES:
-        raise VrferError(f"unknown input mode {mode!r}; expected one of {', '.join(INPUT_MODES)}")

@@ -7,7 +7,6 @@ unknown key or a value of the wrong type is an error naming the key.
 from __future__ import annotations
 
 import copy
-import json
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -185,7 +184,3 @@ def validate(r: dict) -> None:
 def total_epochs(r: dict) -> int:
     d = r["dsd"]
     return d["dense"] + d["sparse"] + d["redense"] if d["enabled"] else r["optim"]["epochs"]
-
-
-def dumps(r: dict) -> str:
-    return json.dumps({k: v for k, v in r.items()}, indent=2, sort_keys=True)
