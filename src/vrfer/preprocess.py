@@ -1,7 +1,8 @@
 """Face crops (uint8, H x W) -> model input tensors, with the training augmentations.
 
 One function serves training, evaluation and prediction, so the three never drift apart.
-Order: resize to the model's crop size -> augment (train only) -> input mode (occlude / keep the
+Order: resize to the model's crop size -> augment (train only: affine, synthetic headset,
+webcam degradations, flip) -> input mode (occlude / keep the
 visible half) -> replicate to the model's channels -> normalise with the model's mean/std.
 """
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .occlusion import apply_input_mode
+from .occlusion import apply_input_mode, paint_headset
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class Augment:
     shift: float = 0.0         # max translation, fraction of the crop side (Microsoft: 0.08)
     rotate: float = 0.0        # max rotation in degrees (Microsoft: 20)
     scale: float = 0.0         # max zoom in/out, e.g. 0.05 (Microsoft: 1.05)
+    headset: float = 0.0       # share of faces that get a synthetic headset painted over the top
+    headset_edge: tuple = (0.4, 0.6)  # range of its lower edge, fraction of the crop height
+    photometric: float = 0.0   # share of faces that get webcam-like degradations (gamma, contrast,
+                               # blur, noise, JPEG, down-then-up scaling)
 
     @property
     def geometric(self) -> bool:
@@ -41,6 +46,55 @@ def _random_affine(x: torch.Tensor, aug: Augment, g: torch.Generator) -> torch.T
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def _photometric(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    """Webcam-like degradations of faces x (N, 1, H, W), 0-255, each image with probability p.
+
+    Each degradation is drawn independently, so most degraded faces get two or three of them.
+    JPEG goes through OpenCV's encoder (the real artefacts, not an imitation); the rest is torch.
+    """
+    n, _, h, w = x.shape
+    u = lambda: torch.rand(n, generator=g)  # noqa: E731
+    v = lambda t: t.view(n, 1, 1, 1)  # noqa: E731
+    on = u() < p
+    y = x / 255.0
+    # gamma 0.6-1.6 (log-uniform) and contrast 0.6-1.4 around the face's mean, brightness +-0.1
+    gamma = torch.exp((u() * 2 - 1) * math.log(1.6))
+    y = y.clamp_min(1e-4) ** v(gamma)
+    mean = y.mean((1, 2, 3), keepdim=True)
+    y = (y - mean) * v(0.6 + 0.8 * u()) + mean + v((u() * 2 - 1) * 0.1)
+    # down-then-up scaling (a far or low-resolution camera): to 50-100% of the side, half the time
+    sc = torch.where(u() < 0.5, 0.5 + 0.5 * u(), torch.ones(n))
+    blur = torch.where(u() < 0.3, 0.3 + 0.7 * u(), torch.zeros(n))
+    noise = torch.where(u() < 0.5, u() * 8 / 255.0, torch.zeros(n))
+    jpeg = torch.where(u() < 0.3, 25 + 65 * u(), torch.zeros(n))
+    y = y.clamp(0, 1) * 255
+    out = []
+    for i in range(n):
+        yi = y[i:i + 1]
+        if not on[i]:
+            out.append(x[i:i + 1])
+            continue
+        if sc[i] < 1:
+            small = (max(8, int(round(h * float(sc[i])))), max(8, int(round(w * float(sc[i])))))
+            yi = F.interpolate(F.interpolate(yi, size=small, mode="area"), size=(h, w), mode="bilinear",
+                               align_corners=False)
+        if blur[i] > 0:
+            s = float(blur[i])
+            k = torch.exp(-(torch.arange(-2, 3, dtype=yi.dtype) ** 2) / (2 * s * s))
+            k = k / k.sum()
+            yi = F.conv2d(F.pad(yi, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5))
+            yi = F.conv2d(F.pad(yi, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, 5, 1))
+        if noise[i] > 0:
+            yi = yi + torch.randn(yi.shape, generator=g) * float(noise[i]) * 255
+        if jpeg[i] > 0:
+            import cv2
+            arr = yi[0, 0].clamp(0, 255).round().to(torch.uint8).numpy()
+            ok, buf = cv2.imencode(".jpg", arr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg[i])])
+            yi = torch.from_numpy(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)).to(yi.dtype)[None, None]
+        out.append(yi.clamp(0, 255))
+    return torch.cat(out)
+
+
 def prepare(images, cfg, augment: Augment | None = None, generator: torch.Generator | None = None,
             flip_all: bool = False) -> torch.Tensor:
     """uint8 face crops (N, H, W) (numpy or torch) -> float input (N, C, h, w) for a model with `cfg`."""
@@ -55,6 +109,10 @@ def prepare(images, cfg, augment: Augment | None = None, generator: torch.Genera
         g = generator or torch.Generator().manual_seed(0)
         if augment.geometric:
             x = _random_affine(x, augment, g)
+        if augment.headset:   # painted before the camera degradations: the headset is in the scene
+            x = paint_headset(x, tuple(augment.headset_edge), g, augment.headset)
+        if augment.photometric:
+            x = _photometric(x, augment.photometric, g)
         if augment.flip:
             flip = torch.rand(x.shape[0], generator=g) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)

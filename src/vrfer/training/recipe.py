@@ -45,7 +45,13 @@ DEFAULTS: dict = {
         "warmup_epochs": 0,          # cosine only
         "label_smoothing": 0.0,
     },
-    "augment": {"flip": True, "shift": 0.0, "rotate": 0.0, "scale": 0.0},
+    "augment": {"flip": True, "shift": 0.0, "rotate": 0.0, "scale": 0.0,
+                "headset": 0.0,              # share of faces with a synthetic headset painted over the top
+                "headset_edge": [0.4, 0.6],  # range of the headset's lower edge, fraction of crop height
+                "photometric": 0.0},         # share of faces with webcam-like degradations
+    "loss": {
+        "logit_adjust": 0.0,         # tau of the logit-adjusted loss (Menon et al. 2021); 0 = plain CE
+    },
     "dsd": {
         "enabled": False,
         "dense": 0,                  # epochs of the first dense phase
@@ -177,6 +183,12 @@ def validate(r: dict) -> None:
     sp = r["dsd"]["sparsity"]
     if not all(isinstance(x, (int, float)) and 0 <= x < 1 for x in sp):
         raise VrferError(f"recipe: 'dsd.sparsity' values must be in [0, 1), got {sp}")
+    lo_hi = r["augment"]["headset_edge"]
+    if len(lo_hi) != 2 or not all(isinstance(x, (int, float)) for x in lo_hi) or not 0 <= lo_hi[0] <= lo_hi[1] < 1:
+        raise VrferError(f"recipe: 'augment.headset_edge' must be [low, high] with 0 <= low <= high < 1, got {lo_hi}")
+    for key in ("headset", "photometric"):
+        if not 0 <= r["augment"][key] <= 1:
+            raise VrferError(f"recipe: 'augment.{key}' is a share of faces, in [0, 1]; got {r['augment'][key]}")
     if r["optim"]["batch_size"] < 1 or r["optim"]["lr"] <= 0:
         raise VrferError("recipe: 'optim.batch_size' and 'optim.lr' must be positive")
 

@@ -9,10 +9,12 @@ Under `torchrun` it trains with DistributedDataParallel (gloo on CPU, nccl on CU
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ from tqdm import tqdm
 from ..datasets.base import FaceSet, concat
 from ..errors import VrferError
 from ..inference import predict_proba
-from ..models.registry import create_model, load_checkpoint, save_model
+from ..models.registry import bundled_models, create_model, load_checkpoint, save_model
 from ..preprocess import Augment, prepare
 from . import dsd
 from .recipe import total_epochs
@@ -77,10 +79,40 @@ def build_model(recipe: dict):
         if not recipe["init_from"] else None
     if recipe["init_from"]:
         src = Path(recipe["init_from"])
-        if not src.exists():
-            raise VrferError(f"recipe: init_from {str(src)!r} does not exist")
-        model = load_checkpoint(src, **over)  # stage 2 starts from stage 1's weights
+        if src.exists():
+            model = load_checkpoint(src, **over)  # stage 2 starts from stage 1's weights
+        elif recipe["init_from"] in bundled_models():
+            model = create_model(recipe["init_from"], **over)  # a bundled model, e.g. vrfer-full
+        else:
+            raise VrferError(f"recipe: init_from {str(src)!r} is neither a file, a run folder nor a bundled model")
     return model
+
+
+def class_prior(train: FaceSet) -> np.ndarray:
+    """The training data's class prior: the mean target (soft labels count by their votes)."""
+    p = train.targets.astype(np.float64).mean(0)
+    return p / p.sum()
+
+
+@contextlib.contextmanager
+def prior_in_bias(model, offset: torch.Tensor | None):
+    """While inside, the classifier's bias includes `offset` (tau * log prior of a logit-adjusted run).
+
+    A model trained with the logit-adjusted loss learns balanced logits f(x); f(x) + tau * log(prior)
+    are the ordinary, prior-calibrated logits. Validation and every saved file use the latter, so a
+    saved model means the same whatever loss trained it, and inference-time prior knobs stay one thing.
+    """
+    if offset is None:
+        yield
+        return
+    bias = model.classifier.bias
+    with torch.no_grad():
+        bias.add_(offset.to(bias.device))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            bias.sub_(offset.to(bias.device))
 
 
 # ---------------------------------------------------------------- loss
@@ -174,7 +206,12 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
     model = build_model(recipe)
     train_set, val_set = load_data(recipe, roots)
     out.mkdir(parents=True, exist_ok=True)
+    prior = class_prior(train_set)
+    tau = recipe["loss"]["logit_adjust"]
+    # every file this run writes carries the training prior (for --prior at inference)
+    model.cfg = replace(model.cfg, extra={**model.cfg.extra, "train_prior": [round(float(v), 6) for v in prior]})
     cfg = model.cfg
+    la_offset = (tau * torch.log(torch.as_tensor(prior, dtype=torch.float32).clamp_min(1e-4))) if tau else None
     model.to(device)
     o = recipe["optim"]
     # built before any DSD mask, so the parameter order is the same in every run and on resume
@@ -261,6 +298,8 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
             y, t = labels[idx].to(device), targets[idx].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = net(x)
+                if la_offset is not None:  # logit-adjusted loss: rare classes need a larger margin
+                    logits = logits + la_offset.to(logits.device)
                 loss = loss_fn(logits.float(), t, y, mode, smoothing, g)
                 if teacher is not None:
                     with torch.no_grad():
@@ -285,14 +324,17 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         if phase == "sparse":
             dsd.apply_masks(model, rates)     # the paper re-prunes after every epoch of the sparse phase
 
-        probs = predict_proba(model, val_set.images, batch_size=512)
+        with prior_in_bias(model, la_offset):
+            probs = predict_proba(model, val_set.images, batch_size=512)
         val_acc = float((probs.argmax(1) == val_set.labels).mean())
+        present = np.unique(val_set.labels)  # mean per-class recall: what the minority classes get
+        val_recall = float(np.mean([(probs.argmax(1)[val_set.labels == c] == c).mean() for c in present]))
         val_loss = float(-np.log(np.clip(probs[np.arange(len(probs)), val_set.labels], 1e-7, None)).mean())
         lr_now = opt.param_groups[0]["lr"]
         if o["schedule"] == "plateau":
             sched.step(1.0 - val_acc)
         row = {"epoch": epoch + 1, "phase": phase, "train_loss": loss_sum / max(n_seen, 1), "val_loss": val_loss,
-               "val_acc": val_acc, "lr": lr_now, "time_s": round(time.time() - t0, 1),
+               "val_acc": val_acc, "val_mean_recall": val_recall, "lr": lr_now, "time_s": round(time.time() - t0, 1),
                "img_per_s": round(n_seen * world / (time.time() - t0), 1),
                "sparsity": {k: round(v, 4) for k, v in dsd.measured_sparsity(model).items()}}
         metrics.append(row)
@@ -300,7 +342,8 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
             best = val_acc > best_acc
             if best:
                 best_acc = val_acc
-                save_model_plain(model, out / "best.safetensors")
+                with prior_in_bias(model, la_offset):
+                    save_model_plain(model, out / "best.safetensors")
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
             _save_checkpoint(ckpt_path, {
@@ -310,11 +353,12 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
             plot_curves(metrics, out / "curves.png")
             if not quiet:
                 print(f"epoch {epoch + 1}/{epochs} [{phase}] train_loss {row['train_loss']:.4f} "
-                      f"val_acc {100 * val_acc:.2f}% val_loss {val_loss:.4f} lr {lr_now:.2g} "
+                      f"val_acc {100 * val_acc:.2f}% recall {val_recall:.3f} val_loss {val_loss:.4f} lr {lr_now:.2g} "
                       f"{row['time_s']}s ({row['img_per_s']} img/s){' *best*' if best else ''}", flush=True)
         best_acc = max(best_acc, val_acc)
     if main:
-        save_model_plain(model, out / "final.safetensors")
+        with prior_in_bias(model, la_offset):
+            save_model_plain(model, out / "final.safetensors")
     if world > 1:
         import torch.distributed as tdist
         tdist.barrier()
