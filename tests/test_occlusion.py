@@ -54,3 +54,29 @@ def test_flip_augmentation_flips_about_half_of_a_batch_and_is_seeded():
     flipped = (a == plain.flip(-1)).flatten(1).all(1)
     same = (a == plain).flatten(1).all(1)
     assert (flipped | same).all() and 60 < int(flipped.sum()) < 140
+
+
+def test_synthetic_headset_covers_the_top_down_to_its_edge_and_spares_the_mouth():
+    from vrfer.occlusion import paint_headset
+    x = torch.full((64, 1, 48, 48), 200.0)
+    out = paint_headset(x, (0.4, 0.6), torch.Generator().manual_seed(0))
+    assert (out[:, :, :15] < 120).float().mean() > 0.9          # top rows: dark headset (strap at sides)
+    assert torch.equal(out[:, :, 32:], x[:, :, 32:])             # mouth and chin untouched
+    edge_rows = (out[:, 0, :, 24] < 120).sum(1).float()          # headset depth at the centre column
+    assert edge_rows.min() >= 0.4 * 48 - 1 and edge_rows.max() <= 0.6 * 48 + 1
+    assert edge_rows.std() > 2                                   # the edge moves from face to face
+    again = paint_headset(x, (0.4, 0.6), torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)                               # deterministic: resume stays exact
+
+
+def test_training_augmentations_are_seeded_and_off_by_default():
+    faces = (torch.rand(16, 48, 48) * 255).to(torch.uint8)
+    cfg = create_model("vrfer-cnn-small").cfg
+    aug = Augment(headset=1.0, photometric=1.0)
+    a = prepare(faces, cfg, aug, torch.Generator().manual_seed(5))
+    b = prepare(faces, cfg, aug, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+    plain = prepare(faces, cfg, Augment(flip=False), torch.Generator().manual_seed(5))
+    assert torch.equal(plain, prepare(faces, cfg))                # no augmentation unless asked for
+    assert not torch.equal(prepare(faces, cfg, Augment(flip=False, photometric=1.0), torch.Generator().manual_seed(5)),
+                           plain)

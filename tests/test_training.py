@@ -138,3 +138,25 @@ def test_distillation_from_a_full_face_teacher_runs(tmp_path, data):
                          distill={"teacher": str(teacher / "best.safetensors"), "weight": 0.5}),
                     data, tmp_path / "student", quiet=True)
     assert len(metrics(student)) == 1 and (student / "best.safetensors").is_file()
+
+
+def test_logit_adjusted_loss_trains_differently_and_saves_calibrated_logits(tmp_path, data):
+    """tau > 0 changes what is learned (rare classes get a larger margin); the saved file holds the ordinary,
+    prior-calibrated logits (tau * log prior folded into the classifier bias) and the training prior."""
+    from vrfer.models import create_model
+    from vrfer.training.trainer import class_prior, load_data, prior_in_bias
+    plain = train(tiny(), data, tmp_path / "plain", quiet=True)
+    la = train(tiny(loss={"logit_adjust": 1.0}), data, tmp_path / "la", quiet=True)
+    w_plain, w_la = load_file(str(plain / "final.safetensors")), load_file(str(la / "final.safetensors"))
+    assert not torch.allclose(w_plain["features.0.weight"], w_la["features.0.weight"])
+    prior = class_prior(load_data(tiny(), data)[0])
+    model = create_model(str(la / "final.safetensors"))
+    assert model.cfg.extra["train_prior"] == pytest.approx(prior.tolist(), abs=1e-6)
+    # the checkpoint keeps the raw (balanced) bias; final.safetensors = raw + tau * log prior
+    raw = torch.load(la / "checkpoint.pt", weights_only=True)["model"]["classifier.bias"]
+    offset = torch.log(torch.as_tensor(prior, dtype=torch.float32).clamp_min(1e-4))
+    assert torch.allclose(w_la["classifier.bias"], raw + offset, atol=1e-5)
+    before = model.classifier.bias.detach().clone()
+    with prior_in_bias(model, offset):
+        assert not torch.equal(model.classifier.bias, before)
+    assert torch.equal(model.classifier.bias, before)  # restored on the way out

@@ -73,7 +73,7 @@ def reproduce(root: str, families: list[str], runs: Path, out: Path, affectnet_r
                                     f"test_{test_name.replace(' ', '_')}.png",
                                     f"{fam} trained on {train_name}, tested on {test_name} faces (FER+ test)")
                 cells[f"{train_name} -> {test_name}"] = {k: r[k] for k in ("accuracy", "ci95", "n", "per_class",
-                                                                             "mean_class_accuracy")}
+                                                                             "mean_class_recall")}
                 cells[f"{train_name} -> {test_name}"].update(checkpoint=str(run / "best.safetensors"),
                                                              confusion_png=str(png))
         eff = cells["lower half -> lower half"]["accuracy"] - cells["full -> lower half"]["accuracy"]

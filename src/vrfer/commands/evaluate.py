@@ -10,9 +10,17 @@ from pathlib import Path
 def add_parser(sub):
     p = sub.add_parser("evaluate", help="test a model on a dataset split (full or upper-half-occluded faces)")
     p.add_argument("--model", default="vrfer-lower", help="bundled model name, .safetensors file or run folder")
-    p.add_argument("--dataset", choices=["ferplus", "affectnet"], default="ferplus")
+    p.add_argument("--dataset", choices=["ferplus", "affectnet", "folder"], default="ferplus",
+                   help="folder: any folder with a labels.csv (columns file, label or label_name), e.g. CK+48 "
+                        "(default: ferplus)")
     p.add_argument("--root", required=True, help="dataset root folder")
-    p.add_argument("--split", default="test", help="ferplus: train|valid|test; affectnet: train|validation")
+    p.add_argument("--split", default="test", help="ferplus: train|valid|test; affectnet: train|validation; "
+                                                   "not used for folder (default: test)")
+    p.add_argument("--face", choices=["none", "detect"], default="none",
+                   help="folder only: none = each image is a face crop (as predict --face none); detect = find "
+                        "the face first, as predict does on photos (default: none)")
+    p.add_argument("--skip-bad", action="store_true", help="folder only: skip bad rows and unreadable images "
+                                                          "and count them, instead of stopping at the first")
     p.add_argument("--occlusion", choices=["none", "upper-half"], default="upper-half",
                    help="upper-half: black out the top half of each face, as a headset does")
     p.add_argument("--tta-flip", action="store_true", help="average with the mirrored face")
@@ -32,9 +40,17 @@ def load_split(dataset: str, root: str, split: str):
 def run(a) -> int:
     from ..evaluate import confusion_png, evaluate
     from ..models import create_model
+    from ..evaluate import evaluate_folder
     model = create_model(a.model)
-    data = load_split(a.dataset, a.root, a.split)
-    res = evaluate(model, data, a.occlusion, a.tta_flip)
+    if a.dataset == "folder":
+        if a.tta_flip:
+            from ..errors import VrferError
+            raise VrferError("--tta-flip is not available with --dataset folder")
+        res = evaluate_folder(model, a.root, a.face, a.occlusion, a.skip_bad)
+        a.split = Path(a.root).name or "folder"
+    else:
+        data = load_split(a.dataset, a.root, a.split)
+        res = evaluate(model, data, a.occlusion, a.tta_flip)
     res.update(model=a.model, dataset=a.dataset, split=a.split)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(a.model).stem if a.model.endswith(".safetensors") else a.model)
     png = confusion_png(res, Path(a.out) / f"confusion-{stem}-{a.dataset}-{a.split}-{a.occlusion}.png",
@@ -45,7 +61,10 @@ def run(a) -> int:
         return 0
     lo, hi = res["ci95"]
     print(f"{a.model} on {a.dataset} {a.split} ({res['n']} faces, occlusion {a.occlusion}): "
-          f"accuracy {100 * res['accuracy']:.2f}% (95% CI {100 * lo:.2f}-{100 * hi:.2f})")
+          f"accuracy {100 * res['accuracy']:.2f}% (95% CI {100 * lo:.2f}-{100 * hi:.2f}), "
+          f"mean per-class recall {res['mean_class_recall']:.3f}")
+    if res.get("no_face"):
+        print(f"  no face found in {res['no_face']} images (counted as wrong)")
     for c, v in res["per_class"].items():
         print(f"  {c:>10}: {'-' if v is None else f'{100 * v:6.2f}%'}  (n={res['support'][c]})")
     print(f"confusion matrix: {png}")

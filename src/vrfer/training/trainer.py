@@ -106,13 +106,14 @@ def prior_in_bias(model, offset: torch.Tensor | None):
         yield
         return
     bias = model.classifier.bias
+    saved = bias.detach().clone()
     with torch.no_grad():
         bias.add_(offset.to(bias.device))
     try:
         yield
     finally:
         with torch.no_grad():
-            bias.sub_(offset.to(bias.device))
+            bias.copy_(saved)  # exactly as before (adding and subtracting is not exact in float)
 
 
 # ---------------------------------------------------------------- loss
