@@ -56,12 +56,13 @@ def evaluate(model, data: FaceSet, occlusion: str = "none", tta_flip: bool = Fal
     return res
 
 
-def evaluate_folder(model, root, face: str = "none", occlusion: str = "none", skip_bad: bool = False,
-                    threads: int | None = None, progress: bool = True) -> dict:
-    """Test `model` on a labelled folder (vrfer.datasets.folder): every image goes through predict's
-    path (read, find the face or take the image as the crop, FER+-framed crop, classify). With
-    face="detect" the best-scoring face is used; an image where none is found counts as wrong and is
-    counted in `no_face`. A bad row or unreadable image stops with one line naming it, unless skip_bad."""
+def predict_folder(model, root, face: str = "none", occlusion: str = "none", skip_bad: bool = False,
+                   threads: int | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Labels and class probabilities of a labelled folder (vrfer.datasets.folder): every image goes
+    through predict's path (read, find the face or take the image as the crop, FER+-framed crop,
+    classify). With face="detect" the best-scoring face is used; an image where none is found gets a row
+    of NaN probabilities and is counted in `no_face`. A bad row or unreadable image stops with one line
+    naming it, unless skip_bad. Returns (labels (N,), probs (N, 8), info)."""
     import hashlib
 
     from tqdm import tqdm
@@ -90,19 +91,27 @@ def evaluate_folder(model, root, face: str = "none", occlusion: str = "none", sk
             continue
         found.append(True)
         crops.append(rec.crops(img, [max(faces, key=lambda f: f.score)])[0])
-    preds = np.full(len(labels), -1, np.int64)
+    probs = np.full((len(labels), len(CLASSES)), np.nan)
     if crops:  # classified in batches, as evaluate() does: the same probabilities, far faster
         crops = np.stack(crops)
         if occlusion == "upper-half":
             crops = occlude_upper(crops, rec.cfg.occlusion)
-        preds[np.array(found)] = np.concatenate(
-            [rec.classify(crops[i:i + 256]).argmax(1) for i in range(0, len(crops), 256)])
+        probs[np.array(found)] = np.concatenate([rec.classify(crops[i:i + 256]) for i in range(0, len(crops), 256)])
     if not labels:
         raise VrferError(f"{root}: no image could be evaluated")
-    res = metrics(np.array(labels), preds)
     digest.update(np.asarray(labels, np.int64).tobytes())
-    res.update(occlusion=occlusion, face=face, tta_flip=False, no_face=len(no_face), no_face_files=no_face[:20],
-               skipped=dict(bad.counts), data_fingerprint=digest.hexdigest()[:16])
+    info = {"occlusion": occlusion, "face": face, "no_face": len(no_face), "no_face_files": no_face[:20],
+            "skipped": dict(bad.counts), "data_fingerprint": digest.hexdigest()[:16]}
+    return np.array(labels, np.int64), probs, info
+
+
+def evaluate_folder(model, root, face: str = "none", occlusion: str = "none", skip_bad: bool = False,
+                    threads: int | None = None, progress: bool = True) -> dict:
+    """Test `model` on a labelled folder (see predict_folder); a face not found counts as wrong."""
+    labels, probs, info = predict_folder(model, root, face, occlusion, skip_bad, threads, progress)
+    found = ~np.isnan(probs).any(1)
+    res = metrics(labels, np.where(found, np.nan_to_num(probs).argmax(1), -1))
+    res.update(tta_flip=False, **info)
     return res
 
 
