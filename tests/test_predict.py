@@ -229,15 +229,15 @@ def test_a_video_gives_one_result_per_frame(capfd, model, tmp_path):
 
 def test_smoothing_is_an_exponential_moving_average_of_the_frame_probabilities(capfd, model, tmp_path):
     video = write_video(tmp_path / "clip.avi", fer_faces(8))
-    alpha = 0.6
+    alpha = 0.3   # the weight of the newest frame, as serve's alpha (vrfer.smoothing)
     rc, out, _ = vrfer(capfd, video, "--model", model, "--face", "none", "--json", "--smooth", alpha)
     rows = json_lines(out)
     assert rc == 0 and len(rows) == 8
     p = np.array([[d["probs"][c] for c in CLASSES] for d in rows])
     s = np.array([[d["smoothed"][c] for c in CLASSES] for d in rows])
     assert s[0] == pytest.approx(p[0], abs=1e-5)                     # starts at the first frame
-    for t in range(1, 8):                                             # s_t = a s_{t-1} + (1 - a) p_t
-        assert s[t] == pytest.approx(alpha * s[t - 1] + (1 - alpha) * p[t], abs=1e-5)
+    for t in range(1, 8):                                             # s_t = a p_t + (1 - a) s_{t-1}
+        assert s[t] == pytest.approx(alpha * p[t] + (1 - alpha) * s[t - 1], abs=2e-6)
     assert all(d["label"] == max(d["smoothed"], key=d["smoothed"].get) for d in rows)
     assert np.abs(np.diff(s, axis=0)).sum() < np.abs(np.diff(p, axis=0)).sum()  # smoother
 
@@ -399,7 +399,10 @@ def test_one_bad_item_does_not_stop_the_batch_and_the_exit_code_says_so(capfd, m
 
 @pytest.mark.parametrize("args, message", [
     (["--face", "1,2,3"], "expected x,y,w,h"),
-    (["--smooth", "1.5"], "ALPHA must be in [0, 1)"),
+    (["--smooth", "1.5"], "ALPHA must be in (0, 1]"),
+    (["--smooth", "0"], "ALPHA must be in (0, 1]"),
+    (["--prior", "uniform"], "carries no training prior"),
+    (["--classes", "neutral,boredom"], "unknown class 'boredom'"),
     (["--model", "no-such-model"], "unknown model"),
     (["--model", "vrfer-cnn-small"], "untrained"),
 ])

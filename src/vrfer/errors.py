@@ -35,3 +35,12 @@ def native_stderr_silenced():
         if saved is not None:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+class NoFaceError(VrferError):
+    """No face was found in an image (face="detect"): predict reports it for that item, a video frame
+    or a server frame simply has no face."""
+
+
+class ImageTooLargeError(VrferError):
+    """An image over the pixel limit, refused before it is decoded."""

@@ -5,20 +5,20 @@
     for p in rec.predict("photo.jpg"):      # a path, a numpy BGR/gray array or a PIL image
         print(p.box, p.label, p.probs)
 
-The pipeline: find each face (vrfer.faces: RetinaFace, also behind a headset), cut the square crop
-that FER+ training faces are framed by, scale it to 48x48 grayscale, and hand the full square to the
-classifier (its input mode takes the lower half itself). With face="none" the image already is the
-face crop; with face=(x, y, w, h) a fixed region (a fixed camera in a VR rig) is the crop.
+The path from image to answer is vrfer.pipeline (shared with explain, serve and the exported model
+card): find each face (vrfer.faces: RetinaFace, also behind a headset), cut the square crop that FER+
+training faces are framed by, scale it to 48x48 grayscale, and hand the full square to the classifier
+(its input mode takes the lower half itself). With face="none" the image already is the face crop;
+with face=(x, y, w, h) a fixed region (a fixed camera in a VR rig) is the crop.
 
 Video and webcams: one result per frame and face; the face is tracked from frame to frame, and
-`smoothing` = ALPHA in [0, 1) turns on an exponential moving average of the probabilities:
-smoothed_t = ALPHA * smoothed_{t-1} + (1 - ALPHA) * probs_t (0: off; 0.8: about the last 5 frames).
+`alpha` = ALPHA in (0, 1] turns on an exponential moving average of the probabilities (vrfer.smoothing):
+smoothed_t = ALPHA * probs_t + (1 - ALPHA) * smoothed_{t-1} (1: off; 0.2: about the last 5 frames).
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,12 +27,12 @@ from typing import Iterator
 import numpy as np
 
 from .classes import CLASSES
-from .errors import VrferError, native_stderr_silenced
-from .faces import FER_SIZE, Face, align_crop, check_box, iou, parse_box, to_bgr
+from .errors import NoFaceError, VrferError, native_stderr_silenced
+from .faces import to_bgr
+from .pipeline import Pipeline, load_image
+from .pretrained import DEFAULT_MODEL
+from .smoothing import Smoother, check_alpha
 
-DEFAULT_MODEL = "vrfer-lower"
-MAX_PIXELS = 64_000_000          # larger images are refused (JPEGs are decoded at a reduced scale)
-MIN_SIDE = 8                     # smaller images cannot hold a face
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm",
               ".jfif"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
@@ -54,7 +54,7 @@ class FacePrediction:
     frame: int | None                    # frame index in a video or webcam stream, None for a photo
     box: tuple[int, int, int, int]       # face box x, y, w, h in image pixels
     probs: dict[str, float]              # the 8 FER+ classes (vrfer.classes.CLASSES order)
-    smoothed: dict[str, float] | None = None   # EMA of probs over frames, when smoothing is on
+    smoothed: dict[str, float] | None = None   # EMA of probs over frames, when smoothing is on (vrfer.smoothing)
     face_score: float | None = None      # detector confidence (None: face not detected but given)
 
     @property
@@ -76,126 +76,6 @@ class FacePrediction:
         if self.face_score is not None:
             d["face_score"] = round(self.face_score, 4)
         return d
-
-
-# ------------------------------------------------------------------------------------------- images
-
-def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == np.bool_:
-        return arr.astype(np.uint8) * 255
-    if arr.dtype == np.uint16:
-        return (arr >> 8).astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.floating):
-        a = np.nan_to_num(arr.astype(np.float32))
-        if a.size and a.max() <= 1.0 and a.min() >= 0.0:
-            a = a * 255.0
-        return np.clip(np.rint(a), 0, 255).astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.integer):
-        a = arr.astype(np.int64)
-        hi = int(a.max()) if a.size else 0
-        if a.size and int(a.min()) >= 0 and hi > 255:
-            a = a * 255 // (65535 if hi <= 65535 else hi)
-        return np.clip(a, 0, 255).astype(np.uint8)
-    raise VrferError(f"unsupported pixel type {arr.dtype}")
-
-
-def image_from_array(arr) -> np.ndarray:
-    """A numpy image -> uint8 gray (H, W) or BGR (H, W, 3). 3 channels are taken as BGR (OpenCV's
-    order), 4 as BGRA (alpha dropped); 16-bit and float images are scaled to 8 bits."""
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-        raise VrferError(f"image array of shape {arr.shape}: expected (H, W), (H, W, 3) or (H, W, 4)")
-    arr = _scale_to_uint8(arr)
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[..., :3]
-    return np.ascontiguousarray(arr)
-
-
-def image_from_pil(im) -> np.ndarray:
-    """A PIL image of any mode -> uint8 gray (H, W) or BGR (H, W, 3). 16-bit and 32-bit images are
-    scaled to 8 bits, CMYK/YCbCr/LAB/HSV become RGB, transparency is laid over white."""
-    from PIL import Image
-    mode = im.mode
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        arr = np.asarray(im)
-        if mode.startswith("I;16"):
-            arr = arr.astype(np.uint16)
-        return image_from_array(arr)
-    if mode == "1":
-        return np.asarray(im.convert("L"))
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info)
-    if has_alpha:
-        rgba = im.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(bg, rgba).convert("RGB")
-    elif mode == "L":
-        return np.asarray(im)
-    elif mode != "RGB":
-        im = im.convert("RGB")
-    return np.ascontiguousarray(np.asarray(im)[..., ::-1])
-
-
-def load_image(src, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """A path, numpy array or PIL image -> uint8 gray (H, W) or BGR (H, W, 3).
-
-    Bad files raise VrferError with one clear sentence: missing, empty (0 bytes), not an image,
-    truncated or damaged, or larger than `max_pixels` (a JPEG that large is decoded at 1/2, 1/4 or
-    1/8 scale instead, which costs no more memory than the smaller image). EXIF rotation is applied."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-    if isinstance(src, np.ndarray):
-        return image_from_array(src)
-    if isinstance(src, Image.Image):
-        return image_from_pil(src)
-    path = Path(src)
-    if not path.exists():
-        raise VrferError("file not found")
-    if path.is_dir():
-        raise VrferError("is a folder, not an image")
-    try:
-        if path.stat().st_size == 0:
-            raise VrferError("empty file (0 bytes)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
-    except VrferError:
-        raise
-    except Image.DecompressionBombError:
-        over = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
-        raise VrferError(f"image too large: over {over:.0f} megapixels (not decoded); the limit is "
-                         f"{max_pixels / 1e6:.0f} megapixels (scale it down first)") from None
-    except UnidentifiedImageError:
-        raise VrferError("not an image (unknown or unsupported file format)") from None
-    except OSError as e:
-        raise VrferError(f"cannot read image: {e}") from None
-    with im:
-        w, h = im.size
-        if w * h > max_pixels:
-            if im.format == "JPEG":
-                k = 2
-                while k < 8 and (w // k) * (h // k) > max_pixels:
-                    k *= 2
-                im.draft(im.mode if im.mode in ("L", "RGB") else "RGB", (w // k, h // k))
-            if im.size[0] * im.size[1] > max_pixels:
-                raise VrferError(f"image too large: {w}x{h} = {w * h / 1e6:.0f} megapixels; the limit is "
-                                 f"{max_pixels / 1e6:.0f} megapixels (scale it down first)")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                im.load()
-                im = ImageOps.exif_transpose(im)
-            arr = image_from_pil(im)
-        except VrferError:
-            raise
-        except (OSError, SyntaxError, ValueError) as e:
-            msg = str(e)
-            if "truncated" in msg.lower():
-                raise VrferError("truncated image file (the file ends before the image does)") from None
-            raise VrferError(f"damaged image file ({msg or type(e).__name__})") from None
-    return arr
 
 
 # -------------------------------------------------------------------------------------- inputs
@@ -259,163 +139,75 @@ def expand_inputs(paths: list[str]) -> tuple[list[Item], list[tuple[str, str]]]:
 
 # ----------------------------------------------------------------------------------------- recognizer
 
-def _load_classifier(model, backend: str, tta_flip: bool = False, threads: int | None = None):
-    if backend == "onnx":
-        try:
-            from .onnx_backend import OnnxClassifier
-        except ImportError as e:
-            raise VrferError(f"the onnx backend is not available ({e}); use --backend torch") from None
-        return OnnxClassifier(model, intra_op_threads=threads, tta_flip=tta_flip)
-    if backend != "torch":
-        raise VrferError(f"unknown backend {backend!r}; expected torch or onnx")
-    from .inference import TorchClassifier
-    if not isinstance(model, str):
-        return TorchClassifier(model, tta_flip=tta_flip)
-    from .models.registry import bundled_models, create_model, get_config
-    path = Path(model)
-    if path.suffix == ".safetensors" or path.is_dir() or os.sep in model:
-        if not path.exists():
-            raise VrferError(f"{model}: model file not found")
-        return TorchClassifier(create_model(model), tta_flip=tta_flip)
-    if model == DEFAULT_MODEL and model not in bundled_models():
-        raise VrferError(f"the bundled model {model!r} is not installed with this copy of vrfer; "
-                         "give a trained model with --model PATH.safetensors")
-    cfg = get_config(model)
-    if not cfg.weights:
-        raise VrferError(f"{model!r} is an architecture with untrained weights, not a trained model; "
-                         f"give a bundled model name or a .safetensors file")
-    return TorchClassifier(create_model(model), tta_flip=tta_flip)
-
-
 class Recognizer:
-    """Facial expressions of headset wearers in photos, frames and video.
+    """Facial expressions of headset wearers in photos, frames and video (vrfer.pipeline.Pipeline, plus
+    smoothing over frames and face tracking in video).
 
     model: bundled model name or .safetensors path (or a loaded model object for the torch backend).
     face: "detect" (find faces), "none" (the image is the face crop), or a fixed region (x, y, w, h)
         / "x,y,w,h" (the face square is cut from it as given).
     backend: "torch" or "onnx" (vrfer.onnx_backend.OnnxClassifier).
-    smoothing: ALPHA in [0, 1): exponential moving average of the probabilities across successive
-        frames (predict calls on a stream, or `video`); 0 turns it off. `reset()` starts a new stream.
+    alpha: smoothing across successive frames (predict calls on a stream, or `video`): the weight of
+        the newest frame in an exponential moving average (vrfer.smoothing), in (0, 1]; None or 1: off.
+        `reset()` starts a new stream.
+    prior, prior_tau, classes: the class prior the answers assume and the classes they may name
+        (vrfer.pipeline.PostProcess; default: the plain model over all 8 classes).
     threads: torch and detector threads (None: library defaults).
     """
 
-    def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "torch", smoothing: float = 0.0,
-                 threads: int | None = None, tta_flip: bool = False, detector=None):
-        if not 0.0 <= float(smoothing) < 1.0:
-            raise VrferError(f"smoothing {smoothing}: ALPHA must be in [0, 1) (0: off, 0.8: strong)")
-        if isinstance(face, str) and face not in ("detect", "none"):
-            face = parse_box(face)
-        elif not isinstance(face, str):
-            face = tuple(int(v) for v in face)
-            if len(face) != 4 or face[2] <= 0 or face[3] <= 0:
-                raise VrferError(f"face box {face}: expected (x, y, w, h) with w, h > 0")
-        self.face = face
-        self.smoothing = float(smoothing)
+    def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "torch", alpha: float | None = None,
+                 threads: int | None = None, tta_flip: bool = False, detector=None, prior="train",
+                 prior_tau: float = 1.0, classes=None):
+        self.alpha = None if alpha is None else check_alpha(alpha, "alpha (smoothing)")
+        if self.alpha == 1.0:
+            self.alpha = None
         self.threads = threads
         if threads:
             import torch
             torch.set_num_threads(int(threads))
-        self.classifier = _load_classifier(model, backend, tta_flip, threads)
-        self.cfg = self.classifier.cfg
-        self.classes = tuple(self.cfg.classes)
+        self.pipeline = Pipeline(model, face, backend, threads, tta_flip, detector, prior, prior_tau, classes)
+        self.face = self.pipeline.face
+        self.cfg = self.pipeline.cfg
+        self.classes = self.pipeline.classes
         self.backend = backend
-        self._detector = detector
-        if face == "detect" and detector is None:
-            from .faces import get_detector   # now: a missing detector is a setup error, said once
-            self._detector = get_detector(threads=threads)
         self._tracker = None
-        self._ema: list[tuple[tuple, np.ndarray]] = []
+        self._smoother = Smoother(self.alpha) if self.alpha is not None else None
 
-    # -- pieces ----------------------------------------------------------------------------------
     @property
     def detector(self):
-        if self._detector is None:
-            from .faces import get_detector
-            self._detector = get_detector(threads=self.threads)
-        return self._detector
+        return self.pipeline.detector
 
     def reset(self) -> None:
         """Forget the previous frames (smoothing state and tracked face): a new stream starts."""
-        self._ema = []
+        if self._smoother is not None:
+            self._smoother.reset()
         if self._tracker is not None:
             self._tracker.reset()
 
-    def find_faces(self, image: np.ndarray, track: bool = False) -> list[Face]:
-        """Faces in a loaded image (uint8 gray or BGR), according to the `face` setting."""
-        h, w = image.shape[:2]
-        if min(h, w) < MIN_SIDE:
-            raise VrferError(f"image is {w}x{h} pixels: too small to hold a face")
-        if self.face == "none":
-            return [Face((0.0, 0.0, float(w), float(h)), 1.0)]
-        if not isinstance(self.face, str):
-            check_box(self.face, w, h)
-            x, y, bw, bh = self.face
-            return [Face((float(x), float(y), float(bw), float(bh)), 1.0)]
-        if track:
-            if self._tracker is None:
-                from .faces import FaceTracker
-                self._tracker = FaceTracker(self.detector)
-            return self._tracker.update(image)
-        return self.detector.detect(image)
-
-    def crops(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
-        """uint8 (N, 48, 48) FER+-framed crops of the faces (full squares: the model takes the lower half)."""
-        square = self.face == "detect"
-        return np.stack([align_crop(image, f.box, FER_SIZE, square=square) for f in faces])
-
-    def classify(self, crops: np.ndarray) -> np.ndarray:
-        """uint8 (N, H, W) square face crops -> probabilities (N, 8)."""
-        if len(crops) == 0:
-            return np.zeros((0, len(self.classes)), np.float32)
-        return np.asarray(self.classifier.predict_proba(np.ascontiguousarray(crops)), dtype=np.float64)
-
-    def _smooth(self, boxes: list[tuple], probs: np.ndarray) -> list[np.ndarray | None]:
-        if self.smoothing <= 0:
-            return [None] * len(boxes)
-        a = self.smoothing
-        out, new_state, used = [], [], set()
-        for b, p in zip(boxes, probs):
-            best, best_iou = None, 0.1
-            for i, (pb, _) in enumerate(self._ema):
-                v = iou(b, pb)
-                if i not in used and v > best_iou:
-                    best, best_iou = i, v
-            if best is None:
-                s = p.copy()
-            else:
-                used.add(best)
-                s = a * self._ema[best][1] + (1.0 - a) * p
-            out.append(s)
-            new_state.append((b, s))
-        self._ema = new_state
-        return out
-
-    # -- the API ---------------------------------------------------------------------------------
     def predict(self, image, source: str | None = None, frame: int | None = None,
                 track: bool = False) -> list[FacePrediction]:
         """Faces and expressions in one image: a path, numpy array (BGR or gray) or PIL image.
 
-        Raises VrferError when the image cannot be read, or when no face is found (face="detect").
-        Successive calls are frames of one stream for smoothing; track=True also follows the face
-        from the previous call instead of searching the whole image."""
+        Raises VrferError when the image cannot be read, NoFaceError when no face is found
+        (face="detect"). Successive calls are frames of one stream for smoothing; track=True also
+        follows the face from the previous call instead of searching the whole image."""
         if source is None:
             source = str(image) if isinstance(image, (str, os.PathLike)) else ""
-        img = load_image(image)
-        faces = self.find_faces(img, track=track)
-        if not faces:
-            raise VrferError("no face found" + (" (try --face none for a face crop, or --face x,y,w,h)"
-                                                if frame is None else ""))
-        probs = self.classify(self.crops(img, faces))
-        boxes = [f.int_box() for f in faces]
-        smoothed = self._smooth([f.box for f in faces], probs)
-        out = []
-        for f, b, p, s in zip(faces, boxes, probs, smoothed):
-            out.append(FacePrediction(
-                source=source, frame=frame, box=b,
-                probs={c: float(v) for c, v in zip(self.classes, p)},
-                smoothed=None if s is None else {c: float(v) for c, v in zip(self.classes, s)},
-                face_score=float(f.score) if self.face == "detect" else None))
-        return out
+        if track and self._tracker is None:
+            self._tracker = self.pipeline.new_tracker()
+        try:
+            faces, _, probs = self.pipeline(image, self._tracker if track else None)
+        except NoFaceError:
+            raise NoFaceError("no face found" + (" (try --face none for a face crop, or --face x,y,w,h)"
+                                                 if frame is None else "")) from None
+        smoothed = (self._smoother.update([f.box for f in faces], probs) if self._smoother is not None
+                    else [None] * len(faces))
+        return [FacePrediction(
+            source=source, frame=frame, box=f.int_box(),
+            probs={c: float(v) for c, v in zip(self.classes, p)},
+            smoothed=None if s is None else {c: float(v) for c, v in zip(self.classes, s)},
+            face_score=float(f.score) if self.face == "detect" else None)
+            for f, p, s in zip(faces, probs, smoothed)]
 
     def video(self, src, max_frames: int | None = None, progress: bool = False,
               name: str | None = None) -> Iterator[tuple[int, list[FacePrediction] | None]]:
@@ -450,9 +242,7 @@ class Recognizer:
                     break
                 try:
                     preds = self.predict(frame, source=name, frame=i, track=self.face == "detect")
-                except VrferError as e:
-                    if "no face" not in str(e):
-                        raise
+                except NoFaceError:
                     preds = None
                 yield i, preds
                 i += 1
@@ -504,14 +294,5 @@ def annotate(image: np.ndarray, preds: list[FacePrediction], min_side: int = 256
     return out
 
 
-def ema(probs: np.ndarray, alpha: float) -> np.ndarray:
-    """Reference EMA over a sequence (T, C): s_0 = p_0, s_t = alpha s_{t-1} + (1 - alpha) p_t."""
-    probs = np.asarray(probs, dtype=np.float64)
-    out = np.empty_like(probs)
-    for t, p in enumerate(probs):
-        out[t] = p if t == 0 else alpha * out[t - 1] + (1 - alpha) * p
-    return out
-
-
 __all__ = ["DEFAULT_MODEL", "FacePrediction", "Recognizer", "samples_path", "load_image", "expand_inputs",
-           "annotate", "ema", "CLASSES"]
+           "annotate", "CLASSES"]

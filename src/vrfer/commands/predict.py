@@ -19,8 +19,22 @@ _SHORT = {"neutral": "neu", "happiness": "hap", "surprise": "sur", "sadness": "s
           "disgust": "dis", "fear": "fea", "contempt": "con"}
 
 
+def add_postprocess_args(p) -> None:
+    """--prior, --prior-tau, --classes (vrfer.pipeline.PostProcess): shared by predict, explain and serve."""
+    p.add_argument("--prior", default="train", metavar="train|uniform|FILE",
+                   help="the class frequencies the answers assume: train (the training data's: the plain "
+                        "model, default), uniform (balanced: probability moves from frequent to rare "
+                        "classes), or a JSON file of 8 values in class order / {class: value}; "
+                        "logit + tau * (log prior - log training prior)")
+    p.add_argument("--prior-tau", type=float, default=1.0, metavar="TAU",
+                   help="strength of the --prior shift (0: none, 1: full; default 1)")
+    p.add_argument("--classes", default=None, metavar="A,B,...",
+                   help="answer only among these classes (the others get probability 0), e.g. "
+                        "neutral,happiness,surprise,sadness,anger,disgust,fear")
+
+
 def add_parser(sub) -> None:
-    from ..recognizer import DEFAULT_MODEL
+    from ..pretrained import DEFAULT_MODEL
     p = sub.add_parser(
         "predict", help="expressions in photos, folders, videos or a webcam",
         description="Facial expressions of people wearing a VR headset, from the lower half of the face. "
@@ -36,10 +50,12 @@ def add_parser(sub) -> None:
     fmt.add_argument("--json", action="store_true", help="JSON lines, one object per face")
     fmt.add_argument("--csv", action="store_true", help="CSV with a header row, one row per face")
     p.add_argument("--out", metavar="DIR", help="write photos annotated with box and label to DIR")
-    p.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
+    p.add_argument("--smooth", type=float, default=None, metavar="ALPHA",
                    help="video/webcam: exponential moving average of the probabilities, "
-                        "s = ALPHA*s_prev + (1-ALPHA)*p, ALPHA in [0, 1) (default 0: off)")
+                        "s = ALPHA*p + (1-ALPHA)*s_prev: ALPHA in (0, 1] is the weight of the newest frame, "
+                        "as serve's alpha (default: off; 0.2: about the last 5 frames)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    add_postprocess_args(p)
     p.add_argument("--camera", type=int, action="append", metavar="N", help="webcam index (same as PATH cam:N)")
     p.add_argument("--samples", action="store_true", help="run on the bundled sample images")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop each video or webcam after N frames")
@@ -92,6 +108,7 @@ def _out_path(out_dir: Path, item) -> Path:
 
 def run(a) -> int:
     from ..recognizer import Recognizer, expand_inputs, load_image, samples_path
+    from ..smoothing import check_alpha
 
     paths = list(a.paths)
     for cam in a.camera or []:
@@ -108,9 +125,12 @@ def run(a) -> int:
         if it.kind != "camera" and Path(str(it.path)).parent == sample_dir:
             it.name = f"samples/{Path(str(it.path)).name}"
 
-    rec = Recognizer(model=a.model, face=a.face, backend=a.backend, smoothing=a.smooth, threads=a.threads)
+    if a.smooth is not None:
+        check_alpha(a.smooth, "--smooth")
+    rec = Recognizer(model=a.model, face=a.face, backend=a.backend, alpha=a.smooth, threads=a.threads,
+                     prior=a.prior, prior_tau=a.prior_tau, classes=a.classes)
     mode = "json" if a.json else "csv" if a.csv else "table"
-    writer = _Writer(mode, rec.classes, rec.smoothing > 0)
+    writer = _Writer(mode, rec.classes, rec.alpha is not None)
     out_dir = Path(a.out) if a.out else None
     if out_dir is not None:
         try:

@@ -30,6 +30,7 @@ class FaceSet:
     names: list[str]
     source: str = ""
     skipped: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)   # items the label rule or a cap left out, and why
 
     def __post_init__(self):
         n = len(self.images)

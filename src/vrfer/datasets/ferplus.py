@@ -298,6 +298,6 @@ def summary(root, mode: str = "majority", votes: str = "label", skip_bad: bool =
         out[split] = {"count": len(fs), "classes": fs.class_counts()}
         if fs.skipped:
             out[split]["skipped"] = fs.skipped
-        if getattr(fs, "dropped", None):
+        if fs.dropped:
             out[split]["dropped"] = fs.dropped
     return out

@@ -6,8 +6,8 @@
     >>> m.cfg.input_mode, m.cfg.image_size
 """
 
-from .registry import (ModelConfig, as_model, create_model, get_config, list_models, load_checkpoint, register,
-                       save_model)
+from .registry import (DEFAULT_MODEL, ModelConfig, ResolvedModel, as_model, create_model, get_config, list_models,
+                       load_checkpoint, register, resolve_model, save_model)
 
-__all__ = ["ModelConfig", "as_model", "create_model", "get_config", "list_models", "load_checkpoint", "register",
-           "save_model"]
+__all__ = ["DEFAULT_MODEL", "ModelConfig", "ResolvedModel", "as_model", "create_model", "get_config", "list_models",
+           "load_checkpoint", "register", "resolve_model", "save_model"]

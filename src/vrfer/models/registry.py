@@ -11,13 +11,14 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from torch import nn
 
 from ..classes import CLASSES
 from ..errors import VrferError
 from ..occlusion import visible_rows
+from ..pretrained import DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -81,13 +82,49 @@ def list_models() -> list[ModelConfig]:
 
 
 def get_config(name: str) -> ModelConfig:
+    """The config of a registry name, bundled model, .safetensors file or run folder."""
+    return resolve_model(name).cfg
+
+
+class ResolvedModel(NamedTuple):
+    cfg: ModelConfig
+    weights: Path | None     # the safetensors file to load; None: an architecture with fresh weights
+
+
+def resolve_model(name) -> ResolvedModel:
+    """A model name -> its config and weights file; the one place that reads model names.
+
+    name: an architecture (fresh weights), a bundled trained model, a .safetensors file, or a training
+    run folder (its best.safetensors). VrferError with one clear sentence for anything else."""
+    name = str(name)
     bundled = _builtin()
     if name in _ARCHS:
-        return _ARCHS[name][0]
+        return ResolvedModel(_ARCHS[name][0], None)
     if name in bundled:
-        return bundled[name]
+        return ResolvedModel(bundled[name], _pretrained_path(bundled[name].weights))
+    if name == DEFAULT_MODEL:
+        raise VrferError(f"the bundled model {name!r} is not installed with this copy of vrfer; "
+                         "give a trained model with --model PATH.safetensors")
+    path = Path(name)
+    if path.is_dir():
+        path = path / "best.safetensors"
+        if not path.is_file():
+            raise VrferError(f"{name}: a run folder without best.safetensors (training has not saved a model yet)")
+    if path.suffix == ".safetensors" or os.sep in name:
+        if not path.is_file():
+            raise VrferError(f"{name}: model file not found")
+        return ResolvedModel(read_config(path), path)
     raise VrferError(f"unknown model {name!r}; known: {', '.join(sorted(list(_ARCHS) + list(bundled)))} "
                      "(or give a path to a .safetensors file or a training run folder)")
+
+
+def resolve_trained(name) -> ResolvedModel:
+    """resolve_model for uses that need trained weights (predict, serve, explain)."""
+    res = resolve_model(name)
+    if res.weights is None:
+        raise VrferError(f"{name!r} is an architecture with untrained weights, not a trained model; "
+                         f"give a bundled model name or a .safetensors file")
+    return res
 
 
 def build(cfg: ModelConfig) -> nn.Module:
@@ -111,12 +148,9 @@ def create_model(name: str, backbone_weights=None, **overrides) -> nn.Module:
         model = create_model(name, **overrides)
         load_backbone_weights(model, backbone_weights)
         return model
-    path = Path(name)
-    if name not in _ARCHS and name not in _builtin() and (path.suffix == ".safetensors" or path.is_dir()):
-        return load_checkpoint(path, **overrides)
-    cfg = get_config(name)
-    if cfg.weights:
-        return load_checkpoint(_pretrained_path(cfg.weights), **overrides)
+    cfg, weights = resolve_model(name)
+    if weights is not None:
+        return load_checkpoint(weights, **overrides)
     if overrides:
         cfg = replace(cfg, **overrides)
     return build(cfg)

@@ -1,0 +1,519 @@
+"""Image -> faces -> crops -> probabilities: the one path that `vrfer predict`, `explain`, `serve`, the
+Python API (vrfer.recognizer.Recognizer) and the exported model card all follow.
+
+1. load:      any image (file, bytes, numpy array, PIL image) -> uint8 gray (H, W) or BGR (H, W, 3)
+              (`load_image`: 8/16-bit, gray/colour/alpha/palette/CMYK, EXIF orientation)
+2. faces:     `face` = "detect" (RetinaFace, vrfer.faces), "none" (the image is the face) or a box
+              x, y, w, h (`parse_face` reads all three)
+3. crop:      each face -> a uint8 48x48 grayscale square (vrfer.faces.align_crop: the FER+ framing
+              for a detected face; the box centred in a square of its longer side otherwise; the
+              border replicated where the square leaves the image; area-averaged when shrinking)
+4. classify:  the crops -> the model's probabilities (torch or onnxruntime, vrfer.preprocess.prepare)
+5. adjust:    `PostProcess` / `adjust_probs`: an optional class prior and class subset
+
+`preprocessing_spec` writes steps 1-5 down as data (from the constants the code uses), for the ONNX
+file's metadata and examples/onnx_client.py, which repeats them without vrfer.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageTooLargeError, NoFaceError, VrferError
+from .faces import (CROP_BOTTOM, CROP_SIDE_PER_WIDTH, DETECTOR_NAME, FER_SIZE, Face, align_crop, check_box)
+from .pretrained import DEFAULT_MODEL
+
+MAX_PIXELS = 64_000_000          # larger images are refused (JPEGs are decoded at a reduced scale)
+MIN_SIDE = 8                     # smaller images cannot hold a face
+# OpenCV's BGR -> gray for uint8 (cv2.cvtColor COLOR_BGR2GRAY, what vrfer.faces.to_gray calls), as integers:
+# gray = (R * 9798 + G * 19235 + B * 3735 + 2**14) >> 15 (tests/test_pipeline.py checks it is OpenCV's)
+GRAY_WEIGHTS_RGB = (9798, 19235, 3735)
+GRAY_SHIFT = 15
+
+
+# ------------------------------------------------------------------------------------------- 1. load
+
+def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if arr.dtype == np.uint16:
+        return (arr >> 8).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        a = np.nan_to_num(arr.astype(np.float32))
+        if a.size and a.max() <= 1.0 and a.min() >= 0.0:
+            a = a * 255.0
+        return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        a = arr.astype(np.int64)
+        hi = int(a.max()) if a.size else 0
+        if a.size and int(a.min()) >= 0 and hi > 255:
+            a = a * 255 // (65535 if hi <= 65535 else hi)
+        return np.clip(a, 0, 255).astype(np.uint8)
+    raise VrferError(f"unsupported pixel type {arr.dtype}")
+
+
+def image_from_array(arr) -> np.ndarray:
+    """A numpy image -> uint8 gray (H, W) or BGR (H, W, 3). 3 channels are taken as BGR (OpenCV's
+    order), 4 as BGRA (alpha dropped); 16-bit and float images are scaled to 8 bits."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise VrferError(f"image array of shape {arr.shape}: expected (H, W), (H, W, 3) or (H, W, 4)")
+    arr = _scale_to_uint8(arr)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[..., :3]
+    return np.ascontiguousarray(arr)
+
+
+def image_from_pil(im) -> np.ndarray:
+    """A PIL image of any mode -> uint8 gray (H, W) or BGR (H, W, 3). 16-bit and 32-bit images are
+    scaled to 8 bits (16-bit: the high byte), CMYK/YCbCr/LAB/HSV become RGB, transparency is laid over white."""
+    from PIL import Image
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(im)
+        if mode.startswith("I;16"):
+            arr = arr.astype(np.uint16)
+        return image_from_array(arr)
+    if mode == "1":
+        return np.asarray(im.convert("L"))
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, rgba).convert("RGB")
+    elif mode == "L":
+        return np.asarray(im)
+    elif mode != "RGB":
+        im = im.convert("RGB")
+    return np.ascontiguousarray(np.asarray(im)[..., ::-1])
+
+
+def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | None = None,
+               shrink_jpeg: bool = True) -> np.ndarray:
+    """A path, encoded bytes, numpy array or PIL image -> uint8 gray (H, W) or BGR (H, W, 3).
+
+    Bad input raises VrferError with one clear sentence: missing, empty (0 bytes), not an image (or not
+    one of `formats`, PIL format names), truncated or damaged, or larger than `max_pixels`
+    (ImageTooLargeError; with shrink_jpeg a JPEG that large is decoded at 1/2, 1/4 or 1/8 scale instead,
+    which costs no more memory than the smaller image). EXIF orientation is applied."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    if isinstance(src, np.ndarray):
+        return image_from_array(src)
+    if isinstance(src, Image.Image):
+        return image_from_pil(src)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        if len(src) == 0:
+            raise VrferError("empty image (0 bytes)")
+        fp = io.BytesIO(bytes(src))
+    else:
+        path = Path(src)
+        if not path.exists():
+            raise VrferError("file not found")
+        if path.is_dir():
+            raise VrferError("is a folder, not an image")
+        fp = path
+    try:
+        if isinstance(fp, Path) and fp.stat().st_size == 0:
+            raise VrferError("empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(fp, formats=formats)
+    except VrferError:
+        raise
+    except Image.DecompressionBombError:
+        over = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+        raise ImageTooLargeError(f"image too large: over {over:.0f} megapixels (not decoded); the limit is "
+                                 f"{max_pixels / 1e6:.0f} megapixels (scale it down first)") from None
+    except UnidentifiedImageError:
+        what = f" ({', '.join(formats)} expected)" if formats else " (unknown or unsupported file format)"
+        raise VrferError(f"not an image{what}") from None
+    except OSError as e:
+        raise VrferError(f"cannot read image: {e}") from None
+    with im:
+        w, h = im.size
+        if w * h > max_pixels:
+            if im.format == "JPEG" and shrink_jpeg:
+                k = 2
+                while k < 8 and (w // k) * (h // k) > max_pixels:
+                    k *= 2
+                im.draft(im.mode if im.mode in ("L", "RGB") else "RGB", (w // k, h // k))
+            if im.size[0] * im.size[1] > max_pixels:
+                raise ImageTooLargeError(f"image too large: {w}x{h} = {w * h / 1e6:.0f} megapixels; the limit "
+                                         f"is {max_pixels / 1e6:.0f} megapixels (scale it down first)")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                im.load()
+                im = ImageOps.exif_transpose(im)
+            arr = image_from_pil(im)
+        except VrferError:
+            raise
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            msg = str(e)
+            if "truncated" in msg.lower():
+                raise VrferError("truncated image file (the file ends before the image does)") from None
+            raise VrferError(f"damaged image file ({msg or type(e).__name__})") from None
+    if min(arr.shape[:2]) < 1:
+        raise VrferError("image has no pixels")
+    return arr
+
+
+# ------------------------------------------------------------------------------------------- 2. faces
+
+def parse_face(spec):
+    """'detect' | 'none' | 'x,y,w,h' (or a 4-tuple) -> 'detect' | 'none' | (x, y, w, h) in whole pixels
+    (numbers rounded to the nearest pixel); VrferError for anything else."""
+    if isinstance(spec, str):
+        s = spec.strip().lower()
+        if s in ("detect", "none"):
+            return s
+        parts = s.split(",")
+    else:
+        parts = list(spec)
+    try:
+        box = tuple(int(round(float(v))) for v in parts)
+    except (TypeError, ValueError, OverflowError):
+        box = ()
+    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+        raise VrferError(f"face {spec!r}: expected x,y,w,h (pixels, w and h > 0, e.g. 120,80,200,200), "
+                         "detect or none")
+    return box
+
+
+def find_faces(image: np.ndarray, face, detector=None, tracker=None) -> list[Face]:
+    """The faces of a loaded image (uint8 gray or BGR) for a parsed `face` setting, best first.
+
+    "none": the whole image; a box: that box (VrferError when it lies outside the image); "detect":
+    the tracker's face when a tracker (video, one face followed between frames) is given, else every
+    face the detector finds (possibly none)."""
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise VrferError(f"image is {w}x{h} pixels: too small to hold a face")
+    if face == "none":
+        return [Face((0.0, 0.0, float(w), float(h)), 1.0)]
+    if face != "detect":
+        check_box(face, w, h)
+        x, y, bw, bh = face
+        return [Face((float(x), float(y), float(bw), float(bh)), 1.0)]
+    if tracker is not None:
+        return list(tracker.update(image))
+    return list(detector.detect(image))
+
+
+def crop_faces(image: np.ndarray, faces: list[Face], face) -> np.ndarray:
+    """uint8 (N, 48, 48) grayscale squares of the faces, framed as FER+ faces when detected (the model
+    takes the lower half itself: hand it the full square)."""
+    if not faces:
+        return np.zeros((0, FER_SIZE, FER_SIZE), np.uint8)
+    return np.stack([align_crop(image, f.box, FER_SIZE, square=face == "detect") for f in faces])
+
+
+# --------------------------------------------------------------------------------------- 5. adjust
+
+PRIOR_NAMES = ("train", "uniform")
+
+
+def train_prior(cfg) -> np.ndarray | None:
+    """The model's training class prior (cfg.extra["train_prior"], 8 values in class order), or None."""
+    p = (cfg.extra or {}).get("train_prior")
+    if p is None:
+        return None
+    p = np.asarray(p, np.float64).reshape(-1)
+    if len(p) != len(cfg.classes) or not np.all(np.isfinite(p)) or np.any(p <= 0):
+        raise VrferError(f"model {cfg.name!r}: train_prior must be {len(cfg.classes)} positive numbers")
+    return p / p.sum()
+
+
+def _prior_values(prior, classes) -> np.ndarray:
+    """A target prior given as a JSON file, a list of len(classes) numbers or a {class: value} dict."""
+    where = "prior"
+    if isinstance(prior, (str, os.PathLike)):
+        text = str(prior).strip()
+        if "," in text and not Path(text).exists():            # "0.3,0.2,..." (a query parameter)
+            prior = text.split(",")
+        else:
+            where = f"--prior {text}"
+            try:
+                prior = json.loads(Path(text).read_text())
+            except FileNotFoundError:
+                raise VrferError(f"{where}: expected train, uniform or a JSON file of "
+                                 f"{len(classes)} class frequencies (file not found)") from None
+            except (OSError, ValueError) as e:
+                raise VrferError(f"{where}: cannot read it as JSON ({e})") from None
+    if isinstance(prior, dict):
+        unknown = sorted(set(prior) - set(classes))
+        missing = [c for c in classes if c not in prior]
+        if unknown or missing:
+            raise VrferError(f"{where}: needs a value for each class ({', '.join(classes)}); "
+                             + (f"unknown {', '.join(map(str, unknown))}" if unknown else f"missing {', '.join(missing)}"))
+        prior = [prior[c] for c in classes]
+    try:
+        p = np.asarray([float(v) for v in prior], np.float64)
+    except (TypeError, ValueError):
+        raise VrferError(f"{where}: expected {len(classes)} numbers, one per class") from None
+    if len(p) != len(classes) or not np.all(np.isfinite(p)) or np.any(p <= 0):
+        raise VrferError(f"{where}: expected {len(classes)} positive numbers, one per class in the order "
+                         f"{', '.join(classes)} (to leave a class out, use --classes)")
+    return p / p.sum()
+
+
+def parse_classes(classes, all_classes) -> tuple[str, ...] | None:
+    """'a,b,c' or a list of class names -> a tuple in the model's class order; None/empty: all classes."""
+    if classes is None:
+        return None
+    names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if str(c).strip()]
+    if not names:
+        return None
+    unknown = [c for c in names if c not in all_classes]
+    if unknown:
+        raise VrferError(f"--classes: unknown class {unknown[0]!r}; classes: {', '.join(all_classes)}")
+    return tuple(c for c in all_classes if c in names)
+
+
+class PostProcess:
+    """What is done to the model's class scores before they are reported: a class prior and a class subset.
+
+    The model was trained on FER+'s class frequencies (its training prior, 35% neutral ... 0.5% disgust)
+    and its probabilities assume them. `prior` is the class prior the answers should assume instead
+    (logit adjustment, Menon et al. 2021, applied after training):
+
+        adjusted logit_c = logit_c + tau * (log target_c - log train_prior_c)
+
+        prior="train"    target = the training prior: no change, the plain model (the default)
+        prior="uniform"  target = equal frequencies: logit_c - tau * log train_prior_c (+ a constant),
+                         probability moves from frequent to rare classes (balanced answers)
+        prior=FILE/list  target = the given frequencies (a JSON list in class order, or {class: value})
+
+    tau scales the shift (0: none; 1: the full Bayes correction). `classes` answers only among a subset:
+    the other classes get probability 0 and the rest is renormalised (softmax over the subset).
+    "uniform" and FILE need the training prior stored with the model (cfg.extra["train_prior"]).
+    """
+
+    def __init__(self, cfg, prior="train", tau: float = 1.0, classes=None):
+        self.classes = tuple(cfg.classes)
+        self.prior = "train" if prior is None else prior
+        try:
+            self.tau = float(tau)
+        except (TypeError, ValueError):
+            raise VrferError(f"--prior-tau {tau!r}: expected a number >= 0") from None
+        if not math.isfinite(self.tau) or self.tau < 0:
+            raise VrferError(f"--prior-tau {tau}: expected a number >= 0")
+        self.subset = parse_classes(classes, self.classes)
+        self.train_prior = train_prior(cfg)
+        self.shift = None
+        if not (isinstance(self.prior, str) and self.prior == "train"):
+            target = (np.full(len(self.classes), 1.0 / len(self.classes)) if self.prior == "uniform"
+                      else _prior_values(self.prior, self.classes))
+            if self.train_prior is None:
+                raise VrferError(f"--prior {self.prior if isinstance(self.prior, str) else 'LIST'}: model "
+                                 f"{cfg.name!r} carries no training prior (cfg.extra['train_prior']); "
+                                 "only --prior train (the plain model) works with it")
+            self.target = target
+            if self.tau:
+                self.shift = self.tau * (np.log(target) - np.log(self.train_prior))
+        self.mask = (None if self.subset is None or len(self.subset) == len(self.classes)
+                     else np.array([c in self.subset for c in self.classes]))
+
+    @property
+    def identity(self) -> bool:
+        return self.shift is None and self.mask is None
+
+    def apply(self, scores, logits: bool = False) -> np.ndarray:
+        """Probabilities (or logits, logits=True) (N, C) or (C,) -> adjusted probabilities, float64.
+        With nothing to adjust, probabilities come back unchanged."""
+        scores = np.asarray(scores, np.float64)
+        if self.identity and not logits:
+            return scores
+        if logits:
+            s = scores.copy()
+        else:
+            with np.errstate(divide="ignore"):
+                s = np.log(np.maximum(scores, 1e-300))    # log-probabilities = logits minus a per-row constant
+        if self.shift is not None:
+            s = s + self.shift
+        if self.mask is not None:
+            s = np.where(self.mask, s, -np.inf)
+        s = s - s.max(axis=-1, keepdims=True)
+        e = np.exp(s)
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def spec(self) -> dict:
+        """The settings as data (for the ONNX model card and examples/onnx_client.py)."""
+        prior = self.prior if isinstance(self.prior, str) and self.prior in PRIOR_NAMES else \
+            [float(v) for v in self.target]
+        return {"prior": prior, "tau": self.tau, "classes": list(self.subset or self.classes),
+                "train_prior": None if self.train_prior is None else [float(v) for v in self.train_prior],
+                "formula": "p = softmax over the kept classes of (log probs + tau * (log target - log train_prior)); "
+                           "target: train_prior for prior 'train' (no change), equal values for 'uniform', "
+                           "else the listed values; classes not kept get 0"}
+
+
+def adjust_probs(scores, cfg, prior="train", tau: float = 1.0, classes=None, logits: bool = False) -> np.ndarray:
+    """Probabilities (or logits) of a model with config `cfg` -> adjusted probabilities (see PostProcess)."""
+    return PostProcess(cfg, prior, tau, classes).apply(scores, logits=logits)
+
+
+# ------------------------------------------------------------------------------------ 4. classify
+
+def load_classifier(model, backend: str = "torch", tta_flip: bool = False, threads: int | None = None):
+    """A trained model (name, .safetensors, run folder; .onnx or an object too) -> an object with `.cfg`
+    and `.predict_proba(crops)`, for the torch or the onnx backend."""
+    if backend not in ("torch", "onnx"):
+        raise VrferError(f"unknown backend {backend!r}; expected torch or onnx")
+    if isinstance(model, (str, os.PathLike)) and not str(model).endswith(".onnx"):
+        from .models.registry import resolve_trained
+        model = str(model)
+        resolve_trained(model)          # a clear error for an untrained architecture or a missing file
+    if backend == "onnx":
+        try:
+            from .onnx_backend import OnnxClassifier
+        except ImportError as e:
+            raise VrferError(f"the onnx backend is not available ({e}); use --backend torch") from None
+        return OnnxClassifier(model, intra_op_threads=threads, tta_flip=tta_flip)
+    from .inference import TorchClassifier
+    return TorchClassifier(model, tta_flip=tta_flip)
+
+
+class Pipeline:
+    """One model, one face setting, one post-processing: images -> faces with probabilities.
+
+    model: bundled model name, .safetensors file or run folder (or a loaded model / .onnx file).
+    face: "detect", "none" or a box (x, y, w, h) / "x,y,w,h". backend: "torch" or "onnx".
+    prior, prior_tau, classes: see PostProcess (default: the plain model's answer).
+    """
+
+    def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "torch", threads: int | None = None,
+                 tta_flip: bool = False, detector=None, prior="train", prior_tau: float = 1.0, classes=None):
+        self.face = parse_face(face)
+        self.threads = threads
+        self.backend = backend
+        self.classifier = load_classifier(model, backend, tta_flip, threads)
+        self.cfg = self.classifier.cfg
+        self.classes = tuple(self.cfg.classes)
+        self.post = PostProcess(self.cfg, prior, prior_tau, classes)
+        self._detector = detector
+        if self.face == "detect" and detector is None:
+            _ = self.detector   # now: a missing detector is a setup error, said once
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from .faces import get_detector
+            self._detector = get_detector(threads=self.threads)
+        return self._detector
+
+    def new_tracker(self):
+        """A tracker that follows the main face from frame to frame (face="detect"), else None."""
+        if self.face != "detect":
+            return None
+        from .faces import FaceTracker
+        return FaceTracker(self.detector)
+
+    def find_faces(self, image: np.ndarray, tracker=None) -> list[Face]:
+        return find_faces(image, self.face, self.detector if self.face == "detect" else None, tracker)
+
+    def crops(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
+        return crop_faces(image, faces, self.face)
+
+    def probabilities(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 (N, 48, 48) crops -> the model's own probabilities (N, C), float64 (not adjusted)."""
+        if len(crops) == 0:
+            return np.zeros((0, len(self.classes)), np.float64)
+        return np.asarray(self.classifier.predict_proba(np.ascontiguousarray(crops)), dtype=np.float64)
+
+    def classify(self, crops: np.ndarray, post: PostProcess | None = None) -> np.ndarray:
+        """uint8 crops -> reported probabilities (N, C): the model's, adjusted by `post` (default self.post)."""
+        return (post or self.post).apply(self.probabilities(crops))
+
+    def __call__(self, image, tracker=None) -> tuple[list[Face], np.ndarray, np.ndarray]:
+        """An image (anything load_image takes) -> (faces, their crops, their reported probabilities).
+        NoFaceError when face="detect" finds no face."""
+        img = load_image(image)
+        faces = self.find_faces(img, tracker)
+        if not faces:
+            raise NoFaceError("no face found")
+        crops = self.crops(img, faces)
+        return faces, crops, self.classify(crops)
+
+
+# ------------------------------------------------------------------------------------------ the spec
+
+def preprocessing_spec(cfg, post: PostProcess | None = None) -> dict:
+    """Steps 1-5 as data, from the constants this module and vrfer.faces / vrfer.preprocess use: what the
+    exported ONNX file carries (metadata "vrfer_preprocessing") and examples/onnx_client.py follows."""
+    from .occlusion import visible_rows
+    post = post or PostProcess(cfg)
+    s = cfg.image_size
+    top = visible_rows(s, cfg.occlusion)
+    c, h, w = cfg.input_shape
+    mean = [float(v) for v in cfg.mean]
+    std = [float(v) for v in cfg.std]
+    m = f"{mean[0]:g}" if len(set(mean)) == 1 else str(mean)
+    d = f"{std[0]:g}" if len(set(std)) == 1 else str(std)
+    if cfg.input_mode == "visible-half":
+        rows = [top, s]
+        mode_step = f", then rows [{top}:{s}] (the visible lower part; the top {top} rows are dropped)"
+    elif cfg.input_mode == "upper-occluded":
+        rows = [0, s]
+        mode_step = f", then rows [0:{top}] set to 0 (black, as under a headset)"
+    else:
+        rows = [0, s]
+        mode_step = ""
+    chans = "" if c == 1 else f", replicated to {c} identical channels"
+    resize_model = "" if s == FER_SIZE else f" resized to {s}x{s} (bilinear)"
+    formula = (f"input = (the {FER_SIZE}x{FER_SIZE} gray face crop{resize_model}{mode_step}{chans}, minus {m}, "
+               f"divided by {d}), float32 NCHW ({c}x{h}x{w} per face)")
+    r, g, b = GRAY_WEIGHTS_RGB
+    return {
+        "spec_version": 2,
+        "classes": list(cfg.classes),
+        "load": {"decoder": "Pillow", "exif_orientation": True, "uint16": "high byte (v >> 8)",
+                 "alpha": "composited over white", "other_modes": "converted to RGB (Pillow convert)"},
+        "gray": {"weights_rgb": [r, g, b], "shift": GRAY_SHIFT,
+                 "formula": f"gray = (R*{r} + G*{g} + B*{b} + {1 << (GRAY_SHIFT - 1)}) >> {GRAY_SHIFT} "
+                            "(OpenCV COLOR_BGR2GRAY on uint8); gray images as they are"},
+        "face": {
+            "none": "the box is the whole image: [0, 0, width, height]",
+            "box": "the box x,y,w,h as given, in whole pixels",
+            "detect": f"boxes from vrfer's {DETECTOR_NAME} detector (not in this file)",
+        },
+        "square": {
+            "none_or_box": {"side": "max(w, h)", "left": "x + w/2 - side/2", "top": "y + h/2 - side/2"},
+            "detect": {"side_per_width": CROP_SIDE_PER_WIDTH, "bottom": CROP_BOTTOM,
+                       "side": f"{CROP_SIDE_PER_WIDTH} * w", "left": "x + w/2 - side/2",
+                       "top": f"y + h + {CROP_BOTTOM} * h - side"},
+            "rounding": "left, top and side to the nearest integer, halves to even; side at least 1",
+        },
+        "crop": {"size": FER_SIZE, "pad": "replicate",
+                 "pad_note": "where the square leaves the image, the nearest edge pixel is repeated",
+                 "shrink": "area", "enlarge": "bilinear",
+                 "resize_note": "OpenCV cv2.resize with INTER_AREA when the square is larger than "
+                                f"{FER_SIZE}, INTER_LINEAR when smaller, nothing when equal"},
+        "image_size": s,
+        "resize": ("none (the crop is already the model's size)" if s == FER_SIZE else
+                   f"{FER_SIZE} -> {s}: bilinear, half-pixel centres (align_corners=False), antialiased when "
+                   "shrinking (torch.nn.functional.interpolate)"),
+        "input_mode": cfg.input_mode,
+        "occlusion": float(cfg.occlusion),
+        "rows": rows,
+        "mean": mean,
+        "std": std,
+        "channel_order": "grayscale (0-255)" + ("" if c == 1 else f" replicated to {c} channels"),
+        "row_order": "row 0 is the top of the face (Unity textures are stored bottom-up: flip them)",
+        "input_shape": ["batch", c, h, w],
+        "dtype": "float32",
+        "layout": "NCHW",
+        "formula": formula,
+        "postprocess": post.spec(),
+    }
