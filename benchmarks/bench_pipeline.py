@@ -42,8 +42,9 @@ def fmt(times: list[float]) -> str:
 
 def load_classifier(model: str | None, backend: str, threads: int | None = None):
     from vrfer.models import create_model
-    from vrfer.recognizer import DEFAULT_MODEL, _load_classifier
     from vrfer.models.registry import bundled_models
+    from vrfer.pipeline import load_classifier as _load_classifier
+    from vrfer.pretrained import DEFAULT_MODEL
     if model is None:
         if DEFAULT_MODEL in bundled_models():
             model = DEFAULT_MODEL

@@ -10,12 +10,12 @@ from PIL import Image, ImageDraw
 
 from vrfer.cli import main
 from vrfer.errors import VrferError
-from vrfer.faces import box_crop
+from vrfer.pipeline import parse_face
 from vrfer.inference import TorchClassifier
 from vrfer.models import create_model, save_model
 
 pytest.importorskip("captum")
-from vrfer.explain import explain, panels, parse_face, render  # noqa: E402
+from vrfer.explain import explain, panels, render  # noqa: E402
 
 SHARED = Path(os.environ.get("VRFER_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 FER_TEST = SHARED / "data" / "ferplus" / "FER2013Test"
@@ -115,13 +115,7 @@ def test_png_is_written_and_readable(tmp_path):
     assert a.shape[0] > 150 and a.shape[1] > 300 and a.std() > 10
 
 
-def test_face_box_is_squared_and_padded_inside_the_image():
-    img = np.arange(100 * 80, dtype=np.uint32).reshape(100, 80).astype(np.uint8)
-    assert box_crop(img, (10, 20, 30, 30)).shape == (30, 30)
-    assert np.array_equal(box_crop(img, (10, 20, 30, 30)), img[20:50, 10:40])
-    assert box_crop(img, (60, 0, 40, 20)).shape == (40, 40)   # leaves the image: edges repeated
-    with pytest.raises(VrferError):
-        box_crop(img, (200, 0, 10, 10))
+def test_face_option_is_read_by_the_pipelines_parser():
     assert parse_face("none") == "none" and parse_face("12,3,40,40") == (12, 3, 40, 40)
     with pytest.raises(VrferError):
         parse_face("12,3,40")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vrfer.errors import VrferError
-from vrfer.faces import (CROP_SIDE_PER_WIDTH, FER_SIZE, align_crop, crop_square, draw_headset, iou, parse_box,
+from vrfer.faces import (CROP_SIDE_PER_WIDTH, FER_SIZE, align_crop, crop_square, draw_headset, iou,
                          square_box)
 
 SHARED = Path(os.environ.get("VRFER_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
@@ -37,13 +37,6 @@ def test_iou_of_identical_disjoint_and_half_overlapping_boxes():
     assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
     assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
-
-
-def test_parse_box_reads_x_y_w_h_and_rejects_anything_else():
-    assert parse_box("10, 20,30,40") == (10, 20, 30, 40)
-    for bad in ("10,20,30", "a,b,c,d", "0,0,0,10", "0,0,10,-5"):
-        with pytest.raises(VrferError):
-            parse_box(bad)
 
 
 def test_the_fer_square_is_built_from_the_box_width_and_sits_on_the_chin():

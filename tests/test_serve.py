@@ -29,7 +29,7 @@ from websockets.sync.client import connect as ws_connect  # noqa: E402
 
 from vrfer.classes import CLASSES  # noqa: E402
 from vrfer.serve.app import ServeConfig, ServerThread, create_app  # noqa: E402
-from vrfer.serve.protocol import Debouncer, Params, ProtocolError, Smoother  # noqa: E402
+from vrfer.serve.protocol import Debouncer, Params, ProtocolError  # noqa: E402
 
 MAX_FRAME = 256 * 1024
 FACES_DEV = SHARED / "data" / "faces-dev" / "images"
@@ -71,7 +71,8 @@ def make_steered_model(path: Path, face_a: bytes, face_b: bytes, face="none") ->
     from torch import nn
 
     from vrfer.models import create_model, save_model
-    from vrfer.serve.engine import Predictor, decode_image
+    from vrfer.pipeline import load_image
+    from vrfer.serve.engine import Predictor
 
     torch.manual_seed(0)
     model = create_model("vrfer-cnn-small", input_mode="visible-half").eval()
@@ -86,7 +87,7 @@ def make_steered_model(path: Path, face_a: bytes, face_b: bytes, face="none") ->
     hook = torch.nn.modules.module.register_module_forward_hook(grab)
     try:
         for data in (face_a, face_b):
-            predictor.predict(decode_image(data, 1 << 26))
+            predictor.predict(load_image(data))
     finally:
         hook.remove()
     assert len(feats) == 2, "the classifier's last layer was not seen"
@@ -547,13 +548,7 @@ def test_debouncer_frames_and_seconds():
     assert d.update(sad, now=12).new == "sadness"
 
 
-def test_smoother_and_params():
-    s = Smoother(alpha=0.5)
-    a, b = np.eye(8)[0], np.eye(8)[1]
-    assert np.allclose(s.update([a])[0], a)
-    assert np.allclose(s.update([b])[0], (a + b) / 2)
-    two = s.update([b, a])                           # a second face starts from its own probabilities
-    assert np.allclose(two[1], a)
+def test_params():
     p = Params().updated({"alpha": "0.25", "crop": "1", "min_frames": "4", "ignored": "x"})
     assert p.alpha == 0.25 and p.crop is True and p.min_frames == 4
     for bad in ({"alpha": "0"}, {"threshold": "2"}, {"min_frames": "1.5"}, {"crop": "maybe"},
@@ -569,7 +564,7 @@ def detect_server(steered_model):
     try:
         from vrfer.serve.engine import Predictor
         predictor = Predictor(str(steered_model), "detect")
-        predictor.rec.detector  # noqa: B018  (loads the detector now: skip here if it cannot load)
+        predictor.pipeline.detector  # noqa: B018  (loads the detector now: skip here if it cannot load)
     except Exception as e:  # noqa: BLE001
         pytest.skip(f"face detector unavailable: {e}")
     cfg = ServeConfig(model=str(steered_model), face="detect", port=0)

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import VrferError
-from .faces import box_crop
 from .models import as_model
 from .occlusion import visible_rows
 from .preprocess import prepare
@@ -133,8 +132,9 @@ def panels(crop, heat, cfg, alpha: float = 0.5, size: int = DISPLAY):
     return np.clip(face, 0, 1), np.clip(over, 0, 1), top
 
 
-def render(crop, heat, probs, cfg, path=None, title: str | None = None, alpha: float = 0.5):
-    """Draw [face as the model gets it | Grad-CAM overlay] with the predicted label, like the paper's Fig. 1.
+def render(crop, heat, probs, cfg, path=None, title: str | None = None, alpha: float = 0.5, target=None):
+    """Draw [face as the model gets it | Grad-CAM overlay] with the class the heat map shows (`target`,
+    default the most probable) and its probability as the title, like the paper's Fig. 1.
 
     The hidden upper rows are shown dark in both panels and carry no heat. Returns the PIL image;
     writes a PNG when `path` is given.
@@ -145,8 +145,8 @@ def render(crop, heat, probs, cfg, path=None, title: str | None = None, alpha: f
 
     face, over, top = panels(crop, heat, cfg, alpha)
     probs = np.asarray(probs)
-    k = int(np.argmax(probs))
-    order = np.argsort(probs)[::-1]
+    k = _target_index(target, cfg, probs)
+    order = [i for i in np.argsort(probs)[::-1] if i != k]
     fig = Figure(figsize=(4.0, 2.55), dpi=100)
     canvas = FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
@@ -160,7 +160,7 @@ def render(crop, heat, probs, cfg, path=None, title: str | None = None, alpha: f
             ax.text(DISPLAY / 2, top / 2, "hidden\n(headset)" if cfg.input_mode != "full" else "",
                     color="white", ha="center", va="center", fontsize=8, alpha=0.8)
     fig.suptitle(title or f"{cfg.classes[k]}  {probs[k]:.0%}", fontsize=11, fontweight="bold", y=0.97)
-    fig.text(0.5, 0.03, "   ".join(f"{cfg.classes[i]} {probs[i]:.0%}" for i in order[1:4]),
+    fig.text(0.5, 0.03, "   ".join(f"{cfg.classes[i]} {probs[i]:.0%}" for i in order[:3]),
              ha="center", va="bottom", fontsize=7, color="0.3")
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
@@ -175,82 +175,33 @@ def render(crop, heat, probs, cfg, path=None, title: str | None = None, alpha: f
 
 # ------------------------------------------------------------------------------------------ files and faces
 
-def load_gray(path) -> np.ndarray:
-    """Any image file -> uint8 (H, W) grayscale (EXIF orientation applied). Raises VrferError if unreadable."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.array(im.convert("L"))
-    except FileNotFoundError:
-        raise VrferError(f"{path}: file not found") from None
-    except UnidentifiedImageError:
-        raise VrferError(f"{path}: not an image (cannot identify the format)") from None
-    except (OSError, ValueError, SyntaxError) as e:
-        raise VrferError(f"{path}: cannot read the image ({e})") from None
+def explain_image(pipeline, path, out_dir, target=None, taken: set | None = None) -> list[dict]:
+    """Explain every face of one image the way `vrfer predict` sees it: the same faces, crops and
+    probabilities (vrfer.pipeline.Pipeline, torch backend); write `<stem>_gradcam.png` (or `_face<i>`).
 
-
-def parse_face(spec: str):
-    """'none' | 'detect' | 'x,y,w,h' -> 'none' | 'detect' | (x, y, w, h)."""
-    spec = spec.strip().lower()
-    if spec in ("none", "detect"):
-        return spec
-    try:
-        box = tuple(int(round(float(v))) for v in spec.split(","))
-    except ValueError:
-        box = ()
-    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
-        raise VrferError(f"--face {spec!r}: expected none, detect or x,y,w,h (pixels, w and h > 0)")
-    return box
-
-
-def center_square(img: np.ndarray) -> np.ndarray:
-    h, w = img.shape
-    s = min(h, w)
-    y, x = (h - s) // 2, (w - s) // 2
-    return img[y:y + s, x:x + s]
-
-
-def detect_crops(gray: np.ndarray, path, size: int = 48) -> list[np.ndarray]:
-    """Square grayscale face crops (size x size, framed like FER+) found in a photo by vrfer.faces."""
-    try:
-        from .faces import align_crop, detect_faces  # the one place that calls the detector
-    except ImportError as e:
-        raise VrferError(f"--face detect is unavailable: vrfer's face detector cannot be loaded ({e})") from None
-    crops = [np.asarray(align_crop(gray, f.box, size=size), np.uint8) for f in detect_faces(gray)]
-    if not crops:
-        raise VrferError(f"{path}: no face found (give the face box with --face x,y,w,h)")
-    return crops
-
-
-def face_crops(gray: np.ndarray, face, path, size: int = 48) -> list[np.ndarray]:
-    """The face crops of one image: the image itself (its centre square), the detected faces, or a box."""
-    if face == "none":
-        return [center_square(gray)]
-    if face == "detect":
-        return detect_crops(gray, path, size)
-    return [box_crop(gray, face)]
-
-
-def explain_file(model, path, out_dir, face="none", target=None, taken: set | None = None):
-    """Explain every face of one image file; write `<stem>_gradcam.png` (or `_face<i>`) in out_dir.
-
-    Returns [(png path, label, probability)]. Raises VrferError for an unreadable image.
-    """
-    model = as_model(model)
+    Returns one dict per face: predict's JSON fields (source, frame, box, label, score, probs) plus
+    `explained` (the class the heat map shows: `target`, else the predicted one), its probability
+    `explained_score` and `png`. Raises VrferError for an unreadable image, NoFaceError for no face."""
+    from .recognizer import FacePrediction
+    model = pipeline.classifier.model
+    cfg = pipeline.cfg
     path, out_dir = Path(path), Path(out_dir)
-    crops = face_crops(load_gray(path), face, path, model.cfg.image_size)
+    faces, crops, probs = pipeline(path)
     taken = set() if taken is None else taken
     results = []
-    for i, crop in enumerate(crops):
+    for i, (f, crop, p) in enumerate(zip(faces, crops, probs)):
         stem = path.stem + (f"_face{i + 1}" if len(crops) > 1 else "")
         name, n = f"{stem}_gradcam.png", 2
         while name in taken:
             name, n = f"{stem}_{n}_gradcam.png", n + 1
         taken.add(name)
-        heat, probs = explain(model, crop, target)
+        k = _target_index(target, cfg, p)
+        heat, _ = explain(model, crop, k)
         out = out_dir / name
-        render(crop, heat, probs, model.cfg, out)
-        k = int(np.argmax(probs))
-        results.append((out, model.cfg.classes[k], float(probs[k])))
+        render(crop, heat, p, cfg, out, target=k)
+        d = FacePrediction(source=str(path), frame=None, box=f.int_box(),
+                           probs={c: float(v) for c, v in zip(cfg.classes, p)},
+                           face_score=float(f.score) if pipeline.face == "detect" else None).to_dict()
+        d.update(explained=cfg.classes[k], explained_score=round(float(p[k]), 6), png=str(out))
+        results.append(d)
     return results

@@ -33,7 +33,6 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -100,18 +99,6 @@ def iou(a: Box, b: Box) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-def parse_box(text: str) -> tuple[int, int, int, int]:
-    """'x,y,w,h' -> a box; VrferError when it is not four integers with w, h > 0."""
-    parts = [p.strip() for p in str(text).split(",")]
-    try:
-        x, y, w, h = (int(float(p)) for p in parts)
-    except ValueError:
-        raise VrferError(f"face box {text!r}: expected x,y,w,h (four integers, e.g. 120,80,200,200)") from None
-    if w <= 0 or h <= 0:
-        raise VrferError(f"face box {text!r}: width and height must be positive")
-    return x, y, w, h
-
-
 # ------------------------------------------------------------------------------------------ alignment
 
 def square_box(box: Box, side_per_width: float = CROP_SIDE_PER_WIDTH,
@@ -152,16 +139,6 @@ def check_box(box: Box, width: int, height: int) -> None:
     x, y, w, h = box
     if x >= width or y >= height or x + w <= 0 or y + h <= 0:
         raise VrferError(f"face box {x},{y},{w},{h} lies outside the {width}x{height} image")
-
-
-def box_crop(image: np.ndarray, box: Box) -> np.ndarray:
-    """Square crop around a face box (x, y, w, h), kept at the image's own scale: side max(w, h) (at
-    least 1), same centre (offsets rounded down to whole pixels), the border replicated where the square
-    leaves the image. The box is taken as whole pixels (int). VrferError when it lies wholly outside."""
-    x, y, w, h = (int(v) for v in box)
-    check_box((x, y, w, h), image.shape[1], image.shape[0])
-    s = max(w, h, 1)
-    return crop_square(image, x + (w - s) // 2, y + (h - s) // 2, s)
 
 
 def align_crop(image: np.ndarray, box: Box, size: int = FER_SIZE, square: bool = True) -> np.ndarray:
@@ -520,11 +497,3 @@ def get_detector(threads: int | None = None, **kw) -> RetinaFaceDetector:
 
 def detect_faces(image: np.ndarray, **kw) -> list[Face]:
     return get_detector(**kw).detect(image)
-
-
-def largest(faces: Sequence[Face]) -> Face | None:
-    return max(faces, key=lambda f: f.box[2] * f.box[3]) if faces else None
-
-
-def boxes(faces: Iterable[Face]) -> list[tuple[int, int, int, int]]:
-    return [f.int_box() for f in faces]

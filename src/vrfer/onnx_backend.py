@@ -247,16 +247,8 @@ def config_from_metadata(meta: dict[str, str], where: str = "ONNX model"):
 
 def _weights_file(name: str) -> Path | None:
     """The safetensors file behind a registry name, file or run folder; None for fresh weights."""
-    from .models.registry import _ARCHS, _builtin, _pretrained_path, get_config
-    p = Path(name)
-    bundled = _builtin()  # also registers the architectures
-    if name not in _ARCHS and name not in bundled:
-        if p.suffix == ".safetensors":
-            return p
-        if p.is_dir():
-            return p / "best.safetensors"
-    cfg = get_config(name)
-    return _pretrained_path(cfg.weights) if cfg.weights else None
+    from .models.registry import resolve_model
+    return resolve_model(name).weights
 
 
 def _file_hash(path: Path) -> str:

@@ -1,12 +1,16 @@
 """`vrfer explain`: Grad-CAM pictures (as in the paper's Figure 1) for face images.
 
-    vrfer explain faces/*.png --out cams/                  # each image is a face crop
-    vrfer explain photo.jpg --face detect --out cams/      # find the faces first
-    vrfer explain photo.jpg --face 120,80,200,200 --out cams/
+    vrfer explain photo.jpg --out cams/                    # find the faces first (as vrfer predict)
+    vrfer explain faces/*.png --face none --out cams/      # each image is a face crop
+    vrfer explain photo.jpg --face 120,80,200,200 --out cams/ --json
+
+The faces, crops and probabilities are vrfer predict's (vrfer.pipeline): the same image gives the same
+answer in both.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,29 +18,38 @@ from ..errors import VrferError
 
 
 def add_parser(sub) -> None:
+    from ..pretrained import DEFAULT_MODEL
+    from .predict import add_postprocess_args
     p = sub.add_parser("explain", help="Grad-CAM heat maps of what the model looks at (PNG per face)",
                        description="Draw the face as the model gets it (the headset's part dark) beside "
-                                   "its Grad-CAM heat map and the predicted expression, one PNG per face.")
+                                   "its Grad-CAM heat map, titled with the class shown and its probability, "
+                                   "one PNG per face. Faces, crops and probabilities are those of vrfer predict.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--out", required=True, help="folder for the PNGs (<name>_gradcam.png)")
-    p.add_argument("--model", default="vrfer-lower",
-                   help="registry name, .safetensors file or run folder (default vrfer-lower)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"registry name, .safetensors file or run folder (default {DEFAULT_MODEL})")
     p.add_argument("--face", default="detect", metavar="none|detect|x,y,w,h",
-                   help="none: the image is the face crop (non-square: its centre square); detect: find "
-                        "faces in a photo; x,y,w,h: the face box in pixels (default detect, as vrfer predict)")
+                   help="detect: find faces in a photo (default, as vrfer predict); none: the image is the "
+                        "face crop (a non-square one is padded to a square with its edge pixels, as predict "
+                        "does); x,y,w,h: the face box in pixels")
     p.add_argument("--target", default=None,
                    help="class to explain (e.g. happiness); default the predicted one")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per face: vrfer predict --json's fields plus explained, "
+                        "explained_score and png")
+    add_postprocess_args(p)
     p.set_defaults(fn=run)
 
 
 def run(a) -> int:
-    from ..explain import explain_file, parse_face
+    from ..explain import explain_image
     from ..models import as_model
+    from ..pipeline import Pipeline
 
-    face = parse_face(a.face)
     model = as_model(a.model)
     if a.target is not None and a.target not in model.cfg.classes:
         raise VrferError(f"unknown class {a.target!r}; classes: {', '.join(model.cfg.classes)}")
+    pipeline = Pipeline(model, a.face, "torch", prior=a.prior, prior_tau=a.prior_tau, classes=a.classes)
     out = Path(a.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -46,11 +59,14 @@ def run(a) -> int:
     failed, taken = 0, set()
     for path in a.images:
         try:
-            for png, label, p in explain_file(model, path, out, face, a.target, taken):
-                print(f"{path}: {label} {p:.2f} -> {png}")
+            for d in explain_image(pipeline, path, out, a.target, taken):
+                if a.json:
+                    print(json.dumps(d), flush=True)
+                else:
+                    print(f"{path}: {d['explained']} {d['explained_score']:.2f} -> {d['png']}", flush=True)
         except VrferError as e:
             failed += 1
-            print(f"vrfer: error: {e}", file=sys.stderr)
+            print(f"vrfer: error: {path}: {e}", file=sys.stderr)
     if failed:
         if failed < len(a.images):
             print(f"vrfer: {failed} of {len(a.images)} images failed", file=sys.stderr)

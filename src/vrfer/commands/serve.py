@@ -14,6 +14,8 @@ from ..errors import VrferError
 
 
 def add_parser(sub) -> None:
+    from ..pretrained import DEFAULT_MODEL
+    from .predict import add_postprocess_args
     p = sub.add_parser("serve", help="live predictions over WebSocket/HTTP for VR apps, with a demo page",
                        description="Serve the model on a WebSocket (/ws: send JPEG/PNG frames, get one "
                                    "prediction event each), POST /predict, GET /health and /model, and a "
@@ -21,12 +23,13 @@ def add_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; any other needs --token)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
-    p.add_argument("--model", default="vrfer-lower",
-                   help="registry name, .safetensors file or run folder (default vrfer-lower)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"registry name, .safetensors file or run folder (default {DEFAULT_MODEL})")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     p.add_argument("--face", default="detect", metavar="detect|none|x,y,w,h",
-                   help="detect: find faces in each frame; none: the frame is the face (its centre square); "
-                        "x,y,w,h: a fixed face box in pixels (default detect)")
+                   help="detect: find faces in each frame; none: the frame is the face (a non-square frame "
+                        "is padded to a square with its edge pixels, as vrfer predict does); x,y,w,h: a fixed "
+                        "face box in pixels (default detect)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--camera", type=int, metavar="INDEX",
                      help="read this camera and broadcast events to /ws/events subscribers")
@@ -36,7 +39,8 @@ def add_parser(sub) -> None:
                    "camera/video (default 15)")
     p.add_argument("--token", default=os.environ.get("VRFER_TOKEN"),
                    help="clients must present it (?token= or Authorization: Bearer); default $VRFER_TOKEN")
-    p.add_argument("--alpha", type=float, help="EMA weight of the newest frame, (0, 1] (default 0.4)")
+    p.add_argument("--alpha", type=float, help="smoothing: EMA weight of the newest frame, (0, 1] (1: none; "
+                   "default 0.4), as vrfer predict --smooth")
     p.add_argument("--threshold", type=float, help="smoothed probability a new label needs (default 0.5)")
     p.add_argument("--min-frames", type=int, help="consecutive frames the new label must lead (default 3)")
     p.add_argument("--min-seconds", type=float, help="seconds the new label must lead (default 0)")
@@ -47,19 +51,31 @@ def add_parser(sub) -> None:
                         "http://localhost:3000 (repeatable; '*' for any)")
     p.add_argument("--threads", type=int, default=1,
                    help="PyTorch threads for inference (default 1, fastest for small models; 0: PyTorch's default)")
+    add_postprocess_args(p)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(fn=run)
 
 
 def build_config(a):
-    from ..explain import parse_face
+    from ..pipeline import parse_face
     from ..serve.app import ServeConfig, check_bind
     from ..serve.protocol import DEFAULT_MAX_FRAME_BYTES, Params, ProtocolError
 
     if not 0 <= a.port <= 65535:
         raise VrferError(f"--port {a.port}: expected 0-65535")
     values = {k: v for k, v in (("alpha", a.alpha), ("threshold", a.threshold), ("min_frames", a.min_frames),
-                                ("min_seconds", a.min_seconds)) if v is not None}
+                                ("min_seconds", a.min_seconds), ("prior_tau", a.prior_tau),
+                                ("classes", a.classes)) if v is not None}
+    if a.prior not in ("train", "uniform"):          # a file of class frequencies, read once here
+        import json
+        try:
+            values["prior"] = json.loads(open(a.prior).read())
+        except OSError as e:
+            raise VrferError(f"--prior {a.prior}: expected train, uniform or a JSON file ({e.strerror})") from None
+        except ValueError as e:
+            raise VrferError(f"--prior {a.prior}: cannot read it as JSON ({e})") from None
+    else:
+        values["prior"] = a.prior
     try:
         params = Params().updated(values)
     except ProtocolError as e:

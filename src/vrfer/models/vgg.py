@@ -50,7 +50,6 @@ class _GlobalMaxHead(nn.Module):
     """Shared by VGG-face and VGG-f: conv stack -> global max pool -> new linear classifier."""
 
     features: nn.Sequential
-    release_names: tuple[str, ...] = ()
 
     def backbone_convs(self) -> list[tuple[str, nn.Conv2d]]:
         """The conv layers in order, with their names in the public weight releases."""

@@ -9,8 +9,8 @@ Starlette and uvicorn are imported only when the app is used (vrfer.serve.protoc
 """
 
 _APP = ("ServeConfig", "ServerThread", "create_app", "run_server")
-_PROTOCOL = ("PROTOCOL_VERSION", "Debouncer", "Params", "Smoother")
-__all__ = list(_APP + _PROTOCOL)
+_PROTOCOL = ("PROTOCOL_VERSION", "Debouncer", "Params")
+__all__ = list(_APP + _PROTOCOL) + ["Smoother"]
 
 
 def __getattr__(name):
@@ -20,4 +20,7 @@ def __getattr__(name):
     if name in _PROTOCOL:
         from . import protocol
         return getattr(protocol, name)
+    if name == "Smoother":
+        from ..smoothing import Smoother
+        return Smoother
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,8 +39,13 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+import numpy as np
+
 from ..errors import VrferError
-from .engine import EngineBusy, FrameError, InferenceEngine, Predictor, Stream
+from ..pipeline import PostProcess
+from ..pretrained import DEFAULT_MODEL
+from ..smoothing import Smoother
+from .engine import EngineBusy, InferenceEngine, Predictor, Stream
 from .protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -48,7 +53,6 @@ from .protocol import (
     Debouncer,
     Params,
     ProtocolError,
-    Smoother,
     change_event,
     error_event,
     parse_client_message,
@@ -67,7 +71,7 @@ CLOSE_TRY_AGAIN = 1013
 
 @dataclass
 class ServeConfig:
-    model: str = "vrfer-lower"
+    model: str = DEFAULT_MODEL
     face: object = "detect"              # "detect" | "none" | (x, y, w, h)
     backend: str = "torch"
     host: str = "127.0.0.1"
@@ -136,12 +140,30 @@ class ServerState:
         }
 
 
+def post_process(state: ServerState, params: Params) -> PostProcess:
+    """The prior and class subset of a connection (or one POST /predict) -> PostProcess; ProtocolError."""
+    try:
+        return PostProcess(state.predictor.cfg, params.prior, params.prior_tau, params.classes or None)
+    except VrferError as e:
+        raise ProtocolError("bad_param", str(e)) from None
+
+
+def answer(faces: list[dict], post: PostProcess, classes) -> list[dict]:
+    """The engine's faces (the model's probabilities) -> the reported ones: adjusted, and their label."""
+    out = []
+    for f in faces:
+        p = post.apply(f["probs"])
+        out.append({**f, "probs": p, "label": classes[int(np.argmax(p))]})
+    return out
+
+
 class Session:
     """One WebSocket connection: its parameters, smoothing, newest pending frame and outbox."""
 
     def __init__(self, state: ServerState, ws: WebSocket, params: Params, subscribed: bool, listen_only: bool):
         self.state, self.ws = state, ws
         self.id = next(state.ids)
+        self.post = post_process(state, params)
         self.params = params
         self.subscribed = subscribed
         self.listen_only = listen_only
@@ -160,6 +182,7 @@ class Session:
         return Smoother(p.alpha), Debouncer(self.state.classes, p.threshold, p.min_frames, p.min_seconds)
 
     def apply_params(self, params: Params) -> None:
+        self.post = post_process(self.state, params)
         self.params = params
         self.stream.track = params.track
         for smoother, deb in self.tracks.values():
@@ -278,7 +301,7 @@ class Session:
             self.pending = None
             try:
                 result = await engine.infer(data, crop=self.params.crop, stream=self.stream)
-            except FrameError as e:
+            except ProtocolError as e:
                 self.error(e.code, e.message, fid)
                 continue
             except EngineBusy as e:
@@ -292,10 +315,10 @@ class Session:
 
     def deliver(self, result: dict, fid, latency_ms: float, source: str | None) -> None:
         smoother, deb = self.tracks["source" if source else None]
-        faces = result["faces"]
+        faces = answer(result["faces"], self.post, self.state.classes)
         smoothed, change = None, None
         if faces:
-            smoothed = smoother.update([f["probs"] for f in faces])
+            smoothed = smoother.update([f["box"] for f in faces], [f["probs"] for f in faces])
             change = deb.update(smoothed[0])
         crop = faces[0].get("crop") if faces and self.params.crop else None
         self.send(prediction_event(fid, faces, smoothed, self.state.classes, latency_ms=latency_ms,
@@ -405,12 +428,12 @@ async def stats(request: Request):
 async def _read_body(request: Request, limit: int) -> bytes:
     n = request.headers.get("content-length")
     if n is not None and n.isdigit() and int(n) > limit:
-        raise FrameError("frame_too_large", f"body of {n} bytes; the limit is {limit} bytes")
+        raise ProtocolError("frame_too_large", f"body of {n} bytes; the limit is {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise FrameError("frame_too_large", f"body larger than the limit of {limit} bytes")
+            raise ProtocolError("frame_too_large", f"body larger than the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -422,7 +445,9 @@ async def predict(request: Request):
     t0 = time.perf_counter()
     limit = state.config.max_frame_bytes
     try:
-        q = Params().updated({k: v for k, v in request.query_params.items() if k in ("crop", "arrays")})
+        q = state.config.params.updated({k: v for k, v in request.query_params.items()
+                                         if k in ("crop", "arrays", "prior", "prior_tau", "classes")})
+        post = post_process(state, q)
         crop = q.crop
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
@@ -431,14 +456,12 @@ async def predict(request: Request):
             data = await _read_body(request, limit)
         result = await state.engine.infer(data, crop=crop)
     except ProtocolError as e:
-        return _error_response(state, 400, e.code, e.message)
-    except FrameError as e:
         status = {"frame_too_large": 413, "image_too_large": 413, "internal": 500}.get(e.code, 400)
         return _error_response(state, status, e.code, e.message)
     except EngineBusy as e:
         return _error_response(state, 503, "busy", str(e), {"Retry-After": "1"})
     state.counters["http_predictions"] += 1
-    faces = result["faces"]
+    faces = answer(result["faces"], post, state.classes)
     ev = prediction_event(None, faces, None, state.classes, latency_ms=(time.perf_counter() - t0) * 1000,
                           crop=faces[0].get("crop") if faces and crop else None, arrays=q.arrays)
     del ev["frame"], ev["stable"]
@@ -470,7 +493,7 @@ async def _multipart_image(request: Request, limit: int) -> bytes:
     except Exception as e:   # malformed multipart, part too large...
         raise ProtocolError("bad_message", f"cannot read the multipart body ({str(e)[:200]})") from None
     if len(data) > limit:
-        raise FrameError("frame_too_large", f"image larger than the limit of {limit} bytes")
+        raise ProtocolError("frame_too_large", f"image larger than the limit of {limit} bytes")
     return data
 
 
@@ -509,12 +532,12 @@ async def _ws_session(websocket: WebSocket, listen_only: bool) -> None:
     await websocket.accept()
     try:
         params = state.config.params.updated(dict(query))
+        session = Session(state, websocket, params, subscribed=False, listen_only=listen_only)
     except ProtocolError as e:
         await websocket.send_text(json.dumps(error_event(e.code, e.message)))
         await websocket.close(CLOSE_BAD_PARAMS, e.code)
         return
     subscribe = listen_only or query.get("subscribe", "0").lower() in ("1", "true", "yes")
-    session = Session(state, websocket, params, subscribed=False, listen_only=listen_only)
     state.sessions.add(session)
     session.send({"type": "hello", "protocol": PROTOCOL_VERSION, "session": session.id,
                   "model": state.model_info["name"], "classes": list(state.classes),
@@ -574,7 +597,7 @@ async def _broadcast(state: ServerState) -> None:
         t0 = time.perf_counter()
         try:
             result = await state.engine.infer(frame, crop=any(s.params.crop for s in listeners), stream=stream)
-        except (FrameError, EngineBusy) as e:
+        except (ProtocolError, EngineBusy) as e:
             log.warning("source frame %s: %s", seq, e)
             continue
         state.counters["broadcasts"] += 1
@@ -595,6 +618,10 @@ def create_app(config: ServeConfig, predictor: Predictor | None = None) -> Starl
         torch.set_num_threads(int(config.threads))
     predictor = predictor or Predictor(config.model, config.face, config.backend)
     state = ServerState(config, predictor)
+    try:
+        post_process(state, config.params)      # the server's own --prior/--classes fit this model
+    except ProtocolError as e:
+        raise VrferError(e.message) from None
     if config.camera is not None or config.video is not None:
         from .source import FrameSource
         state.source = FrameSource(config.camera, config.video, loop=config.loop_video, max_fps=config.source_fps)

@@ -31,7 +31,8 @@ CLIENT_TYPES = ("config", "frame", "subscribe", "unsubscribe", "reset", "ping", 
 
 
 class ProtocolError(ValueError):
-    """A bad message from a client: becomes an "error" event on that connection (code, message)."""
+    """Anything a client sent that the server cannot use (a bad message, parameter or frame): an "error"
+    event on that connection, or an HTTP error, with a code and a message; never a crash."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -52,6 +53,9 @@ class Params:
     crop: bool = False           # add a PNG of the face rows the model sees ("crop", a data URL)
     arrays: bool = False         # probs/smoothed as lists in class order (Unity's JsonUtility) instead of dicts
     track: bool = True           # with --face detect: follow the main face between frames (one face, cheap)
+    prior: object = "train"      # train | uniform | class frequencies (vrfer.pipeline.PostProcess)
+    prior_tau: float = 1.0       # strength of the prior shift
+    classes: tuple = ()          # answer only among these classes (empty: all)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +73,20 @@ class Params:
 
 def _convert(key: str, raw):
     try:
+        if key == "prior":       # names and numbers only: a client never names a file on the server
+            if isinstance(raw, str) and raw.strip() in ("train", "uniform"):
+                return raw.strip()
+            values = raw.split(",") if isinstance(raw, str) else raw
+            if isinstance(values, dict):
+                return {str(k): float(v) for k, v in values.items()}
+            if not isinstance(values, (list, tuple)) or len(values) < 2:
+                raise ValueError
+            return tuple(float(v) for v in values)
+        if key == "classes":
+            names = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(names, (list, tuple)) or not all(isinstance(c, str) for c in names):
+                raise ValueError
+            return tuple(c.strip() for c in names if c.strip())
         if key in ("crop", "arrays", "track"):
             if isinstance(raw, bool):
                 return raw
@@ -98,43 +116,19 @@ def _convert(key: str, raw):
             raise ValueError
         if key == "min_seconds" and not 0.0 <= v <= 3600.0:
             raise ValueError
+        if key == "prior_tau" and v < 0:
+            raise ValueError
         return v
     except (TypeError, ValueError):
         ranges = {"alpha": "a number in (0, 1]", "threshold": "a number in [0, 1]",
                   "min_frames": "an integer in [1, 10000]", "min_seconds": "seconds in [0, 3600]",
                   "crop": "true/false or 1/0", "arrays": "true/false or 1/0",
-                  "track": "true/false or 1/0"}
+                  "track": "true/false or 1/0", "prior": "train, uniform or one frequency per class (a,b,...)",
+                  "prior_tau": "a number >= 0", "classes": "class names separated by commas"}
         raise ProtocolError("bad_param", f"{key}={raw!r}: expected {ranges[key]}") from None
 
 
-# ------------------------------------------------------------------------------------------ smoothing
-
-class Smoother:
-    """Exponential moving average of the class probabilities, one track per face slot.
-
-    Faces are matched by their order in the event (largest face first). A slot whose face disappears is
-    forgotten; a new face starts from its own first probabilities.
-    """
-
-    def __init__(self, alpha: float = DEFAULT_ALPHA):
-        self.alpha = alpha
-        self.state: list[np.ndarray] = []
-
-    def reset(self) -> None:
-        self.state = []
-
-    def update(self, probs: list[np.ndarray]) -> list[np.ndarray]:
-        out = []
-        for i, p in enumerate(probs):
-            p = np.asarray(p, np.float64)
-            if i < len(self.state) and self.state[i].shape == p.shape:
-                s = self.alpha * p + (1.0 - self.alpha) * self.state[i]
-            else:
-                s = p.copy()
-            out.append(s)
-        self.state = out
-        return out
-
+# ------------------------------------------------------------------------------------------ changes
 
 @dataclass
 class Change:
