@@ -5,8 +5,10 @@ The exported graph takes the *normalised* model input (N, C, H, W) float32 and r
 face crop is written into the ONNX file's metadata (metadata_props):
 
     vrfer_config         the vrfer ModelConfig as JSON (what OnnxClassifier rebuilds `.cfg` from)
-    vrfer_preprocessing  JSON: classes, input mode, image_size, occlusion, rows kept, mean/std,
-                         input shape, channel order and the formula in words
+    vrfer_preprocessing  JSON (vrfer.pipeline.preprocessing_spec, written from the code): how an image
+                         becomes the input (loading, gray formula, face square, padding, resize, input
+                         mode, mean/std) and what is done to the output (class prior, class subset);
+                         examples/onnx_client.py follows it without vrfer
     classes              the class names, comma separated, in output order
 
 Opset 15 by default: Unity Sentis imports opsets 7-15 and onnxruntime runs every opset from 7 on.
@@ -37,7 +39,6 @@ from torch import nn
 
 from .errors import VrferError, native_stderr_silenced
 from .models import as_model
-from .occlusion import visible_rows
 from .preprocess import prepare
 
 DEFAULT_OPSET = 15          # highest opset Unity Sentis imports (7-15)
@@ -45,7 +46,7 @@ SENTIS_MAX_OPSET = 15
 MIN_OPSET = 9
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "probs")
-_CACHE_FORMAT = "1"         # bump when the exported graph or its metadata changes
+_CACHE_FORMAT = "2"         # bump when the exported graph or its metadata changes
 
 
 class _WithProbs(nn.Module):
@@ -78,50 +79,15 @@ def check_opset(opset: int) -> int:
 
 # ----------------------------------------------------------------------------------------------- metadata
 
-def preprocessing_spec(cfg) -> dict:
-    """How to turn a grayscale face crop into the ONNX input, as data and as one sentence."""
-    s = cfg.image_size
-    top = visible_rows(s, cfg.occlusion)
-    c, h, w = cfg.input_shape
-    mean = [float(v) for v in cfg.mean]
-    std = [float(v) for v in cfg.std]
-    m = f"{mean[0]:g}" if len(set(mean)) == 1 else str(mean)
-    d = f"{std[0]:g}" if len(set(std)) == 1 else str(std)
-    if cfg.input_mode == "visible-half":
-        rows = [top, s]
-        mode_step = f", then rows [{top}:{s}] (the visible lower part; the top {top} rows are dropped)"
-    elif cfg.input_mode == "upper-occluded":
-        rows = [0, s]
-        mode_step = f", then rows [0:{top}] set to 0 (black, as under a headset)"
-    else:
-        rows = [0, s]
-        mode_step = ""
-    chans = "" if c == 1 else f", replicated to {c} identical channels"
-    formula = (f"input = (gray_uint8_crop resized to {s}x{s}{mode_step}{chans}, minus {m}, divided by {d}), "
-               f"float32 NCHW ({c}x{h}x{w} per face)")
-    return {
-        "classes": list(cfg.classes),
-        "input_name": INPUT_NAME,
-        "output_names": list(OUTPUT_NAMES),
-        "input_shape": ["batch", c, h, w],
-        "dtype": "float32",
-        "layout": "NCHW",
-        "channel_order": "grayscale (luma, 0-255)" + ("" if c == 1 else f" replicated to {c} channels"),
-        "row_order": "row 0 is the top of the face (Unity textures are stored bottom-up: flip them)",
-        "crop": "square face crop, face roughly filling it (as FER+: 48x48 with the face centred)",
-        "image_size": s,
-        "resize": "bilinear, half-pixel centres (align_corners=False), antialiased when shrinking",
-        "input_mode": cfg.input_mode,
-        "occlusion": float(cfg.occlusion),
-        "rows": rows,
-        "mean": mean,
-        "std": std,
-        "formula": formula,
-    }
+def preprocessing_spec(cfg, post=None) -> dict:
+    """vrfer.pipeline.preprocessing_spec (image -> face crop -> input -> answer, as data) plus the graph's
+    input and output names: what the exported file carries as "vrfer_preprocessing"."""
+    from .pipeline import preprocessing_spec as pipeline_spec
+    return {**pipeline_spec(cfg, post), "input_name": INPUT_NAME, "output_names": list(OUTPUT_NAMES)}
 
 
-def onnx_metadata(cfg, opset: int) -> dict[str, str]:
-    pre = preprocessing_spec(cfg)
+def onnx_metadata(cfg, opset: int, post=None) -> dict[str, str]:
+    pre = preprocessing_spec(cfg, post)
     pre["opset"] = int(opset)
     return {
         "vrfer_config": cfg.to_json(),
@@ -163,7 +129,7 @@ def _quiet_fd2():
         yield
 
 
-def _export_bytes(model: nn.Module, opset: int) -> bytes:
+def _export_bytes(model: nn.Module, opset: int, post=None) -> bytes:
     cfg = model.cfg
     wrapped = _WithProbs(model)
     was_training = model.training
@@ -197,21 +163,22 @@ def _export_bytes(model: nn.Module, opset: int) -> bytes:
     m.doc_string = (f"vrfer facial expression classifier {cfg.name!r} ({cfg.arch}, input mode {cfg.input_mode}). "
                     + preprocessing_spec(cfg)["formula"])
     del m.metadata_props[:]
-    for k, v in onnx_metadata(cfg, opset).items():
+    for k, v in onnx_metadata(cfg, opset, post).items():
         m.metadata_props.add(key=k, value=v)
     onnx.checker.check_model(m)
     return m.SerializeToString()
 
 
-def export_onnx(model, path, opset: int = DEFAULT_OPSET) -> Path:
+def export_onnx(model, path, opset: int = DEFAULT_OPSET, post=None) -> Path:
     """Write `model` (nn.Module with .cfg, registry name or .safetensors path) as an ONNX file.
 
     Dynamic batch axis; input `input` (N, C, H, W) float32, outputs `logits` and `probs` (N, 8).
-    The preprocessing is in the file's metadata (see the module docstring).
+    The preprocessing is in the file's metadata (see the module docstring), with the post-processing
+    `post` (vrfer.pipeline.PostProcess; default vrfer's: the plain model) that clients should apply.
     """
     opset = check_opset(opset)
     model = as_model(model)
-    data = _export_bytes(model, opset)
+    data = _export_bytes(model, opset, post)
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

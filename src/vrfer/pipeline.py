@@ -492,7 +492,7 @@ def preprocessing_spec(cfg, post: PostProcess | None = None) -> dict:
             "none_or_box": {"side": "max(w, h)", "left": "x + w/2 - side/2", "top": "y + h/2 - side/2"},
             "detect": {"side_per_width": CROP_SIDE_PER_WIDTH, "bottom": CROP_BOTTOM,
                        "side": f"{CROP_SIDE_PER_WIDTH} * w", "left": "x + w/2 - side/2",
-                       "top": f"y + h + {CROP_BOTTOM} * h - side"},
+                       "top": f"y + h + ({CROP_BOTTOM}) * h - side"},
             "rounding": "left, top and side to the nearest integer, halves to even; side at least 1",
         },
         "crop": {"size": FER_SIZE, "pad": "replicate",

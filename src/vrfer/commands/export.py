@@ -3,7 +3,8 @@
     vrfer export --model vrfer-lower --format onnx --out vrfer-lower.onnx
 
 writes vrfer-lower.onnx, vrfer-lower.json (the card as data: classes, preprocessing, opset, I/O names)
-and vrfer-lower.md (the same for people, with C# to feed the model from Unity).
+and vrfer-lower.md (the same for people, with C# to feed the model from Unity). The preprocessing is
+vrfer.pipeline.preprocessing_spec: written from the code that `vrfer predict` runs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ FORMATS = ("onnx",)
 
 
 def add_parser(sub) -> None:
+    from .predict import add_postprocess_args
     p = sub.add_parser("export", help="export a model to ONNX (Unity Sentis / onnxruntime) with a model card",
                        description="Export a model to ONNX with its preprocessing in the file's metadata, and "
                                    "write a model card (FILE.json and FILE.md) beside it.")
@@ -29,14 +31,15 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output file, e.g. vrfer-lower.onnx")
     p.add_argument("--opset", type=int, default=None,
                    help="ONNX opset (default 15: Unity Sentis reads opsets 7-15)")
+    add_postprocess_args(p)
     p.add_argument("--no-check", action="store_true",
                    help="skip comparing onnxruntime's output with PyTorch's on sample faces")
     p.set_defaults(fn=run)
 
 
-def model_card(cfg, onnx_path: Path, opset: int, max_diff: float | None = None) -> dict:
+def model_card(cfg, onnx_path: Path, opset: int, max_diff: float | None = None, post=None) -> dict:
     from ..onnx_backend import OUTPUT_NAMES, preprocessing_spec
-    pre = preprocessing_spec(cfg)
+    pre = preprocessing_spec(cfg, post)
     c, h, w = cfg.input_shape
     card = {
         "model": cfg.name,
@@ -63,17 +66,47 @@ def model_card(cfg, onnx_path: Path, opset: int, max_diff: float | None = None) 
 
 
 def _csharp(cfg, card: dict) -> str:
+    """C# (Unity) for the steps of card["preprocessing"]: the same numbers vrfer uses."""
     pre = card["preprocessing"]
-    s = cfg.image_size
+    post = pre["postprocess"]
+    s = pre["crop"]["size"]
     c, h, w = cfg.input_shape
-    top = pre["rows"][0] if cfg.input_mode == "visible-half" else 0
+    top, bottom = pre["rows"]
+    wr, wg, wb = pre["gray"]["weights_rgb"]
+    shift = pre["gray"]["shift"]
     occl = ""
     if cfg.input_mode == "upper-occluded":
-        occl = f"\n            if (y < {round(s * cfg.occlusion)}) v = 0f;                      // headset: top rows black"
+        occl = f"\n                if (y < {round(pre['image_size'] * cfg.occlusion)}) v = 0f;          // headset: top rows black"
     mean, std = pre["mean"][0], pre["std"][0]
     classes = ", ".join(f'"{k}"' for k in cfg.classes)
+    resize_note = "" if pre["image_size"] == s else (
+        f"\n        // this model takes {pre['image_size']}x{pre['image_size']}: resize the {s}x{s} crop bilinearly "
+        "(half-pixel centres) first")
+    adjust = ""
+    if post["prior"] != "train" or len(post["classes"]) != len(cfg.classes):
+        keep = ", ".join("true" if k in post["classes"] else "false" for k in cfg.classes)
+        if post["prior"] != "train" and post["train_prior"]:
+            target = ([1.0 / len(cfg.classes)] * len(cfg.classes) if post["prior"] == "uniform" else post["prior"])
+            shifts = ", ".join(f"{post['tau'] * (np.log(t) - np.log(q)):.6f}f"
+                               for t, q in zip(target, post["train_prior"]))
+        else:
+            shifts = ", ".join("0f" for _ in cfg.classes)
+        adjust = f"""
+        // 5. the post-processing recorded in this file (prior {post['prior']!r}, tau {post['tau']:g}):
+        //    p_k ~ exp(log p_k + Shift[k]) over the kept classes, the others 0
+        float[] Shift = {{ {shifts} }};
+        bool[] Keep = {{ {keep} }};
+        float sum = 0f;
+        for (int k = 0; k < probs.Length; k++)
+        {{
+            probs[k] = Keep[k] ? probs[k] * Mathf.Exp(Shift[k]) : 0f;
+            sum += probs[k];
+        }}
+        for (int k = 0; k < probs.Length; k++) probs[k] /= sum;"""
     return f"""```csharp
 // Unity Sentis 2.x (com.unity.sentis; Inference Engine 2.2+ has the same calls in Unity.InferenceEngine).
+// The steps are vrfer's own (vrfer.pipeline), as listed in the file's "vrfer_preprocessing" metadata.
+using System;
 using Unity.Sentis;
 using UnityEngine;
 
@@ -85,36 +118,63 @@ public class FaceExpression : MonoBehaviour
 
     void Start() => worker = new Worker(ModelLoader.Load(modelAsset), BackendType.CPU);
 
-    // face: a square crop of the face (a Texture2D with Read/Write enabled).
+    // face: an image of the face (a Texture2D with Read/Write enabled), the face filling it, as for
+    // `vrfer predict --face none`; a face region (x, y, w, h) of a larger image works the same way.
     public (string label, float p) Classify(Texture2D face)
     {{
-        // 1. resize to {s}x{s} (bilinear) and read it back
-        var rt = RenderTexture.GetTemporary({s}, {s}, 0);
-        Graphics.Blit(face, rt);
-        var prev = RenderTexture.active; RenderTexture.active = rt;
-        var small = new Texture2D({s}, {s}, TextureFormat.RGBA32, false);
-        small.ReadPixels(new Rect(0, 0, {s}, {s}), 0, 0); small.Apply();
-        RenderTexture.active = prev; RenderTexture.ReleaseTemporary(rt);
-        Color32[] px = small.GetPixels32();             // row 0 = BOTTOM of the image in Unity
+        int W = face.width, H = face.height;
+        Color32[] px = face.GetPixels32();               // row 0 = BOTTOM of the image in Unity
 
-        // 2. grayscale, keep rows [{top}:{s}] counted from the TOP, normalise: (v - {mean:g}) / {std:g}
-        var data = new float[{c} * {h} * {w}];
-        for (int y = {top}; y < {s}; y++)                 // y counts from the top of the face
-            for (int x = 0; x < {s}; x++)
+        // 1. gray, exactly as OpenCV (integers): (R*{wr} + G*{wg} + B*{wb} + {1 << (shift - 1)}) >> {shift}
+        var gray = new byte[W * H];
+        for (int y = 0; y < H; y++)                      // y counts from the TOP
+            for (int x = 0; x < W; x++)
             {{
-                Color32 q = px[({s} - 1 - y) * {s} + x];   // flip: Unity rows are bottom-up
-                float v = 0.299f * q.r + 0.587f * q.g + 0.114f * q.b;{occl}
+                Color32 q = px[(H - 1 - y) * W + x];
+                gray[y * W + x] = (byte)((q.r * {wr} + q.g * {wg} + q.b * {wb} + {1 << (shift - 1)}) >> {shift});
+            }}
+
+        // 2. the square around the face: side max(W, H), centred; outside the image the nearest edge
+        //    pixel is repeated (never a black border). Math.Round rounds halves to even, as vrfer does.
+        int side = Math.Max(W, H);
+        int left = (int)Math.Round(W / 2.0 - side / 2.0), top = (int)Math.Round(H / 2.0 - side / 2.0);
+        Func<int, int, float> at = (sx, sy) =>
+            gray[Math.Clamp(top + sy, 0, H - 1) * W + Math.Clamp(left + sx, 0, W - 1)];
+
+        // 3. area-average the square down to {s}x{s} (OpenCV INTER_AREA): each output pixel is the mean of
+        //    the input pixels it covers, weighted by the covered fraction of each; rounded to a whole level.
+        //    (A square smaller than {s} is enlarged bilinearly instead; never Graphics.Blit: it skips pixels.)
+        var crop = new float[{s} * {s}];
+        double k = (double)side / {s};
+        for (int oy = 0; oy < {s}; oy++)
+            for (int ox = 0; ox < {s}; ox++)
+            {{
+                double acc = 0;
+                for (int sy = (int)Math.Floor(oy * k); sy < Math.Min(side, (int)Math.Ceiling((oy + 1) * k)); sy++)
+                {{
+                    double wy = Math.Min((oy + 1) * k, sy + 1) - Math.Max(oy * k, sy);
+                    for (int sx = (int)Math.Floor(ox * k); sx < Math.Min(side, (int)Math.Ceiling((ox + 1) * k)); sx++)
+                        acc += wy * (Math.Min((ox + 1) * k, sx + 1) - Math.Max(ox * k, sx)) * at(sx, sy);
+                }}
+                crop[oy * {s} + ox] = (float)Math.Round(acc / (k * k));
+            }}{resize_note}
+
+        // 4. the rows the model sees ([{top}:{bottom}] from the top), normalised: (v - {mean:g}) / {std:g}
+        var data = new float[{c} * {h} * {w}];
+        for (int y = {top}; y < {bottom}; y++)
+            for (int x = 0; x < {w}; x++)
+            {{
+                float v = crop[y * {s} + x];{occl}
                 for (int ch = 0; ch < {c}; ch++)
                     data[(ch * {h} + (y - {top})) * {w} + x] = (v - {mean:g}f) / {std:g}f;
             }}
-        Destroy(small);
 
-        // 3. run; output "probs" is (1, {len(cfg.classes)}) softmax probabilities in the order of Classes
         using var input = new Tensor<float>(new TensorShape(1, {c}, {h}, {w}), data);
         worker.Schedule(input);
-        var probs = (worker.PeekOutput("probs") as Tensor<float>).DownloadToArray();
+        var probs = (worker.PeekOutput("probs") as Tensor<float>).DownloadToArray();   // in the order of Classes
+{adjust}
         int best = 0;
-        for (int k = 1; k < probs.Length; k++) if (probs[k] > probs[best]) best = k;
+        for (int j = 1; j < probs.Length; j++) if (probs[j] > probs[best]) best = j;
         return (Classes[best], probs[best]);
     }}
 
@@ -122,8 +182,9 @@ public class FaceExpression : MonoBehaviour
 }}
 ```
 
-Shrinking a large crop with one bilinear Blit skips pixels (vrfer's resize is antialiased): halve it
-with repeated Blits, or use a crop near {s}x{s}, to get the same input as in training.
+Step 3 in doubles matches OpenCV's INTER_AREA except, rarely, a pixel one gray level apart (OpenCV
+accumulates in single precision); examples/onnx_client.py (Python: Pillow, OpenCV, onnxruntime) follows
+the same steps and gives vrfer's probabilities to 1e-5.
 Sentis 1.x names these `WorkerFactory.CreateWorker(BackendType.CPU, model)`, `TensorFloat`,
 `worker.Execute(input)` and `PeekOutput("probs") as TensorFloat` + `MakeReadable()`/`ToReadOnlyArray()`.
 Outside Unity, the NuGet package Microsoft.ML.OnnxRuntime runs the same file:
@@ -132,6 +193,8 @@ Outside Unity, the NuGet package Microsoft.ML.OnnxRuntime runs the same file:
 
 def card_markdown(cfg, card: dict) -> str:
     pre = card["preprocessing"]
+    sq, crop, post = pre["square"], pre["crop"], pre["postprocess"]
+    det = sq["detect"]
     lines = [
         f"# {cfg.name} (ONNX)",
         "",
@@ -147,15 +210,26 @@ def card_markdown(cfg, card: dict) -> str:
         *([f"- checked: onnxruntime vs PyTorch probabilities agree to "
            f"{card['check']['max_abs_diff_probs_vs_pytorch']:.1e} (max abs diff)"] if "check" in card else []),
         "",
-        "## Preprocessing",
+        "## From an image to the answer (what `vrfer predict` does)",
         "",
-        pre["formula"] + ".",
+        f"1. Load: {pre['load']['decoder']}, EXIF orientation applied; 16-bit: {pre['load']['uint16']}; "
+        f"transparency {pre['load']['alpha']}.",
+        f"2. Gray: {pre['gray']['formula']}.",
+        f"3. Face box: `--face none`: {pre['face']['none']}; `--face x,y,w,h`: {pre['face']['box']}; "
+        f"`--face detect`: {pre['face']['detect']}.",
+        f"4. Square: for none/a box, side {sq['none_or_box']['side']}, left {sq['none_or_box']['left']}, "
+        f"top {sq['none_or_box']['top']}; for a detected box (FER+ framing), side {det['side']}, left "
+        f"{det['left']}, top {det['top']}; {sq['rounding']}.",
+        f"5. Crop: {crop['pad_note']}; resize to {crop['size']}x{crop['size']}: {crop['resize_note']}.",
+        f"6. Model input: {pre['formula']}.",
+        f"7. Output: `probs`; then {post['formula']}. the post-processing recorded in this file: prior {post['prior']!r}, "
+        f"tau {post['tau']:g}, classes {', '.join(post['classes'])}"
+        + ("" if post["prior"] != "train" or len(post["classes"]) != len(cfg.classes) else " (nothing to do)") + ".",
         "",
-        f"- crop: {pre['crop']}",
-        f"- color: {pre['channel_order']}",
-        f"- resize: {pre['resize']}",
         f"- rows: {pre['row_order']}",
-        "- the same is in the ONNX file's metadata: `vrfer_preprocessing` (JSON), `vrfer_config`, `classes`",
+        "- the same steps are in the ONNX file's metadata: `vrfer_preprocessing` (JSON), with `vrfer_config` "
+        "and `classes`; `examples/onnx_client.py` in the vrfer repository follows them with numpy, Pillow, "
+        "OpenCV and onnxruntime only",
         "",
         "## From Unity (C#)",
         "",
@@ -182,6 +256,7 @@ def run(a) -> int:
     from ..inference import TorchClassifier
     from ..models import create_model
     from ..onnx_backend import DEFAULT_OPSET, SENTIS_MAX_OPSET, OnnxClassifier, check_opset, export_onnx
+    from ..pipeline import PostProcess
 
     if a.format != "onnx":  # pragma: no cover - argparse restricts it
         raise VrferError(f"unknown format {a.format!r}")
@@ -190,7 +265,8 @@ def run(a) -> int:
     if out.suffix.lower() != ".onnx":
         raise VrferError(f"{out}: the output file should end in .onnx")
     model = create_model(a.model)
-    export_onnx(model, out, opset)
+    post = PostProcess(model.cfg, a.prior, a.prior_tau, a.classes)
+    export_onnx(model, out, opset, post)
 
     max_diff = None
     if not a.no_check:
@@ -201,7 +277,7 @@ def run(a) -> int:
         if max_diff > 1e-3:
             raise VrferError(f"{out}: onnxruntime and PyTorch disagree (max abs diff {max_diff:.2g})")
 
-    card = model_card(model.cfg, out, opset, max_diff)
+    card = model_card(model.cfg, out, opset, max_diff, post)
     json_path, md_path = out.with_suffix(".json"), out.with_suffix(".md")
     try:
         json_path.write_text(json.dumps(card, indent=2) + "\n")
