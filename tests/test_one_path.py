@@ -1,0 +1,146 @@
+"""One image, one answer: `vrfer predict` (torch and onnx), `vrfer explain --json`, `POST /predict`, a `/ws`
+frame (tracking off), the Python API and examples/onnx_client.py (no vrfer inside) give the same
+probabilities within 1e-5, for gray, colour, 16-bit and non-square images, with --face none, a box and
+detection. The bundled model and a bundled sample photo are used: both ship with vrfer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vrfer.classes import CLASSES
+from vrfer.cli import main
+from vrfer.models.registry import bundled_models
+from vrfer.pipeline import load_image
+from vrfer.recognizer import Recognizer, samples_path
+
+pytestmark = pytest.mark.skipif("vrfer-lower" not in bundled_models(), reason="bundled model not installed")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("captum")
+
+REPO = Path(__file__).resolve().parents[1]
+TOL = 1e-5
+BOX = "30,20,230,280"
+FACES = ("none", BOX, "detect")
+MAX_DIFF: dict[str, float] = {}      # path -> the largest difference seen (printed at the end with -s)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> dict[str, Path]:
+    """The same face as colour JPEG, 8-bit gray PNG, 16-bit gray PNG and a non-square colour PNG."""
+    d = tmp_path_factory.mktemp("images")
+    src = samples_path() / "photo-happiness-Cameron_Diaz_0001.jpg"
+    rgb = np.asarray(Image.open(src).convert("RGB"))
+    gray = np.asarray(Image.open(src).convert("L"))
+    rng = np.random.default_rng(0)
+    g16 = gray.astype(np.uint16) * 256 + rng.integers(0, 256, gray.shape, dtype=np.uint16)   # low byte: noise
+    out = {"colour": src, "gray": d / "gray.png", "16-bit": d / "gray16.png", "non-square": d / "tall.png"}
+    Image.fromarray(gray).save(out["gray"])
+    Image.fromarray(g16).save(out["16-bit"])
+    Image.fromarray(rgb[:, 30:300]).save(out["non-square"])                               # 270 wide, 350 tall
+    assert Image.open(out["16-bit"]).mode.startswith("I;16")
+    return out
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory) -> Path:
+    from vrfer.onnx_backend import export_onnx
+    return export_onnx("vrfer-lower", tmp_path_factory.mktemp("onnx") / "vrfer-lower.onnx")
+
+
+@pytest.fixture(scope="module")
+def servers():
+    pytest.importorskip("starlette")
+    pytest.importorskip("httpx")
+    pytest.importorskip("websockets")
+    from vrfer.serve.app import ServeConfig, ServerThread, create_app
+    running = {}
+    try:
+        for face in FACES:
+            cfg = ServeConfig(model="vrfer-lower", face=face if face != BOX else tuple(map(int, BOX.split(","))),
+                              port=0)
+            running[face] = ServerThread(create_app(cfg), cfg).start()
+        yield {face: srv.url for face, srv in running.items()}
+    finally:
+        for srv in running.values():
+            srv.stop()
+
+
+def vec(probs) -> np.ndarray:
+    return np.array([probs[c] for c in CLASSES]) if isinstance(probs, dict) else np.asarray(probs)
+
+
+def cli_json(capsys, *argv) -> list[dict]:
+    assert main([*map(str, argv)]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+
+
+def agree(name: str, ref: np.ndarray, got, box_ref=None, box=None) -> None:
+    d = float(np.abs(ref - vec(got)).max())
+    MAX_DIFF[name] = max(MAX_DIFF.get(name, 0.0), d)
+    assert d <= TOL, f"{name}: max difference {d:.2g}"
+    if box_ref is not None:
+        assert list(box) == list(box_ref), f"{name}: box {box} != {box_ref}"
+
+
+@pytest.mark.parametrize("face", FACES)
+@pytest.mark.parametrize("kind", ["colour", "gray", "16-bit", "non-square"])
+def test_every_path_gives_the_same_probabilities(kind, face, images, onnx_file, servers, tmp_path, capsys,
+                                                 private_cache):
+    import httpx
+    from websockets.sync.client import connect
+
+    path = images[kind]
+    rec = Recognizer("vrfer-lower", face=face, threads=1)
+    api = rec.predict(path)
+    assert len(api) >= 1
+    ref, box = vec(api[0].probs), list(api[0].box)
+    if kind == "colour" and face != "none":
+        assert api[0].label == "happiness"                       # the sample's expression, through each path
+
+    rows = cli_json(capsys, "predict", path, "--face", face, "--json", "--threads", 1)
+    agree("predict torch", ref, rows[0]["probs"], box, rows[0]["box"])
+    rows = cli_json(capsys, "predict", path, "--face", face, "--json", "--threads", 1, "--backend", "onnx")
+    agree("predict onnx", ref, rows[0]["probs"], box, rows[0]["box"])
+    rows = cli_json(capsys, "explain", path, "--face", face, "--json", "--out", tmp_path)
+    agree("explain --json", ref, rows[0]["probs"], box, rows[0]["box"])
+    assert rows[0]["explained"] == api[0].label and Path(rows[0]["png"]).is_file()
+
+    url = servers[face]
+    r = httpx.post(url + "/predict", content=path.read_bytes(), timeout=60).json()
+    agree("POST /predict", ref, r["faces"][0]["probs"], box, r["faces"][0]["box"])
+    with connect(url.replace("http", "ws", 1) + "/ws?track=0", open_timeout=20, max_size=None) as ws:
+        assert json.loads(ws.recv(timeout=20))["type"] == "hello"
+        ws.send(path.read_bytes())
+        while (ev := json.loads(ws.recv(timeout=60)))["type"] != "prediction":
+            pass
+    agree("/ws (track=0)", ref, ev["faces"][0]["probs"], box, ev["faces"][0]["box"])
+
+    if face == "detect":   # the client has no detector: it is given the detector's box (floats)
+        det = rec.pipeline.find_faces(load_image(path))
+        args = ["--detected", ",".join(repr(float(v)) for v in det[0].box)]
+    else:
+        args = ["--face", face]
+    out = subprocess.run([sys.executable, str(REPO / "examples" / "onnx_client.py"), str(onnx_file), str(path),
+                          *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    agree("examples/onnx_client.py", ref, row["probs"], box, row["box"])
+
+
+def test_the_client_imports_no_vrfer():
+    src = (REPO / "examples" / "onnx_client.py").read_text()
+    imports = [ln for ln in src.splitlines() if ln.startswith(("import ", "from "))]
+    assert imports and not any("vrfer" in ln for ln in imports)
+
+
+def test_report_the_largest_differences():
+    """Runs last in this file: prints what the agreement test measured (pytest -s shows it)."""
+    for name, d in sorted(MAX_DIFF.items()):
+        print(f"  {name:<26} max |p - p_api| = {d:.2g}")
