@@ -148,6 +148,21 @@ def test_cli_writes_one_png_per_image(model_file, tmp_path, capsys):
     assert len(capsys.readouterr().out.strip().splitlines()) == len(files)
 
 
+def test_cli_json_names_the_class_shown_and_the_predict_probabilities(model_file, tmp_path, capsys):
+    import json
+    src = tmp_path / "f.png"
+    Image.fromarray(face()).save(src)
+    out = tmp_path / "cams"
+    assert main(["explain", str(src), "--face", "none", "--json", "--target", "anger", "--out", str(out),
+                 "--model", str(model_file)]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["explained"] == "anger" and d["explained_score"] == d["probs"]["anger"]
+    assert Path(d["png"]).is_file() and d["box"] == [0, 0, 48, 48]
+    assert main(["predict", str(src), "--face", "none", "--json", "--model", str(model_file)]) == 0
+    p = json.loads(capsys.readouterr().out)
+    assert p["probs"] == pytest.approx(d["probs"], abs=1e-6) and p["label"] == d["label"]
+
+
 def test_cli_face_box_on_a_larger_picture(model_file, tmp_path):
     photo = np.full((120, 160), 90, np.uint8)
     photo[30:78, 50:98] = face(48)

@@ -149,6 +149,38 @@ def test_default_output_is_one_readable_line_per_face(capfd, model, tmp_path):
     assert "neu " in lines[0] and "con " in lines[0]        # the 8 probabilities
 
 
+def test_classes_restricts_the_answer_to_a_subset(capfd, model, tmp_path):
+    files = [save(np.roll(face_image(), k, axis=1), tmp_path / f"{k}.png") for k in range(0, 40, 8)]
+    rc, out, _ = vrfer(capfd, *files, "--model", model, "--face", "none", "--json", "--classes", "fear,contempt")
+    rows = json_lines(out)
+    assert rc == 0 and len(rows) == 5
+    for d in rows:
+        assert d["label"] in ("fear", "contempt")
+        assert all(v == 0 for c, v in d["probs"].items() if c not in ("fear", "contempt"))
+        assert d["probs"]["fear"] + d["probs"]["contempt"] == pytest.approx(1, abs=2e-6)
+
+
+def test_a_uniform_prior_moves_probability_to_the_rare_classes(capfd, tmp_path):
+    from dataclasses import replace
+
+    from vrfer.models.registry import create_model, save_model
+    torch.manual_seed(0)
+    m = create_model("vrfer-cnn-small", input_mode="visible-half")
+    prior = [0.349, 0.291, 0.125, 0.121, 0.084, 0.005, 0.021, 0.005]       # FER+ train
+    path = tmp_path / "with-prior.safetensors"
+    save_model(m, path, cfg=replace(m.cfg, extra={"train_prior": prior}))
+    img = save(face_image(), tmp_path / "a.png")
+    runs = {}
+    for p in ("train", "uniform"):
+        rc, out, _ = vrfer(capfd, img, "--model", path, "--face", "none", "--json", "--prior", p)
+        assert rc == 0
+        runs[p] = json_lines(out)[0]["probs"]
+    plain, balanced = runs["train"], runs["uniform"]
+    assert balanced["neutral"] < plain["neutral"] and balanced["disgust"] > plain["disgust"]
+    ratio = {c: balanced[c] / plain[c] for c in CLASSES}                  # proportional to 1 / training prior
+    assert ratio["disgust"] / ratio["neutral"] == pytest.approx(0.349 / 0.005, rel=1e-3)
+
+
 def test_csv_has_a_header_and_one_row_per_face_with_the_8_probabilities(capfd, model, tmp_path):
     for i in range(3):
         save(face_image(64 + 8 * i), tmp_path / f"f{i}.png")

@@ -166,6 +166,31 @@ def test_predict_real_face_raw_and_multipart(server, faces):
     assert ev["crop"].startswith("data:image/png;base64,")
 
 
+def test_classes_and_prior_per_request_and_per_connection(server, faces):
+    r = httpx.post(server.url + "/predict?classes=neutral,sadness", content=faces[0], timeout=20).json()
+    face = r["faces"][0]
+    assert face["label"] in ("neutral", "sadness")   # the steered model says happiness: not in the set
+    assert all(v == 0 for c, v in face["probs"].items() if c not in ("neutral", "sadness"))
+    r = httpx.post(server.url + "/predict?prior=uniform", content=faces[0], timeout=20)
+    assert r.status_code == 400 and r.json()["code"] == "bad_param"          # no training prior stored
+    assert "training prior" in r.json()["message"]
+    with open_ws(server, classes="neutral,sadness") as (ws, hello):
+        assert hello["config"]["classes"] == ["neutral", "sadness"]
+        ws.send(faces[0])
+        ev = recv(ws, "prediction")
+        assert ev["faces"][0]["label"] in ("neutral", "sadness")
+        assert ev["faces"][0]["smoothed_label"] in ("neutral", "sadness")
+        ws.send(json.dumps({"type": "config", "classes": ["boredom"]}))
+        assert recv(ws, "error")["code"] == "bad_param"
+        ws.send(faces[0])                                                     # the old settings stay
+        assert recv(ws, "prediction")["faces"][0]["label"] in ("neutral", "sadness")
+    with ws_connect(ws_url(server, classes="boredom"), open_timeout=20) as ws:
+        assert json.loads(ws.recv(timeout=10))["code"] == "bad_param"
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+            ws.recv(timeout=10)
+        assert e.value.rcvd.code == 4400
+
+
 def test_predict_bad_inputs(server, faces):
     r = httpx.post(server.url + "/predict", content=b"definitely not an image", timeout=10)
     assert r.status_code == 400 and r.json()["code"] == "bad_image"
@@ -486,6 +511,12 @@ def test_cli_rejects_bad_flags(steered_model, capsys):
     assert "alpha" in capsys.readouterr().err
     assert main(["serve", "--model", str(steered_model), "--video", "/nonexistent.mp4"]) == 2
     assert main(["serve", "--model", str(steered_model), "--face", "1,2"]) == 2
+    capsys.readouterr()
+    for flags, says in ((["--prior", "uniform"], "training prior"), (["--classes", "boredom"], "boredom"),
+                        (["--prior", "/nonexistent.json"], "--prior")):
+        assert main(["serve", "--model", str(steered_model), "--port", "0", *flags]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0]
 
 
 # ------------------------------------------------------------------------------------------ broadcast
