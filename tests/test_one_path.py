@@ -134,6 +134,29 @@ def test_every_path_gives_the_same_probabilities(kind, face, images, onnx_file, 
     agree("examples/onnx_client.py", ref, row["probs"], box, row["box"])
 
 
+def test_the_client_applies_the_prior_and_classes_the_file_records(images, tmp_path, capsys, private_cache):
+    from dataclasses import replace
+
+    from vrfer.models import create_model, save_model
+    model = create_model("vrfer-lower")
+    fer_prior = [0.349, 0.291, 0.125, 0.121, 0.084, 0.005, 0.021, 0.005]
+    path = tmp_path / "with-prior.safetensors"
+    save_model(model, path, cfg=replace(model.cfg, extra={**model.cfg.extra, "train_prior": fer_prior}))
+    post = ["--prior", "uniform", "--prior-tau", "0.7", "--classes", "neutral,sadness,anger,fear"]
+    onnx = tmp_path / "m.onnx"
+    assert main(["export", "--model", str(path), "--out", str(onnx), *post]) == 0
+    capsys.readouterr()
+    for kind in ("colour", "non-square"):
+        row = cli_json(capsys, "predict", images[kind], "--model", path, "--face", "none", "--json", *post)[0]
+        plain = cli_json(capsys, "predict", images[kind], "--model", path, "--face", "none", "--json")[0]
+        out = subprocess.run([sys.executable, str(REPO / "examples" / "onnx_client.py"), str(onnx), str(images[kind])],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        agree("onnx_client, prior+classes", vec(row["probs"]), json.loads(out.stdout)["probs"])
+        assert row["label"] in ("neutral", "sadness", "anger", "fear") and row["probs"]["happiness"] == 0
+        assert np.abs(vec(row["probs"]) - vec(plain["probs"])).max() > 0.01    # the options did something
+
+
 def test_the_client_imports_no_vrfer():
     src = (REPO / "examples" / "onnx_client.py").read_text()
     imports = [ln for ln in src.splitlines() if ln.startswith(("import ", "from "))]
