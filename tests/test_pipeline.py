@@ -128,7 +128,7 @@ def test_no_face_is_a_typed_error(tmp_path):
     save_model(create_model("vrfer-cnn-small", input_mode="visible-half"), path)
     pipe = Pipeline(str(path), "detect", detector=NoFaces())
     with pytest.raises(NoFaceError):
-        pipe(np.full((64, 64), 128, np.uint8))
+        pipe.run(np.full((64, 64), 128, np.uint8))
 
 
 # ------------------------------------------------------------------------------------------ prior and classes

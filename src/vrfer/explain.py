@@ -186,7 +186,7 @@ def explain_image(pipeline, path, out_dir, target=None, taken: set | None = None
     model = pipeline.classifier.model
     cfg = pipeline.cfg
     path, out_dir = Path(path), Path(out_dir)
-    faces, crops, probs = pipeline(path)
+    faces, crops, probs = pipeline.run(path)
     taken = set() if taken is None else taken
     results = []
     for i, (f, crop, p) in enumerate(zip(faces, crops, probs)):

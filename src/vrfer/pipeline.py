@@ -13,6 +13,11 @@ Python API (vrfer.recognizer.Recognizer) and the exported model card all follow.
 
 `preprocessing_spec` writes steps 1-5 down as data (from the constants the code uses), for the ONNX
 file's metadata and examples/onnx_client.py, which repeats them without vrfer.
+
+    >>> from vrfer.pipeline import Pipeline, adjust_probs
+    >>> pipe = Pipeline("vrfer-lower", face="none")          # or "detect", or (x, y, w, h)
+    >>> faces, crops, probs = pipe.run("face.png")           # probs: (faces, 8), vrfer.classes order
+    >>> adjust_probs(probs, pipe.cfg, prior="uniform")        # the model must store its training prior
 """
 
 from __future__ import annotations
@@ -438,7 +443,7 @@ class Pipeline:
         """uint8 crops -> reported probabilities (N, C): the model's, adjusted by `post` (default self.post)."""
         return (post or self.post).apply(self.probabilities(crops))
 
-    def __call__(self, image, tracker=None) -> tuple[list[Face], np.ndarray, np.ndarray]:
+    def run(self, image, tracker=None) -> tuple[list[Face], np.ndarray, np.ndarray]:
         """An image (anything load_image takes) -> (faces, their crops, their reported probabilities).
         NoFaceError when face="detect" finds no face."""
         img = load_image(image)

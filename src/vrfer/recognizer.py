@@ -196,7 +196,7 @@ class Recognizer:
         if track and self._tracker is None:
             self._tracker = self.pipeline.new_tracker()
         try:
-            faces, _, probs = self.pipeline(image, self._tracker if track else None)
+            faces, _, probs = self.pipeline.run(image, self._tracker if track else None)
         except NoFaceError:
             raise NoFaceError("no face found" + (" (try --face none for a face crop, or --face x,y,w,h)"
                                                  if frame is None else "")) from None

@@ -1,4 +1,5 @@
-"""The `vrfer serve` wire protocol: message shapes, per-connection smoothing and the change debouncer.
+"""The `vrfer serve` wire protocol: message shapes, per-connection parameters and the change debouncer
+(smoothing is vrfer.smoothing's, the prior and class subset vrfer.pipeline's, as everywhere in vrfer).
 
 Pure logic, no I/O: the server (vrfer.serve.app) and the tests both use it. docs/PROTOCOL.md
 describes the same messages for client authors.
