@@ -1,6 +1,6 @@
 """One image, one answer: `vrfer predict` (torch and onnx), `vrfer explain --json`, `POST /predict`, a `/ws`
 frame (tracking off), the Python API and examples/onnx_client.py (no vrfer inside) give the same
-probabilities within 1e-5, for gray, colour, 16-bit and non-square images, with --face none, a box and
+probabilities within 1e-5, for gray, colour, 16-bit, non-square and EXIF-rotated images, with --face none, a box and
 detection. The bundled model and a bundled sample photo are used: both ship with vrfer."""
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ MAX_DIFF: dict[str, float] = {}      # path -> the largest difference seen (prin
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> dict[str, Path]:
-    """The same face as colour JPEG, 8-bit gray PNG, 16-bit gray PNG and a non-square colour PNG."""
+    """The same face as colour JPEG, 8-bit gray PNG, 16-bit gray PNG, a non-square colour PNG and a
+    JPEG stored on its side with an EXIF orientation."""
     d = tmp_path_factory.mktemp("images")
     src = samples_path() / "photo-happiness-Cameron_Diaz_0001.jpg"
     rgb = np.asarray(Image.open(src).convert("RGB"))
@@ -44,6 +45,11 @@ def images(tmp_path_factory) -> dict[str, Path]:
     Image.fromarray(gray).save(out["gray"])
     Image.fromarray(g16).save(out["16-bit"])
     Image.fromarray(rgb[:, 30:300]).save(out["non-square"])                               # 270 wide, 350 tall
+    exif = Image.Exif()
+    exif[0x0112] = 6                                  # stored on its side: viewers turn it 90 degrees clockwise
+    out["exif-rotated"] = d / "rotated.jpg"
+    Image.fromarray(np.ascontiguousarray(np.rot90(rgb[:, 30:300]))).save(out["exif-rotated"], exif=exif.tobytes(),
+                                                                          quality=95)
     assert Image.open(out["16-bit"]).mode.startswith("I;16")
     return out
 
@@ -90,7 +96,7 @@ def agree(name: str, ref: np.ndarray, got, box_ref=None, box=None) -> None:
 
 
 @pytest.mark.parametrize("face", FACES)
-@pytest.mark.parametrize("kind", ["colour", "gray", "16-bit", "non-square"])
+@pytest.mark.parametrize("kind", ["colour", "gray", "16-bit", "non-square", "exif-rotated"])
 def test_every_path_gives_the_same_probabilities(kind, face, images, onnx_file, servers, tmp_path, capsys,
                                                  private_cache):
     import httpx
@@ -101,7 +107,7 @@ def test_every_path_gives_the_same_probabilities(kind, face, images, onnx_file, 
     api = rec.predict(path)
     assert len(api) >= 1
     ref, box = vec(api[0].probs), list(api[0].box)
-    if kind == "colour" and face != "none":
+    if kind in ("colour", "exif-rotated") and face != "none":
         assert api[0].label == "happiness"                       # the sample's expression, through each path
 
     rows = cli_json(capsys, "predict", path, "--face", face, "--json", "--threads", 1)

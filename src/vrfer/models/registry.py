@@ -203,7 +203,7 @@ def load_checkpoint(path, **overrides) -> nn.Module:
     from safetensors.torch import load_file
     path = Path(path)
     if path.is_dir():
-        path = path / "best.safetensors"
+        path = resolve_model(str(path)).weights
     if not path.is_file():
         raise VrferError(f"{path}: model file not found")
     cfg = read_config(path)
