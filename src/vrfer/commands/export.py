@@ -143,7 +143,8 @@ public class FaceExpression : MonoBehaviour
 
         // 3. area-average the square down to {s}x{s} (OpenCV INTER_AREA): each output pixel is the mean of
         //    the input pixels it covers, weighted by the covered fraction of each; rounded to a whole level.
-        //    (A square smaller than {s} is enlarged bilinearly instead; never Graphics.Blit: it skips pixels.)
+        //    This loop is for squares of {s} pixels or more (vrfer enlarges smaller ones bilinearly, with
+        //    half-pixel centres). Not Graphics.Blit: its bilinear filter skips pixels when shrinking.
         var crop = new float[{s} * {s}];
         double k = (double)side / {s};
         for (int oy = 0; oy < {s}; oy++)
