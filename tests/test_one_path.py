@@ -70,7 +70,7 @@ def servers():
     try:
         for face in FACES:
             cfg = ServeConfig(model="vrfer-lower", face=face if face != BOX else tuple(map(int, BOX.split(","))),
-                              port=0)
+                              backend="torch", port=0)
             running[face] = ServerThread(create_app(cfg), cfg).start()
         yield {face: srv.url for face, srv in running.items()}
     finally:
@@ -103,14 +103,14 @@ def test_every_path_gives_the_same_probabilities(kind, face, images, onnx_file, 
     from websockets.sync.client import connect
 
     path = images[kind]
-    rec = Recognizer("vrfer-lower", face=face, threads=1)
+    rec = Recognizer("vrfer-lower", face=face, backend="torch", threads=1)
     api = rec.predict(path)
     assert len(api) >= 1
     ref, box = vec(api[0].probs), list(api[0].box)
     if kind in ("colour", "exif-rotated") and face != "none":
         assert api[0].label == "happiness"                       # the sample's expression, through each path
 
-    rows = cli_json(capsys, "predict", path, "--face", face, "--json", "--threads", 1)
+    rows = cli_json(capsys, "predict", path, "--face", face, "--json", "--threads", 1, "--backend", "torch")
     agree("predict torch", ref, rows[0]["probs"], box, rows[0]["box"])
     rows = cli_json(capsys, "predict", path, "--face", face, "--json", "--threads", 1, "--backend", "onnx")
     agree("predict onnx", ref, rows[0]["probs"], box, rows[0]["box"])
@@ -153,8 +153,10 @@ def test_the_client_applies_the_prior_and_classes_the_file_records(images, tmp_p
     assert main(["export", "--model", str(path), "--out", str(onnx), *post]) == 0
     capsys.readouterr()
     for kind in ("colour", "non-square"):
-        row = cli_json(capsys, "predict", images[kind], "--model", path, "--face", "none", "--json", *post)[0]
-        plain = cli_json(capsys, "predict", images[kind], "--model", path, "--face", "none", "--json")[0]
+        row = cli_json(capsys, "predict", images[kind], "--model", path, "--face", "none", "--json", *post,
+                       "--backend", "torch")[0]
+        plain = cli_json(capsys, "predict", images[kind], "--model", path, "--face", "none", "--json",
+                         "--backend", "torch")[0]
         out = subprocess.run([sys.executable, str(REPO / "examples" / "onnx_client.py"), str(onnx), str(images[kind])],
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
