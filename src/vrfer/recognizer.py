@@ -184,6 +184,21 @@ class Recognizer:
         if self._tracker is not None:
             self._tracker.reset()
 
+    # -- the pipeline's steps, for callers that batch them (vrfer.evaluate) -------------------------
+    def find_faces(self, image: np.ndarray, track: bool = False):
+        """Faces in a loaded image (vrfer.pipeline.find_faces); track=True follows the previous call's face."""
+        if track and self._tracker is None:
+            self._tracker = self.pipeline.new_tracker()
+        return self.pipeline.find_faces(image, self._tracker if track else None)
+
+    def crops(self, image: np.ndarray, faces) -> np.ndarray:
+        """uint8 (N, 48, 48) face crops (vrfer.pipeline.crop_faces)."""
+        return self.pipeline.crops(image, faces)
+
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        """Face crops -> reported probabilities (N, 8), with this recognizer's prior and classes."""
+        return self.pipeline.classify(crops)
+
     def predict(self, image, source: str | None = None, frame: int | None = None,
                 track: bool = False) -> list[FacePrediction]:
         """Faces and expressions in one image: a path, numpy array (BGR or gray) or PIL image.
