@@ -1,10 +1,10 @@
 """Accuracy against mean per-class recall as the inference-time prior correction changes.
 
-For each model and each tau, the answer is argmax(log p - tau * log prior_train) (logit adjustment:
-tau 0 is the plain model, tau 1 answers as if every class were equally frequent). Prints one markdown
+For each model and each tau, the answer is predict's with `--prior uniform --prior-tau TAU`
+(vrfer.pipeline.PostProcess: logit - tau * log train_prior; tau 0 is the plain model, tau 1 answers as if
+every class were equally frequent). Prints one markdown
 table: FER+ valid (where the default is chosen), FER+ test, and CK+48 (measured only, never used to
-choose). The training prior is the one stored with the model (cfg.extra["train_prior"]); models that
-carry none get FER+ train's (crossentropy targets, what the shipped models were trained on).
+choose). The training prior is the one stored with the model (cfg.extra["train_prior"]).
 
     python benchmarks/prior_sweep.py --model vrfer-lower --model runs/x-combo \
         --ferplus ../shared/data/ferplus --ckplus ../shared/data/ckplus48
@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 
 from vrfer.datasets.ferplus import load_ferplus
 from vrfer.evaluate import metrics, predict_folder
 from vrfer.inference import predict_proba
 from vrfer.models import create_model
 from vrfer.occlusion import occlude_upper
+from vrfer.pipeline import PostProcess
 
 
 def main() -> None:
@@ -33,17 +33,10 @@ def main() -> None:
     a = ap.parse_args()
     taus = [float(t) for t in a.taus.split(",")]
     valid, test = load_ferplus(a.ferplus, "valid"), load_ferplus(a.ferplus, "test")
-    fer_prior = None
     print("| model | tau | FER+ valid acc | valid recall | FER+ test acc | test recall | CK+48 acc | CK+48 recall |")
     print("|---|---|---|---|---|---|---|---|")
     for name in a.model:
         model = create_model(name)
-        prior = model.cfg.extra.get("train_prior")
-        if prior is None:
-            if fer_prior is None:
-                fer_prior = load_ferplus(a.ferplus, "train", "crossentropy").targets.mean(0)
-            prior = fer_prior
-        logp_prior = np.log(np.clip(np.asarray(prior, np.float64), 1e-4, None))
         occ = (lambda im: occlude_upper(im, model.cfg.occlusion)) if a.occlusion == "upper-half" else (lambda im: im)
         pv = predict_proba(model, occ(valid.images))
         pt = predict_proba(model, occ(test.images))
@@ -51,7 +44,7 @@ def main() -> None:
         for tau in taus:
             row = [name, f"{tau:g}"]
             for labels, p in ((valid.labels, pv), (test.labels, pt), (ck_labels, pc)):
-                r = metrics(labels, (np.log(np.clip(p, 1e-12, None)) - tau * logp_prior).argmax(1))
+                r = metrics(labels, PostProcess(model.cfg, "uniform", tau).apply(p).argmax(1))
                 row += [f"{100 * r['accuracy']:.2f}%", f"{r['mean_class_recall']:.3f}"]
             print("| " + " | ".join(row) + " |", flush=True)
 

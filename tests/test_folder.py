@@ -115,3 +115,19 @@ def test_default_model_is_far_above_chance_on_ckplus48(ckplus):
     assert r["n"] == 981 and r["no_face"] == 0
     assert r["accuracy"] > 0.50
     assert r["mean_class_recall"] > 0.40
+
+
+def test_evaluate_answers_only_among_classes_and_with_the_prior_predict_uses(tmp_path, capsys):
+    root = write_folder(tmp_path / "f", [(f"{i}.png", i % 7 + 1, "") for i in range(14)])
+    code = main(["evaluate", "--dataset", "folder", "--root", str(root), "--classes", "happiness,fear",
+                 "--json", "--out", str(tmp_path / "out")])
+    assert code == 0
+    r = json.loads(capsys.readouterr().out)
+    cm = np.array(r["confusion"])
+    answered = cm.sum(0)
+    assert answered.sum() == 14 and set(np.nonzero(answered)[0]) <= {1, 6}  # happiness, fear only
+    assert r["classes"] == ["happiness", "fear"]
+    code = main(["evaluate", "--dataset", "folder", "--root", str(root), "--prior", "uniform", "--json",
+                 "--out", str(tmp_path / "out")])
+    r2 = json.loads(capsys.readouterr().out)
+    assert code == 0 and r2["prior"] == "uniform" and r2["prior_tau"] == 1.0

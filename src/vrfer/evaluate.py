@@ -45,14 +45,27 @@ def metrics(labels: np.ndarray, pred: np.ndarray) -> dict:
             "confusion": cm.tolist()}
 
 
-def evaluate(model, data: FaceSet, occlusion: str = "none", tta_flip: bool = False) -> dict:
-    """Test `model` on `data`; occlusion 'upper-half' blacks out the top half of every face first."""
+def _post(post, probs: np.ndarray) -> np.ndarray:
+    """The answers predict would give: vrfer.pipeline.PostProcess (prior, class subset) if one is given."""
+    return probs if post is None or post.identity else post.apply(probs)
+
+
+def _post_info(post) -> dict:
+    if post is None or post.identity:
+        return {"prior": "train", "prior_tau": None, "classes": None}
+    return {"prior": post.prior if isinstance(post.prior, str) else "custom", "prior_tau": post.tau,
+            "classes": None if post.mask is None else [c for c, m in zip(post.classes, post.mask) if m]}
+
+
+def evaluate(model, data: FaceSet, occlusion: str = "none", tta_flip: bool = False, post=None) -> dict:
+    """Test `model` on `data`; occlusion 'upper-half' blacks out the top half of every face first.
+    post: a vrfer.pipeline.PostProcess (--prior, --classes) applied to the probabilities, as predict does."""
     if occlusion not in OCCLUSIONS:
         raise ValueError(f"occlusion must be one of {OCCLUSIONS}")
     images = occlude_upper(data.images, model.cfg.occlusion) if occlusion == "upper-half" else data.images
-    probs = predict_proba(model, images, tta_flip=tta_flip)
+    probs = _post(post, predict_proba(model, images, tta_flip=tta_flip))
     res = metrics(data.labels, probs.argmax(1))
-    res.update(occlusion=occlusion, tta_flip=tta_flip, data_fingerprint=data.fingerprint())
+    res.update(occlusion=occlusion, tta_flip=tta_flip, data_fingerprint=data.fingerprint(), **_post_info(post))
     return res
 
 
@@ -106,12 +119,16 @@ def predict_folder(model, root, face: str = "none", occlusion: str = "none", ski
 
 
 def evaluate_folder(model, root, face: str = "none", occlusion: str = "none", skip_bad: bool = False,
-                    threads: int | None = None, progress: bool = True) -> dict:
-    """Test `model` on a labelled folder (see predict_folder); a face not found counts as wrong."""
+                    threads: int | None = None, progress: bool = True, post=None) -> dict:
+    """Test `model` on a labelled folder (see predict_folder); a face not found counts as wrong.
+    post: a vrfer.pipeline.PostProcess (--prior, --classes) applied to the probabilities, as predict does."""
     labels, probs, info = predict_folder(model, root, face, occlusion, skip_bad, threads, progress)
     found = ~np.isnan(probs).any(1)
-    res = metrics(labels, np.where(found, np.nan_to_num(probs).argmax(1), -1))
-    res.update(tta_flip=False, **info)
+    pred = np.full(len(labels), -1, np.int64)
+    if found.any():
+        pred[found] = _post(post, probs[found]).argmax(1)
+    res = metrics(labels, pred)
+    res.update(tta_flip=False, **info, **_post_info(post))
     return res
 
 

@@ -26,6 +26,8 @@ def add_parser(sub):
     p.add_argument("--tta-flip", action="store_true", help="average with the mirrored face")
     p.add_argument("--out", default=".", help="folder for the confusion-matrix PNG (default: current folder)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    from .predict import add_postprocess_args
+    add_postprocess_args(p)
     p.set_defaults(fn=run)
 
 
@@ -41,16 +43,18 @@ def run(a) -> int:
     from ..evaluate import confusion_png, evaluate
     from ..models import create_model
     from ..evaluate import evaluate_folder
+    from ..pipeline import PostProcess
     model = create_model(a.model)
+    post = PostProcess(model.cfg, a.prior, a.prior_tau, a.classes)
     if a.dataset == "folder":
         if a.tta_flip:
             from ..errors import VrferError
             raise VrferError("--tta-flip is not available with --dataset folder")
-        res = evaluate_folder(model, a.root, a.face, a.occlusion, a.skip_bad)
+        res = evaluate_folder(model, a.root, a.face, a.occlusion, a.skip_bad, post=post)
         a.split = Path(a.root).name or "folder"
     else:
         data = load_split(a.dataset, a.root, a.split)
-        res = evaluate(model, data, a.occlusion, a.tta_flip)
+        res = evaluate(model, data, a.occlusion, a.tta_flip, post=post)
     res.update(model=a.model, dataset=a.dataset, split=a.split)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(a.model).stem if a.model.endswith(".safetensors") else a.model)
     png = confusion_png(res, Path(a.out) / f"confusion-{stem}-{a.dataset}-{a.split}-{a.occlusion}.png",
