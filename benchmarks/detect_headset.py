@@ -26,7 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vrfer.faces import FaceTracker, RetinaFaceDetector, draw_headset, iou, square_box
+from vrfer.faces import RetinaFaceDetector, draw_headset, iou, square_box
+from vrfer.tracking import FaceTracker
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -12,8 +12,7 @@ but large ones well (~98% at 400-480 px tall). So `detect` scans the whole image
 (320 px), then, if nothing scores >= 0.5, scans a padded copy at 640 px (large faces, and faces that
 fill the photo: already-cropped faces) and "zooms": it re-runs the detector on a square region around
 each weak candidate, scaled so that the face is ~400 px tall, and reports the candidates that this
-second look confirms. `FaceTracker` follows one face through video frames with one small zoomed pass
-per frame around the last box, and keeps that box for a few frames when a frame is missed.
+second look confirms. Following a face through video frames is vrfer.tracking.FaceTracker.
 benchmarks/detect_headset.py measures all of this.
 
 Alignment (what the classifier was trained on): FER+ crops are 48x48, from the forehead to just
@@ -349,6 +348,16 @@ class RetinaFaceDetector:
         return boxes, scores, pts
 
     # -- the detector ----------------------------------------------------------------------------
+    def in_region(self, bgr: np.ndarray, x: float, y: float, side: float, out_side: int,
+                  threshold: float) -> list[Face]:
+        """Faces in the square (x, y, side) of the image (border replicated where it leaves the image),
+        looked at scaled to out_side pixels; boxes in the image's pixels, best first."""
+        roi = crop_square(bgr, x, y, side)
+        boxes, scores, pts = self._scaled(roi, max(32, int(out_side)), threshold)
+        k = roi.shape[0] / max(1, int(round(side)))  # crop_square rounds the side
+        return [Face((float(b[0] / k + x), float(b[1] / k + y), float(b[2] / k), float(b[3] / k)), float(s),
+                     p / k + np.array([x, y], np.float32)) for b, s, p in zip(boxes, scores, pts)]
+
     def zoom(self, bgr: np.ndarray, box: Box, context: float = 1.6, face_px: int | None = None,
              threshold: float | None = None, min_iou: float = 0.3) -> Face | None:
         """Re-detect around `box`: cut a square of `context` x the box's longer side around it,
@@ -357,16 +366,9 @@ class RetinaFaceDetector:
         face_px = face_px or self.zoom_face
         x, y, w, h = box
         side = context * max(w, h)
-        sx, sy = x + w / 2 - side / 2, y + h / 2 - side / 2
-        roi = crop_square(bgr, sx, sy, side)
-        out_side = max(32, int(round(face_px * context)))
-        boxes, scores, pts = self._scaled(roi, out_side, thr)
-        k = roi.shape[0] / max(1, int(round(side)))  # crop_square rounds the side
-        for b, s, p in zip(boxes, scores, pts):
-            fb = (b[0] / k + sx, b[1] / k + sy, b[2] / k, b[3] / k)
-            if iou(fb, box) >= min_iou:
-                return Face(tuple(float(v) for v in fb), float(s), p / k + np.array([sx, sy], np.float32))
-        return None
+        found = self.in_region(bgr, x + w / 2 - side / 2, y + h / 2 - side / 2, side,
+                               int(round(face_px * context)), thr)
+        return next((f for f in found if iou(f.box, box) >= min_iou), None)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in a gray or BGR uint8 image, best first."""
@@ -435,53 +437,6 @@ class RetinaFaceDetector:
 
     def __call__(self, image):
         return self.detect(image)
-
-
-class FaceTracker:
-    """Follows the main face through video frames.
-
-    Each frame: one small zoomed pass around the last box (the face is ~224 px tall in it: about 4 ms
-    on one core); a face there that overlaps the last box and has a similar size is accepted even at
-    a low score (0.05), since it is where the face just was. When that misses, the last box is kept
-    for up to `max_missed` frames (a headset user rarely leaves the picture); after that a full
-    `detect` searches the frame again.
-    """
-
-    def __init__(self, detector: RetinaFaceDetector, max_missed: int = 10, track_face_px: int = 224,
-                 track_threshold: float = 0.05, context: float = 1.3):
-        self.detector = detector
-        self.max_missed = max_missed
-        self.track_face_px = track_face_px
-        self.track_threshold = track_threshold
-        self.context = context
-        self.last: Face | None = None
-        self.missed = 0
-        self.confirmed = 0   # frames where the zoomed pass found the face (for diagnostics)
-        self.held = 0        # frames where the last box was kept
-
-    def reset(self) -> None:
-        self.last, self.missed = None, 0
-
-    def update(self, image: np.ndarray) -> list[Face]:
-        bgr = to_bgr(np.asarray(image))
-        if self.last is not None:
-            lb = self.last.box
-            f = self.detector.zoom(bgr, lb, context=self.context, face_px=self.track_face_px,
-                                   threshold=self.track_threshold, min_iou=0.3)
-            if f is not None and 0.6 <= (f.box[2] * f.box[3]) / max(lb[2] * lb[3], 1e-6) <= 1.6:
-                self.last, self.missed = f, 0
-                self.confirmed += 1
-                return [f]
-            self.missed += 1
-            if self.missed <= self.max_missed:
-                self.held += 1
-                return [Face(lb, 0.0, self.last.landmarks)]
-        faces = self.detector.detect(bgr)
-        if faces:
-            self.last, self.missed = max(faces, key=lambda f: f.box[2] * f.box[3] * f.score), 0
-            return [self.last]
-        self.last = None
-        return []
 
 
 _DEFAULT: dict[tuple, RetinaFaceDetector] = {}

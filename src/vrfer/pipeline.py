@@ -424,7 +424,7 @@ class Pipeline:
         """A tracker that follows the main face from frame to frame (face="detect"), else None."""
         if self.face != "detect":
             return None
-        from .faces import FaceTracker
+        from .tracking import FaceTracker
         return FaceTracker(self.detector)
 
     def find_faces(self, image: np.ndarray, tracker=None) -> list[Face]:

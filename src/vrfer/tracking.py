@@ -1,0 +1,214 @@
+"""Following one face through video frames, steadily: the face tracker used by `vrfer predict` (videos,
+webcams), `vrfer serve` (/ws, --camera, --video) and `Recognizer.predict(..., track=True)`.
+
+    from vrfer.tracking import FaceTracker
+    tracker = FaceTracker(detector)          # a vrfer.faces.RetinaFaceDetector
+    faces = tracker.update(frame)            # [Face] (the main face) or [] ; tracker.reset() for a new stream
+
+What a VR scene needs from it: a face that does not move gives the same box in every frame (so the
+same crop, so the same probabilities), a face that moves is followed, and a face that is lost (turned
+away, hand in front) is found again. How:
+
+- Re-detection region: each frame looks for the face only in a square around the box it reports, and
+  that square is snapped to an 8-pixel grid. Identical frames and an unchanged box give the identical
+  region, so the identical detection: nothing in the loop depends on anything but the pixels.
+- Smoothing: the detections (centre and log size, in units of the face width) go through a One Euro
+  filter (Casiez et al., CHI 2012): a low-pass filter whose cut-off rises with the speed, so detector
+  jitter on a still face is averaged away while a moving face is followed with little lag.
+- Hysteresis: the reported box changes only when the filtered box has moved more than `deadband`
+  (a share of the face width) or changed size by more than `size_deadband`; below that the previous box
+  is kept exactly. A still face settles on one box within a few frames and stays there.
+- Lost faces: a frame where the region pass misses gets a second look at the scale where RetinaFace
+  finds faces behind a headset best; when that misses too, the last box is held for `max_missed` frames,
+  then the whole frame is searched (vrfer.faces.RetinaFaceDetector.detect) every frame until the face
+  is back.
+
+benchmarks/bench_realtime.py measures it on synthetic videos (a face behind a synthetic headset on a
+known path, with still phases and an occlusion): box error, label flips while still, frames to re-find.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .faces import Face, iou, to_bgr
+
+GRID = 8                 # pixels: the re-detection square's corner and side snap to this grid
+
+
+class OneEuroFilter:
+    """One Euro filter (Casiez, Roussel, Vogel, CHI 2012) on a vector.
+
+    x_hat_t = a x_t + (1 - a) x_hat_{t-1}, a = 1 / (1 + tau / dt), tau = 1 / (2 pi f_c),
+    f_c = min_cutoff + beta |dx/dt| (dx/dt itself low-passed at d_cutoff). Still input: heavy smoothing
+    (f_c = min_cutoff Hz); fast input: little lag. The speed is the largest of the vector's components.
+    """
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 1.0, d_cutoff: float = 1.0):
+        self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
+        self.reset()
+
+    def reset(self, x=None, t: float | None = None) -> None:
+        self.x = None if x is None else np.asarray(x, np.float64).copy()
+        self.dx = None if x is None else np.zeros_like(self.x)
+        self.t = t
+
+    @staticmethod
+    def _alpha(cutoff: float, dt: float) -> float:
+        tau = 1.0 / (2 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def __call__(self, x, t: float) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        if self.x is None or self.t is None or t <= self.t:
+            self.reset(x, t)
+            return self.x.copy()
+        dt = t - self.t
+        dx = (x - self.x) / dt
+        ad = self._alpha(self.d_cutoff, dt)
+        self.dx = ad * dx + (1 - ad) * self.dx
+        cutoff = self.min_cutoff + self.beta * float(np.max(np.abs(self.dx)))
+        a = self._alpha(cutoff, dt)
+        self.x = a * x + (1 - a) * self.x
+        self.t = t
+        return self.x.copy()
+
+
+def region(box, context: float, grid: int = GRID) -> tuple[float, float, float]:
+    """The re-detection square (x, y, side) around a box: side `context` x its longer side, both the side
+    and the corner snapped to `grid` pixels (deterministic, and unchanged by sub-grid box changes)."""
+    x, y, w, h = box
+    side = grid * math.ceil(context * max(w, h) / grid)
+    cx, cy = x + w / 2, y + h / 2
+    return grid * round((cx - side / 2) / grid), grid * round((cy - side / 2) / grid), float(side)
+
+
+class FaceTracker:
+    """Follows the main face of a stream of frames (see the module docstring).
+
+    detector: a vrfer.faces.RetinaFaceDetector. fps: the frame rate the filter assumes (frames are
+    numbered, so the result does not depend on wall-clock time). track_face_px: face size (pixels) in the
+    region pass; context: region side per face side; track_threshold: score a face needs in the region
+    (low: it is where the face just was). deadband / size_deadband: the hysteresis. max_missed: frames
+    the last box is held when the face is not seen.
+    """
+
+    def __init__(self, detector, fps: float = 30.0, track_face_px: int = 160, context: float = 1.5,
+                 track_threshold: float = 0.05, deadband: float = 0.04, size_deadband: float = 0.06,
+                 max_missed: int = 5, min_cutoff: float = 1.0, beta: float = 2.0, second_look_px: int | None = 320):
+        self.detector = detector
+        self.fps = float(fps)
+        self.track_face_px = int(track_face_px)
+        self.context = float(context)
+        self.track_threshold = float(track_threshold)
+        self.deadband = float(deadband)
+        self.size_deadband = float(size_deadband)
+        self.max_missed = int(max_missed)
+        self.second_look_px = second_look_px
+        self.filter = OneEuroFilter(min_cutoff=min_cutoff, beta=beta)
+        self.confirmed = 0   # frames where the region pass found the face (for diagnostics)
+        self.held = 0        # frames where the last box was kept without seeing the face
+        self.searched = 0    # full detections
+        self.reset()
+
+    # -- state ------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the face: the next frame is searched whole."""
+        self.box: tuple | None = None      # the reported box (x, y, w, h), floats
+        self.face: Face | None = None      # the last face seen (score, landmarks)
+        self.missed = 0
+        self.frame = 0
+        self._scale = 1.0
+        self._fresh = False                # the box comes from a full search: calibrate on the next region pass
+        self._corr = (0.0, 0.0, 1.0, 1.0)
+        self.filter.reset()
+
+    def _state(self, box) -> np.ndarray:
+        x, y, w, h = box
+        s = self._scale
+        return np.array([(x + w / 2) / s, (y + h / 2) / s, math.log(max(w, 1e-3)), math.log(max(h, 1e-3))])
+
+    def _box(self, z) -> tuple:
+        cx, cy, lw, lh = z
+        w, h = math.exp(lw), math.exp(lh)
+        return (cx * self._scale - w / 2, cy * self._scale - h / 2, w, h)
+
+    def _acquire(self, face: Face) -> None:
+        self.face, self.box, self.missed, self._fresh = face, tuple(float(v) for v in face.box), 0, True
+        self._corr = (0.0, 0.0, 1.0, 1.0)
+        self._scale = max(1.0, float(face.box[2]))
+        self.filter.reset(self._state(self.box), self.frame / self.fps)
+
+    # -- one frame ---------------------------------------------------------------------------------
+    def _look(self, bgr: np.ndarray, face_px: int, threshold: float) -> Face | None:
+        x, y, side = region(self.box, self.context)
+        found = self.detector.in_region(bgr, x, y, side, int(round(face_px * self.context)), threshold)
+        bw, bh = self.box[2], self.box[3]
+        ok = [f for f in found if iou(f.box, self.box) >= 0.3
+              and 0.6 <= (f.box[2] * f.box[3]) / max(bw * bh, 1e-6) <= 1.6]
+        return max(ok, key=lambda f: (iou(f.box, self.box), f.score)) if ok else None
+
+    def update(self, image: np.ndarray) -> list[Face]:
+        """The main face in this frame ([] when there is none), its box steady while the face is still."""
+        bgr = to_bgr(np.asarray(image))
+        try:
+            return self._update(bgr)
+        finally:
+            self.frame += 1
+
+    def _update(self, bgr: np.ndarray) -> list[Face]:
+        if self.box is not None:
+            f = self._look(bgr, self.track_face_px, self.track_threshold)
+            if f is None and self.second_look_px:
+                f = self._look(bgr, self.second_look_px, self.track_threshold)
+            if f is not None:
+                self.confirmed += 1
+                self.missed, self.face = 0, f
+                if self._fresh:          # first region pass after a full search: how its boxes sit
+                    self._fresh = False  # against the full search's (see _calibrate)
+                    self._calibrate(f.box)
+                else:
+                    self._smooth(self._corrected(f.box))
+                return [Face(self.box, f.score, f.landmarks)]
+            self.missed += 1
+            if self.missed <= self.max_missed:
+                self.held += 1
+                return [Face(self.box, 0.0, None if self.face is None else self.face.landmarks)]
+        self.searched += 1
+        faces = self.detector.detect(bgr)
+        if not faces:
+            self.box, self.face = None, None
+            return []
+        self._acquire(max(faces, key=lambda f: f.box[2] * f.box[3] * f.score))
+        return [self.face]
+
+    def _calibrate(self, measured) -> None:
+        """The region pass sees the face smaller than the full search does (behind a headset RetinaFace's
+        box depends on the scale), and the crop geometry (vrfer.faces.square_box) was measured on the
+        full search's boxes. So the offset and size ratio between the two on the frame where both looked
+        are kept, and every later region box is mapped through them: the crop then matches the one a photo
+        of the same face gets, and the region pass only says how the face moved."""
+        fx, fy, fw, fh = self.box
+        mx, my, mw, mh = measured
+        self._corr = (((fx + fw / 2) - (mx + mw / 2)) / mw, ((fy + fh) - (my + mh)) / mw, fw / mw, fh / mh)
+
+    def _corrected(self, measured) -> tuple:
+        dx, db, sw, sh = self._corr
+        mx, my, mw, mh = measured
+        w, h = sw * mw, sh * mh
+        cx, bottom = mx + mw / 2 + dx * mw, my + mh + db * mw
+        return (cx - w / 2, bottom - h, w, h)
+
+    def _smooth(self, measured) -> None:
+        z = self.filter(self._state(measured), self.frame / self.fps)
+        x, y, w, h = self._box(z)
+        bx, by, bw, bh = self.box
+        moved = max(abs((x + w / 2) - (bx + bw / 2)), abs((y + h / 2) - (by + bh / 2))) / bw
+        grown = max(abs(math.log(w / bw)), abs(math.log(h / bh)))
+        if moved > self.deadband or grown > self.size_deadband:
+            self.box = (x, y, w, h)
+
+
+__all__ = ["FaceTracker", "OneEuroFilter", "region"]
