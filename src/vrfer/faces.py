@@ -256,7 +256,7 @@ class RetinaFaceDetector:
     wide_side: when the first pass finds no face, a second pass over the image padded by 10% at this
         long side (large faces, faces that fill the photo) adds candidates.
     min_face: faces narrower than this (image pixels) are not reported (too small to classify).
-    threads: onnxruntime intra-op threads (None: onnxruntime's default).
+    threads: onnxruntime intra-op threads (vrfer.threads: None -> 1, 0 -> one per core; no spinning).
     """
 
     name = DETECTOR_NAME
@@ -272,11 +272,8 @@ class RetinaFaceDetector:
         except ImportError:
             raise VrferError("face detection needs onnxruntime (pip install onnxruntime); without it "
                              "use --face none or --face x,y,w,h") from None
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
+        from .threads import ort_options
+        opts = ort_options(threads)
         self.session = ort.InferenceSession(_retinaface_onnx(), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.score_threshold = score_threshold
@@ -444,6 +441,8 @@ _DEFAULT: dict[tuple, RetinaFaceDetector] = {}
 
 def get_detector(threads: int | None = None, **kw) -> RetinaFaceDetector:
     """A shared detector (the ONNX session is built once per process and settings)."""
+    from .threads import resolve
+    threads = resolve(threads)
     key = (threads, tuple(sorted(kw.items())))
     if key not in _DEFAULT:
         _DEFAULT[key] = RetinaFaceDetector(threads=threads, **kw)

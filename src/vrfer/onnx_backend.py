@@ -261,13 +261,8 @@ class OnnxClassifier:
             import onnxruntime as ort
         except ImportError:
             raise VrferError("onnxruntime is not installed (pip install onnxruntime)") from None
-        opts = ort.SessionOptions()
-        if intra_op_threads:
-            opts.intra_op_num_threads = int(intra_op_threads)
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
+        from .threads import ort_options
+        opts = ort_options(intra_op_threads)   # None -> vrfer.threads.DEFAULT_THREADS, no spinning
 
         if isinstance(model, nn.Module):
             source, where = _export_bytes(as_model(model), check_opset(opset)), f"model {model.cfg.name!r}"

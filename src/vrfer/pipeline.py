@@ -373,11 +373,17 @@ def adjust_probs(scores, cfg, prior="train", tau: float = 1.0, classes=None, log
 
 # ------------------------------------------------------------------------------------ 4. classify
 
-def load_classifier(model, backend: str = "torch", tta_flip: bool = False, threads: int | None = None):
+def load_classifier(model, backend: str = "auto", tta_flip: bool = False, threads: int | None = None):
     """A trained model (name, .safetensors, run folder; .onnx or an object too) -> an object with `.cfg`
-    and `.predict_proba(crops)`, for the torch or the onnx backend."""
-    if backend not in ("torch", "onnx"):
-        raise VrferError(f"unknown backend {backend!r}; expected torch or onnx")
+    and `.predict_proba(crops)`. backend "auto": a bundled model's shipped int8 ONNX graph when it was made
+    from the installed weights (vrfer.quantize: the fast path, same accuracy), else PyTorch float32;
+    "torch": PyTorch float32; "onnx": onnxruntime (the model's float32 export, or the .onnx file given)."""
+    if backend not in ("auto", "torch", "onnx"):
+        raise VrferError(f"unknown backend {backend!r}; expected auto, torch or onnx")
+    if backend == "auto":
+        from .quantize import bundled_int8
+        int8 = bundled_int8(model)
+        backend, model = ("onnx", str(int8)) if int8 is not None else ("torch", model)
     if isinstance(model, (str, os.PathLike)) and not str(model).endswith(".onnx"):
         from .models.registry import resolve_trained
         model = str(model)
@@ -396,11 +402,12 @@ class Pipeline:
     """One model, one face setting, one post-processing: images -> faces with probabilities.
 
     model: bundled model name, .safetensors file or run folder (or a loaded model / .onnx file).
-    face: "detect", "none" or a box (x, y, w, h) / "x,y,w,h". backend: "torch" or "onnx".
+    face: "detect", "none" or a box (x, y, w, h) / "x,y,w,h". backend: "auto", "torch" or "onnx"
+    (load_classifier). threads: vrfer.threads (None -> 1, 0 -> one per core).
     prior, prior_tau, classes: see PostProcess (default: the plain model's answer).
     """
 
-    def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "torch", threads: int | None = None,
+    def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "auto", threads: int | None = None,
                  tta_flip: bool = False, detector=None, prior="train", prior_tau: float = 1.0, classes=None):
         self.face = parse_face(face)
         self.threads = threads

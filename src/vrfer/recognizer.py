@@ -146,25 +146,25 @@ class Recognizer:
     model: bundled model name or .safetensors path (or a loaded model object for the torch backend).
     face: "detect" (find faces), "none" (the image is the face crop), or a fixed region (x, y, w, h)
         / "x,y,w,h" (the face square is cut from it as given).
-    backend: "torch" or "onnx" (vrfer.onnx_backend.OnnxClassifier).
+    backend: "auto" (default: a bundled model's int8 ONNX graph when one ships for the installed weights,
+        vrfer.quantize; otherwise PyTorch), "torch" (float32) or "onnx" (vrfer.onnx_backend.OnnxClassifier).
     alpha: smoothing across successive frames (predict calls on a stream, or `video`): the weight of
         the newest frame in an exponential moving average (vrfer.smoothing), in (0, 1]; None or 1: off.
         `reset()` starts a new stream.
     prior, prior_tau, classes: the class prior the answers assume and the classes they may name
         (vrfer.pipeline.PostProcess; default: the plain model over all 8 classes).
-    threads: torch and detector threads (None: library defaults).
+    threads: CPU threads of the network and the detector (vrfer.threads: None -> 1, 0 -> one per core;
+        sets PyTorch's process-wide thread count).
     """
 
-    def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "torch", alpha: float | None = None,
+    def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "auto", alpha: float | None = None,
                  threads: int | None = None, tta_flip: bool = False, detector=None, prior="train",
                  prior_tau: float = 1.0, classes=None):
         self.alpha = None if alpha is None else check_alpha(alpha, "alpha (smoothing)")
         if self.alpha == 1.0:
             self.alpha = None
-        self.threads = threads
-        if threads:
-            import torch
-            torch.set_num_threads(int(threads))
+        from .threads import use_torch_threads
+        self.threads = use_torch_threads(threads)   # vrfer.threads: one meaning of --threads everywhere
         self.pipeline = Pipeline(model, face, backend, threads, tta_flip, detector, prior, prior_tau, classes)
         self.face = self.pipeline.face
         self.cfg = self.pipeline.cfg

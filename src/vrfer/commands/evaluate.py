@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+from ..threads import THREADS_HELP
+
 
 def add_parser(sub):
     p = sub.add_parser("evaluate", help="test a model on a dataset split (full or upper-half-occluded faces)")
@@ -28,6 +30,7 @@ def add_parser(sub):
     p.add_argument("--json", action="store_true", help="print one JSON object")
     from .predict import add_postprocess_args
     add_postprocess_args(p)
+    p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     p.set_defaults(fn=run)
 
 
@@ -44,13 +47,15 @@ def run(a) -> int:
     from ..models import create_model
     from ..evaluate import evaluate_folder
     from ..pipeline import PostProcess
+    from ..threads import use_torch_threads
+    use_torch_threads(a.threads)
     model = create_model(a.model)
     post = PostProcess(model.cfg, a.prior, a.prior_tau, a.classes)
     if a.dataset == "folder":
         if a.tta_flip:
             from ..errors import VrferError
             raise VrferError("--tta-flip is not available with --dataset folder")
-        res = evaluate_folder(model, a.root, a.face, a.occlusion, a.skip_bad, post=post)
+        res = evaluate_folder(model, a.root, a.face, a.occlusion, a.skip_bad, threads=a.threads, post=post)
         a.split = Path(a.root).name or "folder"
     else:
         data = load_split(a.dataset, a.root, a.split)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import VrferError
+from ..threads import THREADS_HELP
 
 _SHORT = {"neutral": "neu", "happiness": "hap", "surprise": "sur", "sadness": "sad", "anger": "ang",
           "disgust": "dis", "fear": "fea", "contempt": "con"}
@@ -54,12 +55,15 @@ def add_parser(sub) -> None:
                    help="video/webcam: exponential moving average of the probabilities, "
                         "s = ALPHA*p + (1-ALPHA)*s_prev: ALPHA in (0, 1] is the weight of the newest frame, "
                         "as serve's alpha (default: off; 0.2: about the last 5 frames)")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto (default): the int8 ONNX graph shipped with a bundled model (4x faster, same "
+                        "accuracy; docs/RESULTS.md), else PyTorch; torch: float32 PyTorch; onnx: float32 "
+                        "onnxruntime (or the .onnx file given as --model)")
     add_postprocess_args(p)
     p.add_argument("--camera", type=int, action="append", metavar="N", help="webcam index (same as PATH cam:N)")
     p.add_argument("--samples", action="store_true", help="run on the bundled sample images")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop each video or webcam after N frames")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for the model and the detector")
+    p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar for video files")
     p.set_defaults(fn=run)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from ..errors import VrferError
+from ..threads import THREADS_HELP
 
 
 def add_parser(sub) -> None:
@@ -25,7 +26,10 @@ def add_parser(sub) -> None:
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"registry name, .safetensors file or run folder (default {DEFAULT_MODEL})")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto (default): the int8 ONNX graph shipped with a bundled model (4x faster, same "
+                        "accuracy; docs/RESULTS.md), else PyTorch; torch: float32 PyTorch; onnx: float32 "
+                        "onnxruntime (or the .onnx file given as --model)")
     p.add_argument("--face", default="detect", metavar="detect|none|x,y,w,h",
                    help="detect: find faces in each frame; none: the frame is the face (a non-square frame "
                         "is padded to a square with its edge pixels, as vrfer predict does); x,y,w,h: a fixed "
@@ -49,8 +53,7 @@ def add_parser(sub) -> None:
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="browser origin allowed on the WebSockets without a token, e.g. "
                         "http://localhost:3000 (repeatable; '*' for any)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="PyTorch threads for inference (default 1, fastest for small models; 0: PyTorch's default)")
+    p.add_argument("--threads", type=int, default=1, metavar="N", help=THREADS_HELP)
     add_postprocess_args(p)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(fn=run)
@@ -86,7 +89,7 @@ def build_config(a):
     if a.max_connections < 1:
         raise VrferError("--max-connections: at least 1")
     if a.threads < 0:
-        raise VrferError("--threads: 0 (PyTorch's default) or more")
+        raise VrferError("--threads: 0 (one per CPU core) or more")
     if a.source_fps <= 0:
         raise VrferError("--source-fps: must be > 0")
     if a.video is not None and not os.path.isfile(a.video):
@@ -95,7 +98,7 @@ def build_config(a):
                       token=a.token or None, camera=a.camera, video=a.video, loop_video=not a.no_loop,
                       source_fps=a.source_fps, params=params, max_frame_bytes=max_bytes,
                       max_connections=a.max_connections, allow_origins=tuple(a.allow_origin),
-                      threads=a.threads or None)
+                      threads=a.threads)
     check_bind(cfg)
     return cfg
 

@@ -72,7 +72,7 @@ CLOSE_TRY_AGAIN = 1013
 class ServeConfig:
     model: str = DEFAULT_MODEL
     face: object = "detect"              # "detect" | "none" | (x, y, w, h)
-    backend: str = "torch"
+    backend: str = "auto"
     host: str = "127.0.0.1"
     port: int = 8765
     token: str | None = None
@@ -87,8 +87,8 @@ class ServeConfig:
     max_pending: int = 64                # inference jobs waiting (beyond: "busy")
     outbox: int = 16                     # events waiting to be sent to one connection
     allow_origins: tuple = ()            # extra browser origins allowed on the WebSockets ("*": any)
-    threads: int | None = 1              # torch intra-op threads (None: torch's default); 1 is fastest for
-                                         # these small models at small batches, and leaves cores to the loop
+    threads: int | None = 1              # vrfer.threads: threads of the network and the detector (0: one per
+                                         # core); 1 holds up when the cores are busy, and leaves one to the loop
 
 
 def is_local_host(host: str) -> bool:
@@ -612,10 +612,9 @@ def create_app(config: ServeConfig, predictor: Predictor | None = None) -> Starl
     """Load the model (raises VrferError for a bad model/source) and build the ASGI app."""
     from contextlib import asynccontextmanager
     check_bind(config)
-    if config.threads:
-        import torch
-        torch.set_num_threads(int(config.threads))
-    predictor = predictor or Predictor(config.model, config.face, config.backend)
+    from ..threads import use_torch_threads
+    use_torch_threads(config.threads)
+    predictor = predictor or Predictor(config.model, config.face, config.backend, threads=config.threads)
     state = ServerState(config, predictor)
     try:
         post_process(state, config.params)      # the server's own --prior/--classes fit this model

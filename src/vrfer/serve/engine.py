@@ -78,16 +78,16 @@ class Predictor:
     Probabilities come back as the model gives them; each connection applies its own prior and class
     subset (vrfer.pipeline.PostProcess) and smoothing."""
 
-    def __init__(self, model: str, face="detect", backend: str = "torch"):
+    def __init__(self, model: str, face="detect", backend: str = "auto", threads: int | None = None):
         self.model_arg = str(model)
-        self.pipeline = Pipeline(model, face, backend)
+        self.pipeline = Pipeline(model, face, backend, threads)
         self.face = self.pipeline.face
         self.backend = backend
         self.cfg = self.pipeline.cfg
 
     def new_tracker(self):
         """A face tracker for one stream (a WebSocket connection, the camera), or None: with face="detect"
-        it follows the main face from frame to frame (vrfer.faces.FaceTracker, ~15x cheaper than a
+        it follows the main face from frame to frame (vrfer.tracking.FaceTracker, ~15x cheaper than a
         full detection). Use it only from the engine's worker (under its lock)."""
         return self.pipeline.new_tracker()
 

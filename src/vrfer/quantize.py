@@ -1,0 +1,135 @@
+"""int8 classifier: static quantisation of the exported ONNX graph with onnxruntime, calibrated on FER+ faces.
+
+    vrfer export --model vrfer-lower --format onnx --quantize int8 --calibrate ferplus=../shared/data/ferplus \\
+        --out src/vrfer/pretrained/vrfer-lower-int8.onnx
+
+How (onnxruntime.quantization, measured fastest here; docs/RESULTS.md): QDQ format, weights int8 per
+output channel, activations uint8 with ranges from MinMax calibration on CALIBRATION_FACES FER+ train
+faces (a seeded sample, prepared exactly as for inference: vrfer.preprocess.prepare). onnxruntime then
+runs the convolutions as int8 matrix products (VNNI / AMX on CPUs that have them).
+
+The int8 file keeps the float model's vrfer metadata (config, preprocessing: OnnxClassifier and Unity read
+it the same way) and adds `vrfer_quantization`: how it was made, and the sha256 of the float weights it was
+made from, so that a shipped int8 file is never used with weights it was not made from
+(`matches_weights`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import VrferError, native_stderr_silenced
+
+CALIBRATION_FACES = 2000
+CALIBRATION_SEED = 0
+METADATA_KEY = "vrfer_quantization"
+
+
+def calibration_faces(root, n: int = CALIBRATION_FACES, seed: int = CALIBRATION_SEED) -> np.ndarray:
+    """A seeded sample of n FER+ train faces, uint8 (n, 48, 48)."""
+    from .datasets.ferplus import load_ferplus
+    train = load_ferplus(root, "train", "majority")
+    if len(train.images) == 0:
+        raise VrferError(f"{root}: no FER+ train faces to calibrate on")
+    idx = np.sort(np.random.default_rng(seed).choice(len(train.images), min(n, len(train.images)), replace=False))
+    return np.ascontiguousarray(train.images[idx])
+
+
+def parse_calibrate(text: str) -> str:
+    """'ferplus=DIR' -> DIR (the only calibration data so far)."""
+    name, sep, root = str(text).partition("=")
+    if not sep or name != "ferplus" or not root:
+        raise VrferError(f"--calibrate {text!r}: expected ferplus=DIR (FER+ train faces calibrate the int8 ranges)")
+    return root
+
+
+def quantize_int8(float_onnx, out, faces: np.ndarray, weights_sha256: str | None = None,
+                  calibration: str = "") -> Path:
+    """Write an int8 (QDQ) version of a vrfer float32 ONNX file, calibrated on uint8 face crops (N, H, W)."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from .onnx_backend import INPUT_NAME, config_from_metadata, read_metadata
+    from .preprocess import prepare
+
+    meta = read_metadata(float_onnx)
+    cfg = config_from_metadata(meta, str(float_onnx))
+    x = prepare(faces, cfg).numpy()
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, batch: int = 100):
+            self.batches = iter([{INPUT_NAME: x[i:i + batch]} for i in range(0, len(x), batch)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as d:
+        pre = Path(d) / "pre.onnx"
+        tmp = Path(d) / "int8.onnx"
+        with native_stderr_silenced():
+            quant_pre_process(str(float_onnx), str(pre), skip_symbolic_shape=True)
+            # the classifier head stays float32: quantised, the probabilities would come in steps of 1/255
+            # (0.0 for every unlikely class); it is 0.01% of the work
+            head = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in ("Gemm", "MatMul", "Softmax")]
+            quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=head)
+        m = onnx.load(str(tmp))
+    del m.metadata_props[:]
+    info = {"dtype": "int8", "format": "QDQ", "weights": "int8 per channel", "activations": "uint8 per tensor",
+            "float32": "the classifier head (Gemm, Softmax)",
+            "calibration": calibration or f"{len(faces)} faces", "calibrate_method": "MinMax",
+            "float_weights_sha256": weights_sha256}
+    for k, v in {**meta, METADATA_KEY: json.dumps(info)}.items():
+        m.metadata_props.add(key=k, value=v)
+    m.producer_name = "vrfer"
+    m.doc_string = (m.doc_string or "") + " int8 (onnxruntime static quantisation, QDQ)."
+    tmp_out = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save(m, str(tmp_out))
+        tmp_out.replace(out)
+    except OSError as e:
+        raise VrferError(f"{out}: cannot write ONNX file ({e.strerror or e})") from None
+    return out
+
+
+def quantization_info(path) -> dict | None:
+    """The `vrfer_quantization` metadata of an ONNX file (None for a float model)."""
+    from .onnx_backend import read_metadata
+    v = read_metadata(path).get(METADATA_KEY)
+    return json.loads(v) if v else None
+
+
+def matches_weights(path, weights_file) -> bool:
+    """Was the int8 file at `path` made from exactly these float weights?"""
+    from .onnx_backend import _file_hash
+    info = quantization_info(path) or {}
+    return bool(info.get("float_weights_sha256")) and info["float_weights_sha256"] == _file_hash(Path(weights_file))
+
+
+def bundled_int8(model) -> Path | None:
+    """The int8 graph shipped for a bundled model (vrfer/pretrained/NAME-int8.onnx), when it was made from
+    the very weights installed; None otherwise (no such file, not a bundled name, or stale weights)."""
+    from importlib import resources
+
+    from .models.registry import _pretrained_path, bundled_models, get_config
+    if not isinstance(model, str) or model not in bundled_models():
+        return None
+    path = Path(str(resources.files("vrfer.pretrained").joinpath(f"{model}-int8.onnx")))
+    weights = _pretrained_path(get_config(model).weights)
+    if not path.is_file() or not weights.is_file() or not matches_weights(path, weights):
+        return None
+    return path
+
+
+__all__ = ["bundled_int8", "CALIBRATION_FACES", "calibration_faces", "parse_calibrate", "quantize_int8", "quantization_info",
+           "matches_weights"]
