@@ -1,0 +1,90 @@
+"""Specification of the int8 classifier (vrfer.quantize): made from any model by one command, shipped for
+the default model and used only with the weights it was made from, and answering like the float32 model on
+real FER+ faces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from fakedata import make_rows, write_folders
+
+from vrfer.cli import main
+from vrfer.onnx_backend import OnnxClassifier
+from vrfer.quantize import bundled_int8, matches_weights, quantization_info
+
+REGENERATE = ("vrfer export --model vrfer-lower --format onnx --quantize int8 --calibrate ferplus=../shared/data/ferplus "
+              "--out src/vrfer/pretrained/vrfer-lower-int8.onnx")
+
+
+@pytest.fixture(scope="module")
+def fresh_model(tmp_path_factory) -> str:
+    from vrfer.models.registry import create_model, save_model
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "m.safetensors"
+    save_model(create_model("vrfer-cnn-small", input_mode="visible-half"), path)
+    return str(path)
+
+
+def test_the_shipped_int8_graph_was_made_from_the_shipped_weights():
+    assert bundled_int8("vrfer-lower") is not None, (
+        "src/vrfer/pretrained/vrfer-lower-int8.onnx is missing or was made from other weights than the shipped "
+        f"vrfer-lower.safetensors: regenerate it with\n    {REGENERATE}")
+
+
+def test_the_default_recognizer_uses_the_int8_graph_only_where_one_ships():
+    from vrfer.recognizer import Recognizer
+    fast = Recognizer(face="none")
+    assert isinstance(fast.classifier, OnnxClassifier) and fast.classifier.path.endswith("vrfer-lower-int8.onnx")
+    assert bundled_int8("vrfer-full") is None                         # no int8 file: PyTorch float32
+    assert type(Recognizer("vrfer-full", face="none").classifier).__name__ == "TorchClassifier"
+    assert type(Recognizer(face="none", backend="torch").classifier).__name__ == "TorchClassifier"
+
+
+def test_export_makes_an_int8_model_from_any_model_in_one_command(fresh_model, tmp_path, capsys, private_cache):
+    from vrfer.models import create_model
+    from vrfer.onnx_backend import _file_hash
+    root = write_folders(tmp_path / "fer", make_rows(n_per_split=40))
+    out = tmp_path / "m-int8.onnx"
+    rc = main(["export", "--model", fresh_model, "--format", "onnx", "--quantize", "int8",
+               "--calibrate", f"ferplus={root}", "--out", str(out), "--no-check"])
+    assert rc == 0 and "int8" in capsys.readouterr().out
+    info = quantization_info(out)
+    assert info["dtype"] == "int8" and info["float_weights_sha256"] == _file_hash(fresh_model)
+    assert matches_weights(out, fresh_model)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["quantization"]["format"] == "QDQ"
+    clf = OnnxClassifier(str(out))
+    assert clf.cfg == create_model(fresh_model).cfg                  # same preprocessing, from the metadata
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    p = clf.predict_proba(faces)
+    assert p.shape == (5, 8) and np.allclose(p.sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--quantize", "int8"], "--calibrate"),
+    (["--quantize", "int8", "--calibrate", "affectnet=x"], "ferplus=DIR"),
+    (["--calibrate", "ferplus=x"], "--quantize int8"),
+])
+def test_bad_quantisation_arguments_give_one_error_line(fresh_model, tmp_path, capsys, args, message):
+    rc = main(["export", "--model", fresh_model, "--out", str(tmp_path / "x.onnx"), *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_int8_model_answers_like_the_float32_model_on_real_ferplus(ferplus_root):
+    from vrfer.datasets.ferplus import load_ferplus
+    from vrfer.inference import TorchClassifier
+    from vrfer.models import create_model
+    from vrfer.occlusion import occlude_upper
+    test = load_ferplus(ferplus_root, "test", "majority")
+    model = create_model("vrfer-lower")
+    faces = occlude_upper(test.images[:600], model.cfg.occlusion)
+    p32 = TorchClassifier(model).predict_proba(faces)
+    p8 = OnnxClassifier(str(bundled_int8("vrfer-lower"))).predict_proba(faces)
+    assert (p8.argmax(1) == p32.argmax(1)).mean() >= 0.98              # measured on all 3,137: 99.62%
+    labels = test.labels[:600]
+    assert abs((p8.argmax(1) == labels).mean() - (p32.argmax(1) == labels).mean()) <= 0.01
+    assert np.abs(p8 - p32).max() < 0.15                               # measured: 0.041
