@@ -97,7 +97,7 @@ class FaceTracker:
 
     def __init__(self, detector, fps: float = 30.0, track_face_px: int = 160, context: float = 1.5,
                  track_threshold: float = 0.05, deadband: float = 0.04, size_deadband: float = 0.06,
-                 max_missed: int = 5, min_cutoff: float = 1.0, beta: float = 2.0, second_look_px: int | None = 320):
+                 max_missed: int = 5, min_cutoff: float = 3.0, beta: float = 2.0, second_look_px: int | None = 320):
         self.detector = detector
         self.fps = float(fps)
         self.track_face_px = int(track_face_px)
