@@ -67,7 +67,7 @@ def stats(times: list[float]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    ap.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
     ap.add_argument("--model", default="vrfer-lower")
     ap.add_argument("--photos", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=3.0)
