@@ -10,8 +10,8 @@ runs the convolutions as int8 matrix products (VNNI / AMX on CPUs that have them
 
 The int8 file keeps the float model's vrfer metadata (config, preprocessing: OnnxClassifier and Unity read
 it the same way) and adds `vrfer_quantization`: how it was made, and the sha256 of the float weights it was
-made from, so that a shipped int8 file is never used with weights it was not made from
-(`matches_weights`).
+made from (`weights_fingerprint`: the tensors, not the file's metadata), so that a shipped int8 file is never
+used with weights it was not made from (`matches_weights`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def parse_calibrate(text: str) -> str:
     return root
 
 
-def quantize_int8(float_onnx, out, faces: np.ndarray, weights_sha256: str | None = None,
+def quantize_int8(float_onnx, out, faces: np.ndarray, weights_fingerprint: str | None = None,
                   calibration: str = "") -> Path:
     """Write an int8 (QDQ) version of a vrfer float32 ONNX file, calibrated on uint8 face crops (N, H, W)."""
     import onnx
@@ -88,7 +88,7 @@ def quantize_int8(float_onnx, out, faces: np.ndarray, weights_sha256: str | None
     info = {"dtype": "int8", "format": "QDQ", "weights": "int8 per channel", "activations": "uint8 per tensor",
             "float32": "the classifier head (Gemm, Softmax)",
             "calibration": calibration or f"{len(faces)} faces", "calibrate_method": "MinMax",
-            "float_weights_sha256": weights_sha256}
+            "float_weights_fingerprint": weights_fingerprint}
     for k, v in {**meta, METADATA_KEY: json.dumps(info)}.items():
         m.metadata_props.add(key=k, value=v)
     m.producer_name = "vrfer"
@@ -109,11 +109,29 @@ def quantization_info(path) -> dict | None:
     return json.loads(v) if v else None
 
 
+def weights_fingerprint(weights_file) -> str:
+    """sha256 of a .safetensors file's tensors (names, dtypes, shapes, bytes), not of its metadata: a model
+    card edit keeps the fingerprint, new weights change it."""
+    import hashlib
+
+    from safetensors import safe_open
+    h = hashlib.sha256()
+    try:
+        with safe_open(str(weights_file), framework="numpy") as f:
+            for k in sorted(f.keys()):
+                t = np.ascontiguousarray(f.get_tensor(k))
+                h.update(f"{k}|{t.dtype}|{t.shape}|".encode())
+                h.update(t.tobytes())
+    except Exception as e:  # noqa: BLE001  (any unreadable file: one message)
+        raise VrferError(f"{weights_file}: cannot read the weights ({e})") from None
+    return h.hexdigest()
+
+
 def matches_weights(path, weights_file) -> bool:
-    """Was the int8 file at `path` made from exactly these float weights?"""
-    from .onnx_backend import _file_hash
+    """Was the int8 file at `path` made from exactly these float weights (weights_fingerprint)?"""
     info = quantization_info(path) or {}
-    return bool(info.get("float_weights_sha256")) and info["float_weights_sha256"] == _file_hash(Path(weights_file))
+    return bool(info.get("float_weights_fingerprint")) and \
+        info["float_weights_fingerprint"] == weights_fingerprint(weights_file)
 
 
 def bundled_int8(model) -> Path | None:
@@ -131,5 +149,5 @@ def bundled_int8(model) -> Path | None:
     return path
 
 
-__all__ = ["bundled_int8", "CALIBRATION_FACES", "calibration_faces", "parse_calibrate", "quantize_int8", "quantization_info",
+__all__ = ["bundled_int8", "weights_fingerprint", "CALIBRATION_FACES", "calibration_faces", "parse_calibrate", "quantize_int8", "quantization_info",
            "matches_weights"]

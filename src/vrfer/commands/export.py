@@ -327,8 +327,9 @@ def _run_int8(a, model, out: Path, opset: int, post=None) -> int:
 
     from ..datasets.ferplus import load_ferplus
     from ..inference import TorchClassifier
-    from ..onnx_backend import OnnxClassifier, _file_hash, _weights_file, export_onnx
-    from ..quantize import CALIBRATION_FACES, CALIBRATION_SEED, calibration_faces, parse_calibrate, quantize_int8
+    from ..onnx_backend import OnnxClassifier, _weights_file, export_onnx
+    from ..quantize import (CALIBRATION_FACES, CALIBRATION_SEED, calibration_faces, parse_calibrate, quantize_int8,
+                            weights_fingerprint)
 
     if not a.calibrate:
         raise VrferError("--quantize int8 needs --calibrate ferplus=DIR (FER+ train faces set the int8 ranges)")
@@ -337,11 +338,11 @@ def _run_int8(a, model, out: Path, opset: int, post=None) -> int:
     if n < 10:
         raise VrferError("--calibration-faces: at least 10")
     weights = _weights_file(a.model)
-    sha = _file_hash(weights) if weights is not None and weights.is_file() else None
+    fingerprint = weights_fingerprint(weights) if weights is not None and weights.is_file() else None
     faces = calibration_faces(root, n)
     with tempfile.TemporaryDirectory() as d:
         f32 = export_onnx(model, Path(d) / "float32.onnx", opset, post)
-        quantize_int8(f32, out, faces, weights_sha256=sha,
+        quantize_int8(f32, out, faces, weights_fingerprint=fingerprint,
                       calibration=f"{len(faces)} FER+ train faces (seed {CALIBRATION_SEED})")
     check = None
     if not a.no_check:
