@@ -36,11 +36,11 @@ def test_the_shipped_int8_graph_was_made_from_the_shipped_weights():
 
 def test_the_default_recognizer_uses_the_int8_graph_only_where_one_ships():
     from vrfer.recognizer import Recognizer
-    fast = Recognizer(face="none")
-    assert isinstance(fast.classifier, OnnxClassifier) and fast.classifier.path.endswith("vrfer-lower-int8.onnx")
+    fast = Recognizer(face="none").pipeline.classifier
+    assert isinstance(fast, OnnxClassifier) and fast.path.endswith("vrfer-lower-int8.onnx")
     assert bundled_int8("vrfer-full") is None                         # no int8 file: PyTorch float32
-    assert type(Recognizer("vrfer-full", face="none").classifier).__name__ == "TorchClassifier"
-    assert type(Recognizer(face="none", backend="torch").classifier).__name__ == "TorchClassifier"
+    assert type(Recognizer("vrfer-full", face="none").pipeline.classifier).__name__ == "TorchClassifier"
+    assert type(Recognizer(face="none", backend="torch").pipeline.classifier).__name__ == "TorchClassifier"
 
 
 def test_export_makes_an_int8_model_from_any_model_in_one_command(fresh_model, tmp_path, capsys, private_cache):
