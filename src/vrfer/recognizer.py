@@ -29,8 +29,8 @@ import numpy as np
 from .classes import CLASSES
 from .errors import VrferError, native_stderr_silenced
 from .faces import FER_SIZE, Face, align_crop, check_box, iou, parse_box, to_bgr
+from .pretrained import DEFAULT_MODEL
 
-DEFAULT_MODEL = "vrfer-lower"
 MAX_PIXELS = 64_000_000          # larger images are refused (JPEGs are decoded at a reduced scale)
 MIN_SIDE = 8                     # smaller images cannot hold a face
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
+DEFAULT_MODEL = "vrfer-lower"  # the bundled model every command and the API use unless told otherwise
+
 
 @lru_cache(maxsize=1)
 def bundled() -> dict:
