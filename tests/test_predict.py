@@ -138,11 +138,12 @@ def test_the_api_takes_a_path_a_numpy_array_or_a_pil_image_alike(model):
 
 # ---------------------------------------------------------------------------------------- formats
 
-def test_default_output_is_one_readable_line_per_face(capfd, model, tmp_path):
+def test_default_output_is_a_header_then_one_readable_line_per_face(capfd, model, tmp_path):
     a = save(face_image(), tmp_path / "a.png")
     b = save(face_image(64), tmp_path / "b.png")
     rc, out, _ = vrfer(capfd, a, b, "--model", model, "--face", "none")
-    lines = out.splitlines()
+    header, *lines = out.splitlines()
+    assert header.startswith("# source") and "face box x,y,w,h" in header and "contempt" in header
     assert rc == 0 and len(lines) == 2
     assert lines[0].startswith(str(a)) and "[0,0,96,96]" in lines[0]
     assert any(lines[0].split()[2] == c for c in CLASSES)   # file, box, label, ...

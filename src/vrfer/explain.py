@@ -133,8 +133,11 @@ def panels(crop, heat, cfg, alpha: float = 0.5, size: int = DISPLAY):
     return np.clip(face, 0, 1), np.clip(over, 0, 1), top
 
 
-def render(crop, heat, probs, cfg, path=None, title: str | None = None, alpha: float = 0.5):
-    """Draw [face as the model gets it | Grad-CAM overlay] with the predicted label, like the paper's Fig. 1.
+def render(crop, heat, probs, cfg, path=None, title: str | None = None, alpha: float = 0.5,
+           shown: int | None = None):
+    """Draw [face as the model gets it | Grad-CAM overlay] with the class the heat map explains, like the
+    paper's Fig. 1. shown: that class's index (default the predicted one); the title names it and its
+    probability, the line below the other likely classes.
 
     The hidden upper rows are shown dark in both panels and carry no heat. Returns the PIL image;
     writes a PNG when `path` is given.
@@ -145,8 +148,8 @@ def render(crop, heat, probs, cfg, path=None, title: str | None = None, alpha: f
 
     face, over, top = panels(crop, heat, cfg, alpha)
     probs = np.asarray(probs)
-    k = int(np.argmax(probs))
-    order = np.argsort(probs)[::-1]
+    k = int(np.argmax(probs)) if shown is None else int(shown)
+    order = [i for i in np.argsort(probs)[::-1] if i != k]
     fig = Figure(figsize=(4.0, 2.55), dpi=100)
     canvas = FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
@@ -160,7 +163,7 @@ def render(crop, heat, probs, cfg, path=None, title: str | None = None, alpha: f
             ax.text(DISPLAY / 2, top / 2, "hidden\n(headset)" if cfg.input_mode != "full" else "",
                     color="white", ha="center", va="center", fontsize=8, alpha=0.8)
     fig.suptitle(title or f"{cfg.classes[k]}  {probs[k]:.0%}", fontsize=11, fontweight="bold", y=0.97)
-    fig.text(0.5, 0.03, "   ".join(f"{cfg.classes[i]} {probs[i]:.0%}" for i in order[1:4]),
+    fig.text(0.5, 0.03, "   ".join(f"{cfg.classes[i]} {probs[i]:.0%}" for i in order[:3]),
              ha="center", va="bottom", fontsize=7, color="0.3")
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
@@ -176,12 +179,26 @@ def render(crop, heat, probs, cfg, path=None, title: str | None = None, alpha: f
 # ------------------------------------------------------------------------------------------ files and faces
 
 def load_gray(path) -> np.ndarray:
-    """Any image file -> uint8 (H, W) grayscale (EXIF orientation applied). Raises VrferError if unreadable."""
+    """Any image file -> uint8 (H, W) grayscale (EXIF orientation applied). Raises VrferError if unreadable
+    or larger than vrfer predict's megapixel limit."""
+    import warnings
+
     from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from .recognizer import MAX_PIXELS
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.array(im.convert("L"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise VrferError(f"{path}: image too large: {w}x{h} = {w * h / 1e6:.0f} megapixels; the limit "
+                                     f"is {MAX_PIXELS / 1e6:.0f} megapixels (scale it down first)")
+                im = ImageOps.exif_transpose(im)
+                return np.array(im.convert("L"))
+    except Image.DecompressionBombError:
+        raise VrferError(f"{path}: image too large (not decoded); the limit is {MAX_PIXELS / 1e6:.0f} "
+                         "megapixels (scale it down first)") from None
     except FileNotFoundError:
         raise VrferError(f"{path}: file not found") from None
     except UnidentifiedImageError:
@@ -249,8 +266,8 @@ def explain_file(model, path, out_dir, face="none", target=None, taken: set | No
             name, n = f"{stem}_{n}_gradcam.png", n + 1
         taken.add(name)
         heat, probs = explain(model, crop, target)
+        k = _target_index(target, model.cfg, probs)   # the class the heat map explains
         out = out_dir / name
-        render(crop, heat, probs, model.cfg, out)
-        k = int(np.argmax(probs))
+        render(crop, heat, probs, model.cfg, out, shown=k)
         results.append((out, model.cfg.classes[k], float(probs[k])))
     return results

@@ -280,7 +280,11 @@ def _load_classifier(model, backend: str, tta_flip: bool = False, threads: int |
     if model == DEFAULT_MODEL and model not in bundled_models():
         raise VrferError(f"the bundled model {model!r} is not installed with this copy of vrfer; "
                          "give a trained model with --model PATH.safetensors")
-    cfg = get_config(model)
+    try:
+        cfg = get_config(model)
+    except VrferError:  # name the choices that work here: trained models only
+        raise VrferError(f"unknown model {model!r}; trained models: {', '.join(sorted(bundled_models()))} "
+                         "(or give a .safetensors file or a training run folder)") from None
     if not cfg.weights:
         raise VrferError(f"{model!r} is an architecture with untrained weights, not a trained model; "
                          f"give a bundled model name or a .safetensors file")

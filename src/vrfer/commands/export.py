@@ -12,8 +12,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import VrferError
 
 FORMATS = ("onnx",)
@@ -28,7 +26,10 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default onnx)")
     p.add_argument("--out", required=True, help="output file, e.g. vrfer-lower.onnx")
     p.add_argument("--opset", type=int, default=None,
-                   help="ONNX opset (default 15: Unity Sentis reads opsets 7-15)")
+                   help="ONNX opset, 9 up to the newest this PyTorch writes (default 15, the newest that "
+                        "Unity Sentis reads)")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="accept an architecture name (random weights); default: only trained models")
     p.add_argument("--no-check", action="store_true",
                    help="skip comparing onnxruntime's output with PyTorch's on sample faces")
     p.set_defaults(fn=run)
@@ -165,8 +166,9 @@ def card_markdown(cfg, card: dict) -> str:
     return "\n".join(lines)
 
 
-def _sample_faces(n: int = 8, size: int = 48) -> np.ndarray:
+def _sample_faces(n: int = 8, size: int = 48):
     """Smooth face-like crops (deterministic) for the export check."""
+    import numpy as np
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size] / size
     out = []
@@ -185,11 +187,17 @@ def run(a) -> int:
 
     if a.format != "onnx":  # pragma: no cover - argparse restricts it
         raise VrferError(f"unknown format {a.format!r}")
+    from ..models.registry import require_trained
+    from ..outputs import output_file
     opset = check_opset(a.opset if a.opset is not None else DEFAULT_OPSET)
     out = Path(a.out)
     if out.suffix.lower() != ".onnx":
         raise VrferError(f"{out}: the output file should end in .onnx")
+    if not a.allow_untrained:
+        require_trained(a.model)
     model = create_model(a.model)
+    for path in (out, out.with_suffix(".json"), out.with_suffix(".md")):
+        output_file(path)
     export_onnx(model, out, opset)
 
     max_diff = None
@@ -197,7 +205,7 @@ def run(a) -> int:
         faces = _sample_faces(8, model.cfg.image_size)
         p_onnx = OnnxClassifier(str(out)).predict_proba(faces)
         p_torch = TorchClassifier(model).predict_proba(faces)
-        max_diff = float(np.abs(p_onnx - p_torch).max())
+        max_diff = float(abs(p_onnx - p_torch).max())
         if max_diff > 1e-3:
             raise VrferError(f"{out}: onnxruntime and PyTorch disagree (max abs diff {max_diff:.2g})")
 

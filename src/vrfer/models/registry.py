@@ -18,6 +18,7 @@ from torch import nn
 from ..classes import CLASSES
 from ..errors import VrferError
 from ..occlusion import visible_rows
+from ..outputs import public_mode
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,23 @@ def create_model(name: str, backbone_weights=None, **overrides) -> nn.Module:
     return build(cfg)
 
 
+def is_untrained_architecture(name: str) -> bool:
+    """True for a registry architecture name (fresh random weights), False for a trained model or a file."""
+    path = Path(str(name))
+    if path.suffix == ".safetensors" or path.is_dir():
+        return False
+    cfg = get_config(str(name))
+    return not cfg.weights
+
+
+def require_trained(name: str, option: str = "--model") -> None:
+    """VrferError for an architecture name: commands that report on a model's answers need trained weights."""
+    if is_untrained_architecture(name):
+        raise VrferError(f"{option} {name}: an architecture with untrained (random) weights; give a trained model "
+                         f"({', '.join(sorted(_builtin()))}, a .safetensors file or a run folder), "
+                         "or --allow-untrained")
+
+
 def as_model(model_or_name) -> nn.Module:
     """A model object with a vrfer config (`.cfg`) as it is; a registry name, .safetensors file or run
     folder (str or path) -> create_model(it). VrferError for a model that carries no config."""
@@ -150,6 +168,7 @@ def save_model(model: nn.Module, path, cfg: ModelConfig | None = None, half: boo
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata={"vrfer_config": cfg.to_json()})
     tmp.replace(path)
+    public_mode(path)  # safetensors writes 0600; a model file is meant to be shared
 
 
 def read_config(path) -> ModelConfig:
