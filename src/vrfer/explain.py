@@ -185,7 +185,7 @@ def load_gray(path) -> np.ndarray:
 
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    from .recognizer import MAX_PIXELS
+    from .recognizer import MAX_PIXELS, MIN_SIDE
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -194,6 +194,8 @@ def load_gray(path) -> np.ndarray:
                 if w * h > MAX_PIXELS:
                     raise VrferError(f"{path}: image too large: {w}x{h} = {w * h / 1e6:.0f} megapixels; the limit "
                                      f"is {MAX_PIXELS / 1e6:.0f} megapixels (scale it down first)")
+                if min(w, h) < MIN_SIDE:
+                    raise VrferError(f"{path}: image is {w}x{h} pixels: too small to hold a face")
                 im = ImageOps.exif_transpose(im)
                 return np.array(im.convert("L"))
     except Image.DecompressionBombError:

@@ -13,15 +13,24 @@ from pathlib import Path
 from .errors import VrferError
 
 
-def output_dir(path, option: str = "--out") -> Path:
-    """A folder that results can be written into (created if missing)."""
+def output_dir(path, option: str = "--out", create: bool = True) -> Path:
+    """A folder that results can be written into. create=False: only check that it could be created
+    (for commands that may still fail before writing anything: no empty folder is left behind)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise VrferError(f"{option} {path}: is a file, not a folder")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
+        if create or path.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        else:
+            base = path.absolute()
+            while not base.exists():
+                base = base.parent
+            if not base.is_dir():
+                raise VrferError(f"{option} {path}: {base} is a file, not a folder")
+            os.rmdir(tempfile.mkdtemp(dir=base))   # a folder can be made here
     except OSError as e:
         raise VrferError(f"{option} {path}: cannot write there ({e.strerror or e})") from None
     return path

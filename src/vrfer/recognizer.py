@@ -286,8 +286,8 @@ def _load_classifier(model, backend: str, tta_flip: bool = False, threads: int |
         raise VrferError(f"unknown model {model!r}; trained models: {', '.join(sorted(bundled_models()))} "
                          "(or give a .safetensors file or a training run folder)") from None
     if not cfg.weights:
-        raise VrferError(f"{model!r} is an architecture with untrained weights, not a trained model; "
-                         f"give a bundled model name or a .safetensors file")
+        raise VrferError(f"{model!r} is an architecture with untrained weights, not a trained model; give a "
+                         f"trained model ({', '.join(sorted(bundled_models()))}) or a .safetensors file")
     return TorchClassifier(create_model(model), tta_flip=tta_flip)
 
 

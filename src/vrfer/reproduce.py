@@ -53,6 +53,9 @@ def reproduce(root: str, families: list[str], runs: Path, out: Path, affectnet_r
         roots["affectnet"] = affectnet_root
     else:
         overrides.append('data.datasets=["ferplus"]')  # FER+ only (the paper adds AffectNet)
+    for fam in families:  # a bad override fails now, not after the first stage has trained
+        for name in FAMILIES[fam]:
+            load_recipe(name, overrides)
     test = load_ferplus(root, "test", "majority", "label")
     out.mkdir(parents=True, exist_ok=True)
     results = {"data": {"dataset": "ferplus", "split": "test", "n": len(test), "fingerprint": test.fingerprint(),

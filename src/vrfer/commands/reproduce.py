@@ -28,7 +28,8 @@ def add_parser(sub):
 def run(a) -> int:
     from ..outputs import output_dir
     from ..reproduce import reproduce
-    output_dir(a.out)
+    output_dir(a.out, create=False)
+    output_dir(a.runs, option="--runs", create=False)
     res = reproduce(a.root, a.models, Path(a.runs), Path(a.out), a.affectnet_root, a.set, a.tta_flip, a.quiet)
     print((Path(a.out) / "table.md").read_text())
     return 0 if res else 1

@@ -83,6 +83,7 @@ def recorded_recipe(a) -> dict:
 
 
 def run(a) -> int:
+    from ..outputs import output_dir
     from ..training.recipe import load_recipe
     from ..training.trainer import train
     if a.resume:
@@ -91,6 +92,7 @@ def run(a) -> int:
         if a.recipe is None:
             raise VrferError("--recipe is required (unless --resume continues a run)")
         recipe = load_recipe(a.recipe, cli_overrides(a))
+    output_dir(a.out, create=False)
     needed = list(dict.fromkeys(recipe["data"]["datasets"] + [recipe["data"]["val"]]))
     run_dir = train(recipe, data_roots(a.data_root, needed), a.out, resume=a.resume, quiet=a.quiet)
     print(f"run finished: {run_dir}")

@@ -223,7 +223,7 @@ def load_recorded(run_dir) -> dict:
     """The recipe a training run recorded in its folder (recipe.json): what it ran with."""
     path = Path(run_dir) / "recipe.json"
     if not path.is_file():
-        raise VrferError(f"{path}: not found; is {run_dir} a training run folder?")
+        raise VrferError(f"{run_dir}: nothing to resume (no recipe.json: not a training run folder)")
     try:
         recipe = json.loads(path.read_text())
     except (OSError, ValueError) as e:
