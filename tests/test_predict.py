@@ -423,6 +423,11 @@ def test_a_missing_face_detector_is_a_setup_error_said_once(capfd, model, tmp_pa
     assert "VRFER_RETINAFACE_ONNX" in err[0] and "cannot read" in err[0]
 
 
-def test_the_default_model_is_vrfer_lower():
-    from vrfer.recognizer import DEFAULT_MODEL
-    assert DEFAULT_MODEL == "vrfer-lower"
+def test_without_model_the_bundled_lower_half_model_answers(capfd):
+    """No --model: the bundled vrfer-lower gives the answers (the same as naming it; not vrfer-full's)."""
+    runs = {m: vrfer(capfd, "--samples", "--face", "none", "--json", *(["--model", m] if m else []))
+            for m in (None, "vrfer-lower", "vrfer-full")}
+    assert all(rc == 0 for rc, _, _ in runs.values())
+    assert runs[None][1] == runs["vrfer-lower"][1] != runs["vrfer-full"][1]
+    from vrfer.recognizer import Recognizer
+    assert Recognizer(face="none").cfg.input_mode == "visible-half"

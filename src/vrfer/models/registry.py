@@ -128,8 +128,10 @@ def is_untrained_architecture(name: str) -> bool:
     path = Path(str(name))
     if path.suffix == ".safetensors" or path.is_dir():
         return False
-    cfg = get_config(str(name))
-    return not cfg.weights
+    if name not in _ARCHS and name not in _builtin():
+        raise VrferError(f"unknown model {name!r}; trained models: {', '.join(sorted(_builtin()))} (or give a "
+                         ".safetensors file or a training run folder; `vrfer models` lists the architectures)")
+    return not get_config(str(name)).weights
 
 
 def require_trained(name: str, option: str = "--model") -> None:
