@@ -427,6 +427,7 @@ def _umask() -> int:
     (["--video", "@video_corrupt"], "corrupt.mp4"),
     (["--model", "@model_text"], "model.safetensors"),
     (["--host", "0.0.0.0"], "--token"),
+    (["--camera", "97"], "camera 97"),        # and no OpenCV "[ WARN ]" lines of its own
 ])
 def test_serve_bad_options(run, corpus, argv, words, monkeypatch):
     uvicorn = pytest.importorskip("uvicorn")
@@ -447,17 +448,15 @@ def test_serve_on_a_busy_port_fails_before_its_banner(run, corpus, monkeypatch):
 
 
 def test_serve_answers_bad_frames_and_unknown_paths_in_json(corpus):
-    pytest.importorskip("httpx")
-    from starlette.testclient import TestClient
-
-    from vrfer.serve.app import ServeConfig, create_app
-    app = create_app(ServeConfig(model="vrfer-lower", face="none", port=0))
-    with TestClient(app) as client:
+    httpx = pytest.importorskip("httpx")
+    from vrfer.serve.app import ServeConfig, ServerThread, create_app
+    cfg = ServeConfig(model="vrfer-lower", face="none", port=0)
+    with ServerThread(create_app(cfg), cfg) as srv:
         for key in ("empty", "text", "truncated", "huge", "bomb"):
-            r = client.post("/predict", content=corpus[key].read_bytes())
+            r = httpx.post(srv.url + "/predict", content=corpus[key].read_bytes(), timeout=60)
             assert 400 <= r.status_code < 500 and r.json()["type"] == "error", key
         for method, path, status in (("GET", "/nope", 404), ("GET", "/predict", 405), ("DELETE", "/model", 405)):
-            r = client.request(method, path)
+            r = httpx.request(method, srv.url + path, timeout=30)
             assert r.status_code == status and r.json()["type"] == "error"
             assert r.json()["code"] == ("not_found" if status == 404 else "method_not_allowed")
 

@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,10 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     if not data:
         raise FrameError("bad_image", "empty frame")
     try:
-        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
+        with warnings.catch_warnings():  # the size is checked below; PIL's warning would only be log noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+        with im:
             w, h = im.size
             if w <= 0 or h <= 0:
                 raise FrameError("bad_image", "image has no pixels")
