@@ -143,11 +143,19 @@ def test_default_output_is_a_header_then_one_readable_line_per_face(capfd, model
     b = save(face_image(64), tmp_path / "b.png")
     rc, out, _ = vrfer(capfd, a, b, "--model", model, "--face", "none")
     header, *lines = out.splitlines()
-    assert header.startswith("# source") and "face box x,y,w,h" in header and "contempt" in header
+    assert header.startswith("# source") and "face box x,y,w,h" in header and "outside" in header
     assert rc == 0 and len(lines) == 2
     assert lines[0].startswith(str(a)) and "[0,0,96,96]" in lines[0]
     assert any(lines[0].split()[2] == c for c in CLASSES)   # file, box, label, ...
     assert "neu " in lines[0] and "con " in lines[0]        # the 8 probabilities
+
+
+def test_a_box_reaching_outside_the_image_is_marked_in_the_table(capfd, model, tmp_path):
+    a = save(face_image(), tmp_path / "a.png")
+    rc, out, _ = vrfer(capfd, a, "--model", model, "--face", "-10,-10,100,100")
+    assert rc == 0 and "[-10,-10,100,100]*  " in out
+    rc, out, _ = vrfer(capfd, a, "--model", model, "--face", "10,10,50,50")
+    assert rc == 0 and "[10,10,50,50]  " in out
 
 
 def test_csv_has_a_header_and_one_row_per_face_with_the_8_probabilities(capfd, model, tmp_path):
