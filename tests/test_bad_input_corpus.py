@@ -355,6 +355,11 @@ def test_train_bad_recipes_and_paths(run, corpus, argv, words):
     assert rc == 2 and not new and words in one_line(err)
 
 
+def test_reproduce_malformed_label_rows(run, corpus):
+    rc, out, err, new = run("reproduce", "--root", "@ferplus_bad", "--runs", "runs", "--out", "table")
+    assert rc == 2 and not new and "--skip-bad" in one_line(err, "FER2013Test", "row")
+
+
 def test_train_malformed_label_rows(run, corpus):
     rc, out, err, new = run("train", "--recipe", "cpu-full", "--data-root", "@ferplus_bad", "--out", "r")
     assert rc == 2 and not new and "--skip-bad" in one_line(err, "FER2013Valid", "row")

@@ -21,6 +21,9 @@ def add_parser(sub):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="recipe override for every run (repeatable; default: none)")
     p.add_argument("--tta-flip", action="store_true", help="flip-averaged predictions")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable images and malformed label rows and count them, in training and test "
+                        "(default: stop at the first, naming it)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(fn=run)
 
@@ -30,6 +33,7 @@ def run(a) -> int:
     from ..reproduce import reproduce
     output_dir(a.out, create=False)
     output_dir(a.runs, option="--runs", create=False)
-    res = reproduce(a.root, a.models, Path(a.runs), Path(a.out), a.affectnet_root, a.set, a.tta_flip, a.quiet)
+    res = reproduce(a.root, a.models, Path(a.runs), Path(a.out), a.affectnet_root, a.set, a.tta_flip, a.quiet,
+                    a.skip_bad)
     print((Path(a.out) / "table.md").read_text())
     return 0 if res else 1
