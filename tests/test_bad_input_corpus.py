@@ -475,12 +475,13 @@ def vrfer_proc(*args, **kw):
 
 def test_a_closed_or_broken_stdout_is_one_line_not_a_traceback(tmp_path):
     # the reader goes away at once (`vrfer models --json | true`)
-    p = subprocess.Popen([sys.executable, "-m", "vrfer", "models", "--json"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    p.stdout.close()
-    err = p.stderr.read()
-    assert p.wait(timeout=300) == 1 and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1 and "stdout was closed" in err
+    for args in (["models", "--json"], ["predict", "--samples", "--face", "none"]):
+        p = subprocess.Popen([sys.executable, "-m", "vrfer", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        p.stdout.close()
+        err = p.stderr.read()
+        assert p.wait(timeout=300) == 1 and "Traceback" not in err, args
+        assert len(err.strip().splitlines()) == 1 and "stdout was closed" in err, (args, err)
     # started with stdout closed (`vrfer models >&-`)
     r = subprocess.run(f"{sys.executable} -m vrfer models >&-", shell=True, capture_output=True, text=True,
                        timeout=300)

@@ -21,8 +21,14 @@ EXIT_CODES = """exit codes (every command):
   130  interrupted (Ctrl-C)"""
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Adds "(default: X)" to every option whose help text does not state its default already."""
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to every option whose help text does not state its default already; wraps
+    one-paragraph descriptions and keeps laid-out text (the exit codes) as it is."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
     def _get_help_string(self, action):
         text = action.help or ""

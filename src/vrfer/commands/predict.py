@@ -177,12 +177,8 @@ def run(a) -> int:
         except KeyboardInterrupt:
             _err(item.name, "interrupted")
             return 130
-        except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
-            import os
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-            return 1 if failed else 0
+        except BrokenPipeError:  # the reader went away (e.g. `| head`): vrfer.cli says so and exits 1
+            raise
         except MemoryError:
             failed += 1
             _err(item.name, "out of memory while reading this item")
