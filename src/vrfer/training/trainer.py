@@ -1,7 +1,9 @@
 """The one training loop for every model and recipe (after torchvision's references/classification).
 
-Per epoch: train with a progress bar -> validate -> log metrics (JSON lines) and curves (PNG) ->
-write an atomic checkpoint (model, optimiser, scheduler, DSD masks, RNG states) and the best weights.
+`train` reads top to bottom: data and model, optimiser and schedule (`make_optimizer`, `make_scheduler`,
+`cosine_lr`), resume from the checkpoint, then per epoch `train_one_epoch` -> `evaluate` -> the best
+weights, an atomic checkpoint (model, optimiser, scheduler, DSD masks, RNG state, metrics), metrics.jsonl
+and curves.png (`save_checkpoint`, `write_metrics`, `plot_curves`).
 Each epoch's shuffling, augmentation and dropout are seeded from (seed, epoch), so a run resumed from
 its last checkpoint reaches the same weights as one that was never interrupted.
 Under `torchrun` it trains with DistributedDataParallel (gloo on CPU, nccl on CUDA).
