@@ -2,6 +2,10 @@
 # Debian's Chromium + ChromeDriver for tests/test_demo_browser.py (the demo page in headless Chromium).
 # Idempotent and quiet; never fails the build: without a browser that test skips with its reason.
 set -u
+if [ -n "${VRFER_SKIP_BROWSER:-}" ]; then
+    echo "browser-deps: skipped (VRFER_SKIP_BROWSER is set; the browser test skips)"
+    exit 0
+fi
 if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
     echo "browser-deps: $(chromium --version 2>/dev/null | head -1) and chromedriver already installed"
     exit 0

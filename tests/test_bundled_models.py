@@ -10,7 +10,6 @@ from vrfer.cli import main
 from vrfer.datasets.ferplus import load_ferplus
 from vrfer.evaluate import evaluate
 from vrfer.models import create_model, list_models
-from vrfer.recognizer import DEFAULT_MODEL
 
 BUNDLED = {"vrfer-lower": "visible-half", "vrfer-full": "full"}
 
@@ -20,7 +19,6 @@ def test_bundled_models_are_listed_with_what_they_were_trained_on(capsys):
     for name, mode in BUNDLED.items():
         assert names[name].weights and names[name].input_mode == mode
         assert "FER+" in names[name].trained_on
-    assert DEFAULT_MODEL == "vrfer-lower"
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "vrfer-lower" in out and "vrfer-full" in out

@@ -178,10 +178,11 @@ def test_cli_non_image_gives_one_error_line(model_file, tmp_path, capsys, conten
     bad = tmp_path / "notes.txt"
     bad.write_bytes(content)
     code = main(["explain", str(bad), "--out", str(tmp_path / "cams"), "--model", str(model_file)])
-    assert code == 2
+    assert code == 1   # as vrfer predict: an input that could not be used
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("vrfer: error:") and "notes.txt" in err
     assert "Traceback" not in err
+    assert not (tmp_path / "cams").exists()   # nothing explained: no empty folder left behind
 
 
 def test_cli_non_image_in_a_subprocess_has_no_traceback(model_file, tmp_path):

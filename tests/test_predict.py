@@ -138,11 +138,12 @@ def test_the_api_takes_a_path_a_numpy_array_or_a_pil_image_alike(model):
 
 # ---------------------------------------------------------------------------------------- formats
 
-def test_default_output_is_one_readable_line_per_face(capfd, model, tmp_path):
+def test_default_output_is_a_header_then_one_readable_line_per_face(capfd, model, tmp_path):
     a = save(face_image(), tmp_path / "a.png")
     b = save(face_image(64), tmp_path / "b.png")
     rc, out, _ = vrfer(capfd, a, b, "--model", model, "--face", "none")
-    lines = out.splitlines()
+    header, *lines = out.splitlines()
+    assert header.startswith("# source") and "face box x,y,w,h" in header and "outside" in header
     assert rc == 0 and len(lines) == 2
     assert lines[0].startswith(str(a)) and "[0,0,96,96]" in lines[0]
     assert any(lines[0].split()[2] == c for c in CLASSES)   # file, box, label, ...
@@ -179,6 +180,14 @@ def test_a_uniform_prior_moves_probability_to_the_rare_classes(capfd, tmp_path):
     assert balanced["neutral"] < plain["neutral"] and balanced["disgust"] > plain["disgust"]
     ratio = {c: balanced[c] / plain[c] for c in CLASSES}                  # proportional to 1 / training prior
     assert ratio["disgust"] / ratio["neutral"] == pytest.approx(0.349 / 0.005, rel=1e-3)
+
+
+def test_a_box_reaching_outside_the_image_is_marked_in_the_table(capfd, model, tmp_path):
+    a = save(face_image(), tmp_path / "a.png")
+    rc, out, _ = vrfer(capfd, a, "--model", model, "--face", "-10,-10,100,100")
+    assert rc == 0 and "[-10,-10,100,100]*  " in out
+    rc, out, _ = vrfer(capfd, a, "--model", model, "--face", "10,10,50,50")
+    assert rc == 0 and "[10,10,50,50]  " in out
 
 
 def test_csv_has_a_header_and_one_row_per_face_with_the_8_probabilities(capfd, model, tmp_path):
@@ -457,6 +466,11 @@ def test_a_missing_face_detector_is_a_setup_error_said_once(capfd, model, tmp_pa
     assert "VRFER_RETINAFACE_ONNX" in err[0] and "cannot read" in err[0]
 
 
-def test_the_default_model_is_vrfer_lower():
-    from vrfer.recognizer import DEFAULT_MODEL
-    assert DEFAULT_MODEL == "vrfer-lower"
+def test_without_model_the_bundled_lower_half_model_answers(capfd):
+    """No --model: the bundled vrfer-lower gives the answers (the same as naming it; not vrfer-full's)."""
+    runs = {m: vrfer(capfd, "--samples", "--face", "none", "--json", *(["--model", m] if m else []))
+            for m in (None, "vrfer-lower", "vrfer-full")}
+    assert all(rc == 0 for rc, _, _ in runs.values())
+    assert runs[None][1] == runs["vrfer-lower"][1] != runs["vrfer-full"][1]
+    from vrfer.recognizer import Recognizer
+    assert Recognizer(face="none").cfg.input_mode == "visible-half"

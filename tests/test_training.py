@@ -1,5 +1,6 @@
 """The trainer: two-stage DSD training, resume after a kill, DDP, and clear errors for bad recipes."""
 
+import itertools
 import json
 import subprocess
 import sys
@@ -9,8 +10,9 @@ import torch
 from fakedata import make_rows, write_folders
 from safetensors.torch import load_file
 
+from vrfer.classes import CLASSES
 from vrfer.cli import main
-from vrfer.training import dsd
+from vrfer.training import dsd, trainer
 from vrfer.training.recipe import from_dict
 from vrfer.training.trainer import build_model, train
 
@@ -65,14 +67,27 @@ def test_two_stage_dsd_run(tmp_path, data):
     assert len(metrics(stage2)) == 3 and (stage2 / "curves.png").stat().st_size > 1000
 
 
-def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path, data):
+def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path, data, monkeypatch, capsys):
     recipe = tiny(dsd={"enabled": True, "dense": 1, "sparse": 1, "redense": 1})
     whole = train(recipe, data, tmp_path / "whole", quiet=True)
-    from vrfer.datasets.ferplus import load_ferplus
-    steps_per_epoch = len(load_ferplus(data["ferplus"], "train")) // 8
-    train(recipe, data, tmp_path / "killed", quiet=True, _stop_after_steps=steps_per_epoch + 2)  # inside epoch 2
+
+    real, calls = trainer.train_one_epoch, []
+
+    def killed_in_epoch_2(net, opt, sched, batches, *args, **kw):
+        calls.append(1)
+        if len(calls) == 2:  # two steps into the second epoch, the process dies
+            real(net, opt, sched, itertools.islice(batches, 2), *args, **kw)
+            raise KeyboardInterrupt
+        return real(net, opt, sched, batches, *args, **kw)
+    monkeypatch.setattr(trainer, "train_one_epoch", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, data, tmp_path / "killed", quiet=True)
+    monkeypatch.setattr(trainer, "train_one_epoch", real)
     assert len(metrics(tmp_path / "killed")) == 1
-    train(recipe, data, tmp_path / "killed", resume=True, quiet=True)
+    capsys.readouterr()
+    train(recipe, data, tmp_path / "killed", resume=True)
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"resuming {tmp_path / 'killed'} after epoch 1 of 3")
+    assert [r["epoch"] for r in metrics(tmp_path / "killed")] == [1, 2, 3]
     a, b = load_file(str(whole / "final.safetensors")), load_file(str(tmp_path / "killed" / "final.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -131,13 +146,78 @@ def test_paper_recipes_run_both_stages_small(tmp_path, data, family, size):
     assert rows[1]["phase"] == "sparse" and rows[1]["sparsity"][next(iter(rows[1]["sparsity"]))] == 0.0
 
 
-def test_distillation_from_a_full_face_teacher_runs(tmp_path, data):
-    """Privileged information: a full-face teacher guides a lower-half student (the authors' follow-up)."""
-    teacher = train(tiny(input_mode="full", optim={"epochs": 1}), data, tmp_path / "teacher", quiet=True)
-    student = train(tiny(input_mode="visible-half", optim={"epochs": 1},
-                         distill={"teacher": str(teacher / "best.safetensors"), "weight": 0.5}),
-                    data, tmp_path / "student", quiet=True)
-    assert len(metrics(student)) == 1 and (student / "best.safetensors").is_file()
+def test_distillation_pulls_the_student_towards_the_full_face_teacher(tmp_path, data):
+    """Privileged information: a full-face teacher guides a lower-half student (the authors' follow-up).
+    The teacher here is sure of one class ("contempt", rare in the data): the same run with distillation
+    weight 0 learns the data's labels, the distilled one the teacher's opinion."""
+    from vrfer.datasets.ferplus import load_ferplus
+    from vrfer.inference import predict_proba
+    from vrfer.models import create_model, save_model
+    torch.manual_seed(0)
+    teacher = create_model("vrfer-cnn-small", image_size=24)
+    with torch.no_grad():
+        teacher.classifier.bias.zero_()[CLASSES.index("contempt")] = 6.0
+    save_model(teacher, tmp_path / "teacher.safetensors")
+    faces = load_ferplus(data["ferplus"], "train").images
+
+    def contempt_share(weight):
+        run = train(tiny(input_mode="visible-half", optim={"epochs": 4},
+                         distill={"teacher": str(tmp_path / "teacher.safetensors"), "weight": weight,
+                                  "temperature": 1.0}), data, tmp_path / f"student{weight}", quiet=True)
+        p = predict_proba(create_model(str(run / "final.safetensors")), faces)
+        return float(p[:, CLASSES.index("contempt")].mean())
+    assert contempt_share(0.0) < 0.3 < 0.6 < contempt_share(0.9)   # measured: 0.16 and 0.72
+
+
+def test_resume_takes_the_recorded_recipe_and_refuses_a_changed_key(tmp_path, data, capsys):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text('model = "vrfer-cnn-small"\nimage_size = 24\n[optim]\nbatch_size = 8\nepochs = 1\n')
+    run = tmp_path / "run"
+    base = ["train", "--data-root", data["ferplus"], "--out", str(run), "--quiet"]
+    assert main(base + ["--recipe", str(recipe), "--set", "optim.lr=0.02", "--seed", "3"]) == 0
+    recorded = json.loads((run / "recipe.json").read_text())
+    assert recorded["optim"]["lr"] == 0.02 and recorded["seed"] == 3
+    capsys.readouterr()
+    # nothing retyped, or the same values retyped: the run continues with what it recorded
+    assert main(base[:-1] + ["--resume"]) == 0
+    assert capsys.readouterr().out.startswith(f"resuming {run} after epoch 1 of 1")
+    assert main(base + ["--resume", "--recipe", str(recipe), "--set", "optim.lr=0.02"]) == 0
+    capsys.readouterr()
+    for args, key in ((["--set", "optim.lr=0.05"], "optim.lr"), (["--seed", "4"], "seed"),
+                      (["--set", "optim.nesterov=true"], "optim.nesterov")):
+        assert main(base + ["--resume"] + args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"vrfer: error: {key}: the run in {run} was started with")
+
+
+def test_init_from_is_recorded_as_the_model_that_ran(tmp_path, data):
+    stage1 = train(tiny(input_mode="full", optim={"epochs": 1}), data, tmp_path / "s1", quiet=True)
+    stage2 = train(tiny(model="vgg-f", input_mode="visible-half", init_from=str(stage1), optim={"epochs": 1}),
+                   data, tmp_path / "s2", quiet=True)
+    assert json.loads((stage2 / "recipe.json").read_text())["model"] == "vrfer-cnn-small"
+
+
+@pytest.mark.parametrize("recipe, override, key", [
+    ("tiny", "optim.epochs=0", "optim.epochs"), ("tiny", "data.limit=-5", "data.limit"),
+    ("tiny", "dsd.enabled=true", "dsd.dense + dsd.sparse + dsd.redense"),
+    ("cpu-full", "optim.epochs=3", "optim.epochs"),          # DSD recipes count their epochs by phase
+])
+def test_a_recipe_that_would_train_nothing_or_ignore_a_key_is_refused(tmp_path, data, capsys, recipe, override, key):
+    if recipe == "tiny":
+        recipe = tmp_path / "tiny.toml"
+        recipe.write_text('model = "vrfer-cnn-small"\nimage_size = 24\n[optim]\nbatch_size = 8\nepochs = 1\n')
+    assert main(["train", "--recipe", str(recipe), "--data-root", data["ferplus"], "--out", str(tmp_path / "r"),
+                 "--set", override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and key in err[0] and not (tmp_path / "r").exists()
+
+
+def test_data_limit_shrinks_training_only_and_says_so(tmp_path, data, capsys):
+    train(tiny(optim={"epochs": 1}, data={"limit": 20}), data, tmp_path / "r")
+    out = capsys.readouterr().out
+    assert "data.limit: training on 20 of" in out and "validating" not in out
+    train(tiny(optim={"epochs": 1}, data={"val_limit": 5}), data, tmp_path / "v")
+    assert "data.val_limit: validating on the first 5 of" in capsys.readouterr().out
 
 
 def test_logit_adjusted_loss_trains_differently_and_saves_calibrated_logits(tmp_path, data):

@@ -1,90 +1,58 @@
-"""The `vrfer` command line. Every user-fixable problem ends as one line on stderr and exit code 2."""
+"""The `vrfer` command line: one subcommand per module in vrfer.commands.
+
+Nothing heavy is imported here or in the commands' `add_parser`: `vrfer --help` answers without loading
+torch. Every problem ends as one line on stderr and an exit code from EXIT_CODES, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import re
 import sys
 
 from .errors import VrferError
 
-
-def _roots(values: list[str] | None, datasets: list[str]) -> dict[str, str]:
-    roots: dict[str, str] = {}
-    for v in values or []:
-        if "=" in v and v.split("=", 1)[0] in ("ferplus", "affectnet"):
-            k, p = v.split("=", 1)
-            roots[k] = p
-        else:
-            for ds in datasets:
-                roots.setdefault(ds, v)
-    return roots
+EXIT_CODES = """exit codes (every command):
+  0    done
+  1    done, but some inputs (images, videos, frames) could not be used; each is named on stderr
+  2    stopped: a bad option or value, an unknown model, recipe or key, or an input or output that the
+       command cannot go past; one line on stderr says which file, row or key
+  130  interrupted (Ctrl-C)"""
 
 
-def cmd_train(a) -> int:
-    from .training.recipe import load_recipe
-    from .training.trainer import train
-    recipe = load_recipe(a.recipe, a.set or [])
-    if a.seed is not None:
-        recipe["seed"] = a.seed
-    if a.init_from is not None:
-        recipe["init_from"] = a.init_from
-    needed = list(dict.fromkeys(recipe["data"]["datasets"] + [recipe["data"]["val"]]))
-    run = train(recipe, _roots(a.data_root, needed), a.out, resume=a.resume, quiet=a.quiet)
-    print(f"run finished: {run}")
-    return 0
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to every option whose help text does not state its default already; wraps
+    one-paragraph descriptions and keeps laid-out text (the exit codes) as it is."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.option_strings and action.default not in (None, False, argparse.SUPPRESS)
+                and "default" not in text):
+            text += " (default: %(default)s)"
+        return text
 
 
-def cmd_data_summary(a) -> int:
-    if a.dataset == "ferplus":
-        from .datasets.ferplus import summary
-        out = summary(a.root, a.mode, a.votes, a.skip_bad)
-    else:
-        from .datasets.affectnet import summary
-        out = summary(a.root, cap=a.cap, seed=a.seed, skip_bad=a.skip_bad)
-    if a.json:
-        print(json.dumps(out))
-    else:
-        for split, d in out.items():
-            cls = ", ".join(f"{k} {v}" for k, v in d["classes"].items())
-            print(f"{split:>10}: {d['count']:>7} images ({cls})")
-            for k, v in d.get("skipped", {}).items():
-                print(f"{'':>12}skipped {v}: {k}")
-            for k, v in d.get("dropped", {}).items():
-                print(f"{'':>12}dropped {v}: {k}")
-    return 0
+class Parser(argparse.ArgumentParser):
+    """Every vrfer (sub)command parser: defaults in the help, and the exit-code rule below it."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs.setdefault("epilog", EXIT_CODES)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vrfer", description="Facial expressions of people wearing VR headsets "
-                                "(the model sees the lower half of the face).")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="train a model from a recipe (resumable)")
-    t.add_argument("--recipe", required=True, help="shipped recipe name or a .toml file")
-    t.add_argument("--data-root", action="append", metavar="[DATASET=]DIR",
-                   help="dataset root, e.g. ferplus=../shared/data/ferplus (repeatable)")
-    t.add_argument("--out", required=True, help="run folder (checkpoint, metrics, curves, weights)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key, e.g. optim.lr=0.01")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--init-from", help="run folder or .safetensors to start from (overrides the recipe)")
-    t.add_argument("--quiet", action="store_true")
-    t.set_defaults(fn=cmd_train)
-
-    d = sub.add_parser("data", help="dataset tools")
-    dsub = d.add_subparsers(dest="data_command", required=True)
-    s = dsub.add_parser("summary", help="counts per split and class")
-    s.add_argument("--dataset", choices=["ferplus", "affectnet"], required=True)
-    s.add_argument("--root", required=True)
-    s.add_argument("--votes", choices=["label", "fer2013new"], default="label")
-    s.add_argument("--mode", choices=["majority", "probability", "crossentropy", "multi_target"], default="majority")
-    s.add_argument("--cap", type=int, default=15000, help="AffectNet per-class training cap")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--skip-bad", action="store_true", help="skip bad items and report how many and why")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=cmd_data_summary)
-
+    from . import __version__
+    p = Parser(prog="vrfer", description="Facial expressions of people wearing VR headsets "
+               "(the model sees the lower half of the face). `vrfer COMMAND --help` explains each command.")
+    p.add_argument("--version", action="version", version=f"vrfer {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for mod in _command_modules():
         mod.add_parser(sub)
     return p
@@ -99,16 +67,62 @@ def _command_modules():
             for m in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name)]
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+_NEGATIVE_BOX = re.compile(r"^-\d")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """`--face -10,-10,100,100` -> `--face=-10,-10,100,100`: argparse would take the box for an option."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--face" and i + 1 < len(argv) and _NEGATIVE_BOX.match(argv[i + 1]):
+            out.append(f"--face={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def _stdout_gone() -> None:
+    """The reader of stdout went away (`| head`): stop writing, and let Python exit without a second error."""
     try:
-        return args.fn(args)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def main(argv=None) -> int:
+    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(argv)
+    if sys.stdout is None:  # started with stdout closed (`>&-`): results would be lost
+        print("vrfer: error: stdout is closed; results have nowhere to go (redirect it to a file)",
+              file=sys.stderr)
+        return 2
+    try:
+        code = args.fn(args)
+        sys.stdout.flush()
+        return code
     except VrferError as e:
         print(f"vrfer: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _stdout_gone()
+        print("vrfer: error: stdout was closed before all results were written", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("vrfer: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("vrfer: error: out of memory", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug: still one line, unless VRFER_DEBUG asks for the traceback
+        if os.environ.get("VRFER_DEBUG"):
+            raise
+        print(f"vrfer: error: internal error {type(e).__name__}: {e} (run with VRFER_DEBUG=1 for the "
+              "traceback, and please report it)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

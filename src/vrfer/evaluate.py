@@ -89,21 +89,24 @@ def predict_folder(model, root, face: str = "none", occlusion: str = "none", ski
     rec = Recognizer(model, face=face, threads=threads)
     labels, crops, found, no_face = [], [], [], []
     digest = hashlib.sha256()
-    for it in tqdm(items, desc="reading faces", disable=not progress, leave=False, mininterval=1.0):
-        try:
-            img = load_image(it.path)
-            faces = rec.find_faces(img)
-        except VrferError as e:
-            bad(f"{it.where} ({it.path.name})", str(e), "unreadable_image")
-            continue
-        labels.append(it.label)
-        digest.update(np.ascontiguousarray(img).tobytes())
-        if not faces:
-            no_face.append(it.path.name)
-            found.append(False)
-            continue
-        found.append(True)
-        crops.append(rec.crops(img, [max(faces, key=lambda f: f.score)])[0])
+    # the bar only on a terminal (as predict's video bar), and cleared before a message that stops the read
+    with tqdm(items, desc="reading faces", disable=None if progress else True, leave=False,
+              mininterval=1.0) as bar:
+        for it in bar:
+            try:
+                img = load_image(it.path)
+                faces = rec.find_faces(img)
+            except VrferError as e:
+                bad(f"{it.where} ({it.path.name})", str(e), "unreadable_image")
+                continue
+            labels.append(it.label)
+            digest.update(np.ascontiguousarray(img).tobytes())
+            if not faces:
+                no_face.append(it.path.name)
+                found.append(False)
+                continue
+            found.append(True)
+            crops.append(rec.crops(img, [max(faces, key=lambda f: f.score)])[0])
     probs = np.full((len(labels), len(CLASSES)), np.nan)
     if crops:  # classified in batches, as evaluate() does: the same probabilities, far faster
         crops = np.stack(crops)

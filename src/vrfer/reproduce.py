@@ -42,18 +42,21 @@ def ensure_run(recipe_name: str, roots: dict, run_dir: Path, overrides: list[str
 
 
 def reproduce(root: str, families: list[str], runs: Path, out: Path, affectnet_root: str | None = None,
-              overrides: list[str] = (), tta_flip: bool = False, quiet: bool = False) -> dict:
+              overrides: list[str] = (), tta_flip: bool = False, quiet: bool = False, skip_bad: bool = False) -> dict:
     from .datasets.ferplus import load_ferplus
     for fam in families:
         if fam not in FAMILIES:
             raise VrferError(f"unknown model family {fam!r}; known: {', '.join(FAMILIES)}")
     roots = {"ferplus": root}
-    overrides = list(overrides)
+    overrides = list(overrides) + (["data.skip_bad=true"] if skip_bad else [])
     if affectnet_root:
         roots["affectnet"] = affectnet_root
     else:
         overrides.append('data.datasets=["ferplus"]')  # FER+ only (the paper adds AffectNet)
-    test = load_ferplus(root, "test", "majority", "label")
+    for fam in families:  # a bad override fails now, not after the first stage has trained
+        for name in FAMILIES[fam]:
+            load_recipe(name, overrides)
+    test = load_ferplus(root, "test", "majority", "label", skip_bad=skip_bad)
     out.mkdir(parents=True, exist_ok=True)
     results = {"data": {"dataset": "ferplus", "split": "test", "n": len(test), "fingerprint": test.fingerprint(),
                         "labels": "majority, label.csv votes"}, "families": {}}

@@ -10,8 +10,13 @@ from ..threads import THREADS_HELP
 
 
 def add_parser(sub):
-    p = sub.add_parser("evaluate", help="test a model on a dataset split (full or upper-half-occluded faces)")
-    p.add_argument("--model", default="vrfer-lower", help="bundled model name, .safetensors file or run folder")
+    from ..pretrained import DEFAULT_MODEL
+    p = sub.add_parser("evaluate", help="test a model on a dataset split (full or upper-half-occluded faces)",
+                       description="Accuracy of a trained model on a dataset split, with a 95% bootstrap "
+                                   "interval, per-class accuracy, mean per-class recall and the confusion matrix "
+                                   "(also as a PNG in --out). By default the faces' upper half is blacked out, as "
+                                   "a headset does.")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="bundled model name, .safetensors file or run folder")
     p.add_argument("--dataset", choices=["ferplus", "affectnet", "folder"], default="ferplus",
                    help="folder: any folder with a labels.csv (columns file, label or label_name), e.g. CK+48 "
                         "(default: ferplus)")
@@ -21,12 +26,16 @@ def add_parser(sub):
     p.add_argument("--face", choices=["none", "detect"], default="none",
                    help="folder only: none = each image is a face crop (as predict --face none); detect = find "
                         "the face first, as predict does on photos (default: none)")
-    p.add_argument("--skip-bad", action="store_true", help="folder only: skip bad rows and unreadable images "
-                                                          "and count them, instead of stopping at the first")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip bad rows and unreadable images and count them (default: stop at the first, "
+                        "naming it)")
     p.add_argument("--occlusion", choices=["none", "upper-half"], default="upper-half",
                    help="upper-half: black out the top half of each face, as a headset does")
     p.add_argument("--tta-flip", action="store_true", help="average with the mirrored face")
-    p.add_argument("--out", default=".", help="folder for the confusion-matrix PNG (default: current folder)")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="accept an architecture name (random weights); default: only trained models")
+    p.add_argument("--out", metavar="DIR",
+                   help="folder for the confusion-matrix PNG (default: no PNG is written)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     from .predict import add_postprocess_args
     add_postprocess_args(p)
@@ -34,37 +43,48 @@ def add_parser(sub):
     p.set_defaults(fn=run)
 
 
-def load_split(dataset: str, root: str, split: str):
+def load_split(dataset: str, root: str, split: str, skip_bad: bool = False):
     if dataset == "ferplus":
         from ..datasets.ferplus import load_ferplus
-        return load_ferplus(root, split, "majority", "label")
+        return load_ferplus(root, split, "majority", "label", skip_bad=skip_bad)
     from ..datasets.affectnet import load_affectnet
-    return load_affectnet(root, "validation" if split in ("valid", "test") else split)
+    return load_affectnet(root, "validation" if split in ("valid", "test") else split, skip_bad=skip_bad)
 
 
 def run(a) -> int:
-    from ..evaluate import confusion_png, evaluate
+    from ..errors import VrferError
+    from ..evaluate import confusion_png, evaluate, evaluate_folder
     from ..models import create_model
-    from ..evaluate import evaluate_folder
+    from ..models.registry import require_trained
+    from ..outputs import output_dir
     from ..pipeline import PostProcess
+    if not a.allow_untrained:
+        require_trained(a.model)
     from ..threads import use_torch_threads
     use_torch_threads(a.threads)
     model = create_model(a.model)
     post = PostProcess(model.cfg, a.prior, a.prior_tau, a.classes)
     if a.dataset == "folder":
         if a.tta_flip:
-            from ..errors import VrferError
             raise VrferError("--tta-flip is not available with --dataset folder")
+        out = output_dir(a.out, create=False) if a.out else None   # checked before the long part
         res = evaluate_folder(model, a.root, a.face, a.occlusion, a.skip_bad, threads=a.threads, post=post)
         a.split = Path(a.root).name or "folder"
     else:
-        data = load_split(a.dataset, a.root, a.split)
+        data = load_split(a.dataset, a.root, a.split, a.skip_bad)
+        out = output_dir(a.out, create=False) if a.out else None   # checked before the long part
         res = evaluate(model, data, a.occlusion, a.tta_flip, post=post)
+        if data.skipped:
+            res["skipped"] = dict(data.skipped)
     res.update(model=a.model, dataset=a.dataset, split=a.split)
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(a.model).stem if a.model.endswith(".safetensors") else a.model)
-    png = confusion_png(res, Path(a.out) / f"confusion-{stem}-{a.dataset}-{a.split}-{a.occlusion}.png",
-                        f"{a.model} on {a.dataset} {a.split}, occlusion: {a.occlusion}")
-    res["confusion_png"] = str(png)
+    png = None
+    if out is not None:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(a.model).stem if a.model.endswith(".safetensors") else a.model)
+        png = confusion_png(res, out / f"confusion-{stem}-{a.dataset}-{a.split}-{a.occlusion}"
+                                      f"{'-tta_flip' if a.tta_flip else ''}.png",
+                            f"{a.model} on {a.dataset} {a.split}, occlusion: {a.occlusion}"
+                            f"{', flip-averaged' if a.tta_flip else ''}")
+        res["confusion_png"] = str(png)
     if a.json:
         print(json.dumps(res))
         return 0
@@ -76,5 +96,7 @@ def run(a) -> int:
         print(f"  no face found in {res['no_face']} images (counted as wrong)")
     for c, v in res["per_class"].items():
         print(f"  {c:>10}: {'-' if v is None else f'{100 * v:6.2f}%'}  (n={res['support'][c]})")
-    print(f"confusion matrix: {png}")
+    for why, n in res.get("skipped", {}).items():
+        print(f"  skipped {n}: {why}")
+    print(f"confusion matrix: {png}" if png else "confusion matrix PNG: give --out DIR")
     return 0

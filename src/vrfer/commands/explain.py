@@ -33,30 +33,35 @@ def add_parser(sub) -> None:
                         "face crop (a non-square one is padded to a square with its edge pixels, as predict "
                         "does); x,y,w,h: the face box in pixels")
     p.add_argument("--target", default=None,
-                   help="class to explain (e.g. happiness); default the predicted one")
+                   help="class to explain (e.g. happiness); default the predicted one. The PNG's title names "
+                        "the class explained and its probability")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per face: vrfer predict --json's fields plus explained, "
                         "explained_score and png")
     add_postprocess_args(p)
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="accept an architecture name (random weights); default: only trained models")
     p.set_defaults(fn=run)
 
 
 def run(a) -> int:
     from ..explain import explain_image
     from ..models import as_model
-    from ..pipeline import Pipeline
+    from ..models.registry import require_trained
+    from ..outputs import output_dir
+    from ..pipeline import Pipeline, parse_face
 
+    face = parse_face(a.face)
+    if not a.allow_untrained:
+        require_trained(a.model)
     model = as_model(a.model)
     if a.target is not None and a.target not in model.cfg.classes:
         raise VrferError(f"unknown class {a.target!r}; classes: {', '.join(model.cfg.classes)}")
-    pipeline = Pipeline(model, a.face, "torch", prior=a.prior, prior_tau=a.prior_tau, classes=a.classes)
-    out = Path(a.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise VrferError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
+    pipeline = Pipeline(model, face, "torch", prior=a.prior, prior_tau=a.prior_tau, classes=a.classes)
+    existed = Path(a.out).exists()
+    out = output_dir(a.out)
 
-    failed, taken = 0, set()
+    failed, taken, written = 0, set(), 0
     for path in a.images:
         try:
             for d in explain_image(pipeline, path, out, a.target, taken):
@@ -64,11 +69,14 @@ def run(a) -> int:
                     print(json.dumps(d), flush=True)
                 else:
                     print(f"{path}: {d['explained']} {d['explained_score']:.2f} -> {d['png']}", flush=True)
+                written += 1
         except VrferError as e:
             failed += 1
             print(f"vrfer: error: {path}: {e}", file=sys.stderr)
-    if failed:
+    if not written and not existed:
+        out.rmdir()  # nothing to show: leave no empty folder behind
+    if failed:   # as vrfer predict: some inputs could not be used -> 1
         if failed < len(a.images):
             print(f"vrfer: {failed} of {len(a.images)} images failed", file=sys.stderr)
-        return 2
+        return 1
     return 0

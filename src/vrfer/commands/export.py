@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import VrferError
 
@@ -32,8 +31,11 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default onnx)")
     p.add_argument("--out", required=True, help="output file, e.g. vrfer-lower.onnx")
     p.add_argument("--opset", type=int, default=None,
-                   help="ONNX opset (default 15: Unity Sentis reads opsets 7-15)")
+                   help="ONNX opset, 9 up to the newest this PyTorch writes (default 15, the newest that "
+                        "Unity Sentis reads)")
     add_postprocess_args(p)
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="accept an architecture name (random weights); default: only trained models")
     p.add_argument("--no-check", action="store_true",
                    help="skip comparing onnxruntime's output with PyTorch's on sample faces")
     p.add_argument("--quantize", choices=["int8"], help="int8 static quantisation (onnxruntime, QDQ): about 4x "
@@ -103,7 +105,7 @@ def _csharp(cfg, card: dict) -> str:
         keep = ", ".join("true" if k in post["classes"] else "false" for k in cfg.classes)
         if post["prior"] != "train" and post["train_prior"]:
             target = ([1.0 / len(cfg.classes)] * len(cfg.classes) if post["prior"] == "uniform" else post["prior"])
-            shifts = ", ".join(f"{post['tau'] * (np.log(t) - np.log(q)):.6f}f"
+            shifts = ", ".join(f"{post['tau'] * (math.log(t) - math.log(q)):.6f}f"
                                for t, q in zip(target, post["train_prior"]))
         else:
             shifts = ", ".join("0f" for _ in cfg.classes)
@@ -262,8 +264,9 @@ def card_markdown(cfg, card: dict) -> str:
     return "\n".join(lines)
 
 
-def _sample_faces(n: int = 8, size: int = 48) -> np.ndarray:
+def _sample_faces(n: int = 8, size: int = 48):
     """Smooth face-like crops (deterministic) for the export check."""
+    import numpy as np
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size] / size
     out = []
@@ -279,6 +282,8 @@ def run(a) -> int:
     from ..inference import TorchClassifier
     from ..models import create_model
     from ..onnx_backend import DEFAULT_OPSET, SENTIS_MAX_OPSET, OnnxClassifier, check_opset, export_onnx
+    from ..models.registry import require_trained
+    from ..outputs import output_file
     from ..pipeline import PostProcess
 
     if a.format != "onnx":  # pragma: no cover - argparse restricts it
@@ -287,8 +292,12 @@ def run(a) -> int:
     out = Path(a.out)
     if out.suffix.lower() != ".onnx":
         raise VrferError(f"{out}: the output file should end in .onnx")
+    if not a.allow_untrained:
+        require_trained(a.model)
     model = create_model(a.model)
     post = PostProcess(model.cfg, a.prior, a.prior_tau, a.classes)
+    for path in (out, out.with_suffix(".json"), out.with_suffix(".md")):
+        output_file(path)
     if a.quantize:
         return _run_int8(a, model, out, opset, post)
     if a.calibrate:
@@ -300,7 +309,7 @@ def run(a) -> int:
         faces = _sample_faces(8, model.cfg.image_size)
         p_onnx = OnnxClassifier(str(out)).predict_proba(faces)
         p_torch = TorchClassifier(model).predict_proba(faces)
-        max_diff = float(np.abs(p_onnx - p_torch).max())
+        max_diff = float(abs(p_onnx - p_torch).max())
         if max_diff > 1e-3:
             raise VrferError(f"{out}: onnxruntime and PyTorch disagree (max abs diff {max_diff:.2g})")
 

@@ -6,8 +6,11 @@ import json
 
 
 def add_parser(sub):
-    p = sub.add_parser("models", help="list architectures and bundled trained models")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("models", help="list architectures and bundled trained models",
+                       description="Every architecture in the registry (untrained: fresh weights, for training) and "
+                                   "every trained model bundled with vrfer, with input size, channels, input mode, "
+                                   "parameters and training data.")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(fn=run)
 
 

@@ -41,16 +41,18 @@ def add_parser(sub) -> None:
         description="Facial expressions of people wearing a VR headset, from the lower half of the face. "
                     "PATH: image files, folders (searched recursively), video files, or cam:N for a "
                     "webcam. Without PATH: the bundled sample images.")
-    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="image files, folders, video files or cam:N (default: the bundled samples)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or .safetensors file "
                    f"(default {DEFAULT_MODEL})")
     p.add_argument("--face", default="detect", metavar="detect|none|x,y,w,h",
                    help="detect: find the faces (default); none: each image is already a face crop; "
-                        "x,y,w,h: a fixed face region (a fixed camera)")
+                        "x,y,w,h: a fixed face region (a fixed camera; may start with a minus sign)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON lines, one object per face")
     fmt.add_argument("--csv", action="store_true", help="CSV with a header row, one row per face")
-    p.add_argument("--out", metavar="DIR", help="write photos annotated with box and label to DIR")
+    p.add_argument("--out", metavar="DIR", help="write photos annotated with box and label to DIR (photos "
+                   "only, not video frames; default: none written)")
     p.add_argument("--smooth", type=float, default=None, metavar="ALPHA",
                    help="video/webcam: exponential moving average of the probabilities, "
                         "s = ALPHA*p + (1-ALPHA)*s_prev: ALPHA in (0, 1] is the weight of the newest frame, "
@@ -62,7 +64,9 @@ def add_parser(sub) -> None:
     add_postprocess_args(p)
     p.add_argument("--camera", type=int, action="append", metavar="N", help="webcam index (same as PATH cam:N)")
     p.add_argument("--samples", action="store_true", help="run on the bundled sample images")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop each video or webcam after N frames")
+    p.add_argument("--max-frames", type=int, metavar="N",
+                   help="stop each video or webcam after N frames (default: every frame of a video; a webcam "
+                        "until Ctrl-C)")
     p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar for video files")
     p.set_defaults(fn=run)
@@ -73,6 +77,7 @@ class _Writer:
         self.mode, self.classes, self.smoothing = mode, list(classes), smoothing
         self.stream = stream or sys.stdout
         self.csv = None
+        self.header_done = False
         if mode == "csv":
             self.csv = csv.writer(self.stream, lineterminator="\n")
             head = ["source", "frame", "x", "y", "w", "h", "label", "score"] + self.classes
@@ -80,7 +85,8 @@ class _Writer:
                 head += [f"smoothed_{c}" for c in self.classes]
             self.csv.writerow(head)
 
-    def write(self, pred) -> None:
+    def write(self, pred, size: tuple[int, int] | None = None) -> None:
+        """size: the image's (width, height), to mark a box that reaches outside it in the table."""
         if self.mode == "json":
             print(json.dumps(pred.to_dict()), file=self.stream)
         elif self.mode == "csv":
@@ -91,12 +97,21 @@ class _Writer:
                 row += [f"{sm[c]:.4f}" for c in self.classes]
             self.csv.writerow(row)
         else:
+            if not self.header_done:
+                print(_TABLE_HEADER, file=self.stream)
+                self.header_done = True
             where = pred.source + (f" #{pred.frame}" if pred.frame is not None else "")
             x, y, w, h = pred.box
             shown = pred.smoothed if pred.smoothed is not None else pred.probs
             probs = " ".join(f"{_SHORT.get(c, c[:3])} {shown[c]:.2f}" for c in self.classes)
-            print(f"{where}  [{x},{y},{w},{h}]  {pred.label:<9} {pred.score:.2f}  ({probs})", file=self.stream)
+            outside = size is not None and (x < 0 or y < 0 or x + w > size[0] or y + h > size[1])
+            print(f"{where}  [{x},{y},{w},{h}]{'*' if outside else ''}  {pred.label:<9} {pred.score:.2f}  ({probs})",
+                  file=self.stream)
         self.stream.flush()
+
+
+_TABLE_HEADER = ("# source [#frame]  [face box x,y,w,h; * reaches outside the image, the crop is padded]  "
+                 "expression score  (the 8 probabilities)")
 
 
 def _err(name: str, msg: str) -> None:
@@ -111,6 +126,7 @@ def _out_path(out_dir: Path, item) -> Path:
 
 
 def run(a) -> int:
+    from ..outputs import output_dir
     from ..recognizer import Recognizer, expand_inputs, load_image, samples_path
     from ..smoothing import check_alpha
 
@@ -135,12 +151,13 @@ def run(a) -> int:
                      prior=a.prior, prior_tau=a.prior_tau, classes=a.classes)
     mode = "json" if a.json else "csv" if a.csv else "table"
     writer = _Writer(mode, rec.classes, rec.alpha is not None)
-    out_dir = Path(a.out) if a.out else None
-    if out_dir is not None:
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise VrferError(f"--out {a.out}: cannot create the folder ({e.strerror or e})") from None
+    out_dir = None
+    if a.out and any(it.kind == "image" for it in items):
+        out_dir = output_dir(a.out)          # only when there is a photo to annotate
+    if a.out:
+        for it in items:
+            if it.kind != "image":
+                _err(it.name, "note: --out annotates photos only; no annotated copy of this video or webcam")
 
     failed = len(bad)
     for name, msg in bad:
@@ -152,34 +169,35 @@ def run(a) -> int:
                 img = load_image(item.path)
                 preds = rec.predict(img, source=item.name)
                 for p in preds:
-                    writer.write(p)
+                    writer.write(p, (img.shape[1], img.shape[0]))
                 if out_dir is not None:
                     _write_annotated(rec, img, preds, _out_path(out_dir, item))
             else:
                 frames = seen = 0
+                header, size = _video_header(item)
                 for _, preds in rec.video(item.path, max_frames=a.max_frames, name=item.name,
                                           progress=not a.no_progress):
                     frames += 1
                     if preds:
                         seen += 1
                         for p in preds:
-                            writer.write(p)
+                            writer.write(p, size)
                 if seen == 0:
                     raise VrferError(f"no face found in any of {frames} frames")
                 if seen < frames:
                     _err(item.name, f"note: no face in {frames - seen} of {frames} frames")
+                expected = min(header, a.max_frames or header)
+                if item.kind == "video" and frames < expected:   # every frame was asked for: a failure
+                    raise VrferError(f"video ended after {frames} of the {header} frames its header announces "
+                                     "(truncated or damaged file); the frames read are above")
         except VrferError as e:
             failed += 1
             _err(item.name, str(e))
         except KeyboardInterrupt:
             _err(item.name, "interrupted")
             return 130
-        except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
-            import os
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-            return 1 if failed else 0
+        except BrokenPipeError:  # the reader went away (e.g. `| head`): vrfer.cli says so and exits 1
+            raise
         except MemoryError:
             failed += 1
             _err(item.name, "out of memory while reading this item")
@@ -187,6 +205,25 @@ def run(a) -> int:
             failed += 1
             _err(item.name, f"failed: {type(e).__name__}: {e}")
     return 1 if failed else 0
+
+
+def _video_header(item) -> tuple[int, tuple[int, int] | None]:
+    """(frame count the video file's header announces (0: unknown), (width, height) or None)."""
+    if item.kind != "video":
+        return 0, None
+    import cv2
+
+    from ..errors import native_stderr_silenced
+    with native_stderr_silenced():
+        cap = cv2.VideoCapture(str(item.path))
+    try:
+        if not cap.isOpened():
+            return 0, None
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        return max(n, 0), size if min(size) > 0 else None
+    finally:
+        cap.release()
 
 
 def _write_annotated(rec, img, preds, path: Path) -> None:

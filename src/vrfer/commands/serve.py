@@ -55,7 +55,8 @@ def add_parser(sub) -> None:
                         "http://localhost:3000 (repeatable; '*' for any)")
     p.add_argument("--threads", type=int, default=1, metavar="N", help=THREADS_HELP)
     add_postprocess_args(p)
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level")
     p.set_defaults(fn=run)
 
 
@@ -113,17 +114,36 @@ def run(a) -> int:
     from ..serve.app import create_app, uvicorn_config
 
     cfg = build_config(a)
-    app = create_app(cfg)            # loads the model and opens the source: errors end here, cleanly
+    sock = bind(cfg)                 # a busy port fails here, before the model loads or a banner is printed
+    try:
+        app = create_app(cfg)        # loads the model and opens the source: errors end here, cleanly
+    except BaseException:
+        sock.close()
+        raise
     import uvicorn
     server = uvicorn.Server(uvicorn_config(app, cfg, a.log_level))
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-    print(f"vrfer serve: model {app.state.vrfer.model_info['name']}, http://{host}:{cfg.port}/ "
-          f"(WebSocket ws://{host}:{cfg.port}/ws{', token required' if cfg.token else ''})", flush=True)
+    port = sock.getsockname()[1]
+    print(f"vrfer serve: model {app.state.vrfer.model_info['name']}, http://{host}:{port}/ "
+          f"(WebSocket ws://{host}:{port}/ws{', token required' if cfg.token else ''})", flush=True)
     try:
-        server.run()
-    except SystemExit:           # uvicorn exits when it cannot bind
-        if server.started:
-            raise
-    if not server.started:
-        raise VrferError(f"cannot listen on {cfg.host}:{cfg.port} (address in use or not available)")
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
+
+
+def bind(cfg):
+    """The listening socket, bound now: "address in use" is one line before anything starts."""
+    import socket
+    family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((cfg.host, cfg.port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError as e:
+        sock.close()
+        raise VrferError(f"cannot listen on {cfg.host}:{cfg.port} ({e.strerror or e})") from None
+    return sock

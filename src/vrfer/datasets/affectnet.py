@@ -505,13 +505,15 @@ def load_affectnet(root, split: str = "train", cap: int | None = DEFAULT_CAP, se
     return fs
 
 
-def summary(root, cap: int | None = DEFAULT_CAP, seed: int = 0, skip_bad: bool = False) -> dict:
+def summary(root, cap: int | None = DEFAULT_CAP, seed: int = 0, skip_bad: bool = False, splits=None) -> dict:
     """Counts per split and class of what the reader loads, shaped as `vrfer data summary --json` prints them.
 
     Decodes the images (cached for later reads); count_affectnet gives the counts from the lists alone.
     """
     out = {}
     for key, split in (("train", "train"), ("valid", "validation")):
+        if splits and key not in splits:
+            continue
         fs = load_affectnet(root, split, cap=cap, seed=seed, skip_bad=skip_bad)
         out[key] = {"count": len(fs), "classes": fs.class_counts()}
         if fs.skipped:

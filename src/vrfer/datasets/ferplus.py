@@ -37,8 +37,8 @@ def detect_layout(root) -> str:
     root = Path(root)
     if not root.is_dir():
         raise VrferError(f"{root}: FER+ root folder not found")
-    if all((root / f).is_dir() for f in SPLIT_FOLDERS.values()):
-        return "folders"
+    if any((root / f).is_dir() for f in SPLIT_FOLDERS.values()):
+        return "folders"  # a split folder is needed only when that split is read
     if (root / "fer2013.csv").is_file() and (root / "fer2013new.csv").is_file():
         return "raw"
     raise VrferError(f"{root}: not a FER+ root: expected the folders {', '.join(SPLIT_FOLDERS.values())} "
@@ -148,6 +148,8 @@ def _folder_key(folder: Path, label_csv: Path) -> str:
 
 def _read_folder_split(root: Path, split: str, votes: str, bad: BadData, use_cache: bool):
     folder = root / SPLIT_FOLDERS[split]
+    if not folder.is_dir():
+        raise VrferError(f"{folder}: folder of the FER+ {split} split not found")
     label_csv = folder / "label.csv"
     rows = _read_label_csv(label_csv, bad)
     images, errors = _decode_folder_cached(folder, label_csv, rows, use_cache)
@@ -290,10 +292,20 @@ def _read_raw_split(root: Path, split: str, bad: BadData):
     return names, vote_rows, images, np.ones(len(names), bool)
 
 
-def summary(root, mode: str = "majority", votes: str = "label", skip_bad: bool = False) -> dict:
-    """Counts per split and class, shaped as `vrfer data summary --json` prints them."""
+def present_splits(root) -> list[str]:
+    """The splits this FER+ root holds (all three for the raw CSV pair)."""
+    root = Path(root)
+    if detect_layout(root) == "raw":
+        return list(SPLITS)
+    return [s for s in SPLITS if (root / SPLIT_FOLDERS[s]).is_dir()]
+
+
+def summary(root, mode: str = "majority", votes: str = "label", skip_bad: bool = False,
+            splits=None) -> dict:
+    """Counts per split and class, shaped as `vrfer data summary --json` prints them.
+    splits: the splits to read (default: those present under root)."""
     out = {}
-    for split in SPLITS:
+    for split in splits or present_splits(root):
         fs = load_ferplus(root, split, mode, votes, skip_bad)
         out[split] = {"count": len(fs), "classes": fs.class_counts()}
         if fs.skipped:

@@ -18,6 +18,7 @@ from torch import nn
 from ..classes import CLASSES
 from ..errors import VrferError
 from ..occlusion import visible_rows
+from ..outputs import public_mode
 from ..pretrained import DEFAULT_MODEL
 
 
@@ -86,6 +87,10 @@ def get_config(name: str) -> ModelConfig:
     return resolve_model(name).cfg
 
 
+class UnknownModelError(VrferError):
+    """A model name that is no architecture, bundled model, model file or run folder."""
+
+
 class ResolvedModel(NamedTuple):
     cfg: ModelConfig
     weights: Path | None     # the safetensors file to load; None: an architecture with fresh weights
@@ -114,17 +119,33 @@ def resolve_model(name) -> ResolvedModel:
         if not path.is_file():
             raise VrferError(f"{name}: model file not found")
         return ResolvedModel(read_config(path), path)
-    raise VrferError(f"unknown model {name!r}; known: {', '.join(sorted(list(_ARCHS) + list(bundled)))} "
-                     "(or give a path to a .safetensors file or a training run folder)")
+    raise UnknownModelError(f"unknown model {name!r}; known: {', '.join(sorted(list(_ARCHS) + list(bundled)))} "
+                            "(or give a path to a .safetensors file or a training run folder)")
 
 
-def resolve_trained(name) -> ResolvedModel:
-    """resolve_model for uses that need trained weights (predict, serve, explain)."""
-    res = resolve_model(name)
+def resolve_trained(name, option: str = "", allow_hint: bool = False) -> ResolvedModel:
+    """resolve_model for uses that need trained weights (predict, serve, explain, evaluate, export): an
+    unknown name or an architecture (random weights) is refused, offering the trained models as choices.
+    option: the command-line option to name; allow_hint: say that --allow-untrained accepts an architecture."""
+    name = str(name)
+    where = f"{option} {name}" if option else repr(name)
+    trained = ", ".join(sorted(_builtin()))
+    try:
+        res = resolve_model(name)
+    except UnknownModelError:
+        raise VrferError(f"unknown model {name!r}; trained models: {trained} (or give a .safetensors file or a "
+                         "training run folder; `vrfer models` lists the architectures)") from None
     if res.weights is None:
-        raise VrferError(f"{name!r} is an architecture with untrained weights, not a trained model; "
-                         f"give a bundled model name or a .safetensors file")
+        raise VrferError(f"{where}: an architecture with untrained (random) weights, not a trained model; give a "
+                         f"trained model ({trained}), a .safetensors file or a run folder"
+                         + (", or --allow-untrained" if allow_hint else ""))
     return res
+
+
+def require_trained(name, option: str = "--model") -> None:
+    """VrferError unless `name` is a trained model: commands that report on a model's answers (evaluate,
+    export, explain) refuse random weights unless the user passes --allow-untrained."""
+    resolve_trained(name, option, allow_hint=True)
 
 
 def build(cfg: ModelConfig) -> nn.Module:
@@ -184,6 +205,7 @@ def save_model(model: nn.Module, path, cfg: ModelConfig | None = None, half: boo
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata={"vrfer_config": cfg.to_json()})
     tmp.replace(path)
+    public_mode(path)  # safetensors writes 0600; a model file is meant to be shared
 
 
 def read_config(path) -> ModelConfig:

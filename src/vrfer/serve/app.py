@@ -37,6 +37,7 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -645,9 +646,16 @@ def create_app(config: ServeConfig, predictor: Predictor | None = None) -> Starl
         Route("/predict", predict, methods=["POST"]),
         WebSocketRoute("/ws", ws_frames), WebSocketRoute("/ws/events", ws_events),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     app.state.vrfer = state
     return app
+
+
+async def _http_error(request: Request, exc: HTTPException):
+    """Unknown paths and methods answer in JSON too, like every other error (docs/PROTOCOL.md)."""
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse({"type": "error", "code": code, "message": f"{exc.detail}: {request.method} {request.url.path}"},
+                        status_code=exc.status_code, headers=exc.headers)
 
 
 def uvicorn_config(app, config: ServeConfig, log_level: str = "info"):

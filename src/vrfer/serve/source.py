@@ -38,7 +38,13 @@ class FrameSource:
             import cv2
         except ImportError:
             raise VrferError("--camera/--video need OpenCV (pip install opencv-python-headless)") from None
-        cap = cv2.VideoCapture(self.camera if self.camera is not None else str(self.video))
+        from ..errors import native_stderr_silenced
+        try:  # OpenCV's own "[ WARN ]" lines: vrfer says what went wrong in one line of its own
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        except AttributeError:
+            pass
+        with native_stderr_silenced():
+            cap = cv2.VideoCapture(self.camera if self.camera is not None else str(self.video))
         if not cap.isOpened():
             what = f"camera {self.camera}" if self.camera is not None else f"{self.video}"
             raise VrferError(f"{what}: cannot open the video source")

@@ -7,6 +7,7 @@ unknown key or a value of the wrong type is an error naming the key.
 from __future__ import annotations
 
 import copy
+import json
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -31,6 +32,7 @@ DEFAULTS: dict = {
         "affectnet_cap": 15000,      # per-class cap on AffectNet training images (the paper's 88,021)
         "skip_bad": False,
         "limit": 0,                  # >0: use only this many training images (smoke tests)
+        "val_limit": 0,              # >0: validate on only this many images (0: the whole split)
     },
     "optim": {
         "lr": 0.01,
@@ -149,6 +151,9 @@ def load_recipe(name_or_file: str, overrides: list[str] | tuple = ()) -> dict:
         o = parse_override(text)
         _check(o, DEFAULTS)
         recipe = _merge(recipe, o)
+        if "epochs" in o.get("optim", {}) and recipe["dsd"]["enabled"]:
+            raise VrferError(f"--set {text}: 'optim.epochs' has no effect in a recipe with dsd.enabled; its "
+                             "epochs are dsd.dense + dsd.sparse + dsd.redense")
     recipe["name"] = recipe["name"] or Path(origin).stem.replace("vrfer:", "")
     recipe["_origin"] = origin
     validate(recipe)
@@ -191,8 +196,51 @@ def validate(r: dict) -> None:
             raise VrferError(f"recipe: 'augment.{key}' is a share of faces, in [0, 1]; got {r['augment'][key]}")
     if r["optim"]["batch_size"] < 1 or r["optim"]["lr"] <= 0:
         raise VrferError("recipe: 'optim.batch_size' and 'optim.lr' must be positive")
+    for key in ("limit", "val_limit"):
+        if r["data"][key] < 0:
+            raise VrferError(f"recipe: 'data.{key}' must be 0 (everything) or a positive number of images")
+    if total_epochs(r) < 1:
+        key = "dsd.dense + dsd.sparse + dsd.redense" if r["dsd"]["enabled"] else "optim.epochs"
+        raise VrferError(f"recipe: {key!r} must add up to at least 1 epoch, got {total_epochs(r)}")
 
 
 def total_epochs(r: dict) -> int:
     d = r["dsd"]
     return d["dense"] + d["sparse"] + d["redense"] if d["enabled"] else r["optim"]["epochs"]
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def load_recorded(run_dir) -> dict:
+    """The recipe a training run recorded in its folder (recipe.json): what it ran with."""
+    path = Path(run_dir) / "recipe.json"
+    if not path.is_file():
+        raise VrferError(f"{run_dir}: nothing to resume (no recipe.json: not a training run folder)")
+    try:
+        recipe = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise VrferError(f"{path}: cannot read the recorded recipe ({e})") from None
+    if not isinstance(recipe, dict) or "data" not in recipe:
+        raise VrferError(f"{path}: not a vrfer recipe")
+    return recipe
+
+
+def changed_keys(recipe: dict, overrides: list[str] | tuple) -> list[tuple[str, object, object]]:
+    """(key, recorded value, asked value) for every KEY=VALUE override that would change `recipe`."""
+    out = []
+    flat = _flat(recipe)
+    for text in overrides:
+        o = parse_override(text)
+        _check(o, DEFAULTS)
+        for key, value in _flat(_merge(DEFAULTS, o)).items():
+            if key in _flat(o) and flat.get(key) != value:
+                out.append((key, flat.get(key), value))
+    return out

@@ -1,7 +1,9 @@
 """The one training loop for every model and recipe (after torchvision's references/classification).
 
-Per epoch: train with a progress bar -> validate -> log metrics (JSON lines) and curves (PNG) ->
-write an atomic checkpoint (model, optimiser, scheduler, DSD masks, RNG states) and the best weights.
+`train` reads top to bottom: data and model, optimiser and schedule (`make_optimizer`, `make_scheduler`,
+`cosine_lr`), resume from the checkpoint, then per epoch `train_one_epoch` -> `evaluate` -> the best
+weights, an atomic checkpoint (model, optimiser, scheduler, DSD masks, RNG state, metrics), metrics.jsonl
+and curves.png (`save_checkpoint`, `write_metrics`, `plot_curves`).
 Each epoch's shuffling, augmentation and dropout are seeded from (seed, epoch), so a run resumed from
 its last checkpoint reaches the same weights as one that was never interrupted.
 Under `torchrun` it trains with DistributedDataParallel (gloo on CPU, nccl on CUDA).
@@ -35,8 +37,9 @@ CHECKPOINT = "checkpoint.pt"
 
 # ---------------------------------------------------------------- data
 
-def load_data(recipe: dict, roots: dict[str, str]) -> tuple[FaceSet, FaceSet]:
-    """The recipe's joint training set and its validation set, from the given dataset roots."""
+def load_data(recipe: dict, roots: dict[str, str], quiet: bool = True) -> tuple[FaceSet, FaceSet]:
+    """The recipe's joint training set and its validation set, from the given dataset roots.
+    data.limit / data.val_limit keep a seeded sample of each (said on stdout unless quiet)."""
     d = recipe["data"]
     for ds in set(d["datasets"]) | {d["val"]}:
         if ds not in roots:
@@ -48,10 +51,15 @@ def load_data(recipe: dict, roots: dict[str, str]) -> tuple[FaceSet, FaceSet]:
         train_sets.append(_load(ds, roots[ds], "train", recipe))
     train = concat(train_sets) if len(train_sets) > 1 else train_sets[0]
     val = _load(d["val"], roots[d["val"]], "valid", recipe, mode="majority")
-    if d["limit"]:
+    if d["limit"] and d["limit"] < len(train):
+        if not quiet:
+            print(f"data.limit: training on {d['limit']} of {len(train)} images", flush=True)
         idx = np.random.default_rng(recipe["seed"]).permutation(len(train))[: d["limit"]]
         train = train.subset(np.sort(idx))
-        val = val.subset(np.arange(min(len(val), max(d["limit"] // 4, 64))))
+    if d["val_limit"] and d["val_limit"] < len(val):
+        if not quiet:
+            print(f"data.val_limit: validating on the first {d['val_limit']} of {len(val)} images", flush=True)
+        val = val.subset(np.arange(d["val_limit"]))
     return train, val
 
 
@@ -151,17 +159,35 @@ def _dist_setup():
 
 # ---------------------------------------------------------------- checkpoint
 
-def _save_checkpoint(path: Path, state: dict) -> None:
+def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # atomic: a kill never leaves a half-written checkpoint
 
 
-def _load_checkpoint(path: Path) -> dict:
+def load_checkpoint_state(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise VrferError(f"{path}: cannot read checkpoint ({e})") from None
+
+
+def write_metrics(metrics: list[dict], path: Path) -> None:
+    """metrics.jsonl rewritten whole from the checkpoint's rows: a resumed run never repeats an epoch."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in metrics))
+    os.replace(tmp, path)
+
+
+def save_model_plain(model, path: Path) -> None:
+    """Save with DSD masks baked in, under the usual weight names."""
+    if dsd.is_pruned(model):
+        import copy
+        clone = copy.deepcopy(model)
+        dsd.remove_masks(clone)
+        save_model(clone, path, model.cfg)
+    else:
+        save_model(model, path)
 
 
 # ---------------------------------------------------------------- plots
@@ -190,11 +216,113 @@ def plot_curves(metrics: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-# ---------------------------------------------------------------- training
+# ---------------------------------------------------------------- optimiser and schedule
 
-def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, quiet: bool = False,
-          _stop_after_steps: int | None = None) -> Path:
-    """Train `recipe` into `out_dir`; returns the run folder. `_stop_after_steps` simulates a kill (tests)."""
+def make_optimizer(model, o: dict) -> torch.optim.Optimizer:
+    # built before any DSD mask, so the parameter order is the same in every run and on resume
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    return torch.optim.SGD([{"params": decay, "weight_decay": o["weight_decay"]},
+                            {"params": no_decay, "weight_decay": 0.0}],
+                           lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"])
+
+
+def cosine_lr(step: int, total: int, warmup: int, floor: float) -> float:
+    """LR multiplier: linear warm-up over `warmup` steps, then cosine from 1 down to `floor` at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def make_scheduler(opt, o: dict, epochs: int, steps_per_epoch: int):
+    """plateau: stepped once per epoch with the validation error; cosine and constant: once per step."""
+    if o["schedule"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1,
+                                                          patience=o["plateau_patience"], min_lr=o["lr_floor"])
+    if o["schedule"] == "cosine":
+        total, warm, floor = epochs * steps_per_epoch, o["warmup_epochs"] * steps_per_epoch, o["lr_floor"] / o["lr"]
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: cosine_lr(step, total, warm, floor))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+
+
+# ---------------------------------------------------------------- one epoch
+
+def epoch_batches(images, labels, targets, order, steps: int, batch: int, cfg, aug, g, teacher_cfg=None):
+    """Augmented batches of one epoch in `order`: (x, labels, targets, teacher's x or None).
+
+    Lazy, so that each batch draws from `g` after the previous step's loss did (the order that
+    makes a run reproducible). The teacher sees the same augmented face, uncovered."""
+    for step in range(steps):
+        idx = order[step * batch:(step + 1) * batch]
+        g_teacher = None
+        if teacher_cfg is not None:
+            g_teacher = torch.Generator().manual_seed(0)
+            g_teacher.set_state(g.get_state())
+        x = prepare(images[idx], cfg, aug, g)
+        x_teacher = prepare(images[idx], teacher_cfg, aug, g_teacher) if teacher_cfg is not None else None
+        yield x, labels[idx], targets[idx], x_teacher
+
+
+def train_one_epoch(net, opt, sched, batches, recipe: dict, g, device, la_offset=None, teacher=None,
+                    bar=None) -> tuple[float, int]:
+    """One pass over `batches`; returns (summed loss, faces seen). Steps a per-step schedule."""
+    o, kd = recipe["optim"], recipe["distill"]
+    mode, smoothing = recipe["data"]["label_mode"], o["label_smoothing"]
+    use_amp = device.type == "cuda"
+    net.train()
+    loss_sum, n_seen = 0.0, 0
+    for step, (x, y, t, x_teacher) in enumerate(batches, start=1):
+        x, y, t = x.to(device, non_blocking=True), y.to(device), t.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = net(x)
+            if la_offset is not None:  # logit-adjusted loss: rare classes need a larger margin
+                logits = logits + la_offset.to(logits.device)
+            loss = loss_fn(logits.float(), t, y, mode, smoothing, g)
+            if teacher is not None:
+                with torch.no_grad():
+                    tl = teacher(x_teacher.to(device)).float()
+                T = kd["temperature"]
+                soft = F.kl_div(F.log_softmax(logits.float() / T, 1), F.softmax(tl / T, 1),
+                                reduction="batchmean") * T * T
+                loss = (1 - kd["weight"]) * loss + kd["weight"] * soft
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if o["schedule"] != "plateau":
+            sched.step()
+        loss_sum += loss.item() * len(y)
+        n_seen += len(y)
+        if bar is not None:
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / n_seen:.3f}", lr=f"{opt.param_groups[0]['lr']:.2g}")
+    return loss_sum, n_seen
+
+
+def evaluate(model, val_set: FaceSet, la_offset=None) -> dict:
+    """Validation accuracy, mean per-class recall and loss, with the prior-calibrated logits."""
+    with prior_in_bias(model, la_offset):
+        probs = predict_proba(model, val_set.images, batch_size=512)
+    pred = probs.argmax(1)
+    present = np.unique(val_set.labels)  # mean per-class recall: what the minority classes get
+    return {"val_acc": float((pred == val_set.labels).mean()),
+            "val_mean_recall": float(np.mean([(pred[val_set.labels == c] == c).mean() for c in present])),
+            "val_loss": float(-np.log(np.clip(probs[np.arange(len(probs)), val_set.labels], 1e-7, None)).mean())}
+
+
+# ---------------------------------------------------------------- the run
+
+def recorded_as_run(recipe: dict, model) -> dict:
+    """The recipe as it runs: a model started from init_from is that file's architecture."""
+    recipe = json.loads(json.dumps(recipe))
+    recipe["model"] = model.cfg.arch
+    return recipe
+
+
+def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, quiet: bool = False) -> Path:
+    """Train `recipe` into `out_dir`; returns the run folder. resume=True continues the run there
+    from its last checkpoint, with the recipe it recorded (a different `recipe` is an error)."""
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT
     if resume and not ckpt_path.is_file():
@@ -205,7 +333,8 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
     main = rank == 0
     torch.manual_seed(recipe["seed"])  # initial weights follow the seed too (same on every DDP rank)
     model = build_model(recipe)
-    train_set, val_set = load_data(recipe, roots)
+    recipe = recorded_as_run(recipe, model)
+    train_set, val_set = load_data(recipe, roots, quiet=quiet or not main)
     out.mkdir(parents=True, exist_ok=True)
     prior = class_prior(train_set)
     tau = recipe["loss"]["logit_adjust"]
@@ -215,37 +344,18 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
     la_offset = (tau * torch.log(torch.as_tensor(prior, dtype=torch.float32).clamp_min(1e-4))) if tau else None
     model.to(device)
     o = recipe["optim"]
-    # built before any DSD mask, so the parameter order is the same in every run and on resume
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": o["weight_decay"]},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"])
+    opt = make_optimizer(model, o)
     epochs = total_epochs(recipe)
     per_rank_batch = max(1, o["batch_size"] // world)
     steps_per_epoch = len(train_set) // (per_rank_batch * world) or 1
-    if o["schedule"] == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1,
-                                                           patience=o["plateau_patience"], min_lr=o["lr_floor"])
-    elif o["schedule"] == "cosine":
-        total, warm = epochs * steps_per_epoch, o["warmup_epochs"] * steps_per_epoch
-        floor = o["lr_floor"] / o["lr"]
-
-        def cosine(step):
-            if step < warm:
-                return (step + 1) / warm
-            t = (step - warm) / max(1, total - warm)
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    sched = make_scheduler(opt, o, epochs, steps_per_epoch)
 
     dcfg = recipe["dsd"]
     rates = dsd.layer_sparsity_targets(model, dcfg["sparsity"]) if dcfg["enabled"] else {}
     start_epoch, best_acc, metrics = 0, -1.0, []
     if resume:
-        state = _load_checkpoint(ckpt_path)
-        if state["recipe"] != json.loads(json.dumps(recipe)):
+        state = load_checkpoint_state(ckpt_path)
+        if state["recipe"] != recipe:
             changed = sorted(k for k in recipe if state["recipe"].get(k) != recipe[k])
             raise VrferError(f"{ckpt_path}: the recipe differs from the one the run started with "
                              f"(keys: {', '.join(changed)}); resume with the same recipe and overrides")
@@ -256,6 +366,9 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng_cpu"])
         start_epoch, best_acc, metrics = state["epoch"], state["best_acc"], state["metrics"]
+        if main and not quiet:
+            print(f"resuming {out} after epoch {start_epoch} of {epochs} (best validation accuracy so far "
+                  f"{100 * best_acc:.2f}%)", flush=True)
     elif main:
         (out / "recipe.json").write_text(json.dumps(recipe, indent=2))
 
@@ -266,13 +379,10 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    use_amp = device.type == "cuda"
     aug = Augment(**recipe["augment"])
     images = torch.from_numpy(train_set.images)
     targets = torch.from_numpy(train_set.targets)
     labels = torch.from_numpy(train_set.labels)
-    mode, smoothing = recipe["data"]["label_mode"], o["label_smoothing"]
-    steps_done = 0
 
     for epoch in range(start_epoch, epochs):
         phase = dsd.phase_of(epoch, dcfg["dense"], dcfg["sparse"]) if dcfg["enabled"] else "dense"
@@ -284,79 +394,42 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         torch.manual_seed(seed)               # dropout
         g = torch.Generator().manual_seed(seed)
         perm = torch.randperm(len(train_set), generator=g)[: steps_per_epoch * per_rank_batch * world]
-        mine = perm[rank::world]
-        net.train()
-        t0, loss_sum, n_seen = time.time(), 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs} [{phase}]", disable=quiet or not main,
+        batches = epoch_batches(images, labels, targets, perm[rank::world], steps_per_epoch, per_rank_batch, cfg, aug, g,
+                                teacher.cfg if teacher is not None else None)
+        t0 = time.time()
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs} [{phase}]", disable=quiet or not main,
                    mininterval=2.0, leave=False, dynamic_ncols=True)
-        for step in bar:
-            idx = mine[step * per_rank_batch:(step + 1) * per_rank_batch]
-            g_teacher = None
-            if teacher is not None:  # the teacher sees the same augmented face, uncovered
-                g_teacher = torch.Generator().manual_seed(0)
-                g_teacher.set_state(g.get_state())
-            x = prepare(images[idx], cfg, aug, g).to(device, non_blocking=True)
-            y, t = labels[idx].to(device), targets[idx].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = net(x)
-                if la_offset is not None:  # logit-adjusted loss: rare classes need a larger margin
-                    logits = logits + la_offset.to(logits.device)
-                loss = loss_fn(logits.float(), t, y, mode, smoothing, g)
-                if teacher is not None:
-                    with torch.no_grad():
-                        tl = teacher(prepare(images[idx], teacher.cfg, aug, g_teacher).to(device)).float()
-                    T = recipe["distill"]["temperature"]
-                    kd = F.kl_div(F.log_softmax(logits.float() / T, 1), F.softmax(tl / T, 1),
-                                  reduction="batchmean") * T * T
-                    loss = (1 - recipe["distill"]["weight"]) * loss + recipe["distill"]["weight"] * kd
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if o["schedule"] != "plateau":
-                sched.step()
-            loss_sum += loss.item() * len(idx)
-            n_seen += len(idx)
-            steps_done += 1
-            if steps_done % 20 == 0:
-                bar.set_postfix(loss=f"{loss_sum / n_seen:.3f}", lr=f"{opt.param_groups[0]['lr']:.2g}")
-            if _stop_after_steps is not None and steps_done >= _stop_after_steps:
-                return out  # simulated kill: nothing of this epoch is saved
+        loss_sum, n_seen = train_one_epoch(net, opt, sched, batches, recipe, g, device, la_offset, teacher, bar)
         bar.close()
         if phase == "sparse":
             dsd.apply_masks(model, rates)     # the paper re-prunes after every epoch of the sparse phase
 
-        with prior_in_bias(model, la_offset):
-            probs = predict_proba(model, val_set.images, batch_size=512)
-        val_acc = float((probs.argmax(1) == val_set.labels).mean())
-        present = np.unique(val_set.labels)  # mean per-class recall: what the minority classes get
-        val_recall = float(np.mean([(probs.argmax(1)[val_set.labels == c] == c).mean() for c in present]))
-        val_loss = float(-np.log(np.clip(probs[np.arange(len(probs)), val_set.labels], 1e-7, None)).mean())
+        val = evaluate(model, val_set, la_offset)
         lr_now = opt.param_groups[0]["lr"]
         if o["schedule"] == "plateau":
-            sched.step(1.0 - val_acc)
-        row = {"epoch": epoch + 1, "phase": phase, "train_loss": loss_sum / max(n_seen, 1), "val_loss": val_loss,
-               "val_acc": val_acc, "val_mean_recall": val_recall, "lr": lr_now, "time_s": round(time.time() - t0, 1),
+            sched.step(1.0 - val["val_acc"])
+        row = {"epoch": epoch + 1, "phase": phase, "train_loss": loss_sum / max(n_seen, 1), **val,
+               "lr": lr_now, "time_s": round(time.time() - t0, 1),
                "img_per_s": round(n_seen * world / (time.time() - t0), 1),
                "sparsity": {k: round(v, 4) for k, v in dsd.measured_sparsity(model).items()}}
         metrics.append(row)
+        best = val["val_acc"] > best_acc
+        best_acc = max(best_acc, val["val_acc"])
         if main:
-            best = val_acc > best_acc
             if best:
-                best_acc = val_acc
                 with prior_in_bias(model, la_offset):
                     save_model_plain(model, out / "best.safetensors")
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-            _save_checkpoint(ckpt_path, {
-                "epoch": epoch + 1, "recipe": json.loads(json.dumps(recipe)), "model": model.state_dict(),
+            save_checkpoint(ckpt_path, {
+                "epoch": epoch + 1, "recipe": recipe, "model": model.state_dict(),
                 "masks": dsd.get_masks(model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "rng_cpu": torch.get_rng_state(), "best_acc": best_acc, "metrics": metrics})
+            write_metrics(metrics, out / "metrics.jsonl")
             plot_curves(metrics, out / "curves.png")
             if not quiet:
                 print(f"epoch {epoch + 1}/{epochs} [{phase}] train_loss {row['train_loss']:.4f} "
-                      f"val_acc {100 * val_acc:.2f}% recall {val_recall:.3f} val_loss {val_loss:.4f} lr {lr_now:.2g} "
+                      f"val_acc {100 * val['val_acc']:.2f}% recall {val['val_mean_recall']:.3f} "
+                      f"val_loss {val['val_loss']:.4f} lr {lr_now:.2g} "
                       f"{row['time_s']}s ({row['img_per_s']} img/s){' *best*' if best else ''}", flush=True)
-        best_acc = max(best_acc, val_acc)
     if main:
         with prior_in_bias(model, la_offset):
             save_model_plain(model, out / "final.safetensors")
@@ -364,14 +437,3 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         import torch.distributed as tdist
         tdist.barrier()
     return out
-
-
-def save_model_plain(model, path: Path) -> None:
-    """Save with DSD masks baked in, under the usual weight names."""
-    if dsd.is_pruned(model):
-        import copy
-        clone = copy.deepcopy(model)
-        dsd.remove_masks(clone)
-        save_model(clone, path, model.cfg)
-    else:
-        save_model(model, path)

@@ -1,0 +1,572 @@
+"""The bad-input corpus: every command of the README's command table, run on every kind of bad input.
+
+Specification (README, "Every bad input ..." and `vrfer --help`'s exit codes):
+- exit code 1 (done, some inputs unusable) or 2 (stopped), as the exit-code rule says for that case;
+- the problem is said on stderr in one line that names the file, row, key or option;
+- never a traceback, never vrfer's "internal error" fallback;
+- nothing is written that the user did not ask for (the working folder stays empty, outputs only where named).
+The inputs are generated here: no real data needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakedata import make_rows, write_folders
+from PIL import Image
+
+from vrfer.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------------ the corpus
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def huge_png(path: Path, side: int) -> Path:
+    """A real side x side black PNG (a few hundred KB): the size is in the header, the pixels compress away."""
+    comp, parts, row = zlib.compressobj(1), [], b"\0" * (side + 1)
+    for _ in range(side):
+        parts.append(comp.compress(row))
+    parts.append(comp.flush())
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + png_chunk(b"IDAT", b"".join(parts)) + png_chunk(b"IEND", b""))
+    return path
+
+
+def face_like(size=96) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size] / size
+    img = 200 - 120 * ((x - 0.5) ** 2 + (y - 0.5) ** 2 > 0.16) - 80 * ((abs(y - 0.75) < 0.04) & (abs(x - 0.5) < 0.2))
+    return img.astype(np.uint8)
+
+
+def write_video(path: Path, n: int) -> Path:
+    import cv2
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 96))
+    for i in range(n):
+        vw.write(cv2.cvtColor(np.roll(face_like(), i, axis=1), cv2.COLOR_GRAY2BGR))
+    vw.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    c = {}
+    c["empty"] = d / "empty.png"
+    c["empty"].write_bytes(b"")
+    c["text"] = d / "notes.jpg"
+    c["text"].write_text("this is not an image\n")
+    good = d / "face.png"
+    Image.fromarray(face_like()).save(good)
+    c["face"] = good
+    c["truncated"] = d / "truncated.png"
+    c["truncated"].write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    jpg = d / "face.jpg"
+    Image.fromarray(face_like(200)).save(jpg, quality=90)
+    c["truncated_jpg"] = d / "truncated.jpg"
+    c["truncated_jpg"].write_bytes(jpg.read_bytes()[:600])
+    c["noise"] = d / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (240, 320), dtype=np.uint8)).save(c["noise"])
+    c["tiny"] = d / "dot.png"
+    Image.fromarray(np.zeros((1, 1), np.uint8)).save(c["tiny"])
+    c["gray16"] = d / "gray16.png"
+    Image.fromarray(face_like().astype(np.uint16) * 257).save(c["gray16"])
+    c["cmyk"] = d / "cmyk.jpg"
+    Image.fromarray(face_like()).convert("CMYK").save(c["cmyk"])
+    c["rgba"] = d / "rgba.png"
+    Image.fromarray(face_like()).convert("RGBA").save(c["rgba"])
+    c["huge"] = huge_png(d / "huge.png", 15000)          # 225 Mpx: PIL's decompression-bomb error
+    c["bomb"] = huge_png(d / "bomb.png", 10000)          # 100 Mpx: PIL only warns; vrfer's limit is 64
+    c["video_corrupt"] = d / "corrupt.mp4"
+    c["video_corrupt"].write_bytes(os.urandom(4096))
+    c["video_empty"] = d / "empty.avi"
+    c["video_empty"].write_bytes(b"")
+    whole = write_video(d / "whole.avi", 48)
+    c["video_truncated"] = d / "truncated.avi"
+    c["video_truncated"].write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.55)])
+    c["model_text"] = d / "model.safetensors"
+    c["model_text"].write_text("not a model")
+    c["recipe_toml"] = d / "broken.toml"
+    c["recipe_toml"].write_text("model = \n")
+    # FER+ in Microsoft's layout, and a copy with one malformed label.csv row and one unreadable image
+    fer = write_folders(d / "ferplus", make_rows(n_per_split=16))
+    bad = d / "ferplus-bad"
+    shutil.copytree(fer, bad)
+    for split in ("FER2013Test", "FER2013Valid"):
+        with open(bad / split / "label.csv", "a") as f:
+            f.write("fer9999999.png,(0, 0, 48, 48),1,2,3\n")
+    first = (bad / "FER2013Test" / "label.csv").read_text().splitlines()[0].split(",")[0]
+    (bad / "FER2013Test" / first).write_bytes(b"\x89PNG broken")
+    c["ferplus"], c["ferplus_bad"], c["broken_png_name"] = fer, bad, first
+    only_test = d / "ferplus-test-only"
+    shutil.copytree(fer / "FER2013Test", only_test / "FER2013Test")
+    c["ferplus_test_only"] = only_test
+    # a labelled folder (evaluate --dataset folder): labels.csv with a bad label, a row with too many
+    # fields and an unreadable image among good rows; and one whose only bad item is the image
+    labelled = d / "labelled-bad"
+    labelled.mkdir()
+    for i in range(3):
+        Image.fromarray(np.roll(face_like(), 4 * i, axis=1)).save(labelled / f"f{i}.png")
+    (labelled / "broken.png").write_bytes(good.read_bytes()[:100])
+    (labelled / "labels.csv").write_text("file,label_name\nf0.png,happy\nf1.png,happyish\nf2.png,fear,extra\n"
+                                         "broken.png,anger\nf0.png,neutral\n")
+    c["labelled_bad"] = labelled
+    unreadable = d / "labelled-unreadable"
+    shutil.copytree(labelled, unreadable)
+    (unreadable / "labels.csv").write_text("file,label\nf0.png,1\nbroken.png,4\n")
+    c["labelled_unreadable"] = unreadable
+    c["labelled_no_csv"] = d / "labelled-no-csv"
+    shutil.copytree(labelled, c["labelled_no_csv"], ignore=shutil.ignore_patterns("labels.csv"))
+    c["not_a_dir_file"] = d / "a-file"
+    c["not_a_dir_file"].write_text("x")
+    return c
+
+
+# ------------------------------------------------------------------------------------------ running
+
+def tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch, capfd, corpus):
+    """Run the CLI in-process in an empty working folder; return (code, stdout, stderr lines, new paths)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("VRFER_CACHE", str(tmp_path / "cache"))   # the user's cache folder: allowed
+
+    def go(*argv):
+        before = tree(work)
+        args = [str(corpus[a[1:]]) if isinstance(a, str) and a.startswith("@") else str(a) for a in argv]
+        code = main(args)
+        out, err = capfd.readouterr()
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert "Traceback" not in err and "internal error" not in err, err
+        return code, out, lines, tree(work) - before
+    go.work = work
+    return go
+
+
+def one_line(lines, *names):
+    """Exactly one line on stderr, and it names each of `names`."""
+    assert len(lines) == 1, lines
+    for n in names:
+        assert str(n) in lines[0], (n, lines[0])
+    return lines[0]
+
+
+IMAGE_CASES = [  # (corpus key, exit code for predict --face none, words in the message)
+    ("empty", 1, "empty file"),
+    ("text", 1, "not an image"),
+    ("truncated", 1, "truncated"),
+    ("truncated_jpg", 1, ""),
+    ("tiny", 1, "too small"),
+    ("huge", 1, "too large"),
+    ("bomb", 1, "too large"),
+    ("gray16", 0, None),
+    ("cmyk", 0, None),
+    ("rgba", 0, None),
+]
+
+
+@pytest.mark.parametrize("key, code, words", IMAGE_CASES)
+def test_predict_on_each_image(run, corpus, key, code, words):
+    rc, out, err, new = run("predict", f"@{key}", "--face", "none", "--no-progress", "--json")
+    assert rc == code and not new
+    if code:
+        assert out == "" and words in one_line(err, corpus[key].name)
+    else:
+        assert len(out.splitlines()) == 1 and err == []
+
+
+@pytest.mark.parametrize("key, code, words", IMAGE_CASES)
+def test_explain_on_each_image(run, corpus, key, code, words):
+    rc, out, err, new = run("explain", f"@{key}", "--face", "none", "--out", "cams")
+    assert rc == code
+    if code:
+        line = one_line(err, corpus[key].name)
+        assert not new                                                 # no empty cams/ left behind
+        if words in ("too large", "truncated"):  # explain words the others its own way (one image path: issue 12)
+            assert words in line
+    else:
+        assert new == {"cams", f"cams/{corpus[key].stem}_gradcam.png"}
+
+
+def test_noise_has_no_face(run, corpus):
+    rc, out, err, new = run("predict", "@noise")
+    assert rc == 1 and "no face found" in one_line(err, corpus["noise"].name) and not new
+    rc, out, err, new = run("explain", "@noise", "--out", "cams")
+    assert rc == 1 and "no face found" in one_line(err, corpus["noise"].name) and not new
+
+
+def test_a_batch_goes_on_past_bad_items_and_exits_1(run, corpus):
+    rc, out, err, new = run("predict", "@face", "@empty", "@huge", "@face", "--face", "none", "--json")
+    assert rc == 1 and len(out.splitlines()) == 2 and len(err) == 2 and not new
+    rc, out, err, new = run("explain", "@face", "@huge", "--face", "none", "--out", "cams")
+    assert rc == 1 and "too large" in err[0] and "1 of 2 images failed" in err[1] and len(new) == 2
+
+
+@pytest.mark.parametrize("key, words", [("video_corrupt", "cannot open video"), ("video_empty", "empty")])
+def test_predict_on_unreadable_videos(run, corpus, key, words):
+    rc, out, err, new = run("predict", f"@{key}", "--face", "none", "--no-progress")
+    assert rc == 1 and out == "" and not new
+    assert one_line(err, corpus[key].name)
+
+
+def test_a_truncated_video_says_how_many_frames_were_read_of_how_many(run, corpus):
+    rc, out, err, new = run("predict", "@video_truncated", "--face", "none", "--no-progress", "--json")
+    frames = len(out.splitlines())
+    assert rc == 1 and 0 < frames < 48 and not new
+    assert re.search(rf"video ended after {frames} of the 48 frames its header announces", one_line(err, "truncated.avi"))
+    # asking for fewer frames than the file still holds is no failure
+    rc, out, err, _ = run("predict", "@video_truncated", "--face", "none", "--no-progress", "--json",
+                          "--max-frames", "5")
+    assert rc == 0 and len(out.splitlines()) == 5 and err == []
+
+
+def test_predict_out_on_a_video_says_it_annotates_photos_only_and_makes_no_folder(run, corpus):
+    rc, out, err, new = run("predict", "@video_truncated", "--face", "none", "--no-progress", "--out", "ann",
+                            "--max-frames", "3")
+    assert rc == 0 and not new and "annotates photos only" in one_line(err, "truncated.avi")
+
+
+@pytest.mark.parametrize("argv, code, words", [
+    (["--threads", "-1"], 2, "--threads -1"),
+    (["--face", "1,2,3"], 2, "1,2,3"),
+    (["--face", "500,500,10,10"], 1, "outside"),
+    (["--smooth", "1.5"], 2, "ALPHA"),
+    (["--max-frames", "0"], 2, "--max-frames"),
+    (["--model", "vrfer-cnn"], 2, "untrained"),
+    (["--model", "no-such-model"], 2, "no-such-model"),
+    (["--model", "@model_text"], 2, "model.safetensors"),
+    (["--out", "/proc/vrfer/x"], 2, "/proc/vrfer/x"),
+    (["--out", "@face"], 2, "face.png"),
+])
+def test_predict_bad_options(run, corpus, argv, code, words):
+    rc, out, err, new = run("predict", "@face", "--face", "none", *argv)
+    assert rc == code and out == "" and not new
+    line = one_line(err, words.replace("@face", ""))
+    if "untrained" in words:
+        assert "vrfer-lower" in line and "vgg" not in line   # the choices offered are trained models
+
+
+def test_a_face_box_may_start_with_a_minus_sign_and_keywords_ignore_case(run, corpus):
+    rc, out, err, _ = run("predict", "@face", "--face", "-10,-10,100,100", "--json")
+    assert rc == 0 and err == []
+    rc, out, err, _ = run("explain", "@face", "--face", "-10,-10,100,100", "--out", "cams")
+    assert rc == 0 and err == []
+    for cmd in (["predict", "@face", "--json"], ["explain", "@face", "--out", "cams2"]):
+        rc, _, err, _ = run(*cmd, "--face", "NONE")
+        assert rc == 0 and err == []
+
+
+def test_explain_target_names_the_explained_class(run, corpus):
+    rc, out, err, new = run("explain", "@face", "--face", "none", "--target", "anger", "--out", "cams")
+    assert rc == 0 and out.split(": ")[1].startswith("anger ")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--target", "boredom"], "boredom"),
+    (["--face", "1,2"], "1,2"),
+    (["--model", "vrfer-cnn"], "untrained"),
+    (["--model", "@model_text"], "model.safetensors"),
+])
+def test_explain_bad_options(run, corpus, argv, words):
+    rc, out, err, new = run("explain", "@face", "--out", "cams", *argv)
+    assert rc == 2 and not new and words.replace("@model_text", "") in one_line(err)
+
+
+@pytest.mark.parametrize("out", ["/proc/vrfer/x", "@not_a_dir_file"])
+def test_explain_unwritable_out(run, corpus, out):
+    rc, _, err, new = run("explain", "@face", "--face", "none", "--out", out)
+    assert rc == 2 and not new and one_line(err, out.replace("@not_a_dir_file", "a-file"))
+
+
+# ------------------------------------------------------------------------------------------ datasets
+
+def test_evaluate_malformed_label_rows_name_the_row_and_skip_bad_counts_them(run, corpus):
+    rc, out, err, new = run("evaluate", "--root", "@ferplus_bad", "--json")
+    assert rc == 2 and out == "" and not new
+    line = one_line(err, "label.csv")
+    assert "row" in line and "--skip-bad" in line
+    rc, out, err, new = run("evaluate", "--root", "@ferplus_bad", "--skip-bad")
+    assert rc == 0 and "skipped" in out and not new
+
+
+def test_data_summary_malformed_rows_and_skip_bad(run, corpus):
+    rc, out, err, new = run("data", "summary", "--dataset", "ferplus", "--root", "@ferplus_bad")
+    assert rc == 2 and "--skip-bad" in one_line(err, "label.csv") and not new
+    rc, out, err, new = run("data", "summary", "--dataset", "ferplus", "--root", "@ferplus_bad", "--skip-bad")
+    assert rc == 0 and "skipped" in out and not new
+
+
+def test_one_split_folder_is_enough_for_what_reads_only_that_split(run, corpus):
+    rc, out, err, _ = run("evaluate", "--root", "@ferplus_test_only", "--split", "test")
+    assert rc == 0 and err == []
+    rc, out, err, _ = run("data", "summary", "--dataset", "ferplus", "--root", "@ferplus_test_only", "--json")
+    assert rc == 0 and list(__import__("json").loads(out)) == ["test"]
+    rc, out, err, _ = run("evaluate", "--root", "@ferplus_test_only", "--split", "valid")
+    assert rc == 2 and "FER2013Valid" in one_line(err)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--model", "vrfer-cnn"], "untrained"),
+    (["--model", "@model_text"], "model.safetensors"),
+    (["--split", "holdout"], "holdout"),
+    (["--root", "/nonexistent/fer"], "/nonexistent/fer"),
+    (["--out", "/proc/vrfer/x"], "/proc/vrfer/x"),
+    (["--out", "@not_a_dir_file"], "a-file"),
+])
+def test_evaluate_bad_options(run, corpus, argv, words):
+    base = ["evaluate", "--root", "@ferplus"]
+    rc, out, err, new = run(*base, *argv)
+    assert rc == 2 and out == "" and not new and words in one_line(err)
+
+
+def test_evaluate_writes_a_png_only_where_asked_and_tta_does_not_overwrite(run, corpus):
+    rc, _, err, new = run("evaluate", "--root", "@ferplus")
+    assert rc == 0 and not new
+    rc, _, _, new1 = run("evaluate", "--root", "@ferplus", "--out", "pngs")
+    rc, _, _, new2 = run("evaluate", "--root", "@ferplus", "--out", "pngs", "--tta-flip")
+    assert len(new1) == 2 and len(new2) == 1 and new1 - {"pngs"} != new2
+
+
+def test_evaluate_folder_bad_labels_rows_name_the_row_and_skip_bad_counts_them(run, corpus):
+    folder = "evaluate", "--dataset", "folder", "--face", "none", "--root"
+    rc, out, err, new = run(*folder, "@labelled_bad", "--json")
+    assert rc == 2 and out == "" and not new
+    assert "--skip-bad" in one_line(err, "labels.csv row 3", "happyish")
+    rc, out, err, new = run(*folder, "@labelled_unreadable", "--json")
+    assert rc == 2 and out == "" and not new
+    assert "--skip-bad" in one_line(err, "labels.csv row 3", "broken.png")
+    rc, out, err, new = run(*folder, "@labelled_bad", "--skip-bad", "--json")
+    res = __import__("json").loads(out)
+    assert rc == 0 and err == [] and not new
+    assert res["n"] == 2 and res["skipped"] == {"bad_label": 1, "bad_row": 1, "unreadable_image": 1}
+    rc, out, err, new = run(*folder, "@labelled_bad", "--skip-bad")
+    assert rc == 0 and "skipped 1: bad_label" in out and "skipped 1: unreadable_image" in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--root", "@labelled_no_csv"], "labels.csv"),
+    (["--root", "/nonexistent/faces"], "/nonexistent/faces"),
+    (["--root", "@labelled_bad", "--tta-flip"], "--tta-flip"),
+    (["--root", "@labelled_bad", "--skip-bad", "--out", "/proc/vrfer/x"], "/proc/vrfer/x"),
+    (["--root", "@labelled_bad", "--skip-bad", "--classes", "neutral,boredom"], "boredom"),
+])
+def test_evaluate_folder_bad_options(run, corpus, argv, words):
+    rc, out, err, new = run("evaluate", "--dataset", "folder", "--face", "none", *argv)
+    assert rc == 2 and out == "" and not new and words in one_line(err)
+
+
+# ------------------------------------------------------------------------------------------ training
+
+@pytest.mark.parametrize("argv, words", [
+    (["--set", "optim.lrr=0.1"], "'optim.lrr'"),
+    (["--set", "optim.batch_size=big"], "'optim.batch_size'"),
+    (["--set", "input_mode=sideways"], "'input_mode'"),
+    (["--set", "optim.epochs=0"], "optim.epochs"),
+    (["--set", "nokey"], "nokey"),
+    (["--recipe", "no-such-recipe"], "no-such-recipe"),
+    (["--recipe", "@recipe_toml"], "broken.toml"),
+    (["--init-from", "/nonexistent/run"], "/nonexistent/run"),
+    (["--data-root", "ferplus=/nonexistent/fer"], "/nonexistent/fer"),
+    (["--out", "/proc/vrfer/run"], "/proc/vrfer/run"),
+    (["--resume"], "nothing to resume"),
+])
+def test_train_bad_recipes_and_paths(run, corpus, argv, words):
+    recipe = "--recipe", "cpu-full"
+    if "--recipe" in argv:
+        recipe = ()
+    rc, out, err, new = run("train", *recipe, "--data-root", "@ferplus", "--out", "r", "--quiet",
+                            *(["--set", "dsd.enabled=false"] if "optim.epochs=0" in argv else []), *argv)
+    assert rc == 2 and not new and words in one_line(err)
+
+
+def test_reproduce_malformed_label_rows(run, corpus):
+    rc, out, err, new = run("reproduce", "--root", "@ferplus_bad", "--runs", "runs", "--out", "table")
+    assert rc == 2 and not new and "--skip-bad" in one_line(err, "FER2013Test", "row")
+
+
+def test_train_malformed_label_rows(run, corpus):
+    rc, out, err, new = run("train", "--recipe", "cpu-full", "--data-root", "@ferplus_bad", "--out", "r")
+    assert rc == 2 and not new and "--skip-bad" in one_line(err, "FER2013Valid", "row")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--models", "resnet"], "resnet"),
+    (["--root", "/nonexistent/fer"], "/nonexistent/fer"),
+    (["--out", "/proc/vrfer/x"], "/proc/vrfer/x"),
+    (["--set", "optim.lrr=1"], "'optim.lrr'"),
+])
+def test_reproduce_bad_options(run, corpus, argv, words):
+    args = {"--root": str(corpus["ferplus"]), "--runs": "runs", "--out": "table"}
+    args.update(dict(zip(argv[::2], argv[1::2])))
+    rc, out, err, new = run("reproduce", *[x for kv in args.items() for x in kv])
+    assert rc == 2 and not new and words in one_line(err)
+
+
+# ------------------------------------------------------------------------------------------ models, export
+
+@pytest.mark.parametrize("argv, words", [
+    (["--model", "vrfer-cnn"], "untrained"),
+    (["--model", "@model_text"], "model.safetensors"),
+    (["--model", "no-such-model"], "no-such-model"),
+    (["--opset", "7"], "opset 7"),
+    (["--out", "/proc/vrfer/x.onnx"], "/proc/vrfer/x.onnx"),
+    (["--out", "model.txt"], "model.txt"),
+])
+def test_export_bad_options(run, corpus, argv, words):
+    args = {"--model": "vrfer-lower", "--out": "m.onnx"}
+    args.update(dict(zip(argv[::2], argv[1::2])))
+    rc, out, err, new = run("export", *[x for kv in args.items() for x in kv], "--no-check")
+    assert rc == 2 and not new and words.replace("@model_text", "") in one_line(err)
+
+
+def test_export_of_an_untrained_architecture_when_asked(run, corpus):
+    rc, out, err, new = run("export", "--model", "vrfer-cnn", "--out", "m.onnx", "--no-check", "--allow-untrained")
+    assert rc == 0 and new == {"m.onnx", "m.json", "m.md"}
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["@model_text", "--name", "x", "--trained-on", "y"], "model.safetensors"),
+    (["/nonexistent/run", "--name", "x", "--trained-on", "y"], "/nonexistent/run"),
+    (["@face", "--name", "x", "--trained-on", "y", "--result", "noequals"], "noequals"),
+])
+def test_package_bad_inputs(run, corpus, argv, words):
+    rc, out, err, new = run("package", *argv, "--out", "x.safetensors")
+    assert rc == 2 and not new and words.replace("@model_text", "") in one_line(err)
+
+
+def test_written_model_files_follow_the_umask(run, corpus, tmp_path):
+    from vrfer.models import create_model, save_model
+    save_model(create_model("vrfer-cnn-small"), tmp_path / "m.safetensors")
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+# ------------------------------------------------------------------------------------------ serve
+
+@pytest.mark.parametrize("argv, words", [
+    (["--port", "70000"], "--port 70000"),
+    (["--threads", "-1"], "--threads"),
+    (["--alpha", "0"], "--alpha"),
+    (["--video", "/nonexistent/clip.mp4"], "/nonexistent/clip.mp4"),
+    (["--video", "@video_corrupt"], "corrupt.mp4"),
+    (["--model", "@model_text"], "model.safetensors"),
+    (["--host", "0.0.0.0"], "--token"),
+    (["--camera", "97"], "camera 97"),        # and no OpenCV "[ WARN ]" lines of its own
+])
+def test_serve_bad_options(run, corpus, argv, words, monkeypatch):
+    uvicorn = pytest.importorskip("uvicorn")
+    monkeypatch.setattr(uvicorn.Server, "run", lambda *a, **k: pytest.fail("the server started"))
+    rc, out, err, new = run("serve", "--port", "0", "--face", "none", *argv)
+    assert rc == 2 and out == "" and not new and words.replace("@video_corrupt", "") in one_line(err)
+
+
+def test_serve_on_a_busy_port_fails_before_its_banner(run, corpus, monkeypatch):
+    uvicorn = pytest.importorskip("uvicorn")
+    monkeypatch.setattr(uvicorn.Server, "run", lambda *a, **k: pytest.fail("the server started"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        rc, out, err, new = run("serve", "--port", str(port), "--face", "none")
+    assert rc == 2 and out == "" and f"127.0.0.1:{port}" in one_line(err)
+
+
+def test_serve_answers_bad_frames_and_unknown_paths_in_json(corpus):
+    httpx = pytest.importorskip("httpx")
+    from vrfer.serve.app import ServeConfig, ServerThread, create_app
+    cfg = ServeConfig(model="vrfer-lower", face="none", port=0)
+    with ServerThread(create_app(cfg), cfg) as srv:
+        for key in ("empty", "text", "truncated", "huge", "bomb"):
+            r = httpx.post(srv.url + "/predict", content=corpus[key].read_bytes(), timeout=60)
+            assert 400 <= r.status_code < 500 and r.json()["type"] == "error", key
+        for method, path, status in (("GET", "/nope", 404), ("GET", "/predict", 405), ("DELETE", "/model", 405)):
+            r = httpx.request(method, srv.url + path, timeout=30)
+            assert r.status_code == status and r.json()["type"] == "error"
+            assert r.json()["code"] == ("not_found" if status == 404 else "method_not_allowed")
+
+
+# ------------------------------------------------------------------------------------------ process level
+
+def vrfer_proc(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "vrfer", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, **kw)
+
+
+def test_a_closed_or_broken_stdout_is_one_line_not_a_traceback(tmp_path):
+    # the reader goes away at once (`vrfer models --json | true`)
+    for args in (["models", "--json"], ["predict", "--samples", "--face", "none"]):
+        p = subprocess.Popen([sys.executable, "-m", "vrfer", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        p.stdout.close()
+        err = p.stderr.read()
+        assert p.wait(timeout=300) == 1 and "Traceback" not in err, args
+        assert len(err.strip().splitlines()) == 1 and "stdout was closed" in err, (args, err)
+    # started with stdout closed (`vrfer models >&-`)
+    r = subprocess.run(f"{sys.executable} -m vrfer models >&-", shell=True, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and "stdout is closed" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_and_version_load_no_torch():
+    code = ("import sys, vrfer.cli\n"
+            "try:\n    vrfer.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "try:\n    vrfer.cli.main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip().splitlines()[-1] == "False"
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "import vrfer.cli"], capture_output=True, text=True)
+    assert not [line for line in r.stderr.splitlines() if re.search(r"\btorch\b", line)]
+    import vrfer
+    assert vrfer_proc("--version").stdout.strip() == f"vrfer {vrfer.__version__}"
+
+
+def test_every_option_has_help_and_every_command_a_description_and_the_exit_codes():
+    import argparse
+
+    from vrfer.cli import build_parser
+
+    def walk(parser, name):
+        assert parser.description, f"{name}: no description"
+        assert "exit codes" in parser.format_help(), name
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub, sp in a.choices.items():
+                    yield from walk(sp, f"{name} {sub}")
+            elif a.dest != "help":
+                assert a.help, f"{name} {a.option_strings or a.dest}: no help"
+                yield name
+    assert len(set(walk(build_parser(), "vrfer"))) >= 11
+
+
+def test_the_corpus_covers_every_command_in_the_readme_table():
+    table = (REPO / "README.md").read_text().split("## Command line", 1)[1].split("\n\n", 2)[1]
+    readme = set(re.findall(r"^\| `vrfer (data summary|[a-z]+)", table, flags=re.M))
+    assert {"predict", "serve", "explain", "export", "models", "data summary", "train", "evaluate", "reproduce",
+            "package"} <= readme
+    src = Path(__file__).read_text()
+    missing = {c for c in readme if not re.search(r'(run\(|"vrfer", |\(\[)"' + c.replace(" ", '", "'), src)}
+    assert not missing
