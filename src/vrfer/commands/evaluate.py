@@ -43,14 +43,6 @@ def add_parser(sub):
     p.set_defaults(fn=run)
 
 
-def load_split(dataset: str, root: str, split: str, skip_bad: bool = False):
-    if dataset == "ferplus":
-        from ..datasets.ferplus import load_ferplus
-        return load_ferplus(root, split, "majority", "label", skip_bad=skip_bad)
-    from ..datasets.affectnet import load_affectnet
-    return load_affectnet(root, "validation" if split in ("valid", "test") else split, skip_bad=skip_bad)
-
-
 def run(a) -> int:
     from ..errors import VrferError
     from ..evaluate import confusion_png, evaluate, evaluate_folder
@@ -71,7 +63,8 @@ def run(a) -> int:
         res = evaluate_folder(model, a.root, a.face, a.occlusion, a.skip_bad, threads=a.threads, post=post)
         a.split = Path(a.root).name or "folder"
     else:
-        data = load_split(a.dataset, a.root, a.split, a.skip_bad)
+        from ..datasets import load_split
+        data = load_split(a.dataset, a.root, a.split, skip_bad=a.skip_bad)
         out = output_dir(a.out, create=False) if a.out else None   # checked before the long part
         res = evaluate(model, data, a.occlusion, a.tta_flip, post=post)
         if data.skipped:

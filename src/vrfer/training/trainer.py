@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..datasets import load_split
 from ..datasets.base import FaceSet, concat
 from ..errors import VrferError
 from ..inference import predict_proba
@@ -65,13 +66,8 @@ def load_data(recipe: dict, roots: dict[str, str], quiet: bool = True) -> tuple[
 
 def _load(ds: str, root: str, split: str, recipe: dict, mode: str | None = None) -> FaceSet:
     d = recipe["data"]
-    mode = mode or d["label_mode"]
-    if ds == "ferplus":
-        from ..datasets.ferplus import load_ferplus
-        return load_ferplus(root, split, mode, d["votes"], skip_bad=d["skip_bad"])
-    from ..datasets.affectnet import load_affectnet
-    return load_affectnet(root, "train" if split == "train" else "validation", cap=d["affectnet_cap"],
-                          seed=recipe["seed"], skip_bad=d["skip_bad"], label_mode=mode)
+    return load_split(ds, root, split, mode or d["label_mode"], d["votes"], skip_bad=d["skip_bad"],
+                      affectnet_cap=d["affectnet_cap"], seed=recipe["seed"])
 
 
 # ---------------------------------------------------------------- model
