@@ -243,3 +243,20 @@ def test_resolve_model_names_files_and_run_folders(tmp_path):
                      (str(tmp_path), "without best.safetensors")):
         with pytest.raises(VrferError, match=msg):
             resolve_model(bad)
+
+
+def test_no_prior_given_means_the_models_own_default_and_an_explicit_one_overrides_it():
+    cfg = replace(cfg_with_prior(), extra={"train_prior": FER_PRIOR, "default_post": {"prior": "uniform", "tau": 0.25}})
+    p = np.array([[0.40, 0.30, 0.10, 0.10, 0.05, 0.01, 0.03, 0.01]])
+    assert np.allclose(adjust_probs(p, cfg), adjust_probs(p, cfg, prior="uniform", tau=0.25))
+    assert not np.allclose(adjust_probs(p, cfg), p)
+    assert np.array_equal(adjust_probs(p, cfg, prior="train"), p)             # the plain model on request
+    assert np.allclose(adjust_probs(p, cfg, prior="uniform"), adjust_probs(p, cfg_with_prior(), prior="uniform"))
+    assert np.array_equal(adjust_probs(p, cfg_with_prior()), p)                # no default stored: plain
+
+
+def test_bundled_models_carry_the_default_chosen_on_ferplus_valid():
+    for name in ("vrfer-lower", "vrfer-full"):
+        extra = create_model(name).cfg.extra
+        assert extra["default_post"] == {"prior": "uniform", "tau": 0.25}
+        assert len(extra["train_prior"]) == 8

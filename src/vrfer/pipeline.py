@@ -305,11 +305,20 @@ class PostProcess:
     tau scales the shift (0: none; 1: the full Bayes correction). `classes` answers only among a subset:
     the other classes get probability 0 and the rest is renormalised (softmax over the subset).
     "uniform" and FILE need the training prior stored with the model (cfg.extra["train_prior"]).
+
+    prior=None (and tau=None) take the model's own default, cfg.extra["default_post"] = {"prior": ...,
+    "tau": ...}, chosen by measurement on FER+ valid for a bundled model (docs/RESULTS.md); a model that
+    carries none answers plainly (prior "train"). An explicit prior without tau uses tau 1.
     """
 
-    def __init__(self, cfg, prior="train", tau: float = 1.0, classes=None):
+    def __init__(self, cfg, prior=None, tau: float | None = None, classes=None):
         self.classes = tuple(cfg.classes)
-        self.prior = "train" if prior is None else prior
+        if prior is None:
+            default = (cfg.extra or {}).get("default_post") or {}
+            prior = default.get("prior", "train")
+            tau = default.get("tau", 1.0) if tau is None else tau
+        self.prior = prior
+        tau = 1.0 if tau is None else tau
         try:
             self.tau = float(tau)
         except (TypeError, ValueError):
@@ -366,7 +375,7 @@ class PostProcess:
                            "else the listed values; classes not kept get 0"}
 
 
-def adjust_probs(scores, cfg, prior="train", tau: float = 1.0, classes=None, logits: bool = False) -> np.ndarray:
+def adjust_probs(scores, cfg, prior=None, tau: float | None = None, classes=None, logits: bool = False) -> np.ndarray:
     """Probabilities (or logits) of a model with config `cfg` -> adjusted probabilities (see PostProcess)."""
     return PostProcess(cfg, prior, tau, classes).apply(scores, logits=logits)
 
@@ -404,11 +413,11 @@ class Pipeline:
     model: bundled model name, .safetensors file or run folder (or a loaded model / .onnx file).
     face: "detect", "none" or a box (x, y, w, h) / "x,y,w,h". backend: "auto", "torch" or "onnx"
     (load_classifier). threads: vrfer.threads (None -> 1, 0 -> one per core).
-    prior, prior_tau, classes: see PostProcess (default: the plain model's answer).
+    prior, prior_tau, classes: see PostProcess (default: the model's own setting, cfg.extra["default_post"]).
     """
 
     def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "auto", threads: int | None = None,
-                 tta_flip: bool = False, detector=None, prior="train", prior_tau: float = 1.0, classes=None):
+                 tta_flip: bool = False, detector=None, prior=None, prior_tau: float | None = None, classes=None):
         self.face = parse_face(face)
         self.threads = threads
         self.backend = backend

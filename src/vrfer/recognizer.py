@@ -158,8 +158,8 @@ class Recognizer:
     """
 
     def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "auto", alpha: float | None = None,
-                 threads: int | None = None, tta_flip: bool = False, detector=None, prior="train",
-                 prior_tau: float = 1.0, classes=None):
+                 threads: int | None = None, tta_flip: bool = False, detector=None, prior=None,
+                 prior_tau: float | None = None, classes=None):
         self.alpha = None if alpha is None else check_alpha(alpha, "alpha (smoothing)")
         if self.alpha == 1.0:
             self.alpha = None

@@ -334,6 +334,8 @@ def _run_int8(a, model, out: Path, opset: int, post=None) -> int:
     against the float32 PyTorch model on FER+ validation faces (same top class on at least 95%)."""
     import tempfile
 
+    import numpy as np
+
     from ..datasets.ferplus import load_ferplus
     from ..inference import TorchClassifier
     from ..onnx_backend import OnnxClassifier, _weights_file, export_onnx

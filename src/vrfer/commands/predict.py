@@ -22,13 +22,15 @@ _SHORT = {"neutral": "neu", "happiness": "hap", "surprise": "sur", "sadness": "s
 
 def add_postprocess_args(p) -> None:
     """--prior, --prior-tau, --classes (vrfer.pipeline.PostProcess): shared by predict, explain and serve."""
-    p.add_argument("--prior", default="train", metavar="train|uniform|FILE",
+    p.add_argument("--prior", default=None, metavar="train|uniform|FILE",
                    help="the class frequencies the answers assume: train (the training data's: the plain "
-                        "model, default), uniform (balanced: probability moves from frequent to rare "
+                        "model), uniform (balanced: probability moves from frequent to rare "
                         "classes), or a JSON file of 8 values in class order / {class: value}; "
-                        "logit + tau * (log prior - log training prior)")
-    p.add_argument("--prior-tau", type=float, default=1.0, metavar="TAU",
-                   help="strength of the --prior shift (0: none, 1: full; default 1)")
+                        "logit + tau * (log prior - log training prior) (default: the model's own setting, "
+                        "chosen on FER+ valid: uniform with tau 0.25 for both bundled models)")
+    p.add_argument("--prior-tau", type=float, default=None, metavar="TAU",
+                   help="strength of the --prior shift (0: none, 1: full; default: the model's own "
+                        "setting with no --prior, else 1)")
     p.add_argument("--classes", default=None, metavar="A,B,...",
                    help="answer only among these classes (the others get probability 0), e.g. "
                         "neutral,happiness,surprise,sadness,anger,disgust,fear")

@@ -70,7 +70,9 @@ def build_config(a):
     values = {k: v for k, v in (("alpha", a.alpha), ("threshold", a.threshold), ("min_frames", a.min_frames),
                                 ("min_seconds", a.min_seconds), ("prior_tau", a.prior_tau),
                                 ("classes", a.classes)) if v is not None}
-    if a.prior not in ("train", "uniform"):          # a file of class frequencies, read once here
+    if a.prior in ("train", "uniform"):
+        values["prior"] = a.prior
+    elif a.prior is not None:                         # a file of class frequencies, read once here
         import json
         try:
             values["prior"] = json.loads(open(a.prior).read())
@@ -78,8 +80,6 @@ def build_config(a):
             raise VrferError(f"--prior {a.prior}: expected train, uniform or a JSON file ({e.strerror})") from None
         except ValueError as e:
             raise VrferError(f"--prior {a.prior}: cannot read it as JSON ({e})") from None
-    else:
-        values["prior"] = a.prior
     try:
         params = Params().updated(values)
     except ProtocolError as e:
