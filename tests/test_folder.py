@@ -131,3 +131,25 @@ def test_evaluate_answers_only_among_classes_and_with_the_prior_predict_uses(tmp
                  "--out", str(tmp_path / "out")])
     r2 = json.loads(capsys.readouterr().out)
     assert code == 0 and r2["prior"] == "uniform" and r2["prior_tau"] == 1.0
+
+
+def test_folder_probabilities_are_the_plain_models_so_the_prior_is_applied_once(tmp_path):
+    """predict_folder returns the model's own probabilities; evaluate applies --prior (or the model's
+    default) exactly once, as predict does."""
+    from dataclasses import replace
+
+    from vrfer.evaluate import evaluate_folder, predict_folder
+    from vrfer.pipeline import PostProcess, adjust_probs
+    root = write_folder(tmp_path / "f", [(f"{i}.png", i % 7 + 1, "") for i in range(14)])
+    plain = create_model("vrfer-cnn-small", input_mode="visible-half")
+    prior = [0.349, 0.291, 0.125, 0.121, 0.084, 0.005, 0.021, 0.005]
+    with_default = create_model("vrfer-cnn-small", input_mode="visible-half")
+    with_default.load_state_dict(plain.state_dict())
+    with_default.cfg = replace(plain.cfg, extra={"train_prior": prior,
+                                                 "default_post": {"prior": "uniform", "tau": 5.0}})
+    _, p_plain, _ = predict_folder(plain, root, progress=False)
+    labels, p_default, _ = predict_folder(with_default, root, progress=False)
+    assert np.array_equal(p_plain, p_default)
+    r = evaluate_folder(with_default, root, progress=False, post=PostProcess(with_default.cfg))
+    once = adjust_probs(p_plain, with_default.cfg).argmax(1)
+    assert r["accuracy"] == pytest.approx(float((once == labels).mean()))

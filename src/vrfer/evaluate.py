@@ -86,7 +86,8 @@ def predict_folder(model, root, face: str = "none", occlusion: str = "none", ski
     if occlusion not in OCCLUSIONS:
         raise ValueError(f"occlusion must be one of {OCCLUSIONS}")
     items, bad = read_labels(root, skip_bad)
-    rec = Recognizer(model, face=face, threads=threads)
+    # the plain float32 probabilities: the caller applies the post-processing (prior, classes) once
+    rec = Recognizer(model, face=face, backend="torch", threads=threads, prior="train")
     labels, crops, found, no_face = [], [], [], []
     digest = hashlib.sha256()
     # the bar only on a terminal (as predict's video bar), and cleared before a message that stops the read
