@@ -314,12 +314,7 @@ def run(a) -> int:
             raise VrferError(f"{out}: onnxruntime and PyTorch disagree (max abs diff {max_diff:.2g})")
 
     card = model_card(model.cfg, out, opset, max_diff, post)
-    json_path, md_path = out.with_suffix(".json"), out.with_suffix(".md")
-    try:
-        json_path.write_text(json.dumps(card, indent=2) + "\n")
-        md_path.write_text(card_markdown(model.cfg, card))
-    except OSError as e:
-        raise VrferError(f"cannot write the model card beside {out} ({e.strerror or e})") from None
+    json_path, md_path = _write_card(out, model.cfg, card)
     c, h, w = model.cfg.input_shape
     check = f", max |onnx - torch| {max_diff:.1e}" if max_diff is not None else ""
     print(f"wrote {out} (opset {opset}, input (batch, {c}, {h}, {w}), {model.cfg.input_mode}{check}) "
@@ -327,6 +322,17 @@ def run(a) -> int:
     if opset > SENTIS_MAX_OPSET:
         print(f"note: Unity Sentis reads opsets up to {SENTIS_MAX_OPSET}; use --opset {SENTIS_MAX_OPSET} for Unity")
     return 0
+
+
+def _write_card(out: Path, cfg, card: dict) -> tuple[Path, Path]:
+    """The model card beside the .onnx file, as JSON (for programs) and Markdown (for people)."""
+    json_path, md_path = out.with_suffix(".json"), out.with_suffix(".md")
+    try:
+        json_path.write_text(json.dumps(card, indent=2) + "\n")
+        md_path.write_text(card_markdown(cfg, card))
+    except OSError as e:
+        raise VrferError(f"cannot write the model card beside {out} ({e.strerror or e})") from None
+    return json_path, md_path
 
 
 def _run_int8(a, model, out: Path, opset: int, post=None) -> int:
@@ -366,12 +372,7 @@ def _run_int8(a, model, out: Path, opset: int, post=None) -> int:
             raise VrferError(f"{out}: the int8 model disagrees with the float32 one on "
                              f"{1 - check['agreement']:.1%} of FER+ valid faces (broken quantisation?)")
     card = model_card(model.cfg, out, opset, post=post, check=check)
-    json_path, md_path = out.with_suffix(".json"), out.with_suffix(".md")
-    try:
-        json_path.write_text(json.dumps(card, indent=2) + "\n")
-        md_path.write_text(card_markdown(model.cfg, card))
-    except OSError as e:
-        raise VrferError(f"cannot write the model card beside {out} ({e.strerror or e})") from None
+    json_path, md_path = _write_card(out, model.cfg, card)
     agree = f", same top class as float32 on {check['agreement']:.2%} of {check['faces']}" if check else ""
     print(f"wrote {out} (int8, opset {opset}, {out.stat().st_size / 1e6:.1f} MB{agree}) "
           f"and its card {json_path.name}, {md_path.name}")
