@@ -212,7 +212,7 @@ def config_from_metadata(meta: dict[str, str], where: str = "ONNX model"):
 
 # ------------------------------------------------------------------------------------------------- cache
 
-def _weights_file(name: str) -> Path | None:
+def weights_file(name: str) -> Path | None:
     """The safetensors file behind a registry name, file or run folder; None for fresh weights."""
     from .models.registry import resolve_model
     return resolve_model(name).weights
@@ -233,7 +233,7 @@ def cached_onnx(name: str, opset: int = DEFAULT_OPSET) -> Path:
     """Export a registry model / .safetensors file once; later calls reuse the file (keyed by the weights' hash)."""
     from .datasets.base import cache_dir
     opset = check_opset(opset)
-    weights = _weights_file(str(name))
+    weights = weights_file(str(name))
     if weights is None:
         raise VrferError(f"{name!r} has no trained weights; nothing to cache (pass the model object instead)")
     if not weights.is_file():
@@ -272,7 +272,7 @@ class OnnxClassifier:
                 path = Path(name)
                 if not path.is_file():
                     raise VrferError(f"{path}: ONNX file not found")
-            elif _weights_file(name) is None:  # an architecture with fresh weights: nothing worth caching
+            elif weights_file(name) is None:  # an architecture with fresh weights: nothing worth caching
                 source, where = _export_bytes(as_model(name), check_opset(opset)), f"model {name!r}"
                 path = None
             else:

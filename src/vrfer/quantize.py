@@ -139,11 +139,11 @@ def bundled_int8(model) -> Path | None:
     the very weights installed; None otherwise (no such file, not a bundled name, or stale weights)."""
     from importlib import resources
 
-    from .models.registry import _pretrained_path, bundled_models, get_config
+    from .models.registry import pretrained_path, bundled_models, get_config
     if not isinstance(model, str) or model not in bundled_models():
         return None
     path = Path(str(resources.files("vrfer.pretrained").joinpath(f"{model}-int8.onnx")))
-    weights = _pretrained_path(get_config(model).weights)
+    weights = pretrained_path(get_config(model).weights)
     if not path.is_file() or not weights.is_file() or not matches_weights(path, weights):
         return None
     return path

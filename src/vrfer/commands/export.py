@@ -344,7 +344,7 @@ def _run_int8(a, model, out: Path, opset: int, post=None) -> int:
 
     from ..datasets.ferplus import load_ferplus
     from ..inference import TorchClassifier
-    from ..onnx_backend import OnnxClassifier, _weights_file, export_onnx
+    from ..onnx_backend import OnnxClassifier, weights_file, export_onnx
     from ..quantize import (CALIBRATION_FACES, CALIBRATION_SEED, calibration_faces, parse_calibrate, quantize_int8,
                             weights_fingerprint)
 
@@ -354,7 +354,7 @@ def _run_int8(a, model, out: Path, opset: int, post=None) -> int:
     n = a.calibration_faces or CALIBRATION_FACES
     if n < 10:
         raise VrferError("--calibration-faces: at least 10")
-    weights = _weights_file(a.model)
+    weights = weights_file(a.model)
     fingerprint = weights_fingerprint(weights) if weights is not None and weights.is_file() else None
     faces = calibration_faces(root, n)
     with tempfile.TemporaryDirectory() as d:

@@ -106,7 +106,7 @@ def resolve_model(name) -> ResolvedModel:
     if name in _ARCHS:
         return ResolvedModel(_ARCHS[name][0], None)
     if name in bundled:
-        return ResolvedModel(bundled[name], _pretrained_path(bundled[name].weights))
+        return ResolvedModel(bundled[name], pretrained_path(bundled[name].weights))
     if name == DEFAULT_MODEL:
         raise VrferError(f"the bundled model {name!r} is not installed with this copy of vrfer; "
                          "give a trained model with --model PATH.safetensors")
@@ -188,7 +188,7 @@ def as_model(model_or_name) -> nn.Module:
     return model
 
 
-def _pretrained_path(fname: str) -> Path:
+def pretrained_path(fname: str) -> Path:
     return Path(str(resources.files("vrfer.pretrained").joinpath(fname)))
 
 
