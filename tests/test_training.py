@@ -240,3 +240,15 @@ def test_logit_adjusted_loss_trains_differently_and_saves_calibrated_logits(tmp_
     with prior_in_bias(model, offset):
         assert not torch.equal(model.classifier.bias, before)
     assert torch.equal(model.classifier.bias, before)  # restored on the way out
+
+
+def test_a_run_recorded_by_an_older_vrfer_resumes_with_new_keys_at_their_defaults(tmp_path):
+    """Keys added to the recipe format after a run started take their defaults (the old behaviour)."""
+    from vrfer.training.recipe import DEFAULTS, load_recorded
+    old = json.loads(json.dumps(tiny()))
+    del old["data"]["val_limit"], old["loss"], old["augment"]["headset"]
+    (tmp_path / "recipe.json").write_text(json.dumps(old))
+    r = load_recorded(tmp_path)
+    assert r["data"]["val_limit"] == DEFAULTS["data"]["val_limit"]
+    assert r["loss"] == DEFAULTS["loss"] and r["augment"]["headset"] == 0.0
+    assert r["data"]["label_mode"] == "majority" and r["seed"] == 1   # what it recorded is kept

@@ -230,7 +230,19 @@ def load_recorded(run_dir) -> dict:
         raise VrferError(f"{path}: cannot read the recorded recipe ({e})") from None
     if not isinstance(recipe, dict) or "data" not in recipe:
         raise VrferError(f"{path}: not a vrfer recipe")
-    return recipe
+    return with_defaults(recipe)
+
+
+def with_defaults(recipe: dict, base: dict = DEFAULTS) -> dict:
+    """A recorded recipe with the keys added to vrfer since it was recorded, at their defaults (which
+    keep the old behaviour), so a run started by an older vrfer still resumes."""
+    out = dict(recipe)
+    for k, v in base.items():
+        if k not in out:
+            out[k] = copy.deepcopy(v)
+        elif isinstance(v, dict) and isinstance(out[k], dict):
+            out[k] = with_defaults(out[k], v)
+    return out
 
 
 def changed_keys(recipe: dict, overrides: list[str] | tuple) -> list[tuple[str, object, object]]:

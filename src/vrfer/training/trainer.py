@@ -31,7 +31,7 @@ from ..inference import predict_proba
 from ..models.registry import bundled_models, create_model, load_checkpoint, save_model
 from ..preprocess import Augment, prepare
 from . import dsd
-from .recipe import total_epochs
+from .recipe import total_epochs, with_defaults
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -351,8 +351,9 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
     start_epoch, best_acc, metrics = 0, -1.0, []
     if resume:
         state = load_checkpoint_state(ckpt_path)
-        if state["recipe"] != recipe:
-            changed = sorted(k for k in recipe if state["recipe"].get(k) != recipe[k])
+        started = with_defaults(state["recipe"])
+        if started != recipe:
+            changed = sorted(k for k in recipe if started.get(k) != recipe[k])
             raise VrferError(f"{ckpt_path}: the recipe differs from the one the run started with "
                              f"(keys: {', '.join(changed)}); resume with the same recipe and overrides")
         if state["masks"]:
