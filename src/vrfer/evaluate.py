@@ -46,8 +46,8 @@ def metrics(labels: np.ndarray, pred: np.ndarray) -> dict:
 
 
 def _post(post, probs: np.ndarray) -> np.ndarray:
-    """The answers predict would give: vrfer.pipeline.PostProcess (prior, class subset) if one is given."""
-    return probs if post is None or post.identity else post.apply(probs)
+    """The answers predict would give: vrfer.pipeline.PostProcess (prior, class subset)."""
+    return probs if post.identity else post.apply(probs)
 
 
 def _post_info(post) -> dict:
@@ -59,9 +59,12 @@ def _post_info(post) -> dict:
 
 def evaluate(model, data: FaceSet, occlusion: str = "none", tta_flip: bool = False, post=None) -> dict:
     """Test `model` on `data`; occlusion 'upper-half' blacks out the top half of every face first.
-    post: a vrfer.pipeline.PostProcess (--prior, --classes) applied to the probabilities, as predict does."""
+    post: a vrfer.pipeline.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
+    None: the model's own default, as predict's (PostProcess(model.cfg))."""
+    from .pipeline import PostProcess
     if occlusion not in OCCLUSIONS:
         raise ValueError(f"occlusion must be one of {OCCLUSIONS}")
+    post = PostProcess(model.cfg) if post is None else post
     images = occlude_upper(data.images, model.cfg.occlusion) if occlusion == "upper-half" else data.images
     probs = _post(post, predict_proba(model, images, tta_flip=tta_flip))
     res = metrics(data.labels, probs.argmax(1))
@@ -125,7 +128,12 @@ def predict_folder(model, root, face: str = "none", occlusion: str = "none", ski
 def evaluate_folder(model, root, face: str = "none", occlusion: str = "none", skip_bad: bool = False,
                     threads: int | None = None, progress: bool = True, post=None) -> dict:
     """Test `model` on a labelled folder (see predict_folder); a face not found counts as wrong.
-    post: a vrfer.pipeline.PostProcess (--prior, --classes) applied to the probabilities, as predict does."""
+    post: a vrfer.pipeline.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
+    None: the model's own default, as predict's."""
+    from .models.registry import as_model
+    from .pipeline import PostProcess
+    model = as_model(model)
+    post = PostProcess(model.cfg) if post is None else post
     labels, probs, info = predict_folder(model, root, face, occlusion, skip_bad, threads, progress)
     found = ~np.isnan(probs).any(1)
     pred = np.full(len(labels), -1, np.int64)

@@ -93,8 +93,9 @@ def build_model(recipe: dict):
 
 
 def class_prior(train: FaceSet) -> np.ndarray:
-    """The training data's class prior: the mean target (soft labels count by their votes)."""
+    """The training data's class prior: the mean target (soft labels count by their votes), floored at 1e-4."""
     p = train.targets.astype(np.float64).mean(0)
+    p = np.maximum(p / p.sum(), 1e-4)  # a class absent from the data still gets a (tiny) prior: logs stay finite
     return p / p.sum()
 
 
