@@ -13,8 +13,6 @@ a faces-dev photo with a synthetic headset in a 640x480 frame, full detection + 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import multiprocessing as mp
 import os
 import statistics
 import sys
@@ -22,31 +20,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_realtime import hog  # one CPU hog for both benchmarks (run from benchmarks/ or the repo)
 
 SHARED = Path(os.environ.get("VRFER_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 FACES_DEV = SHARED / "data" / "faces-dev" / "images"
 
 
-def _spin():  # a core kept busy (pure Python: no shared library threads)
-    while True:
-        pass
-
-
-@contextlib.contextmanager
-def hog(on: bool):
-    procs = []
-    if on:
-        for _ in range(os.cpu_count() or 1):
-            p = mp.Process(target=_spin, daemon=True)
-            p.start()
-            procs.append(p)
-        time.sleep(0.5)
-    try:
-        yield
-    finally:
-        for p in procs:
-            p.terminate()
-            p.join()
 
 
 def headset_frame(photo) -> np.ndarray:
