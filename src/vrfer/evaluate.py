@@ -51,7 +51,7 @@ def _post(post, probs: np.ndarray) -> np.ndarray:
 
 
 def _post_info(post) -> dict:
-    if post is None or post.identity:
+    if post.identity:
         return {"prior": "train", "prior_tau": None, "classes": None}
     return {"prior": post.prior if isinstance(post.prior, str) else "custom", "prior_tau": post.tau,
             "classes": None if post.mask is None else [c for c, m in zip(post.classes, post.mask) if m]}
