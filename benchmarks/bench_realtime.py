@@ -6,11 +6,11 @@ on an idle machine and with every core busy, against the core's measured peak.
 Rows (each in a child process pinned with `taskset`, threads as stated; vrfer.threads sessions, no spinning):
     classifier float32 / int8      batch 1 and batch 64 on one pinned core (1 thread); int8 batch 256 on
                                    both cores (2 threads): faces/s
-    detector, full search          RetinaFaceDetector.detect on a 640x480 frame (headset face)
+    detector, full search          RetinaFaceDetector.detect on a 640x480 frame (headset face; RetinaFace scan, BlazeFace, slow passes)
     frame, tracked                 FaceTracker.update + crop + classify (the steady state of a video)
     frame, full detection          detect + crop + classify (a photo; a video's first frame)
 GFLOP/s: counted work (multiply-adds x 2 of every Conv/Gemm of the ONNX graphs at the shapes run, the
-detector's passes counted as they happen) over the median time; share of peak: against benchmarks/peak.py
+detector's passes (RetinaFace pixels, BlazeFace 128x128 passes) counted as they happen) over the median time; share of peak: against benchmarks/peak.py
 on core 0 (fp32 FMA for float32; for int8 the AMX int8 peak where the CPU has AMX, as onnxruntime's int8
 kernels use AMX there, and the AVX-512 VNNI peak beside it). "hog": one busy-looping process per core, started before and stopped after each row.
 The load average before the run is printed: other jobs on the machine slow every row.
@@ -108,7 +108,7 @@ def fer_faces(n: int) -> np.ndarray:
 
 def part(name: str, threads: int, seconds: float, photo: Path) -> list[dict]:
     """Rows measured in this (pinned) process."""
-    from vrfer.faces import RetinaFaceDetector, _retinaface_onnx
+    from vrfer.faces import RetinaFaceDetector, pretrained_onnx, _retinaface_onnx
     from vrfer.onnx_backend import OnnxClassifier, cached_onnx
     from vrfer.quantize import bundled_int8
     from vrfer.recognizer import Recognizer
@@ -144,6 +144,18 @@ def part(name: str, threads: int, seconds: float, photo: Path) -> list[dict]:
         return raw(bgr, threshold)
 
     det.raw = counting_raw
+    # BlazeFace (the detector's second opinion) runs a fixed 128x128 graph: count its passes
+    blaze_gflop = conv_gemm_flops(pretrained_onnx("blazeface_short_range.onnx", "VRFER_BLAZEFACE_ONNX", "BlazeFace"),
+                                  (1, 3, 128, 128)) / 1e9 if det.blazeface else 0.0
+    blaze_passes = [0]
+    if det.blazeface is not None:
+        blaze_detect = det.blazeface.detect
+
+        def counting_blaze(bgr, threshold=0.5, pad=0.0):
+            blaze_passes[0] += 1
+            return blaze_detect(bgr, threshold, pad)
+
+        det.blazeface.detect = counting_blaze
     frame = headset_frame(photo)
     rec = Recognizer("vrfer-lower", detector=det, threads=threads)      # the default (auto) classifier path
     tracker = FaceTracker(det)
@@ -163,9 +175,9 @@ def part(name: str, threads: int, seconds: float, photo: Path) -> list[dict]:
                       ("frame, tracked (region + classify)", tracked),
                       ("frame, full detection + classify", full)):
         fn()
-        pixels[0] = 0
+        pixels[0] = blaze_passes[0] = 0
         t = timeit(fn, seconds)
-        work = pixels[0] * per_pixel / len(t) / 1e9
+        work = (pixels[0] * per_pixel / 1e9 + blaze_passes[0] * blaze_gflop) / len(t)
         if label != "detector, full search":
             work += gflop_face                                           # one face classified (int8)
         rows.append(dict(row=label, batch=1, dtype="float32 det" + (" + int8 clf" if "frame" in label else ""),

@@ -121,6 +121,83 @@ def test_the_detector_finds_nothing_in_flat_or_noise_images(detector):
     assert detector.detect(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)) == []
 
 
+def webcam_frame(photo_name: str, size: int, x: int = 150, y: int = 100) -> np.ndarray:
+    """A bundled headset photo scaled to size x size on a flat 640x480 frame (a webcam-sized picture)."""
+    import cv2
+    from vrfer.recognizer import samples_path
+    face = cv2.resize(read(samples_path() / photo_name), (size, size), interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640, 3), (70, 80, 90), np.uint8)
+    frame[y:y + size, x:x + size] = face
+    return frame
+
+
+ANNA = "photo-surprise-Anna_Chicherova_0001.jpg"
+CAMERON = "photo-happiness-Cameron_Diaz_0001.jpg"
+
+
+def test_a_headset_face_that_the_first_scan_misses_is_found_by_blazeface(detector):
+    frame = webcam_frame(ANNA, 160)
+    assert detector._scan(frame, detector.scan_side, pad=0.0)[0] == []   # RetinaFace's 320 px scan misses it
+    faces = detector.detect(frame)
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box
+    assert iou(faces[0].box, (150, 100, 160, 160)) > 0.4 and 0.6 < w / h < 0.85   # on the photo, face-shaped
+    from vrfer.faces import RetinaFaceDetector
+    slow = RetinaFaceDetector(threads=1, blazeface=False).detect(frame)    # the full search agrees
+    assert slow and iou(slow[0].box, faces[0].box) > 0.5
+
+
+def test_an_unsure_blazeface_box_with_no_retinaface_candidate_there_is_not_reported(detector):
+    frame = webcam_frame(CAMERON, 160)
+    weak = detector.blazeface.detect(frame, threshold=0.3)
+    assert weak and max(f.score for f in weak) < detector.blaze_sure           # BlazeFace is unsure here...
+    assert detector._second_opinion(frame, cands=[]) == []                    # ...so alone it is not enough
+    photo = (150, 100, 160, 160)
+    assert all(iou(f.box, photo) > 0.3 for f in detector.detect(frame))       # nothing off the photo
+
+
+@needs_shared
+def test_blazeface_boxes_behind_a_headset_give_the_crop_of_the_clean_face(detector):
+    """BlazeFace's box is mapped to RetinaFace's geometry: on faces-dev headset photos placed in a webcam-sized
+    frame, the FER+ square from BlazeFace's box matches the square from RetinaFace's box of the clean photo."""
+    import cv2
+    ratios, overlaps = [], []
+    for path in sorted(FACES_DEV.iterdir())[:120:4]:
+        img = read(path)
+        clean = detector.detect(img)
+        if not clean:
+            continue
+        ref = clean[0].box
+        photo = cv2.resize(draw_headset(img, ref), (300, 300), interpolation=cv2.INTER_AREA)
+        frame = np.full((480, 640, 3), 110, np.uint8)
+        frame[90:390, 170:470] = photo
+        k = 300 / img.shape[1]
+        ref = (ref[0] * k + 170, ref[1] * k + 90, ref[2] * k, ref[3] * k)
+        found = [f for f in detector.blazeface.detect(frame, 0.3) if iou(f.box, ref) > 0.3]
+        if found:
+            b = max(found, key=lambda f: f.score).box
+            ratios.append(b[2] / ref[2])
+            a, c = square_box(ref), square_box(b)
+            overlaps.append(iou((a[0], a[1], a[2], a[2]), (c[0], c[1], c[2], c[2])))
+    assert len(ratios) >= 20
+    assert 0.9 < np.median(ratios) < 1.1 and np.median(overlaps) > 0.7
+
+
+def test_the_detector_can_run_without_blazeface():
+    from vrfer.faces import RetinaFaceDetector
+    det = RetinaFaceDetector(threads=1, blazeface=False)
+    assert det.blazeface is None
+    assert det.detect(np.full((240, 320, 3), 128, np.uint8)) == []
+    assert det.detect(webcam_frame(ANNA, 240))
+
+
+def test_a_missing_blazeface_file_is_one_clear_error(monkeypatch, tmp_path):
+    from vrfer.faces import BlazeFace
+    monkeypatch.setenv("VRFER_BLAZEFACE_ONNX", str(tmp_path / "nope.onnx"))
+    with pytest.raises(VrferError, match="VRFER_BLAZEFACE_ONNX"):
+        BlazeFace(threads=1)
+
+
 @needs_shared
 def test_crops_of_detected_fer_faces_are_framed_like_the_fer_crop_itself(detector):
     """Put FER+ test faces (48x48) back into a bigger picture; detection + square_box must recover

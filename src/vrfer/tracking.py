@@ -146,9 +146,14 @@ class FaceTracker:
         x, y, side = region(self.box, self.context)
         found = self.detector.in_region(bgr, x, y, side, int(round(face_px * self.context)), threshold)
         bw, bh = self.box[2], self.box[3]
-        ok = [f for f in found if iou(f.box, self.box) >= 0.3
-              and 0.6 <= (f.box[2] * f.box[3]) / max(bw * bh, 1e-6) <= 1.6]
-        return max(ok, key=lambda f: (iou(f.box, self.box), f.score)) if ok else None
+        # the same face keeps its size from one frame to the next, once the region pass's box is mapped into
+        # the full search's geometry (_corrected); the first look after a full search has no mapping yet and
+        # may compare two detectors' boxes (BlazeFace's can be ~1.5x RetinaFace's: vrfer.faces)
+        lo, hi, min_iou = (0.35, 2.8, 0.2) if self._fresh else (0.6, 1.6, 0.3)
+        seen = [(f, f.box if self._fresh else self._corrected(f.box)) for f in found]
+        ok = [(f, b) for f, b in seen if iou(b, self.box) >= min_iou
+              and lo <= (b[2] * b[3]) / max(bw * bh, 1e-6) <= hi]
+        return max(ok, key=lambda fb: (iou(fb[1], self.box), fb[0].score))[0] if ok else None
 
     def update(self, image: np.ndarray) -> list[Face]:
         """The main face in this frame ([] when there is none), its box steady while the face is still."""
