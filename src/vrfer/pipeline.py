@@ -3,8 +3,8 @@ Python API (vrfer.recognizer.Recognizer) and the exported model card all follow.
 
 1. load:      any image (file, bytes, numpy array, PIL image) -> uint8 gray (H, W) or BGR (H, W, 3)
               (`load_image`: 8/16-bit, gray/colour/alpha/palette/CMYK, EXIF orientation)
-2. faces:     `face` = "detect" (RetinaFace, vrfer.faces), "none" (the image is the face) or a box
-              x, y, w, h (`parse_face` reads all three)
+2. faces:     `face` = "detect" (RetinaFace with BlazeFace's second opinion, vrfer.faces), "none" (the image
+              is the face) or a box x, y, w, h (`parse_face` reads all three)
 3. crop:      each face -> a uint8 48x48 grayscale square (vrfer.faces.align_crop: the FER+ framing
               for a detected face; the box centred in a square of its longer side otherwise; the
               border replicated where the square leaves the image; area-averaged when shrinking)
