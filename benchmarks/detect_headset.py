@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--examples", help="write a strip of headset photos with the found boxes to this PNG")
     ap.add_argument("--no-frames", action="store_true", help="skip the webcam-frame part")
+    ap.add_argument("--frame-examples", help="write 8 webcam frames with the box vrfer's detector found to this PNG")
     a = ap.parse_args(argv)
 
     files = sorted(p for p in Path(a.images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -135,15 +136,24 @@ def main(argv=None) -> int:
         for name, d in (("vrfer's detector", det),
                         ("RetinaFace passes alone", RetinaFaceDetector(score_threshold=a.threshold, threads=a.threads,
                                                                         blazeface=False))):
-            found, sq, times = 0, [], []
+            found, sq, times, shown = 0, [], [], []
             for frame, ref in frames:
                 t0 = time.perf_counter()
                 f = best(d.detect(frame))
                 times.append(1000 * (time.perf_counter() - t0))
+                if d is det and a.frame_examples and len(shown) < 8:
+                    vis = frame.copy()
+                    if f is not None:
+                        bx, by, bw, bh = f.int_box()
+                        cv2.rectangle(vis, (bx, by), (bx + bw, by + bh), (0, 220, 0), 3)
+                    shown.append(cv2.resize(vis, (320, 240), interpolation=cv2.INTER_AREA))
                 if f is not None and iou(f.box, ref) > 0.3:
                     found += 1
                     a_, b_ = square_box(ref), square_box(f.box)
                     sq.append(iou((a_[0], a_[1], a_[2], a_[2]), (b_[0], b_[1], b_[2], b_[2])))
+            if len(shown) == 8:
+                cv2.imwrite(a.frame_examples, np.vstack([np.hstack(shown[:4]), np.hstack(shown[4:])]))
+                print(f"  frame examples: {a.frame_examples}")
             t = np.array(times)
             print(f"  {name:<24} found {found}/{len(frames)} = {found / max(len(frames), 1):.1%}; crop square vs "
                   f"clean IoU median {np.median(sq):.2f}; ms per frame min {t.min():.1f}, median {np.median(t):.1f}, "
