@@ -20,8 +20,9 @@ The full search is too slow for a real-time loop when a headset face is missed b
 `detect` asks a second, very cheap detector: MediaPipe's BlazeFace short-range (128x128 input, ~1 ms,
 `BlazeFace`), which still scores headset faces in a webcam-sized frame well. Its face is kept when it is
 sure (score >= 0.5), or when it is fairly sure (>= 0.3) and the first scan had a candidate at the same
-place: two detectors agreeing. On 170 faces-dev headset photos pasted into 640x480 frames this finds
-94.7% of the faces (the full search alone: 91.2%) in 4.5 ms median, 7.7 ms p90 (docs/RESULTS.md).
+place: two detectors agreeing. On the 510 faces-dev headset photos pasted into 640x480 frames this finds
+97.3% of the faces (the RetinaFace passes alone: 92.7%) in 4.5 ms median, 7.9 ms p90 on one core
+(docs/RESULTS.md, section 6); `RetinaFaceDetector(blazeface=False)` is the detector without it.
 
 Alignment (what the classifier was trained on): FER+ crops are 48x48, from the forehead to just
 under the chin, the face filling the frame. Measured with this detector on 598 FER+ test faces
@@ -308,7 +309,8 @@ class BlazeFace:
         # letterbox: the image scaled into the 128x128 input, centred, black around it (as MediaPipe does)
         ox, oy = (self.SIZE - nw) // 2, (self.SIZE - nh) // 2
         x = np.zeros((self.SIZE, self.SIZE, 3), np.uint8)
-        x[oy:oy + nh, ox:ox + nw] = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+        x[oy:oy + nh, ox:ox + nw] = cv2.resize(bgr, (nw, nh), interpolation=interp)
         x = (x[:, :, ::-1].astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]   # RGB in [-1, 1]
         with self._lock:
             outs = dict(zip((o.name for o in self.session.get_outputs()),
