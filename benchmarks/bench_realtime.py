@@ -177,7 +177,8 @@ def part(name: str, threads: int, seconds: float, photo: Path) -> list[dict]:
         fn()
         pixels[0] = blaze_passes[0] = 0
         t = timeit(fn, seconds)
-        work = (pixels[0] * per_pixel / 1e9 + blaze_passes[0] * blaze_gflop) / len(t)
+        # timeit makes one untimed warm-up call before the timed ones: the counters saw len(t) + 1 calls
+        work = (pixels[0] * per_pixel / 1e9 + blaze_passes[0] * blaze_gflop) / (len(t) + 1)
         if label != "detector, full search":
             work += gflop_face                                           # one face classified (int8)
         rows.append(dict(row=label, batch=1, dtype="float32 det" + (" + int8 clf" if "frame" in label else ""),

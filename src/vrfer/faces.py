@@ -63,11 +63,13 @@ Box = tuple  # (x, y, w, h) in pixels, floats or ints
 @dataclass
 class Face:
     """One detected face: box (x, y, w, h) in image pixels, detector score, 5 landmarks
-    (left eye, right eye, nose, left and right mouth corner; (5, 2) x/y) when the detector gives them."""
+    (left eye, right eye, nose, left and right mouth corner; (5, 2) x/y) when the detector gives them,
+    and which detector found it ("retinaface" or "blazeface": their scores are not on one scale)."""
 
     box: tuple
     score: float = 1.0
     landmarks: np.ndarray | None = field(default=None, repr=False)
+    detector: str = field(default="retinaface", repr=False, compare=False)
 
     def int_box(self) -> tuple[int, int, int, int]:
         return tuple(int(round(v)) for v in self.box)
@@ -95,6 +97,12 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     if image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     return image
+
+
+def _inside(a: Box, b: Box) -> bool:
+    """Whether the centre of box a lies in box b."""
+    cx, cy = a[0] + a[2] / 2, a[1] + a[3] / 2
+    return b[0] <= cx <= b[0] + b[2] and b[1] <= cy <= b[1] + b[3]
 
 
 def iou(a: Box, b: Box) -> float:
@@ -293,19 +301,25 @@ class BlazeFace:
         except Exception as e:
             raise VrferError(f"BlazeFace face detector: onnxruntime cannot load it ({e})") from None
         self.input_name = self.session.get_inputs()[0].name
+        names = {o.name for o in self.session.get_outputs()}
+        if not {"regressors", "classificators"} <= names:
+            raise VrferError(f"BlazeFace face detector: the graph's outputs are {sorted(names)}, not regressors "
+                             "and classificators (use the shipped file, or RetinaFaceDetector(blazeface=False))")
         self.anchors = _blaze_anchors()
         self.nms = nms
         self._lock = threading.Lock()
 
     def detect(self, bgr: np.ndarray, threshold: float = 0.5, pad: float = 0.0) -> list[Face]:
-        """Faces in a BGR uint8 image scoring >= threshold, best first, boxes in RetinaFace's geometry
+        """Faces in a gray or BGR uint8 image scoring >= threshold, best first, boxes in RetinaFace's geometry
         (image pixels). No landmarks: BlazeFace's six keypoints are not RetinaFace's five."""
         import cv2
+        bgr = to_bgr(np.asarray(bgr))
         h, w = bgr.shape[:2]
         p = int(round(pad * max(h, w)))
         side = max(h, w) + 2 * p
         s = self.SIZE / side
         nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+        sx, sy = nw / w, nh / h                      # the scales actually applied (rounded sizes)
         # letterbox: the image scaled into the 128x128 input, centred, black around it (as MediaPipe does)
         ox, oy = (self.SIZE - nw) // 2, (self.SIZE - nh) // 2
         x = np.zeros((self.SIZE, self.SIZE, 3), np.uint8)
@@ -330,10 +344,11 @@ class BlazeFace:
         for i in idx[np.argsort(-score[idx])]:
             bx, by, bw_, bh_ = boxes[i]
             # input pixels -> image pixels, then RetinaFace's geometry (same centre and bottom edge)
-            cxi, bottom, wi = (bx + bw_ / 2 - ox) / s, (by + bh_ - oy) / s, bw_ / s
+            cxi, bottom, wi = (bx + bw_ / 2 - ox) / sx, (by + bh_ - oy) / sy, bw_ / sx
             W = wi / self.WIDTH_PER_RETINAFACE
             H = W / self.RETINAFACE_ASPECT
-            faces.append(Face((float(cxi - W / 2), float(bottom - H), float(W), float(H)), float(score[i]), None))
+            faces.append(Face((float(cxi - W / 2), float(bottom - H), float(W), float(H)), float(score[i]), None,
+                              "blazeface"))
         return faces
 
 
@@ -469,13 +484,19 @@ class RetinaFaceDetector:
         return next((f for f in found if iou(f.box, box) >= min_iou), None)
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        """All faces in a gray or BGR uint8 image, best first."""
+        """All faces in a gray or BGR uint8 image, best first (RetinaFace's and BlazeFace's scores are not
+        on one scale: each face says which detector found it)."""
         bgr = to_bgr(np.asarray(image))
         faces, cands = self._scan(bgr, self.scan_side, pad=0.0)
         if not faces and self.blazeface is not None:
             faces = self._second_opinion(bgr, cands)
-            if faces:
-                return faces
+            if faces:   # the slow passes are skipped; other faces the scan saw still get a zoomed look
+                others = [c for c in cands if c.score >= 0.2 and not any(_inside(c.box, f.box) for f in faces)]
+                for c in others[: self.max_zoom]:
+                    z = self.zoom(bgr, c.box, threshold=self.zoom_threshold)
+                    if z is not None and not any(iou(z.box, f.box) > 0.3 or _inside(z.box, f.box) for f in faces):
+                        faces.append(z)
+                return sorted(faces, key=lambda f: -f.score)
         if not faces:
             # large faces, faces that fill the photo (already cropped), faces behind a headset:
             # a second, finer pass with a border around the image
@@ -501,25 +522,28 @@ class RetinaFaceDetector:
 
     # BlazeFace's box shrinks for a face that fills the photo (0.76 x the width unpadded, 1.03 padded,
     # on faces-dev headset photos): such a face is looked at again on the padded image, and the
-    # unpadded box is used only when the padded pass does not see it
+    # unpadded box is kept only when the padded pass does not see it
     BLAZE_MAX_WIDTH = 0.45      # share of the image's long side
     BLAZE_PAD = 0.5             # border per side, share of the long side
 
     def _second_opinion(self, bgr: np.ndarray, cands: list[Face]) -> list[Face]:
-        """BlazeFace's faces where the first scan found none: on the image, then on it padded (faces that
-        fill it), each kept when BlazeFace is sure or the scan had a candidate there."""
-        long_side = max(bgr.shape[:2])
-        big: list[Face] = []
-        for pad in (0.0, self.BLAZE_PAD):
-            found = [f for f in self.blazeface.detect(bgr, self.blaze_threshold, pad)
-                     if f.box[2] >= self.min_face
-                     and (f.score >= self.blaze_sure or any(iou(c.box, f.box) > 0.2 for c in cands))]
-            if pad == 0.0:
-                big = [f for f in found if f.box[2] > self.BLAZE_MAX_WIDTH * long_side]
-                found = [f for f in found if f.box[2] <= self.BLAZE_MAX_WIDTH * long_side]
-            if found:
-                return found
-        return big
+        """BlazeFace's faces where the first scan found none, each kept when BlazeFace is sure or the scan
+        had a candidate there: on the image, then on it padded (faces that fill it, and wide faces)."""
+        def kept(found):
+            return [f for f in found if f.box[2] >= self.min_face
+                    and (f.score >= self.blaze_sure or any(iou(c.box, f.box) > 0.2 for c in cands))]
+
+        found = kept(self.blazeface.detect(bgr, self.blaze_threshold))
+        limit = self.BLAZE_MAX_WIDTH * max(bgr.shape[:2])
+        wide = [f for f in found if f.box[2] > limit]
+        if found and not wide:
+            return found
+        padded = kept(self.blazeface.detect(bgr, self.blaze_threshold, self.BLAZE_PAD))
+        out = [f for f in found if f.box[2] <= limit]
+        for f in wide:   # the padded pass's box of the same face where it sees it
+            out.append(max((g for g in padded if iou(g.box, f.box) > 0.3), key=lambda g: g.score, default=f))
+        out += [g for g in padded if not any(iou(g.box, f.box) > 0.3 for f in out)]
+        return sorted(out, key=lambda f: -f.score)
 
     def _mouth_check(self, bgr: np.ndarray, faces: list[Face], cands: list[Face]) -> list[Face]:
         """Behind a headset the nostrils and mouth can pass for a small face of their own. A face
