@@ -21,7 +21,7 @@ The full search is too slow for a real-time loop when a headset face is missed b
 `BlazeFace`), which still scores headset faces in a webcam-sized frame well. Its face is kept when it is
 sure (score >= 0.5), or when it is fairly sure (>= 0.3) and the first scan had a candidate at the same
 place: two detectors agreeing. On the 510 faces-dev headset photos pasted into 640x480 frames this finds
-97.3% of the faces (the RetinaFace passes alone: 92.7%) in 4.5 ms median, 7.9 ms p90 on one core
+97.3% of the faces (the RetinaFace passes alone: 92.7%) in 5.0 ms median, 8.2 ms p90 on one core
 (docs/RESULTS.md, section 6); `RetinaFaceDetector(blazeface=False)` is the detector without it.
 
 Alignment (what the classifier was trained on): FER+ crops are 48x48, from the forehead to just
