@@ -15,6 +15,11 @@ on the 26 face-free images of benchmarks/detect_headset.py. Variants:
     blazeface alone     BlazeFace on the whole frame, score >= 0.3
     vrfer (shipped)     RetinaFaceDetector().detect: scan, BlazeFace's second opinion, then the slow passes
     vrfer + refine      the same, BlazeFace's box replaced by a RetinaFace zoom at 160 px where it confirms it
+
+Then (not with --no-geometry) what BlazeFace's mapping and padding rest on: BlazeFace's own box width (before
+vrfer maps it, i.e. mapped width x BlazeFace.WIDTH_PER_RETINAFACE) over the clean RetinaFace box's width, and
+its centre and bottom offsets (share of that width / height), on the headset frames and on the headset photos
+themselves, unpadded and with the 50% border; and the time of one pass of each graph (median of 50).
 """
 
 from __future__ import annotations
@@ -62,7 +67,8 @@ def refined(det, face_px=160, context=1.5):
         faces = det.detect(bgr)
         out = []
         for f in faces:
-            z = det.zoom(bgr, f.box, context=context, face_px=face_px, threshold=0.05) if f.landmarks is None else None
+            z = (det.zoom(bgr, f.box, context=context, face_px=face_px, threshold=0.05)
+                 if f.detector == "blazeface" else None)
             out.append(Face(z.box, f.score, z.landmarks) if z is not None else f)
         return out
     return detect
@@ -110,6 +116,7 @@ def main(argv=None) -> int:
     ap.add_argument("--images", default=str(SHARED / "data" / "faces-dev" / "images"))
     ap.add_argument("--stride", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-geometry", action="store_true", help="only the strategies table")
     a = ap.parse_args(argv)
     files = sorted(p for p in Path(a.images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     shipped = RetinaFaceDetector(threads=a.threads)
@@ -135,7 +142,51 @@ def main(argv=None) -> int:
         t = np.array(times)
         print(f"  {name:<34} found {found / len(frames):6.1%}  ms median {np.median(t):5.1f}  p90 "
               f"{np.percentile(t, 90):6.1f}  false {false}/{len(negatives)}", flush=True)
+    if not a.no_geometry:
+        photos = []
+        for p in files[::a.stride]:
+            img = cv2.imread(str(p))
+            faces = plain.detect(img) if img is not None else []
+            if faces:
+                ref = max(faces, key=lambda f: f.score).box
+                photos.append((draw_headset(img, ref), ref))
+        geometry(shipped.blazeface, frames, photos)
+        timing(shipped, int8_detector(files[1::8], a.threads))
     return 0
+
+
+def geometry(blaze, frames, photos) -> None:
+    k = blaze.WIDTH_PER_RETINAFACE
+    print("BlazeFace's own box against the clean photo's RetinaFace box (medians; width ratio p10-p90):")
+    for name, data in (("headset frames", frames), ("headset photos", photos)):
+        for pad in (0.0, 0.5):
+            rows = []
+            for img, ref in data:
+                found = [f for f in blaze.detect(img, 0.3, pad) if iou(f.box, ref) > 0.3]
+                if found:
+                    x, y, w, h = max(found, key=lambda f: f.score).box
+                    rows.append((w * k / ref[2], (x + w / 2 - ref[0] - ref[2] / 2) / ref[2],
+                                 (y + h - ref[1] - ref[3]) / ref[3]))
+            if rows:
+                r = np.array(rows)
+                print(f"  {name:<15} pad {pad:.1f}: {len(r):3d} found; width ratio {np.median(r[:, 0]):.2f} "
+                      f"({np.percentile(r[:, 0], 10):.2f}-{np.percentile(r[:, 0], 90):.2f}), centre "
+                      f"{np.median(r[:, 1]):+.3f}, bottom {np.median(r[:, 2]):+.3f}")
+
+
+def timing(shipped, int8) -> None:
+    def med(fn):
+        fn()
+        t = []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            fn()
+            t.append(1000 * (time.perf_counter() - t0))
+        return np.median(t)
+    frame = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    print("one pass, median of 50 (ms): BlazeFace 128x128 "
+          f"{med(lambda: shipped.blazeface.detect(frame, 0.99)):.2f}; RetinaFace 320x240 float32 "
+          f"{med(lambda: shipped.raw(frame, 0.99)):.2f}, int8 {med(lambda: int8.raw(frame, 0.99)):.2f}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Averaging the probabilities of several lower-half models: FER+ valid and test (lower half) and CK+48
-(`--face none`), plain and with the prior shift of the first model (tau 0.25, 0.5), each model alone and
+(`--face none`), plain and with the prior shift of the first model (vrfer.pipeline.PostProcess,
+`--prior uniform`, tau 0.25, 0.5), each model alone and
 all together.
 
     python benchmarks/ensemble.py MODEL MODEL [...] [--root ../shared/data/ferplus] [--ck ../shared/data/ckplus48]
@@ -22,7 +23,7 @@ def main(argv=None) -> int:
     from vrfer.evaluate import metrics, predict_folder
     from vrfer.inference import predict_proba
     from vrfer.models import as_model
-    from vrfer.pipeline import train_prior
+    from vrfer.pipeline import PostProcess
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+")
@@ -37,13 +38,13 @@ def main(argv=None) -> int:
         m = as_model(name)
         probs[name] = {s: predict_proba(m, d.images) for s, d in sets.items()}
         labels["ck"], probs[name]["ck"], _ = predict_folder(name, a.ck, face="none", progress=False)
-    prior = np.asarray(train_prior(as_model(a.models[0]).cfg), np.float64)
+    cfg = as_model(a.models[0]).cfg
     for combo in [[n] for n in a.models] + ([a.models] if len(a.models) > 1 else []):
         for tau in (0.0, 0.25, 0.5):
             cells = []
             for split in ("valid", "test", "ck"):
                 p = np.mean([probs[n][split] for n in combo], 0)
-                r = metrics(labels[split], (np.log(np.clip(p, 1e-9, 1)) - tau * np.log(prior)).argmax(1))
+                r = metrics(labels[split], PostProcess(cfg, "uniform", tau).apply(p).argmax(1))
                 cells.append(f"{split} {100 * r['accuracy']:.2f}% / {r['mean_class_recall']:.3f}")
             print(f"{' + '.join(combo)}  tau {tau}:  " + "   ".join(cells), flush=True)
     return 0

@@ -284,8 +284,8 @@ class BlazeFace:
     quarter to a half of the image side, so `detect` can pad the image first (pad = border per side, as a
     share of the long side) for faces that fill it. Its boxes are mapped to RetinaFace's geometry (what
     the crop, vrfer.faces.square_box, was measured on): measured on faces-dev headset photos, BlazeFace's
-    box behind a headset is 0.96 x the width of RetinaFace's box of the clean face, with the same centre
-    and bottom edge; the height is set from the width by RetinaFace's median aspect (w = 0.73 h).
+    box behind a headset is 0.84-0.99 x the width of RetinaFace's box of the clean face (medians by image
+    kind; benchmarks/detector_variants.py), with the same centre and bottom edge; 0.96 sits between; the height is set from the width by RetinaFace's median aspect (w = 0.73 h).
     """
 
     SIZE = 128
@@ -520,7 +520,7 @@ class RetinaFaceDetector:
         faces.sort(key=lambda f: -f.score)
         return faces
 
-    # BlazeFace's box shrinks for a face that fills the photo (0.76 x the width unpadded, 1.03 padded,
+    # BlazeFace's box shrinks for a face that fills the photo (median 0.84 x the width unpadded, 0.99 padded,
     # on faces-dev headset photos): such a face is looked at again on the padded image, and the
     # unpadded box is kept only when the padded pass does not see it
     BLAZE_MAX_WIDTH = 0.45      # share of the image's long side

@@ -149,7 +149,7 @@ class FaceTracker:
         # the same face keeps its size from one frame to the next, once the region pass's box is mapped into
         # the full search's geometry (_corrected). The first look after a full search has no mapping yet:
         # when BlazeFace found the face it compares two detectors' boxes, which differ more (on tightly
-        # cropped photos BlazeFace's box can be ~1.5x RetinaFace's region box), so it accepts more there
+        # cropped photos BlazeFace's box can be much larger than RetinaFace's region box), so it accepts more there
         wide = self._fresh and self.face is not None and self.face.detector == "blazeface"
         lo, hi, min_iou = (0.35, 2.8, 0.2) if wide else (0.6, 1.6, 0.3)
         seen = [(f, f.box if self._fresh else self._corrected(f.box)) for f in found]
