@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from fakedata import make_rows, write_folders
@@ -110,6 +111,7 @@ def test_ddp_with_two_cpu_processes(tmp_path, data):
     (["--set", "optim.lrr=0.1"], "'optim.lrr'"),
     (["--set", "optim.batch_size=big"], "'optim.batch_size'"),
     (["--set", "input_mode=sideways"], "'input_mode'"),
+    (["--set", "data.balance=2"], "'data.balance'"),
     (["--init-from", "/nonexistent/run"], "/nonexistent/run"),
 ])
 def test_bad_recipe_gives_one_line_naming_the_key_or_path(tmp_path, data, capsys, args, expect):
@@ -252,3 +254,50 @@ def test_a_run_recorded_by_an_older_vrfer_resumes_with_new_keys_at_their_default
     assert r["data"]["val_limit"] == DEFAULTS["data"]["val_limit"]
     assert r["loss"] == DEFAULTS["loss"] and r["augment"]["headset"] == 0.0
     assert r["data"]["label_mode"] == "majority" and r["seed"] == 1   # what it recorded is kept
+
+
+def test_class_balanced_weights_draw_classes_as_asked():
+    """balance 1: every class drawn equally often; 0.5: in proportion to the square root of its size; 0: as is."""
+    from vrfer.training.trainer import balanced_weights, epoch_order
+    labels = np.repeat([0, 1, 2], [900, 90, 10])
+    share = lambda w: np.array([w[labels == c].sum() for c in range(3)])  # noqa: E731
+    assert share(balanced_weights(labels, 1.0)) == pytest.approx([1 / 3] * 3)
+    assert share(balanced_weights(labels, 0.5)) == pytest.approx(np.sqrt([900, 90, 10]) / np.sqrt([900, 90, 10]).sum())
+    assert share(balanced_weights(labels, 0.0)) == pytest.approx([0.9, 0.09, 0.01])
+    order = epoch_order(len(labels), 50, 64, torch.from_numpy(balanced_weights(labels, 1.0)),
+                        torch.Generator().manual_seed(0))
+    drawn = np.bincount(labels[order.numpy()], minlength=3) / len(order)
+    assert len(order) == 50 * 64 and np.all(np.abs(drawn - 1 / 3) < 0.03)
+    plain = epoch_order(len(labels), 10, 64, None, torch.Generator().manual_seed(0))
+    assert len(set(plain.tolist())) == 640  # plain shuffling never repeats an image
+
+
+def test_class_balanced_run_saves_calibrated_logits_and_resumes_identically(tmp_path, data, monkeypatch):
+    """Sampling by n^-q trains on a flattened prior; the saved file adds q * log prior back to the bias
+    (as the logit-adjusted loss does), and a killed run resumes to the same weights."""
+    from vrfer.training.trainer import class_prior, load_data
+    recipe = tiny(optim={"epochs": 2}, data={"balance": 0.5})
+    whole = train(recipe, data, tmp_path / "whole", quiet=True)
+    plain = train(tiny(optim={"epochs": 2}), data, tmp_path / "plain", quiet=True)
+    w, w_plain = load_file(str(whole / "final.safetensors")), load_file(str(plain / "final.safetensors"))
+    assert not torch.allclose(w["features.0.weight"], w_plain["features.0.weight"])
+    prior = class_prior(load_data(recipe, data)[0])
+    raw = torch.load(whole / "checkpoint.pt", weights_only=True)["model"]["classifier.bias"]
+    offset = 0.5 * torch.log(torch.as_tensor(prior, dtype=torch.float32).clamp_min(1e-4))
+    assert torch.allclose(w["classifier.bias"], raw + offset, atol=1e-5)
+
+    real, calls = trainer.train_one_epoch, []
+
+    def killed_in_epoch_2(net, opt, sched, batches, *args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            real(net, opt, sched, itertools.islice(batches, 1), *args, **kw)
+            raise KeyboardInterrupt
+        return real(net, opt, sched, batches, *args, **kw)
+    monkeypatch.setattr(trainer, "train_one_epoch", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, data, tmp_path / "killed", quiet=True)
+    monkeypatch.setattr(trainer, "train_one_epoch", real)
+    train(recipe, data, tmp_path / "killed", resume=True, quiet=True)
+    b = load_file(str(tmp_path / "killed" / "final.safetensors"))
+    assert all(torch.equal(w[k], b[k]) for k in w)

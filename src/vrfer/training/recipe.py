@@ -33,6 +33,8 @@ DEFAULTS: dict = {
         "skip_bad": False,
         "limit": 0,                  # >0: use only this many training images (smoke tests)
         "val_limit": 0,              # >0: validate on only this many images (0: the whole split)
+        "balance": 0.0,              # class-balanced sampling: image weight n_class^-balance (0 = plain
+                                     # shuffling, 0.5 = square-root, 1 = every class equally often)
     },
     "optim": {
         "lr": 0.01,
@@ -196,6 +198,8 @@ def validate(r: dict) -> None:
             raise VrferError(f"recipe: 'augment.{key}' is a share of faces, in [0, 1]; got {r['augment'][key]}")
     if r["optim"]["batch_size"] < 1 or r["optim"]["lr"] <= 0:
         raise VrferError("recipe: 'optim.batch_size' and 'optim.lr' must be positive")
+    if not 0 <= r["data"]["balance"] <= 1:
+        raise VrferError(f"recipe: 'data.balance' is an exponent in [0, 1], got {r['data']['balance']}")
     for key in ("limit", "val_limit"):
         if r["data"][key] < 0:
             raise VrferError(f"recipe: 'data.{key}' must be 0 (everything) or a positive number of images")

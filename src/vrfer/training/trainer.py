@@ -121,6 +121,22 @@ def prior_in_bias(model, offset: torch.Tensor | None):
             bias.copy_(saved)  # exactly as before (adding and subtracting is not exact in float)
 
 
+def balanced_weights(labels: np.ndarray, balance: float) -> np.ndarray:
+    """Sampling weight of each image, n_class^-balance (normalised): balance 1 draws every class equally
+    often, 0.5 in proportion to the square root of its size. Classes are the majority labels."""
+    counts = np.bincount(labels, minlength=int(labels.max()) + 1).astype(np.float64)
+    w = counts[labels] ** -balance
+    return w / w.sum()
+
+
+def epoch_order(n: int, steps: int, batch: int, weights: torch.Tensor | None, g: torch.Generator) -> torch.Tensor:
+    """The epoch's image order: a shuffle of the whole set, or (class-balanced sampling) as many images
+    drawn with replacement by `weights`. Drawn from the epoch's generator, so a resumed run draws the same."""
+    if weights is None:
+        return torch.randperm(n, generator=g)[:steps * batch]
+    return torch.multinomial(weights, steps * batch, replacement=True, generator=g)
+
+
 # ---------------------------------------------------------------- loss
 
 def loss_fn(logits, targets, labels, mode: str, smoothing: float, g: torch.Generator):
@@ -338,7 +354,13 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
     # every file this run writes carries the training prior (for --prior at inference)
     model.cfg = replace(model.cfg, extra={**model.cfg.extra, "train_prior": [round(float(v), 6) for v in prior]})
     cfg = model.cfg
-    la_offset = (tau * torch.log(torch.as_tensor(prior, dtype=torch.float32).clamp_min(1e-4))) if tau else None
+    log_prior = torch.log(torch.as_tensor(prior, dtype=torch.float32).clamp_min(1e-4))
+    la_offset = tau * log_prior if tau else None  # added to the logits in the loss
+    q = recipe["data"]["balance"]
+    sample_w = torch.from_numpy(balanced_weights(train_set.labels, q)) if q else None
+    # Sampling by n^-q trains on a prior ~ prior^(1-q): adding q * log prior gives back ordinary,
+    # prior-calibrated logits, so validation and every saved file mean the same as a plain run's.
+    post_offset = (tau + q) * log_prior if (tau or q) else None
     model.to(device)
     o = recipe["optim"]
     opt = make_optimizer(model, o)
@@ -391,7 +413,7 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         seed = recipe["seed"] * 100_003 + epoch
         torch.manual_seed(seed)               # dropout
         g = torch.Generator().manual_seed(seed)
-        perm = torch.randperm(len(train_set), generator=g)[: steps_per_epoch * per_rank_batch * world]
+        perm = epoch_order(len(train_set), steps_per_epoch, per_rank_batch * world, sample_w, g)
         batches = epoch_batches(images, labels, targets, perm[rank::world], steps_per_epoch, per_rank_batch, cfg, aug, g,
                                 teacher.cfg if teacher is not None else None)
         t0 = time.time()
@@ -402,7 +424,7 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         if phase == "sparse":
             dsd.apply_masks(model, rates)     # the paper re-prunes after every epoch of the sparse phase
 
-        val = evaluate(model, val_set, la_offset)
+        val = evaluate(model, val_set, post_offset)
         lr_now = opt.param_groups[0]["lr"]
         if o["schedule"] == "plateau":
             sched.step(1.0 - val["val_acc"])
@@ -415,7 +437,7 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         best_acc = max(best_acc, val["val_acc"])
         if main:
             if best:
-                with prior_in_bias(model, la_offset):
+                with prior_in_bias(model, post_offset):
                     save_model_plain(model, out / "best.safetensors")
             save_checkpoint(ckpt_path, {
                 "epoch": epoch + 1, "recipe": recipe, "model": model.state_dict(),
@@ -429,7 +451,7 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
                       f"val_loss {val['val_loss']:.4f} lr {lr_now:.2g} "
                       f"{row['time_s']}s ({row['img_per_s']} img/s){' *best*' if best else ''}", flush=True)
     if main:
-        with prior_in_bias(model, la_offset):
+        with prior_in_bias(model, post_offset):
             save_model_plain(model, out / "final.safetensors")
     if world > 1:
         import torch.distributed as tdist
