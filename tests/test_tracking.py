@@ -111,6 +111,39 @@ def test_a_moving_face_is_followed_and_a_lost_face_is_found_again(detector, phot
     assert back and max(square_errors(boxes + [back[0].box], offsets + [offsets[-1]])) < MAX_ERROR
 
 
+class AlternatingDetector:
+    """A still face that the region pass sees at its first size on even frames only, and on odd frames
+    at the second size, where its box sits 12% of the face lower and is 10% taller (behind a headset the
+    two sizes see different outlines)."""
+
+    def __init__(self):
+        self.frame = 0
+
+    def detect(self, bgr):
+        from vrfer.faces import Face
+        return [Face((200.0, 100.0, 150.0, 190.0), 0.9, None, detector="retinaface")]
+
+    def in_region(self, bgr, x, y, side, out_side, threshold):
+        from vrfer.faces import Face
+        first = out_side == int(round(160 * 1.5))
+        if first and self.frame % 2:
+            return []
+        box = (204.0, 110.0, 140.0, 170.0) if first else (204.0, 128.0, 140.0, 187.0)
+        return [Face(box, 0.9, None, detector="retinaface")]
+
+
+def test_a_face_seen_at_two_region_sizes_in_turn_keeps_one_box():
+    """Each region-pass size has its own mapping onto the tracked box, so alternating between them
+    does not make the box hop between two geometries."""
+    det = AlternatingDetector()
+    tracker = FaceTracker(det)
+    boxes = []
+    for _ in range(16):
+        boxes.append(tracker.update(np.zeros((480, 640, 3), np.uint8))[0].box)
+        det.frame += 1
+    assert len(set(boxes[SETTLE:])) == 1
+
+
 # ------------------------------------------------------------------------------------ vrfer predict
 
 def predict_json(capfd, video) -> list[dict]:

@@ -121,8 +121,8 @@ class FaceTracker:
         self.missed = 0
         self.frame = 0
         self._scale = 1.0
-        self._fresh = False                # the box comes from a full search: calibrate on the next region pass
-        self._corr = (0.0, 0.0, 1.0, 1.0)
+        self._corr: dict[int, tuple] = {}  # per region-pass face size: how its boxes map onto the tracked box
+        self._acquired_by = ""             # the detector of the full search that started the track
         self.filter.reset()
 
     def _state(self, box) -> np.ndarray:
@@ -136,23 +136,28 @@ class FaceTracker:
         return (cx * self._scale - w / 2, cy * self._scale - h / 2, w, h)
 
     def _acquire(self, face: Face) -> None:
-        self.face, self.box, self.missed, self._fresh = face, tuple(float(v) for v in face.box), 0, True
-        self._corr = (0.0, 0.0, 1.0, 1.0)
+        self.face, self.box, self.missed = face, tuple(float(v) for v in face.box), 0
+        self._acquired_by = face.detector
+        self._corr = {}
         self._scale = max(1.0, float(face.box[2]))
         self.filter.reset(self._state(self.box), self.frame / self.fps)
 
     # -- one frame ---------------------------------------------------------------------------------
     def _look(self, bgr: np.ndarray, face_px: int, threshold: float) -> Face | None:
+        """The face in the region around the tracked box at this pass size, or None. Its box is compared
+        with the tracked one after mapping through this pass size's calibration (_corrected); a pass size
+        not yet calibrated compares raw boxes, with the wider tolerance of a first look."""
         x, y, side = region(self.box, self.context)
         found = self.detector.in_region(bgr, x, y, side, int(round(face_px * self.context)), threshold)
         bw, bh = self.box[2], self.box[3]
         # the same face keeps its size from one frame to the next, once the region pass's box is mapped into
-        # the full search's geometry (_corrected). The first look after a full search has no mapping yet:
-        # when BlazeFace found the face it compares two detectors' boxes, which differ more (on tightly
-        # cropped photos BlazeFace's box can be much larger than RetinaFace's region box), so it accepts more there
-        wide = self._fresh and self.face is not None and self.face.detector == "blazeface"
+        # the full search's geometry (_corrected). A pass size's first look has no mapping yet: when BlazeFace
+        # started the track it compares two detectors' boxes, which differ more (on tightly cropped photos
+        # BlazeFace's box can be much larger than RetinaFace's region box), so it accepts more there
+        raw = face_px not in self._corr
+        wide = raw and self._acquired_by == "blazeface"
         lo, hi, min_iou = (0.35, 2.8, 0.2) if wide else (0.6, 1.6, 0.3)
-        seen = [(f, f.box if self._fresh else self._corrected(f.box)) for f in found]
+        seen = [(f, f.box if raw else self._corrected(f.box, face_px)) for f in found]
         ok = [(f, b) for f, b in seen if iou(b, self.box) >= min_iou
               and lo <= (b[2] * b[3]) / max(bw * bh, 1e-6) <= hi]
         return max(ok, key=lambda fb: (iou(fb[1], self.box), fb[0].score))[0] if ok else None
@@ -167,17 +172,18 @@ class FaceTracker:
 
     def _update(self, bgr: np.ndarray) -> list[Face]:
         if self.box is not None:
-            f = self._look(bgr, self.track_face_px, self.track_threshold)
+            px = self.track_face_px
+            f = self._look(bgr, px, self.track_threshold)
             if f is None and self.second_look_px:
-                f = self._look(bgr, self.second_look_px, self.track_threshold)
+                px = self.second_look_px
+                f = self._look(bgr, px, self.track_threshold)
             if f is not None:
                 self.confirmed += 1
                 self.missed, self.face = 0, f
-                if self._fresh:          # first region pass after a full search: how its boxes sit
-                    self._fresh = False  # against the full search's (see _calibrate)
-                    self._calibrate(f.box)
+                if px not in self._corr:  # first box of this pass size since the search: how its boxes sit
+                    self._calibrate(f.box, px)  # against the tracked one (see _calibrate)
                 else:
-                    self._smooth(self._corrected(f.box))
+                    self._smooth(self._corrected(f.box, px))
                 return [Face(self.box, f.score, f.landmarks)]
             self.missed += 1
             if self.missed <= self.max_missed:
@@ -191,18 +197,21 @@ class FaceTracker:
         self._acquire(max(faces, key=lambda f: f.box[2] * f.box[3] * f.score))
         return [self.face]
 
-    def _calibrate(self, measured) -> None:
+    def _calibrate(self, measured, face_px: int) -> None:
         """The region pass sees the face smaller than the full search does (behind a headset RetinaFace's
         box depends on the scale), and the crop geometry (vrfer.faces.square_box) was measured on the
         full search's boxes. So the offset and size ratio between the two on the frame where both looked
         are kept, and every later region box is mapped through them: the crop then matches the one a photo
-        of the same face gets, and the region pass only says how the face moved."""
+        of the same face gets, and the region pass only says how the face moved. Each pass size gets its
+        own mapping (behind a headset the 160 px and 320 px passes see the face differently), made on its
+        first box, against the tracked box: a face whose region pass alternates between the two sizes then
+        keeps one box instead of hopping between two geometries."""
         fx, fy, fw, fh = self.box
         mx, my, mw, mh = measured
-        self._corr = (((fx + fw / 2) - (mx + mw / 2)) / mw, ((fy + fh) - (my + mh)) / mw, fw / mw, fh / mh)
+        self._corr[face_px] = (((fx + fw / 2) - (mx + mw / 2)) / mw, ((fy + fh) - (my + mh)) / mw, fw / mw, fh / mh)
 
-    def _corrected(self, measured) -> tuple:
-        dx, db, sw, sh = self._corr
+    def _corrected(self, measured, face_px: int) -> tuple:
+        dx, db, sw, sh = self._corr[face_px]
         mx, my, mw, mh = measured
         w, h = sw * mw, sh * mh
         cx, bottom = mx + mw / 2 + dx * mw, my + mh + db * mw
