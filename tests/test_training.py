@@ -68,22 +68,27 @@ def test_two_stage_dsd_run(tmp_path, data):
     assert len(metrics(stage2)) == 3 and (stage2 / "curves.png").stat().st_size > 1000
 
 
-def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path, data, monkeypatch, capsys):
-    recipe = tiny(dsd={"enabled": True, "dense": 1, "sparse": 1, "redense": 1})
-    whole = train(recipe, data, tmp_path / "whole", quiet=True)
-
+def kill_two_steps_into_epoch_2(monkeypatch, recipe, data, out) -> None:
+    """Train `recipe` into `out` until two steps into the second epoch, where the process 'dies'."""
     real, calls = trainer.train_one_epoch, []
 
     def killed_in_epoch_2(net, opt, sched, batches, *args, **kw):
         calls.append(1)
-        if len(calls) == 2:  # two steps into the second epoch, the process dies
+        if len(calls) == 2:
             real(net, opt, sched, itertools.islice(batches, 2), *args, **kw)
             raise KeyboardInterrupt
         return real(net, opt, sched, batches, *args, **kw)
     monkeypatch.setattr(trainer, "train_one_epoch", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        train(recipe, data, tmp_path / "killed", quiet=True)
+        train(recipe, data, out, quiet=True)
     monkeypatch.setattr(trainer, "train_one_epoch", real)
+
+
+def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path, data, monkeypatch, capsys):
+    recipe = tiny(dsd={"enabled": True, "dense": 1, "sparse": 1, "redense": 1})
+    whole = train(recipe, data, tmp_path / "whole", quiet=True)
+
+    kill_two_steps_into_epoch_2(monkeypatch, recipe, data, tmp_path / "killed")
     assert len(metrics(tmp_path / "killed")) == 1
     capsys.readouterr()
     train(recipe, data, tmp_path / "killed", resume=True)
@@ -286,18 +291,7 @@ def test_class_balanced_run_saves_calibrated_logits_and_resumes_identically(tmp_
     offset = 0.5 * torch.log(torch.as_tensor(prior, dtype=torch.float32).clamp_min(1e-4))
     assert torch.allclose(w["classifier.bias"], raw + offset, atol=1e-5)
 
-    real, calls = trainer.train_one_epoch, []
-
-    def killed_in_epoch_2(net, opt, sched, batches, *args, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            real(net, opt, sched, itertools.islice(batches, 1), *args, **kw)
-            raise KeyboardInterrupt
-        return real(net, opt, sched, batches, *args, **kw)
-    monkeypatch.setattr(trainer, "train_one_epoch", killed_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        train(recipe, data, tmp_path / "killed", quiet=True)
-    monkeypatch.setattr(trainer, "train_one_epoch", real)
+    kill_two_steps_into_epoch_2(monkeypatch, recipe, data, tmp_path / "killed")
     train(recipe, data, tmp_path / "killed", resume=True, quiet=True)
     b = load_file(str(tmp_path / "killed" / "final.safetensors"))
     assert all(torch.equal(w[k], b[k]) for k in w)

@@ -313,9 +313,10 @@ def train_one_epoch(net, opt, sched, batches, recipe: dict, g, device, la_offset
     return loss_sum, n_seen
 
 
-def evaluate(model, val_set: FaceSet, la_offset=None) -> dict:
-    """Validation accuracy, mean per-class recall and loss, with the prior-calibrated logits."""
-    with prior_in_bias(model, la_offset):
+def evaluate(model, val_set: FaceSet, offset=None) -> dict:
+    """Validation accuracy, mean per-class recall and loss, with the prior-calibrated logits (`offset`:
+    what a logit-adjusted or class-balanced run adds to its bias to get them)."""
+    with prior_in_bias(model, offset):
         probs = predict_proba(model, val_set.images, batch_size=512)
     pred = probs.argmax(1)
     present = np.unique(val_set.labels)  # mean per-class recall: what the minority classes get
