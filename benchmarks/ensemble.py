@@ -1,7 +1,6 @@
-"""Averaging the probabilities of several lower-half models: FER+ valid and test (lower half) and CK+48
-(`--face none`), plain and with the prior shift of the first model (vrfer.pipeline.PostProcess,
-`--prior uniform`, tau 0.25, 0.5), each model alone and
-all together.
+"""Averaging the probabilities of several models (lower-half or full-face alike: each sees its own input) on
+FER+ valid and test and CK+48 (`--face none`), plain and with the prior shift of the first model
+(vrfer.pipeline.PostProcess, `--prior uniform`, tau 0.25, 0.5), each model alone and all together.
 
     python benchmarks/ensemble.py MODEL MODEL [...] [--root ../shared/data/ferplus] [--ck ../shared/data/ckplus48]
 """

@@ -12,6 +12,7 @@ from fakedata import make_rows, write_folders
 from safetensors.torch import load_file
 
 from vrfer.classes import CLASSES
+from vrfer.errors import VrferError
 from vrfer.cli import main
 from vrfer.training import dsd, trainer
 from vrfer.training.recipe import from_dict
@@ -174,6 +175,35 @@ def test_distillation_pulls_the_student_towards_the_full_face_teacher(tmp_path, 
         p = predict_proba(create_model(str(run / "final.safetensors")), faces)
         return float(p[:, CLASSES.index("contempt")].mean())
     assert contempt_share(0.0) < 0.3 < 0.6 < contempt_share(0.9)   # measured: 0.16 and 0.72
+
+
+def test_an_ensemble_teacher_teaches_the_mean_of_its_members(tmp_path, data):
+    """distill.teacher "a+b": one member sure of contempt, one sure of happiness; the distilled student
+    splits its answers between the two, where either teacher alone would pull it all one way."""
+    from vrfer.datasets.ferplus import load_ferplus
+    from vrfer.inference import predict_proba
+    from vrfer.models import create_model, save_model
+    for name in ("contempt", "happiness"):
+        torch.manual_seed(0)
+        t = create_model("vrfer-cnn-small", image_size=24)
+        with torch.no_grad():
+            t.classifier.bias.zero_()[CLASSES.index(name)] = 6.0
+        save_model(t, tmp_path / f"{name}.safetensors")
+    spec = f"{tmp_path / 'contempt.safetensors'}+{tmp_path / 'happiness.safetensors'}"
+    run = train(tiny(input_mode="visible-half", optim={"epochs": 4},
+                     distill={"teacher": spec, "weight": 0.95, "temperature": 1.0}), data, tmp_path / "s", quiet=True)
+    p = predict_proba(create_model(str(run / "final.safetensors")), load_ferplus(data["ferplus"], "train").images)
+    contempt, happiness = p[:, CLASSES.index("contempt")].mean(), p[:, CLASSES.index("happiness")].mean()
+    assert 0.25 < contempt < 0.65 and 0.25 < happiness < 0.65   # measured: 0.41 and 0.36
+
+
+def test_an_ensemble_teacher_refuses_members_that_take_other_inputs(tmp_path, data):
+    from vrfer.models import create_model, save_model
+    save_model(create_model("vrfer-cnn-small", image_size=24), tmp_path / "a.safetensors")
+    save_model(create_model("vrfer-cnn-small", image_size=48), tmp_path / "b.safetensors")
+    spec = f"{tmp_path / 'a.safetensors'}+{tmp_path / 'b.safetensors'}"
+    with pytest.raises(VrferError, match="takes another input than"):
+        train(tiny(distill={"teacher": spec, "weight": 0.5}), data, tmp_path / "s", quiet=True)
 
 
 def test_resume_takes_the_recorded_recipe_and_refuses_a_changed_key(tmp_path, data, capsys):

@@ -63,7 +63,7 @@ DEFAULTS: dict = {
         "redense": 0,                # epochs of the final dense phase
         "sparsity": [0.2, 0.5],      # [second conv, last conv], linear in between; conv1 never pruned
     },
-    "distill": {"teacher": "", "weight": 0.0, "temperature": 4.0},
+    "distill": {"teacher": "", "weight": 0.0, "temperature": 4.0},  # teacher: a model, or "a+b+..." (ensemble)
 }
 
 

@@ -261,6 +261,22 @@ def make_scheduler(opt, o: dict, epochs: int, steps_per_epoch: int):
 
 # ---------------------------------------------------------------- one epoch
 
+def load_teachers(spec: str, device) -> list | None:
+    """`distill.teacher`: one model, or several joined by "+" (an ensemble). Every member must take the
+    same input, since all of them see the one augmented face prepared for the first."""
+    if not spec:
+        return None
+    members = [create_model(name.strip()).to(device).eval() for name in spec.split("+")]
+    first = members[0].cfg
+    for name, m in zip(spec.split("+"), members):
+        c = m.cfg
+        if (c.image_size, c.in_chans, c.mean, c.std, c.input_mode, c.occlusion) != \
+                (first.image_size, first.in_chans, first.mean, first.std, first.input_mode, first.occlusion):
+            raise VrferError(f"distill.teacher: {name.strip()} takes another input than {spec.split('+')[0].strip()} "
+                             "(an ensemble's members must share image size, channels, mean/std and input mode)")
+    return members
+
+
 def epoch_batches(images, labels, targets, order, steps: int, batch: int, cfg, aug, g, teacher_cfg=None):
     """Augmented batches of one epoch in `order`: (x, labels, targets, teacher's x or None).
 
@@ -293,11 +309,11 @@ def train_one_epoch(net, opt, sched, batches, recipe: dict, g, device, la_offset
                 logits = logits + la_offset.to(logits.device)
             loss = loss_fn(logits.float(), t, y, mode, smoothing, g)
             if teacher is not None:
-                with torch.no_grad():
-                    tl = teacher(x_teacher.to(device)).float()
                 T = kd["temperature"]
-                soft = F.kl_div(F.log_softmax(logits.float() / T, 1), F.softmax(tl / T, 1),
-                                reduction="batchmean") * T * T
+                with torch.no_grad():  # an ensemble teaches the mean of its members' softened answers
+                    xt = x_teacher.to(device)
+                    target = torch.stack([F.softmax(m(xt).float() / T, 1) for m in teacher]).mean(0)
+                soft = F.kl_div(F.log_softmax(logits.float() / T, 1), target, reduction="batchmean") * T * T
                 loss = (1 - kd["weight"]) * loss + kd["weight"] * soft
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -393,9 +409,7 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
     elif main:
         (out / "recipe.json").write_text(json.dumps(recipe, indent=2))
 
-    teacher = None
-    if recipe["distill"]["teacher"] and recipe["distill"]["weight"] > 0:
-        teacher = create_model(recipe["distill"]["teacher"]).to(device).eval()
+    teacher = load_teachers(recipe["distill"]["teacher"], device) if recipe["distill"]["weight"] > 0 else None
 
     net = model
     if world > 1:
@@ -416,7 +430,7 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         g = torch.Generator().manual_seed(seed)
         perm = epoch_order(len(train_set), steps_per_epoch, per_rank_batch * world, sample_w, g)
         batches = epoch_batches(images, labels, targets, perm[rank::world], steps_per_epoch, per_rank_batch, cfg, aug, g,
-                                teacher.cfg if teacher is not None else None)
+                                teacher[0].cfg if teacher is not None else None)
         t0 = time.time()
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs} [{phase}]", disable=quiet or not main,
                    mininterval=2.0, leave=False, dynamic_ncols=True)
