@@ -266,13 +266,12 @@ def load_teachers(spec: str, device) -> list | None:
     same input, since all of them see the one augmented face prepared for the first."""
     if not spec:
         return None
-    members = [create_model(name.strip()).to(device).eval() for name in spec.split("+")]
-    first = members[0].cfg
-    for name, m in zip(spec.split("+"), members):
-        c = m.cfg
-        if (c.image_size, c.in_chans, c.mean, c.std, c.input_mode, c.occlusion) != \
-                (first.image_size, first.in_chans, first.mean, first.std, first.input_mode, first.occlusion):
-            raise VrferError(f"distill.teacher: {name.strip()} takes another input than {spec.split('+')[0].strip()} "
+    names = [n.strip() for n in spec.split("+")]
+    members = [create_model(n).to(device).eval() for n in names]
+    key = lambda c: (c.image_size, c.in_chans, c.mean, c.std, c.input_mode, c.occlusion)  # noqa: E731
+    for name, m in zip(names[1:], members[1:]):
+        if key(m.cfg) != key(members[0].cfg):
+            raise VrferError(f"distill.teacher: {name} takes another input than {names[0]} "
                              "(an ensemble's members must share image size, channels, mean/std and input mode)")
     return members
 
