@@ -118,6 +118,7 @@ def test_ddp_with_two_cpu_processes(tmp_path, data):
     (["--set", "optim.batch_size=big"], "'optim.batch_size'"),
     (["--set", "input_mode=sideways"], "'input_mode'"),
     (["--set", "data.balance=2"], "'data.balance'"),
+    (["--set", "optim.ema=1"], "'optim.ema'"),
     (["--init-from", "/nonexistent/run"], "/nonexistent/run"),
 ])
 def test_bad_recipe_gives_one_line_naming_the_key_or_path(tmp_path, data, capsys, args, expect):
@@ -325,3 +326,34 @@ def test_class_balanced_run_saves_calibrated_logits_and_resumes_identically(tmp_
     train(recipe, data, tmp_path / "killed", resume=True, quiet=True)
     b = load_file(str(tmp_path / "killed" / "final.safetensors"))
     assert all(torch.equal(w[k], b[k]) for k in w)
+
+
+def test_ema_saves_the_moving_average_of_the_weights_and_resumes_identically(tmp_path, data, monkeypatch):
+    """optim.ema: the saved model is the average of the weights over the steps (masks applied), not the
+    last step's weights; it is what validation scores; a killed run resumes to the same average."""
+    from vrfer.training.ema import WeightEMA
+    dsd_on = {"enabled": True, "dense": 1, "sparse": 1, "redense": 1}
+    recipe = tiny(optim={"ema": 0.9}, dsd=dsd_on)
+    whole = train(recipe, data, tmp_path / "whole", quiet=True)
+    saved = load_file(str(whole / "final.safetensors"))
+    state = torch.load(whole / "checkpoint.pt", weights_only=True)
+    trained = state["model"]
+    assert not torch.allclose(saved["features.0.weight"], trained["features.0.weight"])
+    assert torch.equal(saved["features.0.weight"], state["ema"]["shadow"]["features.0.weight"])
+    rows = metrics(whole)
+    assert all("val_acc_trained" in r for r in rows)
+
+    kill_two_steps_into_epoch_2(monkeypatch, recipe, data, tmp_path / "killed")
+    train(recipe, data, tmp_path / "killed", resume=True, quiet=True)
+    b = load_file(str(tmp_path / "killed" / "final.safetensors"))
+    assert saved.keys() == b.keys() and all(torch.equal(saved[k], b[k]) for k in saved)
+
+    # the average itself: after the warm-up, each step moves it by (1 - decay) towards the weights
+    net = torch.nn.Linear(2, 1)
+    ema = WeightEMA(net, 0.5)
+    ema.steps = 100
+    start = ema.shadow["weight"].clone()
+    with torch.no_grad():
+        net.weight.add_(2.0)
+    ema.update(net)
+    assert torch.allclose(ema.shadow["weight"], start + 1.0)

@@ -81,13 +81,13 @@ def measured_sparsity(model: nn.Module) -> dict[str, float]:
 
 def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """State dict with masks baked in and the usual key names (weight, not weight_orig/weight_mask)."""
-    out = {}
-    for k, v in model.state_dict().items():
+    out, sd = {}, model.state_dict()
+    for k, v in sd.items():
         if k.endswith("weight_mask"):
             continue
         if k.endswith("weight_orig"):
             base = k[: -len("_orig")]
-            v = v * model.state_dict()[base + "_mask"]
+            v = v * sd[base + "_mask"]
             k = base
         out[k] = v.detach().clone()
     return out

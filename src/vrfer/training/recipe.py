@@ -48,6 +48,8 @@ DEFAULTS: dict = {
         "lr_floor": 1e-5,
         "warmup_epochs": 0,          # cosine only
         "label_smoothing": 0.0,
+        "ema": 0.0,                  # >0: decay of a moving average of the weights (e.g. 0.998), which is
+                                     # what is validated, chosen as best and saved; 0 = the weights as trained
     },
     "augment": {"flip": True, "shift": 0.0, "rotate": 0.0, "scale": 0.0,
                 "headset": 0.0,              # share of faces with a synthetic headset painted over the top
@@ -198,6 +200,8 @@ def validate(r: dict) -> None:
             raise VrferError(f"recipe: 'augment.{key}' is a share of faces, in [0, 1]; got {r['augment'][key]}")
     if r["optim"]["batch_size"] < 1 or r["optim"]["lr"] <= 0:
         raise VrferError("recipe: 'optim.batch_size' and 'optim.lr' must be positive")
+    if not 0 <= r["optim"]["ema"] < 1:
+        raise VrferError(f"recipe: 'optim.ema' is a decay in [0, 1) (0 = off), got {r['optim']['ema']}")
     if not 0 <= r["data"]["balance"] <= 1:
         raise VrferError(f"recipe: 'data.balance' is an exponent in [0, 1], got {r['data']['balance']}")
     for key in ("limit", "val_limit"):

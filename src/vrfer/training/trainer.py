@@ -12,6 +12,7 @@ Under `torchrun` it trains with DistributedDataParallel (gloo on CPU, nccl on CU
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from ..inference import predict_proba
 from ..models.registry import bundled_models, create_model, load_checkpoint, save_model
 from ..preprocess import Augment, prepare
 from . import dsd
+from .ema import WeightEMA
 from .recipe import total_epochs, with_defaults
 
 CHECKPOINT = "checkpoint.pt"
@@ -195,7 +197,6 @@ def write_metrics(metrics: list[dict], path: Path) -> None:
 def save_model_plain(model, path: Path) -> None:
     """Save with DSD masks baked in, under the usual weight names."""
     if dsd.is_pruned(model):
-        import copy
         clone = copy.deepcopy(model)
         dsd.remove_masks(clone)
         save_model(clone, path, model.cfg)
@@ -214,7 +215,11 @@ def plot_curves(metrics: list[dict], path: Path) -> None:
     ax[0].plot(ep, [m["train_loss"] for m in metrics], label="train")
     ax[0].plot(ep, [m["val_loss"] for m in metrics], label="validation")
     ax[0].set_title("loss"); ax[0].legend()
-    ax[1].plot(ep, [100 * m["val_acc"] for m in metrics], color="C2")
+    ax[1].plot(ep, [100 * m["val_acc"] for m in metrics], color="C2", label="saved model")
+    if "val_acc_trained" in metrics[-1]:  # optim.ema: the average is saved; the trained weights beside it
+        ax[1].plot(ep, [100 * m.get("val_acc_trained", m["val_acc"]) for m in metrics], color="C2", ls="--",
+                   label="trained weights")
+        ax[1].legend()
     ax[1].set_title("validation accuracy (%)")
     ax[2].semilogy(ep, [m["lr"] for m in metrics], color="C3")
     ax[2].set_title("learning rate")
@@ -293,7 +298,7 @@ def epoch_batches(images, labels, targets, order, steps: int, batch: int, cfg, a
 
 
 def train_one_epoch(net, opt, sched, batches, recipe: dict, g, device, la_offset=None, teacher=None,
-                    bar=None) -> tuple[float, int]:
+                    bar=None, ema=None) -> tuple[float, int]:
     """One pass over `batches`; returns (summed loss, faces seen). Steps a per-step schedule."""
     o, kd = recipe["optim"], recipe["distill"]
     mode, smoothing = recipe["data"]["label_mode"], o["label_smoothing"]
@@ -319,6 +324,8 @@ def train_one_epoch(net, opt, sched, batches, recipe: dict, g, device, la_offset
         opt.step()
         if o["schedule"] != "plateau":
             sched.step()
+        if ema is not None:
+            ema.update(net.module if hasattr(net, "module") else net)
         loss_sum += loss.item() * len(y)
         n_seen += len(y)
         if bar is not None:
@@ -388,6 +395,10 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
     dcfg = recipe["dsd"]
     rates = dsd.layer_sparsity_targets(model, dcfg["sparsity"]) if dcfg["enabled"] else {}
     start_epoch, best_acc, metrics = 0, -1.0, []
+    # With optim.ema the moving average is the model: validated, chosen as best and saved (an unpruned copy
+    # holds it); the trained weights, their masks and the optimiser go on as without it.
+    ema = WeightEMA(model, o["ema"]) if o["ema"] else None
+    averaged = copy.deepcopy(model) if ema is not None else None
     if resume:
         state = load_checkpoint_state(ckpt_path)
         started = with_defaults(state["recipe"])
@@ -402,6 +413,8 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng_cpu"])
         start_epoch, best_acc, metrics = state["epoch"], state["best_acc"], state["metrics"]
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         if main and not quiet:
             print(f"resuming {out} after epoch {start_epoch} of {epochs} (best validation accuracy so far "
                   f"{100 * best_acc:.2f}%)", flush=True)
@@ -433,12 +446,17 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         t0 = time.time()
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs} [{phase}]", disable=quiet or not main,
                    mininterval=2.0, leave=False, dynamic_ncols=True)
-        loss_sum, n_seen = train_one_epoch(net, opt, sched, batches, recipe, g, device, la_offset, teacher, bar)
+        loss_sum, n_seen = train_one_epoch(net, opt, sched, batches, recipe, g, device, la_offset, teacher, bar, ema)
         bar.close()
         if phase == "sparse":
             dsd.apply_masks(model, rates)     # the paper re-prunes after every epoch of the sparse phase
 
         val = evaluate(model, val_set, post_offset)
+        keep = model                          # the model this epoch validates, may choose and saves
+        if ema is not None:
+            keep = ema.copy_to(averaged)
+            val = {**evaluate(keep, val_set, post_offset), "val_acc_trained": val["val_acc"],
+                   "val_mean_recall_trained": val["val_mean_recall"]}
         lr_now = opt.param_groups[0]["lr"]
         if o["schedule"] == "plateau":
             sched.step(1.0 - val["val_acc"])
@@ -451,12 +469,13 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         best_acc = max(best_acc, val["val_acc"])
         if main:
             if best:
-                with prior_in_bias(model, post_offset):
-                    save_model_plain(model, out / "best.safetensors")
+                with prior_in_bias(keep, post_offset):
+                    save_model_plain(keep, out / "best.safetensors")
             save_checkpoint(ckpt_path, {
                 "epoch": epoch + 1, "recipe": recipe, "model": model.state_dict(),
                 "masks": dsd.get_masks(model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng_cpu": torch.get_rng_state(), "best_acc": best_acc, "metrics": metrics})
+                "rng_cpu": torch.get_rng_state(), "best_acc": best_acc, "metrics": metrics,
+                **({"ema": ema.state_dict()} if ema is not None else {})})
             write_metrics(metrics, out / "metrics.jsonl")
             plot_curves(metrics, out / "curves.png")
             if not quiet:
@@ -465,8 +484,9 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
                       f"val_loss {val['val_loss']:.4f} lr {lr_now:.2g} "
                       f"{row['time_s']}s ({row['img_per_s']} img/s){' *best*' if best else ''}", flush=True)
     if main:
-        with prior_in_bias(model, post_offset):
-            save_model_plain(model, out / "final.safetensors")
+        last = ema.copy_to(averaged) if ema is not None else model
+        with prior_in_bias(last, post_offset):
+            save_model_plain(last, out / "final.safetensors")
     if world > 1:
         import torch.distributed as tdist
         tdist.barrier()
