@@ -12,7 +12,7 @@ Rows (each in a child process pinned with `taskset`, threads as stated; vrfer.th
 GFLOP/s: counted work (multiply-adds x 2 of every Conv/Gemm of the ONNX graphs at the shapes run, the
 detector's passes (RetinaFace pixels, BlazeFace 128x128 passes) counted as they happen) over the median time; share of peak: against benchmarks/peak.py
 on core 0 (fp32 FMA for float32; for int8 the AMX int8 peak where the CPU has AMX, as onnxruntime's int8
-kernels use AMX there, and the AVX-512 VNNI peak beside it). "hog": one busy-looping process per core, started before and stopped after each row.
+kernels use AMX there, else the SIMD int8 dot-product peak (AVX-512 VNNI, AVX-VNNI or AVX2), shown beside it). "hog": one busy-looping process per core, started before and stopped after each row.
 The load average before the run is printed: other jobs on the machine slow every row.
 """
 
@@ -233,14 +233,15 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(HERE))
     import onnxruntime
     import peak
-    peaks = {"both": peak.measure(0)}
-    fp32, vnni, amx = (peaks["both"].get(k, float("nan")) for k in ("fp32_fma", "int8_vnni", "int8_amx"))
+    peaks = peak.measure(0)
+    (fp32_isa, fp32), (dot_isa, dot) = peak.pick(peaks, "fp32"), peak.pick(peaks, "int8")
+    amx = peaks.get("int8_amx", float("nan"))
     print(f"{os.cpu_count()} CPUs, onnxruntime {onnxruntime.__version__}; load average {os.getloadavg()[0]:.2f} "
           f"before the run; photo {a.photo.name}")
-    print(f"peak of core 0 (benchmarks/peak.py): fp32 FMA {fp32:.1f} GFLOP/s, int8 VNNI {vnni:.1f} GOP/s, "
+    print(f"peak of core 0 (benchmarks/peak.py): {fp32_isa} {fp32:.1f} GFLOP/s, {dot_isa} {dot:.1f} GOP/s, "
           f"int8 AMX {amx:.1f} GOP/s")
     head = (f"{'':<36} {'load':<5} {'threads':>7} {'taskset':>7} {'batch':>5} {'min ms':>8} {'median':>8} "
-            f"{'p90':>8} {'per item':>9} {'/s':>7} {'GFLOP/s':>8} {'of peak':>7} {'(VNNI)':>7}")
+            f"{'p90':>8} {'per item':>9} {'/s':>7} {'GFLOP/s':>8} {'of peak':>7} {'(dot)':>7}")
     print(head)
     print("-" * len(head))
     for busy in ([False] if a.no_hog else [False, True]):
@@ -253,15 +254,15 @@ def main(argv=None) -> int:
                 gflops = r["gflop"] / (med / 1000)
                 int8 = "int8" in r["dtype"] and "det" not in r["dtype"]
                 ncores = 2 if cores == "0,1" else 1
-                share = gflops / ((amx if int8 and amx == amx else fp32) * ncores)
-                vshare = f"{gflops / (vnni * ncores):>7.0%}" if int8 else f"{'':>7}"
+                share = gflops / ((amx if amx == amx else dot) if int8 else fp32) / ncores
+                vshare = f"{gflops / (dot * ncores):>7.0%}" if int8 else f"{'':>7}"
                 per = med / r["per"]
                 print(f"{r['row']:<36} {'hog' if busy else 'idle':<5} {threads:>7} {cores:>7} {r['batch']:>5} "
                       f"{ms[0]:>8.2f} {med:>8.2f} {ms[int(0.9 * (len(ms) - 1))]:>8.2f} {per:>7.3f}ms "
                       f"{1000 / per:>7.0f} {gflops:>8.1f} {share:>7.0%} {vshare}", flush=True)
     print("of peak: fp32 FMA for float32 rows and frames (the detector is float32); int8 rows against the AMX "
-          "int8 peak where the CPU has AMX (onnxruntime's int8 matrix products use it), (VNNI): against the "
-          "AVX-512 VNNI peak; both-core rows against two cores")
+          "int8 peak where the CPU has AMX (onnxruntime's int8 matrix products use it), else the SIMD int8 "
+          f"dot-product peak; (dot): against the {dot_isa} peak; both-core rows against two cores")
     return 0
 
 

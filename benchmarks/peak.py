@@ -3,8 +3,9 @@
     python benchmarks/peak.py [--core 0]
 
 Builds benchmarks/peak.c with the system C compiler (-O2 -march=native) and runs it pinned to one core
-(`taskset -c CORE`): 12 independent AVX-512 FMA chains (fp32 GFLOP/s), AVX-512 VNNI dot products
-(int8 GOP/s) and AMX int8 tile products where the CPU has them. Best of 5 runs of each. A busy machine
+(`taskset -c CORE`): 12 independent FMA chains (fp32 GFLOP/s; AVX-512, else AVX2), int8 dot products
+(GOP/s; AVX-512 VNNI, else AVX-VNNI, else AVX2's u8 x s8 pair products) and AMX int8 tile products where the
+CPU has them. Best of 5 runs of each. A busy machine
 lowers the figures (the core is shared): pause other jobs first for a clean number.
 """
 
@@ -20,7 +21,8 @@ SRC = Path(__file__).with_name("peak.c")
 
 
 def measure(core: int = 0) -> dict[str, float]:
-    """{'fp32_fma': GFLOP/s, 'int8_vnni': GOP/s, 'int8_amx': GOP/s (if present)} of one core; {} without a C compiler."""
+    """One core's peaks, named by instruction set: {'fp32_fma_avx512' or 'fp32_fma_avx2': GFLOP/s,
+    'int8_vnni' / 'int8_avxvnni' / 'int8_avx2': GOP/s, 'int8_amx': GOP/s (if present)}; {} without a C compiler."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return {}
@@ -32,6 +34,15 @@ def measure(core: int = 0) -> dict[str, float]:
     return {k: float(v) for k, v in (line.split() for line in out.splitlines() if line.strip())}
 
 
+def pick(peaks: dict[str, float], kind: str) -> tuple[str, float]:
+    """(name, rate) of the fp32 FMA peak (kind 'fp32') or the SIMD int8 dot-product peak (kind 'int8', AMX
+    aside); ('', nan) when not measured."""
+    for k, v in peaks.items():
+        if (kind == "fp32" and k.startswith("fp32_fma")) or (kind == "int8" and k.startswith("int8_") and k != "int8_amx"):
+            return k, v
+    return "", float("nan")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--core", type=int, default=0)
@@ -40,8 +51,9 @@ def main(argv=None) -> int:
     if not peaks:
         print("no C compiler (cc/gcc): cannot measure the peak")
         return 1
-    units = {"fp32_fma": "GFLOP/s (AVX-512 FMA, fp32)", "int8_vnni": "GOP/s (AVX-512 VNNI, int8)",
-             "int8_amx": "GOP/s (AMX tiles, int8)"}
+    units = {"fp32_fma_avx512": "GFLOP/s (AVX-512 FMA, fp32)", "fp32_fma_avx2": "GFLOP/s (AVX2 FMA, fp32)",
+             "int8_vnni": "GOP/s (AVX-512 VNNI, int8)", "int8_avxvnni": "GOP/s (AVX-VNNI, int8)",
+             "int8_avx2": "GOP/s (AVX2 vpmaddubsw/vpmaddwd, int8)", "int8_amx": "GOP/s (AMX tiles, int8)"}
     for k, v in peaks.items():
         print(f"core {a.core}: {v:8.1f} {units.get(k, k)}")
     return 0
