@@ -116,7 +116,8 @@ def corpus(tmp_path_factory):
     shutil.copytree(fer / "FER2013Test", only_test / "FER2013Test")
     c["ferplus_test_only"] = only_test
     # a labelled folder (evaluate --dataset folder): labels.csv with a bad label, a row with too many
-    # fields and an unreadable image among good rows; and one whose only bad item is the image
+    # fields, an unreadable image and an image listed twice among good rows; and one whose only bad item
+    # is the image
     labelled = d / "labelled-bad"
     labelled.mkdir()
     for i in range(3):
@@ -251,9 +252,13 @@ def test_predict_out_on_a_video_says_it_annotates_photos_only_and_makes_no_folde
     (["--face", "500,500,10,10"], 1, "outside"),
     (["--smooth", "1.5"], 2, "ALPHA"),
     (["--max-frames", "0"], 2, "--max-frames"),
+    (["--classes", ""], 2, "no class named"),
+    (["--classes", " , "], 2, "no class named"),
     (["--model", "vrfer-cnn"], 2, "untrained"),
     (["--model", "no-such-model"], 2, "no-such-model"),
     (["--model", "@model_text"], 2, "model.safetensors"),
+    (["--model", "missing.onnx"], 2, "missing.onnx"),
+    (["--model", "m.onnx", "--backend", "torch"], 2, "--backend onnx"),
     (["--out", "/proc/vrfer/x"], 2, "/proc/vrfer/x"),
     (["--out", "@face"], 2, "face.png"),
 ])
@@ -357,7 +362,7 @@ def test_evaluate_folder_bad_labels_rows_name_the_row_and_skip_bad_counts_them(r
     rc, out, err, new = run(*folder, "@labelled_bad", "--skip-bad", "--json")
     res = __import__("json").loads(out)
     assert rc == 0 and err == [] and not new
-    assert res["n"] == 2 and res["skipped"] == {"bad_label": 1, "bad_row": 1, "unreadable_image": 1}
+    assert res["n"] == 1 and res["skipped"] == {"bad_label": 1, "bad_row": 1, "unreadable_image": 1, "duplicate": 1}
     rc, out, err, new = run(*folder, "@labelled_bad", "--skip-bad")
     assert rc == 0 and "skipped 1: bad_label" in out and "skipped 1: unreadable_image" in out
 
@@ -447,10 +452,24 @@ def test_export_of_an_untrained_architecture_when_asked(run, corpus):
     (["@model_text", "--name", "x", "--trained-on", "y"], "model.safetensors"),
     (["/nonexistent/run", "--name", "x", "--trained-on", "y"], "/nonexistent/run"),
     (["@face", "--name", "x", "--trained-on", "y", "--result", "noequals"], "noequals"),
+    (["/nonexistent/run", "--name", "../evil", "--trained-on", "y"], "no path"),
 ])
 def test_package_bad_inputs(run, corpus, argv, words):
     rc, out, err, new = run("package", *argv, "--out", "x.safetensors")
     assert rc == 2 and not new and words.replace("@model_text", "") in one_line(err)
+
+
+def test_package_does_not_replace_a_shipped_model_unless_forced(run, corpus, tmp_path):
+    import hashlib
+
+    from vrfer.models import create_model, save_model
+    from vrfer.models.registry import resolve_trained
+    save_model(create_model("vrfer-cnn-small", input_mode="visible-half"), tmp_path / "m.safetensors")
+    shipped = resolve_trained("vrfer-lower").weights
+    before = hashlib.sha256(shipped.read_bytes()).hexdigest()
+    rc, out, err, new = run("package", str(tmp_path / "m.safetensors"), "--name", "vrfer-lower", "--trained-on", "y")
+    assert rc == 2 and "--force" in one_line(err) and not new
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == before
 
 
 def test_written_model_files_follow_the_umask(run, corpus, tmp_path):

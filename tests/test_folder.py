@@ -50,6 +50,7 @@ def test_images_may_sit_in_an_images_subfolder(tmp_path):
     (("a.png", 1, "fear"), "disagrees with label_name"),
     (("a.png", "", ""), "no label"),
     (("missing.png", 1, ""), "image 'missing.png' not found"),
+    (("ok.png", 0, "neutral"), "image 'ok.png' is already listed in row 2"),
 ])
 def test_a_bad_row_is_one_line_naming_file_and_row(tmp_path, row, message):
     root = write_folder(tmp_path / "f", [("ok.png", 0, "neutral"), row])
@@ -98,6 +99,15 @@ def test_evaluate_folder_cli_bad_row_exits_2_with_one_line(tmp_path, capsys):
     code = main(["evaluate", "--dataset", "folder", "--root", str(root), "--json", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "labels.csv row 3" in err and len(err.splitlines()) == 1
+
+
+def test_evaluate_with_detection_names_the_images_without_a_face(tmp_path, capsys):
+    root = write_folder(tmp_path / "f", [("noise-a.png", 1, ""), ("noise-b.png", 2, "")], size=200)
+    path = tmp_path / "m.safetensors"
+    save_model(create_model("vrfer-cnn-small", input_mode="visible-half"), path)
+    code = main(["evaluate", "--model", str(path), "--dataset", "folder", "--root", str(root), "--face", "detect"])
+    out = capsys.readouterr().out
+    assert code == 0 and "no face found in 2 images (counted as wrong): noise-a.png, noise-b.png" in out
 
 
 @pytest.fixture

@@ -114,6 +114,8 @@ def test_every_path_gives_the_same_probabilities(kind, face, images, onnx_file, 
     agree("predict torch", ref, rows[0]["probs"], box, rows[0]["box"])
     rows = cli_json(capsys, "predict", path, "--face", face, "--json", "--threads", 1, "--backend", "onnx")
     agree("predict onnx", ref, rows[0]["probs"], box, rows[0]["box"])
+    rows = cli_json(capsys, "predict", path, "--model", onnx_file, "--face", face, "--json", "--threads", 1)
+    agree("predict --model exported.onnx", ref, rows[0]["probs"], box, rows[0]["box"])
     rows = cli_json(capsys, "explain", path, "--face", face, "--json", "--out", tmp_path)
     agree("explain --json", ref, rows[0]["probs"], box, rows[0]["box"])
     assert rows[0]["explained"] == api[0].label and Path(rows[0]["png"]).is_file()

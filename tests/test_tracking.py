@@ -111,6 +111,18 @@ def test_a_moving_face_is_followed_and_a_lost_face_is_found_again(detector, phot
     assert back and max(square_errors(boxes + [back[0].box], offsets + [offsets[-1]])) < MAX_ERROR
 
 
+def test_a_frame_of_another_size_is_searched_whole_instead_of_reusing_the_old_box(detector):
+    import cv2
+    small, big = photos()[0], photos()[1]
+    tracker = FaceTracker(detector)
+    for f in still_frames(small, 4):
+        tracker.update(f)
+    other = cv2.imread(str(big))                      # a photo, not the next 640x480 frame
+    assert other.shape[:2] != (480, 640)
+    found = tracker.update(other)
+    assert found and found[0].box == max(detector.detect(other), key=lambda f: f.box[2] * f.box[3] * f.score).box
+
+
 class AlternatingDetector:
     """A still face that the region pass sees at its first size on even frames only, and on odd frames
     at the second size, where its box sits 12% of the face lower and is 10% taller (behind a headset the
@@ -166,6 +178,16 @@ def test_predict_on_a_video_follows_a_moving_face(capfd, tmp_path):
     rows = predict_json(capfd, write_video(tmp_path / "moving.avi", frames))
     assert [r["frame"] for r in rows] == list(range(len(frames)))
     assert max(square_errors([r["box"] for r in rows], offsets)) < MAX_ERROR
+
+
+def test_a_video_frame_where_the_face_was_not_seen_is_marked_held_in_the_table(capfd, tmp_path):
+    frames = still_frames(photos()[0], 4)
+    frames = frames + [np.zeros_like(frames[0])] + frames[:2]       # frame 4: black, the box is held
+    rc = main(["predict", str(write_video(tmp_path / "gap.avi", frames)), "--threads", "1", "--no-progress"])
+    out, err = capfd.readouterr()
+    assert rc == 0, err
+    rows = [line for line in out.splitlines() if not line.startswith("#")]
+    assert [i for i, line in enumerate(rows) if line.endswith("held")] == [4]
 
 
 # ---------------------------------------------------------------------------------------- vrfer serve

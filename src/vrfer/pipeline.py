@@ -276,12 +276,14 @@ def _prior_values(prior, classes) -> np.ndarray:
 
 
 def parse_classes(classes, all_classes) -> tuple[str, ...] | None:
-    """'a,b,c' or a list of class names -> a tuple in the model's class order; None/empty: all classes."""
+    """'a,b,c' or a list of class names -> a tuple in the model's class order; None: all classes. An empty
+    set is refused (an answer among no classes has no meaning; a shell's unset variable usually made it)."""
     if classes is None:
         return None
     names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if str(c).strip()]
     if not names:
-        return None
+        raise VrferError(f"--classes {classes!r}: no class named; give some of: {', '.join(all_classes)} "
+                         "(or leave --classes out for all)")
     unknown = [c for c in names if c not in all_classes]
     if unknown:
         raise VrferError(f"--classes: unknown class {unknown[0]!r}; classes: {', '.join(all_classes)}")
@@ -384,15 +386,21 @@ def adjust_probs(scores, cfg, prior=None, tau: float | None = None, classes=None
 
 def load_classifier(model, backend: str = "auto", tta_flip: bool = False, threads: int | None = None):
     """A trained model (name, .safetensors, run folder; .onnx or an object too) -> an object with `.cfg`
-    and `.predict_proba(crops)`. backend "auto": a bundled model's shipped int8 ONNX graph when it was made
-    from the installed weights (vrfer.quantize: the fast path, same accuracy), else PyTorch float32;
+    and `.predict_proba(crops)`. backend "auto": an .onnx file with onnxruntime; a bundled model's shipped
+    int8 ONNX graph when it was made from the installed weights (vrfer.quantize: the fast path, same
+    accuracy); else PyTorch float32;
     "torch": PyTorch float32; "onnx": onnxruntime (the model's float32 export, or the .onnx file given)."""
     if backend not in ("auto", "torch", "onnx"):
         raise VrferError(f"unknown backend {backend!r}; expected auto, torch or onnx")
-    if backend == "auto":
+    is_onnx = isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx")
+    if backend == "auto" and is_onnx:
+        backend = "onnx"                # an exported file runs as it is
+    elif backend == "auto":
         from .quantize import bundled_int8
         int8 = bundled_int8(model)
         backend, model = ("onnx", str(int8)) if int8 is not None else ("torch", model)
+    if is_onnx and backend == "torch":
+        raise VrferError(f"{model}: an ONNX file runs with --backend onnx (or auto), not torch")
     if isinstance(model, (str, os.PathLike)) and not str(model).endswith(".onnx"):
         from .models.registry import resolve_trained
         model = str(model)

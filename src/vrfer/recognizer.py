@@ -55,7 +55,8 @@ class FacePrediction:
     box: tuple[int, int, int, int]       # face box x, y, w, h in image pixels
     probs: dict[str, float]              # the 8 FER+ classes (vrfer.classes.CLASSES order)
     smoothed: dict[str, float] | None = None   # EMA of probs over frames, when smoothing is on (vrfer.smoothing)
-    face_score: float | None = None      # detector confidence (None: face not detected but given)
+    face_score: float | None = None      # detector confidence (None: face not detected but given; 0.0: a
+                                         # frame where the tracker did not see the face and kept its last box)
 
     @property
     def label(self) -> str:

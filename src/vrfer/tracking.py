@@ -123,6 +123,7 @@ class FaceTracker:
         self._scale = 1.0
         self._corr: dict[int, tuple] = {}  # per region-pass face size: how its boxes map onto the tracked box
         self._acquired_by = ""             # the detector of the full search that started the track
+        self._shape: tuple | None = None   # (height, width) of the frames the track was made in
         self.filter.reset()
 
     def _state(self, box) -> np.ndarray:
@@ -165,6 +166,9 @@ class FaceTracker:
     def update(self, image: np.ndarray) -> list[Face]:
         """The main face in this frame ([] when there is none), its box steady while the face is still."""
         bgr = to_bgr(np.asarray(image))
+        if self._shape is not None and bgr.shape[:2] != self._shape:
+            self.reset()     # another picture, not the next frame: a box from the old one means nothing here
+        self._shape = bgr.shape[:2]
         try:
             return self._update(bgr)
         finally:

@@ -86,7 +86,9 @@ def run(a) -> int:
           f"accuracy {100 * res['accuracy']:.2f}% (95% CI {100 * lo:.2f}-{100 * hi:.2f}), "
           f"mean per-class recall {res['mean_class_recall']:.3f}")
     if res.get("no_face"):
-        print(f"  no face found in {res['no_face']} images (counted as wrong)")
+        names = res.get("no_face_files") or []
+        more = f" and {res['no_face'] - len(names)} more" if res["no_face"] > len(names) else ""
+        print(f"  no face found in {res['no_face']} images (counted as wrong): {', '.join(names)}{more}")
     for c, v in res["per_class"].items():
         print(f"  {c:>10}: {'-' if v is None else f'{100 * v:6.2f}%'}  (n={res['support'][c]})")
     for why, n in res.get("skipped", {}).items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +19,8 @@ def add_parser(sub):
     p.add_argument("--result", action="append", default=[], metavar="KEY=VALUE",
                    help="a measured result to carry in the file's metadata (repeatable; default: none)")
     p.add_argument("--out", help="output file (default: vrfer/pretrained/NAME.safetensors in the package)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a model of that name already in the package (e.g. re-shipping vrfer-lower)")
     p.set_defaults(fn=run)
 
 
@@ -27,6 +30,9 @@ def run(a) -> int:
     from ..errors import VrferError
     from ..models.registry import load_checkpoint, save_model
     from ..outputs import output_file
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", a.name):
+        raise VrferError(f"--name {a.name!r}: a model name is letters, digits, '.', '_' and '-' (e.g. vrfer-lower), "
+                         "no path")
     for kv in a.result:
         if "=" not in kv:
             raise VrferError(f"--result {kv!r}: expected KEY=VALUE, e.g. ferplus_test_acc=0.8193")
@@ -41,7 +47,12 @@ def run(a) -> int:
     extra["results"] = dict(kv.split("=", 1) for kv in a.result)
     cfg = replace(model.cfg, name=a.name, weights=fname, trained_on=a.trained_on,
                   description=a.description or model.cfg.description, extra=extra)
-    out = output_file(a.out or Path(str(resources.files("vrfer.pretrained"))) / fname)
+    bundled = Path(str(resources.files("vrfer.pretrained"))) / fname
+    if not a.out and bundled.exists() and not a.force:
+        # the shipped models live here: replacing one changes every command's default answers
+        raise VrferError(f"{bundled}: a model named {a.name!r} is already in the package; add --force to replace it "
+                         "or --out to write elsewhere")
+    out = output_file(a.out or bundled)
     save_model(model, out, cfg, half=True)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

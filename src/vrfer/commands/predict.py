@@ -107,13 +107,14 @@ class _Writer:
             shown = pred.smoothed if pred.smoothed is not None else pred.probs
             probs = " ".join(f"{_SHORT.get(c, c[:3])} {shown[c]:.2f}" for c in self.classes)
             outside = size is not None and (x < 0 or y < 0 or x + w > size[0] or y + h > size[1])
-            print(f"{where}  [{x},{y},{w},{h}]{'*' if outside else ''}  {pred.label:<9} {pred.score:.2f}  ({probs})",
+            held = "  held" if pred.face_score == 0.0 else ""
+            print(f"{where}  [{x},{y},{w},{h}]{'*' if outside else ''}  {pred.label:<9} {pred.score:.2f}  ({probs}){held}",
                   file=self.stream)
         self.stream.flush()
 
 
 _TABLE_HEADER = ("# source [#frame]  [face box x,y,w,h; * reaches outside the image, the crop is padded]  "
-                 "expression score  (the 8 probabilities)")
+                 "expression score  (the 8 probabilities)  [held: face not seen in this video frame, its last box kept]")
 
 
 def _err(name: str, msg: str) -> None:

@@ -65,6 +65,7 @@ def read_labels(root, skip_bad: bool = False) -> tuple[list[LabelledImage], BadD
                          "label or label_name)")
     bad = BadData(skip_bad)
     items: list[LabelledImage] = []
+    seen: dict[Path, str] = {}
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -93,6 +94,11 @@ def read_labels(root, skip_bad: bool = False) -> tuple[list[LabelledImage], BadD
                 if not img.is_file():
                     bad(where, f"image {name!r} not found", "missing_image")
                     continue
+                key = img.resolve()
+                if key in seen:        # counted twice, it would weigh twice in every figure
+                    bad(where, f"image {name!r} is already listed in {seen[key]}", "duplicate")
+                    continue
+                seen[key] = f"row {n}"
                 items.append(LabelledImage(img, label, where))
     except UnicodeDecodeError:
         raise VrferError(f"{path}: not a UTF-8 text CSV file") from None
