@@ -202,11 +202,12 @@ def detect_server():
         yield srv
 
 
-def ws_boxes_and_probs(srv, frames) -> tuple[list, list]:
+def ws_faces(srv, frames) -> list[dict]:
+    """The one face of each frame's prediction event over /ws (tracking on)."""
     import cv2
-    websockets = pytest.importorskip("websockets")
+    pytest.importorskip("websockets")
     from websockets.sync.client import connect
-    boxes, probs = [], []
+    faces = []
     url = srv.url.replace("http", "ws", 1) + "/ws"
     with connect(url, open_timeout=20, max_size=None) as ws:
         assert json.loads(ws.recv(timeout=20))["type"] == "hello"
@@ -215,10 +216,13 @@ def ws_boxes_and_probs(srv, frames) -> tuple[list, list]:
             while (ev := json.loads(ws.recv(timeout=60)))["type"] != "prediction":
                 assert ev["type"] != "error", ev
             assert len(ev["faces"]) == 1
-            boxes.append(tuple(ev["faces"][0]["box"]))
-            probs.append([ev["faces"][0]["probs"][c] for c in CLASSES])
-    del websockets
-    return boxes, probs
+            faces.append(ev["faces"][0])
+    return faces
+
+
+def ws_boxes_and_probs(srv, frames) -> tuple[list, list]:
+    faces = ws_faces(srv, frames)
+    return [tuple(f["box"]) for f in faces], [[f["probs"][c] for c in CLASSES] for f in faces]
 
 
 def test_ws_frames_of_a_still_face_give_one_box_and_one_answer(detect_server):
@@ -231,3 +235,9 @@ def test_ws_follows_a_moving_face(detect_server):
     frames, offsets = moving_frames(photos()[1])
     boxes, _ = ws_boxes_and_probs(detect_server, frames)
     assert max(square_errors(boxes, offsets)) < MAX_ERROR
+
+
+def test_ws_marks_a_frame_where_the_face_was_not_seen_as_held(detect_server):
+    frames = still_frames(photos()[1], 4)
+    faces = ws_faces(detect_server, frames + [np.zeros_like(frames[0])] + frames[:1])
+    assert [i for i, f in enumerate(faces) if f.get("held")] == [4]

@@ -110,7 +110,10 @@ class Predictor:
             except VrferError as e:
                 out[i] = ProtocolError("bad_image", str(e)[:300])
                 continue
-            out[i] = [{"box": list(f.int_box()), "_crop": c[j]} for j, f in enumerate(faces)]
+            # held: the tracker did not see the face in this frame and kept its last box (vrfer.tracking)
+            out[i] = [{"box": list(f.int_box()), "_crop": c[j],
+                       **({"held": True} if tracker is not None and f.score == 0.0 else {})}
+                      for j, f in enumerate(faces)]
             crops.append(c)
             owners += [(i, j) for j in range(len(c))]
         probs = pipe.probabilities(np.concatenate(crops)) if crops else None

@@ -198,6 +198,8 @@ def prediction_event(frame, faces: list[dict], smoothed: list[np.ndarray] | None
         pd = probs if isinstance(probs, dict) else probs_dict(probs, classes)
         d = {"box": [int(v) for v in f["box"]], "label": f["label"], "score": round(max(pd.values()), 5),
              "probs": list(pd.values()) if arrays else pd}
+        if f.get("held"):
+            d["held"] = True
         if smoothed is not None and i < len(smoothed):
             sd = probs_dict(smoothed[i], classes)
             d["smoothed"] = list(sd.values()) if arrays else sd
