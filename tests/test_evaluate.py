@@ -77,3 +77,10 @@ def test_reproduce_trains_both_stages_and_writes_the_table(root, tmp_path, capsy
     mtime = (tmp_path / "runs" / "cpu-full" / "final.safetensors").stat().st_mtime_ns
     assert main(args) == 0
     assert (tmp_path / "runs" / "cpu-full" / "final.safetensors").stat().st_mtime_ns == mtime
+    assert res["overrides"][:len(small)] == small
+    assert res["families"]["vrfer-cnn"]["recipes"]["cpu-full"]["dsd"]["dense"] == 1   # what the table was made with
+    # ... but only with the recipe they were trained with: a smoke test's runs never fill a real table
+    capsys.readouterr()
+    assert main(args[:-2]) == 2                                    # the same without the last --set
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "another recipe" in err and "data.label_mode" in err

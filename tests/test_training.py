@@ -99,6 +99,15 @@ def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path,
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_damaged_checkpoint_is_named_before_any_data_is_read(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / trainer.CHECKPOINT).write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with pytest.raises(VrferError) as e:
+        train(tiny(), {"ferplus": str(tmp_path / "no-data-here")}, run, resume=True)
+    assert "cannot read checkpoint: damaged" in str(e.value) and "without --resume" in str(e.value)
+
+
 def test_ddp_with_two_cpu_processes(tmp_path, data):
     recipe = tmp_path / "tiny.toml"
     recipe.write_text('model = "vrfer-cnn-small"\nimage_size = 24\n[optim]\nbatch_size = 8\nepochs = 2\n'
@@ -119,6 +128,8 @@ def test_ddp_with_two_cpu_processes(tmp_path, data):
     (["--set", "input_mode=sideways"], "'input_mode'"),
     (["--set", "data.balance=2"], "'data.balance'"),
     (["--set", "optim.ema=1"], "'optim.ema'"),
+    (["--set", "optim.momentum=-5"], "'optim.momentum'"),
+    (["--init-from", "vrfer-full", "--set", "dsd.sparsity=[0.1,0.2,0.3]"], "'dsd.sparsity' needs 2 values or one"),
     (["--init-from", "/nonexistent/run"], "/nonexistent/run"),
 ])
 def test_bad_recipe_gives_one_line_naming_the_key_or_path(tmp_path, data, capsys, args, expect):
@@ -137,14 +148,45 @@ def test_missing_data_root_and_unknown_recipe(tmp_path, capsys):
     bad.write_text("model = \n")
     assert main(["train", "--recipe", str(bad), "--out", str(tmp_path)]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+    bad.write_bytes(b"model = \"\xff\xfe\"\n")
+    assert main(["train", "--recipe", str(bad), "--out", str(tmp_path)]) == 2
+    assert "not a UTF-8 text file" in capsys.readouterr().err
+
+
+def test_a_diverging_run_stops_with_one_line_and_saves_no_nan_model(tmp_path, data, capsys):
+    out = tmp_path / "r"
+    code = main(["train", "--recipe", "cpu-lower", "--data-root", data["ferplus"], "--out", str(out), "--quiet",
+                 "--set", "optim.lr=1e30", "--set", "optim.schedule=\"constant\"", "--set", "dsd.enabled=false",
+                 "--set", "optim.epochs=2", "--set", "init_from=\"\""])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "training diverged" in err[0] and "optim.lr" in err[0]
+    assert not (out / "final.safetensors").exists()
+    if (out / "best.safetensors").exists():        # an earlier epoch's, still finite
+        from safetensors.torch import load_file
+        assert all(torch.isfinite(t.float()).all() for t in load_file(out / "best.safetensors").values())
+
+
+def test_a_paper_recipe_from_random_weights_warns_and_one_with_weights_says_what_it_loaded(tmp_path, capsys):
+    from vrfer.models import create_model
+    from vrfer.training.recipe import load_recipe
+    build_model(load_recipe("vggf-stage1", ["image_size=64"]), log=print)
+    out = capsys.readouterr()
+    assert "warning: vgg-f starts from random weights" in out.err and out.out == ""
+    weights = tmp_path / "vggf.safetensors"
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in create_model("vgg-f", image_size=64).state_dict().items()}, weights)
+    build_model(load_recipe("vggf-stage1", ["image_size=64", f'backbone_weights="{weights}"']), log=print)
+    out = capsys.readouterr()
+    assert out.err == "" and out.out.startswith("backbone weights: vggf.safetensors") and "conv layers" in out.out
 
 
 @pytest.mark.parametrize("family, size", [("vggface", 32), ("vggf", 64)])
 def test_paper_recipes_run_both_stages_small(tmp_path, data, family, size):
-    """The paper's GPU recipes, shrunk (crop size, epochs, batch) so they run here on FER+-format data."""
+    """The paper's GPU recipes, shrunk (crop size, epochs, batch) so they run here on FER+-format data. From
+    random weights (no public release here) at the paper's learning rate VGG-f diverges, so the rate is lowered."""
     from vrfer.training.recipe import load_recipe
     small = [f"image_size={size}", 'data.datasets=["ferplus"]', "optim.batch_size=4",
-             "dsd.dense=1", "dsd.sparse=1", "dsd.redense=0"]
+             "dsd.dense=1", "dsd.sparse=1", "dsd.redense=0", "optim.lr=1e-6"]
     r1 = load_recipe(f"{family}-stage1", small)
     assert r1["input_mode"] == "full" and r1["dsd"]["enabled"]
     s1 = train(r1, data, tmp_path / "s1", quiet=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from .errors import VrferError
 from .evaluate import confusion_png, evaluate
 from .models import create_model
-from .training.recipe import load_recipe
+from .training.recipe import load_recipe, load_recorded
 from .training.trainer import CHECKPOINT, train
 
 FAMILIES = {  # model -> (stage-1 recipe, stage-2 recipe)
@@ -32,13 +32,33 @@ PAPER_FERPLUS = {
 
 def ensure_run(recipe_name: str, roots: dict, run_dir: Path, overrides: list[str], init_from: str | None = None,
                quiet: bool = False) -> Path:
-    """Reuse a finished run, resume an unfinished one, or train it."""
-    if (run_dir / "final.safetensors").is_file():
-        return run_dir
+    """Reuse a finished run, resume an unfinished one, or train it. A finished run is reused only when it
+    was trained with this very recipe and overrides: a smoke test's run must never fill a real table."""
     recipe = load_recipe(recipe_name, overrides)
     if init_from:
         recipe["init_from"] = init_from
+    if (run_dir / "final.safetensors").is_file():
+        changed = recipe_changes(load_recorded(run_dir), recipe)
+        if changed:
+            raise VrferError(f"{run_dir}: a finished run trained with another recipe (differs in "
+                             f"{', '.join(changed)}); give another --runs folder, or the same --set as it had")
+        return run_dir
     return train(recipe, roots, run_dir, resume=(run_dir / CHECKPOINT).is_file(), quiet=quiet)
+
+
+def recipe_changes(recorded: dict, asked: dict) -> list[str]:
+    """The dotted keys in which a run's recorded recipe differs from the asked one. `model` is left out (a
+    run records the architecture it ran, which an init_from file decides), and init_from compares as the
+    file it names."""
+    from .training.recipe import flatten
+
+    def norm(r: dict) -> dict:
+        flat = {k: v for k, v in flatten(r).items() if k != "model"}
+        if flat.get("init_from"):
+            flat["init_from"] = str(Path(flat["init_from"]).resolve())
+        return flat
+    a, b = norm(recorded), norm(asked)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
 def reproduce(root: str, families: list[str], runs: Path, out: Path, affectnet_root: str | None = None,
@@ -59,7 +79,7 @@ def reproduce(root: str, families: list[str], runs: Path, out: Path, affectnet_r
     test = load_ferplus(root, "test", "majority", "label", skip_bad=skip_bad)
     out.mkdir(parents=True, exist_ok=True)
     results = {"data": {"dataset": "ferplus", "split": "test", "n": len(test), "fingerprint": test.fingerprint(),
-                        "labels": "majority, label.csv votes"}, "families": {}}
+                        "labels": "majority, label.csv votes"}, "overrides": overrides, "families": {}}
     for fam in families:
         s1, s2 = FAMILIES[fam]
         t0 = time.time()
@@ -81,6 +101,7 @@ def reproduce(root: str, families: list[str], runs: Path, out: Path, affectnet_r
                                                              confusion_png=str(png))
         eff = cells["lower half -> lower half"]["accuracy"] - cells["full -> lower half"]["accuracy"]
         results["families"][fam] = {"runs": [str(run1), str(run2)], "cells": cells, "effect_points": 100 * eff,
+                                    "recipes": {s1: load_recorded(run1), s2: load_recorded(run2)},
                                     "wall_s_this_call": round(time.time() - t0, 1)}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "table.md").write_text(markdown_table(results, tta_flip))
@@ -101,6 +122,8 @@ def markdown_table(results: dict, tta_flip: bool = False) -> str:
     for fam, r in results["families"].items():
         lines.append(f"{fam}: trained on lower half minus trained on full faces, both tested on the lower half: "
                      f"{r['effect_points']:+.2f} points (paper: VGG-f +8.23, VGG-face +13.39).")
+    if results.get("overrides"):
+        lines.append(f"\nRecipes changed by --set: {'; '.join(results['overrides'])}.")
     d = results["data"]
     lines.append(f"\nTest data: FER+ {d['split']} ({d['n']} faces, {d['labels']}), fingerprint {d['fingerprint']}"
                  f"{'; flip-averaged predictions' if tta_flip else ''}.")

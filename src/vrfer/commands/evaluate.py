@@ -21,7 +21,8 @@ def add_parser(sub):
                    help="folder: any folder with a labels.csv (columns file, label or label_name), e.g. CK+48 "
                         "(default: ferplus)")
     p.add_argument("--root", required=True, help="dataset root folder")
-    p.add_argument("--split", default="test", help="ferplus: train|valid|test; affectnet: train|validation; "
+    p.add_argument("--split", default="test", help="ferplus: train|valid|test; affectnet: train|validation (valid and test "
+                                                   "name its validation set: AffectNet has no test split); "
                                                    "not used for folder (default: test)")
     p.add_argument("--face", choices=["none", "detect"], default="none",
                    help="folder only: none = each image is a face crop (as predict --face none); detect = find "
@@ -64,6 +65,8 @@ def run(a) -> int:
         a.split = Path(a.root).name or "folder"
     else:
         from ..datasets import load_split
+        if a.dataset == "affectnet" and a.split != "train":
+            a.split = "validation"   # AffectNet publishes no test split: its validation set is the test (the paper's too)
         data = load_split(a.dataset, a.root, a.split, skip_bad=a.skip_bad)
         out = output_dir(a.out, create=False) if a.out else None   # checked before the long part
         res = evaluate(model, data, a.occlusion, a.tta_flip, post=post)

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from ..errors import VrferError
+
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
@@ -28,7 +30,8 @@ def layer_sparsity_targets(model: nn.Module, sparsity) -> dict[str, float]:
         k = len(convs) - 1
         rates = [0.0] + [sparsity[0] + (sparsity[1] - sparsity[0]) * (i / max(k - 1, 1)) for i in range(k)]
     else:
-        raise ValueError(f"dsd.sparsity needs 2 values or one per conv layer ({len(convs)}), got {len(sparsity)}")
+        raise VrferError(f"recipe: 'dsd.sparsity' needs 2 values or one per conv layer ({len(convs)} in "
+                         f"{getattr(getattr(model, 'cfg', None), 'arch', 'this model')}), got {len(sparsity)}")
     rates[0] = 0.0
     return dict(zip(convs, rates))
 

@@ -116,7 +116,10 @@ def _read_toml(name_or_file: str) -> tuple[dict, str]:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise VrferError(f"{path}: recipe file not found")
-        text, origin = path.read_text(), str(path)
+        try:
+            text, origin = path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError:
+            raise VrferError(f"{path}: not a UTF-8 text file (a recipe is TOML text)") from None
     else:
         entry = resources.files("vrfer.training.recipes").joinpath(f"{name_or_file}.toml")
         if not entry.is_file():
@@ -200,6 +203,10 @@ def validate(r: dict) -> None:
             raise VrferError(f"recipe: 'augment.{key}' is a share of faces, in [0, 1]; got {r['augment'][key]}")
     if r["optim"]["batch_size"] < 1 or r["optim"]["lr"] <= 0:
         raise VrferError("recipe: 'optim.batch_size' and 'optim.lr' must be positive")
+    if not 0 <= r["optim"]["momentum"] < 1:
+        raise VrferError(f"recipe: 'optim.momentum' must be in [0, 1), got {r['optim']['momentum']}")
+    if r["optim"].get("weight_decay", 0) < 0:
+        raise VrferError(f"recipe: 'optim.weight_decay' must be >= 0, got {r['optim']['weight_decay']}")
     if not 0 <= r["optim"]["ema"] < 1:
         raise VrferError(f"recipe: 'optim.ema' is a decay in [0, 1) (0 = off), got {r['optim']['ema']}")
     if not 0 <= r["data"]["balance"] <= 1:
@@ -217,11 +224,11 @@ def total_epochs(r: dict) -> int:
     return d["dense"] + d["sparse"] + d["redense"] if d["enabled"] else r["optim"]["epochs"]
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -256,11 +263,11 @@ def with_defaults(recipe: dict, base: dict = DEFAULTS) -> dict:
 def changed_keys(recipe: dict, overrides: list[str] | tuple) -> list[tuple[str, object, object]]:
     """(key, recorded value, asked value) for every KEY=VALUE override that would change `recipe`."""
     out = []
-    flat = _flat(recipe)
+    flat = flatten(recipe)
     for text in overrides:
         o = parse_override(text)
         _check(o, DEFAULTS)
-        for key, value in _flat(_merge(DEFAULTS, o)).items():
-            if key in _flat(o) and flat.get(key) != value:
+        for key, value in flatten(_merge(DEFAULTS, o)).items():
+            if key in flatten(o) and flat.get(key) != value:
                 out.append((key, flat.get(key), value))
     return out

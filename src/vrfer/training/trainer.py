@@ -74,15 +74,34 @@ def _load(ds: str, root: str, split: str, recipe: dict, mode: str | None = None)
 
 # ---------------------------------------------------------------- model
 
-def build_model(recipe: dict):
+# architectures whose recipes (the paper's) are meant to start from a public pretrained release: from
+# random weights, with 0-255 pixels (std 1, as those releases expect), their training diverges
+PRETRAINED_ARCHS = ("vgg-face", "vgg-f")
+
+
+def build_model(recipe: dict, log=None):
+    """The network a recipe starts from. log: where to say what was loaded (None: silent)."""
     over = {"input_mode": recipe["input_mode"], "occlusion": recipe["occlusion"]}
     if recipe["image_size"]:
         over["image_size"] = recipe["image_size"]
-    if recipe["backbone_weights"] and not recipe["init_from"] and not Path(recipe["backbone_weights"]).exists() \
-            and recipe["backbone_weights"] != "imagenet":
-        raise VrferError(f"recipe: backbone_weights {recipe['backbone_weights']!r} does not exist")
-    model = create_model(recipe["model"], backbone_weights=recipe["backbone_weights"] or None, **over) \
-        if not recipe["init_from"] else None
+    bw = recipe["backbone_weights"]
+    if bw and not recipe["init_from"] and not Path(bw).exists() and bw != "imagenet":
+        raise VrferError(f"recipe: backbone_weights {bw!r} does not exist")
+    model = None
+    if not recipe["init_from"]:
+        if bw and bw != "imagenet":
+            from ..models.importers import load_backbone_weights
+            model = create_model(recipe["model"], **over)
+            report = load_backbone_weights(model, bw)
+            if log:
+                log(f"backbone weights: {report}")
+        else:
+            model = create_model(recipe["model"], backbone_weights=bw or None, **over)
+            if not bw and model.cfg.arch in PRETRAINED_ARCHS:
+                import sys
+                print(f"vrfer: warning: {model.cfg.arch} starts from random weights (backbone_weights is empty); "
+                      "the paper fine-tunes the pretrained network (--set backbone_weights=FILE), and from "
+                      "random weights this recipe's training can diverge", file=sys.stderr, flush=True)
     if recipe["init_from"]:
         src = Path(recipe["init_from"])
         if src.exists():
@@ -184,7 +203,10 @@ def load_checkpoint_state(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise VrferError(f"{path}: cannot read checkpoint ({e})") from None
+        why = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        why = why if len(why) > 20 else f"{type(e).__name__}{': ' + why if why else ''}"  # a bare number says nothing
+        raise VrferError(f"{path}: cannot read checkpoint: damaged or not a vrfer checkpoint ({why[:200]}); "
+                         "the run can only start again, without --resume") from None
 
 
 def write_metrics(metrics: list[dict], path: Path) -> None:
@@ -297,6 +319,14 @@ def epoch_batches(images, labels, targets, order, steps: int, batch: int, cfg, a
         yield x, labels[idx], targets[idx], x_teacher
 
 
+def diverged(recipe: dict, what: str):
+    """Stop a run that diverged: it would otherwise go on and save NaN weights as its best model. The
+    checkpoint of the last finished epoch stays as it was."""
+    hint = (" or start from pretrained weights (backbone_weights)"
+            if recipe["model"] in PRETRAINED_ARCHS and not recipe["backbone_weights"] else "")
+    raise VrferError(f"training diverged: {what}; lower optim.lr{hint}")
+
+
 def train_one_epoch(net, opt, sched, batches, recipe: dict, g, device, la_offset=None, teacher=None,
                     bar=None, ema=None) -> tuple[float, int]:
     """One pass over `batches`; returns (summed loss, faces seen). Steps a per-step schedule."""
@@ -319,6 +349,8 @@ def train_one_epoch(net, opt, sched, batches, recipe: dict, g, device, la_offset
                     target = torch.stack([F.softmax(m(xt).float() / T, 1) for m in teacher]).mean(0)
                 soft = F.kl_div(F.log_softmax(logits.float() / T, 1), target, reduction="batchmean") * T * T
                 loss = (1 - kd["weight"]) * loss + kd["weight"] * soft
+        if not torch.isfinite(loss):
+            diverged(recipe, f"the loss is {loss.item()} at step {step} of this epoch")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -362,14 +394,18 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT
     if resume and not ckpt_path.is_file():
-        raise VrferError(f"{ckpt_path}: nothing to resume (no checkpoint in the run folder)")
+        raise VrferError(f"{ckpt_path}: nothing to resume (no checkpoint in the run folder: it stopped before its "
+                         "first epoch ended); start it again without --resume")
     if not resume and ckpt_path.is_file():
         raise VrferError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    state = load_checkpoint_state(ckpt_path) if resume else None   # a damaged one fails before the data loads
     world, rank, device = _dist_setup()
     main = rank == 0
     torch.manual_seed(recipe["seed"])  # initial weights follow the seed too (same on every DDP rank)
-    model = build_model(recipe)
+    model = build_model(recipe, log=None if quiet or not main else (lambda m: print(m, flush=True)))
     recipe = recorded_as_run(recipe, model)
+    dcfg = recipe["dsd"]
+    rates = dsd.layer_sparsity_targets(model, dcfg["sparsity"]) if dcfg["enabled"] else {}  # checked before the data loads
     train_set, val_set = load_data(recipe, roots, quiet=quiet or not main)
     out.mkdir(parents=True, exist_ok=True)
     prior = class_prior(train_set)
@@ -392,15 +428,12 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
     steps_per_epoch = len(train_set) // (per_rank_batch * world) or 1
     sched = make_scheduler(opt, o, epochs, steps_per_epoch)
 
-    dcfg = recipe["dsd"]
-    rates = dsd.layer_sparsity_targets(model, dcfg["sparsity"]) if dcfg["enabled"] else {}
     start_epoch, best_acc, metrics = 0, -1.0, []
     # With optim.ema the moving average is the model: validated, chosen as best and saved (an unpruned copy
     # holds it); the trained weights, their masks and the optimiser go on as without it.
     ema = WeightEMA(model, o["ema"]) if o["ema"] else None
     averaged = copy.deepcopy(model) if ema is not None else None
     if resume:
-        state = load_checkpoint_state(ckpt_path)
         started = with_defaults(state["recipe"])
         if started != recipe:
             changed = sorted(k for k in recipe if started.get(k) != recipe[k])
@@ -448,6 +481,8 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
                    mininterval=2.0, leave=False, dynamic_ncols=True)
         loss_sum, n_seen = train_one_epoch(net, opt, sched, batches, recipe, g, device, la_offset, teacher, bar, ema)
         bar.close()
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            diverged(recipe, f"the weights are not finite after epoch {epoch + 1}")
         if phase == "sparse":
             dsd.apply_masks(model, rates)     # the paper re-prunes after every epoch of the sparse phase
 
