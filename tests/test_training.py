@@ -108,6 +108,17 @@ def test_a_damaged_checkpoint_is_named_before_any_data_is_read(tmp_path):
     assert "cannot read checkpoint: damaged" in str(e.value) and "without --resume" in str(e.value)
 
 
+def test_a_resumed_run_needs_nothing_outside_its_folder(tmp_path, data, monkeypatch):
+    stage1 = train(tiny(input_mode="full", optim={"epochs": 1}), data, tmp_path / "s1", quiet=True)
+    recipe = tiny(input_mode="visible-half", init_from=str(stage1), optim={"epochs": 3})
+    whole = train(recipe, data, tmp_path / "whole", quiet=True)
+    kill_two_steps_into_epoch_2(monkeypatch, recipe, data, tmp_path / "killed")
+    stage1.rename(tmp_path / "s1-moved")                  # the stage-1 run it started from is gone
+    train(recipe, data, tmp_path / "killed", resume=True, quiet=True)
+    a, b = load_file(str(whole / "final.safetensors")), load_file(str(tmp_path / "killed" / "final.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_ddp_with_two_cpu_processes(tmp_path, data):
     recipe = tmp_path / "tiny.toml"
     recipe.write_text('model = "vrfer-cnn-small"\nimage_size = 24\n[optim]\nbatch_size = 8\nepochs = 2\n'

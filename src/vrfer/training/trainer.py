@@ -402,7 +402,12 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
     world, rank, device = _dist_setup()
     main = rank == 0
     torch.manual_seed(recipe["seed"])  # initial weights follow the seed too (same on every DDP rank)
-    model = build_model(recipe, log=None if quiet or not main else (lambda m: print(m, flush=True)))
+    if resume and (out / "best.safetensors").is_file():
+        # the run's own file has its architecture and config: resuming needs nothing outside the run folder
+        # (init_from or backbone_weights may have moved); the checkpoint's weights replace these below
+        model = load_checkpoint(out / "best.safetensors")
+    else:
+        model = build_model(recipe, log=None if quiet or not main else (lambda m: print(m, flush=True)))
     recipe = recorded_as_run(recipe, model)
     dcfg = recipe["dsd"]
     rates = dsd.layer_sparsity_targets(model, dcfg["sparsity"]) if dcfg["enabled"] else {}  # checked before the data loads
