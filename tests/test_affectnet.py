@@ -519,3 +519,14 @@ def test_evaluate_on_affectnet_names_the_validation_set_it_uses_for_test(tree, t
                  "--split", "test", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["split"] == "validation" and res["n"] == len(tree["validation"])
+
+
+def test_training_on_affectnet_says_which_rows_its_rules_left_out(tree, tmp_path, capsys):
+    from vrfer.training.recipe import from_dict
+    from vrfer.training.trainer import load_data
+    recipe = from_dict({"model": "vrfer-cnn-small", "data": {"datasets": ["affectnet"], "val": "affectnet",
+                                                             "affectnet_cap": CAP}})
+    load_data(recipe, {"affectnet": str(tree["root"])}, quiet=False)
+    out = capsys.readouterr().out
+    over = sum(max(0, n - CAP) for n in TRAIN_COUNTS.values())
+    assert f"affectnet: left out {sum(DROPS.values()) + over} rows" in out and "over the per-class cap of 4" in out

@@ -335,10 +335,14 @@ def _state_dict(path: Path, fmt: str) -> dict:
             raise VrferError(f"{path}: not a readable safetensors file ({e})") from None
     else:
         try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            import warnings
+            with warnings.catch_warnings():   # torch warns about legacy files before refusing them: one line is enough
+                warnings.simplefilter("ignore")
+                state = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
+            first = (str(e).splitlines() or [""])[0]
             raise VrferError(f"{path}: holds more than tensors, and vrfer never unpickles arbitrary objects "
-                             f"(torch.load weights_only=True refused: {str(e).splitlines()[0]}); "
+                             f"(torch.load weights_only=True refused: {first[:120]}); "
                              "save a plain state dict (model.state_dict()) instead") from None
         except Exception as e:  # noqa: BLE001
             raise VrferError(f"{path}: not a readable PyTorch weight file ({type(e).__name__}: {e})") from None

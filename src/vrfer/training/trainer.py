@@ -54,6 +54,11 @@ def load_data(recipe: dict, roots: dict[str, str], quiet: bool = True) -> tuple[
         train_sets.append(_load(ds, roots[ds], "train", recipe))
     train = concat(train_sets) if len(train_sets) > 1 else train_sets[0]
     val = _load(d["val"], roots[d["val"]], "valid", recipe, mode="majority")
+    if not quiet:  # rows the readers leave out by rule (AffectNet's expressions 8-10, its per-class cap)
+        for ds, fs in [*zip(d["datasets"], train_sets), (d["val"], val)]:
+            if getattr(fs, "dropped", None):
+                print(f"{ds}: left out {sum(fs.dropped.values())} rows: "
+                      f"{', '.join(f'{n} {why}' for why, n in fs.dropped.items())}", flush=True)
     if d["limit"] and d["limit"] < len(train):
         if not quiet:
             print(f"data.limit: training on {d['limit']} of {len(train)} images", flush=True)
