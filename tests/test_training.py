@@ -118,6 +118,9 @@ def test_a_resumed_run_needs_nothing_outside_its_folder(tmp_path, data, monkeypa
     train(recipe, data, tmp_path / "killed", resume=True, quiet=True)
     a, b = load_file(str(whole / "final.safetensors")), load_file(str(tmp_path / "killed" / "final.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    from safetensors import safe_open
+    meta = [safe_open(str(r / "final.safetensors"), "pt").metadata() for r in (whole, tmp_path / "killed")]
+    assert meta[0] == meta[1]                               # the same model card too
 
 
 def test_ddp_with_two_cpu_processes(tmp_path, data):

@@ -94,19 +94,17 @@ def build_model(recipe: dict, log=None):
         raise VrferError(f"recipe: backbone_weights {bw!r} does not exist")
     model = None
     if not recipe["init_from"]:
-        if bw and bw != "imagenet":
+        model = create_model(recipe["model"], **over)
+        if bw:
             from ..models.importers import load_backbone_weights
-            model = create_model(recipe["model"], **over)
             report = load_backbone_weights(model, bw)
             if log:
                 log(f"backbone weights: {report}")
-        else:
-            model = create_model(recipe["model"], backbone_weights=bw or None, **over)
-            if not bw and model.cfg.arch in PRETRAINED_ARCHS:
-                import sys
-                print(f"vrfer: warning: {model.cfg.arch} starts from random weights (backbone_weights is empty); "
-                      "the paper fine-tunes the pretrained network (--set backbone_weights=FILE), and from "
-                      "random weights this recipe's training can diverge", file=sys.stderr, flush=True)
+        elif model.cfg.arch in PRETRAINED_ARCHS:
+            import sys
+            print(f"vrfer: warning: {model.cfg.arch} starts from random weights (backbone_weights is empty); "
+                  "the paper fine-tunes the pretrained network (--set backbone_weights=FILE), and from "
+                  "random weights this recipe's training can diverge", file=sys.stderr, flush=True)
     if recipe["init_from"]:
         src = Path(recipe["init_from"])
         if src.exists():
