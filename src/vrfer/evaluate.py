@@ -72,26 +72,33 @@ def evaluate(model, data: FaceSet, occlusion: str = "none", tta_flip: bool = Fal
     return res
 
 
-def predict_folder(model, root, face: str = "none", occlusion: str = "none", skip_bad: bool = False,
-                   threads: int | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Labels and class probabilities of a labelled folder (vrfer.datasets.folder): every image goes
-    through predict's path (read, find the face or take the image as the crop, FER+-framed crop,
-    classify). With face="detect" the best-scoring face is used; an image where none is found gets a row
-    of NaN probabilities and is counted in `no_face`. A bad row or unreadable image stops with one line
-    naming it, unless skip_bad. Returns (labels (N,), probs (N, 8), info)."""
+FOLDER_OCCLUSIONS = OCCLUSIONS + ("headset",)
+
+
+def folder_faces(model, root, face: str = "none", occlusion: str = "none", skip_bad: bool = False,
+                 threads: int | None = None, progress: bool = True):
+    """The face crops of a labelled folder (vrfer.datasets.folder), read and cropped through predict's path
+    (read, find the face or take the image as the crop, FER+-framed crop). With face="detect" the
+    best-scoring face is used; an image where none is found is counted in `no_face`. occlusion: "upper-half"
+    blacks out the top of each crop; "headset" paints vrfer's synthetic headset (vrfer.faces.draw_headset)
+    over the eyes of the whole photo before the face is looked for, placed from the face found in the clean
+    photo (with face="none": from the whole image). A bad row or unreadable image stops with one line naming
+    it, unless skip_bad. Returns (items, crops (M, 48, 48), found (N,) bool, rec, info): items are the
+    folder's rows that could be read (N), crops those of the rows where a face was found."""
     import hashlib
 
     from tqdm import tqdm
 
     from .datasets.folder import read_labels
     from .errors import VrferError
+    from .faces import draw_headset
     from .recognizer import Recognizer, load_image
-    if occlusion not in OCCLUSIONS:
-        raise ValueError(f"occlusion must be one of {OCCLUSIONS}")
+    if occlusion not in FOLDER_OCCLUSIONS:
+        raise ValueError(f"occlusion must be one of {FOLDER_OCCLUSIONS}")
     items, bad = read_labels(root, skip_bad)
     # the plain float32 probabilities: the caller applies the post-processing (prior, classes) once
     rec = Recognizer(model, face=face, backend="torch", threads=threads, prior="train")
-    labels, crops, found, no_face = [], [], [], []
+    kept, crops, found, no_face = [], [], [], []
     digest = hashlib.sha256()
     # the bar only on a terminal (as predict's video bar), and cleared before a message that stops the read
     with tqdm(items, desc="reading faces", disable=None if progress else True, leave=False,
@@ -99,11 +106,17 @@ def predict_folder(model, root, face: str = "none", occlusion: str = "none", ski
         for it in bar:
             try:
                 img = load_image(it.path)
+                if occlusion == "headset":
+                    ref = rec.find_faces(img)
+                    h, w = img.shape[:2]
+                    if ref or face != "detect":
+                        box = max(ref, key=lambda f: f.score).box if face == "detect" else (0, 0, w, h)
+                        img = draw_headset(img, box)
                 faces = rec.find_faces(img)
             except VrferError as e:
                 bad(f"{it.where} ({it.path.name})", str(e), "unreadable_image")
                 continue
-            labels.append(it.label)
+            kept.append(it)
             digest.update(np.ascontiguousarray(img).tobytes())
             if not faces:
                 no_face.append(it.path.name)
@@ -111,18 +124,26 @@ def predict_folder(model, root, face: str = "none", occlusion: str = "none", ski
                 continue
             found.append(True)
             crops.append(rec.crops(img, [max(faces, key=lambda f: f.score)])[0])
-    probs = np.full((len(labels), len(CLASSES)), np.nan)
-    if crops:  # classified in batches, as evaluate() does: the same probabilities, far faster
-        crops = np.stack(crops)
-        if occlusion == "upper-half":
-            crops = occlude_upper(crops, rec.cfg.occlusion)
-        probs[np.array(found)] = np.concatenate([rec.classify(crops[i:i + 256]) for i in range(0, len(crops), 256)])
-    if not labels:
+    if not kept:
         raise VrferError(f"{root}: no image could be evaluated")
-    digest.update(np.asarray(labels, np.int64).tobytes())
+    crops = np.stack(crops) if crops else np.zeros((0, 48, 48), np.uint8)
+    if occlusion == "upper-half" and len(crops):
+        crops = occlude_upper(crops, rec.cfg.occlusion)
+    digest.update(np.asarray([it.label for it in kept], np.int64).tobytes())
     info = {"occlusion": occlusion, "face": face, "no_face": len(no_face), "no_face_files": no_face[:20],
             "skipped": dict(bad.counts), "data_fingerprint": digest.hexdigest()[:16]}
-    return np.array(labels, np.int64), probs, info
+    return kept, crops, np.array(found, bool), rec, info
+
+
+def predict_folder(model, root, face: str = "none", occlusion: str = "none", skip_bad: bool = False,
+                   threads: int | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Labels and class probabilities of a labelled folder (folder_faces); an image where no face is
+    found gets a row of NaN probabilities. Returns (labels (N,), probs (N, 8), info)."""
+    items, crops, found, rec, info = folder_faces(model, root, face, occlusion, skip_bad, threads, progress)
+    probs = np.full((len(items), len(CLASSES)), np.nan)
+    if len(crops):  # classified in batches, as evaluate() does: the same probabilities, far faster
+        probs[found] = np.concatenate([rec.classify(crops[i:i + 256]) for i in range(0, len(crops), 256)])
+    return np.array([it.label for it in items], np.int64), probs, info
 
 
 def evaluate_folder(model, root, face: str = "none", occlusion: str = "none", skip_bad: bool = False,
@@ -168,3 +189,147 @@ def confusion_png(result: dict, path, title: str) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+# ------------------------------------------------------------- adaptation and calibration, scored honestly
+
+def _scores(labels: np.ndarray, pred: np.ndarray) -> dict:
+    m = metrics(labels, pred)
+    return {"accuracy": m["accuracy"], "mean_class_recall": m["mean_class_recall"], "n": m["n"],
+            "per_class": m["per_class"]}
+
+
+def _spread(runs: list[dict]) -> dict:
+    """Mean and standard deviation over draws of accuracy, mean per-class recall and per-class recall."""
+    out = {k: float(np.mean([r[k] for r in runs])) for k in ("accuracy", "mean_class_recall")}
+    out.update({f"{k}_sd": float(np.std([r[k] for r in runs])) for k in ("accuracy", "mean_class_recall")})
+    out["n"] = int(np.mean([r["n"] for r in runs]))
+    out["per_class"] = {c: (None if any(r["per_class"][c] is None for r in runs)
+                            else float(np.mean([r["per_class"][c] for r in runs]))) for c in CLASSES}
+    return out
+
+
+def _people(items) -> np.ndarray:
+    from .errors import VrferError
+    subjects = np.array([it.subject for it in items])
+    if (subjects == "").any():
+        raise VrferError("adaptation and calibration need a `subject` column in labels.csv (the person in each "
+                         "photo): a person is never scored by a fit that saw them")
+    return subjects
+
+
+def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", adapt: str | None = None,
+                      calibrate: int | None = None, draws: int = 5, seed: int = 0, post=None, skip_bad: bool = False,
+                      threads: int | None = None, progress: bool = True, log=None) -> dict:
+    """Adaptation and calibration of `model`, scored so that no face is scored by a fit that saw it.
+
+    adapt="loo": each person's faces are scored by an adaptation (vrfer.adapt: AdaBN + a new last layer)
+    fitted on the other people only, beside the generic answer on the same faces.
+    calibrate=K: per person and enrolment session, K faces per class drawn (seeded, `draws` times) from that
+    ONE session make a profile (vrfer.calibration), scored on the person's OTHER sessions only, among the
+    enrolled classes, beside the unprofiled answer on the same faces. A session of one class only (e.g.
+    taiwanese-dev's neutral photos, taken apart from the others) is added to every enrolment and never
+    scored. Without a `session` column each photo is its own session: one sitting, which flatters
+    calibration (the result says so). K=0: every face of the session (video-like enrolment).
+    With both, the profile is made on top of the person's leave-one-out adapted model.
+    Faces where no face was found are left out of these figures (counted in no_face).
+    log: a function taking one line of progress (or None)."""
+    from .adapt import adapt_arrays
+    from .calibration import enrol
+    from .errors import VrferError
+    from .models.registry import as_model
+    from .pipeline import PostProcess
+    from .representation import logits_and_features
+    if adapt not in (None, "loo"):
+        raise VrferError(f"--adapt {adapt!r}: expected loo")
+    if calibrate is not None and calibrate < 0:
+        raise VrferError(f"--calibrate {calibrate}: expected K >= 0 faces per class (0: all of the session)")
+    if draws < 1:
+        raise VrferError(f"--draws {draws}: expected at least 1")
+    model = as_model(model)
+    items, crops, found, rec, info = folder_faces(model, root, face, occlusion, skip_bad, threads, progress)
+    items = [it for it, f in zip(items, found) if f]
+    labels = np.array([it.label for it in items], np.int64)
+    subjects = _people(items)
+    sessions = np.array([it.session for it in items])
+    no_sessions = (sessions == "").all()
+    if no_sessions:
+        sessions = np.array([it.path.name for it in items])
+    files = np.array([it.path.name for it in items])
+    res = {"n": int(len(labels)), "people": int(len(np.unique(subjects))), **info}
+    generic_post = PostProcess(model.cfg) if post is None else post
+    logits, feats = logits_and_features(model, crops)
+    generic_pred = generic_post.apply(logits, logits=True).argmax(1)
+    res["generic"] = _scores(labels, generic_pred)
+    say = log or (lambda _line: None)
+    say(f"generic answer: {100 * res['generic']['accuracy']:.2f}% on {len(labels)} faces of {res['people']} people")
+
+    per_person = {}     # person -> (model, logits, feats, post) the calibration starts from
+    if adapt == "loo":
+        pred = np.zeros_like(labels)
+        for person in np.unique(subjects):
+            fit = subjects != person
+            m = adapt_arrays(model, crops[fit], labels[fit])
+            lg, ft = logits_and_features(m, crops[~fit])
+            p = PostProcess(m.cfg, None if post is None else post.prior, None if post is None else post.tau,
+                            None if post is None or post.subset is None else post.subset)
+            pred[~fit] = p.apply(lg, logits=True).argmax(1)
+            per_person[person] = (m, lg, ft, p, np.flatnonzero(~fit))
+        res["adapted_loo"] = _scores(labels, pred)
+        say(f"adapted, leave-one-person-out: {100 * res['adapted_loo']['accuracy']:.2f}%")
+    if calibrate is None:
+        return res
+
+    rng = np.random.default_rng(seed)
+    one_class = {s for s in np.unique(sessions) if len(np.unique(labels[sessions == s])) == 1} if not no_sessions else set()
+    runs_base, runs_cal, pairs = [], [], []
+    for draw in range(draws if calibrate else 1):
+        base_pred, cal_pred, truth = [], [], []
+        for person in np.unique(subjects):
+            own = np.flatnonzero(subjects == person)
+            if person in per_person:
+                m, lg, ft, p, idx = per_person[person]
+            else:
+                m, lg, ft, p, idx = model, logits[own], feats[own], generic_post, own
+            pos = {int(i): k for k, i in enumerate(idx)}
+            for s in np.unique(sessions[own]):
+                if s in one_class:
+                    continue
+                pool = own[(sessions[own] == s) | np.isin(sessions[own], list(one_class))]
+                enrolled = []
+                for c in np.unique(labels[pool]):
+                    cand = pool[labels[pool] == c]
+                    k = len(cand) if not calibrate else min(calibrate, len(cand))
+                    enrolled += list(rng.choice(cand, k, replace=False))
+                enrolled = np.array(sorted(enrolled))
+                classes = np.unique(labels[enrolled])
+                scored = own[(sessions[own] != s) & ~np.isin(sessions[own], list(one_class))
+                             & np.isin(labels[own], classes)]
+                if not len(scored):
+                    continue
+                # the rule of the protocol: no scored photo is an enrolled one or from the enrolled session
+                assert not set(files[scored]) & set(files[enrolled]) and s not in set(sessions[scored])
+                prof = enrol(m, ft[[pos[int(i)] for i in enrolled]], labels[enrolled])
+                z = lg[[pos[int(i)] for i in scored]]
+                f = ft[[pos[int(i)] for i in scored]]
+                base_pred.append(p.apply(z, logits=True).argmax(1))
+                cal_pred.append(p.apply(prof.apply(z, f, m.cfg.classes), logits=True).argmax(1))
+                truth.append(labels[scored])
+                if draw == 0:
+                    pairs.append((person, s, len(enrolled), len(scored)))
+        if not truth:
+            raise VrferError("no person has a face to score outside the enrolment session (calibration needs "
+                             "two sessions, or two photos of an expression, per person)")
+        t = np.concatenate(truth)
+        runs_base.append(_scores(t, np.concatenate(base_pred)))
+        runs_cal.append(_scores(t, np.concatenate(cal_pred)))
+    base_name = "adapted_loo" if adapt == "loo" else "generic"
+    res["calibration"] = {
+        "k": calibrate, "draws": draws if calibrate else 1, "seed": seed, "starts_from": base_name,
+        "sessions": "none in labels.csv: every photo is its own session (one sitting: flatters calibration)"
+                    if no_sessions else "enrol from one session, score the person's other sessions",
+        "always_enrolled_sessions": sorted(one_class), "enrolments": len(pairs),
+        "unprofiled": _spread(runs_base), "calibrated": _spread(runs_cal)}
+    say(f"calibrated (K={calibrate}): {100 * res['calibration']['calibrated']['accuracy']:.2f}% against "
+        f"{100 * res['calibration']['unprofiled']['accuracy']:.2f}% unprofiled on the same faces")
+    return res

@@ -425,14 +425,21 @@ class Pipeline:
     """
 
     def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "auto", threads: int | None = None,
-                 tta_flip: bool = False, detector=None, prior=None, prior_tau: float | None = None, classes=None):
+                 tta_flip: bool = False, detector=None, prior=None, prior_tau: float | None = None, classes=None,
+                 profile=None):
         self.face = parse_face(face)
         self.threads = threads
         self.backend = backend
+        self._model_spec, self._tta_flip = model, tta_flip
+        if profile is not None:
+            backend = self._torch_backend(backend)
         self.classifier = load_classifier(model, backend, tta_flip, threads)
         self.cfg = self.classifier.cfg
         self.classes = tuple(self.cfg.classes)
         self.post = PostProcess(self.cfg, prior, prior_tau, classes)
+        self.profile = None
+        if profile is not None:
+            self.set_profile(profile)
         self._detector = detector
         if self.face == "detect" and detector is None:
             _ = self.detector   # now: a missing detector is a setup error, said once
@@ -457,6 +464,42 @@ class Pipeline:
     def crops(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         return crop_faces(image, faces, self.face)
 
+    def _torch_backend(self, backend: str) -> str:
+        """A profile and enrolment work on the network's representation, which only the PyTorch model gives:
+        "auto" becomes "torch"; "onnx" is refused."""
+        m = self._model_spec
+        if backend == "onnx" or (isinstance(m, (str, os.PathLike)) and str(m).endswith(".onnx")):
+            raise VrferError("calibration runs with --backend torch or auto (PyTorch), not onnx")
+        if self._tta_flip:
+            raise VrferError("calibration does not take flip averaging")
+        return "torch"
+
+    def torch_model(self):
+        """The PyTorch model behind this pipeline; an ONNX classifier (backend "auto") is replaced by the
+        PyTorch one of the same weights, so that answers and representations come from one network."""
+        if not hasattr(self.classifier, "model"):
+            self.classifier = load_classifier(self._model_spec, self._torch_backend(self.backend), False, self.threads)
+        return self.classifier.model
+
+    def set_profile(self, profile) -> None:
+        """Calibrate to one person: a vrfer.calibration.Profile, a profile file, or None (no calibration).
+        VrferError when the profile was made for other weights."""
+        from .calibration import Profile, model_fingerprint
+        if profile is None:
+            self.profile = None
+            return
+        profile = profile if isinstance(profile, Profile) else Profile.load(profile)
+        model = self.torch_model()
+        if not hasattr(self, "_fingerprint"):
+            self._fingerprint = model_fingerprint(model)
+        profile.check_model(self.cfg, self._fingerprint)
+        self.profile = profile
+
+    def logits_and_features(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 crops -> (logits (N, C), representations (N, D)) of the PyTorch model (vrfer.representation)."""
+        from .representation import logits_and_features
+        return logits_and_features(self.torch_model(), np.ascontiguousarray(crops))
+
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
         """uint8 (N, 48, 48) crops -> the model's own probabilities (N, C), float64 (not adjusted)."""
         if len(crops) == 0:
@@ -464,8 +507,15 @@ class Pipeline:
         return np.asarray(self.classifier.predict_proba(np.ascontiguousarray(crops)), dtype=np.float64)
 
     def classify(self, crops: np.ndarray, post: PostProcess | None = None) -> np.ndarray:
-        """uint8 crops -> reported probabilities (N, C): the model's, adjusted by `post` (default self.post)."""
-        return (post or self.post).apply(self.probabilities(crops))
+        """uint8 crops -> reported probabilities (N, C): the model's (calibrated by the profile, if any),
+        adjusted by `post` (default self.post)."""
+        post = post or self.post
+        if self.profile is None:
+            return post.apply(self.probabilities(crops))
+        if len(crops) == 0:
+            return np.zeros((0, len(self.classes)), np.float64)
+        logits, feats = self.logits_and_features(crops)
+        return post.apply(self.profile.apply(logits, feats, self.classes), logits=True)
 
     def run(self, image, tracker=None) -> tuple[list[Face], np.ndarray, np.ndarray]:
         """An image (anything load_image takes) -> (faces, their crops, their reported probabilities).

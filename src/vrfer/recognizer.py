@@ -138,6 +138,47 @@ def expand_inputs(paths: list[str]) -> tuple[list[Item], list[tuple[str, str]]]:
     return items, bad
 
 
+def video_frames(src, max_frames: int | None = None, progress_name: str | None = None) -> Iterator[np.ndarray]:
+    """The BGR frames of a video file or webcam (an int index, or "cam:N"), at most max_frames. VrferError
+    for a missing file, one OpenCV cannot open, or one without a readable frame. progress_name: show a
+    progress bar (files only) under that name."""
+    import cv2
+    cam = src if isinstance(src, int) else parse_camera(str(src))
+    if cam is None and not Path(src).exists():
+        raise VrferError("file not found")
+    _quiet_opencv()
+    with native_stderr_silenced():
+        cap = cv2.VideoCapture(cam if cam is not None else str(src))
+    if not cap.isOpened():
+        cap.release()
+        raise VrferError("cannot open camera" if cam is not None else
+                         "cannot open video (not a video file, damaged, or an unsupported codec)")
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cam is None else 0
+    if max_frames:
+        total = min(total, max_frames) if total else max_frames
+    bar = None
+    if progress_name and cam is None:
+        from tqdm import tqdm
+        bar = tqdm(total=total or None, desc=Path(progress_name).name, unit="frame", leave=False, disable=None)
+    i = 0
+    try:
+        while max_frames is None or i < max_frames:
+            with native_stderr_silenced():
+                ok, frame = cap.read()
+            if not ok or frame is None:
+                break
+            yield frame
+            i += 1
+            if bar is not None:
+                bar.update(1)
+    finally:
+        cap.release()
+        if bar is not None:
+            bar.close()
+    if i == 0:
+        raise VrferError("video has no readable frames")
+
+
 # ----------------------------------------------------------------------------------------- recognizer
 
 class Recognizer:
@@ -160,13 +201,14 @@ class Recognizer:
 
     def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "auto", alpha: float | None = None,
                  threads: int | None = None, tta_flip: bool = False, detector=None, prior=None,
-                 prior_tau: float | None = None, classes=None):
+                 prior_tau: float | None = None, classes=None, profile=None):
         self.alpha = None if alpha is None else check_alpha(alpha, "alpha (smoothing)")
         if self.alpha == 1.0:
             self.alpha = None
         from .threads import use_torch_threads
         self.threads = use_torch_threads(threads)   # vrfer.threads: one meaning of --threads everywhere
-        self.pipeline = Pipeline(model, face, backend, threads, tta_flip, detector, prior, prior_tau, classes)
+        self.pipeline = Pipeline(model, face, backend, threads, tta_flip, detector, prior, prior_tau, classes,
+                                 profile)
         self.face = self.pipeline.face
         self.cfg = self.pipeline.cfg
         self.classes = self.pipeline.classes
@@ -229,47 +271,63 @@ class Recognizer:
               name: str | None = None) -> Iterator[tuple[int, list[FacePrediction] | None]]:
         """Frames of a video file or webcam (an int index, or "cam:N") -> (frame index, predictions);
         predictions is None for a frame where no face was found. Tracks the face and smooths."""
-        import cv2
         cam = src if isinstance(src, int) else parse_camera(str(src))
         name = name or (f"cam:{cam}" if cam is not None else str(src))
-        if cam is None and not Path(src).exists():
-            raise VrferError("file not found")
-        _quiet_opencv()
-        with native_stderr_silenced():
-            cap = cv2.VideoCapture(cam if cam is not None else str(src))
-        if not cap.isOpened():
-            cap.release()
-            raise VrferError("cannot open camera" if cam is not None else
-                             "cannot open video (not a video file, damaged, or an unsupported codec)")
         self.reset()
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cam is None else 0
-        if max_frames:
-            total = min(total, max_frames) if total else max_frames
-        bar = None
-        if progress and cam is None:
-            from tqdm import tqdm
-            bar = tqdm(total=total or None, desc=Path(name).name, unit="frame", leave=False, disable=None)
-        i = 0
-        try:
-            while max_frames is None or i < max_frames:
-                with native_stderr_silenced():
-                    ok, frame = cap.read()
-                if not ok or frame is None:
-                    break
-                try:
-                    preds = self.predict(frame, source=name, frame=i, track=self.face == "detect")
-                except NoFaceError:
-                    preds = None
-                yield i, preds
-                i += 1
-                if bar is not None:
-                    bar.update(1)
-        finally:
-            cap.release()
-            if bar is not None:
-                bar.close()
-        if i == 0:
-            raise VrferError("video has no readable frames")
+        for i, frame in enumerate(video_frames(src, max_frames, name if progress else None)):
+            try:
+                preds = self.predict(frame, source=name, frame=i, track=self.face == "detect")
+            except NoFaceError:
+                preds = None
+            yield i, preds
+
+    # -- calibration to one person (vrfer.calibration) ------------------------------------------------
+    @property
+    def profile(self):
+        """The person's calibration profile in use, or None."""
+        return self.pipeline.profile
+
+    def set_profile(self, profile) -> None:
+        """Use a profile (a vrfer.calibration.Profile or a profile file) for the answers; None: no calibration.
+        VrferError when it was made for another model's weights."""
+        self.pipeline.set_profile(profile)
+
+    def enrol(self, examples, person: str = "", max_frames: int = 300, use: bool = True):
+        """A calibration profile from labelled faces of one person, used from now on (use=True).
+
+        examples: {class name: images} where images is one or a list of paths, numpy arrays, PIL images, or
+        video files (every frame, up to max_frames, is a face of that class); or a list of (image, class)
+        pairs. Each image's best face is used; an image without a face is an error naming it."""
+        from .calibration import enrol
+        pairs = list(examples.items()) if isinstance(examples, dict) else [(lbl, im) for im, lbl in examples]
+        crops, labels = [], []
+        for label, imgs in pairs:
+            if label not in self.classes:
+                raise VrferError(f"unknown class {label!r}; classes: {', '.join(self.classes)}")
+            for img in (imgs if isinstance(imgs, (list, tuple)) else [imgs]):
+                is_video = isinstance(img, (str, os.PathLike)) and Path(img).suffix.lower() in VIDEO_EXTS
+                frames = video_frames(img, max_frames) if is_video else [img]
+                for n, frame in enumerate(frames):
+                    where = f"{img} frame {n}" if is_video else (str(img) if isinstance(img, (str, os.PathLike))
+                                                                 else f"a {label} image")
+                    try:
+                        loaded = load_image(frame)
+                        faces = self.pipeline.find_faces(loaded)
+                    except VrferError as e:
+                        raise VrferError(f"{where}: {e}") from None
+                    if not faces:
+                        if is_video:
+                            continue        # a frame without a face in a video is skipped
+                        raise NoFaceError(f"{where}: no face found")
+                    crops.append(self.pipeline.crops(loaded, [max(faces, key=lambda f: f.score)])[0])
+                    labels.append(label)
+        if not crops:
+            raise VrferError("no face to calibrate on")
+        _, feats = self.pipeline.logits_and_features(np.stack(crops))
+        profile = enrol(self.pipeline.torch_model(), feats, labels, person=person)
+        if use:
+            self.set_profile(profile)
+        return profile
 
     def annotate(self, image: np.ndarray, preds: list[FacePrediction]) -> np.ndarray:
         """A BGR copy of the image with each face's box and label drawn."""

@@ -3,7 +3,8 @@
 labels.csv has a header row with a `file` column (path relative to ROOT, or to ROOT/images) and either
 `label` (class index in vrfer's order, vrfer.classes.CLASSES) or `label_name` (a class name, e.g.
 "fear"; "happy"/"angry"/... common spellings are accepted), or both (they must agree). Other columns
-are ignored. The CK+48 copy in ../shared/data/ckplus48 is the first such folder.
+are ignored, except `subject` (the person) and `session` (one sitting of that person), which adaptation and
+calibration need (vrfer adapt, vrfer evaluate --adapt / --calibrate). The CK+48 copy in ../shared/data/ckplus48 is the first such folder.
 
 Images may be any size, 8/16-bit, gray or colour: they are read and cropped the way `vrfer predict`
 reads and crops them (vrfer.recognizer), so a folder evaluation gives the answers predict gives.
@@ -29,6 +30,8 @@ class LabelledImage:
     path: Path
     label: int
     where: str          # "labels.csv row N": named in every message about this item
+    subject: str = ""   # the `subject` column (a person), where labels.csv has one
+    session: str = ""   # the `session` column (one sitting of that person), where labels.csv has one
 
 
 def _label(row: dict, where: str) -> int:
@@ -99,7 +102,8 @@ def read_labels(root, skip_bad: bool = False) -> tuple[list[LabelledImage], BadD
                     bad(where, f"image {name!r} is already listed in {seen[key]}", "duplicate")
                     continue
                 seen[key] = f"row {n}"
-                items.append(LabelledImage(img, label, where))
+                items.append(LabelledImage(img, label, where, (row.get("subject") or "").strip(),
+                                           (row.get("session") or "").strip()))
     except UnicodeDecodeError:
         raise VrferError(f"{path}: not a UTF-8 text CSV file") from None
     if not items:

@@ -1,0 +1,248 @@
+"""Adapting a trained model to a deployment's own setup (its camera, light, headset and people).
+
+Two steps, chosen by measurement on taiwanese-dev and JAFFE (docs/RESULTS.md, "Adaptation and calibration"):
+
+1. AdaBN (Li et al. 2016), needs no labels: the BatchNorm statistics are re-estimated on faces of the
+   setup, so the network normalises its activations the way that camera and light make them.
+2. A new last layer, needs labels: multinomial logistic regression on the network's representation
+   (vrfer.representation), pulled towards the generic layer (an L2-SP penalty, Li et al. 2018:
+   lam * ||W - W_generic||^2), so classes the setup's photos lack (contempt, usually) keep roughly their
+   generic weights and a few dozen people do not overfit it.
+
+The result is an ordinary vrfer model (same architecture, new BatchNorm statistics and last layer) that
+every command takes with --model FILE; cfg.extra["adapted"] records what it was adapted on. Its honest
+accuracy is estimated leave-one-person-out: each person is scored by an adaptation fitted without them
+(`loo_estimate`).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import VrferError
+from .preprocess import prepare
+from .representation import head, logits_and_features
+
+HEAD_L2 = 1e-2          # lam of the L2-SP penalty, chosen leave-one-person-out on taiwanese-dev and JAFFE
+MIN_PEOPLE_LOO = 2      # a leave-one-person-out estimate needs someone left to fit on
+
+
+@torch.no_grad()
+def adabn(model: nn.Module, crops: np.ndarray, batch_size: int = 128) -> nn.Module:
+    """A copy of `model` whose BatchNorm statistics are the mean and variance over `crops` (uint8 face
+    crops of the setup; no labels). The weights are unchanged."""
+    if len(crops) < 2:
+        raise VrferError("AdaBN needs at least 2 faces of the setup")
+    m = copy.deepcopy(model).eval()
+    bns = [mod for mod in m.modules() if isinstance(mod, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return m
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None          # a cumulative average over all batches, not an EMA
+        bn.train()                  # only BatchNorm: dropout stays off
+    for i in range(0, len(crops), batch_size):
+        chunk = crops[i:i + batch_size]
+        if len(chunk) == 1:         # BatchNorm cannot take a batch of one in training mode
+            chunk = crops[i - 1:i + 1]
+        m(prepare(chunk, m.cfg))
+    for bn in bns:
+        bn.momentum = 0.1
+    return m.eval()
+
+
+def fit_head(features: np.ndarray, labels: np.ndarray, weight: np.ndarray, bias: np.ndarray,
+             lam: float = HEAD_L2, rows=None, iters: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic regression on `features` (N, D) with integer `labels`, started at and pulled towards the
+    layer (weight (C, D), bias (C,)): minimises mean cross-entropy + lam * ||W - weight||^2 (L-BFGS,
+    float64, deterministic). rows: the classes whose row may change (default all); the others keep the
+    given row exactly. Returns the new (weight, bias) as float32."""
+    X = torch.as_tensor(np.asarray(features), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    W0 = torch.as_tensor(np.asarray(weight), dtype=torch.float64)
+    b0 = torch.as_tensor(np.asarray(bias), dtype=torch.float64)
+    free = torch.ones(len(b0), 1, dtype=torch.float64)
+    if rows is not None:
+        free = torch.zeros_like(free)
+        free[list(rows)] = 1.0
+    dW = torch.zeros_like(W0, requires_grad=True)
+    db = torch.zeros_like(b0, requires_grad=True)
+    opt = torch.optim.LBFGS([dW, db], max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        W, b = W0 + free * dW, b0 + free[:, 0] * db
+        loss = F.cross_entropy(X @ W.T + b, y) + lam * ((free * dW) ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return ((W0 + free * dW).float().numpy(), (b0 + free[:, 0] * db).float().numpy())
+
+
+def _check_labelled(labels: np.ndarray, subjects: np.ndarray | None) -> None:
+    if len(labels) < 2 or len(np.unique(labels)) < 2:
+        raise VrferError("adaptation needs labelled faces of at least 2 classes")
+    if subjects is not None and len(subjects) != len(labels):
+        raise VrferError("one subject per labelled face is needed")
+
+
+def adapt_arrays(model: nn.Module, crops: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 unlabelled: np.ndarray | None = None, lam: float = HEAD_L2, use_adabn: bool = True) -> nn.Module:
+    """The adapted copy of `model`: AdaBN on every face given (labelled and unlabelled: the statistics
+    need no labels), then a new last layer fitted on the labelled ones (when there are any)."""
+    faces = [a for a in (crops, unlabelled) if a is not None and len(a)]
+    if not faces:
+        raise VrferError("adaptation needs faces of the setup (labelled, unlabelled or both)")
+    m = adabn(model, np.concatenate(faces)) if use_adabn else copy.deepcopy(model).eval()
+    if labels is not None and len(labels):
+        _check_labelled(labels, None)
+        _, feats = logits_and_features(m, crops)
+        layer = head(m)
+        w, b = fit_head(feats, labels, layer.weight.detach().numpy(), layer.bias.detach().numpy(), lam)
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(w))
+            layer.bias.copy_(torch.from_numpy(b))
+    m.cfg = adapted_config(model, f"{model.cfg.name}-adapted", {
+        "faces": 0 if labels is None else int(len(labels)),
+        "unlabelled_faces": 0 if unlabelled is None else int(len(unlabelled)), "adabn": use_adabn, "lam": lam}, labels)
+    return m
+
+
+def loo_predictions(model: nn.Module, crops: np.ndarray, labels: np.ndarray, subjects: np.ndarray,
+                    unlabelled: np.ndarray | None = None, lam: float = HEAD_L2, use_adabn: bool = True,
+                    progress: bool = False) -> np.ndarray:
+    """Leave-one-person-out logits (N, C): each person's faces scored by an adaptation fitted on the
+    other people's labelled faces (and the unlabelled faces, which hold none of the labelled people's
+    photos by the caller's word). A person is never scored by a fit that saw any of their faces."""
+    subjects = np.asarray(subjects).astype(str)
+    people = np.unique(subjects)
+    if len(people) < MIN_PEOPLE_LOO:
+        raise VrferError(f"a leave-one-person-out estimate needs at least {MIN_PEOPLE_LOO} people "
+                         f"(the `subject` column names {len(people)})")
+    out = np.zeros((len(labels), head(model).out_features), np.float32)
+    from tqdm import tqdm
+    for person in tqdm(people, desc="leave-one-person-out", disable=None if progress else True, leave=False):
+        fit = subjects != person
+        m = adapt_arrays(model, crops[fit], labels[fit], unlabelled, lam, use_adabn)
+        out[~fit] = logits_and_features(m, crops[~fit])[0]
+    return out
+
+
+def train_prior_of(labels: np.ndarray, n_classes: int) -> list[float]:
+    """Class frequencies of the adaptation set, +1 smoothed so every class stays possible (what
+    --prior uniform divides out of an adapted model's answers)."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64) + 1.0
+    return [float(v) for v in counts / counts.sum()]
+
+
+def adapted_config(model: nn.Module, name: str, record: dict, labels: np.ndarray | None):
+    """The adapted model's config: the base's, renamed, with what it was adapted on. An adapted last layer
+    answers plainly (its prior is the setup's class mix), so default_post becomes the plain model's."""
+    cfg = model.cfg
+    extra = dict(cfg.extra or {})
+    extra["adapted"] = {"base_model": cfg.name, **record, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if labels is not None and len(labels):
+        extra["train_prior"] = train_prior_of(labels, len(cfg.classes))
+        extra["default_post"] = {"prior": "train", "tau": 1.0}
+    return replace(cfg, name=name, extra=extra,
+                   trained_on=f"{cfg.trained_on}; adapted: {record.get('summary', '')}".strip("; "))
+
+
+def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = False) -> tuple[np.ndarray, dict]:
+    """Face crops (the best face of each image or video frame) from image files, folders of images and
+    video files of the setup, through predict's path. Returns (crops, counts): counts of images and frames
+    read and of those where no face was found."""
+    from pathlib import Path
+
+    from .errors import NoFaceError
+    from .recognizer import IMAGE_EXTS, VIDEO_EXTS, load_image, video_frames
+    crops, counts = [], {"images": 0, "frames": 0, "no_face": 0}
+
+    def take(img) -> None:
+        faces = rec.find_faces(img)
+        if not faces:
+            counts["no_face"] += 1
+            return
+        crops.append(rec.crops(img, [max(faces, key=lambda f: f.score)])[0])
+
+    for src in sources:
+        path = Path(src)
+        if not path.exists():
+            raise VrferError(f"{src}: file not found")
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS) \
+            if path.is_dir() else [path]
+        if not files:
+            raise VrferError(f"{src}: a folder without images or videos")
+        for f in files:
+            if f.suffix.lower() in VIDEO_EXTS:
+                for frame in video_frames(f, max_frames):
+                    counts["frames"] += 1
+                    take(frame)
+            else:
+                try:
+                    take(load_image(f))
+                except NoFaceError:
+                    counts["no_face"] += 1
+                except VrferError as e:
+                    raise VrferError(f"{f}: {e}") from None
+                counts["images"] += 1
+    return (np.stack(crops) if crops else np.zeros((0, 48, 48), np.uint8)), counts
+
+
+def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: str | None = None,
+                 lam: float = HEAD_L2, estimate: bool = True, skip_bad: bool = False, threads: int | None = None,
+                 progress: bool = True, log=None) -> tuple[nn.Module, dict]:
+    """Adapt `model` (name, file or object) to a setup: `root` a labelled folder of it (labels.csv with
+    `subject`), `unlabelled` image files, folders or videos of it (either or both). Returns (the adapted
+    model, a report with the leave-one-person-out estimate when root has 2+ people and estimate=True)."""
+    from pathlib import Path
+
+    from .evaluate import _people, _scores, folder_faces
+    from .models.registry import as_model
+    from .pipeline import PostProcess
+    from .recognizer import Recognizer
+    say = log or (lambda _line: None)
+    base = as_model(model)
+    crops = labels = subjects = None
+    report: dict = {"base_model": base.cfg.name, "lam": lam}
+    if root is not None:
+        items, crops, found, _, info = folder_faces(base, root, face, "none", skip_bad, threads, progress)
+        items = [it for it, f in zip(items, found) if f]
+        labels = np.array([it.label for it in items], np.int64)
+        subjects = _people(items)
+        _check_labelled(labels, subjects)
+        report.update(labelled=str(root), faces=int(len(labels)), people=int(len(np.unique(subjects))),
+                      no_face=info["no_face"], classes=sorted({base.cfg.classes[v] for v in labels.tolist()}))
+        say(f"{root}: {len(labels)} labelled faces of {report['people']} people"
+            + (f" (no face found in {info['no_face']} images)" if info["no_face"] else ""))
+    extra = None
+    if unlabelled:
+        rec = Recognizer(base, face=face, backend="torch", threads=threads, prior="train")
+        extra, counts = unlabelled_faces(rec, list(unlabelled))
+        report["unlabelled"] = {"sources": [str(u) for u in unlabelled], **counts, "faces": int(len(extra))}
+        say(f"unlabelled: {len(extra)} faces from {counts['images']} images and {counts['frames']} video frames")
+    if (crops is None or not len(crops)) and (extra is None or not len(extra)):
+        raise VrferError("no face of the setup to adapt on (give a labelled folder, unlabelled faces, or both)")
+    if estimate and labels is not None and len(np.unique(subjects)) >= MIN_PEOPLE_LOO:
+        say("estimating its accuracy leave-one-person-out (each person scored by a fit without them) ...")
+        loo = loo_predictions(base, crops, labels, subjects, extra, lam, progress=progress)
+        generic = PostProcess(base.cfg).apply(logits_and_features(base, crops)[0], logits=True).argmax(1)
+        report["loo"] = _scores(labels, loo.argmax(1))
+        report["generic_same_faces"] = _scores(labels, generic)
+    adapted = adapt_arrays(base, crops, labels, extra, lam)
+    what = ", ".join(x for x in (f"{report.get('faces', 0)} labelled faces of {report.get('people', 0)} people "
+                                 f"({Path(str(root)).name})" if root is not None else "",
+                                 f"{len(extra)} unlabelled faces" if extra is not None else "") if x)
+    record = {k: v for k, v in report.items() if k not in ("base_model",)}
+    record["summary"] = what
+    adapted.cfg = adapted_config(base, name or adapted.cfg.name, record, labels)
+    return adapted, report

@@ -1,0 +1,175 @@
+"""Calibrating a model to one person: a profile made from a few labelled faces of that person.
+
+The wearer makes each expression for a moment (K = 1 face to a few hundred video frames per expression,
+any subset of the classes). The profile is the model's last layer refitted on those faces, pulled towards
+the running model's own layer (vrfer.adapt.fit_head, L2-SP, lam PROFILE_L2), with only the rows of the
+enrolled classes free: a class the person did not show keeps the model's answer exactly. Chosen by
+measurement against prototypes (nearest class mean, blended or not with the model's answer) on
+taiwanese-dev across sessions (docs/RESULTS.md, "Adaptation and calibration").
+
+A calibrated answer: logits z = model logits, then for each enrolled class c
+    z_c = dot(representation, weight_c) + bias_c
+and the model's usual post-processing (prior, class subset) on z. The representation is the input of the
+model's last layer (vrfer.representation).
+
+The profile file is JSON (never pickle), documented field by field in `Profile.to_json`, and names the
+model it belongs to: its name and the sha256 of its weights (vrfer.quantize.weights_fingerprint, or of
+the state dict for a model object). Loading it for another model is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import VrferError
+
+PROFILE_FORMAT = "vrfer-profile"
+PROFILE_VERSION = 1
+PROFILE_L2 = 0.1        # lam of the pull towards the model's own layer (taiwanese-dev, across sessions)
+
+
+def model_fingerprint(model) -> str:
+    """sha256 (hex) of a model's weights: names, dtypes, shapes and bytes of its state dict as float32,
+    the same for the model loaded from a file and the object in memory."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        a = t.detach().cpu()
+        a = a.float() if a.is_floating_point() else a
+        arr = np.ascontiguousarray(a.numpy())
+        h.update(name.encode())
+        h.update(str(arr.dtype).encode())
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Profile:
+    """One person's calibration for one model (see the module docstring)."""
+    model: str                     # the model's name (cfg.name)
+    model_sha256: str              # model_fingerprint of the weights it was made with
+    classes: list[str]             # the enrolled classes, in the model's class order
+    counts: dict[str, int]         # faces per enrolled class
+    weight: np.ndarray             # (len(classes), D) rows of the calibrated last layer
+    bias: np.ndarray               # (len(classes),)
+    person: str = ""
+    lam: float = PROFILE_L2
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
+
+    def rows(self, all_classes) -> list[int]:
+        return [list(all_classes).index(c) for c in self.classes]
+
+    def apply(self, logits: np.ndarray, features: np.ndarray, all_classes) -> np.ndarray:
+        """Model logits (N, C) and representations (N, D) -> calibrated logits (N, C), float64."""
+        z = np.array(logits, np.float64, copy=True)
+        if len(z):
+            z[:, self.rows(all_classes)] = (np.asarray(features, np.float64) @ self.weight.astype(np.float64).T
+                                            + self.bias.astype(np.float64))
+        return z
+
+    def check_model(self, cfg, sha256: str) -> None:
+        """VrferError unless this profile was made for exactly this model."""
+        if self.model_sha256 != sha256:
+            raise VrferError(f"profile made for model {self.model!r} (weights {self.model_sha256[:12]}), not for "
+                             f"{cfg.name!r} (weights {sha256[:12]}): calibrate again with this model")
+        unknown = [c for c in self.classes if c not in cfg.classes]
+        if unknown:
+            raise VrferError(f"profile names class {unknown[0]!r}, which model {cfg.name!r} does not have")
+
+    def to_json(self) -> dict:
+        return {
+            "format": PROFILE_FORMAT,          # always "vrfer-profile"
+            "version": PROFILE_VERSION,
+            "model": self.model,               # the model's name
+            "model_sha256": self.model_sha256,  # sha256 of the model's weights (vrfer.calibration.model_fingerprint)
+            "person": self.person,             # free text, may be empty
+            "created": self.created,
+            "method": "last-layer rows refitted with an L2 pull towards the model's own (vrfer.adapt.fit_head)",
+            "lam": self.lam,
+            "classes": list(self.classes),     # enrolled classes; the others keep the model's logits
+            "counts": {c: int(self.counts[c]) for c in self.classes},
+            "weight": [[float(v) for v in row] for row in self.weight],   # one row of D numbers per class
+            "bias": [float(v) for v in self.bias],
+            "formula": "logit_c = dot(representation, weight_c) + bias_c for each enrolled class c; other "
+                       "classes keep the model's logit; then the model's usual post-processing (prior, classes)",
+        }
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+            tmp.replace(path)
+        except OSError as e:
+            raise VrferError(f"{path}: cannot write the profile ({e.strerror or e})") from None
+        return path
+
+    @classmethod
+    def from_json(cls, d, where: str = "profile") -> "Profile":
+        try:
+            if not isinstance(d, dict) or d.get("format") != PROFILE_FORMAT:
+                raise ValueError(f"not a vrfer profile (no \"format\": \"{PROFILE_FORMAT}\")")
+            if d.get("version") != PROFILE_VERSION:
+                raise ValueError(f"profile version {d.get('version')!r}, this vrfer reads {PROFILE_VERSION}")
+            classes = [str(c) for c in d["classes"]]
+            weight = np.asarray(d["weight"], np.float32)
+            bias = np.asarray(d["bias"], np.float32)
+            counts = {str(k): int(v) for k, v in d["counts"].items()}
+            if not classes or len(set(classes)) != len(classes):
+                raise ValueError("`classes` must name each enrolled class once")
+            if weight.ndim != 2 or weight.shape[0] != len(classes) or bias.shape != (len(classes),):
+                raise ValueError(f"`weight` must be {len(classes)} rows and `bias` {len(classes)} numbers")
+            if not (np.all(np.isfinite(weight)) and np.all(np.isfinite(bias))):
+                raise ValueError("`weight` and `bias` must be finite numbers")
+            lam = float(d.get("lam", PROFILE_L2))
+            if not math.isfinite(lam):
+                raise ValueError("`lam` must be a finite number")
+            return cls(model=str(d["model"]), model_sha256=str(d["model_sha256"]), classes=classes,
+                       counts=counts, weight=weight, bias=bias, person=str(d.get("person", "")), lam=lam,
+                       created=str(d.get("created", "")))
+        except KeyError as e:
+            raise VrferError(f"{where}: damaged profile (no {e.args[0]!r} field)") from None
+        except (TypeError, ValueError) as e:
+            raise VrferError(f"{where}: damaged profile ({e})") from None
+
+    @classmethod
+    def load(cls, path) -> "Profile":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise VrferError(f"{path}: profile not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise VrferError(f"{path}: cannot read the profile ({getattr(e, 'strerror', None) or e})") from None
+        try:
+            d = json.loads(text)
+        except ValueError as e:
+            raise VrferError(f"{path}: damaged profile (not JSON: {e})") from None
+        return cls.from_json(d, str(path))
+
+
+def enrol(model, features: np.ndarray, labels, person: str = "", lam: float = PROFILE_L2) -> Profile:
+    """A profile from the representations (N, D) of a person's faces and their labels (class indices or
+    names). Every class with at least one face is enrolled; the others keep the model's answer."""
+    from .adapt import fit_head
+    from .representation import head
+    cfg = model.cfg
+    labels = np.asarray([cfg.classes.index(v) if isinstance(v, str) else int(v) for v in labels], np.int64)
+    if len(labels) == 0:
+        raise VrferError("calibration needs at least one labelled face")
+    if len(labels) != len(features):
+        raise VrferError("one label per face is needed")
+    layer = head(model)
+    rows = sorted(set(labels.tolist()))
+    w, b = fit_head(features, labels, layer.weight.detach().numpy(), layer.bias.detach().numpy(), lam, rows=rows)
+    names = [cfg.classes[r] for r in rows]
+    counts = {cfg.classes[r]: int((labels == r).sum()) for r in rows}
+    return Profile(model=cfg.name, model_sha256=model_fingerprint(model), classes=names, counts=counts,
+                   weight=w[rows], bias=b[rows], person=person, lam=lam)
