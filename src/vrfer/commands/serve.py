@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from ..errors import VrferError
-from ..threads import THREADS_HELP
+from ..threads import add_threads_option
 
 
 def add_parser(sub) -> None:
@@ -53,7 +53,7 @@ def add_parser(sub) -> None:
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="browser origin allowed on the WebSockets without a token, e.g. "
                         "http://localhost:3000 (repeatable; '*' for any)")
-    p.add_argument("--threads", type=int, default=1, metavar="N", help=THREADS_HELP)
+    add_threads_option(p, default=1)
     add_postprocess_args(p)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level")
@@ -89,8 +89,6 @@ def build_config(a):
         raise VrferError("--max-frame-bytes: at least 1024")
     if a.max_connections < 1:
         raise VrferError("--max-connections: at least 1")
-    if a.threads < 0:
-        raise VrferError("--threads: 0 (one per CPU core) or more")
     if a.source_fps <= 0:
         raise VrferError("--source-fps: must be > 0")
     if a.video is not None and not os.path.isfile(a.video):
