@@ -102,6 +102,12 @@ def corpus(tmp_path_factory):
     c["model_text"].write_text("not a model")
     c["recipe_toml"] = d / "broken.toml"
     c["recipe_toml"].write_text("model = \n")
+    c["recipe_negative_lr"] = d / "negative-lr.toml"                # almost right: valid TOML, known keys
+    c["recipe_negative_lr"].write_text('model = "vrfer-cnn-small"\n[optim]\nlr = -0.1\nepochs = 1\n')
+    c["recipe_string_number"] = d / "string-number.toml"
+    c["recipe_string_number"].write_text('[optim]\nlr = "0.1"\n')
+    c["recipe_bad_table"] = d / "bad-table.toml"
+    c["recipe_bad_table"].write_text('[optimizer]\nlr = 0.1\n')
     # FER+ in Microsoft's layout, and a copy with one malformed label.csv row and one unreadable image
     fer = write_folders(d / "ferplus", make_rows(n_per_split=16))
     bad = d / "ferplus-bad"
@@ -395,6 +401,25 @@ def test_evaluate_folder_bad_options(run, corpus, argv, words):
     (["--set", "nokey"], "nokey"),
     (["--recipe", "no-such-recipe"], "no-such-recipe"),
     (["--recipe", "@recipe_toml"], "broken.toml"),
+    (["--recipe", "@recipe_negative_lr"], "'optim.lr' must be a number in (0, inf), got -0.1"),
+    (["--recipe", "@recipe_string_number"], "'optim.lr' must be a number in (0, inf), got '0.1'"),
+    (["--recipe", "@recipe_bad_table"], "unknown key 'optimizer'"),
+    # every key's type and range, from the one declaration (vrfer.training.recipe.SCHEMA)
+    (["--set", "dsd.sparse=-3"], "'dsd.sparse' must be a whole number in [0, inf), got -3"),
+    (["--set", "optim.lr=nan"], "'optim.lr' must be a number in (0, inf), got nan"),
+    (["--set", "optim.lr=inf"], "'optim.lr'"),
+    (["--set", "dsd.sparsity=[0.2, 1.5]"], "'dsd.sparsity' items must each be a number in [0, 1)"),
+    (["--set", "dsd.sparsity=[0.2]"], "'dsd.sparsity' must have at least 2 items"),
+    (["--set", "data.datasets=[]"], "'data.datasets' must have 1 to 2 items"),
+    (["--set", 'data.datasets=["ferplus", "ferplus"]'], "names a dataset twice"),
+    (["--set", "data.val=fer"], "'data.val' must be one of ferplus, affectnet, got 'fer'"),
+    (["--set", "augment.headset_edge=[0.6, 0.4]"], "low <= high"),
+    (["--set", "augment.rotate=-5"], "'augment.rotate'"),
+    (["--set", "distill.temperature=0"], "'distill.temperature'"),
+    (["--set", "image_size=2.5"], "'image_size' must be a whole number"),
+    (["--set", "dsd.enabled=yes"], "'dsd.enabled' must be true or false, got 'yes'"),
+    (["--set", "optim=1"], "'optim' must be a table"),
+    (["--seed", "-1"], "'seed' must be a whole number in [0, 4294967295], got -1"),
     (["--init-from", "/nonexistent/run"], "/nonexistent/run"),
     (["--data-root", "ferplus=/nonexistent/fer"], "/nonexistent/fer"),
     (["--out", "/proc/vrfer/run"], "/proc/vrfer/run"),
