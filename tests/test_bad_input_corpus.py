@@ -564,6 +564,90 @@ def test_serve_answers_bad_frames_and_unknown_paths_in_json(corpus):
             assert r.json()["code"] == ("not_found" if status == 404 else "method_not_allowed")
 
 
+# ------------------------------------------------------------------------------------------ ONNX client
+
+@pytest.fixture(scope="module")
+def onnx_client():
+    """examples/onnx_client.py's main(), run in-process (it imports no vrfer: test_one_path checks that)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("onnx_client", REPO / "examples" / "onnx_client.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+@pytest.fixture
+def client(onnx_client, capfd, corpus):
+    from vrfer.pretrained import __file__ as pretrained
+    int8 = Path(pretrained).parent / "vrfer-lower-int8.onnx"      # exported by vrfer, metadata and all
+
+    def go(*argv):
+        args = [str(corpus[a[1:]]) if a.startswith("@") else str(int8) if a == "MODEL" else a for a in argv]
+        try:
+            code = onnx_client(args)
+        except SystemExit as e:
+            code = e.code
+        out, err = capfd.readouterr()
+        assert "Traceback" not in err, err
+        return code, out, [line for line in err.splitlines() if line.strip()]
+    return go
+
+
+@pytest.mark.parametrize("key, code, words", [
+    ("face", 0, None), ("gray16", 0, None), ("cmyk", 0, None), ("rgba", 0, None),
+    ("text", 1, "not an image"),                 # was: PIL.UnidentifiedImageError's traceback
+    ("empty", 1, "empty file"),
+    ("truncated", 1, "truncated or damaged"),
+    ("huge", 1, "15000x15000 = 225 megapixels"),
+    ("bomb", 1, "10000x10000 = 100 megapixels"),
+    ("missing", 1, "file not found"),
+    ("folder", 1, "not a regular file"),
+])
+def test_onnx_client_on_each_image(client, corpus, key, code, words):
+    path = {"missing": "/nonexistent/face.png", "folder": str(corpus["ferplus"])}.get(key, f"@{key}")
+    rc, out, err = client("MODEL", path)
+    assert rc == code
+    if code:
+        name = corpus[key].name if path.startswith("@") else Path(path).name
+        assert out == "" and words in one_line(err, name)
+    else:
+        assert len(out.splitlines()) == 1 and err == []
+
+
+def test_onnx_client_goes_on_past_a_bad_image_and_exits_1(client):
+    rc, out, err = client("MODEL", "@face", "@text", "@face")
+    assert rc == 1 and len(out.splitlines()) == 2 and "notes.jpg" in one_line(err)
+
+
+@pytest.mark.parametrize("model, argv, words", [
+    ("@text", [], "not an ONNX model"),          # was: onnxruntime's InvalidProtobuf traceback
+    ("@empty", [], "not an ONNX model"),
+    ("/nonexistent/m.onnx", [], "file not found"),
+    ("RETINAFACE", [], "not written by `vrfer export`"),
+    ("MODEL", ["--face", "1,2"], "--face 1,2"),
+    ("MODEL", ["--face", "a,b,c,d"], "--face a,b,c,d"),
+    ("MODEL", ["--face", "0,0,0,10"], "width and height"),
+    ("MODEL", ["--detected", "1,2,3,nan"], "--detected"),
+    ("MODEL", ["--prior", "1,2"], "8 comma-separated numbers"),
+    ("MODEL", ["--prior", "1,1,1,1,1,1,1,0"], "above 0"),
+    ("MODEL", ["--prior-tau", "abc"], "--prior-tau"),
+    ("MODEL", ["--prior-tau", "nan"], "--prior-tau"),
+    ("MODEL", ["--classes", "boredom"], "boredom"),
+    ("MODEL", ["--classes", " , "], "--classes"),
+])
+def test_onnx_client_bad_model_or_options_stop_with_2(client, model, argv, words):
+    if model == "RETINAFACE":
+        from vrfer.pretrained import __file__ as pretrained
+        model = str(Path(pretrained).parent / "retinaface_mnet025.onnx")
+    rc, out, err = client(model, "@face", *argv)
+    assert rc == 2 and out == "" and words in one_line(err)
+
+
+def test_onnx_client_face_square_outside_the_image_is_that_image_s_failure(client):
+    rc, out, err = client("MODEL", "@face", "--face", "500,500,10,10")
+    assert rc == 1 and out == "" and "outside" in one_line(err, "face.png")
+
+
 # ------------------------------------------------------------------------------------------ process level
 
 def vrfer_proc(*args, **kw):
