@@ -138,6 +138,7 @@ def corpus(tmp_path_factory):
     c["labelled_unreadable"] = unreadable
     c["labelled_no_csv"] = d / "labelled-no-csv"
     shutil.copytree(labelled, c["labelled_no_csv"], ignore=shutil.ignore_patterns("labels.csv"))
+    c["device"] = Path("/dev/zero")
     c["not_a_dir_file"] = d / "a-file"
     c["not_a_dir_file"].write_text("x")
     return c
@@ -211,7 +212,8 @@ def test_explain_on_each_image(run, corpus, key, code, words):
     if code:
         line = one_line(err, corpus[key].name)
         assert not new                                                 # no empty cams/ left behind
-        if words in ("too large", "truncated"):  # explain words the others its own way (one image path: issue 12)
+        assert line.startswith(f"vrfer: {corpus[key]}: ")             # worded as predict words it
+        if "megapixels" in words or words == "truncated":
             assert words in line
     else:
         assert new == {"cams", f"cams/{corpus[key].stem}_gradcam.png"}
@@ -422,6 +424,7 @@ def test_evaluate_folder_bad_options(run, corpus, argv, words):
     (["--seed", "-1"], "'seed' must be a whole number in [0, 4294967295], got -1"),
     (["--init-from", "/nonexistent/run"], "/nonexistent/run"),
     (["--data-root", "ferplus=/nonexistent/fer"], "/nonexistent/fer"),
+    (["--data-root", "foo=/nonexistent/fer"], "unknown data set 'foo'; known: ferplus, affectnet"),
     (["--out", "/proc/vrfer/run"], "/proc/vrfer/run"),
     (["--resume"], "nothing to resume"),
 ])
@@ -562,6 +565,68 @@ def test_serve_answers_bad_frames_and_unknown_paths_in_json(corpus):
             r = httpx.request(method, srv.url + path, timeout=30)
             assert r.status_code == status and r.json()["type"] == "error"
             assert r.json()["code"] == ("not_found" if status == 404 else "method_not_allowed")
+
+
+def test_serve_websocket_odd_messages_get_an_error_and_the_connection_goes_on(corpus):
+    pytest.importorskip("uvicorn")
+    from websockets.sync.client import connect
+
+    from vrfer.serve.app import ServeConfig, ServerThread, create_app
+    cfg = ServeConfig(model="vrfer-lower", face="none", port=0)
+    import base64
+    import json
+    frame = base64.b64encode(corpus["face"].read_bytes()).decode()
+    cases = [  # (message, error code)
+        ({"type": "frame", "data": frame, "id": True}, "bad_message"),        # was: "frame": true
+        ({"type": "frame", "data": frame, "id": 1.5}, "bad_message"),
+        ({"type": "frame", "data": frame, "id": "x" * 65}, "bad_message"),
+        ({"type": "frame", "data": ""}, "bad_image"),
+        ({"type": "frame", "data": 5}, "bad_message"),
+        ({"type": "ping", "id": [1, 2]}, "bad_message"),                      # was: echoed
+        ({"type": "config", "treshold": 0.6}, "bad_param"),                   # was: silently ignored
+        ({"type": "config", "alpha": float("nan")}, "bad_param"),
+        ({"type": "config", "min_frames": 2.5}, "bad_param"),
+        ({"type": "config", "classes": 5}, "bad_param"),
+        ({"type": "config", "prior": "weird"}, "bad_param"),
+        ({"type": None}, "bad_message"),
+        ("null", "bad_message"), ("[" * 10000, "bad_message"), (b"\x89PNG\r\n\x1a\n", "bad_image"),
+        (b"BM" + b"\0" * 50, "bad_image"), (b"", "bad_image"), (corpus["truncated"].read_bytes(), "bad_image"),
+    ]
+    with ServerThread(create_app(cfg), cfg) as srv:
+        with connect(srv.url.replace("http", "ws", 1) + "/ws", max_size=None, open_timeout=20) as ws:
+            assert json.loads(ws.recv(timeout=20))["type"] == "hello"
+            for msg, code in cases:
+                ws.send(json.dumps(msg) if isinstance(msg, dict) else msg)
+                ev = json.loads(ws.recv(timeout=60))
+                assert ev["type"] == "error" and ev["code"] == code, (msg if len(str(msg)) < 80 else code, ev)
+            ws.send(json.dumps({"type": "stats", "id": 3}))
+            ev = json.loads(ws.recv(timeout=20))     # PROTOCOL.md: the row of GET /stats, without an "id"
+            assert ev["type"] == "stats" and "id" not in ev and ev["errors"] == len(cases)
+            ws.send(json.dumps({"type": "frame", "data": frame, "id": "last"}))
+            assert json.loads(ws.recv(timeout=60))["frame"] == "last"
+
+
+# ------------------------------------------------------------------------------------------ Python API
+
+def test_the_python_api_names_the_path_and_says_which_types_it_takes(corpus):
+    from vrfer.errors import VrferError
+    from vrfer.recognizer import Recognizer
+    from vrfer.training.recipe import from_dict
+    rec = Recognizer(face="none")
+    for bad, words in ((corpus["text"], f"{corpus['text']}: not an image"), ("nope.jpg", "nope.jpg: file not found"),
+                       (str(corpus["huge"]), "15000x15000"), (corpus["device"], "/dev/zero: not a regular file"),
+                       (None, "cannot read an image from NoneType: expected a file path"), (3, "from int"),
+                       (b"", "empty image"), (np.zeros((0, 5), np.uint8), ""), (np.zeros((4, 4, 2)), "shape")):
+        with pytest.raises(VrferError) as e:
+            rec.predict(bad)
+        assert words in str(e.value), (bad, e.value)
+    for threads in (100000, -1, "2", 1.5, True):
+        with pytest.raises(VrferError, match=r"threads=.*0 to \d"):
+            Recognizer(face="none", threads=threads)
+    for over, words in (({"dsd": {"sparse": -3}}, "'dsd.sparse'"), ({"optim": {"lr": 0}}, "'optim.lr'"),
+                        ({"seed": 2 ** 40}, "'seed'"), ({"data": {"datasets": ["ferplus", "fer"]}}, "'data.datasets'")):
+        with pytest.raises(VrferError, match=words):
+            from_dict(over)
 
 
 # ------------------------------------------------------------------------------------------ ONNX client

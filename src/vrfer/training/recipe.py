@@ -14,6 +14,7 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
+from ..datasets import DATASETS
 from ..errors import VrferError
 
 class Key:
@@ -95,8 +96,6 @@ def _label_modes() -> tuple:
     from ..datasets.labels import LABEL_MODES
     return LABEL_MODES
 
-
-DATASETS = ("ferplus", "affectnet")
 
 # Every recipe key, its default and its allowed values: the one declaration that recipe files, --set and
 # the Python API are checked against (_check), before any data loads.
