@@ -263,6 +263,11 @@ def test_predict_out_on_a_video_says_it_annotates_photos_only_and_makes_no_folde
     (["--threads", "two"], 2, "'two' is not a whole number"),
     (["--face", "1,2,3"], 2, "1,2,3"),
     (["--face", "500,500,10,10"], 1, "outside"),
+    (["--face", "0,0,1e30,1e30"], 2, "within 16384 pixels"),     # was: OpenCV's multi-line overflow error
+    (["--face", "nan,1,2,3"], 2, "nan,1,2,3"),
+    (["--max-frames", "1e3"], 2, "--max-frames"),
+    (["--smooth", "nan"], 2, "ALPHA"),
+    (["--prior-tau", "nan"], 2, "--prior-tau"),
     (["--smooth", "1.5"], 2, "ALPHA"),
     (["--max-frames", "0"], 2, "--max-frames"),
     (["--classes", ""], 2, "no class named"),
@@ -527,6 +532,7 @@ def _umask() -> int:
     (["--port", "70000"], "--port 70000"),
     (["--threads", "-1"], "--threads"),
     (["--threads", "100000"], "--threads: 100000"),
+    (["--source-fps", "nan"], "--source-fps nan"),    # was: the server started
     (["--video", "@text"], "notes.jpg"),      # OpenCV opens it (an image sequence), but it holds no frame
     (["--alpha", "0"], "--alpha"),
     (["--video", "/nonexistent/clip.mp4"], "/nonexistent/clip.mp4"),

@@ -37,6 +37,7 @@ from .pretrained import DEFAULT_MODEL
 
 MAX_PIXELS = 64_000_000          # larger images are refused (JPEGs are decoded at a reduced scale)
 MIN_SIDE = 8                     # smaller images cannot hold a face
+MAX_BOX = 16384                  # largest coordinate of a fixed face box (--face x,y,w,h), in pixels
 # OpenCV's BGR -> gray for uint8 (cv2.cvtColor COLOR_BGR2GRAY, what vrfer.faces.to_gray calls), as integers:
 # gray = (R * 9798 + G * 19235 + B * 3735 + 2**14) >> 15 (tests/test_pipeline.py checks it is OpenCV's)
 GRAY_WEIGHTS_RGB = (9798, 19235, 3735)
@@ -237,6 +238,8 @@ def parse_face(spec):
     if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
         raise VrferError(f"face {spec!r}: expected x,y,w,h (pixels, w and h > 0, e.g. 120,80,200,200), "
                          "detect or none")
+    if max(abs(v) for v in box) > MAX_BOX:   # the crop is padded out to the box: a huge one cannot be held
+        raise VrferError(f"face {spec!r}: x, y, w and h must be within {MAX_BOX} pixels")
     return box
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from ..errors import VrferError
@@ -89,8 +90,8 @@ def build_config(a):
         raise VrferError("--max-frame-bytes: at least 1024")
     if a.max_connections < 1:
         raise VrferError("--max-connections: at least 1")
-    if a.source_fps <= 0:
-        raise VrferError("--source-fps: must be > 0")
+    if not 0 < a.source_fps < math.inf:   # written so that nan fails too
+        raise VrferError(f"--source-fps {a.source_fps}: must be a number > 0")
     if a.video is not None and not os.path.isfile(a.video):
         raise VrferError(f"{a.video}: video file not found")
     cfg = ServeConfig(model=a.model, face=parse_face(a.face), backend=a.backend, host=a.host, port=a.port,
