@@ -10,24 +10,68 @@ is resized, which rows the model sees, the mean/std, and what is done to the out
 (class prior, class subset). It prints one JSON line per image, the same as
 `vrfer predict --face none --json` (or `--face x,y,w,h`). `--detected x,y,w,h` takes a box from vrfer's
 face detector (floats) and applies the FER+ framing that `--face detect` uses.
+
+Exit codes, as vrfer's: 0 done; 1 done, but some images could not be used (each named in one line on
+stderr, the others are still answered); 2 stopped: a bad option or a model file it cannot use (one line).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import warnings
 
 import cv2
 import numpy as np
 import onnxruntime as ort
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 64_000_000        # vrfer's limit: larger images are refused before they are decoded
+Image.MAX_IMAGE_PIXELS = None  # this script checks the size itself, from the header (MAX_PIXELS)
+
+
+class Stop(Exception):
+    """A bad option or a model file this client cannot use: one line on stderr, exit 2."""
+
+
+class Unusable(Exception):
+    """One image cannot be used: it is named on stderr and the others are still answered (exit 1)."""
+
+
+def open_image(path: str):
+    """The image's header (PIL), or Unusable saying in words why the file is not a usable image."""
+    if not os.path.exists(path):
+        raise Unusable("file not found")
+    if not os.path.isfile(path):
+        raise Unusable("not a regular file")
+    if os.path.getsize(path) == 0:
+        raise Unusable("empty file (0 bytes)")
+    try:
+        im = Image.open(path)
+    except UnidentifiedImageError:
+        raise Unusable("not an image (unknown or unsupported file format)") from None
+    except OSError as e:
+        raise Unusable(f"cannot read image: {e}") from None
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        im.close()
+        raise Unusable(f"image too large: {w}x{h} = {w * h / 1e6:.0f} megapixels; the limit is "
+                       f"{MAX_PIXELS / 1e6:.0f} megapixels")
+    return im
 
 
 def load_image(path: str) -> np.ndarray:
     """Pillow decode, EXIF orientation -> uint8 gray (H, W) or RGB (H, W, 3) (spec["load"])."""
-    with Image.open(path) as im:
-        im.load()
+    with open_image(path) as im:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                im.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise Unusable(f"truncated or damaged image file ({e})") from None
         im = ImageOps.exif_transpose(im)
         mode = im.mode
         if mode.startswith("I;16"):
@@ -81,7 +125,7 @@ def crop(gray: np.ndarray, left: int, top: int, side: int, spec: dict) -> np.nda
     h, w = gray.shape
     x0, y0, x1, y1 = max(0, left), max(0, top), min(w, left + side), min(h, top + side)
     if x0 >= x1 or y0 >= y1:
-        raise SystemExit(f"the face square ({left},{top},{side},{side}) lies outside the {w}x{h} image")
+        raise Unusable(f"the face square ({left},{top},{side},{side}) lies outside the {w}x{h} image")
     sq = np.pad(gray[y0:y1, x0:x1], ((y0 - top, top + side - y1), (x0 - left, left + side - x1)), mode="edge")
     size = spec["crop"]["size"]
     if side > size:
@@ -97,7 +141,7 @@ def model_input(face: np.ndarray, spec: dict) -> np.ndarray:
     s = spec["image_size"]
     if x.shape[0] != s:
         if s < x.shape[0]:
-            raise SystemExit("models that shrink the crop (antialiased) are not covered by this example")
+            raise Stop("models that shrink the crop (antialiased) are not covered by this example")
         x = cv2.resize(x, (s, s), interpolation=cv2.INTER_LINEAR)               # bilinear, half-pixel centres
     top, bottom = spec["rows"]
     if spec["input_mode"] == "upper-occluded":
@@ -115,7 +159,7 @@ def post_process(probs: np.ndarray, post: dict, classes: list[str]) -> np.ndarra
     shift = None
     if post["prior"] != "train" and post["tau"]:
         if post["train_prior"] is None:
-            raise SystemExit("this model carries no training prior: only --prior train works")
+            raise Stop("this model carries no training prior: only --prior train works")
         train = np.asarray(post["train_prior"], np.float64)
         target = (np.full(len(classes), 1.0 / len(classes)) if post["prior"] == "uniform"
                   else np.asarray(post["prior"], np.float64))
@@ -129,8 +173,85 @@ def post_process(probs: np.ndarray, post: dict, classes: list[str]) -> np.ndarra
     return e / e.sum()
 
 
+def numbers(option: str, text: str, count: int | None = None) -> list[float]:
+    """'1,2.5,3' -> [1.0, 2.5, 3.0]: finite numbers, `count` of them if given; Stop naming the option if not."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) for v in values) or (count is not None and len(values) != count):
+        raise Stop(f"{option} {text}: expected {count or 'some'} comma-separated numbers")
+    return values
+
+
+def load_model(path: str):
+    """The onnxruntime session and vrfer's preprocessing spec of an ONNX file from `vrfer export`."""
+    if not os.path.isfile(path):
+        raise Stop(f"{path}: {'not a file' if os.path.exists(path) else 'file not found'}")
+    try:
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as e:   # onnxruntime's own error types (InvalidProtobuf, Fail...): not an ONNX model
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise Stop(f"{path}: not an ONNX model onnxruntime can load ({first[:200]})") from None
+    try:
+        spec = json.loads(sess.get_modelmeta().custom_metadata_map["vrfer_preprocessing"])
+    except (KeyError, ValueError):
+        raise Stop(f"{path}: no vrfer preprocessing in its metadata (not written by `vrfer export`)") from None
+    return sess, spec
+
+
+def options(a, spec: dict) -> tuple[dict, list[float] | None, bool]:
+    """(post-processing, face box or None for the whole image, box from the detector?) from the options."""
+    classes = spec["classes"]
+    post = dict(spec["postprocess"])
+    if a.prior is not None:
+        post["prior"] = (a.prior if a.prior in ("train", "uniform")
+                         else numbers("--prior", a.prior, len(classes)))
+        if isinstance(post["prior"], list) and (min(post["prior"]) <= 0):
+            raise Stop(f"--prior {a.prior}: class frequencies must be above 0")
+    if a.prior_tau is not None:
+        if not math.isfinite(a.prior_tau):
+            raise Stop(f"--prior-tau {a.prior_tau}: expected a finite number")
+        post["tau"] = a.prior_tau
+    if a.classes is not None:
+        post["classes"] = [c.strip() for c in a.classes.split(",") if c.strip()]
+        unknown = [c for c in post["classes"] if c not in classes]
+        if unknown or not post["classes"]:
+            raise Stop(f"--classes {a.classes}: no class named {', '.join(unknown) or '(empty)'}; "
+                       f"known: {', '.join(classes)}")
+    if a.detected:
+        box, detected = numbers("--detected", a.detected, 4), True
+    elif a.face.strip().lower() == "none":
+        box, detected = None, False
+    else:
+        box, detected = [int(round(v)) for v in numbers("--face", a.face, 4)], False
+    if box is not None and min(box[2:]) <= 0:
+        raise Stop(f"{'--detected' if detected else '--face'} {a.detected or a.face}: width and height must "
+                   "be above 0")
+    return post, box, detected
+
+
+def answer(path: str, sess, spec: dict, post: dict, box, detected: bool) -> dict:
+    """One image -> the JSON object `vrfer predict --json` prints for it."""
+    classes = spec["classes"]
+    gray = to_gray(load_image(path), spec)
+    h, w = gray.shape
+    box = [0, 0, w, h] if box is None else box
+    face = crop(gray, *face_square(box, detected, spec), spec)
+    probs = sess.run([spec["output_names"][1]], {spec["input_name"]: model_input(face, spec)})[0][0]
+    p = post_process(probs, post, classes)
+    k = int(np.argmax(p))
+    return {"source": path, "frame": None, "box": [int(round(v)) for v in box], "label": classes[k],
+            "score": round(float(p[k]), 6), "probs": {c: round(float(v), 6) for c, v in zip(classes, p)}}
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):   # one line, as vrfer's own commands (argparse would print the usage first)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="an ONNX file written by `vrfer export`")
     ap.add_argument("images", nargs="+")
     ap.add_argument("--face", default="none", help="none (the image is the face) or x,y,w,h")
@@ -139,34 +260,28 @@ def main(argv=None) -> int:
     ap.add_argument("--prior-tau", type=float, help="strength of the prior shift (default: the file's)")
     ap.add_argument("--classes", help="answer only among these classes (default: the file's)")
     a = ap.parse_args(argv)
-
-    sess = ort.InferenceSession(a.model, providers=["CPUExecutionProvider"])
-    spec = json.loads(sess.get_modelmeta().custom_metadata_map["vrfer_preprocessing"])
-    classes = spec["classes"]
-    post = dict(spec["postprocess"])
-    if a.prior is not None:
-        post["prior"] = a.prior if a.prior in ("train", "uniform") else [float(v) for v in a.prior.split(",")]
-    if a.prior_tau is not None:
-        post["tau"] = a.prior_tau
-    if a.classes is not None:
-        post["classes"] = [c.strip() for c in a.classes.split(",")]
-    for path in a.images:
-        gray = to_gray(load_image(path), spec)
-        h, w = gray.shape
-        if a.detected:
-            box, detected = [float(v) for v in a.detected.split(",")], True
-        elif a.face == "none":
-            box, detected = [0, 0, w, h], False
-        else:
-            box, detected = [int(round(float(v))) for v in a.face.split(",")], False
-        face = crop(gray, *face_square(box, detected, spec), spec)
-        probs = sess.run([spec["output_names"][1]], {spec["input_name"]: model_input(face, spec)})[0][0]
-        p = post_process(probs, post, classes)
-        k = int(np.argmax(p))
-        print(json.dumps({"source": path, "frame": None, "box": [int(round(v)) for v in box], "label": classes[k],
-                          "score": round(float(p[k]), 6),
-                          "probs": {c: round(float(v), 6) for c, v in zip(classes, p)}}))
-    return 0
+    failed = 0
+    try:
+        sess, spec = load_model(a.model)
+        post, box, detected = options(a, spec)
+        for path in a.images:
+            try:
+                row = answer(path, sess, spec, post, box, detected)
+            except Unusable as e:
+                failed += 1
+                print(f"onnx_client: {path}: {e}", file=sys.stderr, flush=True)
+                continue
+            print(json.dumps(row), flush=True)
+    except Stop as e:
+        print(f"onnx_client: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:   # the reader has what it wanted (`| head`): stop quietly, as grep does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("onnx_client: interrupted", file=sys.stderr)
+        return 130
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ EXIT_CODES = """exit codes (every command):
   1    done, but some inputs (images, videos, frames) could not be used; each is named on stderr
   2    stopped: a bad option or value, an unknown model, recipe or key, or an input or output that the
        command cannot go past; one line on stderr says which file, row or key
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+A reader that stops early (`vrfer predict --json DIR | head -1`) ends the command quietly with 0, as grep
+and other Unix tools do: what was written is what it asked for."""
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -45,6 +47,10 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         kwargs.setdefault("epilog", EXIT_CODES)
         super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        """A bad option or value: one line naming it (argparse would print the whole usage first)."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +90,8 @@ def _join_negative_values(argv: list[str]) -> list[str]:
 
 
 def _stdout_gone() -> None:
-    """The reader of stdout went away (`| head`): stop writing, and let Python exit without a second error."""
+    """The reader of stdout went away (`| head`): stop writing, and let Python exit without a second error
+    (its final flush of stdout would raise again)."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -107,10 +114,9 @@ def main(argv=None) -> int:
     except VrferError as e:
         print(f"vrfer: error: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader has all it wants (`| head`): stop quietly, as grep does
         _stdout_gone()
-        print("vrfer: error: stdout was closed before all results were written", file=sys.stderr)
-        return 1
+        return 0
     except KeyboardInterrupt:
         print("vrfer: interrupted", file=sys.stderr)
         return 130

@@ -37,6 +37,7 @@ from .pretrained import DEFAULT_MODEL
 
 MAX_PIXELS = 64_000_000          # larger images are refused (JPEGs are decoded at a reduced scale)
 MIN_SIDE = 8                     # smaller images cannot hold a face
+MAX_BOX = 16384                  # largest coordinate of a fixed face box (--face x,y,w,h), in pixels
 # OpenCV's BGR -> gray for uint8 (cv2.cvtColor COLOR_BGR2GRAY, what vrfer.faces.to_gray calls), as integers:
 # gray = (R * 9798 + G * 19235 + B * 3735 + 2**14) >> 15 (tests/test_pipeline.py checks it is OpenCV's)
 GRAY_WEIGHTS_RGB = (9798, 19235, 3735)
@@ -122,13 +123,18 @@ def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | Non
         if len(src) == 0:
             raise VrferError("empty image (0 bytes)")
         fp = io.BytesIO(bytes(src))
-    else:
+    elif isinstance(src, (str, os.PathLike)):
         path = Path(src)
         if not path.exists():
             raise VrferError("file not found")
         if path.is_dir():
             raise VrferError("is a folder, not an image")
+        if not path.is_file():   # /dev/zero, a pipe: no size to check, and may never end
+            raise VrferError(f"not a regular file ({_file_kind(path)}); an image is a file")
         fp = path
+    else:
+        raise VrferError(f"cannot read an image from {type(src).__name__}: expected a file path (str or "
+                         "pathlib.Path), encoded image bytes, a numpy array or a PIL image")
     try:
         if isinstance(fp, Path) and fp.stat().st_size == 0:
             raise VrferError("empty file (0 bytes)")
@@ -138,9 +144,12 @@ def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | Non
     except VrferError:
         raise
     except Image.DecompressionBombError:
-        over = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
-        raise ImageTooLargeError(f"image too large: over {over:.0f} megapixels (not decoded); the limit is "
-                                 f"{max_pixels / 1e6:.0f} megapixels (scale it down first)") from None
+        size = _header_size(fp)
+        if size is None:
+            over = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+            raise ImageTooLargeError(f"image too large: over {over:.0f} megapixels (not decoded); the limit is "
+                                     f"{max_pixels / 1e6:.0f} megapixels (scale it down first)") from None
+        raise _too_large(*size, max_pixels) from None
     except UnidentifiedImageError:
         what = f" ({', '.join(formats)} expected)" if formats else " (unknown or unsupported file format)"
         raise VrferError(f"not an image{what}") from None
@@ -155,8 +164,7 @@ def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | Non
                     k *= 2
                 im.draft(im.mode if im.mode in ("L", "RGB") else "RGB", (w // k, h // k))
             if im.size[0] * im.size[1] > max_pixels:
-                raise ImageTooLargeError(f"image too large: {w}x{h} = {w * h / 1e6:.0f} megapixels; the limit "
-                                         f"is {max_pixels / 1e6:.0f} megapixels (scale it down first)")
+                raise _too_large(w, h, max_pixels)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -174,6 +182,41 @@ def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | Non
     if min(arr.shape[:2]) < 1:
         raise VrferError("image has no pixels")
     return arr
+
+
+def _too_large(w: int, h: int, max_pixels: int) -> ImageTooLargeError:
+    return ImageTooLargeError(f"image too large: {w}x{h} = {w * h / 1e6:.0f} megapixels (not decoded); the limit "
+                              f"is {max_pixels / 1e6:.0f} megapixels (scale it down first)")
+
+
+def _header_size(fp) -> tuple[int, int] | None:
+    """(width, height) from the image's header, for one PIL refuses to open at all (its decompression-bomb
+    limit): the format's own reader, picked as Image.open picks it, reads only the header."""
+    from PIL import Image
+    Image.init()
+    try:
+        f = open(fp, "rb") if isinstance(fp, Path) else fp
+        with f:
+            prefix = f.read(16)
+            for fmt in Image.ID:
+                factory, accept = Image.OPEN[fmt]
+                if accept and not accept(prefix):
+                    continue
+                f.seek(0)
+                try:
+                    return factory(f, "").size
+                except (SyntaxError, IndexError, TypeError, ValueError, OSError, EOFError):
+                    continue
+    except OSError:
+        pass
+    return None
+
+
+def _file_kind(path: Path) -> str:
+    import stat
+    mode = path.stat().st_mode
+    return ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a plain file")
 
 
 # ------------------------------------------------------------------------------------------- 2. faces
@@ -195,6 +238,8 @@ def parse_face(spec):
     if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
         raise VrferError(f"face {spec!r}: expected x,y,w,h (pixels, w and h > 0, e.g. 120,80,200,200), "
                          "detect or none")
+    if max(abs(v) for v in box) > MAX_BOX:   # the crop is padded out to the box: a huge one cannot be held
+        raise VrferError(f"face {spec!r}: x, y, w and h must be within {MAX_BOX} pixels")
     return box
 
 

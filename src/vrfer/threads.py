@@ -14,24 +14,37 @@ classifier's pools fight over the cores; vrfer turns the spinning off (`session.
 
 from __future__ import annotations
 
+import numbers
 import os
 
 from .errors import VrferError
+from .options import int_in, out_of_range
 
 DEFAULT_THREADS = 1
-THREADS_HELP = (f"CPU threads of each computation (network, face detector); 0: one per core "
+# more threads than cores only makes them wait for each other (and 100000 threads take minutes to start)
+MAX_THREADS = os.cpu_count() or 1
+THREADS_NOTE = f"0: one per CPU core; this machine has {MAX_THREADS}"
+THREADS_HELP = (f"CPU threads of each computation (network, face detector), 0 to {MAX_THREADS}; 0: one per core "
                 f"(default {DEFAULT_THREADS}: holds up when other work keeps the cores busy; see docs/RESULTS.md)")
 ALLOW_SPINNING = False      # benchmarks flip it to measure what the spinning costs
 
 
+def add_threads_option(parser, default: int | None = None) -> None:
+    """`--threads N` of predict, serve and evaluate: its range is checked by argparse, as resolve() does."""
+    parser.add_argument("--threads", type=int_in(0, MAX_THREADS, THREADS_NOTE), default=default, metavar="N",
+                        help=THREADS_HELP)
+
+
 def resolve(threads: int | None) -> int:
-    """None -> DEFAULT_THREADS, 0 -> one per CPU core, N -> N (VrferError below 0)."""
+    """None -> DEFAULT_THREADS, 0 -> one per CPU core, N -> N (VrferError outside 0..MAX_THREADS)."""
     if threads is None:
         return DEFAULT_THREADS
-    n = int(threads)
-    if n < 0:
-        raise VrferError(f"--threads {threads}: 0 (one per CPU core) or more")
-    return n or (os.cpu_count() or 1)
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise VrferError(f"threads={threads!r}: expected a whole number, 0 to {MAX_THREADS} ({THREADS_NOTE})")
+    why = out_of_range(threads, 0, MAX_THREADS, THREADS_NOTE)
+    if why:
+        raise VrferError(f"threads={threads}: {why}")
+    return int(threads) or MAX_THREADS
 
 
 def use_torch_threads(threads: int | None) -> int:
@@ -59,4 +72,4 @@ def ort_options(threads: int | None):
     return opts
 
 
-__all__ = ["DEFAULT_THREADS", "resolve", "use_torch_threads", "ort_options"]
+__all__ = ["DEFAULT_THREADS", "MAX_THREADS", "add_threads_option", "resolve", "use_torch_threads", "ort_options"]

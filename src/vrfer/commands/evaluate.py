@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from ..threads import THREADS_HELP
+from ..threads import add_threads_option
 
 
 def add_parser(sub):
@@ -40,7 +40,7 @@ def add_parser(sub):
     p.add_argument("--json", action="store_true", help="print one JSON object")
     from .predict import add_postprocess_args
     add_postprocess_args(p)
-    p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
+    add_threads_option(p)
     p.set_defaults(fn=run)
 
 

@@ -46,6 +46,7 @@ def add_parser(sub) -> None:
 
 def run(a) -> int:
     from ..explain import explain_image
+    from .predict import _err as item_error
     from ..models import as_model
     from ..models.registry import require_trained
     from ..outputs import output_dir
@@ -72,7 +73,7 @@ def run(a) -> int:
                 written += 1
         except VrferError as e:
             failed += 1
-            print(f"vrfer: error: {path}: {e}", file=sys.stderr)
+            item_error(path, str(e))       # worded as predict words a per-file failure
     if not written and not existed:
         out.rmdir()  # nothing to show: leave no empty folder behind
     if failed:   # as vrfer predict: some inputs could not be used -> 1

@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 from ..errors import VrferError
+from ..options import int_in
 
 FORMATS = ("onnx",)
 
@@ -42,7 +43,8 @@ def add_parser(sub) -> None:
                    "faster on CPUs with VNNI/AMX; needs --calibrate")
     p.add_argument("--calibrate", metavar="ferplus=DIR",
                    help="faces that set the int8 ranges: a seeded sample of FER+ train faces under DIR")
-    p.add_argument("--calibration-faces", type=int, default=None, metavar="N",
+    p.add_argument("--calibration-faces", type=int_in(10, note="fewer cannot set the int8 ranges"), default=None,
+                   metavar="N",
                    help="how many FER+ train faces calibrate (default 2000)")
     p.set_defaults(fn=run)
 
@@ -300,8 +302,8 @@ def run(a) -> int:
         output_file(path)
     if a.quantize:
         return _run_int8(a, model, out, opset, post)
-    if a.calibrate:
-        raise VrferError("--calibrate goes with --quantize int8")
+    if a.calibrate or a.calibration_faces is not None:
+        raise VrferError(f"{'--calibrate' if a.calibrate else '--calibration-faces'} goes with --quantize int8")
     export_onnx(model, out, opset, post)
 
     max_diff = None
@@ -351,9 +353,7 @@ def _run_int8(a, model, out: Path, opset: int, post=None) -> int:
     if not a.calibrate:
         raise VrferError("--quantize int8 needs --calibrate ferplus=DIR (FER+ train faces set the int8 ranges)")
     root = parse_calibrate(a.calibrate)
-    n = a.calibration_faces or CALIBRATION_FACES
-    if n < 10:
-        raise VrferError("--calibration-faces: at least 10")
+    n = CALIBRATION_FACES if a.calibration_faces is None else a.calibration_faces
     weights = weights_file(a.model)
     fingerprint = weights_fingerprint(weights) if weights is not None and weights.is_file() else None
     faces = calibration_faces(root, n)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import VrferError
-from ..threads import THREADS_HELP
+from ..threads import add_threads_option
 
 _SHORT = {"neutral": "neu", "happiness": "hap", "surprise": "sur", "sadness": "sad", "anger": "ang",
           "disgust": "dis", "fear": "fea", "contempt": "con"}
@@ -69,7 +69,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-frames", type=int, metavar="N",
                    help="stop each video or webcam after N frames (default: every frame of a video; a webcam "
                         "until Ctrl-C)")
-    p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
+    add_threads_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar for video files")
     p.set_defaults(fn=run)
 
@@ -199,7 +199,7 @@ def run(a) -> int:
         except KeyboardInterrupt:
             _err(item.name, "interrupted")
             return 130
-        except BrokenPipeError:  # the reader went away (e.g. `| head`): vrfer.cli says so and exits 1
+        except BrokenPipeError:  # the reader went away (e.g. `| head`): vrfer.cli ends quietly, exit 0
             raise
         except MemoryError:
             failed += 1

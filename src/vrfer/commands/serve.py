@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from ..errors import VrferError
-from ..threads import THREADS_HELP
+from ..threads import add_threads_option
 
 
 def add_parser(sub) -> None:
@@ -53,7 +54,7 @@ def add_parser(sub) -> None:
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="browser origin allowed on the WebSockets without a token, e.g. "
                         "http://localhost:3000 (repeatable; '*' for any)")
-    p.add_argument("--threads", type=int, default=1, metavar="N", help=THREADS_HELP)
+    add_threads_option(p, default=1)
     add_postprocess_args(p)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level")
@@ -89,10 +90,8 @@ def build_config(a):
         raise VrferError("--max-frame-bytes: at least 1024")
     if a.max_connections < 1:
         raise VrferError("--max-connections: at least 1")
-    if a.threads < 0:
-        raise VrferError("--threads: 0 (one per CPU core) or more")
-    if a.source_fps <= 0:
-        raise VrferError("--source-fps: must be > 0")
+    if not 0 < a.source_fps < math.inf:   # written so that nan fails too
+        raise VrferError(f"--source-fps {a.source_fps}: must be a number > 0")
     if a.video is not None and not os.path.isfile(a.video):
         raise VrferError(f"{a.video}: video file not found")
     cfg = ServeConfig(model=a.model, face=parse_face(a.face), backend=a.backend, host=a.host, port=a.port,

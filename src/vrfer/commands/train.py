@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+from ..datasets import DATASETS
 from ..errors import VrferError
-
-DATASETS = ("ferplus", "affectnet")
 
 
 def add_parser(sub) -> None:
@@ -46,9 +46,11 @@ def data_roots(values: list[str] | None, datasets: list[str]) -> dict[str, str]:
     """--data-root values -> {dataset: dir}; a bare DIR serves every dataset not named otherwise."""
     roots: dict[str, str] = {}
     for v in values or []:
-        if "=" in v and v.split("=", 1)[0] in DATASETS:
-            k, p = v.split("=", 1)
-            roots[k] = p
+        name = v.split("=", 1)[0] if "=" in v else ""
+        if name in DATASETS:
+            roots[name] = v.split("=", 1)[1]
+        elif re.fullmatch(r"[A-Za-z][\w+-]*", name) and not Path(v).exists():   # NAME=DIR, not a folder with '='
+            raise VrferError(f"--data-root {v}: unknown data set {name!r}; known: {', '.join(DATASETS)}")
         else:
             for ds in datasets:
                 roots.setdefault(ds, v)

@@ -250,7 +250,7 @@ class Session:
             if kind == "frame":
                 self._frame_message(msg)
             elif kind == "config":
-                self.apply_params(self.params.updated(msg))
+                self.apply_params(self.params.updated({k: v for k, v in msg.items() if k != "type"}, strict=True))
                 self.send({"type": "config", "config": self.params.to_dict()})
             elif kind == "subscribe":
                 if self.state.source is None:
@@ -265,7 +265,7 @@ class Session:
                 self.reset()
                 self.send({"type": "reset"})
             elif kind == "ping":
-                self.send({"type": "pong", "time": round(time.time(), 4), "id": msg.get("id")})
+                self.send({"type": "pong", "time": round(time.time(), 4), "id": client_id(msg)})
             elif kind == "stats":
                 self.send({"type": "stats", **self.stats_row()})
         except ProtocolError as e:
@@ -285,10 +285,7 @@ class Session:
             raw = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             raise ProtocolError("bad_image", "\"data\" is not valid base64") from None
-        fid = msg.get("id")
-        if fid is not None and not isinstance(fid, (int, str)) or isinstance(fid, str) and len(fid) > 64:
-            raise ProtocolError("bad_message", "\"id\" must be a number or a short string")
-        self.on_frame(raw, fid)
+        self.on_frame(raw, client_id(msg))
 
     async def processor(self) -> None:
         engine = self.state.engine
@@ -328,10 +325,21 @@ class Session:
             self.send(change_event(fid, change, 0, source))
 
     def stats_row(self) -> dict:
-        return {"id": self.id, "received": self.stats["received"], "processed": self.stats["processed"],
+        """This connection's counters. No "id" here: in a WebSocket answer "id" is the client's own (ping ->
+        pong); GET /stats adds the connection's number, hello's "session", as "id"."""
+        return {"received": self.stats["received"], "processed": self.stats["processed"],
                 "dropped": self.stats["dropped"], "errors": self.stats["errors"],
                 "events_dropped": self.stats["events_dropped"], "pending": int(self.pending is not None),
                 "outbox": len(self.outbox), "max_outbox": self.max_outbox, "subscribed": self.subscribed}
+
+
+def client_id(msg: dict):
+    """A message's "id" (frame, ping), which comes back in the answer: a whole number or a string of up to
+    64 characters, or None (true/false is no id, though JSON's true is a number to Python)."""
+    fid = msg.get("id")
+    if fid is None or (isinstance(fid, int) and not isinstance(fid, bool)) or (isinstance(fid, str) and len(fid) <= 64):
+        return fid
+    raise ProtocolError("bad_message", "\"id\" must be a whole number or a string of up to 64 characters")
 
 
 # ------------------------------------------------------------------------------------------ auth
@@ -422,7 +430,7 @@ async def stats(request: Request):
     if (denied := _guard(request)) is not None:
         return denied
     state: ServerState = request.app.state.vrfer
-    return JSONResponse({**state.snapshot(), "sessions": [s.stats_row() for s in list(state.sessions)]})
+    return JSONResponse({**state.snapshot(), "sessions": [{"id": s.id, **s.stats_row()} for s in list(state.sessions)]})
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -62,12 +62,17 @@ class Params:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def updated(self, values: dict) -> "Params":
-        """A copy with `values` (strings from a query or JSON values) applied; raises ProtocolError."""
+    def updated(self, values: dict, strict: bool = False) -> "Params":
+        """A copy with `values` (strings from a query or JSON values) applied; raises ProtocolError.
+        strict: an unknown key is an error (a config message holds settings only; a query also holds
+        the token and such, so there unknown keys are left alone)."""
         known = {f.name for f in fields(self)}
         changes = {}
         for key, raw in values.items():
             if key not in known:
+                if strict:
+                    raise ProtocolError("bad_param", f"unknown setting {str(key)[:40]!r}; settings: "
+                                                     f"{', '.join(sorted(known))}")
                 continue
             changes[key] = _convert(key, raw)
         return replace(self, **changes)

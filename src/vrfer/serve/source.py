@@ -31,6 +31,7 @@ class FrameSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.stats = {"read": 0, "skipped": 0, "taken": 0, "ended": False, "error": None}
+        self._first: np.ndarray | None = None     # a video's first frame, read by _open
         self._cap = self._open()
 
     def _open(self):
@@ -48,6 +49,16 @@ class FrameSource:
         if not cap.isOpened():
             what = f"camera {self.camera}" if self.camera is not None else f"{self.video}"
             raise VrferError(f"{what}: cannot open the video source")
+        if self.video is not None:
+            # OpenCV "opens" some files that hold no video (a text file named .jpg, as an image sequence):
+            # only a frame read proves it is one. That frame is the first one served.
+            with native_stderr_silenced():
+                ok, frame = cap.read()
+            if not ok or frame is None:
+                cap.release()
+                raise VrferError(f"{self.video}: no video frame could be read (not a video file, damaged, "
+                                 "or an unsupported codec)")
+            self._first = frame
         return cap
 
     def start(self) -> None:
@@ -68,7 +79,8 @@ class FrameSource:
         period = 1.0 / min(self.max_fps, fps) if fps and fps > 0 else 1.0 / self.max_fps
         next_t = time.monotonic()
         while not self._stop.is_set():
-            ok, frame = self._cap.read()
+            ok, frame = (True, self._first) if self._first is not None else self._cap.read()
+            self._first = None
             if not ok:
                 if self.video is not None and self.loop:
                     self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)

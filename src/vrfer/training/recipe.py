@@ -1,99 +1,188 @@
 """Training recipes as data: TOML files shipped in vrfer/training/recipes, overridable from the CLI.
 
-Every key has a default below; a recipe file or `--set key=value` may change any of them, and an
-unknown key or a value of the wrong type is an error naming the key.
+Every key is declared once below (SCHEMA: its default, type and allowed range); a recipe file or `--set
+key=value` may change any of them, and an unknown key, or a value of the wrong type or out of range, is an
+error naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import tomllib
 from importlib import resources
 from pathlib import Path
 
+from ..datasets import DATASETS
 from ..errors import VrferError
 
-DEFAULTS: dict = {
-    "name": "",
-    "description": "",
-    "model": "vrfer-cnn",
-    "input_mode": "full",            # full | upper-occluded | visible-half
-    "occlusion": 0.5,                # fraction of rows hidden (upper-occluded / visible-half)
-    "image_size": 0,                 # 0 = the model's own crop size
-    "seed": 0,
-    "init_from": "",                 # run folder or .safetensors to start from (stage 2 <- stage 1)
-    "backbone_weights": "",          # pretrained backbone file (vgg-face.mat, *_dag.pth, ...) for stage 1
+class Key:
+    """One recipe key: its default (whose type is the key's type) and what values it allows.
+
+    allowed: an interval such as "[0, 1)" or "(0, inf)" for a number (for a list of numbers: each item);
+    choices: the allowed strings (for a list of strings: each item), or a function returning them;
+    items: an interval for a list's length. Numbers must be finite."""
+
+    def __init__(self, default, allowed: str = "", choices=None, items: str = ""):
+        self.default, self.allowed, self.items = default, allowed, items
+        self._choices = choices
+
+    @property
+    def choices(self) -> tuple | None:
+        return self._choices() if callable(self._choices) else self._choices
+
+    def check(self, where: str, value) -> None:
+        """VrferError naming the key, the value and what is allowed, unless `value` fits."""
+        ref = self.default
+        if isinstance(ref, list):
+            if not isinstance(value, list):
+                raise VrferError(f"recipe: {where!r} must be a list, got {value!r}")
+            if self.items and not _within(len(value), self.items):
+                raise VrferError(f"recipe: {where!r} must have {_interval_words(self.items)} items, got {value!r}")
+            item = Key(ref[0], self.allowed, self._choices)
+            for v in value:
+                if not item.fits(v):
+                    raise VrferError(f"recipe: {where!r} items must each be {item.what()}, got {value!r}")
+        elif not self.fits(value):
+            raise VrferError(f"recipe: {where!r} must be {self.what()}, got {value!r}")
+
+    def fits(self, value) -> bool:
+        ref = self.default
+        if isinstance(ref, bool) or isinstance(value, bool):
+            return isinstance(ref, bool) and isinstance(value, bool)
+        if isinstance(ref, (int, float)):
+            if not isinstance(value, (float, int) if isinstance(ref, float) else int):
+                return False
+            return math.isfinite(value) and (not self.allowed or _within(value, self.allowed))
+        if isinstance(ref, str):
+            return isinstance(value, str) and (self.choices is None or value in self.choices)
+        return True
+
+    def what(self) -> str:
+        ref = self.default
+        if isinstance(ref, bool):
+            return "true or false"
+        if isinstance(ref, (int, float)):
+            kind = "a number" if isinstance(ref, float) else "a whole number"
+            return f"{kind} in {self.allowed}" if self.allowed else kind
+        if self.choices is not None:
+            return f"one of {', '.join(self.choices)}"
+        return "a string"
+
+
+def _bounds(interval: str) -> tuple[float, float, bool, bool]:
+    """"[0, 1)" -> (0.0, 1.0, True, False): low, high, low included, high included."""
+    lo, hi = (float(v) for v in interval[1:-1].split(","))
+    return lo, hi, interval[0] == "[", interval[-1] == "]"
+
+
+def _within(value, interval: str) -> bool:
+    lo, hi, lo_in, hi_in = _bounds(interval)
+    return (lo <= value if lo_in else lo < value) and (value <= hi if hi_in else value < hi)
+
+
+def _interval_words(interval: str) -> str:
+    lo, hi, _, _ = _bounds(interval)
+    return f"{lo:g}" if lo == hi else f"at least {lo:g}" if math.isinf(hi) else f"{lo:g} to {hi:g}"
+
+
+def _input_modes() -> tuple:
+    from ..occlusion import INPUT_MODES      # imported when first needed: it loads torch
+    return INPUT_MODES
+
+
+def _label_modes() -> tuple:
+    from ..datasets.labels import LABEL_MODES
+    return LABEL_MODES
+
+
+# Every recipe key, its default and its allowed values: the one declaration that recipe files, --set and
+# the Python API are checked against (_check), before any data loads.
+SCHEMA: dict = {
+    "name": Key(""),
+    "description": Key(""),
+    "model": Key("vrfer-cnn"),
+    "input_mode": Key("full", choices=_input_modes),   # full | upper-occluded | visible-half
+    "occlusion": Key(0.5, "[0, 1)"),                  # fraction of rows hidden (upper-occluded / visible-half)
+    "image_size": Key(0, "[0, 1024]"),                # 0 = the model's own crop size
+    "seed": Key(0, "[0, 4294967295]"),                # numpy's seeds are unsigned 32-bit
+    "init_from": Key(""),                             # run folder or .safetensors to start from (stage 2 <- stage 1)
+    "backbone_weights": Key(""),                      # pretrained backbone file (vgg-face.mat, *_dag.pth, ...) for stage 1
     "data": {
-        "datasets": ["ferplus"],     # ferplus and/or affectnet (joint training set, one class order)
-        "label_mode": "majority",    # majority | probability | crossentropy | multi_target
-        "votes": "label",            # FER+ votes: label (label.csv) | fer2013new
-        "val": "ferplus",            # dataset whose validation split drives the LR rule and best.safetensors
-        "affectnet_cap": 15000,      # per-class cap on AffectNet training images (the paper's 88,021)
-        "skip_bad": False,
-        "limit": 0,                  # >0: use only this many training images (smoke tests)
-        "val_limit": 0,              # >0: validate on only this many images (0: the whole split)
-        "balance": 0.0,              # class-balanced sampling: image weight n_class^-balance (0 = plain
-                                     # shuffling, 0.5 = square-root, 1 = every class equally often)
+        "datasets": Key(["ferplus"], choices=DATASETS, items="[1, 2]"),   # joint training set, one class order
+        "label_mode": Key("majority", choices=_label_modes),  # majority | probability | crossentropy | multi_target
+        "votes": Key("label", choices=("label", "fer2013new")),  # FER+ votes: label.csv or fer2013new.csv
+        "val": Key("ferplus", choices=DATASETS),     # dataset whose validation split drives the LR rule and best.safetensors
+        "affectnet_cap": Key(15000, "[0, inf)"),     # per-class cap on AffectNet training images (the paper's 88,021); 0: none
+        "skip_bad": Key(False),
+        "limit": Key(0, "[0, inf)"),                 # >0: use only this many training images (smoke tests)
+        "val_limit": Key(0, "[0, inf)"),             # >0: validate on only this many images (0: the whole split)
+        "balance": Key(0.0, "[0, 1]"),               # class-balanced sampling: image weight n_class^-balance (0 = plain
+                                                     # shuffling, 0.5 = square-root, 1 = every class equally often)
     },
     "optim": {
-        "lr": 0.01,
-        "momentum": 0.9,
-        "nesterov": False,
-        "weight_decay": 5e-4,
-        "batch_size": 64,
-        "epochs": 10,                # total; with DSD enabled it is dense + sparse + redense
-        "schedule": "plateau",       # plateau (the paper's rule) | cosine | constant
-        "plateau_patience": 10,      # divide by 10 when val error has not improved for more than N epochs
-        "lr_floor": 1e-5,
-        "warmup_epochs": 0,          # cosine only
-        "label_smoothing": 0.0,
-        "ema": 0.0,                  # >0: decay of a moving average of the weights (e.g. 0.998), which is
-                                     # what is validated, chosen as best and saved; 0 = the weights as trained
+        "lr": Key(0.01, "(0, inf)"),
+        "momentum": Key(0.9, "[0, 1)"),
+        "nesterov": Key(False),
+        "weight_decay": Key(5e-4, "[0, inf)"),
+        "batch_size": Key(64, "[1, inf)"),
+        "epochs": Key(10, "[0, inf)"),               # total; with DSD enabled it is dense + sparse + redense
+        "schedule": Key("plateau", choices=("plateau", "cosine", "constant")),  # plateau: the paper's rule
+        "plateau_patience": Key(10, "[0, inf)"),     # divide by 10 when val error has not improved for more than N epochs
+        "lr_floor": Key(1e-5, "[0, inf)"),
+        "warmup_epochs": Key(0, "[0, inf)"),         # cosine only
+        "label_smoothing": Key(0.0, "[0, 1)"),
+        "ema": Key(0.0, "[0, 1)"),                   # >0: decay of a moving average of the weights (e.g. 0.998), which is
+                                                     # what is validated, chosen as best and saved; 0 = the weights as trained
     },
-    "augment": {"flip": True, "shift": 0.0, "rotate": 0.0, "scale": 0.0,
-                "headset": 0.0,              # share of faces with a synthetic headset painted over the top
-                "headset_edge": [0.4, 0.6],  # range of the headset's lower edge, fraction of crop height
-                "photometric": 0.0},         # share of faces with webcam-like degradations
+    "augment": {"flip": Key(True),
+                "shift": Key(0.0, "[0, 1)"),         # max translation, fraction of the crop side
+                "rotate": Key(0.0, "[0, 180]"),      # max rotation, degrees
+                "scale": Key(0.0, "[0, 1]"),         # max zoom in/out
+                "headset": Key(0.0, "[0, 1]"),       # share of faces with a synthetic headset painted over the top
+                "headset_edge": Key([0.4, 0.6], "[0, 1)", items="[2, 2]"),  # range of its lower edge, fraction
+                                                                             # of crop height (low <= high)
+                "photometric": Key(0.0, "[0, 1]")},  # share of faces with webcam-like degradations
     "loss": {
-        "logit_adjust": 0.0,         # tau of the logit-adjusted loss (Menon et al. 2021); 0 = plain CE
+        "logit_adjust": Key(0.0, "[0, inf)"),        # tau of the logit-adjusted loss (Menon et al. 2021); 0 = plain CE
     },
     "dsd": {
-        "enabled": False,
-        "dense": 0,                  # epochs of the first dense phase
-        "sparse": 0,                 # epochs of the sparse phase (masks re-computed after every epoch)
-        "redense": 0,                # epochs of the final dense phase
-        "sparsity": [0.2, 0.5],      # [second conv, last conv], linear in between; conv1 never pruned
+        "enabled": Key(False),
+        "dense": Key(0, "[0, inf)"),                 # epochs of the first dense phase
+        "sparse": Key(0, "[0, inf)"),                # epochs of the sparse phase (masks re-computed after every epoch)
+        "redense": Key(0, "[0, inf)"),               # epochs of the final dense phase
+        "sparsity": Key([0.2, 0.5], "[0, 1)", items="[2, inf)"),  # [second conv, last conv], linear in between, or
+                                                                   # one per conv layer; conv1 never pruned
     },
-    "distill": {"teacher": "", "weight": 0.0, "temperature": 4.0},  # teacher: a model, or "a+b+..." (ensemble)
+    "distill": {"teacher": Key(""),                  # a model, or "a+b+..." (ensemble)
+                "weight": Key(0.0, "[0, 1]"),        # loss = (1 - weight) * CE + weight * distillation
+                "temperature": Key(4.0, "(0, inf)")},
 }
 
 
-def _check(over: dict, base: dict, prefix: str = "") -> None:
+def _defaults(schema: dict) -> dict:
+    return {k: _defaults(v) if isinstance(v, dict) else copy.deepcopy(v.default) for k, v in schema.items()}
+
+
+DEFAULTS: dict = _defaults(SCHEMA)
+
+
+def _check(over: dict, schema: dict = SCHEMA, prefix: str = "") -> None:
+    """Every key of `over` is known and its value is of the key's type and within its range."""
     for key, value in over.items():
         where = f"{prefix}{key}"
-        if key not in base:
-            raise VrferError(f"recipe: unknown key {where!r} (known: {', '.join(sorted(base))})")
-        ref = base[key]
+        if key.startswith("_") and not prefix:   # what vrfer records beside the keys (_origin)
+            continue
+        if key not in schema:
+            raise VrferError(f"recipe: unknown key {where!r} (known: {', '.join(sorted(schema))})")
+        ref = schema[key]
         if isinstance(ref, dict):
             if not isinstance(value, dict):
                 raise VrferError(f"recipe: {where!r} must be a table, got {type(value).__name__}")
             _check(value, ref, where + ".")
-        elif isinstance(ref, bool):
-            if not isinstance(value, bool):
-                raise VrferError(f"recipe: {where!r} must be true or false, got {value!r}")
-        elif isinstance(ref, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise VrferError(f"recipe: {where!r} must be a number, got {value!r}")
-        elif isinstance(ref, int):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise VrferError(f"recipe: {where!r} must be a whole number, got {value!r}")
-        elif isinstance(ref, str):
-            if not isinstance(value, str):
-                raise VrferError(f"recipe: {where!r} must be a string, got {value!r}")
-        elif isinstance(ref, list):
-            if not isinstance(value, list):
-                raise VrferError(f"recipe: {where!r} must be a list, got {value!r}")
+        else:
+            ref.check(where, value)
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -152,11 +241,11 @@ def parse_override(text: str) -> dict:
 
 def load_recipe(name_or_file: str, overrides: list[str] | tuple = ()) -> dict:
     data, origin = _read_toml(name_or_file)
-    _check(data, DEFAULTS)
+    _check(data)
     recipe = _merge(DEFAULTS, data)
     for text in overrides:
         o = parse_override(text)
-        _check(o, DEFAULTS)
+        _check(o)
         recipe = _merge(recipe, o)
         if "epochs" in o.get("optim", {}) and recipe["dsd"]["enabled"]:
             raise VrferError(f"--set {text}: 'optim.epochs' has no effect in a recipe with dsd.enabled; its "
@@ -169,7 +258,7 @@ def load_recipe(name_or_file: str, overrides: list[str] | tuple = ()) -> dict:
 
 def from_dict(over: dict) -> dict:
     """A recipe from a plain dict (the Python API), validated like a file."""
-    _check(over, DEFAULTS)
+    _check(over)
     recipe = _merge(DEFAULTS, over)
     recipe["_origin"] = "api"
     validate(recipe)
@@ -177,43 +266,13 @@ def from_dict(over: dict) -> dict:
 
 
 def validate(r: dict) -> None:
-    from ..datasets.labels import LABEL_MODES
-    from ..occlusion import INPUT_MODES
-    choices = {("input_mode",): INPUT_MODES, ("data", "label_mode"): LABEL_MODES,
-               ("data", "votes"): ("label", "fer2013new"), ("optim", "schedule"): ("plateau", "cosine", "constant")}
-    for keys, allowed in choices.items():
-        v = r
-        for k in keys:
-            v = v[k]
-        if v not in allowed:
-            raise VrferError(f"recipe: {'.'.join(keys)!r} must be one of {', '.join(allowed)}, got {v!r}")
-    for ds in r["data"]["datasets"]:
-        if ds not in ("ferplus", "affectnet"):
-            raise VrferError(f"recipe: 'data.datasets' entry {ds!r} must be ferplus or affectnet")
-    if not r["data"]["datasets"]:
-        raise VrferError("recipe: 'data.datasets' is empty")
-    sp = r["dsd"]["sparsity"]
-    if not all(isinstance(x, (int, float)) and 0 <= x < 1 for x in sp):
-        raise VrferError(f"recipe: 'dsd.sparsity' values must be in [0, 1), got {sp}")
-    lo_hi = r["augment"]["headset_edge"]
-    if len(lo_hi) != 2 or not all(isinstance(x, (int, float)) for x in lo_hi) or not 0 <= lo_hi[0] <= lo_hi[1] < 1:
-        raise VrferError(f"recipe: 'augment.headset_edge' must be [low, high] with 0 <= low <= high < 1, got {lo_hi}")
-    for key in ("headset", "photometric"):
-        if not 0 <= r["augment"][key] <= 1:
-            raise VrferError(f"recipe: 'augment.{key}' is a share of faces, in [0, 1]; got {r['augment'][key]}")
-    if r["optim"]["batch_size"] < 1 or r["optim"]["lr"] <= 0:
-        raise VrferError("recipe: 'optim.batch_size' and 'optim.lr' must be positive")
-    if not 0 <= r["optim"]["momentum"] < 1:
-        raise VrferError(f"recipe: 'optim.momentum' must be in [0, 1), got {r['optim']['momentum']}")
-    if r["optim"].get("weight_decay", 0) < 0:
-        raise VrferError(f"recipe: 'optim.weight_decay' must be >= 0, got {r['optim']['weight_decay']}")
-    if not 0 <= r["optim"]["ema"] < 1:
-        raise VrferError(f"recipe: 'optim.ema' is a decay in [0, 1) (0 = off), got {r['optim']['ema']}")
-    if not 0 <= r["data"]["balance"] <= 1:
-        raise VrferError(f"recipe: 'data.balance' is an exponent in [0, 1], got {r['data']['balance']}")
-    for key in ("limit", "val_limit"):
-        if r["data"][key] < 0:
-            raise VrferError(f"recipe: 'data.{key}' must be 0 (everything) or a positive number of images")
+    """The whole recipe against SCHEMA, and what relates keys to each other."""
+    _check(r)
+    if len(set(r["data"]["datasets"])) < len(r["data"]["datasets"]):
+        raise VrferError(f"recipe: 'data.datasets' names a dataset twice: {r['data']['datasets']}")
+    lo, hi = r["augment"]["headset_edge"]
+    if lo > hi:
+        raise VrferError(f"recipe: 'augment.headset_edge' must be [low, high] with low <= high, got {[lo, hi]}")
     if total_epochs(r) < 1:
         key = "dsd.dense + dsd.sparse + dsd.redense" if r["dsd"]["enabled"] else "optim.epochs"
         raise VrferError(f"recipe: {key!r} must add up to at least 1 epoch, got {total_epochs(r)}")
@@ -266,7 +325,7 @@ def changed_keys(recipe: dict, overrides: list[str] | tuple) -> list[tuple[str, 
     flat = flatten(recipe)
     for text in overrides:
         o = parse_override(text)
-        _check(o, DEFAULTS)
+        _check(o)
         for key, value in flatten(_merge(DEFAULTS, o)).items():
             if key in flatten(o) and flat.get(key) != value:
                 out.append((key, flat.get(key), value))
