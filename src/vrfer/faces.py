@@ -55,6 +55,22 @@ FER_SIZE = 48            # side of a FER+ crop: the pipeline scales every face c
 # (either face gets a square within 4% of its own best side).
 CROP_SIDE_PER_WIDTH = 1.35
 CROP_BOTTOM = -0.01      # square bottom minus box bottom, in box heights
+# Keypoint crop (keypoint_square): a headset moves the box's top and shrinks the box, but not the nose, so the
+# square is placed from the nose: its centre at KP_CENTRE x the side from the nose, along the face's axes (x: to
+# the image right of an upright face, y: down it), the side KP_SIDE_PER_WIDTH x the box width. Fitted on 595
+# FER+ test faces themselves (benchmarks/crop_headset.py --fit; medians): the nose sits at 0.60 of the side from
+# the top. The box's square (square_box) is only a proxy of that framing and puts the nose at 0.56 on faces-dev,
+# 0.60 on JAFFE, 0.67 on taiwanese-dev: fitted to that proxy on faces-dev, the crop cost 6 points of accuracy on
+# taiwanese-dev's clean photos. The side is not taken from the mouth: its width changes with the expression (the
+# square per mouth width is 17% smaller on smiling faces), the nose-to-mouth distance more (40%); the box width
+# changes by 4-8% behind the headset and not with the expression.
+KP_SIDE_PER_WIDTH = 1.28
+KP_CENTRE = (-0.007, -0.099)
+KP_MAX_ROLL = 45.0       # degrees: a steeper mouth line is taken as a bad keypoint, not a tilted face
+CROP_RULES = ("keypoints", "box")
+# the pipeline's crop for detected faces. The keypoint crop keeps the headset out of the model's half (median
+# share 14% -> 0% on taiwanese-dev) but did not gain accuracy measurably (benchmarks/crop_headset.py): an option
+CROP_RULE = "box"
 DETECTOR_NAME = "retinaface-mnet0.25"
 
 Box = tuple  # (x, y, w, h) in pixels, floats or ints
@@ -129,6 +145,52 @@ def square_box(box: Box, side_per_width: float = CROP_SIDE_PER_WIDTH,
     return cx - side / 2.0, by - side, side
 
 
+def face_roll(landmarks) -> float:
+    """The face's roll (radians, clockwise in the image) from its 5 landmarks: the mouth corners' line, or where
+    the corners coincide (BlazeFace's mouth centre, blaze_landmarks) the nose-to-mouth line."""
+    pts = np.asarray(landmarks, np.float64)
+    dx, dy = pts[4] - pts[3]
+    if math.hypot(dx, dy) > 1e-3:
+        return math.atan2(dy, dx)
+    ax, ay = pts[3] - pts[2]
+    return math.atan2(-ax, ay)
+
+
+def keypoint_square(box: Box, landmarks, side_per_width: float = KP_SIDE_PER_WIDTH,
+                    centre: tuple[float, float] = KP_CENTRE) -> tuple[float, float, float] | None:
+    """The FER+-style square (x, y, side) placed from the nose, which a headset leaves visible: side from the
+    box width (as square_box, which a headset changes little), centre at `centre` x side from the nose along the face's axes, so that a tilted
+    face keeps its square over its own lower half. None when the keypoints are missing or implausible (not
+    finite, nose outside the box, roll over KP_MAX_ROLL): the caller falls back to square_box."""
+    if landmarks is None:
+        return None
+    pts = np.asarray(landmarks, np.float64)
+    if pts.shape != (5, 2) or not np.isfinite(pts).all():
+        return None
+    x, y, w, h = box
+    nx, ny = pts[2]
+    if not (x <= nx <= x + w and y <= ny <= y + h):
+        return None
+    roll = face_roll(pts)
+    if abs(math.degrees(roll)) > KP_MAX_ROLL:
+        return None
+    side = max(side_per_width * w, 1.0)
+    c, s = math.cos(roll), math.sin(roll)
+    ox, oy = centre[0] * side, centre[1] * side
+    cx, cy = nx + c * ox - s * oy, ny + s * ox + c * oy
+    return cx - side / 2.0, cy - side / 2.0, side
+
+
+def face_square(box: Box, landmarks=None, rule: str | None = None) -> tuple[float, float, float]:
+    """The square a detected face is cut from: keypoint_square under the "keypoints" rule when the keypoints
+    allow it, else square_box. rule None: CROP_RULE."""
+    rule = CROP_RULE if rule is None else rule
+    if rule not in CROP_RULES:
+        raise ValueError(f"crop rule {rule!r}: expected one of {', '.join(CROP_RULES)}")
+    sq = keypoint_square(box, landmarks) if rule == "keypoints" else None
+    return sq if sq is not None else square_box(box)
+
+
 def crop_square(image: np.ndarray, x: float, y: float, side: float, out_size: int | None = None) -> np.ndarray:
     """Cut the square (x, y, side) out of an image, replicating the border where the square leaves it,
     and scale it to out_size (area averaging when shrinking, as FER2013 was made)."""
@@ -157,14 +219,16 @@ def check_box(box: Box, width: int, height: int) -> None:
         raise VrferError(f"face box {x},{y},{w},{h} lies outside the {width}x{height} image")
 
 
-def align_crop(image: np.ndarray, box: Box, size: int = FER_SIZE, square: bool = True) -> np.ndarray:
-    """A face box in a photo -> uint8 (size, size) grayscale crop framed like FER+ training faces.
+def align_crop(image: np.ndarray, box: Box, size: int = FER_SIZE, square: bool = True, landmarks=None,
+               rule: str | None = None) -> np.ndarray:
+    """A face box (and its landmarks, if any) in a photo -> uint8 (size, size) grayscale crop framed like FER+
+    training faces (face_square; rule None: CROP_RULE).
 
     square=False takes the box as the crop itself (a fixed region the user chose, or an already
     cropped face); a non-square box is then centred in a square of its longer side."""
     gray = to_gray(image)
     if square:
-        sx, sy, side = square_box(box)
+        sx, sy, side = face_square(box, landmarks, rule)
     else:
         x, y, w, h = box
         side = float(max(w, h))
@@ -276,6 +340,15 @@ def _blaze_anchors() -> np.ndarray:
     return np.concatenate(out)
 
 
+def blaze_landmarks(kp: np.ndarray) -> np.ndarray:
+    """BlazeFace's 6 keypoints (the person's right eye, left eye, nose tip, mouth centre, right and left ear
+    tragion; image pixels) -> RetinaFace's 5 (left eye, right eye, nose, left and right mouth corner, image
+    left/right): the eyes and nose as they are, the mouth centre as both mouth corners (BlazeFace has no
+    corners; the crop, keypoint_square, needs only the nose and the mouth centre), the ears dropped."""
+    kp = np.asarray(kp, np.float32)
+    return np.stack([kp[0], kp[1], kp[2], kp[3], kp[3]]).astype(np.float32)
+
+
 class BlazeFace:
     """MediaPipe's BlazeFace short-range face detector (onnxruntime): one 128x128 pass over the whole image.
 
@@ -311,7 +384,7 @@ class BlazeFace:
 
     def detect(self, bgr: np.ndarray, threshold: float = 0.5, pad: float = 0.0) -> list[Face]:
         """Faces in a gray or BGR uint8 image scoring >= threshold, best first, boxes in RetinaFace's geometry
-        (image pixels). No landmarks: BlazeFace's six keypoints are not RetinaFace's five."""
+        (image pixels), with landmarks in RetinaFace's form (blaze_landmarks)."""
         import cv2
         bgr = to_bgr(np.asarray(bgr))
         h, w = bgr.shape[:2]
@@ -337,6 +410,7 @@ class BlazeFace:
         reg, anc, score = reg[keep], self.anchors[keep], score[keep]
         cx = (reg[:, 0] / self.SIZE + anc[:, 0]) * self.SIZE   # input pixels
         cy = (reg[:, 1] / self.SIZE + anc[:, 1]) * self.SIZE
+        kps = reg[:, 4:16].reshape(-1, 6, 2) + anc[:, None, :] * self.SIZE     # input pixels
         bw, bh = reg[:, 2], reg[:, 3]
         boxes = np.stack([cx - bw / 2, cy - bh / 2, bw, bh], 1)
         idx = np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), score.tolist(), float(threshold), self.nms), int).ravel()
@@ -347,8 +421,9 @@ class BlazeFace:
             cxi, bottom, wi = (bx + bw_ / 2 - ox) / sx, (by + bh_ - oy) / sy, bw_ / sx
             W = wi / self.WIDTH_PER_RETINAFACE
             H = W / self.RETINAFACE_ASPECT
-            faces.append(Face((float(cxi - W / 2), float(bottom - H), float(W), float(H)), float(score[i]), None,
-                              "blazeface"))
+            kp = (kps[i] - np.array([ox, oy], np.float32)) / np.array([sx, sy], np.float32)
+            faces.append(Face((float(cxi - W / 2), float(bottom - H), float(W), float(H)), float(score[i]),
+                              blaze_landmarks(kp), "blazeface"))
         return faces
 
 

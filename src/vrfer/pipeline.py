@@ -218,12 +218,14 @@ def find_faces(image: np.ndarray, face, detector=None, tracker=None) -> list[Fac
     return list(detector.detect(image))
 
 
-def crop_faces(image: np.ndarray, faces: list[Face], face) -> np.ndarray:
+def crop_faces(image: np.ndarray, faces: list[Face], face, rule: str | None = None) -> np.ndarray:
     """uint8 (N, 48, 48) grayscale squares of the faces, framed as FER+ faces when detected (the model
-    takes the lower half itself: hand it the full square)."""
+    takes the lower half itself: hand it the full square). rule: vrfer.faces.face_square's crop rule for
+    detected faces (None: vrfer.faces.CROP_RULE)."""
     if not faces:
         return np.zeros((0, FER_SIZE, FER_SIZE), np.uint8)
-    return np.stack([align_crop(image, f.box, FER_SIZE, square=face == "detect") for f in faces])
+    return np.stack([align_crop(image, f.box, FER_SIZE, square=face == "detect", landmarks=f.landmarks, rule=rule)
+                     for f in faces])
 
 
 # --------------------------------------------------------------------------------------- 5. adjust
