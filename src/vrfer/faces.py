@@ -147,7 +147,7 @@ def square_box(box: Box, side_per_width: float = CROP_SIDE_PER_WIDTH,
 
 def face_roll(landmarks) -> float:
     """The face's roll (radians, clockwise in the image) from its 5 landmarks: the mouth corners' line, or where
-    the corners coincide (BlazeFace's mouth centre, blaze_landmarks) the nose-to-mouth line."""
+    the corners coincide (a mouth centre given as both corners) the nose-to-mouth line."""
     pts = np.asarray(landmarks, np.float64)
     dx, dy = pts[4] - pts[3]
     if math.hypot(dx, dy) > 1e-3:
@@ -340,15 +340,6 @@ def _blaze_anchors() -> np.ndarray:
     return np.concatenate(out)
 
 
-def blaze_landmarks(kp: np.ndarray) -> np.ndarray:
-    """BlazeFace's 6 keypoints (the person's right eye, left eye, nose tip, mouth centre, right and left ear
-    tragion; image pixels) -> RetinaFace's 5 (left eye, right eye, nose, left and right mouth corner, image
-    left/right): the eyes and nose as they are, the mouth centre as both mouth corners (BlazeFace has no
-    corners; the crop, keypoint_square, needs only the nose and the mouth centre), the ears dropped."""
-    kp = np.asarray(kp, np.float32)
-    return np.stack([kp[0], kp[1], kp[2], kp[3], kp[3]]).astype(np.float32)
-
-
 class BlazeFace:
     """MediaPipe's BlazeFace short-range face detector (onnxruntime): one 128x128 pass over the whole image.
 
@@ -384,7 +375,9 @@ class BlazeFace:
 
     def detect(self, bgr: np.ndarray, threshold: float = 0.5, pad: float = 0.0) -> list[Face]:
         """Faces in a gray or BGR uint8 image scoring >= threshold, best first, boxes in RetinaFace's geometry
-        (image pixels), with landmarks in RetinaFace's form (blaze_landmarks)."""
+        (image pixels). No landmarks: BlazeFace's six keypoints are not RetinaFace's five, and behind a headset its
+        nose is 0.20 box widths too low (median over faces-dev headset photos, against RetinaFace's on the clean
+        photo; RetinaFace's: 0.04), too far off to place the keypoint crop (keypoint_square) from."""
         import cv2
         bgr = to_bgr(np.asarray(bgr))
         h, w = bgr.shape[:2]
@@ -410,7 +403,6 @@ class BlazeFace:
         reg, anc, score = reg[keep], self.anchors[keep], score[keep]
         cx = (reg[:, 0] / self.SIZE + anc[:, 0]) * self.SIZE   # input pixels
         cy = (reg[:, 1] / self.SIZE + anc[:, 1]) * self.SIZE
-        kps = reg[:, 4:16].reshape(-1, 6, 2) + anc[:, None, :] * self.SIZE     # input pixels
         bw, bh = reg[:, 2], reg[:, 3]
         boxes = np.stack([cx - bw / 2, cy - bh / 2, bw, bh], 1)
         idx = np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), score.tolist(), float(threshold), self.nms), int).ravel()
@@ -421,9 +413,8 @@ class BlazeFace:
             cxi, bottom, wi = (bx + bw_ / 2 - ox) / sx, (by + bh_ - oy) / sy, bw_ / sx
             W = wi / self.WIDTH_PER_RETINAFACE
             H = W / self.RETINAFACE_ASPECT
-            kp = (kps[i] - np.array([ox, oy], np.float32)) / np.array([sx, sy], np.float32)
-            faces.append(Face((float(cxi - W / 2), float(bottom - H), float(W), float(H)), float(score[i]),
-                              blaze_landmarks(kp), "blazeface"))
+            faces.append(Face((float(cxi - W / 2), float(bottom - H), float(W), float(H)), float(score[i]), None,
+                              "blazeface"))
         return faces
 
 
