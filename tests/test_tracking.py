@@ -15,7 +15,8 @@ import pytest
 
 from vrfer.classes import CLASSES
 from vrfer.cli import main
-from vrfer.faces import RetinaFaceDetector, square_box
+from vrfer.faces import RetinaFaceDetector, face_square, square_box
+from vrfer.pipeline import crop_faces
 from vrfer.recognizer import samples_path
 from vrfer.tracking import FaceTracker, OneEuroFilter, region
 
@@ -49,12 +50,12 @@ def moving_frames(photo) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
     return [canvas_with_face(photo, 60 + dx, 100 + dy) for dx, dy in offsets], offsets
 
 
-def square_errors(boxes, offsets) -> list[float]:
+def square_errors(boxes, offsets, square=square_box) -> list[float]:
     """Per frame: how far the box's square is from where the path puts the face, as a share of the side.
     The detector's own box for one face varies by up to ~10% with where the face sits in the frame, so
     the reference is the square that fits the whole run best (the median over frames), not frame 0's."""
     res = np.array([[x - dx, y - dy, s] for (x, y, s), (dx, dy) in
-                    zip((square_box(b) for b in boxes), offsets)], np.float64)
+                    zip((square(b) for b in boxes), offsets)], np.float64)
     ref = np.median(res, 0)
     return list(np.abs(res - ref).max(1) / ref[2])
 
@@ -97,6 +98,24 @@ def test_identical_frames_settle_on_one_box(detector, photo):
     tracker = FaceTracker(detector)
     boxes = [tracker.update(f)[0].box for f in still_frames(photo)]
     assert len(set(boxes[SETTLE:])) == 1
+
+
+@pytest.mark.parametrize("photo", photos(), ids=lambda p: p.stem)
+def test_identical_frames_settle_on_one_keypoint_crop(detector, photo):
+    tracker = FaceTracker(detector)
+    faces = [tracker.update(f) for f in still_frames(photo)]
+    assert all(f[0].landmarks is not None for f in faces[1:])   # the region passes' (a BlazeFace start has none)
+    crops = [crop_faces(frame, f, "detect", "keypoints")[0] for frame, f in zip(still_frames(photo), faces)]
+    assert all(np.array_equal(c, crops[SETTLE]) for c in crops[SETTLE:])
+
+
+@pytest.mark.parametrize("photo", photos(), ids=lambda p: p.stem)
+def test_the_keypoint_square_follows_a_moving_face(detector, photo):
+    tracker = FaceTracker(detector)
+    frames, offsets = moving_frames(photo)
+    faces = [tracker.update(f)[0] for f in frames]
+    errors = square_errors(faces, offsets, lambda f: face_square(f.box, f.landmarks, "keypoints"))
+    assert max(errors) < MAX_ERROR
 
 
 @pytest.mark.parametrize("photo", photos(), ids=lambda p: p.stem)

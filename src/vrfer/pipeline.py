@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageTooLargeError, NoFaceError, VrferError
-from .faces import (CROP_BOTTOM, CROP_SIDE_PER_WIDTH, DETECTOR_NAME, FER_SIZE, Face, align_crop, check_box)
+from .faces import (CROP_BOTTOM, CROP_RULE, CROP_SIDE_PER_WIDTH, DETECTOR_NAME, FER_SIZE, KP_CENTRE, KP_MAX_ROLL,
+                    KP_SIDE_PER_WIDTH, Face, align_crop, check_box)
 from .pretrained import DEFAULT_MODEL
 
 MAX_PIXELS = 64_000_000          # larger images are refused (JPEGs are decoded at a reduced scale)
@@ -263,12 +264,14 @@ def find_faces(image: np.ndarray, face, detector=None, tracker=None) -> list[Fac
     return list(detector.detect(image))
 
 
-def crop_faces(image: np.ndarray, faces: list[Face], face) -> np.ndarray:
+def crop_faces(image: np.ndarray, faces: list[Face], face, rule: str | None = None) -> np.ndarray:
     """uint8 (N, 48, 48) grayscale squares of the faces, framed as FER+ faces when detected (the model
-    takes the lower half itself: hand it the full square)."""
+    takes the lower half itself: hand it the full square). rule: vrfer.faces.face_square's crop rule for
+    detected faces (None: vrfer.faces.CROP_RULE)."""
     if not faces:
         return np.zeros((0, FER_SIZE, FER_SIZE), np.uint8)
-    return np.stack([align_crop(image, f.box, FER_SIZE, square=face == "detect") for f in faces])
+    return np.stack([align_crop(image, f.box, FER_SIZE, square=face == "detect", landmarks=f.landmarks, rule=rule)
+                     for f in faces])
 
 
 # --------------------------------------------------------------------------------------- 5. adjust
@@ -612,13 +615,29 @@ def preprocessing_spec(cfg, post: PostProcess | None = None) -> dict:
         "face": {
             "none": "the box is the whole image: [0, 0, width, height]",
             "box": "the box x,y,w,h as given, in whole pixels",
-            "detect": f"boxes from vrfer's {DETECTOR_NAME} detector (not in this file)",
+            "detect": f"boxes and 5 landmarks (left eye, right eye, nose, left and right mouth corner, image "
+                      f"left/right) from vrfer's {DETECTOR_NAME} detector (not in this file)",
         },
         "square": {
             "none_or_box": {"side": "max(w, h)", "left": "x + w/2 - side/2", "top": "y + h/2 - side/2"},
-            "detect": {"side_per_width": CROP_SIDE_PER_WIDTH, "bottom": CROP_BOTTOM,
+            "detect": {"rule": CROP_RULE,
+                       "side_per_width": CROP_SIDE_PER_WIDTH, "bottom": CROP_BOTTOM,
                        "side": f"{CROP_SIDE_PER_WIDTH} * w", "left": "x + w/2 - side/2",
-                       "top": f"y + h + ({CROP_BOTTOM}) * h - side"},
+                       "top": f"y + h + ({CROP_BOTTOM}) * h - side",
+                       "rule_note": "rule 'box': the square above from the box; rule 'keypoints': the square "
+                                    "in 'keypoints' from the nose (nx, ny), where the landmarks allow it, else "
+                                    "the square above",
+                       "keypoints": {
+                           "side_per_width": KP_SIDE_PER_WIDTH, "centre": list(KP_CENTRE),
+                           "side": f"{KP_SIDE_PER_WIDTH} * w",
+                           "roll": "r = atan2 of the mouth corners' line (right minus left); where the corners "
+                                   "coincide, atan2(-(mx - nx), my - ny) of the nose-to-mouth line",
+                           "left": f"nx + cos(r) * {KP_CENTRE[0]} * side - sin(r) * ({KP_CENTRE[1]}) * side "
+                                   "- side/2",
+                           "top": f"ny + sin(r) * {KP_CENTRE[0]} * side + cos(r) * ({KP_CENTRE[1]}) * side "
+                                  "- side/2",
+                           "fallback": f"the box's square when a landmark is missing or not finite, the nose "
+                                       f"lies outside the box, or |r| > {KP_MAX_ROLL:g} degrees"}},
             "rounding": "left, top and side to the nearest integer, halves to even; side at least 1",
         },
         "crop": {"size": FER_SIZE, "pad": "replicate",

@@ -18,6 +18,9 @@ away, hand in front) is found again. How:
 - Hysteresis: the reported box changes only when the filtered box has moved more than `deadband`
   (a share of the face width) or changed size by more than `size_deadband`; below that the previous box
   is kept exactly. A still face settles on one box within a few frames and stays there.
+- Keypoints (the keypoint crop, vrfer.faces.keypoint_square, is placed from the nose): the landmarks are kept
+  relative to the box (offset from its centre, in box widths), smoothed by a filter of their own and changed
+  only past the same dead band, so they move with the reported box and a still face keeps one crop.
 - Lost faces: a frame where the region pass misses gets a second look at the scale where RetinaFace
   finds faces behind a headset best; when that misses too, the last box is held for `max_missed` frames,
   then the whole frame is searched (vrfer.faces.RetinaFaceDetector.detect) every frame until the face
@@ -108,6 +111,7 @@ class FaceTracker:
         self.max_missed = int(max_missed)
         self.second_look_px = second_look_px
         self.filter = OneEuroFilter(min_cutoff=min_cutoff, beta=beta)
+        self.kp_filter = OneEuroFilter(min_cutoff=min_cutoff, beta=beta)
         self.confirmed = 0   # frames where the region pass found the face (for diagnostics)
         self.held = 0        # frames where the last box was kept without seeing the face
         self.searched = 0    # full detections
@@ -124,7 +128,9 @@ class FaceTracker:
         self._corr: dict[int, tuple] = {}  # per region-pass face size: how its boxes map onto the tracked box
         self._acquired_by = ""             # the detector of the full search that started the track
         self._shape: tuple | None = None   # (height, width) of the frames the track was made in
+        self._kp: np.ndarray | None = None  # the reported landmarks relative to the box (see _follow_keypoints)
         self.filter.reset()
+        self.kp_filter.reset()
 
     def _state(self, box) -> np.ndarray:
         x, y, w, h = box
@@ -142,6 +148,8 @@ class FaceTracker:
         self._corr = {}
         self._scale = max(1.0, float(face.box[2]))
         self.filter.reset(self._state(self.box), self.frame / self.fps)
+        self._kp = None
+        self._follow_keypoints(face.landmarks, self.box)
 
     # -- one frame ---------------------------------------------------------------------------------
     def _look(self, bgr: np.ndarray, face_px: int, threshold: float) -> Face | None:
@@ -188,11 +196,12 @@ class FaceTracker:
                     self._calibrate(f.box, px)  # against the tracked one (see _calibrate)
                 else:
                     self._smooth(self._corrected(f.box, px))
-                return [Face(self.box, f.score, f.landmarks)]
+                self._follow_keypoints(f.landmarks, self._corrected(f.box, px))
+                return [Face(self.box, f.score, self.landmarks())]
             self.missed += 1
             if self.missed <= self.max_missed:
                 self.held += 1
-                return [Face(self.box, 0.0, None if self.face is None else self.face.landmarks)]
+                return [Face(self.box, 0.0, self.landmarks())]
         self.searched += 1
         faces = self.detector.detect(bgr)
         if not faces:
@@ -220,6 +229,30 @@ class FaceTracker:
         w, h = sw * mw, sh * mh
         cx, bottom = mx + mw / 2 + dx * mw, my + mh + db * mw
         return (cx - w / 2, bottom - h, w, h)
+
+    def landmarks(self) -> np.ndarray | None:
+        """The reported landmarks (5, 2): kept relative to the reported box, so they move only with it or past
+        the dead band (_follow_keypoints)."""
+        if self._kp is None:
+            return None
+        x, y, w, h = self.box
+        return (self._kp * w + np.array([x + w / 2, y + h / 2])).astype(np.float32)
+
+    def _follow_keypoints(self, landmarks, box) -> None:
+        """Smooth a frame's landmarks, as offsets from the centre of its box in the tracked geometry (in box
+        widths), and take them for the reported ones once they differ from those by more than the dead band."""
+        if landmarks is None or not np.isfinite(landmarks).all():
+            return
+        x, y, w, h = box
+        rel = (np.asarray(landmarks, np.float64) - np.array([x + w / 2, y + h / 2])) / w
+        t = self.frame / self.fps
+        if self._kp is None:
+            self.kp_filter.reset(rel.ravel(), t)
+            self._kp = rel
+            return
+        z = self.kp_filter(rel.ravel(), t).reshape(rel.shape)
+        if np.abs(z - self._kp).max() > self.deadband:
+            self._kp = z
 
     def _smooth(self, measured) -> None:
         z = self.filter(self._state(measured), self.frame / self.fps)
