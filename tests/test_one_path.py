@@ -177,3 +177,31 @@ def test_report_the_largest_differences():
     """Runs last in this file: prints what the agreement test measured (pytest -s shows it)."""
     for name, d in sorted(MAX_DIFF.items()):
         print(f"  {name:<26} max |p - p_api| = {d:.2g}")
+
+
+def test_a_calibration_profile_gives_the_same_answer_through_predict_serve_and_the_api(images, tmp_path, capsys,
+                                                                                      private_cache):
+    """A profile (vrfer calibrate) on the bundled model: the API, `vrfer predict --profile` and a server started
+    with --profile answer alike (the profile runs the PyTorch model; the ONNX client takes no profile yet)."""
+    import httpx
+
+    from vrfer.serve.app import ServeConfig, ServerThread, create_app
+    samples = samples_path()
+    prof = tmp_path / "me.json"
+    assert main(["calibrate", f"happiness={samples / 'photo-happiness-Cameron_Diaz_0001.jpg'}",
+                 f"surprise={samples / 'photo-surprise-Anna_Chicherova_0001.jpg'}", "--out", str(prof)]) == 0
+    capsys.readouterr()
+    path = images["gray"]
+    api = Recognizer("vrfer-lower", profile=prof, threads=1).predict(path)[0]
+    ref = vec(api.probs)
+    rows = cli_json(capsys, "predict", path, "--profile", prof, "--json", "--threads", 1)
+    agree("predict --profile", ref, rows[0]["probs"], api.box, rows[0]["box"])
+    cfg = ServeConfig(model="vrfer-lower", profile=str(prof), port=0)
+    srv = ServerThread(create_app(cfg), cfg).start()
+    try:
+        r = httpx.post(srv.url + "/predict", content=path.read_bytes(), timeout=60).json()
+    finally:
+        srv.stop()
+    agree("POST /predict (serve --profile)", ref, r["faces"][0]["probs"], api.box, r["faces"][0]["box"])
+    plain = Recognizer("vrfer-lower", backend="torch", threads=1).predict(path)[0]
+    assert float(np.abs(vec(plain.probs) - ref).max()) > 1e-4      # the profile is in the answer

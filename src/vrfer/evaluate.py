@@ -209,6 +209,9 @@ def _spread(runs: list[dict]) -> dict:
     return out
 
 
+MIN_ENROLLED_CLASSES = 3     # a calibration is scored only where it enrolled at least this many classes
+
+
 def _people(items) -> np.ndarray:
     from .errors import VrferError
     subjects = np.array([it.subject for it in items])
@@ -229,8 +232,9 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     ONE session make a profile (vrfer.calibration), scored on the person's OTHER sessions only, among the
     enrolled classes, beside the unprofiled answer on the same faces. A session of one class only (e.g.
     taiwanese-dev's neutral photos, taken apart from the others) is added to every enrolment and never
-    scored. Without a `session` column each photo is its own session: one sitting, which flatters
-    calibration (the result says so). K=0: every face of the session (video-like enrolment).
+    scored. Without a `session` column all of a person's photos are one sitting: K faces per class are
+    enrolled and the person's other photos scored, which flatters calibration (the result says so).
+    An enrolment of fewer than MIN_ENROLLED_CLASSES classes is not scored. K=0: every face of the session (video-like enrolment).
     With both, the profile is made on top of the person's leave-one-out adapted model.
     Faces where no face was found are left out of these figures (counted in no_face).
     log: a function taking one line of progress (or None)."""
@@ -292,10 +296,11 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
             else:
                 m, lg, ft, p, idx = model, logits[own], feats[own], generic_post, own
             pos = {int(i): k for k, i in enumerate(idx)}
-            for s in np.unique(sessions[own]):
+            for s in ([None] if no_sessions else np.unique(sessions[own])):
                 if s in one_class:
                     continue
-                pool = own[(sessions[own] == s) | np.isin(sessions[own], list(one_class))]
+                # one sitting (no session column): enrol from the person's photos, score the others
+                pool = own if s is None else own[(sessions[own] == s) | np.isin(sessions[own], list(one_class))]
                 enrolled = []
                 for c in np.unique(labels[pool]):
                     cand = pool[labels[pool] == c]
@@ -303,12 +308,16 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
                     enrolled += list(rng.choice(cand, k, replace=False))
                 enrolled = np.array(sorted(enrolled))
                 classes = np.unique(labels[enrolled])
-                scored = own[(sessions[own] != s) & ~np.isin(sessions[own], list(one_class))
-                             & np.isin(labels[own], classes)]
+                if len(classes) < MIN_ENROLLED_CLASSES:
+                    continue    # scored among one or two classes, any push towards them looks like a gain
+                other = ~np.isin(own, enrolled) if s is None else \
+                    (sessions[own] != s) & ~np.isin(sessions[own], list(one_class))
+                scored = own[other & np.isin(labels[own], classes)]
                 if not len(scored):
                     continue
                 # the rule of the protocol: no scored photo is an enrolled one or from the enrolled session
-                assert not set(files[scored]) & set(files[enrolled]) and s not in set(sessions[scored])
+                assert not set(files[scored]) & set(files[enrolled])
+                assert s is None or s not in set(sessions[scored])
                 prof = enrol(m, ft[[pos[int(i)] for i in enrolled]], labels[enrolled])
                 z = lg[[pos[int(i)] for i in scored]]
                 f = ft[[pos[int(i)] for i in scored]]
@@ -326,7 +335,8 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     base_name = "adapted_loo" if adapt == "loo" else "generic"
     res["calibration"] = {
         "k": calibrate, "draws": draws if calibrate else 1, "seed": seed, "starts_from": base_name,
-        "sessions": "none in labels.csv: every photo is its own session (one sitting: flatters calibration)"
+        "sessions": "none in labels.csv: enrol from the person's photos, score their other photos (one sitting: "
+                    "flatters calibration)"
                     if no_sessions else "enrol from one session, score the person's other sessions",
         "always_enrolled_sessions": sorted(one_class), "enrolments": len(pairs),
         "unprofiled": _spread(runs_base), "calibrated": _spread(runs_cal)}

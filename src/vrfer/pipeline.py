@@ -549,21 +549,21 @@ class Pipeline:
         return logits_and_features(self.torch_model(), np.ascontiguousarray(crops))
 
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
-        """uint8 (N, 48, 48) crops -> the model's own probabilities (N, C), float64 (not adjusted)."""
+        """uint8 (N, 48, 48) crops -> the model's own probabilities (N, C), float64, calibrated by the
+        profile when there is one (not adjusted by a prior or class subset)."""
         if len(crops) == 0:
             return np.zeros((0, len(self.classes)), np.float64)
+        if self.profile is not None:
+            logits, feats = self.logits_and_features(crops)
+            z = self.profile.apply(logits, feats, self.classes)
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
         return np.asarray(self.classifier.predict_proba(np.ascontiguousarray(crops)), dtype=np.float64)
 
     def classify(self, crops: np.ndarray, post: PostProcess | None = None) -> np.ndarray:
         """uint8 crops -> reported probabilities (N, C): the model's (calibrated by the profile, if any),
         adjusted by `post` (default self.post)."""
-        post = post or self.post
-        if self.profile is None:
-            return post.apply(self.probabilities(crops))
-        if len(crops) == 0:
-            return np.zeros((0, len(self.classes)), np.float64)
-        logits, feats = self.logits_and_features(crops)
-        return post.apply(self.profile.apply(logits, feats, self.classes), logits=True)
+        return (post or self.post).apply(self.probabilities(crops))
 
     def run(self, image, tracker=None) -> tuple[list[Face], np.ndarray, np.ndarray]:
         """An image (anything load_image takes) -> (faces, their crops, their reported probabilities).

@@ -30,8 +30,20 @@ def add_parser(sub):
     p.add_argument("--skip-bad", action="store_true",
                    help="skip bad rows and unreadable images and count them (default: stop at the first, "
                         "naming it)")
-    p.add_argument("--occlusion", choices=["none", "upper-half"], default="upper-half",
-                   help="upper-half: black out the top half of each face, as a headset does")
+    p.add_argument("--occlusion", choices=["none", "upper-half", "headset"], default="upper-half",
+                   help="upper-half: black out the top half of each face crop; headset (folder only): paint "
+                        "vrfer's synthetic headset over the eyes of the whole photo before the face is looked "
+                        "for (default: upper-half)")
+    p.add_argument("--adapt", choices=["loo"], default=None,
+                   help="folder only (needs a subject column): also score an adaptation to the folder's setup "
+                        "(vrfer adapt), each person by a fit made without them (leave-one-person-out)")
+    p.add_argument("--calibrate", type=int, default=None, metavar="K",
+                   help="folder only (needs subject; session where there is one): per person, K faces per class "
+                        "from ONE session make a profile (vrfer calibrate), scored on that person's OTHER "
+                        "sessions beside the unprofiled answer on the same faces; 0: every face of the session")
+    p.add_argument("--draws", type=int, default=5, metavar="N",
+                   help="with --calibrate K: N seeded draws of the enrolment faces (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="with --calibrate: seed of the draws (default: 0)")
     p.add_argument("--tta-flip", action="store_true", help="average with the mirrored face")
     p.add_argument("--allow-untrained", action="store_true",
                    help="accept an architecture name (random weights); default: only trained models")
@@ -57,6 +69,16 @@ def run(a) -> int:
     use_torch_threads(a.threads)
     model = create_model(a.model)
     post = PostProcess(model.cfg, a.prior, a.prior_tau, a.classes)
+    explicit_post = None if a.prior is None and a.prior_tau is None and a.classes is None else post
+    if a.occlusion == "headset" and a.dataset != "folder":
+        raise VrferError("--occlusion headset paints on whole photos: use it with --dataset folder "
+                         "(upper-half does the same on data sets of face crops)")
+    if a.adapt or a.calibrate is not None:
+        if a.dataset != "folder":
+            raise VrferError("--adapt and --calibrate score people of a labelled folder: use --dataset folder")
+        if a.tta_flip:
+            raise VrferError("--tta-flip is not available with --adapt or --calibrate")
+        return _personal(a, model, explicit_post)
     if a.dataset == "folder":
         if a.tta_flip:
             raise VrferError("--tta-flip is not available with --dataset folder")
@@ -97,4 +119,41 @@ def run(a) -> int:
     for why, n in res.get("skipped", {}).items():
         print(f"  skipped {n}: {why}")
     print(f"confusion matrix: {png}" if png else "confusion matrix PNG: give --out DIR")
+    return 0
+
+
+def _personal(a, model, post) -> int:
+    """evaluate --adapt / --calibrate: vrfer.evaluate.evaluate_personal, printed."""
+    import sys
+
+    from ..evaluate import evaluate_personal
+    log = (lambda line: print(line, file=sys.stderr)) if a.json else None
+    res = evaluate_personal(model, a.root, a.face, a.occlusion, a.adapt, a.calibrate, a.draws, a.seed, post,
+                            a.skip_bad, a.threads, log=log)
+    res.update(model=a.model, dataset="folder", split=Path(a.root).name or "folder")
+    if a.json:
+        print(json.dumps(res))
+        return 0
+    print(f"{a.model} on {res['split']} ({res['n']} faces of {res['people']} people, face {a.face}, "
+          f"occlusion {a.occlusion}); accuracy / mean per-class recall:")
+    rows = [("generic", res["generic"])]
+    if "adapted_loo" in res:
+        rows.append(("adapted, leave-one-person-out", res["adapted_loo"]))
+    for name, r in rows:
+        print(f"  {name:<44} {100 * r['accuracy']:6.2f}%  {r['mean_class_recall']:.3f}")
+    if res.get("no_face"):
+        print(f"  no face found in {res['no_face']} images (left out of these figures)")
+    cal = res.get("calibration")
+    if cal:
+        k = "all faces of the session" if cal["k"] == 0 else f"K={cal['k']} per class"
+        print(f"calibration ({k}, {cal['draws']} draws, seed {cal['seed']}; {cal['sessions']}"
+              + (f"; always enrolled: {', '.join(cal['always_enrolled_sessions'])}" if cal["always_enrolled_sessions"]
+                 else "") + f"), on the same {cal['calibrated']['n']} faces:")
+        for name in ("unprofiled", "calibrated"):
+            r = cal[name]
+            print(f"  {name + ' (' + cal['starts_from'] + ')':<44} {100 * r['accuracy']:6.2f}% "
+                  f"(sd {100 * r['accuracy_sd']:.2f})  {r['mean_class_recall']:.3f}")
+    print("  per class: " + "  ".join(
+        f"{c} {100 * v:.0f}%" for c, v in (cal["calibrated"] if cal else rows[-1][1])["per_class"].items()
+        if v is not None))
     return 0

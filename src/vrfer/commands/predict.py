@@ -36,6 +36,13 @@ def add_postprocess_args(p) -> None:
                         "neutral,happiness,surprise,sadness,anger,disgust,fear")
 
 
+def add_profile_arg(p) -> None:
+    """--profile (vrfer.calibration): shared by predict and serve."""
+    p.add_argument("--profile", metavar="FILE", default=None,
+                   help="a person's calibration profile (made by `vrfer calibrate` for this --model); runs the "
+                        "PyTorch model (--backend auto becomes torch)")
+
+
 def add_parser(sub) -> None:
     from ..pretrained import DEFAULT_MODEL
     p = sub.add_parser(
@@ -64,6 +71,7 @@ def add_parser(sub) -> None:
                         "accuracy; docs/RESULTS.md), else PyTorch; torch: float32 PyTorch; onnx: float32 "
                         "onnxruntime (or the .onnx file given as --model)")
     add_postprocess_args(p)
+    add_profile_arg(p)
     p.add_argument("--camera", type=int, action="append", metavar="N", help="webcam index (same as PATH cam:N)")
     p.add_argument("--samples", action="store_true", help="run on the bundled sample images")
     p.add_argument("--max-frames", type=int, metavar="N",
@@ -151,7 +159,7 @@ def run(a) -> int:
     if a.smooth is not None:
         check_alpha(a.smooth, "--smooth")
     rec = Recognizer(model=a.model, face=a.face, backend=a.backend, alpha=a.smooth, threads=a.threads,
-                     prior=a.prior, prior_tau=a.prior_tau, classes=a.classes)
+                     prior=a.prior, prior_tau=a.prior_tau, classes=a.classes, profile=a.profile)
     mode = "json" if a.json else "csv" if a.csv else "table"
     writer = _Writer(mode, rec.classes, rec.alpha is not None)
     out_dir = None

@@ -56,6 +56,8 @@ def add_parser(sub) -> None:
                         "http://localhost:3000 (repeatable; '*' for any)")
     add_threads_option(p, default=1)
     add_postprocess_args(p)
+    from .predict import add_profile_arg
+    add_profile_arg(p)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level")
     p.set_defaults(fn=run)
@@ -94,7 +96,7 @@ def build_config(a):
         raise VrferError(f"--source-fps {a.source_fps}: must be a number > 0")
     if a.video is not None and not os.path.isfile(a.video):
         raise VrferError(f"{a.video}: video file not found")
-    cfg = ServeConfig(model=a.model, face=parse_face(a.face), backend=a.backend, host=a.host, port=a.port,
+    cfg = ServeConfig(model=a.model, face=parse_face(a.face), backend=a.backend, profile=a.profile, host=a.host, port=a.port,
                       token=a.token or None, camera=a.camera, video=a.video, loop_video=not a.no_loop,
                       source_fps=a.source_fps, params=params, max_frame_bytes=max_bytes,
                       max_connections=a.max_connections, allow_origins=tuple(a.allow_origin),

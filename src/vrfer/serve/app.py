@@ -88,6 +88,7 @@ class ServeConfig:
     max_pending: int = 64                # inference jobs waiting (beyond: "busy")
     outbox: int = 16                     # events waiting to be sent to one connection
     allow_origins: tuple = ()            # extra browser origins allowed on the WebSockets ("*": any)
+    profile: str | None = None           # a calibration profile (vrfer.calibration) for every connection
     threads: int | None = 1              # vrfer.threads: threads of the network and the detector (0: one per
                                          # core); 1 holds up when the cores are busy, and leaves one to the loop
 
@@ -623,7 +624,8 @@ def create_app(config: ServeConfig, predictor: Predictor | None = None) -> Starl
     check_bind(config)
     from ..threads import use_torch_threads
     use_torch_threads(config.threads)
-    predictor = predictor or Predictor(config.model, config.face, config.backend, threads=config.threads)
+    predictor = predictor or Predictor(config.model, config.face, config.backend, threads=config.threads,
+                                       profile=config.profile)
     state = ServerState(config, predictor)
     try:
         post_process(state, config.params)      # the server's own --prior/--classes fit this model

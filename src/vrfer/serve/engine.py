@@ -78,9 +78,10 @@ class Predictor:
     Probabilities come back as the model gives them; each connection applies its own prior and class
     subset (vrfer.pipeline.PostProcess) and smoothing."""
 
-    def __init__(self, model: str, face="detect", backend: str = "auto", threads: int | None = None):
+    def __init__(self, model: str, face="detect", backend: str = "auto", threads: int | None = None, profile=None):
         self.model_arg = str(model)
-        self.pipeline = Pipeline(model, face, backend, threads)
+        # a profile (vrfer.calibration) calibrates the model's probabilities for every connection
+        self.pipeline = Pipeline(model, face, backend, threads, profile=profile)
         self.face = self.pipeline.face
         self.backend = backend
         self.cfg = self.pipeline.cfg

@@ -1,0 +1,71 @@
+"""vrfer adapt: a model adapted to a deployment's own setup (camera, light, headset, people)."""
+
+from __future__ import annotations
+
+from ..threads import add_threads_option
+
+
+def add_parser(sub):
+    from ..pretrained import DEFAULT_MODEL
+    p = sub.add_parser("adapt", help="adapt a model to your own setup from labelled and/or unlabelled faces of it",
+                       description="Adapt a model to a setup (vrfer.adapt): AdaBN re-estimates the network's "
+                                   "normalisation on faces of the setup (no labels needed), and a new last layer is "
+                                   "fitted on labelled faces (pulled towards the generic one). Writes one model file "
+                                   "that predict, serve, evaluate, export and the API take with --model FILE, and "
+                                   "prints a leave-one-person-out estimate of its accuracy (each person scored by "
+                                   "an adaptation fitted without them).")
+    p.add_argument("folder", nargs="?", default=None,
+                   help="labelled folder of the setup: labels.csv with columns file, label or label_name, and "
+                        "subject (the person in each photo)")
+    p.add_argument("--unlabelled", action="append", default=[], metavar="PATH",
+                   help="unlabelled faces of the setup: an image, a folder of images, or a video (repeatable); "
+                        "used for the normalisation statistics only")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="the model to adapt (default: %(default)s)")
+    p.add_argument("--out", required=True, metavar="FILE.safetensors", help="the adapted model file to write")
+    p.add_argument("--name", default=None, help="the adapted model's name (default: the --out file's stem)")
+    p.add_argument("--face", choices=["detect", "none"], default="detect",
+                   help="detect: find the face in each photo, as predict does; none: the photos are face crops "
+                        "(default: detect)")
+    p.add_argument("--no-estimate", action="store_true",
+                   help="skip the leave-one-person-out estimate (one fit per person)")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad rows and unreadable images and count them")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    add_threads_option(p)
+    p.set_defaults(fn=run)
+
+
+def run(a) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from ..adapt import adapt_folder
+    from ..errors import VrferError
+    from ..models.registry import require_trained, save_model
+    from ..outputs import output_file
+    from ..threads import use_torch_threads
+    if a.folder is None and not a.unlabelled:
+        raise VrferError("give a labelled FOLDER of the setup, --unlabelled PATH, or both")
+    if not a.out.endswith(".safetensors"):
+        raise VrferError(f"--out {a.out}: the adapted model is a .safetensors file")
+    require_trained(a.model)
+    out = output_file(a.out)
+    use_torch_threads(a.threads)
+    log = (lambda line: print(line, file=sys.stderr)) if a.json else print
+    model, report = adapt_folder(a.model, a.folder, a.unlabelled, a.face, name=a.name or Path(a.out).stem,
+                                 estimate=not a.no_estimate, skip_bad=a.skip_bad, threads=a.threads, log=log)
+    save_model(model, out)
+    report["out"] = str(out)
+    if a.json:
+        print(json.dumps(report))
+        return 0
+    if "loo" in report:
+        loo, gen = report["loo"], report["generic_same_faces"]
+        print(f"leave-one-person-out estimate: accuracy {100 * loo['accuracy']:.2f}%, mean per-class recall "
+              f"{loo['mean_class_recall']:.3f} (the generic model on the same faces: {100 * gen['accuracy']:.2f}%, "
+              f"{gen['mean_class_recall']:.3f})")
+        for c, v in loo["per_class"].items():
+            if v is not None:
+                print(f"  {c:>10}: {100 * v:6.2f}%  (generic {100 * gen['per_class'][c]:6.2f}%)")
+    print(f"adapted model: {out} (use it with --model {out})")
+    return 0

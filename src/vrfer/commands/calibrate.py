@@ -1,0 +1,67 @@
+"""vrfer calibrate: a person's calibration profile from a few labelled faces of that person."""
+
+from __future__ import annotations
+
+from ..threads import add_threads_option
+
+
+def add_parser(sub):
+    from ..pretrained import DEFAULT_MODEL
+    p = sub.add_parser("calibrate", help="make a person's calibration profile from labelled faces of them",
+                       description="A calibration profile for one person (vrfer.calibration): the model's last "
+                                   "layer refitted on that person's faces for the classes given; the other classes "
+                                   "keep the model's answer. Give CLASS=PATH pairs (a photo, a folder of photos or "
+                                   "a video of that expression, e.g. happiness=smile.mp4) and/or --folder with a "
+                                   "labels.csv. Use the profile with predict/serve --profile FILE and the same "
+                                   "--model.")
+    p.add_argument("examples", nargs="*", metavar="CLASS=PATH",
+                   help="faces of one expression: a photo, a folder of photos, or a video (every frame)")
+    p.add_argument("--folder", default=None,
+                   help="a folder with labels.csv (file, label or label_name): every photo listed is enrolled")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="the model the profile is for (default: %(default)s)")
+    p.add_argument("--out", required=True, metavar="FILE.json", help="the profile file to write (JSON)")
+    p.add_argument("--person", default="", help="a name for the person, stored in the profile (default: none)")
+    p.add_argument("--face", choices=["detect", "none"], default="detect",
+                   help="detect: find the face, as predict does; none: the images are face crops (default: detect)")
+    p.add_argument("--max-frames", type=int, default=300, metavar="N",
+                   help="at most N frames of each video (default: %(default)s)")
+    add_threads_option(p)
+    p.set_defaults(fn=run)
+
+
+def run(a) -> int:
+    from pathlib import Path
+
+    from ..errors import VrferError
+    from ..outputs import output_file
+    from ..recognizer import IMAGE_EXTS, VIDEO_EXTS, Recognizer
+    if not a.examples and not a.folder:
+        raise VrferError("give CLASS=PATH pairs (e.g. happiness=smile.jpg) or --folder DIR")
+    if a.max_frames < 1:
+        raise VrferError(f"--max-frames {a.max_frames}: at least 1")
+    out = output_file(a.out)
+    rec = Recognizer(a.model, face=a.face, backend="torch", threads=a.threads)
+    examples: list = []
+    for ex in a.examples:
+        label, sep, path = ex.partition("=")
+        label = label.strip()
+        if not sep or not path:
+            raise VrferError(f"{ex!r}: expected CLASS=PATH, e.g. happiness=smile.jpg")
+        if label not in rec.classes:
+            raise VrferError(f"{ex!r}: unknown class {label!r}; classes: {', '.join(rec.classes)}")
+        p = Path(path)
+        if not p.exists():
+            raise VrferError(f"{path}: file not found")
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS) if p.is_dir() else [p]
+        if not files:
+            raise VrferError(f"{path}: a folder without images or videos")
+        examples += [(str(f), label) for f in files]
+    if a.folder:
+        from ..datasets.folder import read_labels
+        items, _ = read_labels(a.folder)
+        examples += [(str(it.path), rec.classes[it.label]) for it in items]
+    profile = rec.enrol(examples, person=a.person, max_frames=a.max_frames)
+    profile.save(out)
+    counts = ", ".join(f"{c} {n}" for c, n in profile.counts.items())
+    print(f"profile for {profile.model} ({counts} faces): {out}")
+    return 0

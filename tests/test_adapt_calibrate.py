@@ -1,0 +1,285 @@
+"""Adaptation to a setup (vrfer.adapt) and calibration to a person (vrfer.calibration), as specifications:
+what each changes, what it keeps, the profile file and its refusals, and an honest evaluation that never
+scores a face with a fit that saw that person (adapt) or that session (calibrate), checked by file name."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vrfer.adapt import adabn, adapt_arrays, fit_head
+from vrfer.calibration import Profile, enrol, model_fingerprint
+from vrfer.cli import main
+from vrfer.errors import VrferError
+from vrfer.models import create_model
+from vrfer.models.registry import save_model
+from vrfer.recognizer import Recognizer
+from vrfer.representation import head, logits_and_features
+
+from conftest import SHARED
+
+
+def small_model(seed: int = 0):
+    torch.manual_seed(seed)
+    return create_model("vrfer-cnn-small", input_mode="visible-half").eval()
+
+
+def faces(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 48, 48), dtype=np.uint8)
+
+
+def labelled_folder(root: Path, people=3, sessions=("a", "b"), classes=(1, 2, 3, 4), per=1, seed=0) -> Path:
+    """A labels.csv folder of distinct noise images: file, label, subject, session."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "label", "subject", "session"])
+        for p in range(people):
+            for s in sessions:
+                for c in classes:
+                    for k in range(per):
+                        name = f"p{p}_{s}_{c}_{k}.png"
+                        img = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+                        img[:, :4] = 40 * c          # a class cue, so that the fits have something to learn
+                        Image.fromarray(img).save(root / name)
+                        w.writerow([name, c, f"p{p}", s])
+    return root
+
+
+# ------------------------------------------------------------------------------------------- adaptation
+
+def test_adabn_sets_the_normalisation_statistics_to_the_new_faces_and_keeps_the_weights():
+    m = small_model()
+    bright = faces(64) // 4 + 180
+    a = adabn(m, bright)
+    bn0 = next(x for x in a.modules() if isinstance(x, torch.nn.BatchNorm2d))
+    conv0 = next(x for x in a.modules() if isinstance(x, torch.nn.Conv2d))
+    from vrfer.preprocess import prepare
+    with torch.no_grad():
+        out = conv0(prepare(bright, a.cfg))
+    assert torch.allclose(bn0.running_mean, out.mean((0, 2, 3)), atol=1e-3)
+    for (k, v), (_, w) in zip(m.state_dict().items(), a.state_dict().items()):
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(v, w), k
+    assert not torch.equal(next(x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)).running_mean,
+                           bn0.running_mean)
+
+
+def test_the_refitted_layer_learns_the_labels_and_leaves_rows_it_may_not_change():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5))
+    y = (X[:, 0] > 0).astype(int) + 1          # classes 1 and 2, told apart by the first feature
+    W0, b0 = np.zeros((8, 5), np.float32), np.zeros(8, np.float32)
+    W, b = fit_head(X, y, W0, b0, lam=1e-3)
+    assert ((X @ W.T + b).argmax(1) == y).mean() > 0.95
+    W, b = fit_head(X, y, W0, b0, lam=1e-3, rows=[1, 2])
+    assert np.array_equal(W[[0, 3, 4, 5, 6, 7]], W0[[0, 3, 4, 5, 6, 7]]) and b[0] == 0
+
+
+def test_a_strong_pull_keeps_the_generic_layer():
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(30, 5)), rng.integers(0, 8, 30)
+    W0 = rng.normal(size=(8, 5)).astype(np.float32)
+    b0 = rng.normal(size=8).astype(np.float32)
+    W, b = fit_head(X, y, W0, b0, lam=1e6)
+    assert np.abs(W - W0).max() < 1e-4
+
+
+def test_an_adapted_model_is_a_model_file_every_command_takes(tmp_path, capsys):
+    m = small_model()
+    crops, labels = faces(40), np.arange(40) % 4
+    a = adapt_arrays(m, crops, labels, unlabelled=faces(10, seed=3))
+    assert a.cfg.extra["adapted"]["base_model"] == m.cfg.name and a.cfg.extra["adapted"]["faces"] == 40
+    assert a.cfg.extra["default_post"]["prior"] == "train"
+    path = tmp_path / "setup.safetensors"
+    save_model(a, path)
+    # the file answers as the object does
+    ref = logits_and_features(a, crops[:3])[0]
+    back = create_model(str(path))
+    assert np.allclose(logits_and_features(back, crops[:3])[0], ref, atol=1e-5)
+    img = tmp_path / "face.png"
+    Image.fromarray(crops[0]).save(img)
+    assert main(["predict", str(img), "--model", str(path), "--face", "none", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    p = np.exp(ref[0] - ref[0].max())
+    assert abs(row["probs"][row["label"]] - (p / p.sum()).max()) < 1e-4
+
+
+def test_vrfer_adapt_writes_the_model_and_prints_its_leave_one_person_out_estimate(tmp_path, capsys):
+    root = labelled_folder(tmp_path / "setup")
+    m = small_model()
+    base = tmp_path / "base.safetensors"
+    save_model(m, base)
+    out = tmp_path / "adapted.safetensors"
+    assert main(["adapt", str(root), "--model", str(base), "--face", "none", "--out", str(out), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert out.is_file() and rep["people"] == 3 and rep["faces"] == 24
+    assert 0 <= rep["loo"]["accuracy"] <= 1 and rep["loo"]["n"] == 24
+    assert create_model(str(out)).cfg.name == "adapted"
+
+
+def test_adapt_needs_people_to_leave_out(tmp_path):
+    root = labelled_folder(tmp_path / "one", people=1)
+    from vrfer.adapt import adapt_folder
+    model, rep = adapt_folder(small_model(), root, face="none", progress=False)
+    assert "loo" not in rep          # one person: nothing honest to estimate, so nothing printed
+    lines = (root / "labels.csv").read_text().splitlines()
+    (root / "labels.csv").write_text("\n".join([lines[0].replace(",subject", ",who")] + lines[1:]))
+    with pytest.raises(VrferError, match="subject"):
+        adapt_folder(small_model(), root, face="none", progress=False)
+
+
+# ------------------------------------------------------------------------------------------ calibration
+
+def test_a_profile_moves_answers_towards_the_persons_classes_and_keeps_the_others():
+    m = small_model()
+    crops = faces(12)
+    logits, feats = logits_and_features(m, crops)
+    prof = enrol(m, feats, ["fear"] * 6 + ["anger"] * 6, person="P")
+    assert prof.classes == ["anger", "fear"] and prof.counts == {"anger": 6, "fear": 6}
+    z = prof.apply(logits, feats, m.cfg.classes)
+    keep = [i for i, c in enumerate(m.cfg.classes) if c not in ("anger", "fear")]
+    assert np.array_equal(z[:, keep], logits[:, keep].astype(np.float64))
+    fear, anger = m.cfg.classes.index("fear"), m.cfg.classes.index("anger")
+    assert (z[:6, fear] - z[:6, anger]).mean() > (logits[:6, fear] - logits[:6, anger]).mean()
+
+
+def test_a_profile_saves_and_loads_bit_identical(tmp_path):
+    m = small_model()
+    _, feats = logits_and_features(m, faces(6))
+    prof = enrol(m, feats, [1, 2, 3, 1, 2, 3])
+    path = prof.save(tmp_path / "p.json")
+    back = Profile.load(path)
+    assert np.array_equal(back.weight, prof.weight) and np.array_equal(back.bias, prof.bias)
+    assert back.to_json() == prof.to_json()
+    assert back.model_sha256 == model_fingerprint(m)
+
+
+def test_profile_refusals_are_one_line(tmp_path, capsys):
+    m = small_model()
+    _, feats = logits_and_features(m, faces(4))
+    prof = enrol(m, feats, [1, 2, 1, 2])
+    other = small_model(seed=1)
+    with pytest.raises(VrferError, match="not for"):
+        prof.check_model(other.cfg, model_fingerprint(other))
+    d = prof.to_json()
+    bad = tmp_path / "bad.json"
+    for broken, why in [({**d, "format": "x"}, "not a vrfer profile"), ({**d, "bias": [1.0]}, "rows"),
+                        ({k: v for k, v in d.items() if k != "weight"}, "weight"),
+                        ({**d, "weight": [[float("nan")] * len(d["weight"][0])] * 2}, "finite")]:
+        bad.write_text(json.dumps(broken))
+        with pytest.raises(VrferError, match=why):
+            Profile.load(bad)
+    bad.write_text("{not json")
+    with pytest.raises(VrferError, match="damaged"):
+        Profile.load(bad)
+    d2 = {**d, "classes": ["happiness", "joy"]}
+    bad.write_text(json.dumps(d2))
+    with pytest.raises(VrferError, match="joy"):
+        Profile.load(bad).check_model(m.cfg, model_fingerprint(m))
+    # through the command line: the bundled model refuses a profile of another model, exit 2, one line
+    good = prof.save(tmp_path / "small.json")
+    img = tmp_path / "f.png"
+    Image.fromarray(faces(1)[0]).save(img)
+    assert main(["predict", str(img), "--face", "none", "--profile", str(good)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "profile made for model" in err[0]
+
+
+def test_vrfer_calibrate_makes_the_profile_predict_uses(tmp_path, capsys):
+    m = small_model()
+    model = tmp_path / "m.safetensors"
+    save_model(m, model)
+    imgs = []
+    for i, arr in enumerate(faces(4)):
+        imgs.append(tmp_path / f"{i}.png")
+        Image.fromarray(arr).save(imgs[-1])
+    prof = tmp_path / "me.json"
+    assert main(["calibrate", f"happiness={imgs[0]}", f"sadness={imgs[1]}", "--model", str(model), "--face", "none",
+                 "--out", str(prof)]) == 0
+    assert Profile.load(prof).counts == {"happiness": 1, "sadness": 1}
+    capsys.readouterr()
+    rec = Recognizer(str(model), face="none", profile=prof)
+    api = rec.predict(imgs[2])[0].probs
+    assert main(["predict", str(imgs[2]), "--model", str(model), "--face", "none", "--profile", str(prof),
+                 "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out.splitlines()[0])["probs"]
+    assert max(abs(api[c] - cli[c]) for c in api) < 1e-6
+    plain = Recognizer(str(model), face="none", backend="torch").predict(imgs[2])[0].probs
+    assert max(abs(api[c] - plain[c]) for c in api) > 1e-6         # the profile changed the answer
+    assert main(["calibrate", f"joy={imgs[0]}", "--model", str(model), "--out", str(prof)]) == 2
+
+
+# ------------------------------------------------------------------------------- honest evaluation
+
+def test_no_face_is_scored_by_a_fit_that_saw_its_person_or_session(tmp_path, monkeypatch):
+    import vrfer.adapt
+    import vrfer.calibration
+    from vrfer.evaluate import evaluate_personal, folder_faces
+    root = labelled_folder(tmp_path / "set", people=3, sessions=("a", "b", "c"))
+    m = small_model()
+    items, crops, found, _, _ = folder_faces(m, root, "none", progress=False)
+    by_crop = {c.tobytes(): it.path.name for it, c in zip(items, crops)}
+    feats = logits_and_features(m, crops)[1]
+    fitted_people, enrolled = [], []
+    real_adapt, real_enrol = vrfer.adapt.adapt_arrays, vrfer.calibration.enrol
+
+    def spy_adapt(model, c, labels, *a, **k):
+        fitted_people.append({by_crop[x.tobytes()].split("_")[0] for x in c})
+        return real_adapt(model, c, labels, *a, **k)
+
+    def spy_enrol(model, f, labels, *a, **k):
+        enrolled.append(f)
+        return real_enrol(model, f, labels, *a, **k)
+
+    monkeypatch.setattr(vrfer.adapt, "adapt_arrays", spy_adapt)
+    monkeypatch.setattr(vrfer.calibration, "enrol", spy_enrol)
+    res = evaluate_personal(m, root, "none", adapt="loo", calibrate=1, draws=2, progress=False)
+    # three fits, each on the two people it does not score
+    assert sorted(map(sorted, fitted_people)) == [["p0", "p1"], ["p0", "p2"], ["p1", "p2"]]
+    assert res["adapted_loo"]["n"] == 36 and res["calibration"]["enrolments"] == 9
+    # without adaptation the profiles start from the generic model's representation: name each enrolled face
+    enrolled.clear()
+    res = evaluate_personal(m, root, "none", calibrate=1, draws=1, progress=False)
+    names = {f.tobytes(): it.path.name for it, f in zip(items, feats)}
+    sessions = [{names[x.tobytes()].split("_")[1] for x in f} for f in enrolled]
+    assert all(len(s) == 1 for s in sessions)                      # each profile from ONE session
+    # each person-session enrolment scores 2 other sessions x 4 classes = 8 faces, never its own
+    assert res["calibration"]["calibrated"]["n"] == 9 * 8
+
+
+def test_calibration_needs_people_and_says_when_photos_are_one_sitting(tmp_path):
+    from vrfer.evaluate import evaluate_personal
+    root = labelled_folder(tmp_path / "sit", people=2, sessions=("x",), per=2)
+    lines = (root / "labels.csv").read_text().splitlines()
+    (root / "labels.csv").write_text("\n".join([l.rsplit(",", 1)[0] for l in lines]) + "\n")   # no session column
+    res = evaluate_personal(small_model(), root, "none", calibrate=1, draws=1, progress=False)
+    assert "one sitting" in res["calibration"]["sessions"]
+    assert res["calibration"]["calibrated"]["n"] == 2 * 4        # per person: the other photo of each class
+
+
+# ------------------------------------------------------------------------------------------- real data
+
+TAIWANESE = SHARED / "data" / "taiwanese-dev"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (TAIWANESE / "labels.csv").is_file(), reason="../shared/data/taiwanese-dev not found")
+def test_taiwanese_dev_figures_hold(tmp_path):
+    """The figures in docs/RESULTS.md ("Adaptation and calibration"), within a few points."""
+    from vrfer.evaluate import evaluate_personal
+    res = evaluate_personal("vrfer-lower", TAIWANESE, "detect", "headset", adapt="loo", calibrate=1, draws=1,
+                            progress=False)
+    assert res["n"] == 628
+    assert abs(res["generic"]["accuracy"] - 0.392) < 0.03
+    assert abs(res["adapted_loo"]["accuracy"] - 0.545) < 0.04
+    cal = res["calibration"]
+    assert cal["always_enrolled_sessions"] == ["neutral"]
+    assert abs(cal["unprofiled"]["accuracy"] - cal["calibrated"]["accuracy"]) < 0.08
