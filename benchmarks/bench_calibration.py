@@ -1,0 +1,59 @@
+"""What calibration costs: building a profile and a calibrated answer, on one thread.
+
+- enrol: vrfer.calibration.enrol on the representations of 7 classes x 30 faces (the network's pass over
+  those faces is counted apart: during a live calibration each frame is classified anyway);
+- per face: Pipeline.classify on one 48x48 crop (batch 1), PyTorch float32, without and with a profile.
+Prints min and median over repeats. Pin it for honest figures: `taskset -c 0 python benchmarks/bench_calibration.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+import torch
+
+
+def timed(fn, repeats: int) -> tuple[float, float]:
+    fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return 1000 * min(ts), 1000 * float(np.median(ts))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="vrfer-lower")
+    ap.add_argument("--per-class", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=30)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    from vrfer.calibration import enrol
+    from vrfer.pipeline import Pipeline
+    pipe = Pipeline(a.model, face="none", backend="torch", threads=1)
+    model = pipe.torch_model()
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (7 * a.per_class, 48, 48), dtype=np.uint8)
+    labels = np.repeat(np.arange(7), a.per_class)
+    t_feat = timed(lambda: pipe.logits_and_features(crops), 3)
+    feats = pipe.logits_and_features(crops)[1]
+    t_enrol = timed(lambda: enrol(model, feats, labels), a.repeats)
+    one = crops[:1]
+    t_plain = timed(lambda: pipe.classify(one), a.repeats * 10)
+    pipe.set_profile(enrol(model, feats, labels))
+    t_prof = timed(lambda: pipe.classify(one), a.repeats * 10)
+    print(f"CPU: {platform.processor() or platform.machine()}; torch {torch.__version__}, 1 thread; model {a.model}")
+    print(f"network pass over {len(crops)} faces (batch {len(crops)}): min {t_feat[0]:.1f} ms, median {t_feat[1]:.1f} ms")
+    print(f"enrol 7 x {a.per_class} faces (from representations): min {t_enrol[0]:.1f} ms, median {t_enrol[1]:.1f} ms")
+    print(f"per face, batch 1, float32: plain min {t_plain[0]:.2f} / median {t_plain[1]:.2f} ms; with a profile "
+          f"min {t_prof[0]:.2f} / median {t_prof[1]:.2f} ms ({100 * (t_prof[1] / t_plain[1] - 1):+.1f}% median)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
