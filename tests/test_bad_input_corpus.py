@@ -783,3 +783,82 @@ def test_the_corpus_covers_every_command_in_the_readme_table():
     src = Path(__file__).read_text()
     missing = {c for c in readme if not re.search(r'(run\(|"vrfer", |\(\[)"' + c.replace(" ", '", "'), src)}
     assert not missing
+
+
+# ----------------------------------------------------------------- adapt, calibrate, profiles (issue 20)
+
+@pytest.mark.parametrize("argv, words", [
+    (["--out", "a.safetensors"], "FOLDER"),
+    (["@labelled_bad", "--out", "a.onnx"], ".safetensors"),
+    (["@labelled_no_csv", "--out", "a.safetensors"], "labels.csv"),
+    (["@labelled_bad", "--out", "a.safetensors"], "row 3"),                       # a bad label, named
+    (["--unlabelled", "@not_a_dir_file", "--out", "a.safetensors", "--face", "none"], "not an image"),
+    (["--unlabelled", "nowhere", "--out", "a.safetensors"], "not found"),
+    (["@labelled_bad", "--model", "vrfer-cnn", "--out", "a.safetensors"], "untrained"),
+])
+def test_adapt_bad_inputs(run, corpus, argv, words):
+    rc, out, err, new = run("adapt", *argv)
+    assert rc == 2 and not new and words in one_line(err)
+
+
+def test_adapt_without_a_subject_column_says_what_it_needs(run, corpus, tmp_path):
+    d = tmp_path / "nosubject"
+    shutil.copytree(corpus["labelled_unreadable"], d)
+    (d / "labels.csv").write_text("file,label\nf0.png,1\nf1.png,4\n")
+    rc, out, err, new = run("adapt", str(d), "--face", "none", "--out", "a.safetensors")
+    assert rc == 2 and not new and "subject" in one_line(err)
+
+
+@pytest.mark.parametrize("argv, words", [
+    ([], "CLASS=PATH"),
+    (["happiness"], "CLASS=PATH"),
+    (["joy=@face"], "unknown class 'joy'"),
+    (["happiness=nowhere.png"], "not found"),
+    (["happiness=@text"], "not an image"),
+    (["happiness=@noise"], "no face"),
+    (["happiness=@video_corrupt"], "cannot open video"),
+    (["happiness=@face", "--max-frames", "0"], "--max-frames"),
+])
+def test_calibrate_bad_inputs(run, corpus, argv, words):
+    argv = [re.sub(r"=@(\w+)", lambda m: f"={corpus[m.group(1)]}", a) for a in argv]      # CLASS=@key
+    rc, out, err, new = run("calibrate", *argv, "--out", "me.json")
+    assert rc == 2 and not new and words in one_line(err)
+
+
+@pytest.mark.parametrize("content, words", [
+    ("{not json", "not JSON"),
+    ('{"format": "vrfer-profile", "version": 1}', "no 'classes' field"),
+    ('{"format": "something-else"}', "not a vrfer profile"),
+    ('[1, 2, 3]', "not a vrfer profile"),
+    ('{"format": "vrfer-profile", "version": 7}', "version 7"),
+])
+def test_predict_and_serve_refuse_a_damaged_profile(run, corpus, tmp_path, content, words):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    rc, out, err, new = run("predict", "@face", "--face", "none", "--profile", str(bad))
+    assert rc == 2 and words in one_line(err, bad)
+    rc, out, err, new = run("serve", "--port", "0", "--profile", str(bad))     # refused before it listens
+    assert rc == 2 and words in one_line(err, bad)
+
+
+def test_predict_refuses_a_missing_profile_and_an_onnx_backend_with_one(run, corpus, tmp_path):
+    rc, out, err, new = run("predict", "@face", "--face", "none", "--profile", "nowhere.json")
+    assert rc == 2 and "profile not found" in one_line(err)
+    rc, out, err, new = run("calibrate", f"happiness={corpus['face']}", "--face", "none", "--out", "me.json")
+    assert rc == 0
+    rc, out, err, new = run("predict", "@face", "--face", "none", "--profile", str(run.work / "me.json"),
+                            "--backend", "onnx")
+    assert rc == 2 and "not onnx" in one_line(err)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--dataset", "ferplus", "--root", "@ferplus", "--adapt", "loo"], "--dataset folder"),
+    (["--dataset", "ferplus", "--root", "@ferplus", "--occlusion", "headset"], "--dataset folder"),
+    (["--dataset", "folder", "--root", "@labelled_unreadable", "--calibrate", "-1", "--skip-bad"], "K >= 0"),
+    (["--dataset", "folder", "--root", "@labelled_unreadable", "--calibrate", "1", "--draws", "0", "--skip-bad"],
+     "--draws"),
+    (["--dataset", "folder", "--root", "@labelled_unreadable", "--adapt", "loo", "--skip-bad"], "subject"),
+])
+def test_evaluate_adapt_and_calibrate_bad_options(run, corpus, argv, words):
+    rc, out, err, new = run("evaluate", *argv)
+    assert rc == 2 and words in one_line(err)

@@ -93,27 +93,36 @@ def _as_sent(frame: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def test_demo_page_shows_live_labels(browser_paths, tmp_path):
+def steered_setup(tmp_path):
+    """A model that reads two real faces as happiness and sadness, and a fake webcam clip alternating them."""
     from PIL import Image
+    frames = [compose(np.asarray(Image.open(io.BytesIO(d)))) for d in _real_faces(2)]
+    model = make_steered_model(tmp_path / "m.safetensors", _as_sent(frames[0]), _as_sent(frames[1]))
+    return model, write_y4m(tmp_path / "faces.y4m", frames)
+
+
+def chrome(browser_paths, tmp_path, video):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    chromium, driver_path = browser_paths
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}",
+                                  f"--use-file-for-fake-video-capture={video}"]:
+        opts.add_argument(flag)
+    os.environ.setdefault("SE_OFFLINE", "true")          # never let Selenium Manager look online
+    return webdriver.Chrome(service=Service(driver_path), options=opts)
+
+
+def test_demo_page_shows_live_labels(browser_paths, tmp_path):
+    from PIL import Image
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    chromium, driver_path = browser_paths
-    frames = [compose(np.asarray(Image.open(io.BytesIO(d)))) for d in _real_faces(2)]
-    model = make_steered_model(tmp_path / "m.safetensors", _as_sent(frames[0]), _as_sent(frames[1]))
-    video = write_y4m(tmp_path / "faces.y4m", frames)
-
+    model, video = steered_setup(tmp_path)
     cfg = ServeConfig(model=str(model), face="none", port=0)
     with ServerThread(create_app(cfg), cfg) as srv:
-        opts = webdriver.ChromeOptions()
-        opts.binary_location = chromium
-        for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}",
-                                      f"--use-file-for-fake-video-capture={video}"]:
-            opts.add_argument(flag)
-        os.environ.setdefault("SE_OFFLINE", "true")          # never let Selenium Manager look online
-        driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+        driver = chrome(browser_paths, tmp_path, video)
         try:
             driver.set_page_load_timeout(60)
             driver.get(srv.url + "/")
@@ -146,5 +155,49 @@ def test_demo_page_shows_live_labels(browser_paths, tmp_path):
             errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"] \
                 if hasattr(driver, "get_log") else []
             assert not [e for e in errors if "favicon" not in e.get("message", "")], errors
+        finally:
+            driver.quit()
+
+
+def test_demo_page_calibrates_the_wearer_step_by_step(browser_paths, tmp_path):
+    """"Calibrate to me" asks for each expression in turn (contempt left out), the server makes the profile from
+    the fake webcam's frames, and the page says its answers are calibrated and offers the profile to save."""
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    model, video = steered_setup(tmp_path)
+    cfg = ServeConfig(model=str(model), face="none", port=0)
+    with ServerThread(create_app(cfg), cfg) as srv:
+        driver = chrome(browser_paths, tmp_path, video)
+        try:
+            driver.set_page_load_timeout(60)
+            driver.get(srv.url + "/")
+            body = lambda: driver.find_element(By.TAG_NAME, "body")  # noqa: E731
+            WebDriverWait(driver, 90, 0.25).until(lambda d: int(body().get_attribute("data-predictions") or 0) >= 3)
+            driver.find_element(By.ID, "calibrate").click()
+            asked = set()
+            end = time.monotonic() + 150
+            while time.monotonic() < end and body().get_attribute("data-calibration") != "done":
+                asked.add(body().get_attribute("data-calibrating"))
+                time.sleep(0.2)
+            assert body().get_attribute("data-calibration") == "done"
+            assert {c for c in CLASSES if c != "contempt"} <= asked
+            assert "calibrated (7 expressions)" in driver.find_element(By.ID, "calibstate").text
+            link = driver.find_element(By.ID, "saveprofile")
+            assert link.is_displayed()
+            profile = json.loads(driver.execute_async_script(
+                "const done = arguments[0]; fetch(document.getElementById('saveprofile').href)"
+                ".then(r => r.text()).then(done);"))
+            assert profile["format"] == "vrfer-profile" and len(profile["classes"]) == 7
+            n = int(body().get_attribute("data-predictions"))
+            WebDriverWait(driver, 30, 0.25).until(lambda d: int(body().get_attribute("data-predictions")) > n + 3)
+            shot = tmp_path / "calibrated.png"
+            driver.save_screenshot(str(shot))
+            keep = os.environ.get("VRFER_SCREENSHOT_DIR")
+            if keep:
+                Path(keep).mkdir(parents=True, exist_ok=True)
+                shutil.copy(shot, Path(keep) / "calibrated.png")
         finally:
             driver.quit()

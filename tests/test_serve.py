@@ -628,3 +628,68 @@ def test_detect_finds_faces_and_tracks_over_ws(detect_server):
         assert hello["config"]["track"] is False
         ws.send(blank)
         assert recv(ws, "prediction", timeout=60)["faces"] == []
+
+
+# ------------------------------------------------------------------------------- calibration (issue 20)
+
+def until(ws, kind: str) -> list[dict]:
+    """The events up to and including the next one of `kind`."""
+    evs = [json.loads(ws.recv(timeout=20))]
+    while evs[-1]["type"] != kind:
+        evs.append(json.loads(ws.recv(timeout=20)))
+    return evs
+
+
+def test_ws_calibration_captures_finishes_loads_and_clears(server, faces):
+    """A connection calibrates to its wearer: frames captured per expression, a profile made from them and sent
+    back (to be saved), the answers calibrated; a saved profile loads; clear returns to the plain answers. Other
+    connections are not affected."""
+    def fear_of(ws, frame):
+        ws.send(frame)
+        return recv(ws, "prediction")["faces"][0]["probs"]["fear"]
+
+    with open_ws(server) as (ws, _), open_ws(server) as (other, _):
+        plain = fear_of(ws, faces[0])
+        ws.send(json.dumps({"type": "calibrate", "action": "start", "label": "fear", "frames": 3}))
+        assert recv(ws, "calibration") == {"type": "calibration", "action": "start", "label": "fear", "frames": 3}
+        for i in range(3):
+            ws.send(faces[0])
+            evs = until(ws, "prediction")     # one frame at a time: none is dropped as stale
+        assert [e for e in evs if e["type"] == "calibration"] == [
+            {"type": "calibration", "action": "captured", "label": "fear", "counts": {"fear": 3}}]
+        ws.send(json.dumps({"type": "calibrate", "action": "start", "label": "anger", "frames": 2}))
+        recv(ws, "calibration")
+        for _ in range(2):
+            ws.send(faces[1])
+            evs = until(ws, "prediction")
+        assert [e["counts"] for e in evs if e["type"] == "calibration"] == [{"fear": 3, "anger": 2}]
+        ws.send(json.dumps({"type": "calibrate", "action": "finish", "person": "P"}))
+        prof = recv(ws, "profile")["profile"]
+        assert prof["format"] == "vrfer-profile" and prof["classes"] == ["anger", "fear"] and prof["person"] == "P"
+        calibrated = fear_of(ws, faces[0])
+        assert calibrated > plain + 0.01
+        assert abs(fear_of(other, faces[0]) - plain) < 1e-6           # the other connection keeps its answers
+        ws.send(json.dumps({"type": "calibrate", "action": "clear"}))
+        recv(ws, "calibration")
+        assert abs(fear_of(ws, faces[0]) - plain) < 1e-6
+        other.send(json.dumps({"type": "calibrate", "action": "load", "profile": prof}))
+        assert recv(other, "profile")["profile"] == prof
+        assert abs(fear_of(other, faces[0]) - calibrated) < 1e-6       # a saved profile answers as it did
+
+
+def test_ws_calibration_refusals_keep_the_connection(server, faces):
+    with open_ws(server) as (ws, _):
+        for msg, code in [({"type": "calibrate"}, "bad_message"),
+                          ({"type": "calibrate", "action": "start", "label": "joy"}, "bad_param"),
+                          ({"type": "calibrate", "action": "start", "label": "fear", "frames": 0}, "bad_param"),
+                          ({"type": "calibrate", "action": "finish"}, "bad_message"),
+                          ({"type": "calibrate", "action": "load", "profile": {"format": "x"}}, "bad_param")]:
+            ws.send(json.dumps(msg))
+            assert recv(ws, "error")["code"] == code
+        prof = {"format": "vrfer-profile", "version": 1, "model": "other", "model_sha256": "0" * 64,
+                "classes": ["fear"], "counts": {"fear": 1}, "weight": [[0.0] * 256], "bias": [0.0]}
+        ws.send(json.dumps({"type": "calibrate", "action": "load", "profile": prof}))
+        err = recv(ws, "error")
+        assert err["code"] == "bad_param" and "profile made for model 'other'" in err["message"]
+        ws.send(faces[0])
+        assert recv(ws, "prediction")["faces"][0]["label"] == "happiness"

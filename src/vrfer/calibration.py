@@ -74,6 +74,11 @@ class Profile:
                                             + self.bias.astype(np.float64))
         return z
 
+    def probabilities(self, logits: np.ndarray, features: np.ndarray, all_classes) -> np.ndarray:
+        """The calibrated answers (N, C), float64: softmax of `apply`."""
+        from .pipeline import softmax
+        return softmax(self.apply(logits, features, all_classes))
+
     def check_model(self, cfg, sha256: str) -> None:
         """VrferError unless this profile was made for exactly this model."""
         if self.model_sha256 != sha256:

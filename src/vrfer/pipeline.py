@@ -425,6 +425,13 @@ class PostProcess:
                            "else the listed values; classes not kept get 0"}
 
 
+def softmax(logits) -> np.ndarray:
+    """Logits (N, C) -> probabilities, float64."""
+    z = np.asarray(logits, np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True)) if z.size else z
+    return e / e.sum(axis=-1, keepdims=True) if z.size else z
+
+
 def adjust_probs(scores, cfg, prior=None, tau: float | None = None, classes=None, logits: bool = False) -> np.ndarray:
     """Probabilities (or logits) of a model with config `cfg` -> adjusted probabilities (see PostProcess)."""
     return PostProcess(cfg, prior, tau, classes).apply(scores, logits=logits)
@@ -548,16 +555,21 @@ class Pipeline:
         from .representation import logits_and_features
         return logits_and_features(self.torch_model(), np.ascontiguousarray(crops))
 
+    def probabilities_and_representation(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """uint8 crops -> (probabilities as `probabilities` gives them, the model's own logits, representations):
+        one pass of the PyTorch model, for callers that calibrate per stream (vrfer serve's connections)."""
+        logits, feats = self.logits_and_features(crops)
+        if self.profile is not None:
+            return self.profile.probabilities(logits, feats, self.classes), logits, feats
+        return softmax(logits), logits, feats
+
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
         """uint8 (N, 48, 48) crops -> the model's own probabilities (N, C), float64, calibrated by the
         profile when there is one (not adjusted by a prior or class subset)."""
         if len(crops) == 0:
             return np.zeros((0, len(self.classes)), np.float64)
         if self.profile is not None:
-            logits, feats = self.logits_and_features(crops)
-            z = self.profile.apply(logits, feats, self.classes)
-            e = np.exp(z - z.max(axis=1, keepdims=True))
-            return e / e.sum(axis=1, keepdims=True)
+            return self.probabilities_and_representation(crops)[0]
         return np.asarray(self.classifier.predict_proba(np.ascontiguousarray(crops)), dtype=np.float64)
 
     def classify(self, crops: np.ndarray, post: PostProcess | None = None) -> np.ndarray:

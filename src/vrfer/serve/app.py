@@ -47,7 +47,10 @@ from ..pretrained import DEFAULT_MODEL
 from ..smoothing import Smoother
 from .engine import EngineBusy, InferenceEngine, Predictor, Stream
 from .protocol import (
+    CALIBRATE_ACTIONS,
+    CAPTURE_FRAMES,
     DEFAULT_MAX_FRAME_BYTES,
+    MAX_CAPTURE_FRAMES,
     DEFAULT_MAX_PIXELS,
     PROTOCOL_VERSION,
     Debouncer,
@@ -177,6 +180,15 @@ class Session:
         self.max_outbox = 0
         self.tracks = {None: self._track(), "source": self._track()}   # own frames / broadcast frames
         self.stream = Stream(track=params.track)                       # face tracking of own frames
+        # calibration to this connection's wearer (vrfer.calibration): the profile in use, the expression
+        # being captured ([label, frames left]) and the representations captured so far
+        self.profile = None
+        self.capture: list | None = None
+        self.enrolled: tuple[list, list] = ([], [])
+
+    @property
+    def wants_representation(self) -> bool:
+        return self.profile is not None or self.capture is not None
 
     def _track(self):
         p = self.params
@@ -269,8 +281,76 @@ class Session:
                 self.send({"type": "pong", "time": round(time.time(), 4), "id": client_id(msg)})
             elif kind == "stats":
                 self.send({"type": "stats", **self.stats_row()})
+            elif kind == "calibrate":
+                self._calibrate(msg)
         except ProtocolError as e:
             self.error(e.code, e.message)
+
+    def _calibrate(self, msg: dict) -> None:
+        """The "calibrate" message (docs/PROTOCOL.md): capture frames of one expression, make the profile from
+        what was captured, load a saved one, or clear it."""
+        from ..calibration import Profile, enrol, model_fingerprint
+        action = msg.get("action")
+        if action not in CALIBRATE_ACTIONS:
+            raise ProtocolError("bad_message", f"calibrate needs \"action\": one of {', '.join(CALIBRATE_ACTIONS)}")
+        pipe = self.state.predictor.pipeline
+        if action == "start":
+            label, frames = msg.get("label"), msg.get("frames", CAPTURE_FRAMES)
+            if label not in self.state.classes:
+                raise ProtocolError("bad_param", f"calibrate start: \"label\" must be one of "
+                                                 f"{', '.join(self.state.classes)}")
+            if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_CAPTURE_FRAMES:
+                raise ProtocolError("bad_param", f"calibrate start: \"frames\" must be a whole number, 1 to "
+                                                 f"{MAX_CAPTURE_FRAMES}")
+            self.capture = [label, frames]
+            self.send({"type": "calibration", "action": "start", "label": label, "frames": frames})
+        elif action == "stop":
+            self.capture = None
+            self.send({"type": "calibration", "action": "stop", "counts": self.capture_counts()})
+        elif action == "clear":
+            self.capture, self.profile, self.enrolled = None, None, ([], [])
+            self.send({"type": "calibration", "action": "clear"})
+        elif action == "finish":
+            feats, labels = self.enrolled
+            if not labels:
+                raise ProtocolError("bad_message", "calibrate finish: no face captured yet (send calibrate start "
+                                                   "with a label, then frames)")
+            self.capture = None
+            self.profile = enrol(pipe.torch_model(), np.stack(feats), labels, person=str(msg.get("person", ""))[:64])
+            self.send({"type": "profile", "profile": self.profile.to_json()})
+        else:   # load
+            try:
+                prof = Profile.from_json(msg.get("profile"), "calibrate load")
+                prof.check_model(self.state.predictor.cfg, model_fingerprint(pipe.torch_model()))
+            except VrferError as e:
+                raise ProtocolError("bad_param", str(e)) from None
+            self.profile = prof
+            self.send({"type": "profile", "profile": prof.to_json()})
+
+    def capture_counts(self) -> dict:
+        return {c: self.enrolled[1].count(c) for c in self.state.classes if c in self.enrolled[1]}
+
+    def _calibrated(self, faces: list[dict]) -> list[dict]:
+        """Take what a calibration needs from the model's faces: capture the main face of a frame while
+        capturing, answer with this connection's profile, and drop the logits and representations."""
+        # a held face (the tracker kept its last box: vrfer.tracking) is not this frame's face: not captured
+        if faces and self.capture is not None and "representation" in faces[0] and not faces[0].get("held"):
+            label = self.capture[0]
+            self.enrolled[0].append(faces[0]["representation"])
+            self.enrolled[1].append(label)
+            self.capture[1] -= 1
+            if self.capture[1] <= 0:
+                self.capture = None
+                self.send({"type": "calibration", "action": "captured", "label": label,
+                           "counts": self.capture_counts()})
+        out = []
+        for f in faces:
+            f = dict(f)
+            logits, rep = f.pop("logits", None), f.pop("representation", None)
+            if self.profile is not None and rep is not None:
+                f["probs"] = self.profile.probabilities(logits[None], rep[None], self.state.classes)[0]
+            out.append(f)
+        return out
 
     def _frame_message(self, msg: dict) -> None:
         data = msg.get("data")
@@ -298,7 +378,8 @@ class Session:
             fid, data, t0 = self.pending
             self.pending = None
             try:
-                result = await engine.infer(data, crop=self.params.crop, stream=self.stream)
+                result = await engine.infer(data, crop=self.params.crop, stream=self.stream,
+                                            rep=self.wants_representation)
             except ProtocolError as e:
                 self.error(e.code, e.message, fid)
                 continue
@@ -313,7 +394,7 @@ class Session:
 
     def deliver(self, result: dict, fid, latency_ms: float, source: str | None) -> None:
         smoother, deb = self.tracks["source" if source else None]
-        faces = answer(result["faces"], self.post, self.state.classes)
+        faces = answer(self._calibrated(result["faces"]), self.post, self.state.classes)
         smoothed, change = None, None
         if faces:
             smoothed = smoother.update([f["box"] for f in faces], [f["probs"] for f in faces])
@@ -605,7 +686,8 @@ async def _broadcast(state: ServerState) -> None:
             continue
         t0 = time.perf_counter()
         try:
-            result = await state.engine.infer(frame, crop=any(s.params.crop for s in listeners), stream=stream)
+            result = await state.engine.infer(frame, crop=any(s.params.crop for s in listeners), stream=stream,
+                                              rep=any(s.wants_representation for s in listeners))
         except (ProtocolError, EngineBusy) as e:
             log.warning("source frame %s: %s", seq, e)
             continue

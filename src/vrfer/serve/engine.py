@@ -98,9 +98,11 @@ class Predictor:
             raise faces
         return faces
 
-    def predict_batch(self, images: list[np.ndarray], want_crops: list[bool], trackers: list | None = None) -> list:
+    def predict_batch(self, images: list[np.ndarray], want_crops: list[bool], trackers: list | None = None,
+                      want_reps: list[bool] | None = None) -> list:
         """-> per image its faces [{box, probs (the model's, class order), crop (PNG data URL, first face,
-        when wanted)}], largest first, or a ProtocolError for that image."""
+        when wanted), logits and representation (the model's own, when wanted: a connection that calibrates)}],
+        largest first, or a ProtocolError for that image."""
         pipe = self.pipeline
         out: list = [None] * len(images)
         crops, owners = [], []
@@ -117,9 +119,15 @@ class Predictor:
                       for j, f in enumerate(faces)]
             crops.append(c)
             owners += [(i, j) for j in range(len(c))]
-        probs = pipe.probabilities(np.concatenate(crops)) if crops else None
+        rep = bool(want_reps) and any(want_reps) and bool(crops)
+        if rep:     # one pass gives the answers and what a connection's own profile needs
+            probs, logits, feats = pipe.probabilities_and_representation(np.concatenate(crops))
+        else:
+            probs = pipe.probabilities(np.concatenate(crops)) if crops else None
         for k, (i, j) in enumerate(owners):
             out[i][j]["probs"] = probs[k]
+            if rep and want_reps[i]:
+                out[i][j]["logits"], out[i][j]["representation"] = logits[k], feats[k]
         for faces, want in zip(out, want_crops):
             if isinstance(faces, Exception):
                 continue
@@ -167,10 +175,10 @@ class Stream:
 
 
 class _Job:
-    __slots__ = ("data", "crop", "stream", "future", "t0")
+    __slots__ = ("data", "crop", "stream", "rep", "future", "t0")
 
-    def __init__(self, data, crop: bool, stream: Stream | None = None):
-        self.data, self.crop, self.stream = data, crop, stream
+    def __init__(self, data, crop: bool, stream: Stream | None = None, rep: bool = False):
+        self.data, self.crop, self.stream, self.rep = data, crop, stream, rep
         self.future: concurrent.futures.Future = concurrent.futures.Future()
         self.t0 = time.perf_counter()
 
@@ -208,20 +216,22 @@ class InferenceEngine:
     def queue_size(self) -> int:
         return self._q.qsize()
 
-    def submit(self, data, crop: bool = False, stream: Stream | None = None) -> concurrent.futures.Future:
+    def submit(self, data, crop: bool = False, stream: Stream | None = None,
+               rep: bool = False) -> concurrent.futures.Future:
         """data: encoded image bytes or a decoded BGR/gray uint8 array; stream: the frames' Stream (its
-        face tracker follows the face between frames), None for a lone image."""
+        face tracker follows the face between frames), None for a lone image; rep: also the model's logits and
+        representation of each face (vrfer.calibration, per connection)."""
         n = self._q.qsize()
         if n >= self.max_pending:
             self.stats["busy"] += 1
             raise EngineBusy(f"inference queue full ({n} waiting)")
-        job = _Job(data, crop, stream)
+        job = _Job(data, crop, stream, rep)
         self._q.put(job)
         self.stats["max_queue"] = max(self.stats["max_queue"], n + 1)
         return job.future
 
-    async def infer(self, data, crop: bool = False, stream: Stream | None = None) -> dict:
-        return await asyncio.wrap_future(self.submit(data, crop, stream))
+    async def infer(self, data, crop: bool = False, stream: Stream | None = None, rep: bool = False) -> dict:
+        return await asyncio.wrap_future(self.submit(data, crop, stream, rep))
 
     def _tracker(self, stream: Stream | None):
         if stream is None or not stream.track:
@@ -243,7 +253,7 @@ class InferenceEngine:
     def _many(self, jobs: list[_Job], images: list[np.ndarray]) -> list[dict]:
         t = time.perf_counter()
         trackers = [self._tracker(j.stream) for j in jobs]
-        results = self.predictor.predict_batch(images, [j.crop for j in jobs], trackers)
+        results = self.predictor.predict_batch(images, [j.crop for j in jobs], trackers, [j.rep for j in jobs])
         ms = (time.perf_counter() - t) * 1000
         self.stats["infer_ms_total"] += ms
         self.stats["batches"] = self.stats.get("batches", 0) + 1
