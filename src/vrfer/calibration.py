@@ -33,6 +33,9 @@ from .errors import VrferError
 PROFILE_FORMAT = "vrfer-profile"
 PROFILE_VERSION = 1
 PROFILE_L2 = 0.1        # lam of the pull towards the model's own layer (taiwanese-dev, across sessions)
+# what `Profile.apply` computes, in words: written into each profile and into exported ONNX files' metadata
+PROFILE_FORMULA = ("logit_c = dot(representation, weight_c) + bias_c for each enrolled class c; other classes keep "
+                   "the model's logit; then the model's usual post-processing (prior, classes)")
 
 
 def model_fingerprint(model) -> str:
@@ -97,8 +100,7 @@ class Profile:
             "counts": {c: int(self.counts[c]) for c in self.classes},
             "weight": [[float(v) for v in row] for row in self.weight],   # one row of D numbers per class
             "bias": [float(v) for v in self.bias],
-            "formula": "logit_c = dot(representation, weight_c) + bias_c for each enrolled class c; other "
-                       "classes keep the model's logit; then the model's usual post-processing (prior, classes)",
+            "formula": PROFILE_FORMULA,
         }
 
     def save(self, path) -> Path:
