@@ -278,3 +278,26 @@ def test_the_client_refuses_a_profile_of_other_weights_in_one_line(images, profi
     assert main(["predict", str(images["gray"]), "--model", str(old), "--face", "none", "--profile",
                  str(profile_file)]) == 2
     assert "records no model fingerprint" in capsys.readouterr().err
+
+
+def test_a_graph_without_the_representation_gives_way_to_pytorch_under_auto_only(profile_file, onnx_file, tmp_path,
+                                                                                 monkeypatch, private_cache):
+    """A graph exported before the representation output (say an older shipped int8 file): backend auto
+    calibrates with the PyTorch model of the same weights; the file itself, as --model, is refused."""
+    import onnx
+
+    import vrfer.quantize
+    from vrfer.errors import VrferError
+    from vrfer.pipeline import Pipeline
+    m = onnx.load(str(onnx_file))
+    kept = [o for o in m.graph.output if o.name != "representation"]
+    del m.graph.output[:]
+    m.graph.output.extend(kept)
+    old = tmp_path / "two-outputs.onnx"
+    onnx.save(m, str(old))
+    monkeypatch.setattr(vrfer.quantize, "bundled_int8", lambda model: old)
+    assert type(Pipeline("vrfer-lower", face="none").classifier).__name__ == "OnnxClassifier"
+    calibrated = Pipeline("vrfer-lower", face="none", profile=profile_file)
+    assert type(calibrated.classifier).__name__ == "TorchClassifier"
+    with pytest.raises(VrferError, match="no `representation` output"):
+        Pipeline(str(old), face="none", profile=profile_file)
