@@ -13,8 +13,12 @@ and the model's usual post-processing (prior, class subset) on z. The representa
 model's last layer (vrfer.representation).
 
 The profile file is JSON (never pickle), documented field by field in `Profile.to_json`, and names the
-model it belongs to: its name and the sha256 of its weights (vrfer.quantize.weights_fingerprint, or of
-the state dict for a model object). Loading it for another model is refused.
+model it belongs to: its name and the sha256 of its weights (`model_fingerprint`, of the state dict; an ONNX
+file from `vrfer export` records it as vrfer_model_sha256). Loading it for another model is refused.
+
+A profile is applied through whichever backend answers: PyTorch, or an ONNX graph with the `representation`
+output (vrfer.onnx_backend; the shipped int8 graph has it). examples/onnx_client.py repeats `Profile.apply`
+without vrfer, and the exported model card shows it in C#.
 """
 
 from __future__ import annotations
