@@ -232,6 +232,13 @@ def test_cli_export_writes_the_model_and_its_card(saved, tmp_path, capsys):
     assert card["check"]["max_abs_diff_probs_vs_pytorch"] < TOL
     md = out.with_suffix(".md").read_text()
     assert "Unity" in md and "new Tensor<float>(new TensorShape(1, 1, 24, 48)" in md
+    # the representation output and how a profile is applied, for people and in C#
+    from vrfer.calibration import model_fingerprint
+    assert [o["name"] for o in card["outputs"]] == ["logits", "probs", "representation"]
+    assert card["model_sha256"] == model_fingerprint(create_model(str(src)))
+    assert "vrfer_model_sha256" in card["metadata_keys"] and "formula" in card["calibration"]
+    assert "## Calibration to a person" in md and "UseProfile(string json)" in md
+    assert f'ModelSha256 = "{card["model_sha256"]}"' in md and 'PeekOutput("representation")' in md
     faces = generated_faces(3)
     p = OnnxClassifier(str(out)).predict_proba(faces)
     assert np.abs(p - TorchClassifier(create_model(str(src))).predict_proba(faces)).max() < TOL
