@@ -11,6 +11,12 @@ is resized, which rows the model sees, the mean/std, and what is done to the out
 `vrfer predict --face none --json` (or `--face x,y,w,h`). `--detected x,y,w,h` takes a box from vrfer's
 face detector (floats) and applies the FER+ framing that `--face detect` uses.
 
+`--profile me.json` applies a person's calibration profile (`vrfer calibrate`) as `vrfer predict --profile`
+does (vrfer.calibration.Profile.apply, repeated here: this script imports no vrfer): the enrolled classes'
+logits become dot(representation, weight_c) + bias_c from the graph's `representation` output, then the
+softmax and the post-processing. A profile made for other weights than the file's `vrfer_model_sha256` is
+refused.
+
 Exit codes, as vrfer's: 0 done; 1 done, but some images could not be used (each named in one line on
 stderr, the others are still answered); 2 stopped: a bad option or a model file it cannot use (one line).
 """
@@ -173,6 +179,48 @@ def post_process(probs: np.ndarray, post: dict, classes: list[str]) -> np.ndarra
     return e / e.sum()
 
 
+def load_profile(path: str, sess, spec: dict) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """A vrfer profile file -> (rows of the enrolled classes, weight (K, D), bias (K,)), float32 as vrfer reads
+    them; Stop when it is not one, or was made for other weights than this file's (spec["calibration"])."""
+    if "calibration" not in spec:
+        raise Stop("this ONNX file has no representation output (exported by an older vrfer): export it again "
+                   "to use a profile")
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+    except FileNotFoundError:
+        raise Stop(f"{path}: profile not found") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise Stop(f"{path}: cannot read the profile ({e})") from None
+    if not isinstance(d, dict) or d.get("format") != "vrfer-profile" or d.get("version") != 1:
+        raise Stop(f"{path}: not a vrfer profile (version 1)")
+    ours = sess.get_modelmeta().custom_metadata_map.get("vrfer_model_sha256", "")
+    theirs = str(d.get("model_sha256", ""))
+    if not ours or theirs != ours:
+        raise Stop(f"{path}: profile made for model {d.get('model')!r} (weights {theirs[:12]}), not for this file's "
+                   f"weights ({ours[:12] or 'not recorded'}): calibrate again with this model")
+    classes = spec["classes"]
+    try:
+        rows = [classes.index(c) for c in d["classes"]]
+        weight = np.asarray(d["weight"], np.float32)
+        bias = np.asarray(d["bias"], np.float32)
+    except (KeyError, ValueError, TypeError) as e:
+        raise Stop(f"{path}: damaged profile ({type(e).__name__}: {e})") from None
+    dim = spec["representation"]["shape"][1]
+    if weight.shape != (len(rows), dim) or bias.shape != (len(rows),):
+        raise Stop(f"{path}: damaged profile (`weight` must be {len(rows)} rows of {dim}, `bias` {len(rows)} numbers)")
+    return rows, weight, bias
+
+
+def calibrated_probs(logits: np.ndarray, rep: np.ndarray, profile) -> np.ndarray:
+    """spec["calibration"]: the enrolled classes' logits from the profile's rows (float64, as vrfer), softmax."""
+    rows, weight, bias = profile
+    z = logits.astype(np.float64)
+    z[rows] = weight.astype(np.float64) @ rep.astype(np.float64) + bias.astype(np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
 def numbers(option: str, text: str, count: int | None = None) -> list[float]:
     """'1,2.5,3' -> [1.0, 2.5, 3.0]: finite numbers, `count` of them if given; Stop naming the option if not."""
     try:
@@ -231,14 +279,19 @@ def options(a, spec: dict) -> tuple[dict, list[float] | None, bool]:
     return post, box, detected
 
 
-def answer(path: str, sess, spec: dict, post: dict, box, detected: bool) -> dict:
+def answer(path: str, sess, spec: dict, post: dict, box, detected: bool, profile=None) -> dict:
     """One image -> the JSON object `vrfer predict --json` prints for it."""
     classes = spec["classes"]
     gray = to_gray(load_image(path), spec)
     h, w = gray.shape
     box = [0, 0, w, h] if box is None else box
     face = crop(gray, *face_square(box, detected, spec), spec)
-    probs = sess.run([spec["output_names"][1]], {spec["input_name"]: model_input(face, spec)})[0][0]
+    x = {spec["input_name"]: model_input(face, spec)}
+    if profile is None:
+        probs = sess.run([spec["output_names"][1]], x)[0][0]
+    else:
+        logits, rep = sess.run([spec["output_names"][0], spec["representation"]["output"]], x)
+        probs = calibrated_probs(logits[0], rep[0], profile)
     p = post_process(probs, post, classes)
     k = int(np.argmax(p))
     return {"source": path, "frame": None, "box": [int(round(v)) for v in box], "label": classes[k],
@@ -259,14 +312,16 @@ def main(argv=None) -> int:
     ap.add_argument("--prior", help="train, uniform or 8 comma-separated class frequencies (default: the file's)")
     ap.add_argument("--prior-tau", type=float, help="strength of the prior shift (default: the file's)")
     ap.add_argument("--classes", help="answer only among these classes (default: the file's)")
+    ap.add_argument("--profile", metavar="FILE.json", help="a person's calibration profile (vrfer calibrate)")
     a = ap.parse_args(argv)
     failed = 0
     try:
         sess, spec = load_model(a.model)
         post, box, detected = options(a, spec)
+        profile = load_profile(a.profile, sess, spec) if a.profile else None
         for path in a.images:
             try:
-                row = answer(path, sess, spec, post, box, detected)
+                row = answer(path, sess, spec, post, box, detected, profile)
             except Unusable as e:
                 failed += 1
                 print(f"onnx_client: {path}: {e}", file=sys.stderr, flush=True)

@@ -179,20 +179,37 @@ def test_report_the_largest_differences():
         print(f"  {name:<26} max |p - p_api| = {d:.2g}")
 
 
-def test_a_calibration_profile_gives_the_same_answer_through_predict_serve_and_the_api(images, tmp_path, capsys,
-                                                                                      private_cache):
-    """A profile (vrfer calibrate) on the bundled model: the API, `vrfer predict --profile` and a server started
-    with --profile answer alike (the profile runs the PyTorch model; the ONNX client takes no profile yet)."""
-    import httpx
-
-    from vrfer.serve.app import ServeConfig, ServerThread, create_app
+@pytest.fixture(scope="module")
+def profile_file(tmp_path_factory) -> Path:
+    """A profile (vrfer calibrate, PyTorch float32) of the bundled model, from two bundled photos."""
     samples = samples_path()
-    prof = tmp_path / "me.json"
+    prof = tmp_path_factory.mktemp("profile") / "me.json"
     assert main(["calibrate", f"happiness={samples / 'photo-happiness-Cameron_Diaz_0001.jpg'}",
                  f"surprise={samples / 'photo-surprise-Anna_Chicherova_0001.jpg'}", "--out", str(prof)]) == 0
-    capsys.readouterr()
+    return prof
+
+
+def client(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "examples" / "onnx_client.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_calibration_profile_gives_the_same_answer_through_predict_serve_and_the_api(images, profile_file,
+                                                                                      capsys, private_cache):
+    """A profile (vrfer calibrate) on the bundled model: the API, `vrfer predict --profile` and a server started
+    with --profile answer alike. Under backend auto all three calibrate through the shipped int8 graph (it has
+    the representation output), as the ONNX client does on that file."""
+    import httpx
+
+    from vrfer.onnx_backend import OnnxClassifier
+    from vrfer.quantize import bundled_int8
+    from vrfer.serve.app import ServeConfig, ServerThread, create_app
+    prof = profile_file
     path = images["gray"]
-    api = Recognizer("vrfer-lower", profile=prof, threads=1).predict(path)[0]
+    rec = Recognizer("vrfer-lower", profile=prof, threads=1)
+    assert isinstance(rec.pipeline.classifier, OnnxClassifier)           # the int8 fast path keeps the profile
+    assert rec.pipeline.classifier.path == str(bundled_int8("vrfer-lower"))
+    api = rec.predict(path)[0]
     ref = vec(api.probs)
     rows = cli_json(capsys, "predict", path, "--profile", prof, "--json", "--threads", 1)
     agree("predict --profile", ref, rows[0]["probs"], api.box, rows[0]["box"])
@@ -203,5 +220,84 @@ def test_a_calibration_profile_gives_the_same_answer_through_predict_serve_and_t
     finally:
         srv.stop()
     agree("POST /predict (serve --profile)", ref, r["faces"][0]["probs"], api.box, r["faces"][0]["box"])
-    plain = Recognizer("vrfer-lower", backend="torch", threads=1).predict(path)[0]
+    out = client(bundled_int8("vrfer-lower"), path, "--detected", ",".join(
+        repr(float(v)) for v in rec.pipeline.find_faces(load_image(path))[0].box), "--profile", prof)
+    assert out.returncode == 0, out.stderr
+    agree("onnx_client --profile (int8)", ref, json.loads(out.stdout)["probs"])
+    plain = Recognizer("vrfer-lower", threads=1).predict(path)[0]
     assert float(np.abs(vec(plain.probs) - ref).max()) > 1e-4      # the profile is in the answer
+
+
+@pytest.mark.parametrize("face", ["none", BOX])
+@pytest.mark.parametrize("kind", ["colour", "gray"])
+def test_a_calibration_profile_gives_the_same_answer_through_the_onnx_client_predict_onnx_and_the_api(
+        kind, face, images, profile_file, onnx_file, capsys, private_cache):
+    """The float ONNX graph calibrates as PyTorch does (1e-5): `vrfer predict --profile --backend onnx`, with the
+    exported file as --model, and examples/onnx_client.py --profile; the int8 graph (backend auto) approximately."""
+    prof, path = profile_file, images[kind]
+    api = Recognizer("vrfer-lower", face=face, backend="torch", profile=prof, threads=1).predict(path)[0]
+    ref, box = vec(api.probs), list(api.box)
+    common = ["--face", face, "--json", "--threads", 1, "--profile", prof]
+    rows = cli_json(capsys, "predict", path, "--backend", "onnx", *common)
+    agree("predict --profile --backend onnx", ref, rows[0]["probs"], box, rows[0]["box"])
+    rows = cli_json(capsys, "predict", path, "--model", onnx_file, *common)
+    agree("predict --profile --model exported.onnx", ref, rows[0]["probs"], box, rows[0]["box"])
+    out = client(onnx_file, path, "--face", face, "--profile", prof)
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    agree("onnx_client --profile", ref, row["probs"], box, row["box"])
+    int8 = cli_json(capsys, "predict", path, "--backend", "auto", *common)[0]
+    assert float(np.abs(vec(int8["probs"]) - ref).max()) < 0.05 and int8["label"] == api.label
+    plain = Recognizer("vrfer-lower", face=face, backend="torch", threads=1).predict(path)[0]
+    assert float(np.abs(vec(plain.probs) - ref).max()) > 1e-4      # the profile is in the answer
+
+
+def test_the_client_refuses_a_profile_of_other_weights_in_one_line(images, profile_file, onnx_file, tmp_path,
+                                                                   capsys, private_cache):
+    import onnx
+    d = json.loads(profile_file.read_text())
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**d, "model_sha256": "0" * 64}))
+    out = client(onnx_file, images["gray"], "--profile", other)
+    assert out.returncode == 2 and out.stdout == ""
+    err = out.stderr.strip().splitlines()
+    assert len(err) == 1 and "profile made for model" in err[0] and "calibrate again" in err[0]
+    assert main(["predict", str(images["gray"]), "--model", str(onnx_file), "--face", "none", "--profile",
+                 str(other)]) == 2                                   # vrfer refuses it the same way
+    assert "profile made for model" in capsys.readouterr().err
+    # a file that records no fingerprint (an older export) cannot vouch for any profile: refused too
+    m = onnx.load(str(onnx_file))
+    keep = [(p.key, p.value) for p in m.metadata_props if p.key != "vrfer_model_sha256"]
+    del m.metadata_props[:]
+    for k, v in keep:
+        m.metadata_props.add(key=k, value=v)
+    old = tmp_path / "unrecorded.onnx"
+    onnx.save(m, str(old))
+    out = client(old, images["gray"], "--profile", profile_file)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "not recorded" in out.stderr
+    assert main(["predict", str(images["gray"]), "--model", str(old), "--face", "none", "--profile",
+                 str(profile_file)]) == 2
+    assert "records no model fingerprint" in capsys.readouterr().err
+
+
+def test_a_graph_without_the_representation_gives_way_to_pytorch_under_auto_only(profile_file, onnx_file, tmp_path,
+                                                                                 monkeypatch, private_cache):
+    """A graph exported before the representation output (say an older shipped int8 file): backend auto
+    calibrates with the PyTorch model of the same weights; the file itself, as --model, is refused."""
+    import onnx
+
+    import vrfer.quantize
+    from vrfer.errors import VrferError
+    from vrfer.pipeline import Pipeline
+    m = onnx.load(str(onnx_file))
+    kept = [o for o in m.graph.output if o.name != "representation"]
+    del m.graph.output[:]
+    m.graph.output.extend(kept)
+    old = tmp_path / "two-outputs.onnx"
+    onnx.save(m, str(old))
+    monkeypatch.setattr(vrfer.quantize, "bundled_int8", lambda model: old)
+    assert type(Pipeline("vrfer-lower", face="none").classifier).__name__ == "OnnxClassifier"
+    calibrated = Pipeline("vrfer-lower", face="none", profile=profile_file)
+    assert type(calibrated.classifier).__name__ == "TorchClassifier"
+    with pytest.raises(VrferError, match="no `representation` output"):
+        Pipeline(str(old), face="none", profile=profile_file)

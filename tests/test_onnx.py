@@ -106,8 +106,44 @@ def test_metadata_round_trips_into_the_config(tmp_path, mode):
     assert m.opset_import[0].version == DEFAULT_OPSET == 15
     dims = m.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == list(model.cfg.input_shape)
-    assert [o.name for o in m.graph.output] == ["logits", "probs"]
+    # the existing outputs keep their names and order; the representation comes third
+    assert [o.name for o in m.graph.output] == ["logits", "probs", "representation"]
+    rep = m.graph.output[2].type.tensor_type
+    assert rep.elem_type == onnx.TensorProto.FLOAT
+    assert rep.shape.dim[0].dim_param == "batch" and rep.shape.dim[1].dim_value == model.classifier.in_features
     assert not [n for n in m.graph.node if n.op_type == "BatchNormalization"]  # folded into Conv
+
+
+def test_the_file_says_what_the_representation_is_and_which_weights_it_holds(tmp_path):
+    from vrfer.calibration import PROFILE_FORMULA, model_fingerprint
+    model = trained_like("vrfer-cnn-small", "visible-half")
+    meta = read_metadata(export_onnx(model, tmp_path / "m.onnx"))
+    assert meta["vrfer_model_sha256"] == model_fingerprint(model)     # what a profile's model_sha256 must be
+    pre = json.loads(meta["vrfer_preprocessing"])
+    assert pre["output_names"] == ["logits", "probs", "representation"]
+    assert pre["representation"]["shape"] == ["batch", model.classifier.in_features]
+    assert "last layer" in pre["representation"]["meaning"]
+    assert pre["calibration"]["formula"].startswith(PROFILE_FORMULA)
+    assert "vrfer_model_sha256" in pre["calibration"]["check"]
+
+
+def test_the_representation_output_matches_pytorch(saved):
+    from vrfer.representation import logits_and_features
+    path = saved("visible-half")
+    crops = generated_faces(7)
+    clf = OnnxClassifier(str(path), intra_op_threads=1)
+    assert clf.has_representation and clf.model_sha256
+    lo, fo = clf.logits_and_features(crops)
+    model = create_model(str(path))
+    d = model.classifier.in_features
+    lt, ft = logits_and_features(model, crops)
+    assert fo.shape == ft.shape == (7, d) and fo.dtype == lo.dtype == np.float32
+    assert np.abs(fo - ft).max() < TOL and np.abs(lo - lt).max() < TOL
+    # the last layer of the model, applied to the representation, gives the logits: it is that layer's input
+    w, b = model.classifier.weight.detach().numpy(), model.classifier.bias.detach().numpy()
+    assert np.abs(fo @ w.T + b - lo).max() < 1e-3
+    empty = clf.logits_and_features(np.zeros((0, 48, 48), np.uint8))
+    assert empty[0].shape == (0, 8) and empty[1].shape == (0, d)
 
 
 # ------------------------------------------------------------------------------- agreement
@@ -196,6 +232,13 @@ def test_cli_export_writes_the_model_and_its_card(saved, tmp_path, capsys):
     assert card["check"]["max_abs_diff_probs_vs_pytorch"] < TOL
     md = out.with_suffix(".md").read_text()
     assert "Unity" in md and "new Tensor<float>(new TensorShape(1, 1, 24, 48)" in md
+    # the representation output and how a profile is applied, for people and in C#
+    from vrfer.calibration import model_fingerprint
+    assert [o["name"] for o in card["outputs"]] == ["logits", "probs", "representation"]
+    assert card["model_sha256"] == model_fingerprint(create_model(str(src)))
+    assert "vrfer_model_sha256" in card["metadata_keys"] and "formula" in card["calibration"]
+    assert "## Calibration to a person" in md and "UseProfile(string json)" in md
+    assert f'ModelSha256 = "{card["model_sha256"]}"' in md and 'PeekOutput("representation")' in md
     faces = generated_faces(3)
     p = OnnxClassifier(str(out)).predict_proba(faces)
     assert np.abs(p - TorchClassifier(create_model(str(src))).predict_proba(faces)).max() < TOL

@@ -13,8 +13,12 @@ and the model's usual post-processing (prior, class subset) on z. The representa
 model's last layer (vrfer.representation).
 
 The profile file is JSON (never pickle), documented field by field in `Profile.to_json`, and names the
-model it belongs to: its name and the sha256 of its weights (vrfer.quantize.weights_fingerprint, or of
-the state dict for a model object). Loading it for another model is refused.
+model it belongs to: its name and the sha256 of its weights (`model_fingerprint`, of the state dict; an ONNX
+file from `vrfer export` records it as vrfer_model_sha256). Loading it for another model is refused.
+
+A profile is applied through whichever backend answers: PyTorch, or an ONNX graph with the `representation`
+output (vrfer.onnx_backend; the shipped int8 graph has it). examples/onnx_client.py repeats `Profile.apply`
+without vrfer, and the exported model card shows it in C#.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from .errors import VrferError
 PROFILE_FORMAT = "vrfer-profile"
 PROFILE_VERSION = 1
 PROFILE_L2 = 0.1        # lam of the pull towards the model's own layer (taiwanese-dev, across sessions)
+# what `Profile.apply` computes, in words: written into each profile and into exported ONNX files' metadata
+PROFILE_FORMULA = ("logit_c = dot(representation, weight_c) + bias_c for each enrolled class c; other classes keep "
+                   "the model's logit; then the model's usual post-processing (prior, classes)")
 
 
 def model_fingerprint(model) -> str:
@@ -102,8 +109,7 @@ class Profile:
             "counts": {c: int(self.counts[c]) for c in self.classes},
             "weight": [[float(v) for v in row] for row in self.weight],   # one row of D numbers per class
             "bias": [float(v) for v in self.bias],
-            "formula": "logit_c = dot(representation, weight_c) + bias_c for each enrolled class c; other "
-                       "classes keep the model's logit; then the model's usual post-processing (prior, classes)",
+            "formula": PROFILE_FORMULA,
         }
 
     def save(self, path) -> Path:

@@ -27,6 +27,8 @@ class TorchClassifier:
     """Face crops -> probabilities with a PyTorch model. Same interface as the ONNX backend:
     `.cfg` (the model's ModelConfig) and `.predict_proba(crops)`, crops uint8 (N, H, W) square faces."""
 
+    has_representation = True       # logits_and_features works (as for an ONNX graph with that output)
+
     def __init__(self, model, tta_flip: bool = False):
         if isinstance(model, str):
             from .models import create_model
@@ -37,3 +39,9 @@ class TorchClassifier:
 
     def predict_proba(self, crops) -> np.ndarray:
         return predict_proba(self.model, crops, tta_flip=self.tta_flip)
+
+    def logits_and_features(self, crops) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 face crops -> (logits (N, C), representation (N, D)) (vrfer.representation), as the ONNX
+        backend gives them: what a calibration profile is applied to."""
+        from .representation import logits_and_features
+        return logits_and_features(self.model, np.ascontiguousarray(crops))

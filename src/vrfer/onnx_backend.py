@@ -1,8 +1,10 @@
 """ONNX export and an onnxruntime classifier with the same interface as vrfer.inference.TorchClassifier.
 
 The exported graph takes the *normalised* model input (N, C, H, W) float32 and returns `logits` and
-`probs` (softmax), both (N, 8) in vrfer's class order. Everything needed to build that input from a
-face crop is written into the ONNX file's metadata (metadata_props):
+`probs` (softmax), both (N, 8) in vrfer's class order, and `representation` (N, D): the input of the
+model's last layer (vrfer.representation), what a calibration profile (vrfer.calibration) is applied to.
+Everything needed to build that input from a face crop is written into the ONNX file's metadata
+(metadata_props):
 
     vrfer_config         the vrfer ModelConfig as JSON (what OnnxClassifier rebuilds `.cfg` from)
     vrfer_preprocessing  JSON (vrfer.pipeline.preprocessing_spec, written from the code): how an image
@@ -10,6 +12,8 @@ face crop is written into the ONNX file's metadata (metadata_props):
                          mode, mean/std) and what is done to the output (class prior, class subset);
                          examples/onnx_client.py follows it without vrfer
     classes              the class names, comma separated, in output order
+    vrfer_model_sha256   vrfer.calibration.model_fingerprint of the weights exported: a profile is used
+                         with this file only when its model_sha256 is this
 
 Opset 15 by default: Unity Sentis imports opsets 7-15 and onnxruntime runs every opset from 7 on.
 The export uses PyTorch's TorchScript exporter (`dynamo=False`): since PyTorch 2.9 the default
@@ -46,19 +50,39 @@ SENTIS_MAX_OPSET = 15
 MIN_OPSET = 9
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "probs")
-_CACHE_FORMAT = "2"         # bump when the exported graph or its metadata changes
+REPRESENTATION = "representation"   # third output, after OUTPUT_NAMES (their order is what clients rely on)
+MODEL_SHA256_KEY = "vrfer_model_sha256"
+_CACHE_FORMAT = "3"         # bump when the exported graph or its metadata changes
+
+
+def representation_dim(model: nn.Module) -> int | None:
+    """D of the model's representation, or None for a model without a final Linear `classifier` (it is
+    exported without the representation output: it cannot be calibrated anyway)."""
+    layer = getattr(model, "classifier", None)
+    return layer.in_features if isinstance(layer, nn.Linear) else None
+
+
+def output_names(rep_dim: int | None) -> list[str]:
+    return [*OUTPUT_NAMES, *([REPRESENTATION] if rep_dim else [])]
 
 
 class _WithProbs(nn.Module):
-    """model -> (logits, softmax(logits)): Unity code reads probabilities without its own softmax."""
+    """model -> (logits, softmax(logits)[, representation]): Unity code reads probabilities without its own
+    softmax, and calibrates with the representation (vrfer.representation)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self.with_representation = representation_dim(model) is not None
 
     def forward(self, x):
-        logits = self.model(x)
-        return logits, torch.softmax(logits, dim=1)
+        if not self.with_representation:
+            logits = self.model(x)
+            return logits, torch.softmax(logits, dim=1)
+        from .representation import grabbed_representation
+        with grabbed_representation(self.model) as grabbed:
+            logits = self.model(x)
+        return logits, torch.softmax(logits, dim=1), grabbed[0]
 
 
 def max_opset() -> int:
@@ -79,23 +103,41 @@ def check_opset(opset: int) -> int:
 
 # ----------------------------------------------------------------------------------------------- metadata
 
-def preprocessing_spec(cfg, post=None) -> dict:
+def preprocessing_spec(cfg, post=None, rep_dim: int | None = None) -> dict:
     """vrfer.pipeline.preprocessing_spec (image -> face crop -> input -> answer, as data) plus the graph's
-    input and output names: what the exported file carries as "vrfer_preprocessing"."""
+    input and output names, and (rep_dim: the graph has the representation output) how a calibration
+    profile is applied: what the exported file carries as "vrfer_preprocessing"."""
     from .pipeline import preprocessing_spec as pipeline_spec
-    return {**pipeline_spec(cfg, post), "input_name": INPUT_NAME, "output_names": list(OUTPUT_NAMES)}
+    spec = {**pipeline_spec(cfg, post), "input_name": INPUT_NAME, "output_names": output_names(rep_dim)}
+    if rep_dim:
+        from .calibration import PROFILE_FORMAT, PROFILE_FORMULA
+        spec["representation"] = {
+            "output": REPRESENTATION, "shape": ["batch", int(rep_dim)], "dtype": "float32",
+            "meaning": "the input of the model's last layer (vrfer.representation): logits = representation "
+                       "@ W.T + b with the model's own last layer W, b"}
+        spec["calibration"] = {
+            "profile": f"a JSON file with \"format\": \"{PROFILE_FORMAT}\" (vrfer calibrate): model_sha256, "
+                       "classes (the enrolled ones), weight (one row of D numbers per enrolled class), bias",
+            "check": f"use a profile only when its model_sha256 equals this file's {MODEL_SHA256_KEY} metadata",
+            "formula": PROFILE_FORMULA + "; the probabilities are the softmax of those logits (float64 in "
+                       "vrfer, the profile's numbers read as float32)"}
+    return spec
 
 
-def onnx_metadata(cfg, opset: int, post=None) -> dict[str, str]:
-    pre = preprocessing_spec(cfg, post)
+def onnx_metadata(cfg, opset: int, post=None, rep_dim: int | None = None,
+                  model_sha256: str | None = None) -> dict[str, str]:
+    pre = preprocessing_spec(cfg, post, rep_dim)
     pre["opset"] = int(opset)
-    return {
+    meta = {
         "vrfer_config": cfg.to_json(),
         "vrfer_preprocessing": json.dumps(pre),
         "classes": ",".join(cfg.classes),
         "input_mode": cfg.input_mode,
         "vrfer_format": _CACHE_FORMAT,
     }
+    if model_sha256:
+        meta[MODEL_SHA256_KEY] = model_sha256
+    return meta
 
 
 def _drop_identities(m) -> None:
@@ -130,15 +172,18 @@ def _quiet_fd2():
 
 
 def _export_bytes(model: nn.Module, opset: int, post=None) -> bytes:
+    from .calibration import model_fingerprint
     cfg = model.cfg
     wrapped = _WithProbs(model)
+    rep_dim = representation_dim(model)
+    outputs = output_names(rep_dim)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     dummy = torch.zeros(2, *cfg.input_shape, device=device)
     buf = io.BytesIO()
-    kwargs = dict(input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), opset_version=opset,
-                  dynamic_axes={n: {0: "batch"} for n in (INPUT_NAME, *OUTPUT_NAMES)},
+    kwargs = dict(input_names=[INPUT_NAME], output_names=outputs, opset_version=opset,
+                  dynamic_axes={n: {0: "batch"} for n in (INPUT_NAME, *outputs)},
                   do_constant_folding=True)
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # TorchScript exporter: the dynamo one needs onnxscript
@@ -163,7 +208,7 @@ def _export_bytes(model: nn.Module, opset: int, post=None) -> bytes:
     m.doc_string = (f"vrfer facial expression classifier {cfg.name!r} ({cfg.arch}, input mode {cfg.input_mode}). "
                     + preprocessing_spec(cfg)["formula"])
     del m.metadata_props[:]
-    for k, v in onnx_metadata(cfg, opset, post).items():
+    for k, v in onnx_metadata(cfg, opset, post, rep_dim, model_fingerprint(model)).items():
         m.metadata_props.add(key=k, value=v)
     onnx.checker.check_model(m)
     return m.SerializeToString()
@@ -172,7 +217,8 @@ def _export_bytes(model: nn.Module, opset: int, post=None) -> bytes:
 def export_onnx(model, path, opset: int = DEFAULT_OPSET, post=None) -> Path:
     """Write `model` (nn.Module with .cfg, registry name or .safetensors path) as an ONNX file.
 
-    Dynamic batch axis; input `input` (N, C, H, W) float32, outputs `logits` and `probs` (N, 8).
+    Dynamic batch axis; input `input` (N, C, H, W) float32, outputs `logits` and `probs` (N, 8) and
+    `representation` (N, D).
     The preprocessing is in the file's metadata (see the module docstring), with the post-processing
     `post` (vrfer.pipeline.PostProcess; default vrfer's: the plain model) that clients should apply.
     """
@@ -287,6 +333,10 @@ class OnnxClassifier:
         self.cfg = config_from_metadata(meta, where)
         self.path = source if isinstance(source, str) else None
         names = [o.name for o in self.session.get_outputs()]
+        # files from before the representation output (or of a model without a final Linear) lack it
+        self.has_representation = REPRESENTATION in names and "logits" in names
+        # the weights it was exported from (vrfer.calibration.model_fingerprint); None in older files
+        self.model_sha256 = meta.get(MODEL_SHA256_KEY)
         self._output = "probs" if "probs" in names else names[0]
         self._softmax = self._output != "probs"
         self._input = self.session.get_inputs()[0].name
@@ -314,3 +364,26 @@ class OnnxClassifier:
                 out.append(p)
         return (np.concatenate(out).astype(np.float32, copy=False) if out
                 else np.zeros((0, len(self.cfg.classes)), np.float32))
+
+    def logits_and_features(self, crops) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 face crops (N, H, W) -> (logits (N, C), representation (N, D)), float32, as
+        vrfer.representation.logits_and_features gives them from the PyTorch model."""
+        if not self.has_representation:
+            raise VrferError(f"{self.path or 'this ONNX model'}: has no `{REPRESENTATION}` output (exported by an "
+                             "older vrfer): export it again to calibrate with it")
+        crops = np.asarray(crops) if not isinstance(crops, torch.Tensor) else crops
+        if crops.ndim == 2:
+            crops = crops[None]
+        logits, feats = [], []
+        with torch.inference_mode():
+            for i in range(0, len(crops), self.batch_size):
+                x = prepare(crops[i:i + self.batch_size], self.cfg).numpy().astype(np.float32, copy=False)
+                lg, ft = self.session.run(["logits", REPRESENTATION], {self._input: x})
+                logits.append(lg)
+                feats.append(ft)
+        if not logits:
+            d = next(o.shape[1] for o in self.session.get_outputs() if o.name == REPRESENTATION)
+            return (np.zeros((0, len(self.cfg.classes)), np.float32),
+                    np.zeros((0, d if isinstance(d, int) else 0), np.float32))
+        return (np.concatenate(logits).astype(np.float32, copy=False),
+                np.concatenate(feats).astype(np.float32, copy=False))

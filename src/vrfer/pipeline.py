@@ -486,8 +486,7 @@ class Pipeline:
         self.threads = threads
         self.backend = backend
         self._model_spec, self._tta_flip = model, tta_flip
-        if profile is not None:
-            backend = self._torch_backend(backend)
+        self._torch = None
         self.classifier = load_classifier(model, backend, tta_flip, threads)
         self.cfg = self.classifier.cfg
         self.classes = tuple(self.cfg.classes)
@@ -519,41 +518,74 @@ class Pipeline:
     def crops(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         return crop_faces(image, faces, self.face)
 
-    def _torch_backend(self, backend: str) -> str:
-        """A profile and enrolment work on the network's representation, which only the PyTorch model gives:
-        "auto" becomes "torch"; "onnx" is refused."""
+    def _is_onnx_file(self) -> bool:
         m = self._model_spec
-        if backend == "onnx" or (isinstance(m, (str, os.PathLike)) and str(m).endswith(".onnx")):
-            raise VrferError("calibration runs with --backend torch or auto (PyTorch), not onnx")
+        return isinstance(m, (str, os.PathLike)) and str(m).endswith(".onnx")
+
+    def _calibrating_classifier(self):
+        """The classifier a profile is applied through: the one answering when it gives the representation
+        (PyTorch, or an ONNX graph with the `representation` output, vrfer.onnx_backend). Under backend
+        "auto", a graph without it (a shipped int8 file exported before that output) gives way to the
+        PyTorch model of the same weights; an .onnx file or backend "onnx" without it is refused."""
         if self._tta_flip:
             raise VrferError("calibration does not take flip averaging")
-        return "torch"
+        if getattr(self.classifier, "has_representation", False):
+            return self.classifier
+        if self.backend != "auto" or self._is_onnx_file():
+            where = self._model_spec if self._is_onnx_file() else "the model's ONNX export"
+            raise VrferError(f"{where}: has no `representation` output (exported by an older vrfer): export it "
+                             "again to calibrate with it, or use --backend torch")
+        self.classifier = load_classifier(self._model_spec, "torch", False, self.threads)
+        return self.classifier
 
     def torch_model(self):
-        """The PyTorch model behind this pipeline; an ONNX classifier (backend "auto") is replaced by the
-        PyTorch one of the same weights, so that answers and representations come from one network."""
-        if not hasattr(self.classifier, "model"):
-            self.classifier = load_classifier(self._model_spec, self._torch_backend(self.backend), False, self.threads)
-        return self.classifier.model
+        """The PyTorch model of this pipeline's weights: the classifier's own, or loaded once beside an ONNX
+        classifier (which keeps answering). Enrolment fits a profile on it (float32, whatever answers)."""
+        if hasattr(self.classifier, "model"):
+            return self.classifier.model
+        if self._torch is None:
+            if self._is_onnx_file():
+                raise VrferError(f"{self._model_spec}: an ONNX file holds no PyTorch model; calibrate with the "
+                                 "model's name or .safetensors file")
+            self._torch = load_classifier(self._model_spec, "torch", False, self.threads).model
+        return self._torch
+
+    def model_sha256(self) -> str:
+        """vrfer.calibration.model_fingerprint of the weights answering, what a profile must name: computed
+        from the PyTorch weights, or, for an .onnx file given as the model, as recorded in its metadata at
+        export (vrfer.onnx_backend.MODEL_SHA256_KEY)."""
+        if not hasattr(self, "_fingerprint"):
+            from .calibration import model_fingerprint
+            from .onnx_backend import MODEL_SHA256_KEY
+            recorded = getattr(self.classifier, "model_sha256", None)
+            if self._is_onnx_file():
+                if not recorded:
+                    raise VrferError(f"{self._model_spec}: records no model fingerprint ({MODEL_SHA256_KEY}; "
+                                     "exported by an older vrfer): export it again to use a profile with it")
+                self._fingerprint = recorded
+            else:
+                self._fingerprint = model_fingerprint(self.torch_model())
+                if recorded and recorded != self._fingerprint:   # never seen: the cache and int8 file are keyed
+                    raise VrferError(f"{getattr(self.classifier, 'path', None) or 'the ONNX graph'}: exported from "
+                                     "other weights than the model's; use --backend torch")
+        return self._fingerprint
 
     def set_profile(self, profile) -> None:
         """Calibrate to one person: a vrfer.calibration.Profile, a profile file, or None (no calibration).
         VrferError when the profile was made for other weights."""
-        from .calibration import Profile, model_fingerprint
+        from .calibration import Profile
         if profile is None:
             self.profile = None
             return
         profile = profile if isinstance(profile, Profile) else Profile.load(profile)
-        model = self.torch_model()
-        if not hasattr(self, "_fingerprint"):
-            self._fingerprint = model_fingerprint(model)
-        profile.check_model(self.cfg, self._fingerprint)
+        self._calibrating_classifier()
+        profile.check_model(self.cfg, self.model_sha256())
         self.profile = profile
 
     def logits_and_features(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 crops -> (logits (N, C), representations (N, D)) of the PyTorch model (vrfer.representation)."""
-        from .representation import logits_and_features
-        return logits_and_features(self.torch_model(), np.ascontiguousarray(crops))
+        """uint8 crops -> (logits (N, C), representations (N, D)) from the classifier that answers
+        (vrfer.representation; the ONNX graph's `representation` output)."""
+        return self._calibrating_classifier().logits_and_features(np.ascontiguousarray(crops))
 
     def probabilities_and_representation(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """uint8 crops -> (probabilities as `probabilities` gives them, the model's own logits, representations):

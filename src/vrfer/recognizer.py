@@ -327,8 +327,11 @@ class Recognizer:
                     labels.append(label)
         if not crops:
             raise VrferError("no face to calibrate on")
-        _, feats = self.pipeline.logits_and_features(np.stack(crops))
-        profile = enrol(self.pipeline.torch_model(), feats, labels, person=person)
+        from .representation import logits_and_features
+        model = self.pipeline.torch_model()
+        # fitted on the float32 PyTorch representation whichever backend answers: one profile for every backend
+        _, feats = logits_and_features(model, np.stack(crops))
+        profile = enrol(model, feats, labels, person=person)
         if use:
             self.set_profile(profile)
         return profile

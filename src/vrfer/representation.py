@@ -8,6 +8,8 @@ Adaptation to a setup (vrfer.adapt) fits a new last layer on it, and calibration
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from torch import nn
@@ -25,21 +27,33 @@ def head(model: nn.Module) -> nn.Linear:
     return layer
 
 
+@contextlib.contextmanager
+def grabbed_representation(model: nn.Module):
+    """While inside: a list that receives the representation (N, D) of each forward pass of `model`.
+    The one definition of the representation, shared by logits_and_features and the ONNX export."""
+    grabbed: list[torch.Tensor] = []
+
+    def grab(_m, inp):
+        r = inp[0]
+        grabbed.append(r if r.dim() == 2 else r.flatten(1))
+
+    hook = head(model).register_forward_pre_hook(grab)
+    try:
+        yield grabbed
+    finally:
+        hook.remove()
+
+
 @torch.inference_mode()
 def logits_and_features(model: nn.Module, crops, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """uint8 face crops (N, S, S) -> (logits (N, C), representation (N, D)), float32, in one pass."""
     model.eval()
     layer = head(model)
-    grabbed: list[torch.Tensor] = []
-    hook = layer.register_forward_pre_hook(lambda _m, inp: grabbed.append(inp[0].detach()))
     logits = []
-    try:
+    with grabbed_representation(model) as grabbed:
         for i in range(0, len(crops), batch_size):
             logits.append(model(prepare(crops[i:i + batch_size], model.cfg)).float())
-    finally:
-        hook.remove()
     d, c = layer.in_features, layer.out_features
     if not logits:
         return np.zeros((0, c), np.float32), np.zeros((0, d), np.float32)
-    return (torch.cat(logits).cpu().numpy(),
-            torch.cat(grabbed).float().flatten(1).cpu().numpy())
+    return torch.cat(logits).cpu().numpy(), torch.cat(grabbed).float().cpu().numpy()

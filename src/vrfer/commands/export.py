@@ -49,10 +49,15 @@ def add_parser(sub) -> None:
     p.set_defaults(fn=run)
 
 
-def model_card(cfg, onnx_path: Path, opset: int, max_diff: float | None = None, post=None,
+def model_card(cfg, onnx_path: Path, opset: int, max_diff: float | None = None,
                check: dict | None = None) -> dict:
-    from ..onnx_backend import OUTPUT_NAMES, preprocessing_spec
-    pre = preprocessing_spec(cfg, post)
+    from ..onnx_backend import MODEL_SHA256_KEY, read_metadata
+    meta = read_metadata(onnx_path)
+    pre = json.loads(meta["vrfer_preprocessing"])    # the card says what the file itself carries
+    pre.pop("opset", None)
+    rep = pre.pop("representation", None)
+    calibration = pre.pop("calibration", None)
+    meaning = {"logits": "class scores", "probs": "softmax probabilities (sum to 1)"}
     c, h, w = cfg.input_shape
     card = {
         "model": cfg.name,
@@ -64,13 +69,19 @@ def model_card(cfg, onnx_path: Path, opset: int, max_diff: float | None = None, 
         "format": "onnx",
         "opset": opset,
         "inputs": [{"name": pre["input_name"], "shape": ["batch", c, h, w], "dtype": "float32", "layout": "NCHW"}],
-        "outputs": [{"name": n, "shape": ["batch", len(cfg.classes)], "dtype": "float32",
-                     "meaning": "class scores" if n == "logits" else "softmax probabilities (sum to 1)"}
-                    for n in OUTPUT_NAMES],
+        "outputs": [{"name": n, "shape": ["batch", len(cfg.classes)], "dtype": "float32", "meaning": meaning[n]}
+                    if n != (rep or {}).get("output") else
+                    {"name": n, "shape": rep["shape"], "dtype": rep["dtype"], "meaning": rep["meaning"]}
+                    for n in pre["output_names"]],
         "classes": list(cfg.classes),
         "preprocessing": {k: v for k, v in pre.items() if k not in ("classes", "input_name", "output_names")},
-        "metadata_keys": ["vrfer_config", "vrfer_preprocessing", "classes", "input_mode", "vrfer_format"],
+        "metadata_keys": ["vrfer_config", "vrfer_preprocessing", "classes", "input_mode", "vrfer_format",
+                          *([MODEL_SHA256_KEY] if MODEL_SHA256_KEY in meta else [])],
     }
+    if MODEL_SHA256_KEY in meta:
+        card["model_sha256"] = meta[MODEL_SHA256_KEY]
+    if calibration:
+        card["calibration"] = calibration
     if cfg.extra:
         card["results"] = {k: v for k, v in cfg.extra.items() if isinstance(v, (int, float, str, dict, list))}
     if max_diff is not None:
@@ -86,7 +97,9 @@ def model_card(cfg, onnx_path: Path, opset: int, max_diff: float | None = None, 
 
 
 def _csharp(cfg, card: dict) -> str:
-    """C# (Unity) for the steps of card["preprocessing"]: the same numbers vrfer uses."""
+    """C# (Unity) for the steps of card["preprocessing"] (and card["calibration"], a profile, when the file
+    has the representation output): the same numbers vrfer uses."""
+    from ..onnx_backend import MODEL_SHA256_KEY, REPRESENTATION
     pre = card["preprocessing"]
     post = pre["postprocess"]
     s = pre["crop"]["size"]
@@ -123,6 +136,49 @@ def _csharp(cfg, card: dict) -> str:
             sum += probs[k];
         }}
         for (int k = 0; k < probs.Length; k++) probs[k] /= sum;"""
+    calib = card.get("calibration")
+    if calib:
+        get_probs = ("var probs = rows == null ? (worker.PeekOutput(\"probs\") as Tensor<float>).DownloadToArray()"
+                     "   // in the order of Classes\n                          : CalibratedProbs();")
+        calib_code = f"""
+
+    // Calibration to one person (optional): a profile JSON from `vrfer calibrate` for these weights.
+    // {calib['formula']}.
+    // Reading it needs com.unity.nuget.newtonsoft-json (Unity's JsonUtility cannot read `weight`, a list of lists).
+    const string ModelSha256 = "{card.get('model_sha256', '')}";   // the file's {MODEL_SHA256_KEY}
+    public class VrferProfile {{ public string format, model_sha256; public string[] classes; public float[][] weight; public float[] bias; }}
+    int[] rows; float[][] weight; float[] bias;
+
+    public void UseProfile(string json)                  // null: no calibration
+    {{
+        if (json == null) {{ rows = null; return; }}
+        var p = Newtonsoft.Json.JsonConvert.DeserializeObject<VrferProfile>(json);
+        if (p.format != "vrfer-profile" || p.model_sha256 != ModelSha256)
+            throw new ArgumentException("profile made for other weights (model_sha256): calibrate again with this model");
+        var r = Array.ConvertAll(p.classes, c => Array.IndexOf(Classes, c));
+        if (Array.IndexOf(r, -1) >= 0) throw new ArgumentException("profile names a class this model does not have");
+        (rows, weight, bias) = (r, p.weight, p.bias);
+    }}
+
+    float[] CalibratedProbs()                            // in doubles, as vrfer
+    {{
+        var logits = (worker.PeekOutput("logits") as Tensor<float>).DownloadToArray();
+        var rep = (worker.PeekOutput("{REPRESENTATION}") as Tensor<float>).DownloadToArray();   // D numbers
+        var z = Array.ConvertAll(logits, v => (double)v);
+        for (int j = 0; j < rows.Length; j++)
+        {{
+            double acc = bias[j];
+            for (int d = 0; d < rep.Length; d++) acc += (double)rep[d] * weight[j][d];
+            z[rows[j]] = acc;                            // enrolled class: the profile's row; the others: the model's
+        }}
+        double max = z[0], total = 0;
+        foreach (var v in z) max = Math.Max(max, v);
+        for (int k = 0; k < z.Length; k++) total += z[k] = Math.Exp(z[k] - max);
+        return Array.ConvertAll(z, v => (float)(v / total));
+    }}"""
+    else:
+        get_probs = "var probs = (worker.PeekOutput(\"probs\") as Tensor<float>).DownloadToArray();   // in the order of Classes"
+        calib_code = ""
     return f"""```csharp
 // Unity Sentis 2.x (com.unity.sentis; Inference Engine 2.2+ has the same calls in Unity.InferenceEngine).
 // The steps are vrfer's own (vrfer.pipeline), as listed in the file's "vrfer_preprocessing" metadata.
@@ -192,14 +248,14 @@ public class FaceExpression : MonoBehaviour
 
         using var input = new Tensor<float>(new TensorShape(1, {c}, {h}, {w}), data);
         worker.Schedule(input);
-        var probs = (worker.PeekOutput("probs") as Tensor<float>).DownloadToArray();   // in the order of Classes
+        {get_probs}
 {adjust}
         int best = 0;
         for (int j = 1; j < probs.Length; j++) if (probs[j] > probs[best]) best = j;
         return (Classes[best], probs[best]);
     }}
 
-    void OnDestroy() => worker?.Dispose();
+    void OnDestroy() => worker?.Dispose();{calib_code}
 }}
 ```
 
@@ -225,7 +281,9 @@ def card_markdown(cfg, card: dict) -> str:
         f"(Unity Sentis reads opsets 7-15; onnxruntime any)",
         f"- input `input`: float32 NCHW (batch, {', '.join(map(str, cfg.input_shape))}) (batch axis dynamic)",
         "- outputs: `logits` and `probs` (softmax), float32 (batch, "
-        f"{len(cfg.classes)}), classes in this order: {', '.join(cfg.classes)}",
+        f"{len(cfg.classes)}), classes in this order: {', '.join(cfg.classes)}"
+        + "".join(f"; `{o['name']}` float32 (batch, {o['shape'][1]}): {o['meaning']}"
+                  for o in card["outputs"][2:]),
         f"- input mode: {cfg.input_mode}" + (f" (occlusion {cfg.occlusion:g} of the rows)"
                                              if cfg.input_mode != "full" else ""),
         *([f"- checked: onnxruntime vs PyTorch probabilities agree to "
@@ -258,6 +316,17 @@ def card_markdown(cfg, card: dict) -> str:
         "and `classes`; `examples/onnx_client.py` in the vrfer repository follows them with numpy, Pillow, "
         "OpenCV and onnxruntime only",
         "",
+        *([
+            "## Calibration to a person (a vrfer profile)",
+            "",
+            f"A profile (`vrfer calibrate ... --out me.json`) refits the last layer's rows of the classes the person "
+            f"showed. Check: {card['calibration']['check']} (`{card.get('model_sha256', '')[:16]}...`). "
+            f"Then, from the outputs `logits` and `representation`: {card['calibration']['formula']}. "
+            "The post-processing is step 7 above. In C# below: `UseProfile(json)`; `examples/onnx_client.py "
+            "FILE.onnx face.jpg --profile me.json` does the same in Python and answers as "
+            "`vrfer predict --profile me.json`.",
+            "",
+        ] if "calibration" in card else []),
         "## From Unity (C#)",
         "",
         _csharp(cfg, card),
@@ -315,7 +384,7 @@ def run(a) -> int:
         if max_diff > 1e-3:
             raise VrferError(f"{out}: onnxruntime and PyTorch disagree (max abs diff {max_diff:.2g})")
 
-    card = model_card(model.cfg, out, opset, max_diff, post)
+    card = model_card(model.cfg, out, opset, max_diff)
     json_path, md_path = _write_card(out, model.cfg, card)
     c, h, w = model.cfg.input_shape
     check = f", max |onnx - torch| {max_diff:.1e}" if max_diff is not None else ""
@@ -371,7 +440,7 @@ def _run_int8(a, model, out: Path, opset: int, post=None) -> int:
         if check["agreement"] < 0.95:
             raise VrferError(f"{out}: the int8 model disagrees with the float32 one on "
                              f"{1 - check['agreement']:.1%} of FER+ valid faces (broken quantisation?)")
-    card = model_card(model.cfg, out, opset, post=post, check=check)
+    card = model_card(model.cfg, out, opset, check=check)
     json_path, md_path = _write_card(out, model.cfg, card)
     agree = f", same top class as float32 on {check['agreement']:.2%} of {check['faces']}" if check else ""
     print(f"wrote {out} (int8, opset {opset}, {out.stat().st_size / 1e6:.1f} MB{agree}) "

@@ -39,8 +39,8 @@ def add_postprocess_args(p) -> None:
 def add_profile_arg(p) -> None:
     """--profile (vrfer.calibration): shared by predict and serve."""
     p.add_argument("--profile", metavar="FILE", default=None,
-                   help="a person's calibration profile (made by `vrfer calibrate` for this --model); runs the "
-                        "PyTorch model (--backend auto becomes torch)")
+                   help="a person's calibration profile (made by `vrfer calibrate` for this --model); applied to "
+                        "the representation the backend gives (PyTorch, or an ONNX graph with that output)")
 
 
 def add_parser(sub) -> None:
