@@ -322,6 +322,24 @@ def epoch_batches(images, labels, targets, order, steps: int, batch: int, cfg, a
         yield x, labels[idx], targets[idx], x_teacher
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX tiles or AVX512_BF16), from /proc/cpuinfo's flags."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo", encoding="ascii", errors="replace")
+                      if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def autocast_bf16(setting: str, device) -> bool:
+    """recipe["amp"] for this device: bf16 autocast on a GPU, and on a CPU only where it is native (elsewhere
+    it is emulated and slower than float32)."""
+    if setting != "auto":
+        return setting == "bf16"
+    return device.type == "cuda" or cpu_has_native_bf16()
+
+
 def diverged(recipe: dict, what: str):
     """Stop a run that diverged: it would otherwise go on and save NaN weights as its best model. The
     checkpoint of the last finished epoch stays as it was."""
@@ -335,7 +353,7 @@ def train_one_epoch(net, opt, sched, batches, recipe: dict, g, device, la_offset
     """One pass over `batches`; returns (summed loss, faces seen). Steps a per-step schedule."""
     o, kd = recipe["optim"], recipe["distill"]
     mode, smoothing = recipe["data"]["label_mode"], o["label_smoothing"]
-    use_amp = device.type == "cuda"
+    use_amp = autocast_bf16(recipe["amp"], device)
     net.train()
     loss_sum, n_seen = 0.0, 0
     for step, (x, y, t, x_teacher) in enumerate(batches, start=1):
@@ -504,7 +522,7 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         if o["schedule"] == "plateau":
             sched.step(1.0 - val["val_acc"])
         row = {"epoch": epoch + 1, "phase": phase, "train_loss": loss_sum / max(n_seen, 1), **val,
-               "lr": lr_now, "time_s": round(time.time() - t0, 1),
+               "lr": lr_now, "bf16": autocast_bf16(recipe["amp"], device), "time_s": round(time.time() - t0, 1),
                "img_per_s": round(n_seen * world / (time.time() - t0), 1),
                "sparsity": {k: round(v, 4) for k, v in dsd.measured_sparsity(model).items()}}
         metrics.append(row)
