@@ -6,6 +6,7 @@
     >>> m.cfg.input_mode, m.cfg.image_size
 """
 
+from . import compact, efficientnet, vgg  # noqa: F401,E402  (each registers its architectures on import)
 from .registry import (DEFAULT_MODEL, ModelConfig, ResolvedModel, as_model, create_model, get_config, list_models,
                        load_checkpoint, register, resolve_model, save_model)
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import VrferError
+from .registry import ModelConfig, register
 
 # (repeats, kernel, stride, expand ratio, in, out) per stage, efficientnet_lite_builder.py / lite0
 LITE0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
@@ -125,9 +126,6 @@ class EfficientNetLite0(nn.Module):
         if not path.is_file():
             raise VrferError(f"{path}: weight file missing from the installed {WEIGHTS_PACKAGE} package")
         return path
-
-
-from .registry import ModelConfig, register  # noqa: E402
 
 
 @register(ModelConfig(

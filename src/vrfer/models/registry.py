@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -67,18 +68,20 @@ def register(cfg: ModelConfig):
     return deco
 
 
-def _builtin():
-    from . import compact, efficientnet, vgg  # noqa: F401  (modules register their architectures on import)
-    from ..pretrained import bundled
-    return bundled()
-
-
+@lru_cache(maxsize=1)
 def bundled_models() -> dict[str, ModelConfig]:
-    return _builtin()
+    """The trained models shipped in vrfer/pretrained, by name (their configs, read from the files' metadata).
+    The architectures register themselves when vrfer.models is imported (vrfer/models/__init__.py)."""
+    out = {}
+    for entry in sorted(resources.files("vrfer.pretrained").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".safetensors"):
+            cfg = read_config(str(entry))
+            out[cfg.name] = cfg
+    return out
 
 
 def list_models() -> list[ModelConfig]:
-    bundled = _builtin()
+    bundled = bundled_models()
     return [c for c, _ in _ARCHS.values()] + list(bundled.values())
 
 
@@ -102,7 +105,7 @@ def resolve_model(name) -> ResolvedModel:
     name: an architecture (fresh weights), a bundled trained model, a .safetensors file, or a training
     run folder (its best.safetensors). VrferError with one clear sentence for anything else."""
     name = str(name)
-    bundled = _builtin()
+    bundled = bundled_models()
     if name in _ARCHS:
         return ResolvedModel(_ARCHS[name][0], None)
     if name in bundled:
@@ -129,7 +132,7 @@ def resolve_trained(name, option: str = "", allow_hint: bool = False) -> Resolve
     option: the command-line option to name; allow_hint: say that --allow-untrained accepts an architecture."""
     name = str(name)
     where = f"{option} {name}" if option else repr(name)
-    trained = ", ".join(sorted(_builtin()))
+    trained = ", ".join(sorted(bundled_models()))
     try:
         res = resolve_model(name)
     except UnknownModelError:
@@ -149,7 +152,6 @@ def require_trained(name, option: str = "--model") -> None:
 
 
 def build(cfg: ModelConfig) -> nn.Module:
-    _builtin()
     if cfg.arch not in _ARCHS:
         raise VrferError(f"unknown architecture {cfg.arch!r}")
     model = _ARCHS[cfg.arch][1](num_classes=len(cfg.classes), in_chans=cfg.in_chans, **cfg.arch_kwargs)

@@ -24,6 +24,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .registry import ModelConfig, register
+
 # VGG-16 (Simonyan & Zisserman 2015, configuration D), the layout of VGG-face (Parkhi et al. 2015)
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 # Section 3.1: six dropout layers after each conv layer from block 4 on, 0.30 rising by 0.05 to 0.55
@@ -187,7 +189,6 @@ class VGG13Barsoum(nn.Module):
         return self.classifier(self.head(x.flatten(1)))
 
 
-from .registry import ModelConfig, register  # noqa: E402
 
 # MatConvNet's vgg-face.mat / vgg_face_dag.pth: meta.normalization.averageImage (RGB, 0-255), no scaling
 VGG_FACE_MEAN = (129.186279296875, 104.76238250732422, 93.59396362304688)

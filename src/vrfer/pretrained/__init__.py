@@ -1,20 +1,5 @@
-"""Trained models shipped inside the package (safetensors; config in the file's metadata)."""
-
-from __future__ import annotations
-
-from functools import lru_cache
-from importlib import resources
+"""Trained models shipped inside the package: safetensors files whose metadata holds their config
+(read by vrfer.models.registry.bundled_models), the int8 ONNX graphs made from them (vrfer.quantize) and the face
+detectors (vrfer.faces). Only data lives here, and the one name every command and the API default to."""
 
 DEFAULT_MODEL = "vrfer-lower"   # the model every command and the Python API use unless told otherwise
-
-
-@lru_cache(maxsize=1)
-def bundled() -> dict:
-    from ..models.registry import read_config
-    out = {}
-    folder = resources.files(__name__)
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".safetensors"):
-            cfg = read_config(str(entry))
-            out[cfg.name] = cfg
-    return out
