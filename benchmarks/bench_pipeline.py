@@ -43,7 +43,7 @@ def fmt(times: list[float]) -> str:
 def load_classifier(model: str | None, backend: str, threads: int | None = None):
     from vrfer.models import create_model
     from vrfer.models.registry import bundled_models
-    from vrfer.pipeline import load_classifier as _load_classifier
+    from vrfer.loader import load_classifier as _load_classifier
     from vrfer.pretrained import DEFAULT_MODEL
     if model is None:
         if DEFAULT_MODEL in bundled_models():

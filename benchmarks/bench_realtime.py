@@ -110,6 +110,7 @@ def part(name: str, threads: int, seconds: float, photo: Path) -> list[dict]:
     """Rows measured in this (pinned) process."""
     from vrfer.faces import RetinaFaceDetector, pretrained_onnx, retinaface_onnx
     from vrfer.onnx_backend import OnnxClassifier, cached_onnx
+    from vrfer.loader import resolve
     from vrfer.quantize import bundled_int8
     from vrfer.recognizer import Recognizer
     from vrfer.threads import use_torch_threads
@@ -117,7 +118,7 @@ def part(name: str, threads: int, seconds: float, photo: Path) -> list[dict]:
 
     use_torch_threads(threads)
     rows = []
-    f32_path, int8_path = cached_onnx("vrfer-lower"), bundled_int8("vrfer-lower")
+    f32_path, int8_path = cached_onnx(resolve("vrfer-lower", "torch").weights), bundled_int8("vrfer-lower")
     clfs = {"float32": OnnxClassifier(str(f32_path), intra_op_threads=threads)}
     if int8_path is not None:
         clfs["int8"] = OnnxClassifier(str(int8_path), intra_op_threads=threads)

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from vrfer.errors import VrferError
 from vrfer.faces import (KP_CENTRE, KP_SIDE_PER_WIDTH, Face, align_crop, face_roll, face_square,
                          keypoint_square, square_box)
 from vrfer.pipeline import crop_faces
@@ -74,7 +75,7 @@ def test_missing_or_implausible_keypoints_give_the_box_square(landmarks):
 
 def test_the_box_rule_ignores_the_keypoints_and_an_unknown_rule_is_refused():
     assert face_square(BOX, UPRIGHT, "box") == square_box(BOX)
-    with pytest.raises(ValueError, match="crop rule"):
+    with pytest.raises(VrferError, match="crop rule"):
         face_square(BOX, UPRIGHT, "eyes")
 
 
@@ -84,8 +85,8 @@ def test_crop_faces_cuts_the_square_of_the_rule_asked_for():
     face = Face(BOX, 0.9, UPRIGHT.astype(np.float32))
     kp = crop_faces(img, [face], "detect", "keypoints")[0]
     box = crop_faces(img, [face], "detect", "box")[0]
-    assert np.array_equal(kp, align_crop(img, BOX, landmarks=UPRIGHT, rule="keypoints"))
-    assert np.array_equal(box, align_crop(img, BOX, rule="box"))
+    assert np.array_equal(kp, align_crop(img, BOX, landmarks=UPRIGHT, crop="keypoints"))
+    assert np.array_equal(box, align_crop(img, BOX, crop="box"))
     assert not np.array_equal(kp, box)
     no_kp = crop_faces(img, [Face(BOX, 0.9)], "detect", "keypoints")[0]
     assert np.array_equal(no_kp, box)                       # no landmarks: the box's square

@@ -295,7 +295,7 @@ def test_a_graph_without_the_representation_gives_way_to_pytorch_under_auto_only
     m.graph.output.extend(kept)
     old = tmp_path / "two-outputs.onnx"
     onnx.save(m, str(old))
-    monkeypatch.setattr(vrfer.quantize, "bundled_int8", lambda model: old)
+    monkeypatch.setattr(vrfer.quantize, "bundled_int8", lambda *args: old)
     assert type(Pipeline("vrfer-lower", face="none").classifier).__name__ == "OnnxClassifier"
     calibrated = Pipeline("vrfer-lower", face="none", profile=profile_file)
     assert type(calibrated.classifier).__name__ == "TorchClassifier"

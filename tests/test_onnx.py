@@ -16,6 +16,7 @@ from vrfer.models import create_model, save_model
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
+from vrfer.loader import load_classifier  # noqa: E402
 from vrfer.onnx_backend import DEFAULT_OPSET, OnnxClassifier, export_onnx, read_metadata  # noqa: E402
 
 SHARED = Path(os.environ.get("VRFER_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
@@ -131,7 +132,7 @@ def test_the_representation_output_matches_pytorch(saved):
     from vrfer.representation import logits_and_features
     path = saved("visible-half")
     crops = generated_faces(7)
-    clf = OnnxClassifier(str(path), intra_op_threads=1)
+    clf = load_classifier(str(path), "onnx", threads=1)
     assert clf.has_representation and clf.model_sha256
     lo, fo = clf.logits_and_features(crops)
     model = create_model(str(path))
@@ -150,7 +151,7 @@ def test_the_representation_output_matches_pytorch(saved):
 
 def _agree(path_or_model, crops, batch_sizes=(1, 7)):
     model = path_or_model if isinstance(path_or_model, torch.nn.Module) else create_model(str(path_or_model))
-    onnx_clf = OnnxClassifier(path_or_model, intra_op_threads=1)
+    onnx_clf = load_classifier(path_or_model, "onnx", threads=1)
     torch_clf = TorchClassifier(model)
     for bs in batch_sizes:
         x = crops[:bs]
@@ -179,7 +180,7 @@ def test_onnx_and_pytorch_agree_on_real_faces(saved, mode):
 def test_tta_flip_matches_pytorch(saved):
     path = saved("visible-half")
     faces = generated_faces(4)
-    p_onnx = OnnxClassifier(str(path), tta_flip=True).predict_proba(faces)
+    p_onnx = load_classifier(str(path), "onnx", tta_flip=True).predict_proba(faces)
     p_torch = TorchClassifier(create_model(str(path)), tta_flip=True).predict_proba(faces)
     assert np.abs(p_onnx - p_torch).max() < TOL
 
@@ -196,14 +197,14 @@ def test_model_objects_and_empty_input():
 
 def test_safetensors_is_exported_once_to_the_cache_keyed_by_its_weights(saved, private_cache):
     path = saved("visible-half")
-    first = OnnxClassifier(str(path))
+    first = load_classifier(str(path), "onnx")
     files = list((private_cache / "onnx").glob("*.onnx"))
     assert len(files) == 1 and first.path == str(files[0])
     stamp = files[0].stat().st_mtime_ns
-    again = OnnxClassifier(str(path))
+    again = load_classifier(str(path), "onnx")
     assert again.path == first.path and files[0].stat().st_mtime_ns == stamp  # reused, not re-exported
     save_model(trained_like("vrfer-cnn-small", "visible-half", seed=1), path)  # new weights, same file name
-    third = OnnxClassifier(str(path))
+    third = load_classifier(str(path), "onnx")
     assert third.path != first.path and len(list((private_cache / "onnx").glob("*.onnx"))) == 2
 
 
@@ -211,7 +212,9 @@ def test_bad_sources_raise_clean_errors(tmp_path, private_cache):
     with pytest.raises(VrferError, match="not found"):
         OnnxClassifier(str(tmp_path / "missing.onnx"))
     with pytest.raises(VrferError, match="unknown model"):
-        OnnxClassifier("no-such-model")
+        load_classifier("no-such-model", "onnx")
+    with pytest.raises(VrferError, match="an .onnx file or a model object"):
+        OnnxClassifier("vrfer-lower")          # names are read by vrfer.loader, not by the classifier
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
     with pytest.raises(VrferError):

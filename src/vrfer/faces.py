@@ -71,6 +71,44 @@ CROP_RULES = ("keypoints", "box")
 # the pipeline's crop for detected faces. The keypoint crop keeps the headset out of the model's half (median
 # share 14% -> 0% on taiwanese-dev) but did not gain accuracy measurably (benchmarks/crop_headset.py): an option
 CROP_RULE = "box"
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """How a detected face's square is placed: the numbers above, as a model's config carries them
+    (ModelConfig.crop; a config without them gets these defaults). rule: "box" (square_box) or "keypoints"
+    (keypoint_square where the landmarks allow it, else square_box)."""
+    rule: str = CROP_RULE
+    side_per_width: float = CROP_SIDE_PER_WIDTH
+    bottom: float = CROP_BOTTOM
+    kp_side_per_width: float = KP_SIDE_PER_WIDTH
+    kp_centre: tuple = KP_CENTRE
+    kp_max_roll: float = KP_MAX_ROLL
+
+    def __post_init__(self):
+        if self.rule not in CROP_RULES:
+            raise VrferError(f"crop rule {self.rule!r}: expected one of {', '.join(CROP_RULES)}")
+        object.__setattr__(self, "kp_centre", tuple(float(v) for v in self.kp_centre))
+
+    @classmethod
+    def of(cls, crop) -> "CropGeometry":
+        """A CropGeometry from itself, a rule name ("box", "keypoints": the default numbers), a config's dict
+        (missing keys: the defaults), or None (the defaults)."""
+        if isinstance(crop, cls):
+            return crop
+        if crop is None:
+            return cls()
+        if isinstance(crop, str):
+            return cls(rule=crop)
+        unknown = set(crop) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise VrferError(f"crop geometry: unknown keys {sorted(unknown)}")
+        return cls(**crop)
+
+    def as_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
 DETECTOR_NAME = "retinaface-mnet0.25"
 
 Box = tuple  # (x, y, w, h) in pixels, floats or ints
@@ -157,11 +195,12 @@ def face_roll(landmarks) -> float:
 
 
 def keypoint_square(box: Box, landmarks, side_per_width: float = KP_SIDE_PER_WIDTH,
-                    centre: tuple[float, float] = KP_CENTRE) -> tuple[float, float, float] | None:
+                    centre: tuple[float, float] = KP_CENTRE,
+                    max_roll: float = KP_MAX_ROLL) -> tuple[float, float, float] | None:
     """The FER+-style square (x, y, side) placed from the nose, which a headset leaves visible: side from the
     box width (as square_box, which a headset changes little), centre at `centre` x side from the nose along the face's axes, so that a tilted
     face keeps its square over its own lower half. None when the keypoints are missing or implausible (not
-    finite, nose outside the box, roll over KP_MAX_ROLL): the caller falls back to square_box."""
+    finite, nose outside the box, roll over max_roll degrees): the caller falls back to square_box."""
     if landmarks is None:
         return None
     pts = np.asarray(landmarks, np.float64)
@@ -172,7 +211,7 @@ def keypoint_square(box: Box, landmarks, side_per_width: float = KP_SIDE_PER_WID
     if not (x <= nx <= x + w and y <= ny <= y + h):
         return None
     roll = face_roll(pts)
-    if abs(math.degrees(roll)) > KP_MAX_ROLL:
+    if abs(math.degrees(roll)) > max_roll:
         return None
     side = max(side_per_width * w, 1.0)
     c, s = math.cos(roll), math.sin(roll)
@@ -181,14 +220,14 @@ def keypoint_square(box: Box, landmarks, side_per_width: float = KP_SIDE_PER_WID
     return cx - side / 2.0, cy - side / 2.0, side
 
 
-def face_square(box: Box, landmarks=None, rule: str | None = None) -> tuple[float, float, float]:
+def face_square(box: Box, landmarks=None, crop=None) -> tuple[float, float, float]:
     """The square a detected face is cut from: keypoint_square under the "keypoints" rule when the keypoints
-    allow it, else square_box. rule None: CROP_RULE."""
-    rule = CROP_RULE if rule is None else rule
-    if rule not in CROP_RULES:
-        raise ValueError(f"crop rule {rule!r}: expected one of {', '.join(CROP_RULES)}")
-    sq = keypoint_square(box, landmarks) if rule == "keypoints" else None
-    return sq if sq is not None else square_box(box)
+    allow it, else square_box. crop: a CropGeometry (a model's: ModelConfig.crop_geometry), a rule name, or
+    None (the defaults)."""
+    g = CropGeometry.of(crop)
+    sq = (keypoint_square(box, landmarks, g.kp_side_per_width, g.kp_centre, g.kp_max_roll)
+          if g.rule == "keypoints" else None)
+    return sq if sq is not None else square_box(box, g.side_per_width, g.bottom)
 
 
 def crop_square(image: np.ndarray, x: float, y: float, side: float, out_size: int | None = None) -> np.ndarray:
@@ -220,15 +259,15 @@ def check_box(box: Box, width: int, height: int) -> None:
 
 
 def align_crop(image: np.ndarray, box: Box, size: int = FER_SIZE, square: bool = True, landmarks=None,
-               rule: str | None = None) -> np.ndarray:
+               crop=None) -> np.ndarray:
     """A face box (and its landmarks, if any) in a photo -> uint8 (size, size) grayscale crop framed like FER+
-    training faces (face_square; rule None: CROP_RULE).
+    training faces (face_square with `crop`: a CropGeometry, a rule name, or None for the defaults).
 
     square=False takes the box as the crop itself (a fixed region the user chose, or an already
     cropped face); a non-square box is then centred in a square of its longer side."""
     gray = to_gray(image)
     if square:
-        sx, sy, side = face_square(box, landmarks, rule)
+        sx, sy, side = face_square(box, landmarks, crop)
     else:
         x, y, w, h = box
         side = float(max(w, h))

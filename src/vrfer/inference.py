@@ -30,9 +30,9 @@ class TorchClassifier:
     has_representation = True       # logits_and_features works (as for an ONNX graph with that output)
 
     def __init__(self, model, tta_flip: bool = False):
-        if isinstance(model, str):
-            from .models import create_model
-            model = create_model(model)
+        if not hasattr(model, "cfg"):     # names are read once, by vrfer.loader (load_classifier(name, "torch"))
+            raise TypeError("TorchClassifier takes a model object with a vrfer config (.cfg); for a model name use "
+                            "vrfer.loader.load_classifier(name, 'torch')")
         self.model = model.eval()
         self.cfg = model.cfg
         self.tta_flip = tta_flip

@@ -22,7 +22,7 @@ MaxPool, GlobalAveragePool, Gemm, Softmax; BatchNorm folded into Conv) both give
 
     >>> from vrfer.onnx_backend import OnnxClassifier, export_onnx
     >>> export_onnx("vrfer-lower", "vrfer-lower.onnx")
-    >>> clf = OnnxClassifier("vrfer-lower")          # exports once to the cache, then loads the file
+    >>> clf = load_classifier("vrfer-lower", "onnx")  # vrfer.loader: exports once to the cache, then loads it
     >>> clf.predict_proba(crops)                     # uint8 (N, H, W) square faces -> (N, 8)
 """
 
@@ -258,13 +258,8 @@ def config_from_metadata(meta: dict[str, str], where: str = "ONNX model"):
 
 # ------------------------------------------------------------------------------------------------- cache
 
-def weights_file(name: str) -> Path | None:
-    """The safetensors file behind a registry name, file or run folder; None for fresh weights."""
-    from .models.registry import resolve_model
-    return resolve_model(name).weights
-
-
-def _file_hash(path: Path) -> str:
+def file_sha256(path) -> str:
+    """sha256 of a file's bytes (a model file's version, the cache's key)."""
     h = hashlib.sha256()
     try:
         with open(path, "rb") as f:
@@ -275,19 +270,17 @@ def _file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def cached_onnx(name: str, opset: int = DEFAULT_OPSET) -> Path:
-    """Export a registry model / .safetensors file once; later calls reuse the file (keyed by the weights' hash)."""
+def cached_onnx(weights, opset: int = DEFAULT_OPSET) -> Path:
+    """The float32 ONNX export of a .safetensors file, made once into the cache (keyed by the file's hash)."""
     from .datasets.base import cache_dir
     opset = check_opset(opset)
-    weights = weights_file(str(name))
-    if weights is None:
-        raise VrferError(f"{name!r} has no trained weights; nothing to cache (pass the model object instead)")
+    weights = Path(weights)
     if not weights.is_file():
         raise VrferError(f"{weights}: model file not found")
-    key = hashlib.sha256(f"{_file_hash(weights)}|{opset}|{_CACHE_FORMAT}|{torch.__version__}".encode()).hexdigest()
+    key = hashlib.sha256(f"{file_sha256(weights)}|{opset}|{_CACHE_FORMAT}|{torch.__version__}".encode()).hexdigest()
     out = cache_dir() / "onnx" / f"{weights.stem}-{key[:16]}-op{opset}.onnx"
     if not out.is_file():
-        export_onnx(str(name), out, opset)
+        export_onnx(str(weights), out, opset)
     return out
 
 
@@ -296,8 +289,8 @@ def cached_onnx(name: str, opset: int = DEFAULT_OPSET) -> Path:
 class OnnxClassifier:
     """Face crops -> probabilities with onnxruntime (CPU). Same interface as vrfer.inference.TorchClassifier.
 
-    `model`: an .onnx file written by vrfer, a registry name or .safetensors file / run folder (exported
-    once to the cache, keyed by the weights' hash), or a model object (exported in memory).
+    `model`: an .onnx file written by vrfer, or a model object (exported in memory). vrfer.loader makes the
+    file for a model name (the shipped int8 graph, or the float32 export in the cache).
     `.cfg` is rebuilt from the ONNX metadata; preprocessing is vrfer.preprocess.prepare, as for PyTorch.
     """
 
@@ -310,21 +303,16 @@ class OnnxClassifier:
         from .threads import ort_options
         opts = ort_options(intra_op_threads)   # None -> vrfer.threads.DEFAULT_THREADS, no spinning
 
-        if isinstance(model, nn.Module):
+        if isinstance(model, nn.Module):     # exported in memory (a model object, e.g. untrained)
             source, where = _export_bytes(as_model(model), check_opset(opset)), f"model {model.cfg.name!r}"
         else:
-            name = str(model)
-            if name.endswith(".onnx"):
-                path = Path(name)
-                if not path.is_file():
-                    raise VrferError(f"{path}: ONNX file not found")
-            elif weights_file(name) is None:  # an architecture with fresh weights: nothing worth caching
-                source, where = _export_bytes(as_model(name), check_opset(opset)), f"model {name!r}"
-                path = None
-            else:
-                path = cached_onnx(name, opset)
-            if path is not None:
-                source, where = str(path), str(path)
+            path = Path(model)
+            if path.suffix != ".onnx":
+                raise VrferError(f"{path}: OnnxClassifier runs an .onnx file or a model object; for a model name "
+                                 "use vrfer.loader.load_classifier(name, 'onnx')")
+            if not path.is_file():
+                raise VrferError(f"{path}: ONNX file not found")
+            source, where = str(path), str(path)
         try:
             self.session = ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageTooLargeError, NoFaceError, VrferError
-from .faces import (CROP_BOTTOM, CROP_RULE, CROP_SIDE_PER_WIDTH, DETECTOR_NAME, FER_SIZE, KP_CENTRE, KP_MAX_ROLL,
-                    KP_SIDE_PER_WIDTH, Face, align_crop, check_box)
+from .faces import DETECTOR_NAME, FER_SIZE, Face, align_crop, check_box
+from .loader import resolve
 from .pretrained import DEFAULT_MODEL
 
 MAX_PIXELS = 64_000_000          # larger images are refused (JPEGs are decoded at a reduced scale)
@@ -264,13 +264,13 @@ def find_faces(image: np.ndarray, face, detector=None, tracker=None) -> list[Fac
     return list(detector.detect(image))
 
 
-def crop_faces(image: np.ndarray, faces: list[Face], face, rule: str | None = None) -> np.ndarray:
+def crop_faces(image: np.ndarray, faces: list[Face], face, crop=None) -> np.ndarray:
     """uint8 (N, 48, 48) grayscale squares of the faces, framed as FER+ faces when detected (the model
-    takes the lower half itself: hand it the full square). rule: vrfer.faces.face_square's crop rule for
-    detected faces (None: vrfer.faces.CROP_RULE)."""
+    takes the lower half itself: hand it the full square). crop: how a detected face's square is placed
+    (vrfer.faces.CropGeometry, a rule name, or None: the defaults; the pipeline passes its model's)."""
     if not faces:
         return np.zeros((0, FER_SIZE, FER_SIZE), np.uint8)
-    return np.stack([align_crop(image, f.box, FER_SIZE, square=face == "detect", landmarks=f.landmarks, rule=rule)
+    return np.stack([align_crop(image, f.box, FER_SIZE, square=face == "detect", landmarks=f.landmarks, crop=crop)
                      for f in faces])
 
 
@@ -439,43 +439,12 @@ def adjust_probs(scores, cfg, prior=None, tau: float | None = None, classes=None
 
 # ------------------------------------------------------------------------------------ 4. classify
 
-def load_classifier(model, backend: str = "auto", tta_flip: bool = False, threads: int | None = None):
-    """A trained model (name, .safetensors, run folder; .onnx or an object too) -> an object with `.cfg`
-    and `.predict_proba(crops)`. backend "auto": an .onnx file with onnxruntime; a bundled model's shipped
-    int8 ONNX graph when it was made from the installed weights (vrfer.quantize: the fast path, same
-    accuracy); else PyTorch float32;
-    "torch": PyTorch float32; "onnx": onnxruntime (the model's float32 export, or the .onnx file given)."""
-    if backend not in ("auto", "torch", "onnx"):
-        raise VrferError(f"unknown backend {backend!r}; expected auto, torch or onnx")
-    is_onnx = isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx")
-    if backend == "auto" and is_onnx:
-        backend = "onnx"                # an exported file runs as it is
-    elif backend == "auto":
-        from .quantize import bundled_int8
-        int8 = bundled_int8(model)
-        backend, model = ("onnx", str(int8)) if int8 is not None else ("torch", model)
-    if is_onnx and backend == "torch":
-        raise VrferError(f"{model}: an ONNX file runs with --backend onnx (or auto), not torch")
-    if isinstance(model, (str, os.PathLike)) and not str(model).endswith(".onnx"):
-        from .models.registry import resolve_trained
-        model = str(model)
-        resolve_trained(model)          # a clear error for an untrained architecture or a missing file
-    if backend == "onnx":
-        try:
-            from .onnx_backend import OnnxClassifier
-        except ImportError as e:
-            raise VrferError(f"the onnx backend is not available ({e}); use --backend torch") from None
-        return OnnxClassifier(model, intra_op_threads=threads, tta_flip=tta_flip)
-    from .inference import TorchClassifier
-    return TorchClassifier(model, tta_flip=tta_flip)
-
-
 class Pipeline:
     """One model, one face setting, one post-processing: images -> faces with probabilities.
 
-    model: bundled model name, .safetensors file or run folder (or a loaded model / .onnx file).
-    face: "detect", "none" or a box (x, y, w, h) / "x,y,w,h". backend: "auto", "torch" or "onnx"
-    (load_classifier). threads: vrfer.threads (None -> 1, 0 -> one per core).
+    model: bundled model name, .safetensors file, run folder, .onnx file, a loaded model, or a
+    vrfer.loader.ModelSource (what `resolve` made of one). face: "detect", "none" or a box (x, y, w, h) /
+    "x,y,w,h". backend: "auto", "torch" or "onnx" (vrfer.loader). threads: vrfer.threads (None -> 1, 0 -> one per core).
     prior, prior_tau, classes: see PostProcess (default: the model's own setting, cfg.extra["default_post"]).
     """
 
@@ -485,12 +454,14 @@ class Pipeline:
         self.face = parse_face(face)
         self.threads = threads
         self.backend = backend
-        self._model_spec, self._tta_flip = model, tta_flip
+        self.source = resolve(model, backend)   # the one reading of the model spec (vrfer.loader)
+        self._tta_flip = tta_flip
         self._torch = None
-        self.classifier = load_classifier(model, backend, tta_flip, threads)
+        self.classifier = self.source.classifier(threads, tta_flip)
         self.cfg = self.classifier.cfg
         self.classes = tuple(self.cfg.classes)
         self.post = PostProcess(self.cfg, prior, prior_tau, classes)
+        self.crop = self.cfg.crop_geometry    # how a detected face's square is placed: the model's own
         self.profile = None
         if profile is not None:
             self.set_profile(profile)
@@ -516,11 +487,7 @@ class Pipeline:
         return find_faces(image, self.face, self.detector if self.face == "detect" else None, tracker)
 
     def crops(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
-        return crop_faces(image, faces, self.face)
-
-    def _is_onnx_file(self) -> bool:
-        m = self._model_spec
-        return isinstance(m, (str, os.PathLike)) and str(m).endswith(".onnx")
+        return crop_faces(image, faces, self.face, self.crop)
 
     def _calibrating_classifier(self):
         """The classifier a profile is applied through: the one answering when it gives the representation
@@ -531,11 +498,11 @@ class Pipeline:
             raise VrferError("calibration does not take flip averaging")
         if getattr(self.classifier, "has_representation", False):
             return self.classifier
-        if self.backend != "auto" or self._is_onnx_file():
-            where = self._model_spec if self._is_onnx_file() else "the model's ONNX export"
+        if self.backend != "auto" or self.source.is_onnx_file:
+            where = self.source.spec if self.source.is_onnx_file else "the model's ONNX export"
             raise VrferError(f"{where}: has no `representation` output (exported by an older vrfer): export it "
                              "again to calibrate with it, or use --backend torch")
-        self.classifier = load_classifier(self._model_spec, "torch", False, self.threads)
+        self.classifier = self.source.as_torch().classifier(self.threads)
         return self.classifier
 
     def torch_model(self):
@@ -544,10 +511,7 @@ class Pipeline:
         if hasattr(self.classifier, "model"):
             return self.classifier.model
         if self._torch is None:
-            if self._is_onnx_file():
-                raise VrferError(f"{self._model_spec}: an ONNX file holds no PyTorch model; calibrate with the "
-                                 "model's name or .safetensors file")
-            self._torch = load_classifier(self._model_spec, "torch", False, self.threads).model
+            self._torch = self.source.torch_model().eval()
         return self._torch
 
     def model_sha256(self) -> str:
@@ -558,9 +522,9 @@ class Pipeline:
             from .calibration import model_fingerprint
             from .onnx_backend import MODEL_SHA256_KEY
             recorded = getattr(self.classifier, "model_sha256", None)
-            if self._is_onnx_file():
+            if self.source.is_onnx_file:
                 if not recorded:
-                    raise VrferError(f"{self._model_spec}: records no model fingerprint ({MODEL_SHA256_KEY}; "
+                    raise VrferError(f"{self.source.spec}: records no model fingerprint ({MODEL_SHA256_KEY}; "
                                      "exported by an older vrfer): export it again to use a profile with it")
                 self._fingerprint = recorded
             else:
@@ -627,6 +591,7 @@ def preprocessing_spec(cfg, post: PostProcess | None = None) -> dict:
     exported ONNX file carries (metadata "vrfer_preprocessing") and examples/onnx_client.py follows."""
     from .occlusion import visible_rows
     post = post or PostProcess(cfg)
+    geo = cfg.crop_geometry
     s = cfg.image_size
     top = visible_rows(s, cfg.occlusion)
     c, h, w = cfg.input_shape
@@ -664,24 +629,24 @@ def preprocessing_spec(cfg, post: PostProcess | None = None) -> dict:
         },
         "square": {
             "none_or_box": {"side": "max(w, h)", "left": "x + w/2 - side/2", "top": "y + h/2 - side/2"},
-            "detect": {"rule": CROP_RULE,
-                       "side_per_width": CROP_SIDE_PER_WIDTH, "bottom": CROP_BOTTOM,
-                       "side": f"{CROP_SIDE_PER_WIDTH} * w", "left": "x + w/2 - side/2",
-                       "top": f"y + h + ({CROP_BOTTOM}) * h - side",
+            "detect": {"rule": geo.rule,
+                       "side_per_width": geo.side_per_width, "bottom": geo.bottom,
+                       "side": f"{geo.side_per_width} * w", "left": "x + w/2 - side/2",
+                       "top": f"y + h + ({geo.bottom}) * h - side",
                        "rule_note": "rule 'box': the square above from the box; rule 'keypoints': the square "
                                     "in 'keypoints' from the nose (nx, ny), where the landmarks allow it, else "
                                     "the square above",
                        "keypoints": {
-                           "side_per_width": KP_SIDE_PER_WIDTH, "centre": list(KP_CENTRE),
-                           "side": f"{KP_SIDE_PER_WIDTH} * w",
+                           "side_per_width": geo.kp_side_per_width, "centre": list(geo.kp_centre),
+                           "side": f"{geo.kp_side_per_width} * w",
                            "roll": "r = atan2 of the mouth corners' line (right minus left); where the corners "
                                    "coincide, atan2(-(mx - nx), my - ny) of the nose-to-mouth line",
-                           "left": f"nx + cos(r) * {KP_CENTRE[0]} * side - sin(r) * ({KP_CENTRE[1]}) * side "
+                           "left": f"nx + cos(r) * {geo.kp_centre[0]} * side - sin(r) * ({geo.kp_centre[1]}) * side "
                                    "- side/2",
-                           "top": f"ny + sin(r) * {KP_CENTRE[0]} * side + cos(r) * ({KP_CENTRE[1]}) * side "
+                           "top": f"ny + sin(r) * {geo.kp_centre[0]} * side + cos(r) * ({geo.kp_centre[1]}) * side "
                                   "- side/2",
                            "fallback": f"the box's square when a landmark is missing or not finite, the nose "
-                                       f"lies outside the box, or |r| > {KP_MAX_ROLL:g} degrees"}},
+                                       f"lies outside the box, or |r| > {geo.kp_max_roll:g} degrees"}},
             "rounding": "left, top and side to the nearest integer, halves to even; side at least 1",
         },
         "crop": {"size": FER_SIZE, "pad": "replicate",

@@ -137,17 +137,18 @@ def matches_weights(path, weights_file) -> bool:
         info["float_weights_fingerprint"] == weights_fingerprint(weights_file)
 
 
-def bundled_int8(model) -> Path | None:
-    """The int8 graph shipped for a bundled model (vrfer/pretrained/NAME-int8.onnx), when it was made from
-    the very weights installed; None otherwise (no such file, not a bundled name, or stale weights)."""
+def bundled_int8(name: str, weights=None) -> Path | None:
+    """The int8 graph shipped for the bundled model `name` (vrfer/pretrained/NAME-int8.onnx) when it was made from
+    the very weights file `weights` (the one vrfer.loader resolved for it; None: the bundled file); None otherwise
+    (no such file, not a bundled name, or stale weights)."""
     from importlib import resources
 
-    from .models.registry import pretrained_path, bundled_models, get_config
-    if not isinstance(model, str) or model not in bundled_models():
+    from .models.registry import bundled_models, pretrained_path
+    if name not in bundled_models():
         return None
-    path = Path(str(resources.files("vrfer.pretrained").joinpath(f"{model}-int8.onnx")))
-    weights = pretrained_path(get_config(model).weights)
-    if not path.is_file() or not weights.is_file() or not matches_weights(path, weights):
+    weights = weights if weights is not None else pretrained_path(bundled_models()[name].weights)
+    path = Path(str(resources.files("vrfer.pretrained").joinpath(f"{name}-int8.onnx")))
+    if not path.is_file() or not Path(weights).is_file() or not matches_weights(path, weights):
         return None
     return path
 

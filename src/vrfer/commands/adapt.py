@@ -41,18 +41,19 @@ def run(a) -> int:
 
     from ..adapt import adapt_folder
     from ..errors import VrferError
-    from ..models.registry import require_trained, save_model
+    from ..loader import resolve
+    from ..models.registry import save_model
     from ..outputs import output_file
     from ..threads import use_torch_threads
     if a.folder is None and not a.unlabelled:
         raise VrferError("give a labelled FOLDER of the setup, --unlabelled PATH, or both")
     if not a.out.endswith(".safetensors"):
         raise VrferError(f"--out {a.out}: the adapted model is a .safetensors file")
-    require_trained(a.model)
+    base = resolve(a.model, "torch", untrained=False).torch_model()
     out = output_file(a.out)
     use_torch_threads(a.threads)
     log = (lambda line: print(line, file=sys.stderr)) if a.json else print
-    model, report = adapt_folder(a.model, a.folder, a.unlabelled, a.face, name=a.name or Path(a.out).stem,
+    model, report = adapt_folder(base, a.folder, a.unlabelled, a.face, name=a.name or Path(a.out).stem,
                                  estimate=not a.no_estimate, skip_bad=a.skip_bad, threads=a.threads, log=log)
     save_model(model, out)
     report["out"] = str(out)

@@ -59,15 +59,12 @@ def add_parser(sub):
 def run(a) -> int:
     from ..errors import VrferError
     from ..evaluate import confusion_png, evaluate, evaluate_folder
-    from ..models import create_model
-    from ..models.registry import require_trained
+    from ..loader import resolve
     from ..outputs import output_dir
     from ..pipeline import PostProcess
-    if not a.allow_untrained:
-        require_trained(a.model)
     from ..threads import use_torch_threads
     use_torch_threads(a.threads)
-    model = create_model(a.model)
+    model = resolve(a.model, "torch", untrained=a.allow_untrained).torch_model()
     post = PostProcess(model.cfg, a.prior, a.prior_tau, a.classes)
     explicit_post = None if a.prior is None and a.prior_tau is None and a.classes is None else post
     if a.occlusion == "headset" and a.dataset != "folder":

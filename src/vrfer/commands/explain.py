@@ -47,18 +47,15 @@ def add_parser(sub) -> None:
 def run(a) -> int:
     from ..explain import explain_image
     from .predict import _err as item_error
-    from ..models import as_model
-    from ..models.registry import require_trained
+    from ..loader import resolve
     from ..outputs import output_dir
     from ..pipeline import Pipeline, parse_face
 
     face = parse_face(a.face)
-    if not a.allow_untrained:
-        require_trained(a.model)
-    model = as_model(a.model)
-    if a.target is not None and a.target not in model.cfg.classes:
-        raise VrferError(f"unknown class {a.target!r}; classes: {', '.join(model.cfg.classes)}")
-    pipeline = Pipeline(model, face, "torch", prior=a.prior, prior_tau=a.prior_tau, classes=a.classes)
+    source = resolve(a.model, "torch", untrained=a.allow_untrained)
+    if a.target is not None and a.target not in source.cfg.classes:
+        raise VrferError(f"unknown class {a.target!r}; classes: {', '.join(source.cfg.classes)}")
+    pipeline = Pipeline(source, face, "torch", prior=a.prior, prior_tau=a.prior_tau, classes=a.classes)
     existed = Path(a.out).exists()
     out = output_dir(a.out)
 

@@ -415,7 +415,8 @@ def _run_int8(a, model, out: Path, opset: int, post=None) -> int:
 
     from ..datasets.ferplus import load_ferplus
     from ..inference import TorchClassifier
-    from ..onnx_backend import OnnxClassifier, weights_file, export_onnx
+    from ..models.registry import resolve_model
+    from ..onnx_backend import OnnxClassifier, export_onnx
     from ..quantize import (CALIBRATION_FACES, CALIBRATION_SEED, calibration_faces, parse_calibrate, quantize_int8,
                             weights_fingerprint)
 
@@ -423,7 +424,7 @@ def _run_int8(a, model, out: Path, opset: int, post=None) -> int:
         raise VrferError("--quantize int8 needs --calibrate ferplus=DIR (FER+ train faces set the int8 ranges)")
     root = parse_calibrate(a.calibrate)
     n = CALIBRATION_FACES if a.calibration_faces is None else a.calibration_faces
-    weights = weights_file(a.model)
+    weights = resolve_model(a.model).weights
     fingerprint = weights_fingerprint(weights) if weights is not None and weights.is_file() else None
     faces = calibration_faces(root, n)
     with tempfile.TemporaryDirectory() as d:

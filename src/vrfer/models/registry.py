@@ -18,6 +18,7 @@ from torch import nn
 
 from ..classes import CLASSES
 from ..errors import VrferError
+from ..faces import CropGeometry
 from ..occlusion import visible_rows
 from ..outputs import public_mode
 from ..pretrained import DEFAULT_MODEL
@@ -39,6 +40,12 @@ class ModelConfig:
     arch_kwargs: dict = field(default_factory=dict)
     classes: tuple = CLASSES
     extra: dict = field(default_factory=dict)  # results, recipe, ... carried with bundled weights
+    crop: dict = field(default_factory=dict)   # how a detected face's square is placed (vrfer.faces.CropGeometry);
+                                               # keys left out take CropGeometry's defaults
+
+    @property
+    def crop_geometry(self) -> CropGeometry:
+        return CropGeometry.of(self.crop)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

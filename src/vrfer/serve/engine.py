@@ -11,18 +11,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
-import hashlib
 import io
 import logging
 import queue
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import ImageTooLargeError, VrferError
-from ..models.registry import resolve_model
 from ..occlusion import apply_input_mode
 from ..pipeline import Pipeline, load_image
 from .protocol import ProtocolError
@@ -79,7 +76,6 @@ class Predictor:
     subset (vrfer.pipeline.PostProcess) and smoothing."""
 
     def __init__(self, model: str, face="detect", backend: str = "auto", threads: int | None = None, profile=None):
-        self.model_arg = str(model)
         # a profile (vrfer.calibration) calibrates the model's probabilities for every connection
         self.pipeline = Pipeline(model, face, backend, threads, profile=profile)
         self.face = self.pipeline.face
@@ -141,17 +137,12 @@ class Predictor:
     def info(self) -> dict:
         cfg = self.cfg
         import vrfer
-        version = None
-        p = Path(self.model_arg)
-        weights = p if p.is_file() else resolve_model(self.model_arg).weights
-        if weights is not None and weights.is_file():
-            version = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:12]
         return {
             "name": cfg.name, "arch": cfg.arch, "classes": list(cfg.classes),
             "input": {"shape": list(cfg.input_shape), "image_size": cfg.image_size, "channels": cfg.in_chans,
                       "input_mode": cfg.input_mode, "occlusion": cfg.occlusion,
                       "mean": list(cfg.mean), "std": list(cfg.std)},
-            "version": version or "untrained", "vrfer_version": vrfer.__version__,
+            "version": self.pipeline.source.version, "vrfer_version": vrfer.__version__,
             "trained_on": cfg.trained_on, "description": cfg.description,
             "face": self.face if isinstance(self.face, str) else list(self.face), "backend": self.backend,
             "train_prior": (cfg.extra or {}).get("train_prior"),

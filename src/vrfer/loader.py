@@ -1,0 +1,129 @@
+"""From what a user names as the model to everything needed to run it, decided once per start.
+
+A model spec is a bundled model's name, a .safetensors file, a training run folder, an exported .onnx file, or
+(from the API) a model object. `resolve` reads it once into a ModelSource: the config (input size, channels,
+mean/std, input mode, crop geometry), the weights file, the ONNX graph onnxruntime runs (the shipped int8 graph,
+the .onnx file given, or the float32 export in the cache), which backend answers, and the model's version hash.
+The classifiers, the pipeline, the server and the commands take a ModelSource, not a name:
+
+    >>> from vrfer.loader import resolve
+    >>> src = resolve("vrfer-lower")                 # backend "auto": the shipped int8 graph where it fits
+    >>> src.backend, src.graph, src.version
+    >>> clf = src.classifier(threads=1)              # .cfg, .predict_proba(crops)
+
+Backends: "auto" (an .onnx file runs as it is; a bundled model runs its shipped int8 graph when that was made
+from the installed weights, vrfer.quantize.bundled_int8; else PyTorch float32), "torch" (PyTorch float32),
+"onnx" (onnxruntime: the .onnx file given, or the model's float32 export, made once into the cache).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+from .errors import VrferError
+
+BACKENDS = ("auto", "torch", "onnx")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Everything needed to run one model (see the module docstring); made by `resolve`."""
+    spec: str                     # what the user named (for messages)
+    cfg: object                   # vrfer.models.ModelConfig
+    backend: str                  # "torch" or "onnx": what answers
+    weights: Path | None = None   # the .safetensors file (None: an .onnx file, or a model object)
+    graph: Path | None = None     # the ONNX file onnxruntime runs (backend "onnx"; None: a model object's export)
+    module: object = field(default=None, compare=False, repr=False)   # a model object given by the caller
+
+    @property
+    def is_onnx_file(self) -> bool:
+        """The model is an exported .onnx file: no PyTorch weights behind it."""
+        return self.weights is None and self.module is None
+
+    @cached_property
+    def sha256(self) -> str | None:
+        """sha256 of the file the model comes from (the weights, or the .onnx file given); None for an object."""
+        from .onnx_backend import file_sha256
+        f = self.weights or (self.graph if self.is_onnx_file else None)
+        return file_sha256(f) if f is not None else None
+
+    @property
+    def version(self) -> str:
+        """The first 12 hex digits of sha256 ("untrained" for a model object without a file)."""
+        return self.sha256[:12] if self.sha256 else "untrained"
+
+    def torch_model(self):
+        """The PyTorch model of these weights (loaded anew each call; a model object as it is)."""
+        if self.module is not None:
+            return self.module
+        if self.is_onnx_file:
+            raise VrferError(f"{self.spec}: an ONNX file holds no PyTorch model; calibrate with the model's name or "
+                             ".safetensors file")
+        from .models.registry import load_checkpoint
+        return load_checkpoint(self.weights)
+
+    def as_torch(self) -> "ModelSource":
+        """The same weights run by PyTorch float32 (what a calibration falls back to beside an older graph)."""
+        if self.is_onnx_file:
+            raise VrferError(f"{self.spec}: an ONNX file runs with --backend onnx (or auto), not torch")
+        return replace(self, backend="torch", graph=None)
+
+    def classifier(self, threads: int | None = None, tta_flip: bool = False):
+        """The classifier of this source: .cfg, .predict_proba(crops), .logits_and_features(crops)."""
+        if self.backend == "onnx":
+            from .onnx_backend import OnnxClassifier
+            return OnnxClassifier(self.module if self.graph is None else self.graph, intra_op_threads=threads,
+                                  tta_flip=tta_flip)
+        from .inference import TorchClassifier
+        return TorchClassifier(self.torch_model(), tta_flip=tta_flip)
+
+
+def resolve(model, backend: str = "auto", untrained: bool | None = None) -> ModelSource:
+    """A model spec (name, .safetensors file, run folder, .onnx file, or a model object with .cfg) and a backend
+    -> ModelSource. VrferError with one sentence for an unknown name, a missing file, an architecture without
+    trained weights, or a backend the model cannot run on. untrained: None (the API): architectures refused;
+    False (a command with --allow-untrained): refused, naming --model and that option; True: an architecture
+    is taken with fresh weights. A ModelSource is returned as it is."""
+    if isinstance(model, ModelSource):
+        return model
+    if backend not in BACKENDS:
+        raise VrferError(f"unknown backend {backend!r}; expected {', '.join(BACKENDS)}")
+    if not isinstance(model, (str, os.PathLike)):
+        from .models.registry import as_model
+        module = as_model(model)                       # VrferError for an object without a vrfer config
+        return ModelSource(getattr(module.cfg, "name", "model"), module.cfg,
+                           "onnx" if backend == "onnx" else "torch", module=module)
+    spec = str(model)
+    if spec.endswith(".onnx"):
+        return _onnx_file(spec, backend)
+    from .models.registry import build, resolve_model, resolve_trained
+    if untrained and resolve_model(spec).weights is None:      # an architecture, as --allow-untrained asks
+        module = build(resolve_model(spec).cfg)
+        return ModelSource(spec, module.cfg, "onnx" if backend == "onnx" else "torch", module=module)
+    cfg, weights = resolve_trained(spec, "--model" if untrained is not None else "", allow_hint=untrained is not None)
+    if backend == "auto":
+        from .quantize import bundled_int8
+        int8 = bundled_int8(spec, weights)
+        return ModelSource(spec, cfg, "onnx" if int8 else "torch", weights, int8)
+    if backend == "onnx":
+        from .onnx_backend import cached_onnx
+        return ModelSource(spec, cfg, "onnx", weights, cached_onnx(weights))
+    return ModelSource(spec, cfg, "torch", weights)
+
+
+def _onnx_file(spec: str, backend: str) -> ModelSource:
+    if backend == "torch":
+        raise VrferError(f"{spec}: an ONNX file runs with --backend onnx (or auto), not torch")
+    path = Path(spec)
+    if not path.is_file():
+        raise VrferError(f"{path}: ONNX file not found")
+    from .onnx_backend import config_from_metadata, read_metadata
+    return ModelSource(spec, config_from_metadata(read_metadata(path), spec), "onnx", None, path)
+
+
+def load_classifier(model, backend: str = "auto", tta_flip: bool = False, threads: int | None = None):
+    """resolve(model, backend).classifier(threads, tta_flip): the classifier of a model spec in one call."""
+    return resolve(model, backend).classifier(threads, tta_flip)
