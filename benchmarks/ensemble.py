@@ -1,6 +1,6 @@
 """Averaging the probabilities of several models (lower-half or full-face alike: each sees its own input) on
 FER+ valid and test and CK+48 (`--face none`), plain and with the prior shift of the first model
-(vrfer.pipeline.PostProcess, `--prior uniform`, tau 0.25, 0.5), each model alone and all together.
+(vrfer.postprocess.PostProcess, `--prior uniform`, tau 0.25, 0.5), each model alone and all together.
 
     python benchmarks/ensemble.py MODEL MODEL [...] [--root ../shared/data/ferplus] [--ck ../shared/data/ckplus48]
 """
@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     from vrfer.evaluate import metrics, predict_folder
     from vrfer.inference import predict_proba
     from vrfer.models import as_model
-    from vrfer.pipeline import PostProcess
+    from vrfer.postprocess import PostProcess
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+")

@@ -16,9 +16,10 @@ First run ~10 min on one core (crops, 15+10 AdaBN folds with and without flip), 
 import argparse, os, sys, numpy as np, torch, torch.nn.functional as F
 torch.set_num_threads(1)   # measurements: one thread, pinned with taskset
 from vrfer.models.registry import as_model
-from vrfer.adapt import adabn, fit_head
+from vrfer.adapt import adabn
+from vrfer.representation import fit_head
 from vrfer.representation import logits_and_features, head
-from vrfer.pipeline import PostProcess
+from vrfer.postprocess import PostProcess
 from vrfer.evaluate import _scores
 
 MODEL = as_model("vrfer-lower")

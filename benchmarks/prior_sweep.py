@@ -1,7 +1,7 @@
 """Accuracy against mean per-class recall as the inference-time prior correction changes.
 
 For each model and each tau, the answer is predict's with `--prior uniform --prior-tau TAU`
-(vrfer.pipeline.PostProcess: logit - tau * log train_prior; tau 0 is the plain model, tau 1 answers as if
+(vrfer.postprocess.PostProcess: logit - tau * log train_prior; tau 0 is the plain model, tau 1 answers as if
 every class were equally frequent). Prints one markdown
 table: FER+ valid (where the default is chosen), FER+ test, and CK+48 (measured only, never used to
 choose). The training prior is the one stored with the model (cfg.extra["train_prior"]).
@@ -20,7 +20,7 @@ from vrfer.evaluate import metrics, predict_folder
 from vrfer.inference import predict_proba
 from vrfer.models import create_model
 from vrfer.occlusion import occlude_upper
-from vrfer.pipeline import PostProcess
+from vrfer.postprocess import PostProcess
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vrfer.adapt import adabn, adapt_arrays, fit_head
+from vrfer.adapt import adabn, adapt_arrays
+from vrfer.representation import fit_head
 from vrfer.calibration import Profile, enrol, model_fingerprint
 from vrfer.cli import main
 from vrfer.errors import VrferError

@@ -95,7 +95,7 @@ def test_crop_faces_cuts_the_square_of_the_rule_asked_for():
 def test_the_spec_reports_the_keypoint_geometry():
     from vrfer.faces import CROP_RULE
     from vrfer.models import create_model
-    from vrfer.pipeline import preprocessing_spec
+    from vrfer.pipeline_spec import preprocessing_spec
     det = preprocessing_spec(create_model("vrfer-cnn-small", input_mode="visible-half").cfg)["square"]["detect"]
     assert det["rule"] == CROP_RULE
     assert det["keypoints"]["side_per_width"] == KP_SIDE_PER_WIDTH and det["keypoints"]["centre"] == list(KP_CENTRE)

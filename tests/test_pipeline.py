@@ -13,8 +13,9 @@ from PIL import Image
 from vrfer.classes import CLASSES
 from vrfer.errors import ImageTooLargeError, NoFaceError, VrferError
 from vrfer.models import create_model, resolve_model, save_model
-from vrfer.pipeline import (GRAY_SHIFT, GRAY_WEIGHTS_RGB, Pipeline, PostProcess, adjust_probs, crop_faces, find_faces,
-                            load_image, parse_face, preprocessing_spec)
+from vrfer.pipeline import Pipeline, crop_faces, find_faces, load_image, parse_face
+from vrfer.pipeline_spec import GRAY_SHIFT, GRAY_WEIGHTS_RGB, preprocessing_spec
+from vrfer.postprocess import PostProcess, adjust_probs
 from vrfer.smoothing import Smoother
 
 FER_PRIOR = [0.349, 0.291, 0.125, 0.121, 0.084, 0.005, 0.021, 0.005]    # FER+ train, majority labels

@@ -27,7 +27,7 @@ from torch import nn
 
 from .errors import VrferError
 from .preprocess import prepare
-from .representation import head, logits_and_features
+from .representation import fit_head, head, logits_and_features
 
 HEAD_L2 = 1e-2          # lam of the L2-SP penalty, chosen leave-one-person-out on taiwanese-dev and JAFFE
 MIN_PEOPLE_LOO = 2      # a leave-one-person-out estimate needs someone left to fit on
@@ -55,40 +55,6 @@ def adabn(model: nn.Module, crops: np.ndarray, batch_size: int = 128) -> nn.Modu
     for bn in bns:
         bn.momentum = 0.1
     return m.eval()
-
-
-def fit_head(features: np.ndarray, labels: np.ndarray, weight: np.ndarray, bias: np.ndarray,
-             lam: float = HEAD_L2, rows=None, iters: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """Logistic regression on `features` (N, D) with integer `labels`, started at and pulled towards the
-    layer (weight (C, D), bias (C,)): minimises mean cross-entropy + lam * ||W - weight||^2. The problem is
-    convex; scipy's L-BFGS-B with the exact gradient solves it in milliseconds, deterministically. rows: the
-    classes whose row may change (default all); the others keep the given row exactly. Returns the new
-    (weight, bias) as float32."""
-    from scipy.optimize import minimize
-    X = np.asarray(features, np.float64)
-    y = np.asarray(labels, np.int64)
-    W0, b0 = np.asarray(weight, np.float64), np.asarray(bias, np.float64)
-    free = np.arange(len(b0)) if rows is None else np.asarray(sorted(rows), np.int64)
-    k, d = len(free), X.shape[1]
-    z0 = X @ W0.T + b0                      # the given layer's logits: only the free rows move from them
-    target = np.eye(len(b0))[y][:, free]
-
-    def loss_and_grad(theta):
-        dW, db = theta[:k * d].reshape(k, d), theta[k * d:]
-        z = z0.copy()
-        z[:, free] += X @ dW.T + db
-        z -= z.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        loss = -logp[np.arange(len(y)), y].mean() + lam * (dW ** 2).sum()
-        g = (np.exp(logp[:, free]) - target) / len(X)          # d loss / d logits of the free rows
-        return loss, np.concatenate([(g.T @ X + 2 * lam * dW).ravel(), g.sum(axis=0)])
-
-    res = minimize(loss_and_grad, np.zeros(k * d + k), jac=True, method="L-BFGS-B",
-                   options={"maxiter": iters})
-    W, b = W0.copy(), b0.copy()
-    W[free] += res.x[:k * d].reshape(k, d)
-    b[free] += res.x[k * d:]
-    return W.astype(np.float32), b.astype(np.float32)
 
 
 def _check_labelled(labels: np.ndarray, subjects: np.ndarray | None) -> None:
@@ -211,7 +177,7 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
 
     from .evaluate import _people, _scores, folder_faces
     from .models.registry import as_model
-    from .pipeline import PostProcess
+    from .postprocess import PostProcess
     from .recognizer import Recognizer
     say = log or (lambda _line: None)
     base = as_model(model)

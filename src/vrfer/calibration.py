@@ -2,7 +2,7 @@
 
 The wearer makes each expression for a moment (K = 1 face to a few hundred video frames per expression,
 any subset of the classes). The profile is the model's last layer refitted on those faces, pulled towards
-the running model's own layer (vrfer.adapt.fit_head, L2-SP, lam PROFILE_L2), with only the rows of the
+the running model's own layer (vrfer.representation.fit_head, L2-SP, lam PROFILE_L2), with only the rows of the
 enrolled classes free: a class the person did not show keeps the model's answer exactly. Chosen by
 measurement against prototypes (nearest class mean, blended or not with the model's answer) on
 taiwanese-dev across sessions (docs/RESULTS.md, "Adaptation and calibration").
@@ -35,6 +35,7 @@ import numpy as np
 from .errors import VrferError
 
 PROFILE_FORMAT = "vrfer-profile"
+MODEL_SHA256_KEY = "vrfer_model_sha256"   # where an exported ONNX file records model_fingerprint of its weights
 PROFILE_VERSION = 1
 PROFILE_L2 = 0.1        # lam of the pull towards the model's own layer (taiwanese-dev, across sessions)
 # what `Profile.apply` computes, in words: written into each profile and into exported ONNX files' metadata
@@ -83,7 +84,7 @@ class Profile:
 
     def probabilities(self, logits: np.ndarray, features: np.ndarray, all_classes) -> np.ndarray:
         """The calibrated answers (N, C), float64: softmax of `apply`."""
-        from .pipeline import softmax
+        from .postprocess import softmax
         return softmax(self.apply(logits, features, all_classes))
 
     def check_model(self, cfg, sha256: str) -> None:
@@ -103,7 +104,7 @@ class Profile:
             "model_sha256": self.model_sha256,  # sha256 of the model's weights (vrfer.calibration.model_fingerprint)
             "person": self.person,             # free text, may be empty
             "created": self.created,
-            "method": "last-layer rows refitted with an L2 pull towards the model's own (vrfer.adapt.fit_head)",
+            "method": "last-layer rows refitted with an L2 pull towards the model's own (vrfer.representation.fit_head)",
             "lam": self.lam,
             "classes": list(self.classes),     # enrolled classes; the others keep the model's logits
             "counts": {c: int(self.counts[c]) for c in self.classes},
@@ -169,8 +170,7 @@ class Profile:
 def enrol(model, features: np.ndarray, labels, person: str = "", lam: float = PROFILE_L2) -> Profile:
     """A profile from the representations (N, D) of a person's faces and their labels (class indices or
     names). Every class with at least one face is enrolled; the others keep the model's answer."""
-    from .adapt import fit_head
-    from .representation import head
+    from .representation import fit_head, head
     cfg = model.cfg
     labels = np.asarray([cfg.classes.index(v) if isinstance(v, str) else int(v) for v in labels], np.int64)
     if len(labels) == 0:

@@ -46,7 +46,7 @@ def metrics(labels: np.ndarray, pred: np.ndarray) -> dict:
 
 
 def _post(post, probs: np.ndarray) -> np.ndarray:
-    """The answers predict would give: vrfer.pipeline.PostProcess (prior, class subset)."""
+    """The answers predict would give: vrfer.postprocess.PostProcess (prior, class subset)."""
     return probs if post.identity else post.apply(probs)
 
 
@@ -59,9 +59,9 @@ def _post_info(post) -> dict:
 
 def evaluate(model, data: FaceSet, occlusion: str = "none", tta_flip: bool = False, post=None) -> dict:
     """Test `model` on `data`; occlusion 'upper-half' blacks out the top half of every face first.
-    post: a vrfer.pipeline.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
+    post: a vrfer.postprocess.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
     None: the model's own default, as predict's (PostProcess(model.cfg))."""
-    from .pipeline import PostProcess
+    from .postprocess import PostProcess
     if occlusion not in OCCLUSIONS:
         raise ValueError(f"occlusion must be one of {OCCLUSIONS}")
     post = PostProcess(model.cfg) if post is None else post
@@ -149,10 +149,10 @@ def predict_folder(model, root, face: str = "none", occlusion: str = "none", ski
 def evaluate_folder(model, root, face: str = "none", occlusion: str = "none", skip_bad: bool = False,
                     threads: int | None = None, progress: bool = True, post=None) -> dict:
     """Test `model` on a labelled folder (see predict_folder); a face not found counts as wrong.
-    post: a vrfer.pipeline.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
+    post: a vrfer.postprocess.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
     None: the model's own default, as predict's."""
     from .models.registry import as_model
-    from .pipeline import PostProcess
+    from .postprocess import PostProcess
     model = as_model(model)
     post = PostProcess(model.cfg) if post is None else post
     labels, probs, info = predict_folder(model, root, face, occlusion, skip_bad, threads, progress)
@@ -242,7 +242,7 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     from .calibration import enrol
     from .errors import VrferError
     from .models.registry import as_model
-    from .pipeline import PostProcess
+    from .postprocess import PostProcess
     from .representation import logits_and_features
     if adapt not in (None, "loo"):
         raise VrferError(f"--adapt {adapt!r}: expected loo")

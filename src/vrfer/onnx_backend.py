@@ -7,7 +7,7 @@ Everything needed to build that input from a face crop is written into the ONNX 
 (metadata_props):
 
     vrfer_config         the vrfer ModelConfig as JSON (what OnnxClassifier rebuilds `.cfg` from)
-    vrfer_preprocessing  JSON (vrfer.pipeline.preprocessing_spec, written from the code): how an image
+    vrfer_preprocessing  JSON (vrfer.pipeline_spec.preprocessing_spec, written from the code): how an image
                          becomes the input (loading, gray formula, face square, padding, resize, input
                          mode, mean/std) and what is done to the output (class prior, class subset);
                          examples/onnx_client.py follows it without vrfer
@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .calibration import MODEL_SHA256_KEY
 from .errors import VrferError, native_stderr_silenced
 from .models import as_model
 from .preprocess import prepare
@@ -51,7 +52,6 @@ MIN_OPSET = 9
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "probs")
 REPRESENTATION = "representation"   # third output, after OUTPUT_NAMES (their order is what clients rely on)
-MODEL_SHA256_KEY = "vrfer_model_sha256"
 _CACHE_FORMAT = "3"         # bump when the exported graph or its metadata changes
 
 
@@ -104,10 +104,10 @@ def check_opset(opset: int) -> int:
 # ----------------------------------------------------------------------------------------------- metadata
 
 def preprocessing_spec(cfg, post=None, rep_dim: int | None = None) -> dict:
-    """vrfer.pipeline.preprocessing_spec (image -> face crop -> input -> answer, as data) plus the graph's
+    """vrfer.pipeline_spec.preprocessing_spec (image -> face crop -> input -> answer, as data) plus the graph's
     input and output names, and (rep_dim: the graph has the representation output) how a calibration
     profile is applied: what the exported file carries as "vrfer_preprocessing"."""
-    from .pipeline import preprocessing_spec as pipeline_spec
+    from .pipeline_spec import preprocessing_spec as pipeline_spec
     spec = {**pipeline_spec(cfg, post), "input_name": INPUT_NAME, "output_names": output_names(rep_dim)}
     if rep_dim:
         from .calibration import PROFILE_FORMAT, PROFILE_FORMULA
@@ -220,7 +220,7 @@ def export_onnx(model, path, opset: int = DEFAULT_OPSET, post=None) -> Path:
     Dynamic batch axis; input `input` (N, C, H, W) float32, outputs `logits` and `probs` (N, 8) and
     `representation` (N, D).
     The preprocessing is in the file's metadata (see the module docstring), with the post-processing
-    `post` (vrfer.pipeline.PostProcess; default vrfer's: the plain model) that clients should apply.
+    `post` (vrfer.postprocess.PostProcess; default vrfer's: the plain model) that clients should apply.
     """
     opset = check_opset(opset)
     model = as_model(model)

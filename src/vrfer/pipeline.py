@@ -11,8 +11,9 @@ Python API (vrfer.recognizer.Recognizer) and the exported model card all follow.
 4. classify:  the crops -> the model's probabilities (torch or onnxruntime, vrfer.preprocess.prepare)
 5. adjust:    `PostProcess` / `adjust_probs`: an optional class prior and class subset
 
-`preprocessing_spec` writes steps 1-5 down as data (from the constants the code uses), for the ONNX
-file's metadata and examples/onnx_client.py, which repeats them without vrfer.
+Step 5 lives in vrfer.postprocess; vrfer.pipeline_spec.preprocessing_spec writes steps 1-5 down as data (from
+the constants the code uses), for the ONNX file's metadata and examples/onnx_client.py, which repeats them
+without vrfer.
 
     >>> from vrfer.pipeline import Pipeline, adjust_probs
     >>> pipe = Pipeline("vrfer-lower", face="none")          # or "detect", or (x, y, w, h)
@@ -23,8 +24,6 @@ file's metadata and examples/onnx_client.py, which repeats them without vrfer.
 from __future__ import annotations
 
 import io
-import json
-import math
 import os
 import warnings
 from pathlib import Path
@@ -32,17 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageTooLargeError, NoFaceError, VrferError
-from .faces import DETECTOR_NAME, FER_SIZE, Face, align_crop, check_box
+from .faces import FER_SIZE, Face, align_crop, check_box
 from .loader import resolve
+from .postprocess import PostProcess, adjust_probs, softmax  # noqa: F401  (adjust_probs: the pipeline's step 5)
 from .pretrained import DEFAULT_MODEL
 
 MAX_PIXELS = 64_000_000          # larger images are refused (JPEGs are decoded at a reduced scale)
 MIN_SIDE = 8                     # smaller images cannot hold a face
 MAX_BOX = 16384                  # largest coordinate of a fixed face box (--face x,y,w,h), in pixels
-# OpenCV's BGR -> gray for uint8 (cv2.cvtColor COLOR_BGR2GRAY, what vrfer.faces.to_gray calls), as integers:
-# gray = (R * 9798 + G * 19235 + B * 3735 + 2**14) >> 15 (tests/test_pipeline.py checks it is OpenCV's)
-GRAY_WEIGHTS_RGB = (9798, 19235, 3735)
-GRAY_SHIFT = 15
 
 
 # ------------------------------------------------------------------------------------------- 1. load
@@ -274,169 +270,6 @@ def crop_faces(image: np.ndarray, faces: list[Face], face, crop=None) -> np.ndar
                      for f in faces])
 
 
-# --------------------------------------------------------------------------------------- 5. adjust
-
-PRIOR_NAMES = ("train", "uniform")
-
-
-def train_prior(cfg) -> np.ndarray | None:
-    """The model's training class prior (cfg.extra["train_prior"], 8 values in class order), or None."""
-    p = (cfg.extra or {}).get("train_prior")
-    if p is None:
-        return None
-    p = np.asarray(p, np.float64).reshape(-1)
-    if len(p) != len(cfg.classes) or not np.all(np.isfinite(p)) or np.any(p <= 0):
-        raise VrferError(f"model {cfg.name!r}: train_prior must be {len(cfg.classes)} positive numbers")
-    return p / p.sum()
-
-
-def _prior_values(prior, classes) -> np.ndarray:
-    """A target prior given as a JSON file, a list of len(classes) numbers or a {class: value} dict."""
-    where = "prior"
-    if isinstance(prior, (str, os.PathLike)):
-        text = str(prior).strip()
-        if "," in text and not Path(text).exists():            # "0.3,0.2,..." (a query parameter)
-            prior = text.split(",")
-        else:
-            where = f"--prior {text}"
-            try:
-                prior = json.loads(Path(text).read_text())
-            except FileNotFoundError:
-                raise VrferError(f"{where}: expected train, uniform or a JSON file of "
-                                 f"{len(classes)} class frequencies (file not found)") from None
-            except (OSError, ValueError) as e:
-                raise VrferError(f"{where}: cannot read it as JSON ({e})") from None
-    if isinstance(prior, dict):
-        unknown = sorted(set(prior) - set(classes))
-        missing = [c for c in classes if c not in prior]
-        if unknown or missing:
-            raise VrferError(f"{where}: needs a value for each class ({', '.join(classes)}); "
-                             + (f"unknown {', '.join(map(str, unknown))}" if unknown else f"missing {', '.join(missing)}"))
-        prior = [prior[c] for c in classes]
-    try:
-        p = np.asarray([float(v) for v in prior], np.float64)
-    except (TypeError, ValueError):
-        raise VrferError(f"{where}: expected {len(classes)} numbers, one per class") from None
-    if len(p) != len(classes) or not np.all(np.isfinite(p)) or np.any(p <= 0):
-        raise VrferError(f"{where}: expected {len(classes)} positive numbers, one per class in the order "
-                         f"{', '.join(classes)} (to leave a class out, use --classes)")
-    return p / p.sum()
-
-
-def parse_classes(classes, all_classes) -> tuple[str, ...] | None:
-    """'a,b,c' or a list of class names -> a tuple in the model's class order; None: all classes. An empty
-    set is refused (an answer among no classes has no meaning; a shell's unset variable usually made it)."""
-    if classes is None:
-        return None
-    names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if str(c).strip()]
-    if not names:
-        raise VrferError(f"--classes {classes!r}: no class named; give some of: {', '.join(all_classes)} "
-                         "(or leave --classes out for all)")
-    unknown = [c for c in names if c not in all_classes]
-    if unknown:
-        raise VrferError(f"--classes: unknown class {unknown[0]!r}; classes: {', '.join(all_classes)}")
-    return tuple(c for c in all_classes if c in names)
-
-
-class PostProcess:
-    """What is done to the model's class scores before they are reported: a class prior and a class subset.
-
-    The model was trained on FER+'s class frequencies (its training prior, 35% neutral ... 0.5% disgust)
-    and its probabilities assume them. `prior` is the class prior the answers should assume instead
-    (logit adjustment, Menon et al. 2021, applied after training):
-
-        adjusted logit_c = logit_c + tau * (log target_c - log train_prior_c)
-
-        prior="train"    target = the training prior: no change, the plain model (the default)
-        prior="uniform"  target = equal frequencies: logit_c - tau * log train_prior_c (+ a constant),
-                         probability moves from frequent to rare classes (balanced answers)
-        prior=FILE/list  target = the given frequencies (a JSON list in class order, or {class: value})
-
-    tau scales the shift (0: none; 1: the full Bayes correction). `classes` answers only among a subset:
-    the other classes get probability 0 and the rest is renormalised (softmax over the subset).
-    "uniform" and FILE need the training prior stored with the model (cfg.extra["train_prior"]).
-
-    prior=None (and tau=None) take the model's own default, cfg.extra["default_post"] = {"prior": ...,
-    "tau": ...}, chosen by measurement on FER+ valid for a bundled model (docs/RESULTS.md); a model that
-    carries none answers plainly (prior "train"). An explicit prior without tau uses tau 1.
-    """
-
-    def __init__(self, cfg, prior=None, tau: float | None = None, classes=None):
-        self.classes = tuple(cfg.classes)
-        if prior is None:
-            default = (cfg.extra or {}).get("default_post") or {}
-            prior = default.get("prior", "train")
-            tau = default.get("tau", 1.0) if tau is None else tau
-        self.prior = prior
-        tau = 1.0 if tau is None else tau
-        try:
-            self.tau = float(tau)
-        except (TypeError, ValueError):
-            raise VrferError(f"--prior-tau {tau!r}: expected a number >= 0") from None
-        if not math.isfinite(self.tau) or self.tau < 0:
-            raise VrferError(f"--prior-tau {tau}: expected a number >= 0")
-        self.subset = parse_classes(classes, self.classes)
-        self.train_prior = train_prior(cfg)
-        self.shift = None
-        if not (isinstance(self.prior, str) and self.prior == "train"):
-            target = (np.full(len(self.classes), 1.0 / len(self.classes)) if self.prior == "uniform"
-                      else _prior_values(self.prior, self.classes))
-            if self.train_prior is None:
-                raise VrferError(f"--prior {self.prior if isinstance(self.prior, str) else 'LIST'}: model "
-                                 f"{cfg.name!r} carries no training prior (cfg.extra['train_prior']); "
-                                 "only --prior train (the plain model) works with it")
-            self.target = target
-            if self.tau:
-                self.shift = self.tau * (np.log(target) - np.log(self.train_prior))
-        self.mask = (None if self.subset is None or len(self.subset) == len(self.classes)
-                     else np.array([c in self.subset for c in self.classes]))
-
-    @property
-    def identity(self) -> bool:
-        return self.shift is None and self.mask is None
-
-    def apply(self, scores, logits: bool = False) -> np.ndarray:
-        """Probabilities (or logits, logits=True) (N, C) or (C,) -> adjusted probabilities, float64.
-        With nothing to adjust, probabilities come back unchanged."""
-        scores = np.asarray(scores, np.float64)
-        if self.identity and not logits:
-            return scores
-        if logits:
-            s = scores.copy()
-        else:
-            with np.errstate(divide="ignore"):
-                s = np.log(np.maximum(scores, 1e-300))    # log-probabilities = logits minus a per-row constant
-        if self.shift is not None:
-            s = s + self.shift
-        if self.mask is not None:
-            s = np.where(self.mask, s, -np.inf)
-        s = s - s.max(axis=-1, keepdims=True)
-        e = np.exp(s)
-        return e / e.sum(axis=-1, keepdims=True)
-
-    def spec(self) -> dict:
-        """The settings as data (for the ONNX model card and examples/onnx_client.py)."""
-        prior = self.prior if isinstance(self.prior, str) and self.prior in PRIOR_NAMES else \
-            [float(v) for v in self.target]
-        return {"prior": prior, "tau": self.tau, "classes": list(self.subset or self.classes),
-                "train_prior": None if self.train_prior is None else [float(v) for v in self.train_prior],
-                "formula": "p = softmax over the kept classes of (log probs + tau * (log target - log train_prior)); "
-                           "target: train_prior for prior 'train' (no change), equal values for 'uniform', "
-                           "else the listed values; classes not kept get 0"}
-
-
-def softmax(logits) -> np.ndarray:
-    """Logits (N, C) -> probabilities, float64."""
-    z = np.asarray(logits, np.float64)
-    e = np.exp(z - z.max(axis=-1, keepdims=True)) if z.size else z
-    return e / e.sum(axis=-1, keepdims=True) if z.size else z
-
-
-def adjust_probs(scores, cfg, prior=None, tau: float | None = None, classes=None, logits: bool = False) -> np.ndarray:
-    """Probabilities (or logits) of a model with config `cfg` -> adjusted probabilities (see PostProcess)."""
-    return PostProcess(cfg, prior, tau, classes).apply(scores, logits=logits)
-
-
 # ------------------------------------------------------------------------------------ 4. classify
 
 class Pipeline:
@@ -517,10 +350,9 @@ class Pipeline:
     def model_sha256(self) -> str:
         """vrfer.calibration.model_fingerprint of the weights answering, what a profile must name: computed
         from the PyTorch weights, or, for an .onnx file given as the model, as recorded in its metadata at
-        export (vrfer.onnx_backend.MODEL_SHA256_KEY)."""
+        export (vrfer.calibration.MODEL_SHA256_KEY)."""
         if not hasattr(self, "_fingerprint"):
-            from .calibration import model_fingerprint
-            from .onnx_backend import MODEL_SHA256_KEY
+            from .calibration import MODEL_SHA256_KEY, model_fingerprint
             recorded = getattr(self.classifier, "model_sha256", None)
             if self.source.is_onnx_file:
                 if not recorded:
@@ -582,92 +414,3 @@ class Pipeline:
             raise NoFaceError("no face found")
         crops = self.crops(img, faces)
         return faces, crops, self.classify(crops)
-
-
-# ------------------------------------------------------------------------------------------ the spec
-
-def preprocessing_spec(cfg, post: PostProcess | None = None) -> dict:
-    """Steps 1-5 as data, from the constants this module and vrfer.faces / vrfer.preprocess use: what the
-    exported ONNX file carries (metadata "vrfer_preprocessing") and examples/onnx_client.py follows."""
-    from .occlusion import visible_rows
-    post = post or PostProcess(cfg)
-    geo = cfg.crop_geometry
-    s = cfg.image_size
-    top = visible_rows(s, cfg.occlusion)
-    c, h, w = cfg.input_shape
-    mean = [float(v) for v in cfg.mean]
-    std = [float(v) for v in cfg.std]
-    m = f"{mean[0]:g}" if len(set(mean)) == 1 else str(mean)
-    d = f"{std[0]:g}" if len(set(std)) == 1 else str(std)
-    if cfg.input_mode == "visible-half":
-        rows = [top, s]
-        mode_step = f", then rows [{top}:{s}] (the visible lower part; the top {top} rows are dropped)"
-    elif cfg.input_mode == "upper-occluded":
-        rows = [0, s]
-        mode_step = f", then rows [0:{top}] set to 0 (black, as under a headset)"
-    else:
-        rows = [0, s]
-        mode_step = ""
-    chans = "" if c == 1 else f", replicated to {c} identical channels"
-    resize_model = "" if s == FER_SIZE else f" resized to {s}x{s} (bilinear)"
-    formula = (f"input = (the {FER_SIZE}x{FER_SIZE} gray face crop{resize_model}{mode_step}{chans}, minus {m}, "
-               f"divided by {d}), float32 NCHW ({c}x{h}x{w} per face)")
-    r, g, b = GRAY_WEIGHTS_RGB
-    return {
-        "spec_version": 2,
-        "classes": list(cfg.classes),
-        "load": {"decoder": "Pillow", "exif_orientation": True, "uint16": "high byte (v >> 8)",
-                 "alpha": "composited over white", "other_modes": "converted to RGB (Pillow convert)"},
-        "gray": {"weights_rgb": [r, g, b], "shift": GRAY_SHIFT,
-                 "formula": f"gray = (R*{r} + G*{g} + B*{b} + {1 << (GRAY_SHIFT - 1)}) >> {GRAY_SHIFT} "
-                            "(OpenCV COLOR_BGR2GRAY on uint8); gray images as they are"},
-        "face": {
-            "none": "the box is the whole image: [0, 0, width, height]",
-            "box": "the box x,y,w,h as given, in whole pixels",
-            "detect": f"boxes and 5 landmarks (left eye, right eye, nose, left and right mouth corner, image "
-                      f"left/right) from vrfer's {DETECTOR_NAME} detector (not in this file)",
-        },
-        "square": {
-            "none_or_box": {"side": "max(w, h)", "left": "x + w/2 - side/2", "top": "y + h/2 - side/2"},
-            "detect": {"rule": geo.rule,
-                       "side_per_width": geo.side_per_width, "bottom": geo.bottom,
-                       "side": f"{geo.side_per_width} * w", "left": "x + w/2 - side/2",
-                       "top": f"y + h + ({geo.bottom}) * h - side",
-                       "rule_note": "rule 'box': the square above from the box; rule 'keypoints': the square "
-                                    "in 'keypoints' from the nose (nx, ny), where the landmarks allow it, else "
-                                    "the square above",
-                       "keypoints": {
-                           "side_per_width": geo.kp_side_per_width, "centre": list(geo.kp_centre),
-                           "side": f"{geo.kp_side_per_width} * w",
-                           "roll": "r = atan2 of the mouth corners' line (right minus left); where the corners "
-                                   "coincide, atan2(-(mx - nx), my - ny) of the nose-to-mouth line",
-                           "left": f"nx + cos(r) * {geo.kp_centre[0]} * side - sin(r) * ({geo.kp_centre[1]}) * side "
-                                   "- side/2",
-                           "top": f"ny + sin(r) * {geo.kp_centre[0]} * side + cos(r) * ({geo.kp_centre[1]}) * side "
-                                  "- side/2",
-                           "fallback": f"the box's square when a landmark is missing or not finite, the nose "
-                                       f"lies outside the box, or |r| > {geo.kp_max_roll:g} degrees"}},
-            "rounding": "left, top and side to the nearest integer, halves to even; side at least 1",
-        },
-        "crop": {"size": FER_SIZE, "pad": "replicate",
-                 "pad_note": "where the square leaves the image, the nearest edge pixel is repeated",
-                 "shrink": "area", "enlarge": "bilinear",
-                 "resize_note": "OpenCV cv2.resize with INTER_AREA when the square is larger than "
-                                f"{FER_SIZE}, INTER_LINEAR when smaller, nothing when equal"},
-        "image_size": s,
-        "resize": ("none (the crop is already the model's size)" if s == FER_SIZE else
-                   f"{FER_SIZE} -> {s}: bilinear, half-pixel centres (align_corners=False), antialiased when "
-                   "shrinking (torch.nn.functional.interpolate)"),
-        "input_mode": cfg.input_mode,
-        "occlusion": float(cfg.occlusion),
-        "rows": rows,
-        "mean": mean,
-        "std": std,
-        "channel_order": "grayscale (0-255)" + ("" if c == 1 else f" replicated to {c} channels"),
-        "row_order": "row 0 is the top of the face (Unity textures are stored bottom-up: flip them)",
-        "input_shape": ["batch", c, h, w],
-        "dtype": "float32",
-        "layout": "NCHW",
-        "formula": formula,
-        "postprocess": post.spec(),
-    }

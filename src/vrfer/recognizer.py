@@ -194,7 +194,7 @@ class Recognizer:
         the newest frame in an exponential moving average (vrfer.smoothing), in (0, 1]; None or 1: off.
         `reset()` starts a new stream.
     prior, prior_tau, classes: the class prior the answers assume and the classes they may name
-        (vrfer.pipeline.PostProcess; default: the plain model over all 8 classes).
+        (vrfer.postprocess.PostProcess; default: the plain model over all 8 classes).
     threads: CPU threads of the network and the detector (vrfer.threads: None -> 1, 0 -> one per core;
         sets PyTorch's process-wide thread count).
     """

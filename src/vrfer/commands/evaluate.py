@@ -61,7 +61,7 @@ def run(a) -> int:
     from ..evaluate import confusion_png, evaluate, evaluate_folder
     from ..loader import resolve
     from ..outputs import output_dir
-    from ..pipeline import PostProcess
+    from ..postprocess import PostProcess
     from ..threads import use_torch_threads
     use_torch_threads(a.threads)
     model = resolve(a.model, "torch", untrained=a.allow_untrained).torch_model()

@@ -6,7 +6,7 @@
 
 writes vrfer-lower.onnx, vrfer-lower.json (the card as data: classes, preprocessing, opset, I/O names)
 and vrfer-lower.md (the same for people, with C# to feed the model from Unity). The preprocessing is
-vrfer.pipeline.preprocessing_spec: written from the code that `vrfer predict` runs.
+vrfer.pipeline_spec.preprocessing_spec: written from the code that `vrfer predict` runs.
 """
 
 from __future__ import annotations
@@ -355,7 +355,7 @@ def run(a) -> int:
     from ..onnx_backend import DEFAULT_OPSET, SENTIS_MAX_OPSET, OnnxClassifier, check_opset, export_onnx
     from ..models.registry import require_trained
     from ..outputs import output_file
-    from ..pipeline import PostProcess
+    from ..postprocess import PostProcess
 
     if a.format != "onnx":  # pragma: no cover - argparse restricts it
         raise VrferError(f"unknown format {a.format!r}")

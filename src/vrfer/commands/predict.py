@@ -21,7 +21,7 @@ _SHORT = {"neutral": "neu", "happiness": "hap", "surprise": "sur", "sadness": "s
 
 
 def add_postprocess_args(p) -> None:
-    """--prior, --prior-tau, --classes (vrfer.pipeline.PostProcess): shared by predict, explain and serve."""
+    """--prior, --prior-tau, --classes (vrfer.postprocess.PostProcess): shared by predict, explain and serve."""
     p.add_argument("--prior", default=None, metavar="train|uniform|FILE",
                    help="the class frequencies the answers assume: train (the training data's: the plain "
                         "model), uniform (balanced: probability moves from frequent to rare "

@@ -42,7 +42,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import VrferError
-from ..pipeline import PostProcess
+from ..postprocess import PostProcess
 from ..pretrained import DEFAULT_MODEL
 from ..smoothing import Smoother
 from .engine import EngineBusy, InferenceEngine, Predictor, Stream

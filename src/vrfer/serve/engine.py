@@ -73,7 +73,7 @@ class Predictor:
     going through the classifier in one call. Not thread-safe: the engine calls it under a lock.
 
     Probabilities come back as the model gives them; each connection applies its own prior and class
-    subset (vrfer.pipeline.PostProcess) and smoothing."""
+    subset (vrfer.postprocess.PostProcess) and smoothing."""
 
     def __init__(self, model: str, face="detect", backend: str = "auto", threads: int | None = None, profile=None):
         # a profile (vrfer.calibration) calibrates the model's probabilities for every connection

@@ -57,7 +57,7 @@ class Params:
     crop: bool = False           # add a PNG of the face rows the model sees ("crop", a data URL)
     arrays: bool = False         # probs/smoothed as lists in class order (Unity's JsonUtility) instead of dicts
     track: bool = True           # with --face detect: follow the main face between frames (one face, cheap)
-    prior: object = None         # train | uniform | class frequencies (vrfer.pipeline.PostProcess);
+    prior: object = None         # train | uniform | class frequencies (vrfer.postprocess.PostProcess);
                                  # None: the model's own default (cfg.extra["default_post"])
     prior_tau: float | None = None  # strength of the prior shift (None: the model's default, else 1)
     classes: tuple = ()          # answer only among these classes (empty: all)
