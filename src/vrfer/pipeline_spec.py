@@ -18,7 +18,6 @@ def preprocessing_spec(cfg, post: PostProcess | None = None) -> dict:
     """Steps 1-5 as data, from the constants this module and vrfer.faces / vrfer.preprocess use: what the
     exported ONNX file carries (metadata "vrfer_preprocessing") and examples/onnx_client.py follows."""
     post = post or PostProcess(cfg)
-    geo = cfg.crop_geometry
     s = cfg.image_size
     top = visible_rows(s, cfg.occlusion)
     c, h, w = cfg.input_shape
@@ -54,28 +53,7 @@ def preprocessing_spec(cfg, post: PostProcess | None = None) -> dict:
             "detect": f"boxes and 5 landmarks (left eye, right eye, nose, left and right mouth corner, image "
                       f"left/right) from vrfer's {DETECTOR_NAME} detector (not in this file)",
         },
-        "square": {
-            "none_or_box": {"side": "max(w, h)", "left": "x + w/2 - side/2", "top": "y + h/2 - side/2"},
-            "detect": {"rule": geo.rule,
-                       "side_per_width": geo.side_per_width, "bottom": geo.bottom,
-                       "side": f"{geo.side_per_width} * w", "left": "x + w/2 - side/2",
-                       "top": f"y + h + ({geo.bottom}) * h - side",
-                       "rule_note": "rule 'box': the square above from the box; rule 'keypoints': the square "
-                                    "in 'keypoints' from the nose (nx, ny), where the landmarks allow it, else "
-                                    "the square above",
-                       "keypoints": {
-                           "side_per_width": geo.kp_side_per_width, "centre": list(geo.kp_centre),
-                           "side": f"{geo.kp_side_per_width} * w",
-                           "roll": "r = atan2 of the mouth corners' line (right minus left); where the corners "
-                                   "coincide, atan2(-(mx - nx), my - ny) of the nose-to-mouth line",
-                           "left": f"nx + cos(r) * {geo.kp_centre[0]} * side - sin(r) * ({geo.kp_centre[1]}) * side "
-                                   "- side/2",
-                           "top": f"ny + sin(r) * {geo.kp_centre[0]} * side + cos(r) * ({geo.kp_centre[1]}) * side "
-                                  "- side/2",
-                           "fallback": f"the box's square when a landmark is missing or not finite, the nose "
-                                       f"lies outside the box, or |r| > {geo.kp_max_roll:g} degrees"}},
-            "rounding": "left, top and side to the nearest integer, halves to even; side at least 1",
-        },
+        "square": _square_spec(cfg.crop_geometry),
         "crop": {"size": FER_SIZE, "pad": "replicate",
                  "pad_note": "where the square leaves the image, the nearest edge pixel is repeated",
                  "shrink": "area", "enlarge": "bilinear",
@@ -97,4 +75,30 @@ def preprocessing_spec(cfg, post: PostProcess | None = None) -> dict:
         "layout": "NCHW",
         "formula": formula,
         "postprocess": post.spec(),
+    }
+
+
+def _square_spec(geo) -> dict:
+    """How the square a face is cut from is placed (vrfer.faces.face_square with the model's CropGeometry)."""
+    return {
+        "none_or_box": {"side": "max(w, h)", "left": "x + w/2 - side/2", "top": "y + h/2 - side/2"},
+        "detect": {"rule": geo.rule,
+                   "side_per_width": geo.side_per_width, "bottom": geo.bottom,
+                   "side": f"{geo.side_per_width} * w", "left": "x + w/2 - side/2",
+                   "top": f"y + h + ({geo.bottom}) * h - side",
+                   "rule_note": "rule 'box': the square above from the box; rule 'keypoints': the square "
+                                "in 'keypoints' from the nose (nx, ny), where the landmarks allow it, else "
+                                "the square above",
+                   "keypoints": {
+                       "side_per_width": geo.kp_side_per_width, "centre": list(geo.kp_centre),
+                       "side": f"{geo.kp_side_per_width} * w",
+                       "roll": "r = atan2 of the mouth corners' line (right minus left); where the corners "
+                               "coincide, atan2(-(mx - nx), my - ny) of the nose-to-mouth line",
+                       "left": f"nx + cos(r) * {geo.kp_centre[0]} * side - sin(r) * ({geo.kp_centre[1]}) * side "
+                               "- side/2",
+                       "top": f"ny + sin(r) * {geo.kp_centre[0]} * side + cos(r) * ({geo.kp_centre[1]}) * side "
+                              "- side/2",
+                       "fallback": f"the box's square when a landmark is missing or not finite, the nose "
+                                   f"lies outside the box, or |r| > {geo.kp_max_roll:g} degrees"}},
+        "rounding": "left, top and side to the nearest integer, halves to even; side at least 1",
     }
