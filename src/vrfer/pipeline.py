@@ -104,7 +104,7 @@ def image_from_pil(im) -> np.ndarray:
     elif mode != "RGB":
         im = im.convert("RGB")
     import cv2
-    return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR)    # a channel swap, 3x faster than numpy's
+    return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR)    # a channel swap, faster than numpy's
 
 
 def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | None = None,
@@ -442,8 +442,8 @@ def adjust_probs(scores, cfg, prior=None, tau: float | None = None, classes=None
 def load_classifier(model, backend: str = "auto", tta_flip: bool = False, threads: int | None = None):
     """A trained model (name, .safetensors, run folder; .onnx or an object too) -> an object with `.cfg`
     and `.predict_proba(crops)`. backend "auto": an .onnx file with onnxruntime; a bundled model's shipped
-    int8 ONNX graph when it was made from the installed weights (vrfer.quantize: the fast path, same
-    accuracy); else PyTorch float32;
+    int8 ONNX graph when it was made from the installed weights (vrfer.quantize: the fast path; speed and
+    accuracy: docs/RESULTS.md, "int8 classifier"); else PyTorch float32;
     "torch": PyTorch float32; "onnx": onnxruntime (the model's float32 export, or the .onnx file given)."""
     if backend not in ("auto", "torch", "onnx"):
         raise VrferError(f"unknown backend {backend!r}; expected auto, torch or onnx")

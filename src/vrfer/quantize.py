@@ -81,8 +81,7 @@ def quantize_int8(float_onnx, out, faces: np.ndarray, weights_fingerprint: str |
             # (0.0 for every unlikely class); it is 0.01% of the work
             head = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in ("Gemm", "MatMul", "Softmax")]
             # reduce_range: 7-bit weights. CPUs without VNNI (AVX2 only) multiply u8 x s8 pairs into int16
-            # (vpmaddubsw), which saturates with full 8-bit weights: measured there, 94.5% agreement with
-            # float32 instead of >98% (docs/RESULTS.md section 6)
+            # (vpmaddubsw), which saturates with full 8-bit weights (measured: docs/RESULTS.md, "int8 classifier")
             quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=head)

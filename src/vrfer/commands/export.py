@@ -35,8 +35,8 @@ def add_parser(sub) -> None:
                    help="accept an architecture name (random weights); default: only trained models")
     p.add_argument("--no-check", action="store_true",
                    help="skip comparing onnxruntime's output with PyTorch's on sample faces")
-    p.add_argument("--quantize", choices=["int8"], help="int8 static quantisation (onnxruntime, QDQ): about 4x "
-                   "faster on CPUs with VNNI/AMX; needs --calibrate")
+    p.add_argument("--quantize", choices=["int8"], help="int8 static quantisation (onnxruntime, QDQ): faster, most "
+                   "on CPUs with VNNI/AMX (docs/RESULTS.md, 'int8 classifier'); needs --calibrate")
     p.add_argument("--calibrate", metavar="ferplus=DIR",
                    help="faces that set the int8 ranges: a seeded sample of FER+ train faces under DIR")
     p.add_argument("--calibration-faces", type=int_in(10, note="fewer cannot set the int8 ranges"), default=None,
