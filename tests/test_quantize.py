@@ -95,7 +95,7 @@ def test_the_int8_model_answers_like_the_float32_model_on_real_ferplus(ferplus_r
 
 def test_the_int8_weights_use_seven_bits_so_cpus_without_vnni_do_not_saturate(fresh_model, tmp_path, private_cache):
     # AVX2's u8 x s8 pair products (vpmaddubsw) sum into int16: 2 x 255 x 127 overflows it, 2 x 255 x 64 does not.
-    # Full 8-bit weights cost 1.5 points and 5% of the answers on such a CPU (docs/RESULTS.md section 6).
+    # Full 8-bit weights cost 1.5 points and 5% of the answers on such a CPU (docs/RESULTS.md, "int8 classifier").
     import onnx
     from onnx import numpy_helper
     root = write_folders(tmp_path / "fer", make_rows(n_per_split=40))

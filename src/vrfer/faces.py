@@ -7,22 +7,20 @@ onnxruntime. Nothing is downloaded at run time. Only the weights are taken from 
 Python code is not imported.
 
 Why it is run at several scales: a headset hides the eyes, and RetinaFace then scores small faces
-low (on faces-dev photos with a synthetic headset, a face ~130 px tall is found about half the time)
-but large ones well (~98% at 400-480 px tall). So `detect` scans the whole image at a small size
-(320 px), then, if nothing scores >= 0.5, scans a padded copy at 640 px (large faces, and faces that
-fill the photo: already-cropped faces) and "zooms": it re-runs the detector on a square region around
-each weak candidate, scaled so that the face is ~400 px tall, and reports the candidates that this
-second look confirms. Following a face through video frames is vrfer.tracking.FaceTracker.
-benchmarks/detect_headset.py measures all of this.
+low but large ones (400-480 px tall) well, on faces-dev photos with a synthetic headset. So `detect`
+scans the whole image at a small size (320 px), then, if nothing scores >= 0.5, scans a padded copy at
+640 px (large faces, and faces that fill the photo: already-cropped faces) and "zooms": it re-runs the
+detector on a square region around each weak candidate, scaled so that the face is ~400 px tall, and
+reports the candidates that this second look confirms. Following a face through video frames is
+vrfer.tracking.FaceTracker. benchmarks/detect_headset.py measures all of this.
 
 The full search is too slow for a real-time loop when a headset face is missed by that first scan
-(the 640 px pass and the zooms: 25-100 ms on one core). So between the scan and the slow passes
-`detect` asks a second, very cheap detector: MediaPipe's BlazeFace short-range (128x128 input, ~1 ms,
-`BlazeFace`), which still scores headset faces in a webcam-sized frame well. Its face is kept when it is
-sure (score >= 0.5), or when it is fairly sure (>= 0.3) and the first scan had a candidate at the same
-place: two detectors agreeing. On the 510 faces-dev headset photos pasted into 640x480 frames this finds
-97.3% of the faces (the RetinaFace passes alone: 92.7%) in 5.0 ms median, 8.2 ms p90 on one core
-(docs/RESULTS.md, section 6); `RetinaFaceDetector(blazeface=False)` is the detector without it.
+(the 640 px pass and the zooms). So between the scan and the slow passes `detect` asks a second, much
+cheaper detector: MediaPipe's BlazeFace short-range (128x128 input, `BlazeFace`), which still scores
+headset faces in a webcam-sized frame well. Its face is kept when it is sure (score >= 0.5), or when
+it is fairly sure (>= 0.3) and the first scan had a candidate at the same place: two detectors
+agreeing. How many headset faces each finds and how fast: docs/RESULTS.md, "Face detection and
+tracking behind a headset"; `RetinaFaceDetector(blazeface=False)` is the detector without it.
 
 Alignment (what the classifier was trained on): FER+ crops are 48x48, from the forehead to just
 under the chin, the face filling the frame. Measured with this detector on 598 FER+ test faces
@@ -60,16 +58,16 @@ CROP_BOTTOM = -0.01      # square bottom minus box bottom, in box heights
 # the image right of an upright face, y: down it), the side KP_SIDE_PER_WIDTH x the box width. Fitted on 595
 # FER+ test faces themselves (benchmarks/crop_headset.py --fit; medians): the nose sits at 0.60 of the side from
 # the top. The box's square (square_box) is only a proxy of that framing and puts the nose at 0.56 on faces-dev,
-# 0.60 on JAFFE, 0.67 on taiwanese-dev: fitted to that proxy on faces-dev, the crop cost 6 points of accuracy on
-# taiwanese-dev's clean photos. The side is not taken from the mouth: its width changes with the expression (the
-# square per mouth width is 17% smaller on smiling faces), the nose-to-mouth distance more (40%); the box width
-# changes by 4-8% behind the headset and not with the expression.
+# 0.60 on JAFFE, 0.67 on taiwanese-dev: fitted to that proxy on faces-dev, the crop lost accuracy on
+# taiwanese-dev's clean photos (benchmarks/crop_headset.py). The side is not taken from the mouth: its width
+# changes with the expression (the square per mouth width is 17% smaller on smiling faces), the nose-to-mouth
+# distance more (40%); the box width changes by 4-8% behind the headset and not with the expression.
 KP_SIDE_PER_WIDTH = 1.28
 KP_CENTRE = (-0.007, -0.099)
 KP_MAX_ROLL = 45.0       # degrees: a steeper mouth line is taken as a bad keypoint, not a tilted face
 CROP_RULES = ("keypoints", "box")
-# the pipeline's crop for detected faces. The keypoint crop keeps the headset out of the model's half (median
-# share 14% -> 0% on taiwanese-dev) but did not gain accuracy measurably (benchmarks/crop_headset.py): an option
+# the pipeline's crop for detected faces. The keypoint crop keeps the headset out of the model's half but did
+# not gain accuracy measurably (both measured by benchmarks/crop_headset.py): an option
 CROP_RULE = "box"
 
 

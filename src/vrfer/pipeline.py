@@ -100,7 +100,7 @@ def image_from_pil(im) -> np.ndarray:
     elif mode != "RGB":
         im = im.convert("RGB")
     import cv2
-    return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR)    # a channel swap, 3x faster than numpy's
+    return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR)    # a channel swap, faster than numpy's
 
 
 def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | None = None,

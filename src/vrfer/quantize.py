@@ -81,8 +81,7 @@ def quantize_int8(float_onnx, out, faces: np.ndarray, weights_fingerprint: str |
             # (0.0 for every unlikely class); it is 0.01% of the work
             head = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in ("Gemm", "MatMul", "Softmax")]
             # reduce_range: 7-bit weights. CPUs without VNNI (AVX2 only) multiply u8 x s8 pairs into int16
-            # (vpmaddubsw), which saturates with full 8-bit weights: measured there, 94.5% agreement with
-            # float32 instead of >98% (docs/RESULTS.md section 6)
+            # (vpmaddubsw), which saturates with full 8-bit weights (measured: docs/RESULTS.md, "int8 classifier")
             quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=head)
@@ -103,6 +102,43 @@ def quantize_int8(float_onnx, out, faces: np.ndarray, weights_fingerprint: str |
     except OSError as e:
         raise VrferError(f"{out}: cannot write ONNX file ({e.strerror or e})") from None
     return out
+
+
+def quantize_model(model, out, root, n: int = CALIBRATION_FACES, opset: int | None = None, post=None,
+                   weights=None) -> Path:
+    """The int8 file of a model object: its float32 export (vrfer.onnx_backend.export_onnx, with `post`, a
+    vrfer.postprocess.PostProcess) quantised with ranges from n FER+ train faces under `root`. weights: the
+    .safetensors file the model was loaded from, whose fingerprint the file records (None: no record, as for
+    fresh weights)."""
+    from .onnx_backend import DEFAULT_OPSET, export_onnx
+    fingerprint = weights_fingerprint(weights) if weights is not None and Path(weights).is_file() else None
+    faces = calibration_faces(root, n)
+    with tempfile.TemporaryDirectory() as d:
+        f32 = export_onnx(model, Path(d) / "float32.onnx", DEFAULT_OPSET if opset is None else opset, post)
+        return quantize_int8(f32, out, faces, weights_fingerprint=fingerprint,
+                             calibration=f"{len(faces)} FER+ train faces (seed {CALIBRATION_SEED})")
+
+
+CHECK_FACES = 1000        # FER+ valid faces the int8 file is checked on
+MIN_AGREEMENT = 0.95      # same top class as float32 on at least this share of them, or the file is refused
+
+
+def check_int8(model, path, root) -> dict:
+    """Compare the int8 file at `path` with the float32 PyTorch model on CHECK_FACES FER+ valid faces under
+    `root`: {"faces", "agreement" (same top class), "max_abs_diff" (of the probabilities)}. VrferError below
+    MIN_AGREEMENT (a broken quantisation)."""
+    from .datasets.ferplus import load_ferplus
+    from .inference import TorchClassifier
+    from .onnx_backend import OnnxClassifier
+    valid = load_ferplus(root, "valid", "majority").images[:CHECK_FACES]
+    p8 = OnnxClassifier(str(path)).predict_proba(valid)
+    p32 = TorchClassifier(model).predict_proba(valid)
+    check = {"faces": f"{len(valid)} FER+ valid faces", "agreement": float((p8.argmax(1) == p32.argmax(1)).mean()),
+             "max_abs_diff": float(np.abs(p8 - p32).max())}
+    if check["agreement"] < MIN_AGREEMENT:
+        raise VrferError(f"{path}: the int8 model disagrees with the float32 one on "
+                         f"{1 - check['agreement']:.1%} of FER+ valid faces (broken quantisation?)")
+    return check
 
 
 def quantization_info(path) -> dict | None:
@@ -154,4 +190,4 @@ def bundled_int8(name: str, weights=None) -> Path | None:
 
 
 __all__ = ["bundled_int8", "weights_fingerprint", "CALIBRATION_FACES", "calibration_faces", "parse_calibrate", "quantize_int8", "quantization_info",
-           "matches_weights"]
+           "matches_weights", "quantize_model", "check_int8"]

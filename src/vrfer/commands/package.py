@@ -1,10 +1,6 @@
-"""vrfer package: turn a training run's best weights into a named model that ships inside vrfer."""
+"""vrfer package: turn a training run's best weights into a named model that ships inside vrfer (vrfer.packaging)."""
 
 from __future__ import annotations
-
-import re
-from dataclasses import replace
-from pathlib import Path
 
 
 def add_parser(sub):
@@ -17,7 +13,12 @@ def add_parser(sub):
     p.add_argument("--trained-on", required=True, help="what it was trained on, shown by `vrfer models`")
     p.add_argument("--description", default="", help="one line shown by `vrfer models` (default: the run's)")
     p.add_argument("--result", action="append", default=[], metavar="KEY=VALUE",
-                   help="a measured result to carry in the file's metadata (repeatable; default: none)")
+                   help="a measured result to carry in the file's metadata, beside those the model already "
+                        "carries (repeatable; default: none)")
+    p.add_argument("--default-post", metavar="train|uniform[:TAU]", default=None,
+                   help="the post-processing the model answers with by default (as --prior/--prior-tau of "
+                        "predict), e.g. uniform:0.25 (default: the model's own; for a model without one, that "
+                        "of the model it replaces, so that re-packaging keeps a shipped model's answers)")
     p.add_argument("--out", help="output file (default: vrfer/pretrained/NAME.safetensors in the package)")
     p.add_argument("--force", action="store_true",
                    help="replace a model of that name already in the package (e.g. re-shipping vrfer-lower)")
@@ -25,34 +26,17 @@ def add_parser(sub):
 
 
 def run(a) -> int:
-    from importlib import resources
-
-    from ..errors import VrferError
-    from ..models.registry import load_checkpoint, save_model
-    from ..outputs import output_file
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", a.name):
-        raise VrferError(f"--name {a.name!r}: a model name is letters, digits, '.', '_' and '-' (e.g. vrfer-lower), "
-                         "no path")
-    for kv in a.result:
-        if "=" not in kv:
-            raise VrferError(f"--result {kv!r}: expected KEY=VALUE, e.g. ferplus_test_acc=0.8193")
-    model = load_checkpoint(Path(a.run))
-    fname = f"{a.name}.safetensors"
-    extra = dict(model.cfg.extra)
-    recipe = Path(a.run) / "recipe.json"
-    if recipe.is_file():
-        from ..training.recipe import load_recorded
-        r = load_recorded(Path(a.run))
-        extra["recipe"] = {k: r[k] for k in ("name", "seed", "input_mode", "model") if k in r}
-    extra["results"] = dict(kv.split("=", 1) for kv in a.result)
-    cfg = replace(model.cfg, name=a.name, weights=fname, trained_on=a.trained_on,
-                  description=a.description or model.cfg.description, extra=extra)
-    bundled = Path(str(resources.files("vrfer.pretrained"))) / fname
-    if not a.out and bundled.exists() and not a.force:
-        # the shipped models live here: replacing one changes every command's default answers
-        raise VrferError(f"{bundled}: a model named {a.name!r} is already in the package; add --force to replace it "
-                         "or --out to write elsewhere")
-    out = output_file(a.out or bundled)
-    save_model(model, out, cfg, half=True)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    from ..packaging import check_name, package_model, parse_default_post, parse_results
+    check_name(a.name)
+    results = parse_results(a.result)
+    default_post = parse_default_post(a.default_post) if a.default_post is not None else None
+    done = package_model(a.run, a.name, a.trained_on, a.description, results, a.out, a.force, default_post)
+    print(f"wrote {done.path} ({done.path.stat().st_size / 1e6:.1f} MB)")
+    post = done.cfg.extra.get("default_post")
+    if post:
+        how = "as the plain model (prior 'train')" if post["prior"] == "train" else \
+            f"with prior {post['prior']!r}, tau {post.get('tau', 1.0):g}"
+        kept = ", kept from the model it replaces (--default-post sets another)" \
+            if done.default_post_from == "replaced" else ""
+        print(f"answers by default {how}{kept}")
     return 0

@@ -67,8 +67,8 @@ def add_parser(sub) -> None:
                         "s = ALPHA*p + (1-ALPHA)*s_prev: ALPHA in (0, 1] is the weight of the newest frame, "
                         "as serve's alpha (default: off; 0.2: about the last 5 frames)")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                   help="auto (default): the int8 ONNX graph shipped with a bundled model (4x faster, same "
-                        "accuracy; docs/RESULTS.md), else PyTorch; torch: float32 PyTorch; onnx: float32 "
+                   help="auto (default): the int8 ONNX graph shipped with a bundled model (speed and accuracy: "
+                        "docs/RESULTS.md, 'int8 classifier'), else PyTorch; torch: float32 PyTorch; onnx: float32 "
                         "onnxruntime (or the .onnx file given as --model)")
     add_postprocess_args(p)
     add_profile_arg(p)

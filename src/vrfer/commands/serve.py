@@ -28,8 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"registry name, .safetensors file or run folder (default {DEFAULT_MODEL})")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                   help="auto (default): the int8 ONNX graph shipped with a bundled model (4x faster, same "
-                        "accuracy; docs/RESULTS.md), else PyTorch; torch: float32 PyTorch; onnx: float32 "
+                   help="auto (default): the int8 ONNX graph shipped with a bundled model (speed and accuracy: "
+                        "docs/RESULTS.md, 'int8 classifier'), else PyTorch; torch: float32 PyTorch; onnx: float32 "
                         "onnxruntime (or the .onnx file given as --model)")
     p.add_argument("--face", default="detect", metavar="detect|none|x,y,w,h",
                    help="detect: find faces in each frame; none: the frame is the face (a non-square frame "

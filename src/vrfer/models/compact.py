@@ -48,6 +48,6 @@ def vrfer_cnn(num_classes: int = 8, in_chans: int = 1, **kw) -> CompactCNN:
 
 @register(ModelConfig(
     name="vrfer-cnn-small", arch="vrfer-cnn-small", image_size=48, in_chans=1, mean=(128.0,), std=(64.0,),
-    description="vrfer-cnn at 32-256 channels: about 1.7x faster to train, for quick experiments"))
+    description="vrfer-cnn at 32-256 channels: faster to train, for quick experiments"))
 def vrfer_cnn_small(num_classes: int = 8, in_chans: int = 1, **kw) -> CompactCNN:
     return CompactCNN(num_classes, in_chans, **{"widths": (32, 64, 128, 256), **kw})

@@ -152,12 +152,6 @@ def resolve_trained(name, option: str = "", allow_hint: bool = False) -> Resolve
     return res
 
 
-def require_trained(name, option: str = "--model") -> None:
-    """VrferError unless `name` is a trained model: commands that report on a model's answers (evaluate,
-    export, explain) refuse random weights unless the user passes --allow-untrained."""
-    resolve_trained(name, option, allow_hint=True)
-
-
 def build(cfg: ModelConfig) -> nn.Module:
     if cfg.arch not in _ARCHS:
         raise VrferError(f"unknown architecture {cfg.arch!r}")

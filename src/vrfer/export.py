@@ -1,0 +1,79 @@
+"""A trained model as an ONNX file (Unity Sentis, onnxruntime) with its model card beside it.
+
+    >>> from vrfer.export import export_model
+    >>> export_model(create_model("vrfer-lower"), "vrfer-lower.onnx")          # float32, checked against PyTorch
+    >>> export_model(model, "vrfer-lower-int8.onnx", int8_calibrate="../shared/data/ferplus")   # int8 (vrfer.quantize)
+
+Each writes FILE.onnx, FILE.json (the card as data: classes, preprocessing, opset, I/O names) and FILE.md (the
+same for people, with C# to feed the model from Unity): vrfer.modelcard. The preprocessing in the file is
+vrfer.pipeline_spec.preprocessing_spec: written from the code that `vrfer predict` runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+from .errors import VrferError
+
+MAX_FLOAT_DIFF = 1e-3     # onnxruntime and PyTorch probabilities further apart than this: the export is refused
+
+
+class Exported(NamedTuple):
+    onnx: Path
+    card_json: Path
+    card_md: Path
+    card: dict
+
+
+def sample_faces(n: int = 8, size: int = 48):
+    """Smooth face-like crops (deterministic) for the export check."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    out = []
+    for _ in range(n):
+        f = 90 + 60 * np.exp(-(((xx - 0.5) / 0.32) ** 2 + ((yy - 0.5) / 0.42) ** 2))
+        f -= 70 * np.exp(-(((xx - 0.5) / rng.uniform(0.1, 0.2)) ** 2 + ((yy - rng.uniform(0.7, 0.8)) / 0.04) ** 2))
+        f += rng.normal(0, 8, f.shape)
+        out.append(np.clip(f, 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def check_float(model, path) -> float:
+    """Largest difference between the probabilities of the float32 ONNX file at `path` and of the PyTorch model
+    on sample faces; VrferError above MAX_FLOAT_DIFF."""
+    from .inference import TorchClassifier
+    from .onnx_backend import OnnxClassifier
+    faces = sample_faces(8, model.cfg.image_size)
+    p_onnx = OnnxClassifier(str(path)).predict_proba(faces)
+    p_torch = TorchClassifier(model).predict_proba(faces)
+    max_diff = float(abs(p_onnx - p_torch).max())
+    if max_diff > MAX_FLOAT_DIFF:
+        raise VrferError(f"{path}: onnxruntime and PyTorch disagree (max abs diff {max_diff:.2g})")
+    return max_diff
+
+
+def export_model(model, out, opset: int | None = None, post=None, check: bool = True, int8_calibrate=None,
+                 calibration_faces: int | None = None, weights=None) -> Exported:
+    """Write a model object (with .cfg) as the ONNX file `out` and its model card (out.json, out.md).
+
+    post: the post-processing the file records (vrfer.postprocess.PostProcess; None: the plain model).
+    int8_calibrate: a FER+ root: the file is int8 (vrfer.quantize), its ranges set by calibration_faces
+    (default vrfer.quantize.CALIBRATION_FACES) train faces, and `weights` (the .safetensors file the model was
+    loaded from) recorded as its origin. check: compare the file with the PyTorch model (float32: on sample
+    faces, to MAX_FLOAT_DIFF; int8: on FER+ valid faces, vrfer.quantize.check_int8)."""
+    from .modelcard import model_card, write_card
+    from .onnx_backend import DEFAULT_OPSET, check_opset, export_onnx
+    opset = check_opset(DEFAULT_OPSET if opset is None else opset)
+    out = Path(out)
+    if int8_calibrate is None:
+        export_onnx(model, out, opset, post)
+        card = model_card(model.cfg, out, opset, max_diff=check_float(model, out) if check else None)
+    else:
+        from .quantize import CALIBRATION_FACES, check_int8, quantize_model
+        n = CALIBRATION_FACES if calibration_faces is None else calibration_faces
+        quantize_model(model, out, int8_calibrate, n, opset, post, weights)
+        card = model_card(model.cfg, out, opset, check=check_int8(model, out, int8_calibrate) if check else None)
+    json_path, md_path = write_card(out, model.cfg, card)
+    return Exported(out, json_path, md_path, card)

@@ -1,0 +1,50 @@
+"""vrfer.export and vrfer.modelcard as a library: the ONNX file and its card, without the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from vrfer.export import MAX_FLOAT_DIFF, export_model  # noqa: E402
+from vrfer.modelcard import card_markdown, unity_csharp  # noqa: E402
+from vrfer.models import create_model  # noqa: E402
+from vrfer.pipeline import PostProcess  # noqa: E402
+
+PRIOR = [0.34, 0.27, 0.12, 0.14, 0.09, 0.01, 0.02, 0.01]
+
+
+def model(**extra):
+    torch.manual_seed(0)
+    m = create_model("vrfer-cnn-small", input_mode="visible-half")
+    if extra:
+        from dataclasses import replace
+        m.cfg = replace(m.cfg, extra=extra)
+    return m
+
+
+def test_export_model_writes_the_file_and_its_card(tmp_path):
+    m = model()
+    done = export_model(m, tmp_path / "m.onnx")
+    assert done.onnx.is_file() and done.card_json == tmp_path / "m.json" and done.card_md == tmp_path / "m.md"
+    assert json.loads(done.card_json.read_text()) == done.card
+    assert done.card_md.read_text() == card_markdown(m.cfg, done.card)
+    assert done.card["opset"] == 15 and done.card["check"]["max_abs_diff_probs_vs_pytorch"] < MAX_FLOAT_DIFF
+    assert "check" not in export_model(m, tmp_path / "n.onnx", opset=13, check=False).card
+
+
+def test_the_csharp_applies_the_post_processing_the_file_records(tmp_path):
+    m = model(train_prior=PRIOR)
+    plain = export_model(m, tmp_path / "plain.onnx", check=False).card
+    assert "// 5." not in unity_csharp(m.cfg, plain)
+    post = PostProcess(m.cfg, "uniform", 0.5, "neutral,happiness,surprise")
+    card = export_model(m, tmp_path / "post.onnx", post=post, check=False).card
+    cs = unity_csharp(m.cfg, card)
+    assert "bool[] Keep = { true, true, true, false, false, false, false, false };" in cs
+    assert f"{0.5 * (math.log(1 / 8) - math.log(PRIOR[0] / sum(PRIOR))):.6f}f" in cs
+    assert cs.startswith("```csharp") and cs.count("{") == cs.count("}")
