@@ -395,6 +395,9 @@ def test_ema_saves_the_moving_average_of_the_weights_and_resumes_identically(tmp
     whole = train(recipe, data, tmp_path / "whole", quiet=True)
     saved = load_file(str(whole / "final.safetensors"))
     state = torch.load(whole / "checkpoint.pt", weights_only=True)
+    # the checkpoint's keys stay as they are: a run started by an earlier vrfer resumes with this one
+    assert list(state) == ["epoch", "recipe", "model", "masks", "optimizer", "scheduler", "rng_cpu", "best_acc",
+                           "metrics", "ema"]
     trained = state["model"]
     assert not torch.allclose(saved["features.0.weight"], trained["features.0.weight"])
     assert torch.equal(saved["features.0.weight"], state["ema"]["shadow"]["features.0.weight"])
