@@ -339,19 +339,47 @@ def epoch_batches(train: FaceSet, order, steps: int, batch: int, cfg, aug, g, te
         yield x, labels[idx], targets[idx], x_teacher
 
 
+def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020), one view per face: for each face, minus the mean log
+    probability of picking a face of its own expression among all other faces of the batch, by cosine
+    similarity / temperature. Faces without another of their expression in the batch do not count."""
+    z = F.normalize(features.float(), dim=1)
+    sim = z @ z.T / temperature
+    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    sim = sim.masked_fill(self_mask, float("-inf"))
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    n_pos = positive.sum(1)
+    has = n_pos > 0
+    if not has.any():
+        return features.sum() * 0.0
+    mean_pos = log_prob.masked_fill(~positive, 0.0).sum(1)[has] / n_pos[has]
+    return -mean_pos.mean()
+
+
 class Criterion:
     """A recipe's training loss on a batch: its label mode's loss (`loss_fn`), on logits shifted by
-    `la_offset` for the logit-adjusted loss, blended with distillation from `teacher` (a list of models)."""
+    `la_offset` for the logit-adjusted loss, plus loss.supcon x supcon_loss on the representation of `model`,
+    blended with distillation from `teacher` (a list of models)."""
 
-    def __init__(self, recipe: dict, la_offset: torch.Tensor | None = None, teacher: list | None = None):
+    def __init__(self, recipe: dict, la_offset: torch.Tensor | None = None, teacher: list | None = None,
+                 model=None):
         self.mode, self.smoothing = recipe["data"]["label_mode"], recipe["optim"]["label_smoothing"]
         self.la_offset, self.teacher = la_offset, teacher
         self.weight, self.T = recipe["distill"]["weight"], recipe["distill"]["temperature"]
+        self.supcon, self.supcon_T = recipe["loss"]["supcon"], recipe["loss"]["supcon_temperature"]
+        self._rep: list = []
+        if self.supcon:      # the last layer's input, grabbed on every training forward pass
+            from ..representation import head
+            head(model).register_forward_pre_hook(lambda _m, inp: self._rep.append(inp[0].flatten(1)))
 
     def __call__(self, logits, labels, targets, x_teacher, g: torch.Generator):
         if self.la_offset is not None:  # logit-adjusted loss: rare classes need a larger margin
             logits = logits + self.la_offset.to(logits.device)
         loss = loss_fn(logits.float(), targets, labels, self.mode, self.smoothing, g)
+        if self.supcon:
+            loss = loss + self.supcon * supcon_loss(self._rep[-1], labels, self.supcon_T)
+            self._rep.clear()
         if self.teacher is None:
             return loss
         T = self.T
@@ -591,7 +619,7 @@ def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, qu
         (out / "recipe.json").write_text(json.dumps(recipe, indent=2))
 
     teacher = load_teachers(recipe["distill"]["teacher"], device) if recipe["distill"]["weight"] > 0 else None
-    criterion = Criterion(recipe, setup.la_offset, teacher)
+    criterion = Criterion(recipe, setup.la_offset, teacher, model)
     net = _ddp(model, world, device)
     step_sched = None if o["schedule"] == "plateau" else sched  # plateau steps once an epoch, in end_epoch
     aug = Augment(**recipe["augment"])
