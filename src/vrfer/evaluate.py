@@ -45,11 +45,6 @@ def metrics(labels: np.ndarray, pred: np.ndarray) -> dict:
             "confusion": cm.tolist()}
 
 
-def _post(post, probs: np.ndarray) -> np.ndarray:
-    """The answers predict would give: vrfer.pipeline.PostProcess (prior, class subset)."""
-    return probs if post.identity else post.apply(probs)
-
-
 def _post_info(post) -> dict:
     if post.identity:
         return {"prior": "train", "prior_tau": None, "classes": None}
@@ -66,7 +61,7 @@ def evaluate(model, data: FaceSet, occlusion: str = "none", tta_flip: bool = Fal
         raise ValueError(f"occlusion must be one of {OCCLUSIONS}")
     post = PostProcess(model.cfg) if post is None else post
     images = occlude_upper(data.images, model.cfg.occlusion) if occlusion == "upper-half" else data.images
-    probs = _post(post, predict_proba(model, images, tta_flip=tta_flip))
+    probs = post.apply(predict_proba(model, images, tta_flip=tta_flip))
     res = metrics(data.labels, probs.argmax(1))
     res.update(occlusion=occlusion, tta_flip=tta_flip, data_fingerprint=data.fingerprint(), **_post_info(post))
     return res
@@ -159,7 +154,7 @@ def evaluate_folder(model, root, face: str = "none", occlusion: str = "none", sk
     found = ~np.isnan(probs).any(1)
     pred = np.full(len(labels), -1, np.int64)
     if found.any():
-        pred[found] = _post(post, probs[found]).argmax(1)
+        pred[found] = post.apply(probs[found]).argmax(1)
     res = metrics(labels, pred)
     res.update(tta_flip=False, **info, **_post_info(post))
     return res
