@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .classes import CLASSES
 from .errors import ImageTooLargeError, NoFaceError, VrferError
 from .faces import (CROP_BOTTOM, CROP_RULE, CROP_SIDE_PER_WIDTH, DETECTOR_NAME, FER_SIZE, KP_CENTRE, KP_MAX_ROLL,
                     KP_SIDE_PER_WIDTH, Face, align_crop, check_box)
@@ -290,6 +291,19 @@ def train_prior(cfg) -> np.ndarray | None:
     return p / p.sum()
 
 
+def read_prior_file(path, n_classes: int = len(CLASSES)):
+    """--prior FILE: the JSON it holds (a list of class frequencies in class order, or {class: value}), read
+    as it is; VrferError naming the file when it cannot be read. PostProcess checks the values."""
+    where = f"--prior {path}"
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise VrferError(f"{where}: expected train, uniform or a JSON file of {n_classes} class frequencies "
+                         "(file not found)") from None
+    except (OSError, ValueError) as e:
+        raise VrferError(f"{where}: cannot read it as JSON ({e})") from None
+
+
 def _prior_values(prior, classes) -> np.ndarray:
     """A target prior given as a JSON file, a list of len(classes) numbers or a {class: value} dict."""
     where = "prior"
@@ -299,13 +313,7 @@ def _prior_values(prior, classes) -> np.ndarray:
             prior = text.split(",")
         else:
             where = f"--prior {text}"
-            try:
-                prior = json.loads(Path(text).read_text())
-            except FileNotFoundError:
-                raise VrferError(f"{where}: expected train, uniform or a JSON file of "
-                                 f"{len(classes)} class frequencies (file not found)") from None
-            except (OSError, ValueError) as e:
-                raise VrferError(f"{where}: cannot read it as JSON ({e})") from None
+            prior = read_prior_file(text, len(classes))
     if isinstance(prior, dict):
         unknown = sorted(set(prior) - set(classes))
         missing = [c for c in classes if c not in prior]
@@ -662,28 +670,7 @@ def preprocessing_spec(cfg, post: PostProcess | None = None) -> dict:
             "detect": f"boxes and 5 landmarks (left eye, right eye, nose, left and right mouth corner, image "
                       f"left/right) from vrfer's {DETECTOR_NAME} detector (not in this file)",
         },
-        "square": {
-            "none_or_box": {"side": "max(w, h)", "left": "x + w/2 - side/2", "top": "y + h/2 - side/2"},
-            "detect": {"rule": CROP_RULE,
-                       "side_per_width": CROP_SIDE_PER_WIDTH, "bottom": CROP_BOTTOM,
-                       "side": f"{CROP_SIDE_PER_WIDTH} * w", "left": "x + w/2 - side/2",
-                       "top": f"y + h + ({CROP_BOTTOM}) * h - side",
-                       "rule_note": "rule 'box': the square above from the box; rule 'keypoints': the square "
-                                    "in 'keypoints' from the nose (nx, ny), where the landmarks allow it, else "
-                                    "the square above",
-                       "keypoints": {
-                           "side_per_width": KP_SIDE_PER_WIDTH, "centre": list(KP_CENTRE),
-                           "side": f"{KP_SIDE_PER_WIDTH} * w",
-                           "roll": "r = atan2 of the mouth corners' line (right minus left); where the corners "
-                                   "coincide, atan2(-(mx - nx), my - ny) of the nose-to-mouth line",
-                           "left": f"nx + cos(r) * {KP_CENTRE[0]} * side - sin(r) * ({KP_CENTRE[1]}) * side "
-                                   "- side/2",
-                           "top": f"ny + sin(r) * {KP_CENTRE[0]} * side + cos(r) * ({KP_CENTRE[1]}) * side "
-                                  "- side/2",
-                           "fallback": f"the box's square when a landmark is missing or not finite, the nose "
-                                       f"lies outside the box, or |r| > {KP_MAX_ROLL:g} degrees"}},
-            "rounding": "left, top and side to the nearest integer, halves to even; side at least 1",
-        },
+        "square": _square_spec(),
         "crop": {"size": FER_SIZE, "pad": "replicate",
                  "pad_note": "where the square leaves the image, the nearest edge pixel is repeated",
                  "shrink": "area", "enlarge": "bilinear",
@@ -705,4 +692,30 @@ def preprocessing_spec(cfg, post: PostProcess | None = None) -> dict:
         "layout": "NCHW",
         "formula": formula,
         "postprocess": post.spec(),
+    }
+
+
+def _square_spec() -> dict:
+    """preprocessing_spec's "square": how the face square is placed (vrfer.faces.face_square, keypoint_square)."""
+    return {
+        "none_or_box": {"side": "max(w, h)", "left": "x + w/2 - side/2", "top": "y + h/2 - side/2"},
+        "detect": {"rule": CROP_RULE,
+                   "side_per_width": CROP_SIDE_PER_WIDTH, "bottom": CROP_BOTTOM,
+                   "side": f"{CROP_SIDE_PER_WIDTH} * w", "left": "x + w/2 - side/2",
+                   "top": f"y + h + ({CROP_BOTTOM}) * h - side",
+                   "rule_note": "rule 'box': the square above from the box; rule 'keypoints': the square "
+                                "in 'keypoints' from the nose (nx, ny), where the landmarks allow it, else "
+                                "the square above",
+                   "keypoints": {
+                       "side_per_width": KP_SIDE_PER_WIDTH, "centre": list(KP_CENTRE),
+                       "side": f"{KP_SIDE_PER_WIDTH} * w",
+                       "roll": "r = atan2 of the mouth corners' line (right minus left); where the corners "
+                               "coincide, atan2(-(mx - nx), my - ny) of the nose-to-mouth line",
+                       "left": f"nx + cos(r) * {KP_CENTRE[0]} * side - sin(r) * ({KP_CENTRE[1]}) * side "
+                               "- side/2",
+                       "top": f"ny + sin(r) * {KP_CENTRE[0]} * side + cos(r) * ({KP_CENTRE[1]}) * side "
+                              "- side/2",
+                       "fallback": f"the box's square when a landmark is missing or not finite, the nose "
+                                   f"lies outside the box, or |r| > {KP_MAX_ROLL:g} degrees"}},
+        "rounding": "left, top and side to the nearest integer, halves to even; side at least 1",
     }
