@@ -133,7 +133,8 @@ def test_the_api_takes_a_path_a_numpy_array_or_a_pil_image_alike(model):
     assert by_path.box == by_array.box == by_pil.box
     assert by_path.probs == pytest.approx(by_array.probs, abs=1e-5)
     d = by_path.to_dict()
-    assert set(d) >= {"source", "frame", "box", "label", "score", "probs"} and "smoothed" not in d
+    assert set(d) >= {"source", "frame", "box", "label", "score", "probs", "held"} and "smoothed" not in d
+    assert d["held"] is False and d["label"] == max(d["probs"], key=d["probs"].get)
 
 
 # ---------------------------------------------------------------------------------------- formats
@@ -196,11 +197,11 @@ def test_csv_has_a_header_and_one_row_per_face_with_the_8_probabilities(capfd, m
     rc, out, _ = vrfer(capfd, tmp_path, "--model", model, "--face", "none", "--csv")
     rows = list(csv.reader(io.StringIO(out)))
     assert rc == 0
-    assert rows[0] == ["source", "frame", "x", "y", "w", "h", "label", "score", *CLASSES]
+    assert rows[0] == ["source", "frame", "x", "y", "w", "h", "label", "score", *CLASSES, "held"]
     assert len(rows) == 4 and all(len(r) == len(rows[0]) for r in rows)
     for r in rows[1:]:
-        assert sum(float(v) for v in r[8:]) == pytest.approx(1.0, abs=1e-3)
-        assert r[6] in CLASSES and r[1] == ""
+        assert sum(float(v) for v in r[8:16]) == pytest.approx(1.0, abs=1e-3)
+        assert r[6] in CLASSES and r[1] == "" and r[16] == "0"
 
 
 def test_folders_are_searched_recursively_for_images_and_videos_only(capfd, model, tmp_path):
@@ -279,17 +280,19 @@ def test_smoothing_is_an_exponential_moving_average_of_the_frame_probabilities(c
     assert s[0] == pytest.approx(p[0], abs=1e-5)                     # starts at the first frame
     for t in range(1, 8):                                             # s_t = a p_t + (1 - a) s_{t-1}
         assert s[t] == pytest.approx(alpha * p[t] + (1 - alpha) * s[t - 1], abs=2e-6)
-    assert all(d["label"] == max(d["smoothed"], key=d["smoothed"].get) for d in rows)
+    # one label rule (vrfer.results): label/score are this frame's, smoothed_label the running average's
+    assert all(d["label"] == max(d["probs"], key=d["probs"].get) for d in rows)
+    assert all(d["smoothed_label"] == max(d["smoothed"], key=d["smoothed"].get) for d in rows)
     assert np.abs(np.diff(s, axis=0)).sum() < np.abs(np.diff(p, axis=0)).sum()  # smoother
 
 
-def test_smoothed_csv_has_8_more_columns(capfd, model, tmp_path):
+def test_smoothed_csv_has_the_8_smoothed_probabilities_and_their_label(capfd, model, tmp_path):
     video = write_video(tmp_path / "clip.avi", fer_faces(3))
     rc, out, _ = vrfer(capfd, video, "--model", model, "--face", "none", "--csv", "--smooth", "0.5",
                        "--max-frames", 2)
     rows = list(csv.reader(io.StringIO(out)))
     assert rc == 0 and len(rows) == 3
-    assert rows[0][-8:] == [f"smoothed_{c}" for c in CLASSES] and len(rows[0]) == 24
+    assert rows[0][-10:] == [*(f"smoothed_{c}" for c in CLASSES), "smoothed_label", "held"] and len(rows[0]) == 26
     assert [r[1] for r in rows[1:]] == ["0", "1"]
 
 

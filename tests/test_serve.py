@@ -589,6 +589,27 @@ def test_params():
             Params().updated(bad)
 
 
+def test_a_face_of_an_event_is_the_face_predict_writes():
+    """One result type (vrfer.results.FacePrediction): serve's faces are predict's JSON without source and frame,
+    with one rounding, one label rule (the unrounded probabilities; the first class on a tie) and `held`."""
+    from vrfer.results import FacePrediction
+    from vrfer.serve.protocol import prediction_event
+    probs = [0.1, 0.3, 0.3, 0.1, 0.1, 0.1 - 1e-9, 0.0, 1e-9]       # a tie: happiness comes first
+    face = FacePrediction.of((1, 2, 30, 40), probs, CLASSES, smoothed=np.eye(8)[3], face_score=0.0, held=True,
+                             source="cam:0", frame=4)
+    d = face.to_dict()
+    assert d["source"] == "cam:0" and d["frame"] == 4 and d["held"] is True and d["face_score"] == 0.0
+    assert d["label"] == "happiness" and d["score"] == 0.3 and d["smoothed_label"] == "sadness"
+    assert d["probs"]["contempt"] == 0.0 and d["probs"]["disgust"] == 0.1          # 6 decimals
+    ev = prediction_event(4, [face])
+    assert ev["faces"] == [{k: v for k, v in d.items() if k not in ("source", "frame")}]
+    assert ev["label"] == "sadness"                                                # the smoothed label of face 0
+    arrays = prediction_event(4, [face], arrays=True)["faces"][0]
+    assert arrays["probs"] == list(d["probs"].values()) and arrays["smoothed"] == list(d["smoothed"].values())
+    plain = FacePrediction.of((1, 2, 30, 40), probs, CLASSES).to_dict(where=False)
+    assert plain["held"] is False and "face_score" not in plain and "smoothed" not in plain
+
+
 # ------------------------------------------------------------------------------------------ face detection
 
 @pytest.fixture(scope="module")

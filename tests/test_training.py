@@ -395,6 +395,9 @@ def test_ema_saves_the_moving_average_of_the_weights_and_resumes_identically(tmp
     whole = train(recipe, data, tmp_path / "whole", quiet=True)
     saved = load_file(str(whole / "final.safetensors"))
     state = torch.load(whole / "checkpoint.pt", weights_only=True)
+    # the checkpoint's keys stay as they are: a run started by an earlier vrfer resumes with this one
+    assert list(state) == ["epoch", "recipe", "model", "masks", "optimizer", "scheduler", "rng_cpu", "best_acc",
+                           "metrics", "ema"]
     trained = state["model"]
     assert not torch.allclose(saved["features.0.weight"], trained["features.0.weight"])
     assert torch.equal(saved["features.0.weight"], state["ema"]["shadow"]["features.0.weight"])
@@ -415,3 +418,47 @@ def test_ema_saves_the_moving_average_of_the_weights_and_resumes_identically(tmp
         net.weight.add_(2.0)
     ema.update(net)
     assert torch.allclose(ema.shadow["weight"], start + 1.0)
+
+
+def test_supcon_is_low_when_faces_of_one_expression_sit_together_and_high_when_mixed():
+    from vrfer.training.trainer import supcon_loss
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    clustered = torch.eye(3).repeat_interleave(2, 0) + 0.01 * torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    mixed = torch.eye(3)[[0, 1, 2, 0, 1, 2]]
+    assert supcon_loss(clustered, labels, 0.1) < 0.01 < 1.0 < supcon_loss(mixed, labels, 0.1)
+    alone = supcon_loss(torch.randn(3, 4), torch.tensor([0, 1, 2]), 0.1)     # no face has a partner: no signal
+    assert alone.item() == 0.0
+
+
+def test_the_supcon_term_pulls_each_expression_together_in_the_representation(data):
+    """Trained on one batch with the same start, a model whose Criterion has loss.supcon ends with a representation
+    in which that batch's faces of one expression sit closer together (lower supcon_loss) than a plain run's."""
+    from vrfer.models import create_model
+    from vrfer.preprocess import prepare
+    from vrfer.representation import logits_and_features
+    from vrfer.training.trainer import Criterion, load_data, supcon_loss
+    faces = load_data(tiny(), data)[0]
+    x, y = prepare(faces.images, create_model("vrfer-cnn-small", image_size=24).cfg), torch.from_numpy(faces.labels)
+    t = torch.nn.functional.one_hot(y, 8).float()
+    after = {}
+    for w in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = create_model("vrfer-cnn-small", image_size=24)
+        crit = Criterion(tiny(loss={"supcon": w}), model=model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        model.train()
+        for _ in range(40):
+            loss = crit(model(x), y, t, None, torch.Generator().manual_seed(0))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        feats = torch.from_numpy(logits_and_features(model, faces.images)[1])
+        after[w] = supcon_loss(feats, y, 0.1).item()
+    assert after[1.0] < after[0.0] - 0.1
+
+
+def test_a_supcon_run_trains_differently(tmp_path, data):
+    plain = train(tiny(), data, tmp_path / "plain", quiet=True)
+    sc = train(tiny(loss={"supcon": 1.0}), data, tmp_path / "sc", quiet=True)
+    w_plain, w_sc = load_file(str(plain / "final.safetensors")), load_file(str(sc / "final.safetensors"))
+    assert not torch.allclose(w_plain["features.0.weight"], w_sc["features.0.weight"])

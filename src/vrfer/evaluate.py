@@ -45,11 +45,6 @@ def metrics(labels: np.ndarray, pred: np.ndarray) -> dict:
             "confusion": cm.tolist()}
 
 
-def _post(post, probs: np.ndarray) -> np.ndarray:
-    """The answers predict would give: vrfer.postprocess.PostProcess (prior, class subset)."""
-    return probs if post.identity else post.apply(probs)
-
-
 def _post_info(post) -> dict:
     if post.identity:
         return {"prior": "train", "prior_tau": None, "classes": None}
@@ -66,7 +61,7 @@ def evaluate(model, data: FaceSet, occlusion: str = "none", tta_flip: bool = Fal
         raise ValueError(f"occlusion must be one of {OCCLUSIONS}")
     post = PostProcess(model.cfg) if post is None else post
     images = occlude_upper(data.images, model.cfg.occlusion) if occlusion == "upper-half" else data.images
-    probs = _post(post, predict_proba(model, images, tta_flip=tta_flip))
+    probs = post.apply(predict_proba(model, images, tta_flip=tta_flip))
     res = metrics(data.labels, probs.argmax(1))
     res.update(occlusion=occlusion, tta_flip=tta_flip, data_fingerprint=data.fingerprint(), **_post_info(post))
     return res
@@ -159,7 +154,7 @@ def evaluate_folder(model, root, face: str = "none", occlusion: str = "none", sk
     found = ~np.isnan(probs).any(1)
     pred = np.full(len(labels), -1, np.int64)
     if found.any():
-        pred[found] = _post(post, probs[found]).argmax(1)
+        pred[found] = post.apply(probs[found]).argmax(1)
     res = metrics(labels, pred)
     res.update(tta_flip=False, **info, **_post_info(post))
     return res
@@ -238,8 +233,6 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     With both, the profile is made on top of the person's leave-one-out adapted model.
     Faces where no face was found are left out of these figures (counted in no_face).
     log: a function taking one line of progress (or None)."""
-    from .adapt import adapt_arrays
-    from .calibration import enrol
     from .errors import VrferError
     from .models.registry import as_model
     from .postprocess import PostProcess
@@ -253,13 +246,8 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     model = as_model(model)
     items, crops, found, rec, info = folder_faces(model, root, face, occlusion, skip_bad, threads, progress)
     items = [it for it, f in zip(items, found) if f]
-    labels = np.array([it.label for it in items], np.int64)
-    subjects = _people(items)
-    sessions = np.array([it.session for it in items])
-    no_sessions = (sessions == "").all()
-    if no_sessions:
-        sessions = np.array([it.path.name for it in items])
-    files = np.array([it.path.name for it in items])
+    data = _people_sessions(items)
+    labels, subjects = data["labels"], data["subjects"]
     res = {"n": int(len(labels)), "people": int(len(np.unique(subjects))), **info}
     generic_post = PostProcess(model.cfg) if post is None else post
     logits, feats = logits_and_features(model, crops)
@@ -268,56 +256,83 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     say = log or (lambda _line: None)
     say(f"generic answer: {100 * res['generic']['accuracy']:.2f}% on {len(labels)} faces of {res['people']} people")
 
-    per_person = {}     # person -> (model, logits, feats, post) the calibration starts from
+    per_person = {}     # person -> (model, logits, feats, post, faces) the calibration starts from
     if adapt == "loo":
-        pred = np.zeros_like(labels)
-        for person in np.unique(subjects):
-            fit = subjects != person
-            m = adapt_arrays(model, crops[fit], labels[fit])
-            lg, ft = logits_and_features(m, crops[~fit])
-            p = PostProcess(m.cfg, None if post is None else post.prior, None if post is None else post.tau,
-                            None if post is None or post.subset is None else post.subset)
-            pred[~fit] = p.apply(lg, logits=True).argmax(1)
-            per_person[person] = (m, lg, ft, p, np.flatnonzero(~fit))
+        pred, per_person = _adapt_loo(model, crops, labels, subjects, post)
         res["adapted_loo"] = _scores(labels, pred)
         say(f"adapted, leave-one-person-out: {100 * res['adapted_loo']['accuracy']:.2f}%")
     if calibrate is None:
         return res
 
+    def starts(person, own):
+        return per_person.get(person) or (model, logits[own], feats[own], generic_post, own)
+
+    runs_base, runs_cal, pairs = _calibration_draws(data, starts, calibrate, draws, seed)
+    base_name = "adapted_loo" if adapt == "loo" else "generic"
+    res["calibration"] = {
+        "k": calibrate, "draws": draws if calibrate else 1, "seed": seed, "starts_from": base_name,
+        "sessions": "none in labels.csv: enrol from the person's photos, score their other photos (one sitting: "
+                    "flatters calibration)"
+                    if data["no_sessions"] else "enrol from one session, score the person's other sessions",
+        "always_enrolled_sessions": sorted(data["one_class"]), "enrolments": len(pairs),
+        "unprofiled": _spread(runs_base), "calibrated": _spread(runs_cal)}
+    say(f"calibrated (K={calibrate}): {100 * res['calibration']['calibrated']['accuracy']:.2f}% against "
+        f"{100 * res['calibration']['unprofiled']['accuracy']:.2f}% unprofiled on the same faces")
+    return res
+
+
+def _people_sessions(items) -> dict:
+    """The labelled faces' labels, people, sessions (without a `session` column: each photo its own) and file
+    names, whether there were sessions, and the sessions of one class only (always enrolled, never scored)."""
+    labels = np.array([it.label for it in items], np.int64)
+    sessions = np.array([it.session for it in items])
+    no_sessions = bool((sessions == "").all())
+    if no_sessions:
+        sessions = np.array([it.path.name for it in items])
+    one_class = set() if no_sessions else \
+        {s for s in np.unique(sessions) if len(np.unique(labels[sessions == s])) == 1}
+    return {"labels": labels, "subjects": _people(items), "sessions": sessions, "no_sessions": no_sessions,
+            "files": np.array([it.path.name for it in items]), "one_class": one_class}
+
+
+def _adapt_loo(model, crops, labels, subjects, post):
+    """Each person's faces scored by an adaptation (vrfer.adapt) fitted on the other people only: the predictions,
+    and per person (adapted model, logits, representations, post-processing, the person's face indices)."""
+    from .adapt import adapt_arrays
+    from .postprocess import PostProcess
+    from .representation import logits_and_features
+    pred, per_person = np.zeros_like(labels), {}
+    for person in np.unique(subjects):
+        fit = subjects != person
+        m = adapt_arrays(model, crops[fit], labels[fit])
+        lg, ft = logits_and_features(m, crops[~fit])
+        p = PostProcess(m.cfg, None if post is None else post.prior, None if post is None else post.tau,
+                        None if post is None or post.subset is None else post.subset)
+        pred[~fit] = p.apply(lg, logits=True).argmax(1)
+        per_person[person] = (m, lg, ft, p, np.flatnonzero(~fit))
+    return pred, per_person
+
+
+def _calibration_draws(data: dict, starts, calibrate: int, draws: int, seed: int):
+    """evaluate_personal's calibration, `draws` times (seeded): per draw the unprofiled and the calibrated scores
+    on the same faces, and the first draw's enrolments (person, session, enrolled, scored). starts(person, own):
+    the (model, logits, representations, post-processing, face indices) a person's profiles start from."""
+    from .calibration import enrol
+    from .errors import VrferError
+    labels, subjects, sessions = data["labels"], data["subjects"], data["sessions"]
     rng = np.random.default_rng(seed)
-    one_class = {s for s in np.unique(sessions) if len(np.unique(labels[sessions == s])) == 1} if not no_sessions else set()
     runs_base, runs_cal, pairs = [], [], []
     for draw in range(draws if calibrate else 1):
         base_pred, cal_pred, truth = [], [], []
         for person in np.unique(subjects):
             own = np.flatnonzero(subjects == person)
-            if person in per_person:
-                m, lg, ft, p, idx = per_person[person]
-            else:
-                m, lg, ft, p, idx = model, logits[own], feats[own], generic_post, own
+            m, lg, ft, p, idx = starts(person, own)
             pos = {int(i): k for k, i in enumerate(idx)}
-            for s in ([None] if no_sessions else np.unique(sessions[own])):
-                if s in one_class:
+            for s in ([None] if data["no_sessions"] else np.unique(sessions[own])):
+                split = None if s in data["one_class"] else _enrolment(data, own, s, calibrate, rng)
+                if split is None:
                     continue
-                # one sitting (no session column): enrol from the person's photos, score the others
-                pool = own if s is None else own[(sessions[own] == s) | np.isin(sessions[own], list(one_class))]
-                enrolled = []
-                for c in np.unique(labels[pool]):
-                    cand = pool[labels[pool] == c]
-                    k = len(cand) if not calibrate else min(calibrate, len(cand))
-                    enrolled += list(rng.choice(cand, k, replace=False))
-                enrolled = np.array(sorted(enrolled))
-                classes = np.unique(labels[enrolled])
-                if len(classes) < MIN_ENROLLED_CLASSES:
-                    continue    # scored among one or two classes, any push towards them looks like a gain
-                other = ~np.isin(own, enrolled) if s is None else \
-                    (sessions[own] != s) & ~np.isin(sessions[own], list(one_class))
-                scored = own[other & np.isin(labels[own], classes)]
-                if not len(scored):
-                    continue
-                # the rule of the protocol: no scored photo is an enrolled one or from the enrolled session
-                assert not set(files[scored]) & set(files[enrolled])
-                assert s is None or s not in set(sessions[scored])
+                enrolled, scored = split
                 prof = enrol(m, ft[[pos[int(i)] for i in enrolled]], labels[enrolled])
                 z = lg[[pos[int(i)] for i in scored]]
                 f = ft[[pos[int(i)] for i in scored]]
@@ -332,14 +347,30 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
         t = np.concatenate(truth)
         runs_base.append(_scores(t, np.concatenate(base_pred)))
         runs_cal.append(_scores(t, np.concatenate(cal_pred)))
-    base_name = "adapted_loo" if adapt == "loo" else "generic"
-    res["calibration"] = {
-        "k": calibrate, "draws": draws if calibrate else 1, "seed": seed, "starts_from": base_name,
-        "sessions": "none in labels.csv: enrol from the person's photos, score their other photos (one sitting: "
-                    "flatters calibration)"
-                    if no_sessions else "enrol from one session, score the person's other sessions",
-        "always_enrolled_sessions": sorted(one_class), "enrolments": len(pairs),
-        "unprofiled": _spread(runs_base), "calibrated": _spread(runs_cal)}
-    say(f"calibrated (K={calibrate}): {100 * res['calibration']['calibrated']['accuracy']:.2f}% against "
-        f"{100 * res['calibration']['unprofiled']['accuracy']:.2f}% unprofiled on the same faces")
-    return res
+    return runs_base, runs_cal, pairs
+
+
+def _enrolment(data: dict, own, s, calibrate: int, rng):
+    """One enrolment of a person (faces `own`) from session s (None: one sitting, the person's photos): K faces
+    per class drawn, and the faces it is scored on. (enrolled, scored) indices, or None when it is not scored
+    (fewer than MIN_ENROLLED_CLASSES classes enrolled, or no face left to score)."""
+    labels, sessions, one_class, files = data["labels"], data["sessions"], list(data["one_class"]), data["files"]
+    # one sitting (no session column): enrol from the person's photos, score the others
+    pool = own if s is None else own[(sessions[own] == s) | np.isin(sessions[own], one_class)]
+    enrolled = []
+    for c in np.unique(labels[pool]):
+        cand = pool[labels[pool] == c]
+        k = len(cand) if not calibrate else min(calibrate, len(cand))
+        enrolled += list(rng.choice(cand, k, replace=False))
+    enrolled = np.array(sorted(enrolled))
+    classes = np.unique(labels[enrolled])
+    if len(classes) < MIN_ENROLLED_CLASSES:
+        return None     # scored among one or two classes, any push towards them looks like a gain
+    other = ~np.isin(own, enrolled) if s is None else (sessions[own] != s) & ~np.isin(sessions[own], one_class)
+    scored = own[other & np.isin(labels[own], classes)]
+    if not len(scored):
+        return None
+    # the rule of the protocol: no scored photo is an enrolled one or from the enrolled session
+    assert not set(files[scored]) & set(files[enrolled])
+    assert s is None or s not in set(sessions[scored])
+    return enrolled, scored

@@ -179,10 +179,10 @@ def explain_image(pipeline, path, out_dir, target=None, taken: set | None = None
     """Explain every face of one image the way `vrfer predict` sees it: the same faces, crops and
     probabilities (vrfer.pipeline.Pipeline, torch backend); write `<stem>_gradcam.png` (or `_face<i>`).
 
-    Returns one dict per face: predict's JSON fields (source, frame, box, label, score, probs) plus
+    Returns one dict per face: predict's JSON fields (vrfer.results.FacePrediction.to_dict) plus
     `explained` (the class the heat map shows: `target`, else the predicted one), its probability
     `explained_score` and `png`. Raises VrferError for an unreadable image, NoFaceError for no face."""
-    from .recognizer import FacePrediction
+    from .results import DECIMALS, FacePrediction
     model = pipeline.classifier.model
     cfg = pipeline.cfg
     path, out_dir = Path(path), Path(out_dir)
@@ -199,9 +199,8 @@ def explain_image(pipeline, path, out_dir, target=None, taken: set | None = None
         heat, _ = explain(model, crop, k)
         out = out_dir / name
         render(crop, heat, p, cfg, out, target=k)
-        d = FacePrediction(source=str(path), frame=None, box=f.int_box(),
-                           probs={c: float(v) for c, v in zip(cfg.classes, p)},
-                           face_score=float(f.score) if pipeline.face == "detect" else None).to_dict()
-        d.update(explained=cfg.classes[k], explained_score=round(float(p[k]), 6), png=str(out))
+        d = FacePrediction.of(f.int_box(), p, cfg.classes, face_score=f.score if pipeline.face == "detect" else None,
+                              source=str(path)).to_dict()
+        d.update(explained=cfg.classes[k], explained_score=round(float(p[k]), DECIMALS), png=str(out))
         results.append(d)
     return results

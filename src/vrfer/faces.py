@@ -116,12 +116,14 @@ Box = tuple  # (x, y, w, h) in pixels, floats or ints
 class Face:
     """One detected face: box (x, y, w, h) in image pixels, detector score, 5 landmarks
     (left eye, right eye, nose, left and right mouth corner; (5, 2) x/y) when the detector gives them,
-    and which detector found it ("retinaface" or "blazeface": their scores are not on one scale)."""
+    and which detector found it ("retinaface" or "blazeface": their scores are not on one scale). held: the
+    face tracker (vrfer.tracking) did not see the face in this frame and kept its last box (score 0)."""
 
     box: tuple
     score: float = 1.0
     landmarks: np.ndarray | None = field(default=None, repr=False)
     detector: str = field(default="retinaface", repr=False, compare=False)
+    held: bool = False
 
     def int_box(self) -> tuple[int, int, int, int]:
         return tuple(int(round(v)) for v in self.box)
@@ -702,6 +704,3 @@ def get_detector(threads: int | None = None, **kw) -> RetinaFaceDetector:
         _DEFAULT[key] = RetinaFaceDetector(threads=threads, **kw)
     return _DEFAULT[key]
 
-
-def detect_faces(image: np.ndarray, **kw) -> list[Face]:
-    return get_detector(**kw).detect(image)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .classes import CLASSES
 from .errors import VrferError
 
 
@@ -27,6 +28,19 @@ def train_prior(cfg) -> np.ndarray | None:
     return p / p.sum()
 
 
+def read_prior_file(path, n_classes: int = len(CLASSES)):
+    """--prior FILE: the JSON it holds (a list of class frequencies in class order, or {class: value}), read
+    as it is; VrferError naming the file when it cannot be read. PostProcess checks the values."""
+    where = f"--prior {path}"
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise VrferError(f"{where}: expected train, uniform or a JSON file of {n_classes} class frequencies "
+                         "(file not found)") from None
+    except (OSError, ValueError) as e:
+        raise VrferError(f"{where}: cannot read it as JSON ({e})") from None
+
+
 def _prior_values(prior, classes) -> np.ndarray:
     """A target prior given as a JSON file, a list of len(classes) numbers or a {class: value} dict."""
     where = "prior"
@@ -36,13 +50,7 @@ def _prior_values(prior, classes) -> np.ndarray:
             prior = text.split(",")
         else:
             where = f"--prior {text}"
-            try:
-                prior = json.loads(Path(text).read_text())
-            except FileNotFoundError:
-                raise VrferError(f"{where}: expected train, uniform or a JSON file of "
-                                 f"{len(classes)} class frequencies (file not found)") from None
-            except (OSError, ValueError) as e:
-                raise VrferError(f"{where}: cannot read it as JSON ({e})") from None
+            prior = read_prior_file(text, len(classes))
     if isinstance(prior, dict):
         unknown = sorted(set(prior) - set(classes))
         missing = [c for c in classes if c not in prior]

@@ -31,7 +31,8 @@ from .errors import NoFaceError, VrferError, native_stderr_silenced
 from .faces import to_bgr
 from .pipeline import Pipeline, load_image
 from .pretrained import DEFAULT_MODEL
-from .smoothing import Smoother, check_alpha
+from .results import FacePrediction
+from .smoothing import Smoother
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm",
               ".jfif"}
@@ -42,41 +43,6 @@ VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", 
 def samples_path() -> Path:
     """The folder of sample images bundled with vrfer (`vrfer predict --samples` runs on it)."""
     return Path(str(resources.files("vrfer").joinpath("samples")))
-
-
-# ------------------------------------------------------------------------------------------ results
-
-@dataclass
-class FacePrediction:
-    """One face in one image or video frame."""
-
-    source: str                          # file, folder/file, "cam:0", or "" for an in-memory image
-    frame: int | None                    # frame index in a video or webcam stream, None for a photo
-    box: tuple[int, int, int, int]       # face box x, y, w, h in image pixels
-    probs: dict[str, float]              # the 8 FER+ classes (vrfer.classes.CLASSES order)
-    smoothed: dict[str, float] | None = None   # EMA of probs over frames, when smoothing is on (vrfer.smoothing)
-    face_score: float | None = None      # detector confidence (None: face not detected but given; 0.0: a
-                                         # frame where the tracker did not see the face and kept its last box)
-
-    @property
-    def label(self) -> str:
-        """The most probable class (of the smoothed probabilities when smoothing is on)."""
-        p = self.smoothed if self.smoothed is not None else self.probs
-        return max(p, key=p.get)
-
-    @property
-    def score(self) -> float:
-        p = self.smoothed if self.smoothed is not None else self.probs
-        return p[self.label]
-
-    def to_dict(self) -> dict:
-        d = {"source": self.source, "frame": self.frame, "box": list(self.box), "label": self.label,
-             "score": round(self.score, 6), "probs": {k: round(v, 6) for k, v in self.probs.items()}}
-        if self.smoothed is not None:
-            d["smoothed"] = {k: round(v, 6) for k, v in self.smoothed.items()}
-        if self.face_score is not None:
-            d["face_score"] = round(self.face_score, 4)
-        return d
 
 
 # -------------------------------------------------------------------------------------- inputs
@@ -202,9 +168,11 @@ class Recognizer:
     def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "auto", alpha: float | None = None,
                  threads: int | None = None, tta_flip: bool = False, detector=None, prior=None,
                  prior_tau: float | None = None, classes=None, profile=None):
-        self.alpha = None if alpha is None else check_alpha(alpha, "alpha (smoothing)")
-        if self.alpha == 1.0:
-            self.alpha = None
+        # vrfer.smoothing.Smoother checks ALPHA (the one check of it, vrfer.smoothing.check_alpha); 1: no smoothing
+        self._smoother = None if alpha is None else Smoother(alpha)
+        if self._smoother is not None and self._smoother.alpha == 1.0:
+            self._smoother = None
+        self.alpha = None if self._smoother is None else self._smoother.alpha
         from .threads import use_torch_threads
         self.threads = use_torch_threads(threads)   # vrfer.threads: one meaning of --threads everywhere
         self.pipeline = Pipeline(model, face, backend, threads, tta_flip, detector, prior, prior_tau, classes,
@@ -214,7 +182,6 @@ class Recognizer:
         self.classes = self.pipeline.classes
         self.backend = backend
         self._tracker = None
-        self._smoother = Smoother(self.alpha) if self.alpha is not None else None
 
     @property
     def detector(self):
@@ -264,12 +231,9 @@ class Recognizer:
             raise
         smoothed = (self._smoother.update([f.box for f in faces], probs) if self._smoother is not None
                     else [None] * len(faces))
-        return [FacePrediction(
-            source=source, frame=frame, box=f.int_box(),
-            probs={c: float(v) for c, v in zip(self.classes, p)},
-            smoothed=None if s is None else {c: float(v) for c, v in zip(self.classes, s)},
-            face_score=float(f.score) if self.face == "detect" else None)
-            for f, p, s in zip(faces, probs, smoothed)]
+        return [FacePrediction.of(f.int_box(), p, self.classes, s, f.score if self.face == "detect" else None,
+                                  f.held, source, frame)
+                for f, p, s in zip(faces, probs, smoothed)]
 
     def video(self, src, max_frames: int | None = None, progress: bool = False,
               name: str | None = None) -> Iterator[tuple[int, list[FacePrediction] | None]]:

@@ -201,7 +201,7 @@ class FaceTracker:
             self.missed += 1
             if self.missed <= self.max_missed:
                 self.held += 1
-                return [Face(self.box, 0.0, self.landmarks())]
+                return [Face(self.box, 0.0, self.landmarks(), held=True)]
         self.searched += 1
         faces = self.detector.detect(bgr)
         if not faces:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import VrferError
+from ..results import DECIMALS
 from ..threads import add_threads_option
 
 _SHORT = {"neutral": "neu", "happiness": "hap", "surprise": "sur", "sadness": "sad", "anger": "ang",
@@ -65,7 +66,8 @@ def add_parser(sub) -> None:
     p.add_argument("--smooth", type=float, default=None, metavar="ALPHA",
                    help="video/webcam: exponential moving average of the probabilities, "
                         "s = ALPHA*p + (1-ALPHA)*s_prev: ALPHA in (0, 1] is the weight of the newest frame, "
-                        "as serve's alpha (default: off; 0.2: about the last 5 frames)")
+                        "as serve's alpha (default: off; 0.2: about the last 5 frames); adds smoothed and "
+                        "smoothed_label, as serve's events: label and score stay this frame's")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto (default): the int8 ONNX graph shipped with a bundled model (speed and accuracy: "
                         "docs/RESULTS.md, 'int8 classifier'), else PyTorch; torch: float32 PyTorch; onnx: float32 "
@@ -83,6 +85,8 @@ def add_parser(sub) -> None:
 
 
 class _Writer:
+    """One face a line: vrfer.results.FacePrediction as a table, its to_dict as JSON, or the same values as CSV."""
+
     def __init__(self, mode: str, classes, smoothing: bool, stream=None):
         self.mode, self.classes, self.smoothing = mode, list(classes), smoothing
         self.stream = stream or sys.stdout
@@ -92,37 +96,40 @@ class _Writer:
             self.csv = csv.writer(self.stream, lineterminator="\n")
             head = ["source", "frame", "x", "y", "w", "h", "label", "score"] + self.classes
             if smoothing:
-                head += [f"smoothed_{c}" for c in self.classes]
-            self.csv.writerow(head)
+                head += [f"smoothed_{c}" for c in self.classes] + ["smoothed_label"]
+            self.csv.writerow(head + ["held"])
 
     def write(self, pred, size: tuple[int, int] | None = None) -> None:
         """size: the image's (width, height), to mark a box that reaches outside it in the table."""
         if self.mode == "json":
             print(json.dumps(pred.to_dict()), file=self.stream)
         elif self.mode == "csv":
+            num = f"{{:.{DECIMALS}f}}".format       # the decimals of the JSON (vrfer.results)
             row = [pred.source, "" if pred.frame is None else pred.frame, *pred.box, pred.label,
-                   f"{pred.score:.4f}"] + [f"{pred.probs[c]:.4f}" for c in self.classes]
+                   num(pred.score)] + [num(pred.probs[c]) for c in self.classes]
             if self.smoothing:
                 sm = pred.smoothed or pred.probs
-                row += [f"{sm[c]:.4f}" for c in self.classes]
-            self.csv.writerow(row)
+                row += [num(sm[c]) for c in self.classes] + [pred.smoothed_label or pred.label]
+            self.csv.writerow(row + [int(pred.held)])
         else:
             if not self.header_done:
                 print(_TABLE_HEADER, file=self.stream)
                 self.header_done = True
             where = pred.source + (f" #{pred.frame}" if pred.frame is not None else "")
             x, y, w, h = pred.box
-            shown = pred.smoothed if pred.smoothed is not None else pred.probs
-            probs = " ".join(f"{_SHORT.get(c, c[:3])} {shown[c]:.2f}" for c in self.classes)
+            probs = " ".join(f"{_SHORT.get(c, c[:3])} {pred.probs[c]:.2f}" for c in self.classes)
             outside = size is not None and (x < 0 or y < 0 or x + w > size[0] or y + h > size[1])
-            held = "  held" if pred.face_score == 0.0 else ""
-            print(f"{where}  [{x},{y},{w},{h}]{'*' if outside else ''}  {pred.label:<9} {pred.score:.2f}  ({probs}){held}",
-                  file=self.stream)
+            smoothed = "" if pred.smoothed is None else \
+                f"  smoothed {pred.smoothed_label} {pred.smoothed[pred.smoothed_label]:.2f}"
+            held = "  held" if pred.held else ""
+            print(f"{where}  [{x},{y},{w},{h}]{'*' if outside else ''}  {pred.label:<9} {pred.score:.2f}  ({probs})"
+                  f"{smoothed}{held}", file=self.stream)
         self.stream.flush()
 
 
 _TABLE_HEADER = ("# source [#frame]  [face box x,y,w,h; * reaches outside the image, the crop is padded]  "
-                 "expression score  (the 8 probabilities)  [held: face not seen in this video frame, its last box kept]")
+                 "expression score  (the 8 probabilities)  [smoothed: expression score, with --smooth]  "
+                 "[held: face not seen in this video frame, its last box kept]")
 
 
 def _err(name: str, msg: str) -> None:
@@ -139,7 +146,6 @@ def _out_path(out_dir: Path, item) -> Path:
 def run(a) -> int:
     from ..outputs import output_dir
     from ..recognizer import Recognizer, expand_inputs, load_image, samples_path
-    from ..smoothing import check_alpha
 
     paths = list(a.paths)
     for cam in a.camera or []:
@@ -156,8 +162,6 @@ def run(a) -> int:
         if it.kind != "camera" and Path(str(it.path)).parent == sample_dir:
             it.name = f"samples/{Path(str(it.path)).name}"
 
-    if a.smooth is not None:
-        check_alpha(a.smooth, "--smooth")
     rec = Recognizer(model=a.model, face=a.face, backend=a.backend, alpha=a.smooth, threads=a.threads,
                      prior=a.prior, prior_tau=a.prior_tau, classes=a.classes, profile=a.profile)
     mode = "json" if a.json else "csv" if a.csv else "table"

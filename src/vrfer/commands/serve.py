@@ -65,6 +65,7 @@ def add_parser(sub) -> None:
 
 def build_config(a):
     from ..pipeline import parse_face
+    from ..postprocess import read_prior_file
     from ..serve.app import ServeConfig, check_bind
     from ..serve.protocol import DEFAULT_MAX_FRAME_BYTES, Params, ProtocolError
 
@@ -76,13 +77,7 @@ def build_config(a):
     if a.prior in ("train", "uniform"):
         values["prior"] = a.prior
     elif a.prior is not None:                         # a file of class frequencies, read once here
-        import json
-        try:
-            values["prior"] = json.loads(open(a.prior).read())
-        except OSError as e:
-            raise VrferError(f"--prior {a.prior}: expected train, uniform or a JSON file ({e.strerror})") from None
-        except ValueError as e:
-            raise VrferError(f"--prior {a.prior}: cannot read it as JSON ({e})") from None
+        values["prior"] = read_prior_file(a.prior)
     try:
         params = Params().updated(values)
     except ProtocolError as e:
@@ -112,10 +107,10 @@ def run(a) -> int:
     except ImportError as e:
         raise VrferError(f"vrfer serve needs starlette and uvicorn ({e.name} is missing): "
                          "pip install 'vrfer[serve]'") from None
-    from ..serve.app import create_app, uvicorn_config
+    from ..serve.app import create_app, listen_socket, uvicorn_config
 
     cfg = build_config(a)
-    sock = bind(cfg)                 # a busy port fails here, before the model loads or a banner is printed
+    sock = listen_socket(cfg)        # a busy port fails here, before the model loads or a banner is printed
     try:
         app = create_app(cfg)        # loads the model and opens the source: errors end here, cleanly
     except BaseException:
@@ -133,18 +128,3 @@ def run(a) -> int:
         sock.close()
     return 0
 
-
-def bind(cfg):
-    """The listening socket, bound now: "address in use" is one line before anything starts."""
-    import socket
-    family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((cfg.host, cfg.port))
-        sock.listen(2048)
-        sock.set_inheritable(True)
-    except OSError as e:
-        sock.close()
-        raise VrferError(f"cannot listen on {cfg.host}:{cfg.port} ({e.strerror or e})") from None
-    return sock

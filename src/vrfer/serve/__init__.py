@@ -8,7 +8,7 @@
 Starlette and uvicorn are imported only when the app is used (vrfer.serve.protocol needs neither).
 """
 
-_APP = ("ServeConfig", "ServerThread", "create_app", "run_server")
+_APP = ("ServeConfig", "ServerThread", "create_app")
 _PROTOCOL = ("PROTOCOL_VERSION", "Debouncer", "Params")
 __all__ = list(_APP + _PROTOCOL) + ["Smoother"]
 

@@ -44,6 +44,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..errors import VrferError
 from ..postprocess import PostProcess
 from ..pretrained import DEFAULT_MODEL
+from ..results import FacePrediction
 from ..smoothing import Smoother
 from .engine import EngineBusy, InferenceEngine, Predictor, Stream
 from .protocol import (
@@ -152,13 +153,16 @@ def post_process(state: ServerState, params: Params) -> PostProcess:
         raise ProtocolError("bad_param", str(e)) from None
 
 
-def answer(faces: list[dict], post: PostProcess, classes) -> list[dict]:
-    """The engine's faces (the model's probabilities) -> the reported ones: adjusted, and their label."""
-    out = []
-    for f in faces:
-        p = post.apply(f["probs"])
-        out.append({**f, "probs": p, "label": classes[int(np.argmax(p))]})
-    return out
+def answer(faces: list[dict], post: PostProcess, classes, smoother: Smoother | None = None, frame=None,
+           source: str | None = None) -> list[FacePrediction]:
+    """The engine's faces (the model's probabilities) -> the reported ones (vrfer.results.FacePrediction):
+    adjusted by the prior and class subset, and smoothed by `smoother` (one stream's; a frame without a face
+    leaves it as it is)."""
+    probs = [post.apply(f["probs"]) for f in faces]
+    smoothed = smoother.update([f["box"] for f in faces], probs) if smoother is not None and faces else \
+        [None] * len(faces)
+    return [FacePrediction.of(f["box"], p, classes, s, f.get("face_score"), f.get("held", False), source or "",
+                              frame) for f, p, s in zip(faces, probs, smoothed)]
 
 
 class Session:
@@ -394,15 +398,12 @@ class Session:
 
     def deliver(self, result: dict, fid, latency_ms: float, source: str | None) -> None:
         smoother, deb = self.tracks["source" if source else None]
-        faces = answer(self._calibrated(result["faces"]), self.post, self.state.classes)
-        smoothed, change = None, None
-        if faces:
-            smoothed = smoother.update([f["box"] for f in faces], [f["probs"] for f in faces])
-            change = deb.update(smoothed[0])
+        faces = self._calibrated(result["faces"])
+        preds = answer(faces, self.post, self.state.classes, smoother, fid, source)
+        change = deb.update(list(preds[0].smoothed.values())) if preds else None
         crop = faces[0].get("crop") if faces and self.params.crop else None
-        self.send(prediction_event(fid, faces, smoothed, self.state.classes, latency_ms=latency_ms,
-                                   dropped=self.stats["dropped"], source=source, crop=crop, stable=deb.current,
-                                   arrays=self.params.arrays))
+        self.send(prediction_event(fid, preds, latency_ms=latency_ms, dropped=self.stats["dropped"], source=source,
+                                   crop=crop, stable=deb.current, arrays=self.params.arrays))
         if change is not None:
             self.send(change_event(fid, change, 0, source))
 
@@ -551,8 +552,8 @@ async def predict(request: Request):
     except EngineBusy as e:
         return _error_response(state, 503, "busy", str(e), {"Retry-After": "1"})
     state.counters["http_predictions"] += 1
-    faces = answer(result["faces"], post, state.classes)
-    ev = prediction_event(None, faces, None, state.classes, latency_ms=(time.perf_counter() - t0) * 1000,
+    faces = result["faces"]
+    ev = prediction_event(None, answer(faces, post, state.classes), latency_ms=(time.perf_counter() - t0) * 1000,
                           crop=faces[0].get("crop") if faces and crop else None, arrays=q.arrays)
     del ev["frame"], ev["stable"]
     ev["width"], ev["height"] = result["width"], result["height"]
@@ -761,6 +762,23 @@ def uvicorn_config(app, config: ServeConfig, log_level: str = "info"):
         lifespan="on")
 
 
+def listen_socket(config: ServeConfig):
+    """The server's listening socket, bound now (port 0: a free one, without a race): "address in use" is one
+    line (VrferError) before anything starts. `vrfer serve` and ServerThread both listen on it."""
+    import socket
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.host, config.port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError as e:
+        sock.close()
+        raise VrferError(f"cannot listen on {config.host}:{config.port} ({e.strerror or e})") from None
+    return sock
+
+
 class ServerThread:
     """Run the app with uvicorn in a background thread (tests, benchmarks, embedding in a tool).
 
@@ -768,14 +786,9 @@ class ServerThread:
     """
 
     def __init__(self, app, config: ServeConfig, log_level: str = "warning"):
-        import socket
-
         import uvicorn
         self.server = uvicorn.Server(uvicorn_config(app, config, log_level))
-        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((config.host, config.port))
+        self.sock = listen_socket(config)
         self.port = self.sock.getsockname()[1]
         host = f"[{config.host}]" if ":" in config.host else config.host
         self.url = f"http://{host}:{self.port}"
@@ -802,8 +815,3 @@ class ServerThread:
     def __exit__(self, *exc):
         self.stop()
 
-
-def run_server(config: ServeConfig, log_level: str = "info") -> None:
-    import uvicorn
-    app = create_app(config)
-    uvicorn.Server(uvicorn_config(app, config, log_level)).run()

@@ -96,9 +96,9 @@ class Predictor:
 
     def predict_batch(self, images: list[np.ndarray], want_crops: list[bool], trackers: list | None = None,
                       want_reps: list[bool] | None = None) -> list:
-        """-> per image its faces [{box, probs (the model's, class order), crop (PNG data URL, first face,
-        when wanted), logits and representation (the model's own, when wanted: a connection that calibrates)}],
-        largest first, or a ProtocolError for that image."""
+        """-> per image its faces [{box, face_score, held, probs (the model's, class order), crop (PNG data URL,
+        first face, when wanted), logits and representation (the model's own, when wanted: a connection that
+        calibrates)}], largest first, or a ProtocolError for that image."""
         pipe = self.pipeline
         out: list = [None] * len(images)
         crops, owners = [], []
@@ -109,9 +109,9 @@ class Predictor:
             except VrferError as e:
                 out[i] = ProtocolError("bad_image", str(e)[:300])
                 continue
-            # held: the tracker did not see the face in this frame and kept its last box (vrfer.tracking)
-            out[i] = [{"box": list(f.int_box()), "_crop": c[j],
-                       **({"held": True} if tracker is not None and f.score == 0.0 else {})}
+            # face_score and held (the tracker did not see the face and kept its last box) as vrfer.results writes them
+            out[i] = [{"box": list(f.int_box()), "_crop": c[j], "held": f.held,
+                       "face_score": float(f.score) if pipe.face == "detect" else None}
                       for j, f in enumerate(faces)]
             crops.append(c)
             owners += [(i, j) for j in range(len(c))]

@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 
 from ..classes import CLASSES
+from ..errors import VrferError
+from ..results import DECIMALS, FacePrediction
+from ..smoothing import check_alpha
 
 PROTOCOL_VERSION = 1
 
@@ -120,8 +123,8 @@ def _convert(key: str, raw):
         v = float(raw)
         if not math.isfinite(v):
             raise ValueError
-        if key == "alpha" and not 0.0 < v <= 1.0:
-            raise ValueError
+        if key == "alpha":
+            check_alpha(v)      # the range of ALPHA, as everywhere (vrfer.smoothing)
         if key == "threshold" and not 0.0 <= v <= 1.0:
             raise ValueError
         if key == "min_seconds" and not 0.0 <= v <= 3600.0:
@@ -129,7 +132,7 @@ def _convert(key: str, raw):
         if key == "prior_tau" and v < 0:
             raise ValueError
         return v
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, VrferError):
         ranges = {"alpha": "a number in (0, 1]", "threshold": "a number in [0, 1]",
                   "min_frames": "an integer in [1, 10000]", "min_seconds": "seconds in [0, 3600]",
                   "crop": "true/false or 1/0", "arrays": "true/false or 1/0",
@@ -191,31 +194,16 @@ class Debouncer:
 
 # ------------------------------------------------------------------------------------------ messages
 
-def probs_dict(p, classes=CLASSES) -> dict:
-    return {c: round(float(v), 5) for c, v in zip(classes, p)}
-
-
-def prediction_event(frame, faces: list[dict], smoothed: list[np.ndarray] | None, classes=CLASSES,
-                     latency_ms: float | None = None, dropped: int | None = None, source: str | None = None,
-                     crop: str | None = None, stable: str | None = None, arrays: bool = False) -> dict:
-    """faces: [{box, label, probs (array or dict)}] -> the "prediction" event (JSON-ready).
+def prediction_event(frame, faces: list[FacePrediction], latency_ms: float | None = None,
+                     dropped: int | None = None, source: str | None = None, crop: str | None = None,
+                     stable: str | None = None, arrays: bool = False) -> dict:
+    """The faces of one frame (vrfer.results.FacePrediction, largest first) -> the "prediction" event
+    (JSON-ready): each face as FacePrediction.to_dict writes it, without source and frame (the event's own).
     arrays: probabilities as lists in class order instead of {class: p} objects."""
-    out_faces = []
-    for i, f in enumerate(faces):
-        probs = f["probs"]
-        pd = probs if isinstance(probs, dict) else probs_dict(probs, classes)
-        d = {"box": [int(v) for v in f["box"]], "label": f["label"], "score": round(max(pd.values()), 5),
-             "probs": list(pd.values()) if arrays else pd}
-        if f.get("held"):
-            d["held"] = True
-        if smoothed is not None and i < len(smoothed):
-            sd = probs_dict(smoothed[i], classes)
-            d["smoothed"] = list(sd.values()) if arrays else sd
-            d["smoothed_label"] = max(sd, key=sd.get)
-        out_faces.append(d)
-    ev = {"type": "prediction", "time": round(time.time(), 4), "frame": frame, "faces": out_faces,
-          "label": out_faces[0].get("smoothed_label", out_faces[0]["label"]) if out_faces else None,
-          "stable": stable}
+    main = faces[0] if faces else None
+    ev = {"type": "prediction", "time": round(time.time(), 4), "frame": frame,
+          "faces": [f.to_dict(arrays=arrays, where=False) for f in faces],
+          "label": None if main is None else main.smoothed_label or main.label, "stable": stable}
     if latency_ms is not None:
         ev["latency_ms"] = round(latency_ms, 2)
     if dropped is not None:
@@ -229,7 +217,7 @@ def prediction_event(frame, faces: list[dict], smoothed: list[np.ndarray] | None
 
 def change_event(frame, change: Change, face: int = 0, source: str | None = None) -> dict:
     ev = {"type": "change", "time": round(time.time(), 4), "frame": frame, "face": face,
-          "from": change.old, "to": change.new, "confidence": round(change.confidence, 5),
+          "from": change.old, "to": change.new, "confidence": round(change.confidence, DECIMALS),
           "frames": change.frames, "seconds": round(change.seconds, 3)}
     if source is not None:
         ev["source"] = source

@@ -148,6 +148,10 @@ SCHEMA: dict = {
                 "photometric": Key(0.0, "[0, 1]")},  # share of faces with webcam-like degradations
     "loss": {
         "logit_adjust": Key(0.0, "[0, inf)"),        # tau of the logit-adjusted loss (Menon et al. 2021); 0 = plain CE
+        "supcon": Key(0.0, "[0, inf)"),              # weight of a supervised contrastive term on the representation
+                                                     # (the last layer's input; Khosla et al. 2020): faces of one
+                                                     # expression pulled together across people; 0 = off
+        "supcon_temperature": Key(0.1, "(0, inf)"),
     },
     "dsd": {
         "enabled": Key(False),

@@ -1,14 +1,13 @@
 """The one training loop for every model and recipe (after torchvision's references/classification).
 
-`train` reads top to bottom: data and model, optimiser and schedule (`make_optimizer`, `make_scheduler`,
-`cosine_lr`), resume from the checkpoint, then per epoch `train_one_epoch` -> `evaluate` -> the best
-weights, an atomic checkpoint (model, optimiser, scheduler, DSD masks, RNG state, metrics), metrics.jsonl
-and curves.png (`save_checkpoint`, `write_metrics`, `plot_curves`).
+`train` reads top to bottom: model and data, the `Setup` (class-prior offsets, class-balanced sampling,
+weight average), optimiser and schedule (`make_optimizer`, `make_scheduler`), `restore` on resume, then per
+epoch `train_one_epoch` and `end_epoch`: validation (`validate`), the best weights, an atomic checkpoint
+(`checkpoint`: model, optimiser, scheduler, DSD masks, RNG state, metrics), metrics.jsonl and curves.png.
 Each epoch's shuffling, augmentation and dropout are seeded from (seed, epoch), so a run resumed from
 its last checkpoint reaches the same weights as one that was never interrupted.
 Under `torchrun` it trains with DistributedDataParallel (gloo on CPU, nccl on CUDA).
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -17,7 +16,8 @@ import json
 import math
 import os
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ..datasets import load_split
 from ..datasets.base import FaceSet, concat
 from ..errors import VrferError
+from ..evaluate import metrics
 from ..inference import predict_proba
 from ..models.registry import bundled_models, create_model, load_checkpoint, save_model
 from ..preprocess import Augment, prepare
@@ -194,6 +195,13 @@ def _dist_setup():
     return world, rank, torch.device("cpu")
 
 
+def _ddp(model, world: int, device):
+    """The model as the training steps call it: under torchrun, wrapped to average the gradients of the ranks."""
+    if world <= 1:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 # ---------------------------------------------------------------- checkpoint
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -306,11 +314,20 @@ def load_teachers(spec: str, device) -> list | None:
     return members
 
 
-def epoch_batches(images, labels, targets, order, steps: int, batch: int, cfg, aug, g, teacher_cfg=None):
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """Seed an epoch from (seed, epoch): dropout through torch's global generator; the order, augmentation
+    and drawn labels through the generator returned. So a resumed run draws what an uninterrupted one did."""
+    seed = seed * 100_003 + epoch
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def epoch_batches(train: FaceSet, order, steps: int, batch: int, cfg, aug, g, teacher_cfg=None):
     """Augmented batches of one epoch in `order`: (x, labels, targets, teacher's x or None).
 
     Lazy, so that each batch draws from `g` after the previous step's loss did (the order that
     makes a run reproducible). The teacher sees the same augmented face, uncovered."""
+    images, labels, targets = (torch.from_numpy(a) for a in (train.images, train.labels, train.targets))
     for step in range(steps):
         idx = order[step * batch:(step + 1) * batch]
         g_teacher = None
@@ -320,6 +337,57 @@ def epoch_batches(images, labels, targets, order, steps: int, batch: int, cfg, a
         x = prepare(images[idx], cfg, aug, g)
         x_teacher = prepare(images[idx], teacher_cfg, aug, g_teacher) if teacher_cfg is not None else None
         yield x, labels[idx], targets[idx], x_teacher
+
+
+def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020), one view per face: for each face, minus the mean log
+    probability of picking a face of its own expression among all other faces of the batch, by cosine
+    similarity / temperature. Faces without another of their expression in the batch do not count."""
+    z = F.normalize(features.float(), dim=1)
+    sim = z @ z.T / temperature
+    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    sim = sim.masked_fill(self_mask, float("-inf"))
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    n_pos = positive.sum(1)
+    has = n_pos > 0
+    if not has.any():
+        return features.sum() * 0.0
+    mean_pos = log_prob.masked_fill(~positive, 0.0).sum(1)[has] / n_pos[has]
+    return -mean_pos.mean()
+
+
+class Criterion:
+    """A recipe's training loss on a batch: its label mode's loss (`loss_fn`), on logits shifted by
+    `la_offset` for the logit-adjusted loss, plus loss.supcon x supcon_loss on the representation of `model`,
+    blended with distillation from `teacher` (a list of models)."""
+
+    def __init__(self, recipe: dict, la_offset: torch.Tensor | None = None, teacher: list | None = None,
+                 model=None):
+        self.mode, self.smoothing = recipe["data"]["label_mode"], recipe["optim"]["label_smoothing"]
+        self.la_offset, self.teacher = la_offset, teacher
+        self.weight, self.T = recipe["distill"]["weight"], recipe["distill"]["temperature"]
+        self.supcon, self.supcon_T = recipe["loss"]["supcon"], recipe["loss"]["supcon_temperature"]
+        self._rep: list = []
+        if self.supcon:      # the last layer's input, grabbed on every training forward pass
+            from ..representation import head
+            head(model).register_forward_pre_hook(lambda _m, inp: self._rep.append(inp[0].flatten(1)))
+
+    def __call__(self, logits, labels, targets, x_teacher, g: torch.Generator):
+        if self.la_offset is not None:  # logit-adjusted loss: rare classes need a larger margin
+            logits = logits + self.la_offset.to(logits.device)
+        loss = loss_fn(logits.float(), targets, labels, self.mode, self.smoothing, g)
+        if self.supcon:
+            loss = loss + self.supcon * supcon_loss(self._rep[-1], labels, self.supcon_T)
+            self._rep.clear()
+        if self.teacher is None:
+            return loss
+        T = self.T
+        with torch.no_grad():  # an ensemble teaches the mean of its members' softened answers
+            xt = x_teacher.to(logits.device)
+            target = torch.stack([F.softmax(m(xt).float() / T, 1) for m in self.teacher]).mean(0)
+        soft = F.kl_div(F.log_softmax(logits.float() / T, 1), target, reduction="batchmean") * T * T
+        return (1 - self.weight) * loss + self.weight * soft
 
 
 def cpu_has_native_bf16() -> bool:
@@ -348,34 +416,22 @@ def diverged(recipe: dict, what: str):
     raise VrferError(f"training diverged: {what}; lower optim.lr{hint}")
 
 
-def train_one_epoch(net, opt, sched, batches, recipe: dict, g, device, la_offset=None, teacher=None,
-                    bar=None, ema=None) -> tuple[float, int]:
-    """One pass over `batches`; returns (summed loss, faces seen). Steps a per-step schedule."""
-    o, kd = recipe["optim"], recipe["distill"]
-    mode, smoothing = recipe["data"]["label_mode"], o["label_smoothing"]
-    use_amp = autocast_bf16(recipe["amp"], device)
+def train_one_epoch(net, opt, sched, batches, criterion, g, device, amp: bool, ema=None, bar=None, *,
+                    stop: Callable[[str], None]) -> tuple[float, int]:
+    """One pass over `batches`; returns (summed loss, faces seen). sched: a schedule to step after every
+    step, or None; amp: bf16 autocast; ema: a WeightEMA to update; stop(what): called on a non-finite loss."""
     net.train()
     loss_sum, n_seen = 0.0, 0
     for step, (x, y, t, x_teacher) in enumerate(batches, start=1):
         x, y, t = x.to(device, non_blocking=True), y.to(device), t.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits = net(x)
-            if la_offset is not None:  # logit-adjusted loss: rare classes need a larger margin
-                logits = logits + la_offset.to(logits.device)
-            loss = loss_fn(logits.float(), t, y, mode, smoothing, g)
-            if teacher is not None:
-                T = kd["temperature"]
-                with torch.no_grad():  # an ensemble teaches the mean of its members' softened answers
-                    xt = x_teacher.to(device)
-                    target = torch.stack([F.softmax(m(xt).float() / T, 1) for m in teacher]).mean(0)
-                soft = F.kl_div(F.log_softmax(logits.float() / T, 1), target, reduction="batchmean") * T * T
-                loss = (1 - kd["weight"]) * loss + kd["weight"] * soft
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = criterion(net(x), y, t, x_teacher, g)
         if not torch.isfinite(loss):
-            diverged(recipe, f"the loss is {loss.item()} at step {step} of this epoch")
+            stop(f"the loss is {loss.item()} at step {step} of this epoch")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if o["schedule"] != "plateau":
+        if sched is not None:
             sched.step()
         if ema is not None:
             ema.update(net.module if hasattr(net, "module") else net)
@@ -388,16 +444,14 @@ def train_one_epoch(net, opt, sched, batches, recipe: dict, g, device, la_offset
     return loss_sum, n_seen
 
 
-def evaluate(model, val_set: FaceSet, offset=None) -> dict:
-    """Validation accuracy, mean per-class recall and loss, with the prior-calibrated logits (`offset`:
-    what a logit-adjusted or class-balanced run adds to its bias to get them)."""
+def validate(model, val_set: FaceSet, offset=None) -> dict:
+    """Validation accuracy and mean per-class recall (vrfer.evaluate.metrics) and loss, with the
+    prior-calibrated logits (`offset`: what a logit-adjusted or class-balanced run adds to its bias to get them)."""
     with prior_in_bias(model, offset):
         probs = predict_proba(model, val_set.images, batch_size=512)
-    pred = probs.argmax(1)
-    present = np.unique(val_set.labels)  # mean per-class recall: what the minority classes get
-    return {"val_acc": float((pred == val_set.labels).mean()),
-            "val_mean_recall": float(np.mean([(pred[val_set.labels == c] == c).mean() for c in present])),
-            "val_loss": float(-np.log(np.clip(probs[np.arange(len(probs)), val_set.labels], 1e-7, None)).mean())}
+    m = metrics(val_set.labels, probs.argmax(1))
+    nll = -np.log(np.clip(probs[np.arange(len(probs)), val_set.labels], 1e-7, None))
+    return {"val_acc": m["accuracy"], "val_mean_recall": m["mean_class_recall"], "val_loss": float(nll.mean())}
 
 
 # ---------------------------------------------------------------- the run
@@ -409,144 +463,184 @@ def recorded_as_run(recipe: dict, model) -> dict:
     return recipe
 
 
+class Setup:
+    """What a run adds around plain SGD, fixed at its start: the class prior's offsets (logit-adjusted loss,
+    class-balanced sampling) and the moving average of the weights (optim.ema)."""
+
+    def __init__(self, recipe: dict, train_set: FaceSet, model):
+        prior = class_prior(train_set)
+        # every file this run writes carries the training prior (for --prior at inference)
+        model.cfg = replace(model.cfg, extra={**model.cfg.extra, "train_prior": [round(float(v), 6) for v in prior]})
+        log_prior = torch.log(torch.as_tensor(prior, dtype=torch.float32).clamp_min(1e-4))
+        tau, q = recipe["loss"]["logit_adjust"], recipe["data"]["balance"]
+        self.la_offset = tau * log_prior if tau else None  # added to the logits in the loss
+        self.sample_weights = torch.from_numpy(balanced_weights(train_set.labels, q)) if q else None
+        # Sampling by n^-q trains on a prior ~ prior^(1-q): adding q * log prior gives back ordinary,
+        # prior-calibrated logits, so validation and every saved file mean the same as a plain run's.
+        self.post_offset = (tau + q) * log_prior if (tau or q) else None
+        # With optim.ema the moving average is the model: validated, chosen as best and saved (an unpruned copy
+        # holds it); the trained weights, their masks and the optimiser go on as without it.
+        decay = recipe["optim"]["ema"]
+        self.ema = WeightEMA(model, decay) if decay else None
+        self.averaged = copy.deepcopy(model) if decay else None
+
+    def kept(self, model):
+        """The model that is validated, may be chosen and is saved: the moving average, or `model` itself."""
+        return self.ema.copy_to(self.averaged) if self.ema is not None else model
+
+
+@dataclass
+class Run:
+    """A run between epochs: what it trains, where it writes, and the record its checkpoint keeps."""
+    out: Path
+    recipe: dict
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    setup: Setup
+    val_set: FaceSet
+    amp: bool                     # bf16 autocast
+    main: bool                    # rank 0: the one that writes
+    log: Callable | None          # where to say how it goes (None: silent)
+    epochs_done: int = 0
+    best_acc: float = -1.0
+    metrics: list = field(default_factory=list)
+
+
+def checkpoint_to_resume(out: Path, resume: bool) -> dict | None:
+    """The checkpoint of the run in `out` when resuming (else None): read before any data, so that a damaged
+    one fails at once."""
+    path = out / CHECKPOINT
+    if resume and not path.is_file():
+        raise VrferError(f"{path}: nothing to resume (no checkpoint in the run folder: it stopped before its "
+                         "first epoch ended); start it again without --resume")
+    if not resume and path.is_file():
+        raise VrferError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    return load_checkpoint_state(path) if resume else None
+
+
+def starting_model(recipe: dict, out: Path, resume: bool, log=None):
+    """The network a run starts from. A resumed run's own best.safetensors has its architecture and config, so
+    resuming needs nothing outside the run folder (init_from or backbone_weights may have moved); the
+    checkpoint's weights replace these."""
+    if resume and (out / "best.safetensors").is_file():
+        return load_checkpoint(out / "best.safetensors")
+    return build_model(recipe, log=log)
+
+
+def checkpoint(run: Run) -> dict:
+    """checkpoint.pt: all a run needs to go on after its last finished epoch exactly as if never stopped."""
+    m, ema = run.model, run.setup.ema
+    return {"epoch": run.epochs_done, "recipe": run.recipe, "model": m.state_dict(), "masks": dsd.get_masks(m),
+            "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(), "rng_cpu": torch.get_rng_state(),
+            "best_acc": run.best_acc, "metrics": run.metrics, **({"ema": ema.state_dict()} if ema is not None else {})}
+
+
+def restore(run: Run, state: dict) -> None:
+    """Continue `run` from its checkpoint (`checkpoint`), which must have been started with the same recipe."""
+    started = with_defaults(state["recipe"])
+    if started != run.recipe:
+        changed = sorted(k for k in run.recipe if started.get(k) != run.recipe[k])
+        raise VrferError(f"{run.out / CHECKPOINT}: the recipe differs from the one the run started with "
+                         f"(keys: {', '.join(changed)}); resume with the same recipe and overrides")
+    if state["masks"]:
+        dsd.attach_masks(run.model, state["masks"])  # before the weights: a pruned model's keys are weight_orig/mask
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng_cpu"])
+    if run.setup.ema is not None:
+        run.setup.ema.load_state_dict(state["ema"])
+    run.epochs_done, run.best_acc, run.metrics = state["epoch"], state["best_acc"], state["metrics"]
+    if run.log:
+        run.log(f"resuming {run.out} after epoch {run.epochs_done} of {total_epochs(run.recipe)} (best validation "
+                f"accuracy so far {100 * run.best_acc:.2f}%)")
+
+
+def end_epoch(run: Run, epoch: int, phase: str, train_loss: float, n_images: int, t0: float) -> None:
+    """After training epoch `epoch` (0-based): validate, step a plateau schedule, record the epoch and choose
+    the best model. Rank 0 saves it, the checkpoint, metrics.jsonl and curves.png, and says how it went."""
+    setup, out = run.setup, run.out
+    val = validate(run.model, run.val_set, setup.post_offset)
+    keep = setup.kept(run.model)
+    if keep is not run.model:  # the average is what counts; the trained weights' scores go beside it
+        val = {**validate(keep, run.val_set, setup.post_offset), "val_acc_trained": val["val_acc"],
+               "val_mean_recall_trained": val["val_mean_recall"]}
+    lr = run.opt.param_groups[0]["lr"]
+    if run.recipe["optim"]["schedule"] == "plateau":
+        run.sched.step(1.0 - val["val_acc"])
+    row = {"epoch": epoch + 1, "phase": phase, "train_loss": train_loss, **val, "lr": lr, "bf16": run.amp,
+           "time_s": round(time.time() - t0, 1), "img_per_s": round(n_images / (time.time() - t0), 1),
+           "sparsity": {k: round(v, 4) for k, v in dsd.measured_sparsity(run.model).items()}}
+    run.metrics.append(row)
+    best = val["val_acc"] > run.best_acc
+    run.best_acc, run.epochs_done = max(run.best_acc, val["val_acc"]), epoch + 1
+    if not run.main:
+        return
+    if best:
+        with prior_in_bias(keep, setup.post_offset):
+            save_model_plain(keep, out / "best.safetensors")
+    save_checkpoint(out / CHECKPOINT, checkpoint(run))
+    write_metrics(run.metrics, out / "metrics.jsonl")
+    plot_curves(run.metrics, out / "curves.png")
+    if run.log:
+        run.log(f"epoch {epoch + 1}/{total_epochs(run.recipe)} [{phase}] train_loss {train_loss:.4f} "
+                f"val_acc {100 * val['val_acc']:.2f}% recall {val['val_mean_recall']:.3f} "
+                f"val_loss {val['val_loss']:.4f} lr {lr:.2g} "
+                f"{row['time_s']}s ({row['img_per_s']} img/s){' *best*' if best else ''}")
+
+
 def train(recipe: dict, roots: dict[str, str], out_dir, resume: bool = False, quiet: bool = False) -> Path:
     """Train `recipe` into `out_dir`; returns the run folder. resume=True continues the run there
     from its last checkpoint, with the recipe it recorded (a different `recipe` is an error)."""
     out = Path(out_dir)
-    ckpt_path = out / CHECKPOINT
-    if resume and not ckpt_path.is_file():
-        raise VrferError(f"{ckpt_path}: nothing to resume (no checkpoint in the run folder: it stopped before its "
-                         "first epoch ended); start it again without --resume")
-    if not resume and ckpt_path.is_file():
-        raise VrferError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
-    state = load_checkpoint_state(ckpt_path) if resume else None   # a damaged one fails before the data loads
+    state = checkpoint_to_resume(out, resume)
     world, rank, device = _dist_setup()
-    main = rank == 0
+    log = (lambda line: print(line, flush=True)) if rank == 0 and not quiet else None
     torch.manual_seed(recipe["seed"])  # initial weights follow the seed too (same on every DDP rank)
-    if resume and (out / "best.safetensors").is_file():
-        # the run's own file has its architecture and config: resuming needs nothing outside the run folder
-        # (init_from or backbone_weights may have moved); the checkpoint's weights replace these below
-        model = load_checkpoint(out / "best.safetensors")
-    else:
-        model = build_model(recipe, log=None if quiet or not main else (lambda m: print(m, flush=True)))
+    model = starting_model(recipe, out, resume, log)
     recipe = recorded_as_run(recipe, model)
     dcfg = recipe["dsd"]
     rates = dsd.layer_sparsity_targets(model, dcfg["sparsity"]) if dcfg["enabled"] else {}  # checked before the data loads
-    train_set, val_set = load_data(recipe, roots, quiet=quiet or not main)
+    train_set, val_set = load_data(recipe, roots, quiet=log is None)
     out.mkdir(parents=True, exist_ok=True)
-    prior = class_prior(train_set)
-    tau = recipe["loss"]["logit_adjust"]
-    # every file this run writes carries the training prior (for --prior at inference)
-    model.cfg = replace(model.cfg, extra={**model.cfg.extra, "train_prior": [round(float(v), 6) for v in prior]})
-    cfg = model.cfg
-    log_prior = torch.log(torch.as_tensor(prior, dtype=torch.float32).clamp_min(1e-4))
-    la_offset = tau * log_prior if tau else None  # added to the logits in the loss
-    q = recipe["data"]["balance"]
-    sample_w = torch.from_numpy(balanced_weights(train_set.labels, q)) if q else None
-    # Sampling by n^-q trains on a prior ~ prior^(1-q): adding q * log prior gives back ordinary,
-    # prior-calibrated logits, so validation and every saved file mean the same as a plain run's.
-    post_offset = (tau + q) * log_prior if (tau or q) else None
     model.to(device)
-    o = recipe["optim"]
+    setup = Setup(recipe, train_set, model)
+    o, epochs = recipe["optim"], total_epochs(recipe)
+    batch = max(1, o["batch_size"] // world)  # per rank
+    steps = len(train_set) // (batch * world) or 1
     opt = make_optimizer(model, o)
-    epochs = total_epochs(recipe)
-    per_rank_batch = max(1, o["batch_size"] // world)
-    steps_per_epoch = len(train_set) // (per_rank_batch * world) or 1
-    sched = make_scheduler(opt, o, epochs, steps_per_epoch)
-
-    start_epoch, best_acc, metrics = 0, -1.0, []
-    # With optim.ema the moving average is the model: validated, chosen as best and saved (an unpruned copy
-    # holds it); the trained weights, their masks and the optimiser go on as without it.
-    ema = WeightEMA(model, o["ema"]) if o["ema"] else None
-    averaged = copy.deepcopy(model) if ema is not None else None
+    sched = make_scheduler(opt, o, epochs, steps)
+    run = Run(out, recipe, model, opt, sched, setup, val_set, amp=autocast_bf16(recipe["amp"], device),
+              main=rank == 0, log=log)
     if resume:
-        started = with_defaults(state["recipe"])
-        if started != recipe:
-            changed = sorted(k for k in recipe if started.get(k) != recipe[k])
-            raise VrferError(f"{ckpt_path}: the recipe differs from the one the run started with "
-                             f"(keys: {', '.join(changed)}); resume with the same recipe and overrides")
-        if state["masks"]:
-            dsd.attach_masks(model, state["masks"])
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng_cpu"])
-        start_epoch, best_acc, metrics = state["epoch"], state["best_acc"], state["metrics"]
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        if main and not quiet:
-            print(f"resuming {out} after epoch {start_epoch} of {epochs} (best validation accuracy so far "
-                  f"{100 * best_acc:.2f}%)", flush=True)
-    elif main:
+        restore(run, state)
+    elif run.main:
         (out / "recipe.json").write_text(json.dumps(recipe, indent=2))
 
     teacher = load_teachers(recipe["distill"]["teacher"], device) if recipe["distill"]["weight"] > 0 else None
-
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    criterion = Criterion(recipe, setup.la_offset, teacher, model)
+    net = _ddp(model, world, device)
+    step_sched = None if o["schedule"] == "plateau" else sched  # plateau steps once an epoch, in end_epoch
     aug = Augment(**recipe["augment"])
-    images = torch.from_numpy(train_set.images)
-    targets = torch.from_numpy(train_set.targets)
-    labels = torch.from_numpy(train_set.labels)
-
-    for epoch in range(start_epoch, epochs):
-        phase = dsd.phase_of(epoch, dcfg["dense"], dcfg["sparse"]) if dcfg["enabled"] else "dense"
-        if phase == "sparse" and not dsd.is_pruned(model):
-            dsd.apply_masks(model, rates)     # entering the sparse phase
-        if phase == "redense" and dsd.is_pruned(model):
-            dsd.remove_masks(model)           # pruned weights restart from zero
-        seed = recipe["seed"] * 100_003 + epoch
-        torch.manual_seed(seed)               # dropout
-        g = torch.Generator().manual_seed(seed)
-        perm = epoch_order(len(train_set), steps_per_epoch, per_rank_batch * world, sample_w, g)
-        batches = epoch_batches(images, labels, targets, perm[rank::world], steps_per_epoch, per_rank_batch, cfg, aug, g,
-                                teacher[0].cfg if teacher is not None else None)
+    for epoch in range(run.epochs_done, epochs):
+        phase = dsd.enter_phase(model, epoch, dcfg, rates)
+        g = epoch_generator(recipe["seed"], epoch)
+        order = epoch_order(len(train_set), steps, batch * world, setup.sample_weights, g)[rank::world]
+        batches = epoch_batches(train_set, order, steps, batch, model.cfg, aug, g, teacher[0].cfg if teacher else None)
         t0 = time.time()
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs} [{phase}]", disable=quiet or not main,
-                   mininterval=2.0, leave=False, dynamic_ncols=True)
-        loss_sum, n_seen = train_one_epoch(net, opt, sched, batches, recipe, g, device, la_offset, teacher, bar, ema)
-        bar.close()
+        with tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs} [{phase}]", disable=log is None,
+                  mininterval=2.0, leave=False, dynamic_ncols=True) as bar:
+            loss_sum, n_seen = train_one_epoch(net, opt, step_sched, batches, criterion, g, device, run.amp,
+                                               setup.ema, bar, stop=lambda what: diverged(recipe, what))
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             diverged(recipe, f"the weights are not finite after epoch {epoch + 1}")
         if phase == "sparse":
-            dsd.apply_masks(model, rates)     # the paper re-prunes after every epoch of the sparse phase
-
-        val = evaluate(model, val_set, post_offset)
-        keep = model                          # the model this epoch validates, may choose and saves
-        if ema is not None:
-            keep = ema.copy_to(averaged)
-            val = {**evaluate(keep, val_set, post_offset), "val_acc_trained": val["val_acc"],
-                   "val_mean_recall_trained": val["val_mean_recall"]}
-        lr_now = opt.param_groups[0]["lr"]
-        if o["schedule"] == "plateau":
-            sched.step(1.0 - val["val_acc"])
-        row = {"epoch": epoch + 1, "phase": phase, "train_loss": loss_sum / max(n_seen, 1), **val,
-               "lr": lr_now, "bf16": autocast_bf16(recipe["amp"], device), "time_s": round(time.time() - t0, 1),
-               "img_per_s": round(n_seen * world / (time.time() - t0), 1),
-               "sparsity": {k: round(v, 4) for k, v in dsd.measured_sparsity(model).items()}}
-        metrics.append(row)
-        best = val["val_acc"] > best_acc
-        best_acc = max(best_acc, val["val_acc"])
-        if main:
-            if best:
-                with prior_in_bias(keep, post_offset):
-                    save_model_plain(keep, out / "best.safetensors")
-            save_checkpoint(ckpt_path, {
-                "epoch": epoch + 1, "recipe": recipe, "model": model.state_dict(),
-                "masks": dsd.get_masks(model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng_cpu": torch.get_rng_state(), "best_acc": best_acc, "metrics": metrics,
-                **({"ema": ema.state_dict()} if ema is not None else {})})
-            write_metrics(metrics, out / "metrics.jsonl")
-            plot_curves(metrics, out / "curves.png")
-            if not quiet:
-                print(f"epoch {epoch + 1}/{epochs} [{phase}] train_loss {row['train_loss']:.4f} "
-                      f"val_acc {100 * val['val_acc']:.2f}% recall {val['val_mean_recall']:.3f} "
-                      f"val_loss {val['val_loss']:.4f} lr {lr_now:.2g} "
-                      f"{row['time_s']}s ({row['img_per_s']} img/s){' *best*' if best else ''}", flush=True)
-    if main:
-        last = ema.copy_to(averaged) if ema is not None else model
-        with prior_in_bias(last, post_offset):
+            dsd.apply_masks(model, rates)  # the paper re-prunes after every epoch of the sparse phase
+        end_epoch(run, epoch, phase, loss_sum / max(n_seen, 1), n_seen * world, t0)
+    if run.main:
+        last = setup.kept(model)
+        with prior_in_bias(last, setup.post_offset):
             save_model_plain(last, out / "final.safetensors")
     if world > 1:
         import torch.distributed as tdist
