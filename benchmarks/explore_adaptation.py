@@ -1,7 +1,7 @@
 """Exploring adaptation (leave-one-person-out) and calibration (K=1, across sessions) of vrfer-lower on
 taiwanese-dev and JAFFE, with vrfer's synthetic headset over the eyes, on the network's representation.
 
-Protocols mirror vrfer.evaluate.evaluate_personal: a person is never scored by a fit that saw them (adaptation:
+Protocols mirror vrfer.evaluate_personal.evaluate_personal: a person is never scored by a fit that saw them (adaptation:
 AdaBN and the head are fitted on the other people); calibration enrols K=1 face per class from ONE session (+ the
 'neutral' session, always enrolled, never scored) and scores the person's OTHER sessions among the enrolled classes,
 5 seeded draws. Rows marked (transd.) also use the scored person's own UNLABELLED faces (all their photos, every
@@ -20,7 +20,7 @@ from vrfer.adapt import adabn
 from vrfer.representation import fit_head
 from vrfer.representation import logits_and_features, head
 from vrfer.postprocess import PostProcess
-from vrfer.evaluate import _scores
+from vrfer.evaluate import scores
 
 MODEL = as_model("vrfer-lower")
 LAYER = head(MODEL)
@@ -36,10 +36,10 @@ def load(name):
     """crops/labels/subjects/sessions of a dataset, through predict's path (face detect, synthetic headset), cached"""
     p = f"{CACHE}/{name}.npz"
     if not os.path.exists(p):
-        from vrfer.evaluate import folder_faces, _people
+        from vrfer.evaluate import folder_faces, subjects_of
         items, crops, found, _, _ = folder_faces(MODEL, f"{DATA}/{name}", "detect", "headset", progress=False)
         items = [it for it, f in zip(items, found) if f]
-        np.savez(p, crops=crops, labels=np.array([it.label for it in items], np.int64), subjects=_people(items),
+        np.savez(p, crops=crops, labels=np.array([it.label for it in items], np.int64), subjects=subjects_of(items),
                  sessions=np.array([it.session for it in items]), files=np.array([it.path.name for it in items]))
     d = np.load(f"{CACHE}/{name}.npz")
     return {k: d[k] for k in d.files}
@@ -113,14 +113,14 @@ def balanced_weights(y):
     return 1.0 / cnt[y]
 
 def score(labels, logits):
-    s = _scores(labels, np.asarray(logits).argmax(1))
+    s = scores(labels, np.asarray(logits).argmax(1))
     return s["accuracy"], s["mean_class_recall"]
 
 # ---------------------------------------------------------------- calibration protocol (evaluate_personal's)
 def calib_eval(ds, per_person, cal_fn, k=1, draws=5, seed=0, min_classes=3):
     """per_person: person -> dict(idx=indices into ds (own faces), F=features (len(idx),D), Z=base logits
     (len(idx),C) before post, shift=post shift (C,), W,b = running head).  cal_fn(ctx) -> calibrated logits of
-    the scored faces (before the shift). Mirrors vrfer.evaluate.evaluate_personal (same rng sequence)."""
+    the scored faces (before the shift). Mirrors vrfer.evaluate_personal.evaluate_personal (same rng sequence)."""
     labels, subjects, sessions = ds["labels"], ds["subjects"], ds["sessions"]
     rng = np.random.default_rng(seed)
     one_class = {s for s in np.unique(sessions) if len(np.unique(labels[sessions == s])) == 1}
@@ -154,7 +154,7 @@ def calib_eval(ds, per_person, cal_fn, k=1, draws=5, seed=0, min_classes=3):
                 z = cal_fn(ctx)
                 bp.append((pp["Z"][si] + pp["shift"]).argmax(1)); cp.append((z + pp["shift"]).argmax(1)); tr.append(labels[scored])
         t = np.concatenate(tr)
-        rb.append(_scores(t, np.concatenate(bp))); rc.append(_scores(t, np.concatenate(cp)))
+        rb.append(scores(t, np.concatenate(bp))); rc.append(scores(t, np.concatenate(cp)))
     m = lambda rs, key: float(np.mean([r[key] for r in rs]))
     return m(rb, "accuracy"), m(rc, "accuracy"), m(rb, "mean_class_recall"), m(rc, "mean_class_recall")
 

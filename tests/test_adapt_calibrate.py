@@ -223,7 +223,8 @@ def test_vrfer_calibrate_makes_the_profile_predict_uses(tmp_path, capsys):
 def test_no_face_is_scored_by_a_fit_that_saw_its_person_or_session(tmp_path, monkeypatch):
     import vrfer.adapt
     import vrfer.calibration
-    from vrfer.evaluate import evaluate_personal, folder_faces
+    from vrfer.evaluate import folder_faces
+    from vrfer.evaluate_personal import evaluate_personal
     root = labelled_folder(tmp_path / "set", people=3, sessions=("a", "b", "c"))
     m = small_model()
     items, crops, found, _, _ = folder_faces(m, root, "none", progress=False)
@@ -257,7 +258,7 @@ def test_no_face_is_scored_by_a_fit_that_saw_its_person_or_session(tmp_path, mon
 
 
 def test_calibration_needs_people_and_says_when_photos_are_one_sitting(tmp_path):
-    from vrfer.evaluate import evaluate_personal
+    from vrfer.evaluate_personal import evaluate_personal
     root = labelled_folder(tmp_path / "sit", people=2, sessions=("x",), per=2)
     lines = (root / "labels.csv").read_text().splitlines()
     (root / "labels.csv").write_text("\n".join([l.rsplit(",", 1)[0] for l in lines]) + "\n")   # no session column
@@ -275,7 +276,7 @@ TAIWANESE = SHARED / "data" / "taiwanese-dev"
 @pytest.mark.skipif(not (TAIWANESE / "labels.csv").is_file(), reason="../shared/data/taiwanese-dev not found")
 def test_taiwanese_dev_figures_hold(tmp_path):
     """The figures in docs/RESULTS.md ("Adaptation and calibration"), within a few points."""
-    from vrfer.evaluate import evaluate_personal
+    from vrfer.evaluate_personal import evaluate_personal
     res = evaluate_personal("vrfer-lower", TAIWANESE, "detect", "headset", adapt="loo", calibrate=1, draws=1,
                             progress=False)
     assert res["n"] == 628

@@ -175,7 +175,7 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
     model, a report with the leave-one-person-out estimate when root has 2+ people and estimate=True)."""
     from pathlib import Path
 
-    from .evaluate import _people, _scores, folder_faces
+    from .evaluate import folder_faces, scores, subjects_of
     from .models.registry import as_model
     from .postprocess import PostProcess
     from .recognizer import Recognizer
@@ -187,7 +187,7 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
         items, crops, found, _, info = folder_faces(base, root, face, "none", skip_bad, threads, progress)
         items = [it for it, f in zip(items, found) if f]
         labels = np.array([it.label for it in items], np.int64)
-        subjects = _people(items)
+        subjects = subjects_of(items)
         _check_labelled(labels, subjects)
         report.update(labelled=str(root), faces=int(len(labels)), people=int(len(np.unique(subjects))),
                       no_face=info["no_face"], classes=sorted({base.cfg.classes[v] for v in labels.tolist()}))
@@ -205,8 +205,8 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
         say("estimating its accuracy leave-one-person-out (each person scored by a fit without them) ...")
         loo = loo_predictions(base, crops, labels, subjects, extra, lam, progress=progress)
         generic = PostProcess(base.cfg).apply(logits_and_features(base, crops)[0], logits=True).argmax(1)
-        report["loo"] = _scores(labels, loo.argmax(1))
-        report["generic_same_faces"] = _scores(labels, generic)
+        report["loo"] = scores(labels, loo.argmax(1))
+        report["generic_same_faces"] = scores(labels, generic)
     adapted = adapt_arrays(base, crops, labels, extra, lam)
     what = ", ".join(x for x in (f"{report.get('faces', 0)} labelled faces of {report.get('people', 0)} people "
                                  f"({Path(str(root)).name})" if root is not None else "",

@@ -186,191 +186,20 @@ def confusion_png(result: dict, path, title: str) -> Path:
     return path
 
 
-# ------------------------------------------------------------- adaptation and calibration, scored honestly
+# ------------------------------------------------------------- per person (vrfer.adapt, vrfer.evaluate_personal)
 
-def _scores(labels: np.ndarray, pred: np.ndarray) -> dict:
+def scores(labels: np.ndarray, pred: np.ndarray) -> dict:
+    """metrics() without the bootstrap and the confusion matrix: accuracy, mean per-class recall, n, per class."""
     m = metrics(labels, pred)
     return {"accuracy": m["accuracy"], "mean_class_recall": m["mean_class_recall"], "n": m["n"],
             "per_class": m["per_class"]}
 
 
-def _spread(runs: list[dict]) -> dict:
-    """Mean and standard deviation over draws of accuracy, mean per-class recall and per-class recall."""
-    out = {k: float(np.mean([r[k] for r in runs])) for k in ("accuracy", "mean_class_recall")}
-    out.update({f"{k}_sd": float(np.std([r[k] for r in runs])) for k in ("accuracy", "mean_class_recall")})
-    out["n"] = int(np.mean([r["n"] for r in runs]))
-    out["per_class"] = {c: (None if any(r["per_class"][c] is None for r in runs)
-                            else float(np.mean([r["per_class"][c] for r in runs]))) for c in CLASSES}
-    return out
-
-
-MIN_ENROLLED_CLASSES = 3     # a calibration is scored only where it enrolled at least this many classes
-
-
-def _people(items) -> np.ndarray:
+def subjects_of(items) -> np.ndarray:
+    """The person in each photo of a labelled folder (labels.csv `subject`); VrferError where one is missing."""
     from .errors import VrferError
     subjects = np.array([it.subject for it in items])
     if (subjects == "").any():
         raise VrferError("adaptation and calibration need a `subject` column in labels.csv (the person in each "
                          "photo): a person is never scored by a fit that saw them")
     return subjects
-
-
-def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", adapt: str | None = None,
-                      calibrate: int | None = None, draws: int = 5, seed: int = 0, post=None, skip_bad: bool = False,
-                      threads: int | None = None, progress: bool = True, log=None) -> dict:
-    """Adaptation and calibration of `model`, scored so that no face is scored by a fit that saw it.
-
-    adapt="loo": each person's faces are scored by an adaptation (vrfer.adapt: AdaBN + a new last layer)
-    fitted on the other people only, beside the generic answer on the same faces.
-    calibrate=K: per person and enrolment session, K faces per class drawn (seeded, `draws` times) from that
-    ONE session make a profile (vrfer.calibration), scored on the person's OTHER sessions only, among the
-    enrolled classes, beside the unprofiled answer on the same faces. A session of one class only (e.g.
-    taiwanese-dev's neutral photos, taken apart from the others) is added to every enrolment and never
-    scored. Without a `session` column all of a person's photos are one sitting: K faces per class are
-    enrolled and the person's other photos scored, which flatters calibration (the result says so).
-    An enrolment of fewer than MIN_ENROLLED_CLASSES classes is not scored. K=0: every face of the session (video-like enrolment).
-    With both, the profile is made on top of the person's leave-one-out adapted model.
-    Faces where no face was found are left out of these figures (counted in no_face).
-    log: a function taking one line of progress (or None)."""
-    from .errors import VrferError
-    from .models.registry import as_model
-    from .postprocess import PostProcess
-    from .representation import logits_and_features
-    if adapt not in (None, "loo"):
-        raise VrferError(f"--adapt {adapt!r}: expected loo")
-    if calibrate is not None and calibrate < 0:
-        raise VrferError(f"--calibrate {calibrate}: expected K >= 0 faces per class (0: all of the session)")
-    if draws < 1:
-        raise VrferError(f"--draws {draws}: expected at least 1")
-    model = as_model(model)
-    items, crops, found, rec, info = folder_faces(model, root, face, occlusion, skip_bad, threads, progress)
-    items = [it for it, f in zip(items, found) if f]
-    data = _people_sessions(items)
-    labels, subjects = data["labels"], data["subjects"]
-    res = {"n": int(len(labels)), "people": int(len(np.unique(subjects))), **info}
-    generic_post = PostProcess(model.cfg) if post is None else post
-    logits, feats = logits_and_features(model, crops)
-    generic_pred = generic_post.apply(logits, logits=True).argmax(1)
-    res["generic"] = _scores(labels, generic_pred)
-    say = log or (lambda _line: None)
-    say(f"generic answer: {100 * res['generic']['accuracy']:.2f}% on {len(labels)} faces of {res['people']} people")
-
-    per_person = {}     # person -> (model, logits, feats, post, faces) the calibration starts from
-    if adapt == "loo":
-        pred, per_person = _adapt_loo(model, crops, labels, subjects, post)
-        res["adapted_loo"] = _scores(labels, pred)
-        say(f"adapted, leave-one-person-out: {100 * res['adapted_loo']['accuracy']:.2f}%")
-    if calibrate is None:
-        return res
-
-    def starts(person, own):
-        return per_person.get(person) or (model, logits[own], feats[own], generic_post, own)
-
-    runs_base, runs_cal, pairs = _calibration_draws(data, starts, calibrate, draws, seed)
-    base_name = "adapted_loo" if adapt == "loo" else "generic"
-    res["calibration"] = {
-        "k": calibrate, "draws": draws if calibrate else 1, "seed": seed, "starts_from": base_name,
-        "sessions": "none in labels.csv: enrol from the person's photos, score their other photos (one sitting: "
-                    "flatters calibration)"
-                    if data["no_sessions"] else "enrol from one session, score the person's other sessions",
-        "always_enrolled_sessions": sorted(data["one_class"]), "enrolments": len(pairs),
-        "unprofiled": _spread(runs_base), "calibrated": _spread(runs_cal)}
-    say(f"calibrated (K={calibrate}): {100 * res['calibration']['calibrated']['accuracy']:.2f}% against "
-        f"{100 * res['calibration']['unprofiled']['accuracy']:.2f}% unprofiled on the same faces")
-    return res
-
-
-def _people_sessions(items) -> dict:
-    """The labelled faces' labels, people, sessions (without a `session` column: each photo its own) and file
-    names, whether there were sessions, and the sessions of one class only (always enrolled, never scored)."""
-    labels = np.array([it.label for it in items], np.int64)
-    sessions = np.array([it.session for it in items])
-    no_sessions = bool((sessions == "").all())
-    if no_sessions:
-        sessions = np.array([it.path.name for it in items])
-    one_class = set() if no_sessions else \
-        {s for s in np.unique(sessions) if len(np.unique(labels[sessions == s])) == 1}
-    return {"labels": labels, "subjects": _people(items), "sessions": sessions, "no_sessions": no_sessions,
-            "files": np.array([it.path.name for it in items]), "one_class": one_class}
-
-
-def _adapt_loo(model, crops, labels, subjects, post):
-    """Each person's faces scored by an adaptation (vrfer.adapt) fitted on the other people only: the predictions,
-    and per person (adapted model, logits, representations, post-processing, the person's face indices)."""
-    from .adapt import adapt_arrays
-    from .postprocess import PostProcess
-    from .representation import logits_and_features
-    pred, per_person = np.zeros_like(labels), {}
-    for person in np.unique(subjects):
-        fit = subjects != person
-        m = adapt_arrays(model, crops[fit], labels[fit])
-        lg, ft = logits_and_features(m, crops[~fit])
-        p = PostProcess(m.cfg, None if post is None else post.prior, None if post is None else post.tau,
-                        None if post is None or post.subset is None else post.subset)
-        pred[~fit] = p.apply(lg, logits=True).argmax(1)
-        per_person[person] = (m, lg, ft, p, np.flatnonzero(~fit))
-    return pred, per_person
-
-
-def _calibration_draws(data: dict, starts, calibrate: int, draws: int, seed: int):
-    """evaluate_personal's calibration, `draws` times (seeded): per draw the unprofiled and the calibrated scores
-    on the same faces, and the first draw's enrolments (person, session, enrolled, scored). starts(person, own):
-    the (model, logits, representations, post-processing, face indices) a person's profiles start from."""
-    from .calibration import enrol
-    from .errors import VrferError
-    labels, subjects, sessions = data["labels"], data["subjects"], data["sessions"]
-    rng = np.random.default_rng(seed)
-    runs_base, runs_cal, pairs = [], [], []
-    for draw in range(draws if calibrate else 1):
-        base_pred, cal_pred, truth = [], [], []
-        for person in np.unique(subjects):
-            own = np.flatnonzero(subjects == person)
-            m, lg, ft, p, idx = starts(person, own)
-            pos = {int(i): k for k, i in enumerate(idx)}
-            for s in ([None] if data["no_sessions"] else np.unique(sessions[own])):
-                split = None if s in data["one_class"] else _enrolment(data, own, s, calibrate, rng)
-                if split is None:
-                    continue
-                enrolled, scored = split
-                prof = enrol(m, ft[[pos[int(i)] for i in enrolled]], labels[enrolled])
-                z = lg[[pos[int(i)] for i in scored]]
-                f = ft[[pos[int(i)] for i in scored]]
-                base_pred.append(p.apply(z, logits=True).argmax(1))
-                cal_pred.append(p.apply(prof.apply(z, f, m.cfg.classes), logits=True).argmax(1))
-                truth.append(labels[scored])
-                if draw == 0:
-                    pairs.append((person, s, len(enrolled), len(scored)))
-        if not truth:
-            raise VrferError("no person has a face to score outside the enrolment session (calibration needs "
-                             "two sessions, or two photos of an expression, per person)")
-        t = np.concatenate(truth)
-        runs_base.append(_scores(t, np.concatenate(base_pred)))
-        runs_cal.append(_scores(t, np.concatenate(cal_pred)))
-    return runs_base, runs_cal, pairs
-
-
-def _enrolment(data: dict, own, s, calibrate: int, rng):
-    """One enrolment of a person (faces `own`) from session s (None: one sitting, the person's photos): K faces
-    per class drawn, and the faces it is scored on. (enrolled, scored) indices, or None when it is not scored
-    (fewer than MIN_ENROLLED_CLASSES classes enrolled, or no face left to score)."""
-    labels, sessions, one_class, files = data["labels"], data["sessions"], list(data["one_class"]), data["files"]
-    # one sitting (no session column): enrol from the person's photos, score the others
-    pool = own if s is None else own[(sessions[own] == s) | np.isin(sessions[own], one_class)]
-    enrolled = []
-    for c in np.unique(labels[pool]):
-        cand = pool[labels[pool] == c]
-        k = len(cand) if not calibrate else min(calibrate, len(cand))
-        enrolled += list(rng.choice(cand, k, replace=False))
-    enrolled = np.array(sorted(enrolled))
-    classes = np.unique(labels[enrolled])
-    if len(classes) < MIN_ENROLLED_CLASSES:
-        return None     # scored among one or two classes, any push towards them looks like a gain
-    other = ~np.isin(own, enrolled) if s is None else (sessions[own] != s) & ~np.isin(sessions[own], one_class)
-    scored = own[other & np.isin(labels[own], classes)]
-    if not len(scored):
-        return None
-    # the rule of the protocol: no scored photo is an enrolled one or from the enrolled session
-    assert not set(files[scored]) & set(files[enrolled])
-    assert s is None or s not in set(sessions[scored])
-    return enrolled, scored

@@ -120,10 +120,10 @@ def run(a) -> int:
 
 
 def _personal(a, model, post) -> int:
-    """evaluate --adapt / --calibrate: vrfer.evaluate.evaluate_personal, printed."""
+    """evaluate --adapt / --calibrate: vrfer.evaluate_personal.evaluate_personal, printed."""
     import sys
 
-    from ..evaluate import evaluate_personal
+    from ..evaluate_personal import evaluate_personal
     log = (lambda line: print(line, file=sys.stderr)) if a.json else None
     res = evaluate_personal(model, a.root, a.face, a.occlusion, a.adapt, a.calibrate, a.draws, a.seed, post,
                             a.skip_bad, a.threads, log=log)
