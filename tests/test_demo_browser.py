@@ -113,6 +113,7 @@ def chrome(browser_paths, tmp_path, video):
     return webdriver.Chrome(service=Service(driver_path), options=opts)
 
 
+@pytest.mark.slow
 @needs_data(FACES_DEV)
 def test_demo_page_shows_live_labels(browser_paths, tmp_path):
     from PIL import Image
@@ -159,6 +160,7 @@ def test_demo_page_shows_live_labels(browser_paths, tmp_path):
             driver.quit()
 
 
+@pytest.mark.slow
 @needs_data(FACES_DEV)
 def test_demo_page_calibrates_the_wearer_step_by_step(browser_paths, tmp_path):
     """"Calibrate to me" asks for each expression in turn (contempt left out), the server makes the profile from

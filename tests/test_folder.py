@@ -113,6 +113,7 @@ def ckplus():
     return need_data(CKPLUS / "labels.csv").parent
 
 
+@pytest.mark.slow
 def test_default_model_is_far_above_chance_on_ckplus48(ckplus):
     """Faces from another data set (posed, studio light): a regression here means the model learned FER+,
     not expressions. Chance over the 7 classes present is ~14%; the floor is set well above it."""
