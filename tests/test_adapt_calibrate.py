@@ -23,7 +23,7 @@ from vrfer.models.registry import save_model
 from vrfer.recognizer import Recognizer
 from vrfer.representation import head, logits_and_features
 
-from conftest import SHARED
+from conftest import TAIWANESE, needs_data
 
 
 def small_model(seed: int = 0):
@@ -269,11 +269,8 @@ def test_calibration_needs_people_and_says_when_photos_are_one_sitting(tmp_path)
 
 # ------------------------------------------------------------------------------------------- real data
 
-TAIWANESE = SHARED / "data" / "taiwanese-dev"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not (TAIWANESE / "labels.csv").is_file(), reason="../shared/data/taiwanese-dev not found")
+@needs_data(TAIWANESE / "labels.csv")
 def test_taiwanese_dev_figures_hold(tmp_path):
     """The figures in docs/RESULTS.md ("Adaptation and calibration"), within a few points."""
     from vrfer.evaluate_personal import evaluate_personal

@@ -542,14 +542,14 @@ def _umask() -> int:
     (["--camera", "97"], "camera 97"),        # and no OpenCV "[ WARN ]" lines of its own
 ])
 def test_serve_bad_options(run, corpus, argv, words, monkeypatch):
-    uvicorn = pytest.importorskip("uvicorn")
+    import uvicorn
     monkeypatch.setattr(uvicorn.Server, "run", lambda *a, **k: pytest.fail("the server started"))
     rc, out, err, new = run("serve", "--port", "0", "--face", "none", *argv)
     assert rc == 2 and out == "" and not new and words in one_line(err)
 
 
 def test_serve_on_a_busy_port_fails_before_its_banner(run, corpus, monkeypatch):
-    uvicorn = pytest.importorskip("uvicorn")
+    import uvicorn
     monkeypatch.setattr(uvicorn.Server, "run", lambda *a, **k: pytest.fail("the server started"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -560,7 +560,7 @@ def test_serve_on_a_busy_port_fails_before_its_banner(run, corpus, monkeypatch):
 
 
 def test_serve_answers_bad_frames_and_unknown_paths_in_json(corpus):
-    httpx = pytest.importorskip("httpx")
+    import httpx
     from vrfer.serve.app import ServeConfig, ServerThread, create_app
     cfg = ServeConfig(model="vrfer-lower", face="none", port=0)
     with ServerThread(create_app(cfg), cfg) as srv:
@@ -574,7 +574,6 @@ def test_serve_answers_bad_frames_and_unknown_paths_in_json(corpus):
 
 
 def test_serve_websocket_odd_messages_get_an_error_and_the_connection_goes_on(corpus):
-    pytest.importorskip("uvicorn")
     from websockets.sync.client import connect
 
     from vrfer.serve.app import ServeConfig, ServerThread, create_app

@@ -24,6 +24,7 @@ def test_bundled_models_are_listed_with_what_they_were_trained_on(capsys):
     assert "vrfer-lower" in out and "vrfer-full" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, occlusion, floor", [("vrfer-lower", "upper-half", 0.70), ("vrfer-full", "none", 0.70)])
 def test_bundled_model_on_a_slice_of_real_ferplus_test(ferplus_root, name, occlusion, floor):
     test = load_ferplus(ferplus_root, "test")
@@ -33,6 +34,7 @@ def test_bundled_model_on_a_slice_of_real_ferplus_test(ferplus_root, name, occlu
     assert r["accuracy"] > floor, r["accuracy"]
 
 
+@pytest.mark.slow
 def test_the_lower_half_model_beats_the_full_face_model_on_occluded_faces(ferplus_root):
     test = load_ferplus(ferplus_root, "test")
     data = test.subset(np.arange(0, len(test), 6))

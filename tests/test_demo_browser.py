@@ -1,7 +1,9 @@
 """The demo page end to end in headless Chromium: a fake webcam (a .y4m made from real face photos) ->
 getUserMedia -> canvas JPEG -> WebSocket -> the server's model -> probability bars and a label on the page.
 
-Needs Debian's chromium + chromium-driver (.ci/browser-deps.sh) and selenium; skips cleanly without them.
+Needs Debian's chromium + chromium-driver, which .ci/browser-deps.sh installs: without them the test skips
+with its reason, and fails under CI (CI=true), where that script has run. VRFER_SKIP_BROWSER (which that
+script honours too) makes it skip everywhere. selenium is in the `test` extra: a plain import.
 Set VRFER_SCREENSHOT_DIR to keep the screenshot (demo.png) somewhere you can look at it;
 VRFER_CHROMIUM / VRFER_CHROMEDRIVER point at other binaries.
 """
@@ -16,14 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import selenium  # noqa: F401  (the `test` extra)
+from conftest import FACES_DEV, need, needs_data
+from test_serve import make_steered_model
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-
-from test_serve import _real_faces, make_steered_model  # noqa: E402
-
-from vrfer.classes import CLASSES  # noqa: E402
-from vrfer.serve.app import ServeConfig, ServerThread, create_app  # noqa: E402
+from vrfer.classes import CLASSES
+from vrfer.serve.app import ServeConfig, ServerThread, create_app
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -44,13 +44,10 @@ def browser_paths():
     env_c, env_d = os.environ.get("VRFER_CHROMIUM"), os.environ.get("VRFER_CHROMEDRIVER")   # overrides
     chromium = _find(env_c) if env_c else _find("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
     driver = _find(env_d) if env_d else _find("/usr/bin/chromedriver", "chromedriver")
-    if not chromium or not driver:
-        pytest.skip("headless browser test needs Chromium and ChromeDriver (Debian: apt-get install chromium "
-                    "chromium-driver, or run .ci/browser-deps.sh)")
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        pytest.skip("headless browser test needs selenium (pip install 'vrfer[test]')")
+    if os.environ.get("VRFER_SKIP_BROWSER"):
+        pytest.skip("VRFER_SKIP_BROWSER is set")
+    need(bool(chromium and driver), "headless browser test needs Chromium and ChromeDriver (Debian: apt-get "
+                                    "install chromium chromium-driver, or run .ci/browser-deps.sh)")
     return chromium, driver
 
 
@@ -94,9 +91,11 @@ def _as_sent(frame: np.ndarray) -> bytes:
 
 
 def steered_setup(tmp_path):
-    """A model that reads two real faces as happiness and sadness, and a fake webcam clip alternating them."""
+    """A model that reads two real faces as happiness and sadness, and a fake webcam clip alternating them.
+    Two faces-dev photos: Chromium's webcam frames come out darker than _as_sent()'s, and the bundled photos
+    (a headset over half the face) differ too little for the steered model to tell them apart after that."""
     from PIL import Image
-    frames = [compose(np.asarray(Image.open(io.BytesIO(d)))) for d in _real_faces(2)]
+    frames = [compose(np.asarray(Image.open(f))) for f in sorted(FACES_DEV.glob("*.jpg"))[:2]]
     model = make_steered_model(tmp_path / "m.safetensors", _as_sent(frames[0]), _as_sent(frames[1]))
     return model, write_y4m(tmp_path / "faces.y4m", frames)
 
@@ -114,6 +113,8 @@ def chrome(browser_paths, tmp_path, video):
     return webdriver.Chrome(service=Service(driver_path), options=opts)
 
 
+@pytest.mark.slow
+@needs_data(FACES_DEV)
 def test_demo_page_shows_live_labels(browser_paths, tmp_path):
     from PIL import Image
     from selenium.webdriver.common.by import By
@@ -129,9 +130,9 @@ def test_demo_page_shows_live_labels(browser_paths, tmp_path):
             wait = WebDriverWait(driver, 90, poll_frequency=0.25)
             wait.until(lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-predictions") or 0)
                        >= 8)
-            body = driver.find_element(By.TAG_NAME, "body")
-            label = driver.find_element(By.ID, "label").text.strip().lower()
-            assert label in CLASSES and body.get_attribute("data-label") == label
+            label, data_label = driver.execute_script(   # read together: the page updates both per prediction
+                "return [document.getElementById('label').textContent, document.body.dataset.label]")
+            assert label in CLASSES and data_label == label
             assert driver.find_element(By.ID, "status").text == "connected"
             bars = driver.find_elements(By.CSS_SELECTOR, "#bars .bar")
             assert [b.get_attribute("data-cls") for b in bars] == list(CLASSES)
@@ -159,6 +160,8 @@ def test_demo_page_shows_live_labels(browser_paths, tmp_path):
             driver.quit()
 
 
+@pytest.mark.slow
+@needs_data(FACES_DEV)
 def test_demo_page_calibrates_the_wearer_step_by_step(browser_paths, tmp_path):
     """"Calibrate to me" asks for each expression in turn (contempt left out), the server makes the profile from
     the fake webcam's frames, and the page says its answers are calibrated and offers the profile to save."""

@@ -6,19 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import FER_TEST, needs_data
 from PIL import Image, ImageDraw
 
 from vrfer.cli import main
 from vrfer.errors import VrferError
-from vrfer.pipeline import parse_face
+from vrfer.explain import explain, panels, render
 from vrfer.inference import TorchClassifier
 from vrfer.models import create_model, save_model
-
-pytest.importorskip("captum")
-from vrfer.explain import explain, panels, render  # noqa: E402
-
-SHARED = Path(os.environ.get("VRFER_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-FER_TEST = SHARED / "data" / "ferplus" / "FER2013Test"
+from vrfer.pipeline import parse_face
+from vrfer.recognizer import samples_path
 
 
 def face(size: int = 48, seed: int = 0, smile: bool = True) -> np.ndarray:
@@ -123,21 +120,9 @@ def test_face_option_is_read_by_the_pipelines_parser():
 
 # ------------------------------------------------------------------------------- CLI
 
-def _faces_on_disk(tmp_path, n=3):
-    files = sorted(FER_TEST.glob("*.png"))[:n] if FER_TEST.is_dir() else []
-    if len(files) == n:
-        return files
-    d = tmp_path / "faces"
-    d.mkdir()
-    files = []
-    for i in range(n):
-        files.append(d / f"face{i}.png")
-        Image.fromarray(face(48, seed=i, smile=i % 2 == 0)).save(files[-1])
-    return files
-
-
 def test_cli_writes_one_png_per_image(model_file, tmp_path, capsys):
-    files = _faces_on_disk(tmp_path)
+    files = sorted(samples_path().glob("fer-*.png"))[:3]     # real FER+ faces that ship with vrfer
+    assert len(files) == 3
     out = tmp_path / "cams"
     assert main(["explain", *map(str, files), "--out", str(out), "--model", str(model_file)]) == 0
     pngs = sorted(out.glob("*_gradcam.png"))
@@ -206,16 +191,9 @@ def test_cli_bad_options_give_one_error_line(model_file, tmp_path, capsys, args)
     assert len(err) == 1 and err[0].startswith("vrfer: error:")
 
 
+@needs_data(FER_TEST / "fer0032227.png")
 def test_cli_detects_faces_in_a_photo(model_file, tmp_path, capsys):
-    pytest.importorskip("cv2")
-    try:
-        from vrfer.faces import get_detector
-        get_detector()
-    except Exception as e:  # detector weights or onnxruntime missing
-        pytest.skip(f"face detector unavailable: {e}")
-    src = FER_TEST / "fer0032227.png"
-    if not src.is_file():
-        pytest.skip(f"real FER+ test faces not present at {FER_TEST}")
+    src = FER_TEST / "fer0032227.png"        # the detector ships with vrfer: it is not something to skip for
     face_img = np.asarray(Image.open(src).convert("L").resize((192, 192), Image.BICUBIC))
     photo = np.full((300, 400), 120, np.uint8)
     photo[60:252, 100:292] = face_img

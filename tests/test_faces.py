@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import os
 import numpy as np
 import pytest
+from conftest import FACES_DEV, FER_TEST, needs_data
 
 from vrfer.errors import VrferError
 from vrfer.faces import (CROP_SIDE_PER_WIDTH, FER_SIZE, align_crop, crop_square, draw_headset, iou,
                          square_box)
 
-SHARED = Path(os.environ.get("VRFER_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-FACES_DEV = SHARED / "data" / "faces-dev" / "images"
-FER_TEST = SHARED / "data" / "ferplus" / "FER2013Test"
 PHOTO = FACES_DEV / "Aaron_Peirsol_0001.jpg"
-
-needs_shared = pytest.mark.skipif(not PHOTO.exists(), reason="shared data (faces-dev) not present")
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +96,7 @@ def test_draw_headset_accepts_five_landmarks():
 
 # ----------------------------------------------------------------------------------- detection
 
-@needs_shared
+@needs_data(PHOTO)
 def test_the_detector_finds_the_face_in_a_real_photo_with_and_without_a_headset(detector):
     img = read(PHOTO)
     faces = detector.detect(img)
@@ -189,7 +182,7 @@ def test_two_headset_faces_in_one_frame_are_both_reported(detector):
     assert sorted(round(f.box[0] + f.box[2] / 2) // 320 for f in faces) == [0, 1]   # one on each side
 
 
-@needs_shared
+@needs_data(FACES_DEV)
 def test_blazeface_boxes_behind_a_headset_give_the_crop_of_the_clean_face(detector):
     """BlazeFace's box is mapped to RetinaFace's geometry: on faces-dev headset photos placed in a webcam-sized
     frame, the FER+ square from BlazeFace's box matches the square from RetinaFace's box of the clean photo."""
@@ -231,14 +224,12 @@ def test_a_missing_blazeface_file_is_one_clear_error(monkeypatch, tmp_path):
         BlazeFace(threads=1)
 
 
-@needs_shared
+@needs_data(FER_TEST)
 def test_crops_of_detected_fer_faces_are_framed_like_the_fer_crop_itself(detector):
     """Put FER+ test faces (48x48) back into a bigger picture; detection + square_box must recover
     about the original frame, which is what the classifier was trained on."""
     import cv2
     files = sorted(FER_TEST.glob("*.png"))[:12]
-    if not files:
-        pytest.skip("FER+ test images not present")
     ious = []
     for f in files:
         g = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
@@ -253,7 +244,7 @@ def test_crops_of_detected_fer_faces_are_framed_like_the_fer_crop_itself(detecto
     assert np.median(ious) > 0.75
 
 
-@needs_shared
+@needs_data(PHOTO)
 def test_the_tracker_follows_a_face_through_frames_and_holds_it_briefly(detector):
     from vrfer.tracking import FaceTracker
     img = read(PHOTO)

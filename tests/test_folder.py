@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import CKPLUS, need_data
 from PIL import Image
 
 from vrfer.cli import main
@@ -12,8 +12,6 @@ from vrfer.datasets.folder import read_labels
 from vrfer.errors import VrferError
 from vrfer.evaluate import metrics
 from vrfer.models import create_model, save_model
-
-CKPLUS = SHARED / "data" / "ckplus48"
 
 
 def write_folder(root, rows, header="file,label,label_name", size=48, images=True):
@@ -112,11 +110,10 @@ def test_evaluate_with_detection_names_the_images_without_a_face(tmp_path, capsy
 
 @pytest.fixture
 def ckplus():
-    if not (CKPLUS / "labels.csv").is_file():
-        pytest.skip(f"CK+48 not present at {CKPLUS}")
-    return CKPLUS
+    return need_data(CKPLUS / "labels.csv").parent
 
 
+@pytest.mark.slow
 def test_default_model_is_far_above_chance_on_ckplus48(ckplus):
     """Faces from another data set (posed, studio light): a regression here means the model learned FER+,
     not expressions. Chance over the 7 classes present is ~14%; the floor is set well above it."""

@@ -1,26 +1,20 @@
 """ONNX export and the onnxruntime backend: metadata round trip, agreement with PyTorch, the CLI."""
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import FER_TEST, need
 from PIL import Image, ImageDraw
 
 from vrfer.cli import main
 from vrfer.errors import VrferError
 from vrfer.inference import TorchClassifier
+from vrfer.loader import load_classifier
 from vrfer.models import create_model, save_model
+from vrfer.onnx_backend import DEFAULT_OPSET, OnnxClassifier, export_onnx, read_metadata
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-from vrfer.loader import load_classifier  # noqa: E402
-from vrfer.onnx_backend import DEFAULT_OPSET, OnnxClassifier, export_onnx, read_metadata  # noqa: E402
-
-SHARED = Path(os.environ.get("VRFER_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-FER_TEST = SHARED / "data" / "ferplus" / "FER2013Test"
 TOL = 1e-4
 
 
@@ -50,10 +44,9 @@ def generated_faces(n: int, size: int = 48, seed: int = 0) -> np.ndarray:
 
 
 def real_faces(n: int) -> np.ndarray:
-    files = sorted(FER_TEST.glob("*.png"))[:n] if FER_TEST.is_dir() else []
-    if len(files) < n:
-        pytest.skip(f"real FER+ test faces not present at {FER_TEST} (set VRFER_SHARED to the folder holding "
-                    "data/ferplus); the generated-face tests cover the same code")
+    files = sorted(FER_TEST.glob("*.png"))[:n]
+    need(len(files) == n, f"{n} real FER+ test faces not present at {FER_TEST} (set VRFER_SHARED to the folder "
+                          "holding data/ferplus); the generated-face tests cover the same code")
     return np.stack([np.asarray(Image.open(f).convert("L")) for f in files])
 
 

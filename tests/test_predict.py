@@ -7,9 +7,7 @@ specified here is the pipeline: inputs, faces, output formats, smoothing, and ba
 
 from __future__ import annotations
 
-import os
 import csv
-import importlib.util
 import io
 import json
 import struct
@@ -19,18 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import FACES_DEV, needs_data
 from PIL import Image
 
 from vrfer.classes import CLASSES
 from vrfer.cli import main
 from vrfer.errors import VrferError
 
-SHARED = Path(os.environ.get("VRFER_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-PHOTO = SHARED / "data" / "faces-dev" / "images" / "Aaron_Peirsol_0001.jpg"
-PHOTO2 = SHARED / "data" / "faces-dev" / "images" / "Cameron_Diaz_0001.jpg"
-FER_TEST = SHARED / "data" / "ferplus" / "FER2013Test"
-
-needs_shared = pytest.mark.skipif(not PHOTO.exists(), reason="shared data (faces-dev) not present")
+PHOTO = FACES_DEV / "Aaron_Peirsol_0001.jpg"
+PHOTO2 = FACES_DEV / "Cameron_Diaz_0001.jpg"
 
 torch.set_num_threads(1)
 
@@ -99,7 +94,7 @@ def test_a_fixed_region_and_face_none_give_the_same_prediction_for_the_same_pixe
     assert fixed.probs == pytest.approx(whole.probs, abs=1e-6)
 
 
-@needs_shared
+@needs_data(PHOTO)
 def test_detect_finds_the_face_in_a_real_photo_and_frames_it(capfd, model):
     rc, out, err = vrfer(capfd, PHOTO, "--model", model, "--json")
     assert rc == 0 and err == []
@@ -108,7 +103,7 @@ def test_detect_finds_the_face_in_a_real_photo_and_frames_it(capfd, model):
     assert w > 150 and h > 150 and d["face_score"] >= 0.5   # 350x350 photo filled by the face
 
 
-@needs_shared
+@needs_data(PHOTO)
 def test_detect_finds_the_face_behind_a_synthetic_headset(model):
     import cv2
     from vrfer.faces import draw_headset
@@ -121,7 +116,7 @@ def test_detect_finds_the_face_behind_a_synthetic_headset(model):
     assert behind and iou(behind[0].box, clean.box) > 0.5
 
 
-@needs_shared
+@needs_data(PHOTO)
 def test_the_api_takes_a_path_a_numpy_array_or_a_pil_image_alike(model):
     import cv2
     from vrfer.recognizer import Recognizer
@@ -252,11 +247,11 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
 
 
 def fer_faces(n: int) -> list[np.ndarray]:
+    """n (up to 8) real FER+ faces, 96x96: the samples that ship with vrfer, one per class."""
     import cv2
-    files = sorted(FER_TEST.glob("*.png"))[:n] if FER_TEST.exists() else []
-    if len(files) < n:
-        rng = np.random.default_rng(0)
-        return [np.clip(face_image() + rng.integers(-40, 40, (96, 96)), 0, 255).astype(np.uint8) for _ in range(n)]
+    from vrfer.recognizer import samples_path
+    files = sorted(samples_path().glob("fer-*.png"))[:n]
+    assert len(files) == n
     return [cv2.resize(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), (96, 96)) for f in files]
 
 
@@ -296,7 +291,7 @@ def test_smoothed_csv_has_the_8_smoothed_probabilities_and_their_label(capfd, mo
     assert [r[1] for r in rows[1:]] == ["0", "1"]
 
 
-@needs_shared
+@needs_data(PHOTO2)
 def test_a_video_of_a_real_face_is_detected_and_tracked_in_every_frame(capfd, model, tmp_path):
     import cv2
     face = cv2.imread(str(PHOTO2))
@@ -458,7 +453,6 @@ def test_usage_errors_exit_2_with_one_line(capfd, model, tmp_path, args, message
     assert err[0].startswith("vrfer: error:") and message in err[0]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed")
 def test_a_missing_face_detector_is_a_setup_error_said_once(capfd, model, tmp_path, monkeypatch):
     from vrfer import faces
     monkeypatch.setattr(faces, "_DEFAULT", {})

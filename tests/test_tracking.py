@@ -213,8 +213,6 @@ def test_a_video_frame_where_the_face_was_not_seen_is_marked_held_in_the_table(c
 
 @pytest.fixture(scope="module")
 def detect_server():
-    pytest.importorskip("starlette")
-    pytest.importorskip("uvicorn")
     from vrfer.serve.app import ServeConfig, ServerThread, create_app
     cfg = ServeConfig(model="vrfer-lower", face="detect", port=0)
     with ServerThread(create_app(cfg), cfg) as srv:
@@ -224,7 +222,6 @@ def detect_server():
 def ws_faces(srv, frames) -> list[dict]:
     """The one face of each frame's prediction event over /ws (tracking on)."""
     import cv2
-    pytest.importorskip("websockets")
     from websockets.sync.client import connect
     faces = []
     url = srv.url.replace("http", "ws", 1) + "/ws"

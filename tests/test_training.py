@@ -44,6 +44,7 @@ def metrics(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_stage_dsd_run(tmp_path, data):
     stage1 = train(tiny(input_mode="full", dsd={"enabled": True, "dense": 1, "sparse": 2, "redense": 1,
                                                  "sparsity": [0.2, 0.5]}), data, tmp_path / "s1", quiet=True)
@@ -123,6 +124,7 @@ def test_a_resumed_run_needs_nothing_outside_its_folder(tmp_path, data, monkeypa
     assert meta[0] == meta[1]                               # the same model card too
 
 
+@pytest.mark.slow
 def test_ddp_with_two_cpu_processes(tmp_path, data):
     recipe = tmp_path / "tiny.toml"
     recipe.write_text('model = "vrfer-cnn-small"\nimage_size = 24\n[optim]\nbatch_size = 8\nepochs = 2\n'
@@ -195,7 +197,7 @@ def test_a_paper_recipe_from_random_weights_warns_and_one_with_weights_says_what
     assert out.err == "" and out.out.startswith("backbone weights: vggf.safetensors") and "conv layers" in out.out
 
 
-@pytest.mark.parametrize("family, size", [("vggface", 32), ("vggf", 64)])
+@pytest.mark.parametrize("family, size", [pytest.param("vggface", 32, marks=pytest.mark.slow), ("vggf", 64)])
 def test_paper_recipes_run_both_stages_small(tmp_path, data, family, size):
     """The paper's GPU recipes, shrunk (crop size, epochs, batch) so they run here on FER+-format data. From
     random weights (no public release here) at the paper's learning rate VGG-f diverges, so the rate is lowered."""
@@ -316,6 +318,7 @@ def test_data_limit_shrinks_training_only_and_says_so(tmp_path, data, capsys):
     assert "data.val_limit: validating on the first 5 of" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_logit_adjusted_loss_trains_differently_and_saves_calibrated_logits(tmp_path, data):
     """tau > 0 changes what is learned (rare classes get a larger margin); the saved file holds the ordinary,
     prior-calibrated logits (tau * log prior folded into the classifier bias) and the training prior."""
