@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import vrfer
 
 PACKAGE = Path(vrfer.__file__).resolve().parent
@@ -86,6 +88,7 @@ def test_no_module_imports_itself_back():
     assert cycles(import_graph()) == []
 
 
+@pytest.mark.slow
 def test_every_module_imports_alone_in_a_fresh_interpreter():
     names = [m for m in modules() if not m.endswith("__main__")]
     code = ("import importlib, subprocess, sys\n"
