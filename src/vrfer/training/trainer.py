@@ -30,7 +30,8 @@ from ..datasets.base import FaceSet, concat
 from ..errors import VrferError
 from ..evaluate import metrics
 from ..inference import predict_proba
-from ..models.registry import bundled_models, create_model, load_checkpoint, save_model
+from ..loader import resolve
+from ..models.registry import create_model, load_checkpoint, save_model
 from ..preprocess import Augment, prepare
 from . import dsd
 from .ema import WeightEMA
@@ -106,14 +107,13 @@ def build_model(recipe: dict, log=None):
             print(f"vrfer: warning: {model.cfg.arch} starts from random weights (backbone_weights is empty); "
                   "the paper fine-tunes the pretrained network (--set backbone_weights=FILE), and from "
                   "random weights this recipe's training can diverge", file=sys.stderr, flush=True)
-    if recipe["init_from"]:
-        src = Path(recipe["init_from"])
-        if src.exists():
-            model = load_checkpoint(src, **over)  # stage 2 starts from stage 1's weights
-        elif recipe["init_from"] in bundled_models():
-            model = create_model(recipe["init_from"], **over)  # a bundled model, e.g. vrfer-full
-        else:
-            raise VrferError(f"recipe: init_from {str(src)!r} is neither a file, a run folder nor a bundled model")
+    if recipe["init_from"]:   # stage 2 starts from stage 1's weights: a run folder, a file or a bundled model
+        try:
+            weights = resolve(recipe["init_from"], "torch").weights
+        except VrferError:
+            raise VrferError(f"recipe: init_from {recipe['init_from']!r} is neither a file, a run folder nor a "
+                             "bundled model") from None
+        model = load_checkpoint(weights, **over)
     return model
 
 
@@ -305,7 +305,7 @@ def load_teachers(spec: str, device) -> list | None:
     if not spec:
         return None
     names = [n.strip() for n in spec.split("+")]
-    members = [create_model(n).to(device).eval() for n in names]
+    members = [resolve(n, "torch").torch_model().to(device).eval() for n in names]
     key = lambda c: (c.image_size, c.in_chans, c.mean, c.std, c.input_mode, c.occlusion)  # noqa: E731
     for name, m in zip(names[1:], members[1:]):
         if key(m.cfg) != key(members[0].cfg):
