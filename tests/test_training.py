@@ -465,3 +465,13 @@ def test_a_supcon_run_trains_differently(tmp_path, data):
     sc = train(tiny(loss={"supcon": 1.0}), data, tmp_path / "sc", quiet=True)
     w_plain, w_sc = load_file(str(plain / "final.safetensors")), load_file(str(sc / "final.safetensors"))
     assert not torch.allclose(w_plain["features.0.weight"], w_sc["features.0.weight"])
+
+
+def test_bf16_autocast_is_off_by_default_and_auto_follows_the_device_and_cpu_flags(tmp_path, data):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert tiny()["amp"] == "off" and not trainer.autocast_bf16("off", cpu) and not trainer.autocast_bf16("off", gpu)
+    assert trainer.autocast_bf16("bf16", cpu) and trainer.autocast_bf16("auto", gpu)
+    assert trainer.autocast_bf16("auto", cpu) == trainer.cpu_has_native_bf16()
+    run = train(tiny(amp="bf16", optim={"epochs": 1}), data, tmp_path / "bf16", quiet=True)
+    assert metrics(run)[0]["bf16"] is True
+    assert all(torch.isfinite(v).all() for v in load_file(str(run / "final.safetensors")).values())

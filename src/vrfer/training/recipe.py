@@ -109,8 +109,10 @@ SCHEMA: dict = {
     "seed": Key(0, "[0, 4294967295]"),                # numpy's seeds are unsigned 32-bit
     "init_from": Key(""),                             # run folder or .safetensors to start from (stage 2 <- stage 1)
     "backbone_weights": Key(""),                      # pretrained backbone file (vgg-face.mat, *_dag.pth, ...) for stage 1
-    "amp": Key("auto", choices=("auto", "bf16", "off")),  # bfloat16 autocast; auto: on a GPU, and on a CPU whose
-                                                     # flags say it computes bf16 natively (AMX, AVX512_BF16)
+    "amp": Key("off", choices=("auto", "bf16", "off")),   # bfloat16 autocast; auto: on a GPU, and on a CPU whose
+                                                     # flags say it computes bf16 natively (AMX, AVX512_BF16). Off by
+                                                     # default: float32 answers do not depend on the CPU, and bf16 is
+                                                     # not faster for every model (benchmarks/bench_recipes.py --bf16)
     "data": {
         "datasets": Key(["ferplus"], choices=DATASETS, items="[1, 2]"),   # joint training set, one class order
         "label_mode": Key("majority", choices=_label_modes),  # majority | probability | crossentropy | multi_target
