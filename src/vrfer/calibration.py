@@ -167,9 +167,11 @@ class Profile:
         return cls.from_json(d, str(path))
 
 
-def enrol(model, features: np.ndarray, labels, person: str = "", lam: float = PROFILE_L2) -> Profile:
+def enrol(model, features: np.ndarray, labels, person: str = "", lam: float = PROFILE_L2,
+          model_sha256: str | None = None) -> Profile:
     """A profile from the representations (N, D) of a person's faces and their labels (class indices or
-    names). Every class with at least one face is enrolled; the others keep the model's answer."""
+    names). Every class with at least one face is enrolled; the others keep the model's answer.
+    model_sha256: model_fingerprint(model) where the caller has it already (a Pipeline keeps it)."""
     from .representation import fit_head, head
     cfg = model.cfg
     labels = np.asarray([cfg.classes.index(v) if isinstance(v, str) else int(v) for v in labels], np.int64)
@@ -182,5 +184,5 @@ def enrol(model, features: np.ndarray, labels, person: str = "", lam: float = PR
     w, b = fit_head(features, labels, layer.weight.detach().numpy(), layer.bias.detach().numpy(), lam, rows=rows)
     names = [cfg.classes[r] for r in rows]
     counts = {cfg.classes[r]: int((labels == r).sum()) for r in rows}
-    return Profile(model=cfg.name, model_sha256=model_fingerprint(model), classes=names, counts=counts,
+    return Profile(model=cfg.name, model_sha256=model_sha256 or model_fingerprint(model), classes=names, counts=counts,
                    weight=w[rows], bias=b[rows], person=person, lam=lam)

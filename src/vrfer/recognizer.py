@@ -295,7 +295,7 @@ class Recognizer:
         model = self.pipeline.torch_model()
         # fitted on the float32 PyTorch representation whichever backend answers: one profile for every backend
         _, feats = logits_and_features(model, np.stack(crops))
-        profile = enrol(model, feats, labels, person=person)
+        profile = enrol(model, feats, labels, person=person, model_sha256=self.pipeline.model_sha256())
         if use:
             self.set_profile(profile)
         return profile

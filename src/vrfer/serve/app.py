@@ -320,7 +320,8 @@ class Session:
                 raise ProtocolError("bad_message", "calibrate finish: no face captured yet (send calibrate start "
                                                    "with a label, then frames)")
             self.capture = None
-            self.profile = enrol(pipe.torch_model(), np.stack(feats), labels, person=str(msg.get("person", ""))[:64])
+            self.profile = enrol(pipe.torch_model(), np.stack(feats), labels, person=str(msg.get("person", ""))[:64],
+                                 model_sha256=pipe.model_sha256())
             self.send({"type": "profile", "profile": self.profile.to_json()})
         else:   # load
             try:
