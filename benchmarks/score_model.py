@@ -5,6 +5,7 @@ commands docs/RESULTS.md names, one `vrfer evaluate --json` each:
     CK+48 (--face none, upper half): default answers and plain
     JAFFE and taiwanese-dev through the whole pipeline with vrfer's synthetic headset (--face detect
     --occlusion headset): generic, and adapted leave-one-person-out (--adapt loo)
+    taiwanese-dev, calibration across sessions from the generic model, K=1, 5 draws: unprofiled -> calibrated
 
     python benchmarks/score_model.py --model runs/lite0-lower --out runs/lite0-lower/scores [--threads 1]
 
@@ -29,6 +30,8 @@ CASES = {   # name -> evaluate arguments after --model
     "jaffe-adapted": "--dataset folder --root {d}/jaffe --face detect --occlusion headset --adapt loo",
     "taiwanese-generic": "--dataset folder --root {d}/taiwanese-dev --face detect --occlusion headset",
     "taiwanese-adapted": "--dataset folder --root {d}/taiwanese-dev --face detect --occlusion headset --adapt loo",
+    "taiwanese-calibrated": "--dataset folder --root {d}/taiwanese-dev --face detect --occlusion headset --calibrate 1 "
+                            "--draws 5",
 }
 
 
@@ -60,8 +63,12 @@ def main() -> int:
             res["_seconds"] = round(time.time() - t0, 1)
             f.write_text(json.dumps(res, indent=1))
         res = json.loads(f.read_text())
-        scored = res.get("adapted_loo") or res.get("generic") or res
-        row[name] = f"{100 * scored['accuracy']:.2f}% / {scored['mean_class_recall']:.3f}"
+        if "calibration" in res:
+            u, c = res["calibration"]["unprofiled"], res["calibration"]["calibrated"]
+            row[name] = f"{100 * u['accuracy']:.1f}% -> {100 * c['accuracy']:.1f}% (sd {100 * c['accuracy_sd']:.1f})"
+        else:
+            scored = res.get("adapted_loo") or res.get("generic") or res
+            row[name] = f"{100 * scored['accuracy']:.2f}% / {scored['mean_class_recall']:.3f}"
         print(f"{name:20s} {row[name]}   ({res['_command']}, {res['_seconds']} s)", flush=True)
     print("| " + a.model + " | " + " | ".join(row.get(n, "-") for n in CASES) + " |")
     return 0
