@@ -42,7 +42,8 @@ def main(argv=None) -> int:
     labels = np.repeat(np.arange(7), a.per_class)
     t_feat = timed(lambda: pipe.logits_and_features(crops), 3)
     feats = pipe.logits_and_features(crops)[1]
-    t_enrol = timed(lambda: enrol(model, feats, labels), a.repeats)
+    sha = pipe.model_sha256()      # a Pipeline keeps it: Recognizer.enrol and serve pass it to enrol
+    t_enrol = timed(lambda: enrol(model, feats, labels, model_sha256=sha), a.repeats)
     one = crops[:1]
     t_plain = timed(lambda: pipe.classify(one), a.repeats * 10)
     pipe.set_profile(enrol(model, feats, labels))
