@@ -39,7 +39,12 @@ def bench(name: str, steps: int, max_batch: int, bf16: bool = False) -> dict:
         opt.step()
         if i:  # the first step warms up allocators
             times.append(time.perf_counter() - t)
+    from torch.utils.flop_counter import FlopCounterMode
+    model.eval()
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model(torch.zeros(1, *model.cfg.input_shape))
     return {"recipe": name, "model": r["model"], "input": "x".join(map(str, model.cfg.input_shape)),
+            "gflop": fc.get_total_flops() / 1e9,
             "batch": bs, "img_per_s": bs / float(np.median(times)), "img_per_s_best": bs / float(np.min(times))}
 
 
@@ -53,12 +58,14 @@ def main():
     from vrfer.training.trainer import cpu_has_native_bf16
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"CPU {cpu} (native bf16: {cpu_has_native_bf16()}); torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'recipe':<16}{'model':<19}{'input':<11}{'batch':>6}{'precision':>10}{'img/s median':>14}{'best':>8}")
+    print(f"{'recipe':<16}{'model':<19}{'input':<11}{'batch':>6}{'precision':>10}{'img/s median':>14}{'best':>8}"
+          f"{'fwd GFLOP/img':>15}{'train GFLOP/s':>15}   (training taken as 3 x forward; compare benchmarks/peak.py)")
     for name in a.recipes:
         for bf16 in ((False, True) if a.bf16 else (False,)):
             b = bench(name, a.steps, a.max_batch, bf16)
             print(f"{b['recipe']:<16}{b['model']:<19}{b['input']:<11}{b['batch']:>6}{'bf16' if bf16 else 'fp32':>10}"
-                  f"{b['img_per_s']:>14.1f}{b['img_per_s_best']:>8.1f}", flush=True)
+                  f"{b['img_per_s']:>14.1f}{b['img_per_s_best']:>8.1f}{b['gflop']:>15.4f}"
+                  f"{3 * b['gflop'] * b['img_per_s']:>15.1f}", flush=True)
 
 
 if __name__ == "__main__":

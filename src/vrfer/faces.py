@@ -103,8 +103,6 @@ class CropGeometry:
             raise VrferError(f"crop geometry: unknown keys {sorted(unknown)}")
         return cls(**crop)
 
-    def as_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
 DETECTOR_NAME = "retinaface-mnet0.25"
