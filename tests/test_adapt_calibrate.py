@@ -93,6 +93,23 @@ def test_a_strong_pull_keeps_the_generic_layer():
     assert np.abs(W - W0).max() < 1e-4
 
 
+def test_the_refit_reaches_the_optimum_where_the_features_share_a_large_offset():
+    # pooled ReLU features all point one way; the solver must still land on the minimum of
+    # mean cross-entropy + lam * ||W - W0||^2 (its gradient vanishes there)
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(80, 6)) + 5.0
+    y = rng.integers(0, 4, 80)
+    W0 = rng.normal(size=(4, 6)).astype(np.float32)
+    b0 = rng.normal(size=4).astype(np.float32)
+    lam = 0.1
+    W, b = (a.astype(np.float64) for a in fit_head(X, y, W0, b0, lam))
+    z = X @ W.T + b
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    g = (p - np.eye(4)[y]) / len(X)
+    assert np.abs(g.T @ X + 2 * lam * (W - W0)).max() < 1e-4 and np.abs(g.sum(0)).max() < 1e-4
+
+
 def test_an_adapted_model_is_a_model_file_every_command_takes(tmp_path, capsys):
     m = small_model()
     crops, labels = faces(40), np.arange(40) % 4
@@ -150,6 +167,19 @@ def test_a_profile_moves_answers_towards_the_persons_classes_and_keeps_the_other
     assert np.array_equal(z[:, keep], logits[:, keep].astype(np.float64))
     fear, anger = m.cfg.classes.index("fear"), m.cfg.classes.index("anger")
     assert (z[:6, fear] - z[:6, anger]).mean() > (logits[:6, fear] - logits[:6, anger]).mean()
+
+
+def test_a_profile_of_an_adapted_model_is_blended_half_way_to_its_own_rows(tmp_path):
+    base = small_model()
+    adapted = adapt_arrays(base, faces(16, seed=3), np.array([1, 2, 3, 4] * 4))
+    _, feats = logits_and_features(adapted, faces(8, seed=4))
+    labels = [1, 2, 3, 4] * 2
+    full = enrol(adapted, feats, labels, blend=1.0)
+    prof = enrol(adapted, feats, labels)
+    own = head(adapted).weight.detach().numpy()[full.rows(adapted.cfg.classes)]
+    assert prof.blend == 0.5 and enrol(base, feats, labels).blend == 1.0
+    assert np.allclose(prof.weight, 0.5 * full.weight + 0.5 * own, atol=1e-6)
+    assert Profile.load(prof.save(tmp_path / "p.json")).blend == 0.5
 
 
 def test_a_profile_saves_and_loads_bit_identical(tmp_path):

@@ -65,14 +65,20 @@ def fit_head(features: np.ndarray, labels: np.ndarray, weight: np.ndarray, bias:
     layer (weight (C, D), bias (C,)): minimises mean cross-entropy + lam * ||W - weight||^2. The problem is
     convex; scipy's L-BFGS-B with the exact gradient solves it in milliseconds, deterministically. rows: the
     classes whose row may change (default all); the others keep the given row exactly. Returns the new
-    (weight, bias) as float32."""
+    (weight, bias) as float32.
+
+    The solver sees the features centred (x - mean) and a bias that absorbs dW @ mean: the same problem
+    (the penalty is on dW only), but without the features' large common direction, which made L-BFGS take
+    2-3x more steps (docs/RESULTS.md, "Adaptation and calibration", speed)."""
     from scipy.optimize import minimize
     X = np.asarray(features, np.float64)
+    mean = X.mean(axis=0)
     y = np.asarray(labels, np.int64)
     W0, b0 = np.asarray(weight, np.float64), np.asarray(bias, np.float64)
     free = np.arange(len(b0)) if rows is None else np.asarray(sorted(rows), np.int64)
     k, d = len(free), X.shape[1]
     z0 = X @ W0.T + b0                      # the given layer's logits: only the free rows move from them
+    X = X - mean
     target = np.eye(len(b0))[y][:, free]
 
     def loss_and_grad(theta):
@@ -88,6 +94,7 @@ def fit_head(features: np.ndarray, labels: np.ndarray, weight: np.ndarray, bias:
     res = minimize(loss_and_grad, np.zeros(k * d + k), jac=True, method="L-BFGS-B",
                    options={"maxiter": iters})
     W, b = W0.copy(), b0.copy()
-    W[free] += res.x[:k * d].reshape(k, d)
-    b[free] += res.x[k * d:]
+    dW = res.x[:k * d].reshape(k, d)
+    W[free] += dW
+    b[free] += res.x[k * d:] - dW @ mean
     return W.astype(np.float32), b.astype(np.float32)
