@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     t_prof = timed(lambda: pipe.classify(one), a.repeats * 10)
     print(f"CPU: {cpu_name()}; torch {torch.__version__}, 1 thread; model {a.model}; faces: {faces}")
     print(f"network pass over {len(crops)} faces (batch {len(crops)}): min {t_feat[0]:.1f} ms, median {t_feat[1]:.1f} ms")
-    print(f"enrol 7 x {a.per_class} faces (from representations): min {t_enrol[0]:.1f} ms, median {t_enrol[1]:.1f} ms")
+    print(f"enrol {len(crops)} faces of 7 classes (from representations): min {t_enrol[0]:.1f} ms, median {t_enrol[1]:.1f} ms")
     print(f"per face, batch 1, float32: plain min {t_plain[0]:.2f} / median {t_plain[1]:.2f} ms; with a profile "
           f"min {t_prof[0]:.2f} / median {t_prof[1]:.2f} ms ({100 * (t_prof[1] / t_plain[1] - 1):+.1f}% median)")
     return 0

@@ -9,7 +9,9 @@ its own code): how the image is loaded and turned gray, how the face square is c
 is resized, which rows the model sees, the mean/std, and what is done to the output probabilities
 (class prior, class subset). It prints one JSON line per image, the same as
 `vrfer predict --face none --json` (or `--face x,y,w,h`). `--detected x,y,w,h` takes a box from vrfer's
-face detector (floats) and applies the FER+ framing that `--face detect` uses.
+face detector (floats) and applies the FER+ framing that `--face detect` uses; with `--landmarks` (the
+detector's 5 points: eyes, nose, mouth corners) and a file whose crop rule is "keypoints", the square is
+placed from the nose as vrfer places it (the box's square where the landmarks do not allow it).
 
 `--profile me.json` applies a person's calibration profile (`vrfer calibrate`) as `vrfer predict --profile`
 does (vrfer.calibration.Profile.apply, repeated here: this script imports no vrfer): the enrolled classes'
@@ -113,11 +115,38 @@ def to_gray(img: np.ndarray, spec: dict) -> np.ndarray:
     return ((wr * r + wg * g + wb * b + (1 << (shift - 1))) >> shift).astype(np.uint8)
 
 
-def face_square(box, detected: bool, spec: dict) -> tuple[int, int, int]:
-    """Face box -> the square (left, top, side) in whole pixels (spec["square"])."""
+def keypoint_square(box, landmarks, k: dict):
+    """The square (left, top, side), floats, placed from the nose (spec["square"]["detect"]["keypoints"]), or
+    None where the landmarks do not allow it (the box's square is used then)."""
+    pts = np.asarray(landmarks, np.float64).reshape(5, 2)
     x, y, w, h = box
-    if detected:
-        d = spec["square"]["detect"]
+    nx, ny = pts[2]
+    if not np.isfinite(pts).all() or not (x <= nx <= x + w and y <= ny <= y + h):
+        return None
+    dx, dy = pts[4] - pts[3]
+    if math.hypot(dx, dy) > 1e-3:
+        roll = math.atan2(dy, dx)
+    else:                               # mouth corners given as one point: the nose-to-mouth line
+        ax, ay = pts[3] - pts[2]
+        roll = math.atan2(-ax, ay)
+    if abs(math.degrees(roll)) > k["max_roll_degrees"]:
+        return None
+    side = max(k["side_per_width"] * w, 1.0)
+    c, s = math.cos(roll), math.sin(roll)
+    ox, oy = k["centre"][0] * side, k["centre"][1] * side
+    cx, cy = nx + c * ox - s * oy, ny + s * ox + c * oy
+    return cx - side / 2.0, cy - side / 2.0, side
+
+
+def face_square(box, detected: bool, spec: dict, landmarks=None) -> tuple[int, int, int]:
+    """Face box (and landmarks) -> the square (left, top, side) in whole pixels (spec["square"])."""
+    x, y, w, h = box
+    d = spec["square"]["detect"]
+    sq = (keypoint_square(box, landmarks, d["keypoints"])
+          if detected and landmarks is not None and d.get("rule") == "keypoints" else None)
+    if sq is not None:
+        left, top, side = sq
+    elif detected:
         side = max(d["side_per_width"] * w, 1.0)
         left, top = x + w / 2.0 - side / 2.0, y + h + d["bottom"] * h - side
     else:
@@ -248,8 +277,9 @@ def load_model(path: str):
     return sess, spec
 
 
-def options(a, spec: dict) -> tuple[dict, list[float] | None, bool]:
-    """(post-processing, face box or None for the whole image, box from the detector?) from the options."""
+def options(a, spec: dict) -> tuple[dict, list[float] | None, bool, list[float] | None]:
+    """(post-processing, face box or None for the whole image, box from the detector?, its landmarks or None)
+    from the options."""
     classes = spec["classes"]
     post = dict(spec["postprocess"])
     if a.prior is not None:
@@ -276,16 +306,19 @@ def options(a, spec: dict) -> tuple[dict, list[float] | None, bool]:
     if box is not None and min(box[2:]) <= 0:
         raise Stop(f"{'--detected' if detected else '--face'} {a.detected or a.face}: width and height must "
                    "be above 0")
-    return post, box, detected
+    if a.landmarks and not detected:
+        raise Stop("--landmarks goes with --detected (the detector's box)")
+    landmarks = numbers("--landmarks", a.landmarks, 10) if a.landmarks else None
+    return post, box, detected, landmarks
 
 
-def answer(path: str, sess, spec: dict, post: dict, box, detected: bool, profile=None) -> dict:
+def answer(path: str, sess, spec: dict, post: dict, box, detected: bool, profile=None, landmarks=None) -> dict:
     """One image -> the JSON object `vrfer predict --json` prints for it."""
     classes = spec["classes"]
     gray = to_gray(load_image(path), spec)
     h, w = gray.shape
     box = [0, 0, w, h] if box is None else box
-    face = crop(gray, *face_square(box, detected, spec), spec)
+    face = crop(gray, *face_square(box, detected, spec, landmarks), spec)
     x = {spec["input_name"]: model_input(face, spec)}
     if profile is None:
         probs = sess.run([spec["output_names"][1]], x)[0][0]
@@ -309,6 +342,8 @@ def main(argv=None) -> int:
     ap.add_argument("images", nargs="+")
     ap.add_argument("--face", default="none", help="none (the image is the face) or x,y,w,h")
     ap.add_argument("--detected", metavar="X,Y,W,H", help="a face box found by vrfer's detector")
+    ap.add_argument("--landmarks", metavar="X1,Y1,...,X5,Y5",
+                    help="with --detected: the detector's 5 landmarks (eyes, nose, mouth corners)")
     ap.add_argument("--prior", help="train, uniform or 8 comma-separated class frequencies (default: the file's)")
     ap.add_argument("--prior-tau", type=float, help="strength of the prior shift (default: the file's)")
     ap.add_argument("--classes", help="answer only among these classes (default: the file's)")
@@ -317,11 +352,11 @@ def main(argv=None) -> int:
     failed = 0
     try:
         sess, spec = load_model(a.model)
-        post, box, detected = options(a, spec)
+        post, box, detected, landmarks = options(a, spec)
         profile = load_profile(a.profile, sess, spec) if a.profile else None
         for path in a.images:
             try:
-                row = answer(path, sess, spec, post, box, detected, profile)
+                row = answer(path, sess, spec, post, box, detected, profile, landmarks)
             except Unusable as e:
                 failed += 1
                 print(f"onnx_client: {path}: {e}", file=sys.stderr, flush=True)

@@ -307,8 +307,10 @@ def test_taiwanese_dev_figures_hold(tmp_path):
     res = evaluate_personal("vrfer-lower", TAIWANESE, "detect", "headset", adapt="loo", calibrate=1, draws=1,
                             progress=False)
     assert res["n"] == 628
-    assert abs(res["generic"]["accuracy"] - 0.392) < 0.03
-    assert abs(res["adapted_loo"]["accuracy"] - 0.545) < 0.04
+    assert abs(res["generic"]["accuracy"] - 0.387) < 0.03
+    assert abs(res["adapted_loo"]["accuracy"] - 0.538) < 0.04
     cal = res["calibration"]
     assert cal["always_enrolled_sessions"] == ["neutral"]
-    assert abs(cal["unprofiled"]["accuracy"] - cal["calibrated"]["accuracy"]) < 0.08
+    # on top of adaptation the half-way blend gains a little (RESULTS: 54.2% -> 56.2%) and must not lose
+    gain = cal["calibrated"]["accuracy"] - cal["unprofiled"]["accuracy"]
+    assert -0.01 < gain < 0.08

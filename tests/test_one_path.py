@@ -81,6 +81,13 @@ def cli_json(capsys, *argv) -> list[dict]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
 
 
+def detected_args(face) -> list[str]:
+    """The client has no detector: it is given the detector's box and landmarks (floats), from which it places
+    the square by the file's crop rule."""
+    return ["--detected", ",".join(repr(float(v)) for v in face.box),
+            "--landmarks", ",".join(repr(float(v)) for v in np.asarray(face.landmarks).ravel())]
+
+
 def agree(name: str, ref: np.ndarray, got, box_ref=None, box=None) -> None:
     d = float(np.abs(ref - vec(got)).max())
     MAX_DIFF[name] = max(MAX_DIFF.get(name, 0.0), d)
@@ -124,9 +131,8 @@ def test_every_path_gives_the_same_probabilities(kind, face, images, onnx_file, 
             pass
     agree("/ws (track=0)", ref, ev["faces"][0]["probs"], box, ev["faces"][0]["box"])
 
-    if face == "detect":   # the client has no detector: it is given the detector's box (floats)
-        det = rec.pipeline.find_faces(load_image(path))
-        args = ["--detected", ",".join(repr(float(v)) for v in det[0].box)]
+    if face == "detect":   # the client has no detector: it is given the detector's box and landmarks
+        args = detected_args(rec.pipeline.find_faces(load_image(path))[0])
     else:
         args = ["--face", face]
     out = subprocess.run([sys.executable, str(REPO / "examples" / "onnx_client.py"), str(onnx_file), str(path),
@@ -219,8 +225,8 @@ def test_a_calibration_profile_gives_the_same_answer_through_predict_serve_and_t
     finally:
         srv.stop()
     agree("POST /predict (serve --profile)", ref, r["faces"][0]["probs"], api.box, r["faces"][0]["box"])
-    out = client(bundled_int8("vrfer-lower"), path, "--detected", ",".join(
-        repr(float(v)) for v in rec.pipeline.find_faces(load_image(path))[0].box), "--profile", prof)
+    out = client(bundled_int8("vrfer-lower"), path, *detected_args(rec.pipeline.find_faces(load_image(path))[0]),
+                 "--profile", prof)
     assert out.returncode == 0, out.stderr
     agree("onnx_client --profile (int8)", ref, json.loads(out.stdout)["probs"])
     plain = Recognizer("vrfer-lower", threads=1).predict(path)[0]

@@ -66,9 +66,10 @@ KP_SIDE_PER_WIDTH = 1.28
 KP_CENTRE = (-0.007, -0.099)
 KP_MAX_ROLL = 45.0       # degrees: a steeper mouth line is taken as a bad keypoint, not a tilted face
 CROP_RULES = ("keypoints", "box")
-# the pipeline's crop for detected faces. The keypoint crop keeps the headset out of the model's half but did
-# not gain accuracy measurably (both measured by benchmarks/crop_headset.py): an option
-CROP_RULE = "box"
+# the pipeline's crop for detected faces: the keypoint crop, which keeps the headset out of the model's half
+# (benchmarks/crop_headset.py: headset share of it median 0%, p90 8%, against up to 14% / 21% for the box's
+# square) at the same accuracy (docs/RESULTS.md, "The crop below the headset"). "box": the box's square only
+CROP_RULE = "keypoints"
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,11 @@ def card_markdown(cfg, card: dict) -> str:
         f"`--face detect`: {pre['face']['detect']}.",
         f"4. Square: for none/a box, side {sq['none_or_box']['side']}, left {sq['none_or_box']['left']}, "
         f"top {sq['none_or_box']['top']}; for a detected box (FER+ framing), side {det['side']}, left "
-        f"{det['left']}, top {det['top']}; {sq['rounding']}.",
+        f"{det['left']}, top {det['top']}" + (
+            f"; under this file's crop rule 'keypoints' the detected square is placed from the nose (nx, ny) and "
+            f"the roll r instead: side {det['keypoints']['side']}, left {det['keypoints']['left']}, top "
+            f"{det['keypoints']['top']}, with {det['keypoints']['roll']} ({det['keypoints']['fallback']})"
+            if det.get("rule") == "keypoints" else "") + f"; {sq['rounding']}.",
         f"5. Crop: {crop['pad_note']}; resize to {crop['size']}x{crop['size']}: {crop['resize_note']}.",
         f"6. Model input: {pre['formula']}.",
         f"7. Output: `probs`; then {post['formula']}. the post-processing recorded in this file: prior {post['prior']!r}, "

@@ -98,6 +98,7 @@ def _square_spec(geo) -> dict:
                                "- side/2",
                        "top": f"ny + sin(r) * {geo.kp_centre[0]} * side + cos(r) * ({geo.kp_centre[1]}) * side "
                               "- side/2",
+                       "max_roll_degrees": geo.kp_max_roll,
                        "fallback": f"the box's square when a landmark is missing or not finite, the nose "
                                    f"lies outside the box, or |r| > {geo.kp_max_roll:g} degrees"}},
         "rounding": "left, top and side to the nearest integer, halves to even; side at least 1",

@@ -129,6 +129,7 @@ class FaceTracker:
         self._acquired_by = ""             # the detector of the full search that started the track
         self._shape: tuple | None = None   # (height, width) of the frames the track was made in
         self._kp: np.ndarray | None = None  # the reported landmarks relative to the box (see _follow_keypoints)
+        self._kp_corr: dict[int, np.ndarray] = {}  # per region-pass face size: its landmarks' offset (as _corr)
         self.filter.reset()
         self.kp_filter.reset()
 
@@ -149,6 +150,7 @@ class FaceTracker:
         self._scale = max(1.0, float(face.box[2]))
         self.filter.reset(self._state(self.box), self.frame / self.fps)
         self._kp = None
+        self._kp_corr = {}
         self._follow_keypoints(face.landmarks, self.box)
 
     # -- one frame ---------------------------------------------------------------------------------
@@ -196,7 +198,7 @@ class FaceTracker:
                     self._calibrate(f.box, px)  # against the tracked one (see _calibrate)
                 else:
                     self._smooth(self._corrected(f.box, px))
-                self._follow_keypoints(f.landmarks, self._corrected(f.box, px))
+                self._follow_keypoints(f.landmarks, self._corrected(f.box, px), px)
                 return [Face(self.box, f.score, self.landmarks())]
             self.missed += 1
             if self.missed <= self.max_missed:
@@ -238,13 +240,19 @@ class FaceTracker:
         x, y, w, h = self.box
         return (self._kp * w + np.array([x + w / 2, y + h / 2])).astype(np.float32)
 
-    def _follow_keypoints(self, landmarks, box) -> None:
+    def _follow_keypoints(self, landmarks, box, face_px: int | None = None) -> None:
         """Smooth a frame's landmarks, as offsets from the centre of its box in the tracked geometry (in box
-        widths), and take them for the reported ones once they differ from those by more than the dead band."""
+        widths), and take them for the reported ones once they differ from those by more than the dead band.
+        As with boxes (_calibrate), a region pass places the landmarks a little differently from the full
+        search (up to 5% of the box width on a still face): each pass size's offset against the reported
+        landmarks is kept from its first look and added to its later ones, so a still face keeps the full
+        search's landmarks, the same crop its photo gets."""
         if landmarks is None or not np.isfinite(landmarks).all():
             return
         x, y, w, h = box
         rel = (np.asarray(landmarks, np.float64) - np.array([x + w / 2, y + h / 2])) / w
+        if face_px is not None and self._kp is not None:
+            rel = rel + self._kp_corr.setdefault(face_px, self._kp - rel)
         t = self.frame / self.fps
         if self._kp is None:
             self.kp_filter.reset(rel.ravel(), t)
