@@ -8,7 +8,7 @@ AdaBN and the head are fitted on the other people); calibration enrols K=1 face 
 class): per-person AdaBN statistics or a per-person mean; they are honest only as transductive figures.
 
     cd /work/wtexp && taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py            # everything
-    taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py --only adapt|calib
+    taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py --only adapt|calib|finetune|first-frames
 
 Crops and representations are cached under $VRFER_EXPLORE_CACHE (default /tmp/exp; never in the data folder).
 First run ~10 min on one core (crops, 15+10 AdaBN folds with and without flip), then ~5 min from the cache.
@@ -334,11 +334,115 @@ def cal_sp2(lam, lam_b=None, fix_bias=False, use_offset=False, blend=1.0):
     return f
 
 
+# ---------------------------------------------------------------- more than the head; the wearer's first frames
+
+SPLIT = 21   # vrfer-cnn: features[:21] frozen (under the fold's AdaBN), features[21:] (the last block) + classifier trained
+
+@torch.no_grad()
+def _below(m, crops, flip=False):
+    c = np.ascontiguousarray(crops[:, :, ::-1]) if flip else crops
+    from vrfer.preprocess import prepare
+    return torch.cat([m.features[:SPLIT](prepare(c[i:i + 256], m.cfg)) for i in range(0, len(c), 256)])
+
+def _tail(m, a):
+    return m.classifier(m.pool(m.features[SPLIT:](a)).flatten(1))
+
+def finetune_loo(name, configs):
+    """Leave-one-person-out: fold AdaBN + the L2-SP head (current), then the last conv block and the head trained
+    with Adam on the other people's faces (random flips, batch 32, seed 0) with an L2 pull to their start."""
+    import copy
+    ds = load(name); y, S = ds["labels"], ds["subjects"]
+    preds = {k: np.zeros(len(y), int) for k in configs}
+    for p in np.unique(S):
+        tr = S != p
+        m = adabn(MODEL, ds["crops"][tr]).eval()
+        A, Af = _below(m, ds["crops"]), _below(m, ds["crops"], True)
+        with torch.no_grad():
+            R = m.pool(m.features[SPLIT:](A)).flatten(1).numpy()
+        L = head(m)
+        w, b = fit_head(R[tr], y[tr], L.weight.detach().numpy(), L.bias.detach().numpy(), 1e-2)
+        with torch.no_grad():
+            L.weight.copy_(torch.from_numpy(w)); L.bias.copy_(torch.from_numpy(b))
+        for k, cfg in configs.items():
+            mm = copy.deepcopy(m).eval()
+            if cfg is not None:
+                params = list(mm.features[SPLIT:].parameters()) + list(mm.classifier.parameters())
+                ref = [q.detach().clone() for q in params]
+                opt = torch.optim.Adam(params, lr=cfg["lr"])
+                g = torch.Generator().manual_seed(0)
+                Xi, yt = torch.from_numpy(np.flatnonzero(tr)), torch.from_numpy(y)
+                for _ in range(cfg["epochs"]):
+                    perm = Xi[torch.randperm(len(Xi), generator=g)]
+                    for i in range(0, len(perm), 32):
+                        idx = perm[i:i + 32]
+                        fl = torch.rand(len(idx), generator=g) < 0.5
+                        a = torch.where(fl[:, None, None, None], Af[idx], A[idx])
+                        loss = F.cross_entropy(_tail(mm, a), yt[idx])
+                        loss = loss + cfg["sp"] * sum(((q - r) ** 2).sum() for q, r in zip(params, ref))
+                        opt.zero_grad(); loss.backward(); opt.step()
+            with torch.no_grad():
+                preds[k][~tr] = _tail(mm, A[~tr]).argmax(1).numpy()
+    for k in configs:
+        acc, mcr = score(y, np.eye(C)[preds[k]])
+        print(f"{name:14s} {k:52s} acc {100*acc:5.1f}  mcr {100*mcr:5.1f}", flush=True)
+
+def first_frames(name):
+    """A wearer's first frames, unlabelled: 2 neutral photos per person (file order). Scored on the person's other
+    photos INCLUDING their remaining neutral one, so that a push away from 'neutral' shows in its recall."""
+    from vrfer.adapt import adapt_arrays
+    ds = load(name); y, S, Cr, files = ds["labels"], ds["subjects"], ds["crops"], ds["files"]
+    people = np.unique(S)
+    first = np.zeros(len(y), bool)
+    for p in people:
+        cand = sorted(np.flatnonzero((S == p) & (y == 0)), key=lambda i: files[i])
+        if len(cand) >= 2:
+            first[cand[:2]] = True
+    pp_logit, pp_feat = np.zeros((len(y), C)), np.zeros((len(y), 384))
+    for p in people:      # each person's faces under AdaBN on their own first frames
+        own = S == p
+        m = adabn(MODEL, Cr[own & first]) if (own & first).sum() >= 2 else MODEL
+        pp_logit[own], pp_feat[own] = logits_and_features(m, Cr[own])
+    gl = logits_and_features(MODEL, Cr)[0]
+    res = {}
+    def add(k, t, pr):
+        res.setdefault(k, ([], [])); res[k][0].append(t); res[k][1].append(pr)
+    for p in people:
+        own = S == p; scored = own & ~first; others = ~own
+        if not (own & first).any():
+            continue
+        t = y[scored]
+        add("generic", t, GEN_POST.apply(gl[scored], logits=True).argmax(1))
+        add("generic + AdaBN on own 2 neutral frames", t, GEN_POST.apply(pp_logit[scored], logits=True).argmax(1))
+        m = adapt_arrays(MODEL, Cr[others], y[others])
+        lg = logits_and_features(m, Cr[scored])[0]
+        add("adapted (current)", t, PostProcess(m.cfg).apply(lg, logits=True).argmax(1))
+        tr = others & ~first   # the other people's labelled faces, each under their own first frames' AdaBN
+        for lam in (1e-2, 1e-1):
+            w, b = fit_head(pp_feat[tr], y[tr], W0, B0, lam)
+            add(f"per-person AdaBN (own 2 neutral) + head lam {lam:g}", t, (pp_feat[scored] @ w.T + b).argmax(1))
+    for k, (t, pr) in res.items():
+        t, pr = np.concatenate(t), np.concatenate(pr)
+        s = scores(t, pr)
+        print(f"{name:14s} {k:52s} acc {100*s['accuracy']:5.1f}  mcr {100*s['mean_class_recall']:5.1f}  neutral recall "
+              f"{100*(pr[t == 0] == 0).mean():5.1f} ({int((t == 0).sum())})  answered neutral {100*(pr == 0).mean():4.1f}% "
+              f"(true {100*(t == 0).mean():4.1f}%; {len(t)} faces)", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["adapt", "calib"])
+    ap.add_argument("--only", choices=["adapt", "calib", "finetune", "first-frames"])
     a = ap.parse_args(argv)
-    if a.only != "calib":
+    if a.only in ("finetune", "first-frames"):
+        for name in ["taiwanese-dev", "jaffe"]:
+            if a.only == "first-frames":
+                first_frames(name)
+            else:
+                finetune_loo(name, {"head only (current)": None,
+                                    "last block+head, Adam 1e-4, 5 ep, sp 1e-2": dict(lr=1e-4, epochs=5, sp=1e-2),
+                                    "last block+head, Adam 3e-4, 5 ep, sp 1e-2": dict(lr=3e-4, epochs=5, sp=1e-2),
+                                    "last block+head, Adam 1e-4, 10 ep, sp 1e-3": dict(lr=1e-4, epochs=10, sp=1e-3)})
+        return 0
+    if a.only not in ("calib",):
         for name in ["taiwanese-dev", "jaffe"]:
             ds = load(name)
             f0, f1 = rep_fold(ds, name, 0), rep_fold(ds, name, 1); g0 = rep_generic(ds, name, 0)
