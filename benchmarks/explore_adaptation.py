@@ -8,12 +8,12 @@ AdaBN and the head are fitted on the other people); calibration enrols K=1 face 
 class): per-person AdaBN statistics or a per-person mean; they are honest only as transductive figures.
 
     cd /work/wtexp && taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py            # everything
-    taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py --only adapt|calib|finetune|first-frames
+    taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py --only adapt|calib|finetune|first-frames|pernorm
 
 Crops and representations are cached under $VRFER_EXPLORE_CACHE (default /tmp/exp; never in the data folder).
 First run ~10 min on one core (crops, 15+10 AdaBN folds with and without flip), then ~5 min from the cache.
 """
-import argparse, os, sys, numpy as np, torch, torch.nn.functional as F
+import argparse, os, numpy as np, torch, torch.nn.functional as F
 torch.set_num_threads(1)   # measurements: one thread, pinned with taskset
 from vrfer.models.registry import as_model
 from vrfer.adapt import adabn
@@ -428,10 +428,70 @@ def first_frames(name):
               f"(true {100*(t == 0).mean():4.1f}%; {len(t)} faces)", flush=True)
 
 
+def calib_pernorm(name="taiwanese-dev", k=1, draws=5, seed=0, lam=1e-2):
+    """Calibration as per-person normalisation: the wearer's enrolment faces (K per class from ONE session, + the
+    neutral session) re-estimate the BatchNorm statistics (AdaBN on the wearer), and the head is fitted on the other
+    people of the setup, each under AdaBN on their own faces; optionally the enrolled rows refitted on top (blend
+    0.5). Scored on the wearer's other sessions, beside the adapted model's unprofiled answer on the same faces
+    (calib_eval's protocol and draws)."""
+    ds = load(name); y, S, sess, Cr = ds["labels"], ds["subjects"], ds["sessions"], ds["crops"]
+    fold = rep_fold(ds, name, 0); pp = rep_perperson(ds, name, 0); people = list(np.unique(S))
+    heads = {}
+    for j, p in enumerate(people):
+        tr = S != p
+        heads[p] = (fit(fold[j][tr], y[tr], lam=lam), fit(pp[tr], y[tr], lam=lam))
+    one_class = {v for v in np.unique(sess) if len(np.unique(y[sess == v])) == 1}
+    rng = np.random.default_rng(seed)
+    runs = {"adapted, unprofiled": [], "adapted + profile (blend 0.5)": [], "AdaBN on the enrolment + per-person head": [],
+            "AdaBN on the enrolment + per-person head + profile (blend 0.5)": []}
+    for _ in range(draws):
+        out = {kk: ([], []) for kk in runs}
+        for j, p in enumerate(people):
+            own = np.flatnonzero(S == p)
+            (Wa, ba), (Wp, bp) = heads[p]
+            for s_ in np.unique(sess[own]):
+                if s_ in one_class:
+                    continue
+                pool = own[(sess[own] == s_) | np.isin(sess[own], list(one_class))]
+                enrolled = []
+                for c in np.unique(y[pool]):
+                    cand = pool[y[pool] == c]
+                    enrolled += list(rng.choice(cand, min(k, len(cand)), replace=False))
+                enrolled = np.array(sorted(enrolled)); classes = np.unique(y[enrolled])
+                if len(classes) < 3:
+                    continue
+                other = (sess[own] != s_) & ~np.isin(sess[own], list(one_class))
+                scored = own[other & np.isin(y[own], classes)]
+                if not len(scored):
+                    continue
+                rows = sorted(set(y[enrolled].tolist()))
+                Fa_s, Fa_e = fold[j][scored], fold[j][enrolled]
+                m = adabn(MODEL, Cr[enrolled])
+                Fp_s, Fp_e = feats(m, Cr[scored], False), feats(m, Cr[enrolled], False)
+                def prof(Fe, Fs, W, b):
+                    W2, b2 = fit(Fe, y[enrolled], W, b, lam=0.1, rows=rows)
+                    W2, b2 = 0.5 * W2 + 0.5 * W, 0.5 * b2 + 0.5 * b
+                    z = Fs @ W.T + b; z[:, rows] = Fs @ W2[rows].T + b2[rows]; return z
+                for kk, z in (("adapted, unprofiled", Fa_s @ Wa.T + ba),
+                              ("adapted + profile (blend 0.5)", prof(Fa_e, Fa_s, Wa, ba)),
+                              ("AdaBN on the enrolment + per-person head", Fp_s @ Wp.T + bp),
+                              ("AdaBN on the enrolment + per-person head + profile (blend 0.5)", prof(Fp_e, Fp_s, Wp, bp))):
+                    out[kk][0].append(y[scored]); out[kk][1].append(z.argmax(1))
+        for kk, (t, pr) in out.items():
+            runs[kk].append(scores(np.concatenate(t), np.concatenate(pr)))
+    for kk, rs in runs.items():
+        print(f"calib K={k} {name:14s} {kk:64s} acc {100*np.mean([r['accuracy'] for r in rs]):5.1f}  "
+              f"mcr {100*np.mean([r['mean_class_recall'] for r in rs]):5.1f}", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["adapt", "calib", "finetune", "first-frames"])
+    ap.add_argument("--only", choices=["adapt", "calib", "finetune", "first-frames", "pernorm"])
     a = ap.parse_args(argv)
+    if a.only == "pernorm":
+        for k in (1, 3):
+            calib_pernorm("taiwanese-dev", k=k)
+        return 0
     if a.only in ("finetune", "first-frames"):
         for name in ["taiwanese-dev", "jaffe"]:
             if a.only == "first-frames":
