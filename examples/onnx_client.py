@@ -9,9 +9,10 @@ its own code): how the image is loaded and turned gray, how the face square is c
 is resized, which rows the model sees, the mean/std, and what is done to the output probabilities
 (class prior, class subset). It prints one JSON line per image, the same as
 `vrfer predict --face none --json` (or `--face x,y,w,h`). `--detected x,y,w,h` takes a box from vrfer's
-face detector (floats) and applies the FER+ framing that `--face detect` uses; with `--landmarks` (the
-detector's 5 points: eyes, nose, mouth corners) and a file whose crop rule is "keypoints", the square is
-placed from the nose as vrfer places it (the box's square where the landmarks do not allow it).
+face detector (floats, e.g. `Recognizer().find_faces(image)[0].box`) and `--landmarks` its 5 points (eyes,
+nose, mouth corners: `.landmarks`), and cuts the square as `--face detect` does: from the nose under the file's
+crop rule "keypoints" (the default since vrfer 2026-12-03), from the box under "box", or where the landmarks
+are not given or do not allow it (a note on stderr says so: the answer can then differ from vrfer's).
 
 `--profile me.json` applies a person's calibration profile (`vrfer calibrate`) as `vrfer predict --profile`
 does (vrfer.calibration.Profile.apply, repeated here: this script imports no vrfer): the enrolled classes'
@@ -129,7 +130,7 @@ def keypoint_square(box, landmarks, k: dict):
     else:                               # mouth corners given as one point: the nose-to-mouth line
         ax, ay = pts[3] - pts[2]
         roll = math.atan2(-ax, ay)
-    if abs(math.degrees(roll)) > k["max_roll_degrees"]:
+    if abs(math.degrees(roll)) > k.get("max_roll_degrees", 45.0):   # files before it was written: 45
         return None
     side = max(k["side_per_width"] * w, 1.0)
     c, s = math.cos(roll), math.sin(roll)
@@ -309,6 +310,9 @@ def options(a, spec: dict) -> tuple[dict, list[float] | None, bool, list[float] 
     if a.landmarks and not detected:
         raise Stop("--landmarks goes with --detected (the detector's box)")
     landmarks = numbers("--landmarks", a.landmarks, 10) if a.landmarks else None
+    if detected and landmarks is None and spec["square"]["detect"].get("rule") == "keypoints":
+        print("onnx_client: note: this file places a detected face's square from its landmarks; without "
+              "--landmarks the box's square is used", file=sys.stderr)
     return post, box, detected, landmarks
 
 

@@ -178,6 +178,8 @@ def test_a_profile_of_an_adapted_model_is_blended_half_way_to_its_own_rows(tmp_p
     prof = enrol(adapted, feats, labels)
     own = head(adapted).weight.detach().numpy()[full.rows(adapted.cfg.classes)]
     assert prof.blend == 0.5 and enrol(base, feats, labels).blend == 1.0
+    adabn_only = adapt_arrays(base, unlabelled=faces(16, seed=5))      # the generic layer kept: no blend
+    assert enrol(adabn_only, logits_and_features(adabn_only, faces(8, seed=4))[1], labels).blend == 1.0
     assert np.allclose(prof.weight, 0.5 * full.weight + 0.5 * own, atol=1e-6)
     assert Profile.load(prof.save(tmp_path / "p.json")).blend == 0.5
 
@@ -204,7 +206,9 @@ def test_profile_refusals_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     for broken, why in [({**d, "format": "x"}, "not a vrfer profile"), ({**d, "bias": [1.0]}, "rows"),
                         ({k: v for k, v in d.items() if k != "weight"}, "weight"),
-                        ({**d, "weight": [[float("nan")] * len(d["weight"][0])] * 2}, "finite")]:
+                        ({**d, "weight": [[float("nan")] * len(d["weight"][0])] * 2}, "finite"),
+                        ({**d, "blend": 1.5}, "blend"), ({**d, "blend": "abc"}, "blend"), ({**d, "blend": True}, "blend"),
+                        ({**d, "lam": "0.1"}, "lam")]:
         bad.write_text(json.dumps(broken))
         with pytest.raises(VrferError, match=why):
             Profile.load(bad)

@@ -48,3 +48,21 @@ def test_the_csharp_applies_the_post_processing_the_file_records(tmp_path):
     assert "bool[] Keep = { true, true, true, false, false, false, false, false };" in cs
     assert f"{0.5 * (math.log(1 / 8) - math.log(PRIOR[0] / sum(PRIOR))):.6f}f" in cs
     assert cs.startswith("```csharp") and cs.count("{") == cs.count("}")
+
+
+def test_an_exported_file_keeps_the_crop_it_was_exported_with():
+    # the file's config spells out its crop geometry, so a later change of vrfer's default crop does not change
+    # how vrfer crops for it; a file written before configs carried the crop keeps the rule its spec states
+    from dataclasses import replace
+
+    from vrfer.onnx_backend import config_from_metadata, onnx_metadata
+    m = model()
+    meta = onnx_metadata(replace(m.cfg, crop={"rule": "box"}), opset=15)
+    pinned = json.loads(meta["vrfer_config"])["crop"]
+    assert pinned["rule"] == "box" and "kp_side_per_width" in pinned and "side_per_width" in pinned
+    assert config_from_metadata(meta).crop_geometry.rule == "box"
+    old = dict(meta, vrfer_config=json.dumps({k: v for k, v in json.loads(meta["vrfer_config"]).items() if k != "crop"}))
+    assert config_from_metadata(old).crop_geometry.rule == "box"
+    spec = json.loads(meta["vrfer_preprocessing"])
+    spec["square"]["detect"]["rule"] = "keypoints"
+    assert config_from_metadata(dict(old, vrfer_preprocessing=json.dumps(spec))).crop_geometry.rule == "keypoints"

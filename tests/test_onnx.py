@@ -13,7 +13,7 @@ from vrfer.errors import VrferError
 from vrfer.inference import TorchClassifier
 from vrfer.loader import load_classifier
 from vrfer.models import create_model, save_model
-from vrfer.onnx_backend import DEFAULT_OPSET, OnnxClassifier, export_onnx, read_metadata
+from vrfer.onnx_backend import DEFAULT_OPSET, OnnxClassifier, export_onnx, pinned_crop, read_metadata
 
 TOL = 1e-4
 
@@ -83,7 +83,7 @@ def test_metadata_round_trips_into_the_config(tmp_path, mode):
     model = trained_like("vrfer-cnn-small", mode)
     path = export_onnx(model, tmp_path / "m.onnx")
     clf = OnnxClassifier(str(path))
-    assert clf.cfg == model.cfg
+    assert clf.cfg == pinned_crop(model.cfg)     # the config, its crop written out
     meta = read_metadata(path)
     pre = json.loads(meta["vrfer_preprocessing"])
     assert pre["classes"] == list(model.cfg.classes)
@@ -181,7 +181,7 @@ def test_tta_flip_matches_pytorch(saved):
 def test_model_objects_and_empty_input():
     model = trained_like("vrfer-cnn-small", "visible-half")
     clf = OnnxClassifier(model)
-    assert clf.cfg == model.cfg
+    assert clf.cfg == pinned_crop(model.cfg)
     assert clf.predict_proba(np.zeros((0, 48, 48), np.uint8)).shape == (0, 8)
     assert clf.predict_proba(generated_faces(1)[0]).shape == (1, 8)  # one (H, W) crop
 

@@ -7,10 +7,11 @@ enrolled classes free: a class the person did not show keeps the model's answer 
 measurement against prototypes (nearest class mean, blended or not with the model's answer) on
 taiwanese-dev across sessions (docs/RESULTS.md, "Adaptation and calibration").
 
-On a model adapted to a setup (vrfer.adapt), the refitted rows are blended half-way back to the model's own
-(`blend`, ADAPTED_BLEND): the adapted layer already knows the setup, and a full refit on one session's faces lost
-2.3 points across sessions on taiwanese-dev where the half-way blend gains 1.2. The blend is a weighted mean of
-two linear layers, so it is stored as the profile's rows: applying a profile does not depend on it.
+On a model whose last layer was adapted to a setup's labelled faces (vrfer.adapt), the refitted rows are blended
+half-way back to the model's own (`blend`, ADAPTED_BLEND): the adapted layer already knows the setup, and across
+sessions on taiwanese-dev a full refit on one session's faces loses on top of it where the half-way blend gains
+(docs/RESULTS.md, "Adaptation and calibration"). The blend is a weighted mean of two linear layers, so it is stored
+as the profile's rows: applying a profile does not depend on it.
 
 A calibrated answer: logits z = model logits, then for each enrolled class c
     z_c = dot(representation, weight_c) + bias_c
@@ -148,12 +149,12 @@ class Profile:
                 raise ValueError(f"`weight` must be {len(classes)} rows and `bias` {len(classes)} numbers")
             if not (np.all(np.isfinite(weight)) and np.all(np.isfinite(bias))):
                 raise ValueError("`weight` and `bias` must be finite numbers")
-            lam = float(d.get("lam", PROFILE_L2))
-            blend = float(d.get("blend", 1.0))
-            if not math.isfinite(lam):
+            lam, blend = d.get("lam", PROFILE_L2), d.get("blend", 1.0)
+            if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam):
                 raise ValueError("`lam` must be a finite number")
-            if not 0.0 <= blend <= 1.0:
+            if isinstance(blend, bool) or not isinstance(blend, (int, float)) or not 0.0 <= blend <= 1.0:
                 raise ValueError("`blend` must be a number from 0 to 1")
+            lam, blend = float(lam), float(blend)
             return cls(model=str(d["model"]), model_sha256=str(d["model_sha256"]), classes=classes,
                        counts=counts, weight=weight, bias=bias, person=str(d.get("person", "")), lam=lam,
                        blend=blend, created=str(d.get("created", "")))
@@ -179,8 +180,10 @@ class Profile:
 
 
 def default_blend(cfg) -> float:
-    """ADAPTED_BLEND for a model adapted to a setup (its config records it), else 1.0 (the refit alone)."""
-    return ADAPTED_BLEND if "adapted" in (cfg.extra or {}) else 1.0
+    """ADAPTED_BLEND for a model whose last layer was refitted on a setup's labelled faces (its config records
+    how many), else 1.0 (the refit alone; an AdaBN-only adaptation keeps the generic layer)."""
+    adapted = (cfg.extra or {}).get("adapted") or {}
+    return ADAPTED_BLEND if int(adapted.get("faces", 0) or 0) > 0 else 1.0
 
 
 def enrol(model, features: np.ndarray, labels, person: str = "", lam: float = PROFILE_L2,

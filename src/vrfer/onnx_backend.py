@@ -52,7 +52,7 @@ MIN_OPSET = 9
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "probs")
 REPRESENTATION = "representation"   # third output, after OUTPUT_NAMES (their order is what clients rely on)
-_CACHE_FORMAT = "3"         # bump when the exported graph or its metadata changes
+_CACHE_FORMAT = "4"         # bump when the exported graph or its metadata changes
 
 
 def representation_dim(model: nn.Module) -> int | None:
@@ -129,7 +129,7 @@ def onnx_metadata(cfg, opset: int, post=None, rep_dim: int | None = None,
     pre = preprocessing_spec(cfg, post, rep_dim)
     pre["opset"] = int(opset)
     meta = {
-        "vrfer_config": cfg.to_json(),
+        "vrfer_config": pinned_crop(cfg).to_json(),
         "vrfer_preprocessing": json.dumps(pre),
         "classes": ",".join(cfg.classes),
         "input_mode": cfg.input_mode,
@@ -246,14 +246,30 @@ def read_metadata(path) -> dict[str, str]:
     return {p.key: p.value for p in m.metadata_props}
 
 
+def pinned_crop(cfg):
+    """The config with its crop geometry written out in full, so that an exported file keeps the crop it was
+    exported with when vrfer's defaults change (vrfer.faces.CROP_RULE became "keypoints" on 2026-12-03)."""
+    from dataclasses import asdict, replace
+    geo = asdict(cfg.crop_geometry)
+    geo["kp_centre"] = list(geo["kp_centre"])
+    return replace(cfg, crop=geo)
+
+
 def config_from_metadata(meta: dict[str, str], where: str = "ONNX model"):
+    from dataclasses import replace
+
     from .models import ModelConfig
     if "vrfer_config" not in meta:
         raise VrferError(f"{where}: carries no vrfer config in its metadata (export it with `vrfer export`)")
     try:
-        return ModelConfig.from_json(meta["vrfer_config"])
+        cfg = ModelConfig.from_json(meta["vrfer_config"])
+        if not cfg.crop:   # exported before the config carried its crop: the rule its preprocessing spec states
+            detect = json.loads(meta.get("vrfer_preprocessing", "{}")).get("square", {}).get("detect", {})
+            cfg = replace(cfg, crop={"rule": detect.get("rule", "box")})
+        return cfg
     except Exception as e:
         raise VrferError(f"{where}: bad vrfer config in its metadata ({e})") from None
+
 
 
 # ------------------------------------------------------------------------------------------------- cache

@@ -93,7 +93,7 @@ def _square_spec(geo) -> dict:
                        "side_per_width": geo.kp_side_per_width, "centre": list(geo.kp_centre),
                        "side": f"{geo.kp_side_per_width} * w",
                        "roll": "r = atan2 of the mouth corners' line (right minus left); where the corners "
-                               "coincide, atan2(-(mx - nx), my - ny) of the nose-to-mouth line",
+                               "coincide at (mx, my), r = atan2(-(mx - nx), my - ny), of the nose-to-mouth line",
                        "left": f"nx + cos(r) * {geo.kp_centre[0]} * side - sin(r) * ({geo.kp_centre[1]}) * side "
                                "- side/2",
                        "top": f"ny + sin(r) * {geo.kp_centre[0]} * side + cos(r) * ({geo.kp_centre[1]}) * side "

@@ -246,7 +246,9 @@ class FaceTracker:
         As with boxes (_calibrate), a region pass places the landmarks a little differently from the full
         search (up to 5% of the box width on a still face): each pass size's offset against the reported
         landmarks is kept from its first look and added to its later ones, so a still face keeps the full
-        search's landmarks, the same crop its photo gets."""
+        search's landmarks (the crop its photo gets, where the full search gave landmarks; a track that BlazeFace
+        started has none, and takes the region pass's). The offset is taken against the reported landmarks, which
+        may lag the smoothed ones by up to the dead band: a bias of at most that, until the face is searched again."""
         if landmarks is None or not np.isfinite(landmarks).all():
             return
         x, y, w, h = box
