@@ -8,7 +8,7 @@ AdaBN and the head are fitted on the other people); calibration enrols K=1 face 
 class): per-person AdaBN statistics or a per-person mean; they are honest only as transductive figures.
 
     cd /work/wtexp && taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py            # everything
-    taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py --only adapt|calib|finetune|first-frames|pernorm
+    taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py --only adapt|calib|finetune|first-frames|pernorm|unlabelled
 
 Crops and representations are cached under $VRFER_EXPLORE_CACHE (default /tmp/exp; never in the data folder).
 First run ~10 min on one core (crops, 15+10 AdaBN folds with and without flip), then ~5 min from the cache.
@@ -484,10 +484,30 @@ def calib_pernorm(name="taiwanese-dev", k=1, draws=5, seed=0, lam=1e-2):
               f"mcr {100*np.mean([r['mean_class_recall'] for r in rs]):5.1f}", flush=True)
 
 
+def unlabelled(name):
+    """Adaptation without labels, the generic last layer kept: AdaBN on the other people's faces of the setup (what
+    `vrfer adapt --unlabelled` does; each person scored by statistics that never saw them), and (transductive) on
+    every face including the scored person's."""
+    ds = load(name); y = ds["labels"]; S = ds["subjects"]; people = list(np.unique(S))
+    fold = rep_fold(ds, name, 0)
+    z = np.zeros((len(y), C))
+    for j, p in enumerate(people):
+        z[S == p] = fold[j][S == p] @ W0.T + B0
+    for k, logits in (("generic", rep_generic(ds, name, 0) @ W0.T + B0),
+                      ("AdaBN on the other people's faces, generic layer", z),
+                      ("(transd.) AdaBN on every face, generic layer", rep_all(ds, name, 0) @ W0.T + B0)):
+        acc, mcr = score(y, logits + GEN_SHIFT)
+        print(f"{name:14s} {k:52s} acc {100*acc:5.1f}  mcr {100*mcr:5.1f}", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["adapt", "calib", "finetune", "first-frames", "pernorm"])
+    ap.add_argument("--only", choices=["adapt", "calib", "finetune", "first-frames", "pernorm", "unlabelled"])
     a = ap.parse_args(argv)
+    if a.only == "unlabelled":
+        for name in ["taiwanese-dev", "jaffe"]:
+            unlabelled(name)
+        return 0
     if a.only == "pernorm":
         for k in (1, 3):
             calib_pernorm("taiwanese-dev", k=k)
