@@ -117,36 +117,43 @@ def score(labels, logits):
     return s["accuracy"], s["mean_class_recall"]
 
 # ---------------------------------------------------------------- calibration protocol (evaluate_personal's)
+def enrolments(ds, rng, k=1, min_classes=3):
+    """One draw of evaluate_personal's enrolments (same rng sequence): per person and non-neutral session, K faces per
+    class from that session (+ the one-class sessions), scored on the person's other sessions among those classes.
+    Yields (person, pool, enrolled, scored), indices into ds."""
+    labels, subjects, sessions = ds["labels"], ds["subjects"], ds["sessions"]
+    one_class = {s for s in np.unique(sessions) if len(np.unique(labels[sessions == s])) == 1}
+    for person in np.unique(subjects):
+        own = np.flatnonzero(subjects == person)
+        for s in np.unique(sessions[own]):
+            if s in one_class:
+                continue
+            pool = own[(sessions[own] == s) | np.isin(sessions[own], list(one_class))]
+            enrolled = []
+            for c in np.unique(labels[pool]):
+                cand = pool[labels[pool] == c]
+                enrolled += list(rng.choice(cand, min(k, len(cand)), replace=False))
+            enrolled = np.array(sorted(enrolled))
+            classes = np.unique(labels[enrolled])
+            if len(classes) < min_classes:
+                continue
+            other = (sessions[own] != s) & ~np.isin(sessions[own], list(one_class))
+            scored = own[other & np.isin(labels[own], classes)]
+            if len(scored):
+                yield person, pool, enrolled, scored
+
 def calib_eval(ds, per_person, cal_fn, k=1, draws=5, seed=0, min_classes=3):
     """per_person: person -> dict(idx=indices into ds (own faces), F=features (len(idx),D), Z=base logits
     (len(idx),C) before post, shift=post shift (C,), W,b = running head).  cal_fn(ctx) -> calibrated logits of
     the scored faces (before the shift). Mirrors vrfer.evaluate_personal.evaluate_personal (same rng sequence)."""
-    labels, subjects, sessions = ds["labels"], ds["subjects"], ds["sessions"]
+    labels, sessions = ds["labels"], ds["sessions"]
     rng = np.random.default_rng(seed)
-    one_class = {s for s in np.unique(sessions) if len(np.unique(labels[sessions == s])) == 1}
     rb, rc = [], []
     for draw in range(draws):
         bp, cp, tr = [], [], []
-        for person in np.unique(subjects):
-            own = np.flatnonzero(subjects == person)
-            pp = per_person[person]
-            pos = {int(i): j for j, i in enumerate(pp["idx"])}
-            for s in np.unique(sessions[own]):
-                if s in one_class:
-                    continue
-                pool = own[(sessions[own] == s) | np.isin(sessions[own], list(one_class))]
-                enrolled = []
-                for c in np.unique(labels[pool]):
-                    cand = pool[labels[pool] == c]
-                    enrolled += list(rng.choice(cand, min(k, len(cand)), replace=False))
-                enrolled = np.array(sorted(enrolled))
-                classes = np.unique(labels[enrolled])
-                if len(classes) < min_classes:
-                    continue
-                other = (sessions[own] != s) & ~np.isin(sessions[own], list(one_class))
-                scored = own[other & np.isin(labels[own], classes)]
-                if not len(scored):
-                    continue
+        for person, pool, enrolled, scored in enrolments(ds, rng, k, min_classes):
+                pp = per_person[person]
+                pos = {int(i): j for j, i in enumerate(pp["idx"])}
                 ei = [pos[int(i)] for i in enrolled]; si = [pos[int(i)] for i in scored]
                 ctx = dict(Fe=pp["F"][ei], ye=labels[enrolled], Fs=pp["F"][si], Zs=pp["Z"][si], W=pp["W"], b=pp["b"],
                            Fall=pp["F"], rows=sorted(set(labels[enrolled].tolist())), shift=pp["shift"],
@@ -434,36 +441,20 @@ def calib_pernorm(name="taiwanese-dev", k=1, draws=5, seed=0, lam=1e-2):
     people of the setup, each under AdaBN on their own faces; optionally the enrolled rows refitted on top (blend
     0.5). Scored on the wearer's other sessions, beside the adapted model's unprofiled answer on the same faces
     (calib_eval's protocol and draws)."""
-    ds = load(name); y, S, sess, Cr = ds["labels"], ds["subjects"], ds["sessions"], ds["crops"]
+    ds = load(name); y, S, Cr = ds["labels"], ds["subjects"], ds["crops"]
     fold = rep_fold(ds, name, 0); pp = rep_perperson(ds, name, 0); people = list(np.unique(S))
     heads = {}
     for j, p in enumerate(people):
         tr = S != p
         heads[p] = (fit(fold[j][tr], y[tr], lam=lam), fit(pp[tr], y[tr], lam=lam))
-    one_class = {v for v in np.unique(sess) if len(np.unique(y[sess == v])) == 1}
     rng = np.random.default_rng(seed)
     runs = {"adapted, unprofiled": [], "adapted + profile (blend 0.5)": [], "AdaBN on the enrolment + per-person head": [],
             "AdaBN on the enrolment + per-person head + profile (blend 0.5)": []}
     for _ in range(draws):
         out = {kk: ([], []) for kk in runs}
-        for j, p in enumerate(people):
-            own = np.flatnonzero(S == p)
-            (Wa, ba), (Wp, bp) = heads[p]
-            for s_ in np.unique(sess[own]):
-                if s_ in one_class:
-                    continue
-                pool = own[(sess[own] == s_) | np.isin(sess[own], list(one_class))]
-                enrolled = []
-                for c in np.unique(y[pool]):
-                    cand = pool[y[pool] == c]
-                    enrolled += list(rng.choice(cand, min(k, len(cand)), replace=False))
-                enrolled = np.array(sorted(enrolled)); classes = np.unique(y[enrolled])
-                if len(classes) < 3:
-                    continue
-                other = (sess[own] != s_) & ~np.isin(sess[own], list(one_class))
-                scored = own[other & np.isin(y[own], classes)]
-                if not len(scored):
-                    continue
+        for p, _, enrolled, scored in enrolments(ds, rng, k):
+                j = people.index(p)
+                (Wa, ba), (Wp, bp) = heads[p]
                 rows = sorted(set(y[enrolled].tolist()))
                 Fa_s, Fa_e = fold[j][scored], fold[j][enrolled]
                 m = adabn(MODEL, Cr[enrolled])
