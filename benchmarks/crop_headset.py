@@ -10,7 +10,7 @@ again (found: IoU > 0.3 with the reference). Per data set and crop:
                     headset (strap included), on the found headset faces: median and p90
     detected        clean faces found / photos; headset faces found / clean faces found (one detector, so
                     the same for both crops)
-    acc clean       top-1 accuracy of vrfer-lower (torch, default answers) on the clean crops
+    acc clean       top-1 accuracy of vrfer-lower or --model (torch, default answers) on the clean crops
     acc headset     the same photos with the headset; a headset face not found counts as wrong
     square IoU      the headset crop's square against the clean face's square of the same crop rule
 
@@ -195,13 +195,14 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="the first N photos of each set (0: all)")
     ap.add_argument("--cache", type=Path, help="keep the detections in files named after this one")
     ap.add_argument("--fit", action="store_true", help="fit the keypoint crop's geometry (see above)")
+    ap.add_argument("--model", default="vrfer-lower", help="the classifier of the accuracy columns")
     a = ap.parse_args(argv)
     data = {name: detections(name, a.limit, a.cache) for name in a.sets.split(",")}
     if a.fit:
         return fit(data)
     from vrfer.pipeline import Pipeline
-    pipe = Pipeline("vrfer-lower", face="detect", backend="torch", threads=1)
-    print(f"vrfer-lower, torch backend, default answers; detector {pipe.detector.name} (1 thread); CPU: {cpu_name()}")
+    pipe = Pipeline(a.model, face="detect", backend="torch", threads=1)
+    print(f"{a.model}, torch backend, default answers; detector {pipe.detector.name} (1 thread); CPU: {cpu_name()}")
     table({name: measure(rows, pipe) for name, rows in data.items()})
     return 0
 

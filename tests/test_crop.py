@@ -99,3 +99,33 @@ def test_the_spec_reports_the_keypoint_geometry():
     det = preprocessing_spec(create_model("vrfer-cnn-small", input_mode="visible-half").cfg)["square"]["detect"]
     assert det["rule"] == CROP_RULE
     assert det["keypoints"]["side_per_width"] == KP_SIDE_PER_WIDTH and det["keypoints"]["centre"] == list(KP_CENTRE)
+
+
+def test_the_onnx_client_places_the_square_exactly_as_vrfer_does():
+    # examples/onnx_client.py repeats the crop rule from the file's spec without importing vrfer: the same integer
+    # square (crop_square's rounding) for upright, tilted, implausible and degenerate landmarks
+    import importlib.util
+    from pathlib import Path
+
+    from vrfer.faces import CropGeometry
+    from vrfer.models import create_model
+    from vrfer.pipeline_spec import preprocessing_spec
+    path = Path(__file__).resolve().parents[1] / "examples" / "onnx_client.py"
+    spec_ = importlib.util.spec_from_file_location("onnx_client", path)
+    client = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(client)
+    spec = preprocessing_spec(create_model("vrfer-cnn-small", input_mode="visible-half").cfg)
+    assert spec["square"]["detect"]["rule"] == CropGeometry().rule == "keypoints"
+    rng = np.random.default_rng(0)
+    for i in range(3000):
+        box = (rng.uniform(-50, 300), rng.uniform(-50, 300), rng.uniform(5, 250), rng.uniform(5, 300))
+        x, y, w, h = box
+        pts = rotated(UPRIGHT - NOSE + [x + w / 2, y + 0.6 * h], rng.uniform(-70, 70), [x + w / 2, y + 0.6 * h])
+        pts = pts + rng.normal(0, 0.05 * w, pts.shape)
+        if i % 7 == 0:
+            pts[4] = pts[3]                                  # mouth corners given as one point
+        if i % 11 == 0:
+            pts[2] = [x - 1.0, y]                            # nose outside the box: the box's square
+        lx, ly, side = face_square(box, pts, "keypoints")
+        want = (int(round(lx)), int(round(ly)), max(1, int(round(side))))
+        assert client.face_square(box, True, spec, pts.ravel().tolist()) == want, (box, pts)

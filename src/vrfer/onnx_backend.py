@@ -271,7 +271,6 @@ def config_from_metadata(meta: dict[str, str], where: str = "ONNX model"):
         raise VrferError(f"{where}: bad vrfer config in its metadata ({e})") from None
 
 
-
 # ------------------------------------------------------------------------------------------------- cache
 
 def file_sha256(path) -> str:

@@ -69,7 +69,7 @@ def fit_head(features: np.ndarray, labels: np.ndarray, weight: np.ndarray, bias:
 
     The solver sees the features centred (x - mean) and a bias that absorbs dW @ mean: the same problem
     (the penalty is on dW only), but without the features' large common direction, which made L-BFGS take
-    1.7x (real faces) to 6x (random pixels) more steps (docs/RESULTS.md, "Adaptation and calibration", speed)."""
+    more steps (docs/RESULTS.md, "Adaptation and calibration", speed)."""
     from scipy.optimize import minimize
     X = np.asarray(features, np.float64)
     mean = X.mean(axis=0)
