@@ -8,7 +8,7 @@ AdaBN and the head are fitted on the other people); calibration enrols K=1 face 
 class): per-person AdaBN statistics or a per-person mean; they are honest only as transductive figures.
 
     cd /work/wtexp && taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py            # everything
-    taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py --only adapt|calib|finetune|first-frames|pernorm|unlabelled
+    taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py --only adapt|calib|finetune|first-frames|pernorm|unlabelled|spatial|mirror
 
 Crops and representations are cached under $VRFER_EXPLORE_CACHE (default /tmp/exp; never in the data folder).
 First run ~10 min on one core (crops, 15+10 AdaBN folds with and without flip), then ~5 min from the cache.
@@ -21,6 +21,7 @@ from vrfer.representation import fit_head
 from vrfer.representation import logits_and_features, head
 from vrfer.postprocess import PostProcess
 from vrfer.evaluate import scores
+from vrfer.preprocess import prepare
 
 MODEL = as_model("vrfer-lower")
 LAYER = head(MODEL)
@@ -491,10 +492,133 @@ def unlabelled(name):
         print(f"{name:14s} {k:52s} acc {100*acc:5.1f}  mcr {100*mcr:5.1f}", flush=True)
 
 
+# ---------------------------------------------------------------- a head on more than the pooled representation
+
+@torch.inference_mode()
+def _maps(m, crops):
+    """(N, 384, 3, 6) last feature maps of the 24x48 half and (N, 192) the third block's pooled output."""
+    m.eval(); out, mid = [], []
+    for i in range(0, len(crops), 256):
+        x = prepare(crops[i:i + 256], m.cfg)
+        for j, mod in enumerate(m.features):
+            x = mod(x)
+            if j == 19:                      # the third block's last ReLU, before its max-pool
+                mid.append(x.mean((2, 3)))
+        out.append(x)
+    return torch.cat(out).numpy().astype(np.float32), torch.cat(mid).numpy().astype(np.float32)
+
+def spatial(name, grids=((1, 1), (1, 2), (3, 1), (1, 3), (3, 2), (2, 3), (3, 3)), lams=(3e-3, 1e-2, 3e-2, 1e-1)):
+    """Adaptation (leave-one-person-out, fold AdaBN as kept) with the head on the last feature maps pooled to a
+    grid instead of to one cell: expressions are local (mouth corners, cheeks), and pooling to 1x1 throws away
+    where. The grid head starts from the generic layer tiled / cells (the same logits) and is pulled there
+    (L2-SP, lam per cell weight). Also: the pooled third block concatenated to the representation (L2 to 0)."""
+    ds = load(name); y, S = ds["labels"], ds["subjects"]; people = np.unique(S)
+    p = f"{CACHE}/maps_{name}.npz"
+    if not os.path.exists(p):
+        M, Mid = zip(*(_maps(adabn(MODEL, ds["crops"][S != q]), ds["crops"]) for q in people))
+        np.savez(p, M=np.stack(M), Mid=np.stack(Mid))
+    d = np.load(p); M, Mid = d["M"], d["Mid"].astype(np.float64)
+
+    def run(R, Wi, lam, extra=None):
+        Z = np.zeros((len(y), C))
+        for j, q in enumerate(people):
+            X, W = R[j], Wi
+            if extra is not None:
+                X, W = np.concatenate([X, extra[j]], 1), np.concatenate([Wi, np.zeros((C, extra.shape[-1]))], 1)
+            tr = S != q
+            Wf, bf = fit(X[tr], y[tr], W, B0, lam=lam)
+            Z[~tr] = X[~tr] @ Wf.T + bf
+        return score(y, Z)
+
+    for gh, gw in grids:
+        t = F.adaptive_avg_pool2d(torch.as_tensor(M.reshape(-1, *M.shape[-3:])), (gh, gw))
+        R = t.reshape(*M.shape[:2], -1).numpy().astype(np.float64)     # channel-major: each channel's cells together
+        for lam in lams:
+            acc, mcr = run(R, np.repeat(W0, gh * gw, axis=1) / (gh * gw), lam)
+            print(f"{name:14s} head on a {gh}x{gw} grid, lam {lam:g}{' (current)' if (gh, gw, lam) == (1, 1, 1e-2) else ''}"
+                  f"{'':8s} acc {100*acc:5.1f}  mcr {100*mcr:5.1f}", flush=True)
+    R = M.mean((3, 4)).astype(np.float64)
+    for lam in (1e-2, 3e-2):
+        acc, mcr = run(R, W0, lam, extra=Mid)
+        print(f"{name:14s} representation + third block pooled, lam {lam:g}   acc {100*acc:5.1f}  mcr {100*mcr:5.1f}",
+              flush=True)
+
+
+
+# ---------------------------------------------------------------- mirrored faces as more training faces
+
+def mirrored(name):
+    """The head fitted on each training face and its mirror image (flip augmentation, as the paper trains), the
+    scored faces as they are (test plain) or flip-averaged; and for calibration (taiwanese-dev), mirrored enrolment
+    faces as well, from the generic model and on top of an adapted one (with and without mirrored adaptation).
+    The mirror image's representation under the fold's AdaBN is 2 * flip-averaged - plain (rep_fold's caches)."""
+    ds = load(name); y, S = ds["labels"], ds["subjects"]; people = list(np.unique(S))
+    f0, f1 = rep_fold(ds, name, 0), rep_fold(ds, name, 1); fm = 2 * f1 - f0
+    for lam in (1e-2, 3e-2):
+        for mirror, test in ((False, "plain"), (True, "plain"), (True, "avg")):
+            Z = np.zeros((len(y), C))
+            for j, q in enumerate(people):
+                tr = S != q
+                X, yy = (np.concatenate([f0[j][tr], fm[j][tr]]), np.concatenate([y[tr], y[tr]])) if mirror \
+                    else (f0[j][tr], y[tr])
+                W, b = fit(X, yy, lam=lam)
+                Z[~tr] = (f0[j] if test == "plain" else f1[j])[~tr] @ W.T + b
+            acc, mcr = score(y, Z)
+            print(f"{name:14s} adapted, head on faces{' + mirrored faces' if mirror else ''}, lam {lam:g}, scored "
+                  f"{test}{' (before 2026-12-03)' if (not mirror and lam == 1e-2) else ''}: acc {100*acc:5.1f}  mcr {100*mcr:5.1f}",
+                  flush=True)
+    if name != "taiwanese-dev":
+        return
+    g0, g1 = rep_generic(ds, name, 0), rep_generic(ds, name, 1); gm = 2 * g1 - g0
+
+    def calib(mode, mirror_enrol, mirror_adapt, blend):
+        heads = {}
+        for j, p in enumerate(people):
+            if mode == "generic":
+                heads[p] = (g0, gm, W0, B0, GEN_SHIFT)
+                continue
+            tr = S != p
+            X, yy = (np.concatenate([f0[j][tr], fm[j][tr]]), np.concatenate([y[tr], y[tr]])) if mirror_adapt \
+                else (f0[j][tr], y[tr])
+            W, b = fit(X, yy, lam=1e-2)
+            heads[p] = (f0[j], fm[j], W, b, np.zeros(C))
+        rng = np.random.default_rng(0); rb, rc = [], []
+        for _ in range(5):
+            bp, cp, tt = [], [], []
+            for person, _pool, enrolled, scored in enrolments(ds, rng, 1):
+                Fp, Fm, W, b, sh = heads[person]
+                rows = sorted(set(y[enrolled].tolist()))
+                Xe, ye = Fp[enrolled], y[enrolled]
+                if mirror_enrol:
+                    Xe, ye = np.concatenate([Xe, Fm[enrolled]]), np.concatenate([ye, ye])
+                W2, b2 = fit(Xe, ye, W, b, lam=0.1, rows=rows)
+                W2, b2 = blend * W2 + (1 - blend) * W, blend * b2 + (1 - blend) * b
+                z0 = Fp[scored] @ W.T + b
+                z1 = z0.copy(); z1[:, rows] = Fp[scored] @ W2[rows].T + b2[rows]
+                bp.append((z0 + sh).argmax(1)); cp.append((z1 + sh).argmax(1)); tt.append(y[scored])
+            t = np.concatenate(tt)
+            rb.append(scores(t, np.concatenate(bp))["accuracy"]); rc.append(scores(t, np.concatenate(cp))["accuracy"])
+        return np.mean(rb), np.mean(rc)
+
+    for mode, blend, adapt_mirror in (("generic", 1.0, False), ("adapted", 0.5, False), ("adapted", 0.5, True)):
+        for enrol_mirror in (False, True):
+            a, c = calib(mode, enrol_mirror, adapt_mirror, blend)
+            print(f"calib K=1 from {mode}{' (head on + mirrored faces)' if adapt_mirror else ''}, enrolment"
+                  f"{' + mirrored' if enrol_mirror else ''}: {100*a:5.1f} -> {100*c:5.1f} ({100*(c-a):+5.1f})", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["adapt", "calib", "finetune", "first-frames", "pernorm", "unlabelled"])
+    ap.add_argument("--only", choices=["adapt", "calib", "finetune", "first-frames", "pernorm", "unlabelled", "spatial", "mirror"])
     a = ap.parse_args(argv)
+    if a.only == "mirror":
+        for name in ["taiwanese-dev", "jaffe"]:
+            mirrored(name)
+        return 0
+    if a.only == "spatial":
+        for name in ["taiwanese-dev", "jaffe"]:
+            spatial(name)
+        return 0
     if a.only == "unlabelled":
         for name in ["taiwanese-dev", "jaffe"]:
             unlabelled(name)

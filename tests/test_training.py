@@ -467,6 +467,36 @@ def test_a_supcon_run_trains_differently(tmp_path, data):
     assert not torch.allclose(w_plain["features.0.weight"], w_sc["features.0.weight"])
 
 
+def test_mixup_blends_faces_and_label_distributions_by_one_weight_and_is_a_function_of_the_generator():
+    from vrfer.training.trainer import mix_batch
+    x = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1).expand(4, 1, 2, 2).clone()
+    t = torch.eye(8)[[0, 1, 2, 3]]
+    xm, tm, none = mix_batch(x, t, None, 0.4, torch.Generator().manual_seed(3))
+    assert none is None
+    assert torch.allclose(tm.sum(1), torch.ones(4))              # still distributions
+    assert (tm.max(1).values < 1).any()                          # some face was blended with another
+    # face i is i (a constant image) and its label is class i: a face blended by the same weights as its
+    # label distribution is the label-weighted mean of the class numbers
+    assert torch.allclose(xm[:, 0, 0, 0], tm @ torch.arange(8.0), atol=1e-5)
+    again = mix_batch(x, t, None, 0.4, torch.Generator().manual_seed(3))
+    assert torch.equal(again[0], xm) and torch.equal(again[1], tm)
+
+
+def test_a_mixup_run_trains_differently_and_refuses_what_it_cannot_blend(tmp_path, data, monkeypatch):
+    plain = train(tiny(), data, tmp_path / "plain", quiet=True)
+    mixed = train(tiny(augment={"mixup": 0.4}), data, tmp_path / "mixed", quiet=True)
+    w_plain, w_mixed = load_file(str(plain / "final.safetensors")), load_file(str(mixed / "final.safetensors"))
+    assert not torch.allclose(w_plain["features.0.weight"], w_mixed["features.0.weight"])
+    kill_two_steps_into_epoch_2(monkeypatch, tiny(augment={"mixup": 0.4}), data, tmp_path / "killed")
+    train(tiny(augment={"mixup": 0.4}), data, tmp_path / "killed", resume=True, quiet=True)
+    b = load_file(str(tmp_path / "killed" / "final.safetensors"))
+    assert all(torch.equal(w_mixed[k], b[k]) for k in w_mixed)
+    with pytest.raises(VrferError, match="mixup"):
+        tiny(augment={"mixup": 0.4}, data={"label_mode": "multi_target"})
+    with pytest.raises(VrferError, match="mixup"):
+        tiny(augment={"mixup": 0.4}, loss={"supcon": 0.5})
+
+
 def test_bf16_autocast_is_off_by_default_and_auto_follows_the_device_and_cpu_flags(tmp_path, data):
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert tiny()["amp"] == "off" and not trainer.autocast_bf16("off", cpu) and not trainer.autocast_bf16("off", gpu)

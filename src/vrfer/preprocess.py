@@ -28,6 +28,7 @@ class Augment:
     headset_edge: tuple = (0.4, 0.6)  # range of its lower edge, fraction of the crop height
     photometric: float = 0.0   # share of faces that get webcam-like degradations (gamma, contrast,
                                # blur, noise, JPEG, down-then-up scaling)
+    mixup: float = 0.0         # Beta alpha of mixup: applied to whole batches by the trainer (epoch_batches)
 
     @property
     def geometric(self) -> bool:

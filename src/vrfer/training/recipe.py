@@ -147,7 +147,10 @@ SCHEMA: dict = {
                 "headset": Key(0.0, "[0, 1]"),       # share of faces with a synthetic headset painted over the top
                 "headset_edge": Key([0.4, 0.6], "[0, 1)", items="[2, 2]"),  # range of its lower edge, fraction
                                                                              # of crop height (low <= high)
-                "photometric": Key(0.0, "[0, 1]")},  # share of faces with webcam-like degradations
+                "photometric": Key(0.0, "[0, 1]"),   # share of faces with webcam-like degradations
+                "mixup": Key(0.0, "[0, inf)")},      # alpha of mixup (Zhang et al. 2018): each batch blended with a
+                                                     # shuffled copy of itself, images and label distributions, by
+                                                     # one Beta(alpha, alpha) weight; 0 = off
     "loss": {
         "logit_adjust": Key(0.0, "[0, inf)"),        # tau of the logit-adjusted loss (Menon et al. 2021); 0 = plain CE
         "supcon": Key(0.0, "[0, inf)"),              # weight of a supervised contrastive term on the representation
@@ -281,6 +284,12 @@ def validate(r: dict) -> None:
     lo, hi = r["augment"]["headset_edge"]
     if lo > hi:
         raise VrferError(f"recipe: 'augment.headset_edge' must be [low, high] with low <= high, got {[lo, hi]}")
+    if r["augment"]["mixup"] and r["data"]["label_mode"] not in ("majority", "crossentropy"):
+        raise VrferError(f"recipe: 'augment.mixup' blends label distributions; it takes data.label_mode 'majority' or "
+                         f"'crossentropy', not {r['data']['label_mode']!r}")
+    if r["augment"]["mixup"] and r["loss"]["supcon"]:
+        raise VrferError("recipe: 'augment.mixup' and 'loss.supcon' cannot be combined (a blended face has no one "
+                         "expression to be pulled towards)")
     if total_epochs(r) < 1:
         key = "dsd.dense + dsd.sparse + dsd.redense" if r["dsd"]["enabled"] else "optim.epochs"
         raise VrferError(f"recipe: {key!r} must add up to at least 1 epoch, got {total_epochs(r)}")

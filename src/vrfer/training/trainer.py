@@ -336,7 +336,21 @@ def epoch_batches(train: FaceSet, order, steps: int, batch: int, cfg, aug, g, te
             g_teacher.set_state(g.get_state())
         x = prepare(images[idx], cfg, aug, g)
         x_teacher = prepare(images[idx], teacher_cfg, aug, g_teacher) if teacher_cfg is not None else None
-        yield x, labels[idx], targets[idx], x_teacher
+        t = targets[idx]
+        if aug.mixup:
+            x, t, x_teacher = mix_batch(x, t, x_teacher, aug.mixup, g)
+        yield x, labels[idx], t, x_teacher
+
+
+def mix_batch(x, targets, x_teacher, alpha: float, g: torch.Generator):
+    """Mixup (Zhang et al. 2018): the batch blended with a shuffled copy of itself by one weight drawn from
+    Beta(alpha, alpha), the faces (and the teacher's view of them) and their label distributions alike.
+    Drawn from `g`, so a resumed run mixes as an uninterrupted one did."""
+    # torch's Beta takes no generator: numpy's, seeded from g, keeps the draw a function of g alone
+    lam = float(np.random.default_rng(int(torch.randint(2**62, (1,), generator=g))).beta(alpha, alpha))
+    perm = torch.randperm(len(x), generator=g)
+    mix = lambda a: lam * a + (1 - lam) * a[perm]  # noqa: E731
+    return mix(x), mix(targets), (mix(x_teacher) if x_teacher is not None else None)
 
 
 def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -365,6 +379,8 @@ class Criterion:
     def __init__(self, recipe: dict, la_offset: torch.Tensor | None = None, teacher: list | None = None,
                  model=None):
         self.mode, self.smoothing = recipe["data"]["label_mode"], recipe["optim"]["label_smoothing"]
+        if recipe["augment"]["mixup"]:   # the blended targets are distributions (FaceSet.targets of majority: one-hot)
+            self.mode = "crossentropy"
         self.la_offset, self.teacher = la_offset, teacher
         self.weight, self.T = recipe["distill"]["weight"], recipe["distill"]["temperature"]
         self.supcon, self.supcon_T = recipe["loss"]["supcon"], recipe["loss"]["supcon_temperature"]
