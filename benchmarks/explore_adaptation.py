@@ -567,6 +567,37 @@ def mirrored(name):
             print(f"{name:14s} adapted, head on faces{' + mirrored faces' if mirror else ''}, lam {lam:g}, scored "
                   f"{test}{' (before 2026-12-03)' if (not mirror and lam == 1e-2) else ''}: acc {100*acc:5.1f}  mcr {100*mcr:5.1f}",
                   flush=True)
+    # more training faces still: 4 randomly shifted / rotated / scaled (and flipped) copies of each, as the network's
+    # training augments them (Augment of the cpu-lower recipe, and half of it)
+    from vrfer.preprocess import Augment
+    from vrfer.representation import grabbed_representation
+    for shift, rot, sc in ((0.06, 10.0, 0.05), (0.03, 5.0, 0.03)):
+        aug, n_aug = Augment(flip=True, shift=shift, rotate=rot, scale=sc), 4
+
+        def jittered():
+            out = []
+            for j, q in enumerate(people):
+                m = adabn(MODEL, ds["crops"][S != q]).eval()
+                per = []
+                for k in range(n_aug):
+                    g = torch.Generator().manual_seed(1000 * k + j)
+                    with torch.inference_mode(), grabbed_representation(m) as grabbed:
+                        for i in range(0, len(y), 256):
+                            m(prepare(ds["crops"][i:i + 256], m.cfg, aug, g))
+                    per.append(torch.cat(grabbed).double().numpy())
+                out.append(np.stack(per))
+            return np.stack(out)                                   # (P, n_aug, N, D)
+        J = cached(f"{name}_jitter_{shift}", jittered)
+        for lam in (1e-2, 3e-2):
+            Z = np.zeros((len(y), C))
+            for j, q in enumerate(people):
+                tr = S != q
+                W, b = fit(np.concatenate([f0[j][tr], fm[j][tr]] + [J[j, k][tr] for k in range(n_aug)]),
+                           np.concatenate([y[tr]] * (2 + n_aug)), lam=lam)
+                Z[~tr] = f0[j][~tr] @ W.T + b
+            acc, mcr = score(y, Z)
+            print(f"{name:14s} adapted, head on faces + mirrored + {n_aug} jittered (shift {shift}, rotate {rot}, scale {sc}), "
+                  f"lam {lam:g}: acc {100*acc:5.1f}  mcr {100*mcr:5.1f}", flush=True)
     if name != "taiwanese-dev":
         return
     g0, g1 = rep_generic(ds, name, 0), rep_generic(ds, name, 1); gm = 2 * g1 - g0
@@ -600,10 +631,13 @@ def mirrored(name):
             rb.append(scores(t, np.concatenate(bp))["accuracy"]); rc.append(scores(t, np.concatenate(cp))["accuracy"])
         return np.mean(rb), np.mean(rc)
 
-    for mode, blend, adapt_mirror in (("generic", 1.0, False), ("adapted", 0.5, False), ("adapted", 0.5, True)):
-        for enrol_mirror in (False, True):
+    both, plain = (False, True), (False,)
+    for mode, blend, adapt_mirror, enrol in (("generic", 1.0, False, both), ("adapted", 0.5, False, both),
+                                             ("adapted", 0.5, True, both), ("adapted", 0.25, True, plain),
+                                             ("adapted", 0.75, True, plain), ("adapted", 1.0, True, plain)):
+        for enrol_mirror in enrol:
             a, c = calib(mode, enrol_mirror, adapt_mirror, blend)
-            print(f"calib K=1 from {mode}{' (head on + mirrored faces)' if adapt_mirror else ''}, enrolment"
+            print(f"calib K=1 from {mode}{' (head on + mirrored faces)' if adapt_mirror else ''}, blend {blend}, enrolment"
                   f"{' + mirrored' if enrol_mirror else ''}: {100*a:5.1f} -> {100*c:5.1f} ({100*(c-a):+5.1f})", flush=True)
 
 
