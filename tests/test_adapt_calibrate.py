@@ -162,6 +162,15 @@ def test_vrfer_adapt_writes_the_model_and_prints_its_leave_one_person_out_estima
     assert out.is_file() and rep["people"] == 3 and rep["faces"] == 24
     assert 0 <= rep["loo"]["accuracy"] <= 1 and rep["loo"]["n"] == 24
     assert create_model(str(out)).cfg.name == "adapted"
+    assert rep["mirror"] is True and create_model(str(out)).cfg.extra["adapted"]["mirror"] is True
+    # --no-mirror: the layer learns from the faces as they are (a camera that sees the face from one side)
+    one_sided = tmp_path / "one-sided.safetensors"
+    assert main(["adapt", str(root), "--model", str(base), "--face", "none", "--out", str(one_sided), "--no-mirror",
+                 "--no-estimate", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mirror"] is False
+    a, b = create_model(str(out)), create_model(str(one_sided))
+    assert b.cfg.extra["adapted"]["mirror"] is False
+    assert not torch.allclose(head(a).weight, head(b).weight)
 
 
 def test_adapt_needs_people_to_leave_out(tmp_path):

@@ -99,7 +99,7 @@ def adapt_arrays(model: nn.Module, crops: np.ndarray | None = None, labels: np.n
 
 def loo_predictions(model: nn.Module, crops: np.ndarray, labels: np.ndarray, subjects: np.ndarray,
                     unlabelled: np.ndarray | None = None, lam: float = HEAD_L2, use_adabn: bool = True,
-                    progress: bool = False) -> np.ndarray:
+                    progress: bool = False, mirror: bool = HEAD_MIRROR) -> np.ndarray:
     """Leave-one-person-out logits (N, C): each person's faces scored by an adaptation fitted on the
     other people's labelled faces (and the unlabelled faces, which hold none of the labelled people's
     photos by the caller's word). A person is never scored by a fit that saw any of their faces."""
@@ -112,7 +112,7 @@ def loo_predictions(model: nn.Module, crops: np.ndarray, labels: np.ndarray, sub
     from tqdm import tqdm
     for person in tqdm(people, desc="leave-one-person-out", disable=None if progress else True, leave=False):
         fit = subjects != person
-        m = adapt_arrays(model, crops[fit], labels[fit], unlabelled, lam, use_adabn)
+        m = adapt_arrays(model, crops[fit], labels[fit], unlabelled, lam, use_adabn, mirror)
         out[~fit] = logits_and_features(m, crops[~fit])[0]
     return out
 
@@ -180,10 +180,12 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
 
 def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: str | None = None,
                  lam: float = HEAD_L2, estimate: bool = True, skip_bad: bool = False, threads: int | None = None,
-                 progress: bool = True, log=None) -> tuple[nn.Module, dict]:
+                 progress: bool = True, log=None, mirror: bool = HEAD_MIRROR) -> tuple[nn.Module, dict]:
     """Adapt `model` (name, file or object) to a setup: `root` a labelled folder of it (labels.csv with
     `subject`), `unlabelled` image files, folders or videos of it (either or both). Returns (the adapted
-    model, a report with the leave-one-person-out estimate when root has 2+ people and estimate=True)."""
+    model, a report with the leave-one-person-out estimate when root has 2+ people and estimate=True).
+    mirror=False: the last layer learns from the faces as they are only (a camera that sees the face from one
+    side, where a mirror image is a view that never occurs)."""
     from pathlib import Path
 
     from .evaluate import folder_faces, scores, subjects_of
@@ -193,7 +195,7 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
     say = log or (lambda _line: None)
     base = as_model(model)
     crops = labels = subjects = None
-    report: dict = {"base_model": base.cfg.name, "lam": lam}
+    report: dict = {"base_model": base.cfg.name, "lam": lam, "mirror": mirror}
     if root is not None:
         items, crops, found, _, info = folder_faces(base, root, face, "none", skip_bad, threads, progress)
         items = [it for it, f in zip(items, found) if f]
@@ -214,11 +216,11 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
         raise VrferError("no face of the setup to adapt on (give a labelled folder, unlabelled faces, or both)")
     if estimate and labels is not None and len(np.unique(subjects)) >= MIN_PEOPLE_LOO:
         say("estimating its accuracy leave-one-person-out (each person scored by a fit without them) ...")
-        loo = loo_predictions(base, crops, labels, subjects, extra, lam, progress=progress)
+        loo = loo_predictions(base, crops, labels, subjects, extra, lam, progress=progress, mirror=mirror)
         generic = PostProcess(base.cfg).apply(logits_and_features(base, crops)[0], logits=True).argmax(1)
         report["loo"] = scores(labels, loo.argmax(1))
         report["generic_same_faces"] = scores(labels, generic)
-    adapted = adapt_arrays(base, crops, labels, extra, lam)
+    adapted = adapt_arrays(base, crops, labels, extra, lam, mirror=mirror)
     what = ", ".join(x for x in (f"{report.get('faces', 0)} labelled faces of {report.get('people', 0)} people "
                                  f"({Path(str(root)).name})" if root is not None else "",
                                  f"{len(extra)} unlabelled faces" if extra is not None else "") if x)

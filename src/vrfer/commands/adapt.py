@@ -26,6 +26,9 @@ def add_parser(sub):
     p.add_argument("--face", choices=["detect", "none"], default="detect",
                    help="detect: find the face in each photo, as predict does; none: the photos are face crops "
                         "(default: detect)")
+    p.add_argument("--no-mirror", action="store_true",
+                   help="fit the last layer on the labelled faces as they are only, not also on their mirror images "
+                        "(for a camera that sees the face from one side)")
     p.add_argument("--no-estimate", action="store_true",
                    help="skip the leave-one-person-out estimate (one fit per person)")
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows and unreadable images and count them")
@@ -54,7 +57,8 @@ def run(a) -> int:
     use_torch_threads(a.threads)
     log = (lambda line: print(line, file=sys.stderr)) if a.json else print
     model, report = adapt_folder(base, a.folder, a.unlabelled, a.face, name=a.name or Path(a.out).stem,
-                                 estimate=not a.no_estimate, skip_bad=a.skip_bad, threads=a.threads, log=log)
+                                 estimate=not a.no_estimate, skip_bad=a.skip_bad, threads=a.threads, log=log,
+                                 mirror=not a.no_mirror)
     save_model(model, out)
     report["out"] = str(out)
     if a.json:
