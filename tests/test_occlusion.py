@@ -80,3 +80,23 @@ def test_training_augmentations_are_seeded_and_off_by_default():
     assert torch.equal(plain, prepare(faces, cfg))                # no augmentation unless asked for
     assert not torch.equal(prepare(faces, cfg, Augment(flip=False, photometric=1.0), torch.Generator().manual_seed(5)),
                            plain)
+
+
+def test_random_erasing_replaces_one_rectangle_of_what_the_model_sees_in_about_the_asked_share_of_faces():
+    faces = np.full((400, 48, 48), 128, np.uint8)
+    cfg = create_model("vrfer-cnn-small", input_mode="visible-half").cfg
+    plain = prepare(faces, cfg)
+    a = prepare(faces, cfg, Augment(flip=False, erase=0.5), torch.Generator().manual_seed(7))
+    assert torch.equal(a, prepare(faces, cfg, Augment(flip=False, erase=0.5), torch.Generator().manual_seed(7)))
+    changed = a != plain                                          # (N, 1, 24, 48): the erased pixels
+    erased = changed.flatten(1).any(1)
+    assert 150 < int(erased.sum()) < 250                          # about half the faces
+    for m in changed[erased][:, 0]:
+        rows, cols = m.any(1).nonzero().flatten(), m.any(0).nonzero().flatten()
+        r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+        box = (r1 - r0) * (c1 - c0)
+        # one rectangle (noise may equal the face's 128 at a pixel or two), 2-33% of the 24x48 visible half
+        assert m[r0:r1, c0:c1].float().mean() > 0.95 and int(m.sum()) == int(m[r0:r1, c0:c1].sum())
+        assert 0.02 * 24 * 48 * 0.5 <= box <= 0.33 * 24 * 48 * 1.5
+    assert torch.equal(prepare(faces, cfg, Augment(flip=False, erase=1.0), torch.Generator().manual_seed(7)).ne(plain)
+                       .flatten(1).any(1), torch.ones(400, dtype=torch.bool))

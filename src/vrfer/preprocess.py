@@ -3,7 +3,7 @@
 One function serves training, evaluation and prediction, so the three never drift apart.
 Order: resize to the model's crop size -> augment (train only: affine, synthetic headset,
 webcam degradations, flip) -> input mode (occlude / keep the
-visible half) -> replicate to the model's channels -> normalise with the model's mean/std.
+visible half) -> random erasing (train only) -> replicate to the model's channels -> normalise with the model's mean/std.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class Augment:
     photometric: float = 0.0   # share of faces that get webcam-like degradations (gamma, contrast,
                                # blur, noise, JPEG, down-then-up scaling)
     mixup: float = 0.0         # Beta alpha of mixup: applied to whole batches by the trainer (epoch_batches)
+    erase: float = 0.0         # share of faces with one random rectangle of what the model sees replaced by noise
 
     @property
     def geometric(self) -> bool:
@@ -96,6 +97,27 @@ def _photometric(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
     return torch.cat(out)
 
 
+def _random_erase(x: torch.Tensor, p: float, g: torch.Generator, area=(0.02, 0.33), aspect=(0.3, 3.3)) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2020): each face (N, 1, H, W), 0-255, with probability p, gets one rectangle of
+    2-33% of its area (aspect 0.3-3.3, log-uniform) replaced by uniform noise, so no single part of the visible
+    face can carry the answer alone. torchvision's RandomErasing draws from the global generator; this draws from
+    `g`, so a resumed run erases what an uninterrupted one did."""
+    n, _, h, w = x.shape
+    u = lambda: torch.rand(n, generator=g)  # noqa: E731
+    on = u() < p
+    a = (area[0] + (area[1] - area[0]) * u()) * h * w
+    r = torch.exp(math.log(aspect[0]) + (math.log(aspect[1]) - math.log(aspect[0])) * u())
+    eh = torch.sqrt(a * r).round().clamp(1, h).long()
+    ew = torch.sqrt(a / r).round().clamp(1, w).long()
+    top = (u() * (h - eh + 1)).floor().long()
+    left = (u() * (w - ew + 1)).floor().long()
+    rows, cols = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    box = ((rows >= top.view(n, 1, 1)) & (rows < (top + eh).view(n, 1, 1))
+           & (cols >= left.view(n, 1, 1)) & (cols < (left + ew).view(n, 1, 1)) & on.view(n, 1, 1))
+    noise = torch.rand(x.shape, generator=g, dtype=x.dtype) * 255
+    return torch.where(box[:, None], noise, x)
+
+
 def prepare(images, cfg, augment: Augment | None = None, generator: torch.Generator | None = None,
             flip_all: bool = False) -> torch.Tensor:
     """uint8 face crops (N, H, W) (numpy or torch) -> float input (N, C, h, w) for a model with `cfg`."""
@@ -120,6 +142,8 @@ def prepare(images, cfg, augment: Augment | None = None, generator: torch.Genera
     if flip_all:
         x = x.flip(-1)
     x = apply_input_mode(x, cfg.input_mode, cfg.occlusion)
+    if augment is not None and augment.erase:   # after the input mode: erase within what the model sees
+        x = _random_erase(x, augment.erase, g)
     if cfg.in_chans != 1:
         x = x.expand(-1, cfg.in_chans, -1, -1)
     mean = torch.tensor(cfg.mean, dtype=x.dtype).view(1, -1, 1, 1)

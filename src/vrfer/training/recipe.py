@@ -148,9 +148,11 @@ SCHEMA: dict = {
                 "headset_edge": Key([0.4, 0.6], "[0, 1)", items="[2, 2]"),  # range of its lower edge, fraction
                                                                              # of crop height (low <= high)
                 "photometric": Key(0.0, "[0, 1]"),   # share of faces with webcam-like degradations
-                "mixup": Key(0.0, "[0, inf)")},      # alpha of mixup (Zhang et al. 2018): each batch blended with a
+                "mixup": Key(0.0, "[0, inf)"),       # alpha of mixup (Zhang et al. 2018): each batch blended with a
                                                      # shuffled copy of itself, images and label distributions, by
                                                      # one Beta(alpha, alpha) weight; 0 = off
+                "erase": Key(0.0, "[0, 1]")},        # share of faces with random erasing (Zhong et al. 2020): one
+                                                     # rectangle (2-33% of the visible face) replaced by noise
     "loss": {
         "logit_adjust": Key(0.0, "[0, inf)"),        # tau of the logit-adjusted loss (Menon et al. 2021); 0 = plain CE
         "supcon": Key(0.0, "[0, inf)"),              # weight of a supervised contrastive term on the representation
