@@ -8,7 +8,7 @@ AdaBN and the head are fitted on the other people); calibration enrols K=1 face 
 class): per-person AdaBN statistics or a per-person mean; they are honest only as transductive figures.
 
     cd /work/wtexp && taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py            # everything
-    taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py --only adapt|calib|finetune|first-frames|pernorm|unlabelled|spatial|mirror
+    taskset -c 1 .venv/bin/python benchmarks/explore_adaptation.py --only adapt|calib|finetune|first-frames|pernorm|unlabelled|spatial|mirror|ceiling
 
 Crops and representations are cached under $VRFER_EXPLORE_CACHE (default /tmp/exp; never in the data folder).
 First run ~10 min on one core (crops, 15+10 AdaBN folds with and without flip), then ~5 min from the cache.
@@ -650,10 +650,52 @@ def mirrored(name):
                   f"{' + mirrored' if enrol_mirror else ''}: {100*a:5.1f} -> {100*c:5.1f} ({100*(c-a):+5.1f})", flush=True)
 
 
+def ceiling(name="taiwanese-dev", lams=(1e-2, 1e-3), person_weights=(1.0, 5.0, 20.0, 100.0)):
+    """How far a last layer on this representation can go for a person, whatever calibration does: the adapted head
+    (fold AdaBN, L2-SP, faces + mirrored) refitted jointly on the other people AND the person's own labelled faces of
+    every session but one, all frames (far more than K=1 of one session), scored on the held-out session
+    (fits that never saw the scored session); and, as the representation's linear capacity, a head fitted on every
+    face including the scored ones (it saw them: not a result, a bound)."""
+    ds = load(name); y, S, T = ds["labels"], ds["subjects"], ds["sessions"]; people = list(np.unique(S))
+    one_class = {s for s in np.unique(T) if len(np.unique(y[T == s])) == 1}
+    f0, f1 = rep_fold(ds, name, 0), rep_fold(ds, name, 1); fm = 2 * f1 - f0
+    for lam in lams:
+        for w in person_weights:
+            for mode in ("adapted (other people only)", "other people + own other sessions"):
+                if mode.startswith("adapted") and w != person_weights[0]:
+                    continue
+                pred, true = [], []
+                for j, p in enumerate(people):
+                    own = S == p
+                    for s in np.unique(T[own]):
+                        if s in one_class:
+                            continue
+                        scored = own & (T == s)
+                        tr = ~own if mode.startswith("adapted") else ~scored
+                        wt = np.where(own[tr], w, 1.0)
+                        W, b = fit(np.concatenate([f0[j][tr], fm[j][tr]]), np.concatenate([y[tr], y[tr]]), lam=lam,
+                                   weights=np.concatenate([wt, wt]))
+                        pred.append((f0[j][scored] @ W.T + b).argmax(1)); true.append(y[scored])
+                s_ = scores(np.concatenate(true), np.concatenate(pred))
+                print(f"{name:14s} ceiling, lam {lam:g}, {mode}{'' if mode.startswith('adapted') else f' (weight {w:g})'}, "
+                      f"scored per held-out session: acc {100*s_['accuracy']:5.1f}  mcr {100*s_['mean_class_recall']:5.1f}",
+                      flush=True)
+        Z = np.zeros((len(y), C))
+        for j, p in enumerate(people):
+            W, b = fit(np.concatenate([f0[j], fm[j]]), np.concatenate([y, y]), lam=lam)
+            Z[S == p] = f0[j][S == p] @ W.T + b
+        acc, mcr = score(y, Z)
+        print(f"{name:14s} bound, lam {lam:g}: a head fitted on every face, the scored ones included: acc {100*acc:5.1f}  "
+              f"mcr {100*mcr:5.1f}", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["adapt", "calib", "finetune", "first-frames", "pernorm", "unlabelled", "spatial", "mirror"])
+    ap.add_argument("--only", choices=["adapt", "calib", "finetune", "first-frames", "pernorm", "unlabelled", "spatial", "mirror", "ceiling"])
     a = ap.parse_args(argv)
+    if a.only == "ceiling":
+        ceiling("taiwanese-dev")
+        return 0
     if a.only == "mirror":
         for name in ["taiwanese-dev", "jaffe"]:
             mirrored(name)
