@@ -176,12 +176,40 @@ def test_vrfer_adapt_writes_the_model_and_prints_its_leave_one_person_out_estima
 def test_adapt_needs_people_to_leave_out(tmp_path):
     root = labelled_folder(tmp_path / "one", people=1)
     from vrfer.adapt import adapt_folder
-    model, rep = adapt_folder(small_model(), root, face="none", progress=False)
-    assert "loo" not in rep          # one person: nothing honest to estimate, so nothing printed
+    said = []
+    model, rep = adapt_folder(small_model(), root, face="none", progress=False, log=said.append)
+    assert "loo" not in rep          # one person: nothing honest to estimate, and it says so
+    assert any("no leave-one-person-out estimate" in line for line in said)
+    lines = (root / "labels.csv").read_text().splitlines()
+    (root / "labels.csv").write_text("\n".join([lines[0], lines[1].rsplit(",", 2)[0] + ",,a"] + lines[2:]))
+    with pytest.raises(VrferError, match="labels.csv row 2: no `subject`"):     # one row without its person
+        adapt_folder(small_model(), root, face="none", progress=False)
     lines = (root / "labels.csv").read_text().splitlines()
     (root / "labels.csv").write_text("\n".join([lines[0].replace(",subject", ",who")] + lines[1:]))
     with pytest.raises(VrferError, match="subject"):
         adapt_folder(small_model(), root, face="none", progress=False)
+
+
+def test_vrfer_adapt_names_the_photos_without_a_face_it_left_out_and_exits_1(tmp_path, capsys, monkeypatch):
+    root = labelled_folder(tmp_path / "setup", people=2, sessions=("a",), classes=(1, 2))
+    Image.fromarray(np.full((120, 120), 128, np.uint8)).save(root / "blank.png")
+    with open(root / "labels.csv", "a", newline="") as f:
+        f.write("blank.png,1,p0,a\n")
+    base = tmp_path / "base.safetensors"
+    save_model(small_model(), base)
+    out = tmp_path / "adapted.safetensors"
+    # --face detect on noise finds no face anywhere: every photo left out, nothing to adapt on
+    assert main(["adapt", str(root), "--model", str(base), "--out", str(out), "--no-estimate"]) == 2
+    capsys.readouterr()
+    from vrfer.faces import Face
+    # a detector that finds the whole photo a face in every photo but the blank one
+    monkeypatch.setattr(Recognizer, "find_faces", lambda self, img: [] if img.std() == 0 else [
+        Face((0, 0, img.shape[1], img.shape[0]), 0.9)])
+    assert main(["adapt", str(root), "--model", str(base), "--out", str(out), "--no-estimate", "--json"]) == 1
+    cap = capsys.readouterr()
+    rep = json.loads(cap.out)
+    assert out.is_file() and rep["faces"] == 4 and rep["no_face"] == 1 and rep["no_face_files"] == ["blank.png"]
+    assert "no face found in 1 images (left out of the adaptation): blank.png" in cap.err
 
 
 # ------------------------------------------------------------------------------------------ calibration
@@ -280,6 +308,32 @@ def test_vrfer_calibrate_makes_the_profile_predict_uses(tmp_path, capsys):
     plain = Recognizer(str(model), face="none", backend="torch").predict(imgs[2])[0].probs
     assert max(abs(api[c] - plain[c]) for c in api) > 1e-6         # the profile changed the answer
     assert main(["calibrate", f"joy={imgs[0]}", "--model", str(model), "--out", str(prof)]) == 2
+    # a video that cannot be read, or without a face in any frame: one line naming it, exit 2
+    fake = tmp_path / "smile.mp4"
+    fake.write_text("not a video")
+    capsys.readouterr()
+    assert main(["calibrate", f"happiness={fake}", "--model", str(model), "--out", str(prof)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(fake) in err[0] and "cannot open video" in err[0]
+    import cv2
+    blank = tmp_path / "blank.avi"
+    w = cv2.VideoWriter(str(blank), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 96))
+    for _ in range(3):
+        w.write(np.full((96, 96, 3), 128, np.uint8))
+    w.release()
+    assert main(["calibrate", f"happiness={blank}", "--model", str(model), "--out", str(prof)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(blank) in err[0] and "no face found in any of its 3 frames" in err[0]
+    # --folder with a row naming a missing image: stops naming it, or with --skip-bad counts it
+    folder = labelled_folder(tmp_path / "me", people=1, sessions=("a",), classes=(1, 2))
+    with open(folder / "labels.csv", "a", newline="") as f:
+        f.write("gone.png,1,p0,a\n")
+    assert main(["calibrate", "--folder", str(folder), "--model", str(model), "--face", "none",
+                 "--out", str(prof)]) == 2
+    assert "gone.png" in capsys.readouterr().err
+    assert main(["calibrate", "--folder", str(folder), "--model", str(model), "--face", "none", "--skip-bad",
+                 "--out", str(prof)]) == 0
+    assert "skipped 1 rows of labels.csv: missing_image 1" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- honest evaluation

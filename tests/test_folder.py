@@ -64,6 +64,24 @@ def test_skip_bad_counts_what_it_skipped(tmp_path):
     assert len(items) == 1 and bad.counts == {"bad_label": 1, "missing_image": 1}
 
 
+def test_a_row_with_too_few_or_too_many_fields_is_refused_alike(tmp_path):
+    root = write_folder(tmp_path / "f", [("ok.png", 0, "neutral")])
+    header, good = (root / "labels.csv").read_text().splitlines()[:2]
+    for row, n in (("ok2.png,1", 2), ("ok2.png,1,happiness,extra", 4)):
+        (root / "labels.csv").write_text(f"{header}\n{good}\n{row}\n")
+        with pytest.raises(VrferError, match=f"labels.csv row 3: {n} fields, the header has 3"):
+            read_labels(root)
+
+
+def test_a_file_given_as_the_folder_is_named_as_a_file(tmp_path):
+    f = tmp_path / "photo.png"
+    f.write_bytes(b"x")
+    with pytest.raises(VrferError, match="a file, not a folder"):
+        read_labels(f)
+    with pytest.raises(VrferError, match="folder not found"):
+        read_labels(tmp_path / "nowhere")
+
+
 def test_header_without_the_needed_columns_is_refused(tmp_path):
     root = write_folder(tmp_path / "f", [("a.png", 1)], header="name,emotion")
     with pytest.raises(VrferError, match="lacks `file` and `label`"):

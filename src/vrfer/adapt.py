@@ -164,9 +164,12 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
             raise VrferError(f"{src}: a folder without images or videos")
         for f in files:
             if f.suffix.lower() in VIDEO_EXTS:
-                for frame in video_frames(f, max_frames):
-                    counts["frames"] += 1
-                    take(frame)
+                try:
+                    for frame in video_frames(f, max_frames):
+                        counts["frames"] += 1
+                        take(frame)
+                except VrferError as e:
+                    raise VrferError(f"{f}: {e}") from None
             else:
                 try:
                     take(load_image(f))
@@ -204,16 +207,22 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
         _check_labelled(labels, subjects)
         report.update(labelled=str(root), faces=int(len(labels)), people=int(len(np.unique(subjects))),
                       no_face=info["no_face"], classes=sorted({base.cfg.classes[v] for v in labels.tolist()}))
-        say(f"{root}: {len(labels)} labelled faces of {report['people']} people"
-            + (f" (no face found in {info['no_face']} images)" if info["no_face"] else ""))
+        if info["no_face"]:
+            report["no_face_files"] = info["no_face_files"]
+        if info["skipped"]:
+            report["skipped"] = info["skipped"]
+        say(f"{root}: {len(labels)} labelled faces of {report['people']} people")
     extra = None
     if unlabelled:
         rec = Recognizer(base, face=face, backend="torch", threads=threads, prior="train")
         extra, counts = unlabelled_faces(rec, list(unlabelled))
         report["unlabelled"] = {"sources": [str(u) for u in unlabelled], **counts, "faces": int(len(extra))}
-        say(f"unlabelled: {len(extra)} faces from {counts['images']} images and {counts['frames']} video frames")
+        say(f"unlabelled: {len(extra)} faces from {counts['images']} images and {counts['frames']} video frames"
+            + (f" (no face found in {counts['no_face']} of them)" if counts["no_face"] else ""))
     if (crops is None or not len(crops)) and (extra is None or not len(extra)):
         raise VrferError("no face of the setup to adapt on (give a labelled folder, unlabelled faces, or both)")
+    if estimate and labels is not None and len(np.unique(subjects)) < MIN_PEOPLE_LOO:
+        say(f"no leave-one-person-out estimate: it needs faces of at least {MIN_PEOPLE_LOO} people")
     if estimate and labels is not None and len(np.unique(subjects)) >= MIN_PEOPLE_LOO:
         say("estimating its accuracy leave-one-person-out (each person scored by a fit without them) ...")
         loo = loo_predictions(base, crops, labels, subjects, extra, lam, progress=progress, mirror=mirror)

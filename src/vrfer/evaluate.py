@@ -199,7 +199,10 @@ def subjects_of(items) -> np.ndarray:
     """The person in each photo of a labelled folder (labels.csv `subject`); VrferError where one is missing."""
     from .errors import VrferError
     subjects = np.array([it.subject for it in items])
-    if (subjects == "").any():
+    if (subjects == "").all():
         raise VrferError("adaptation and calibration need a `subject` column in labels.csv (the person in each "
                          "photo): a person is never scored by a fit that saw them")
+    if (subjects == "").any():
+        it = items[int(np.flatnonzero(subjects == "")[0])]
+        raise VrferError(f"{it.where}: no `subject` (adaptation and calibration need the person in each photo)")
     return subjects

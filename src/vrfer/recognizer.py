@@ -275,20 +275,28 @@ class Recognizer:
             for img in (imgs if isinstance(imgs, (list, tuple)) else [imgs]):
                 is_video = isinstance(img, (str, os.PathLike)) and Path(img).suffix.lower() in VIDEO_EXTS
                 frames = video_frames(img, max_frames) if is_video else [img]
-                for n, frame in enumerate(frames):
-                    where = f"{img} frame {n}" if is_video else (str(img) if isinstance(img, (str, os.PathLike))
-                                                                 else f"a {label} image")
-                    try:
-                        loaded = load_image(frame)
-                        faces = self.pipeline.find_faces(loaded)
-                    except VrferError as e:
-                        raise VrferError(f"{where}: {e}") from None
-                    if not faces:
-                        if is_video:
-                            continue        # a frame without a face in a video is skipped
-                        raise NoFaceError(f"{where}: no face found")
-                    crops.append(self.pipeline.crops(loaded, [max(faces, key=lambda f: f.score)])[0])
-                    labels.append(label)
+                found = n = 0
+                try:
+                    for n, frame in enumerate(frames, 1):
+                        where = f"{img} frame {n - 1}" if is_video else (
+                            str(img) if isinstance(img, (str, os.PathLike)) else f"a {label} image")
+                        try:
+                            loaded = load_image(frame)
+                            faces = self.pipeline.find_faces(loaded)
+                        except VrferError as e:
+                            raise VrferError(f"{where}: {e}") from None
+                        if not faces:
+                            if is_video:
+                                continue        # a frame without a face in a video is skipped
+                            raise NoFaceError(f"{where}: no face found")
+                        crops.append(self.pipeline.crops(loaded, [max(faces, key=lambda f: f.score)])[0])
+                        labels.append(label)
+                        found += 1
+                except VrferError as e:
+                    # the video's own errors (cannot open, no frame) name the file; a frame's already do
+                    raise type(e)(str(e) if str(e).startswith(str(img)) else f"{img}: {e}") from None
+                if is_video and not found:
+                    raise NoFaceError(f"{img}: no face found in any of its {n} frames")
         if not crops:
             raise VrferError("no face to calibrate on")
         from .representation import logits_and_features

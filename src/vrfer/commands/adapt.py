@@ -61,9 +61,19 @@ def run(a) -> int:
                                  mirror=not a.no_mirror)
     save_model(model, out)
     report["out"] = str(out)
+    # labelled photos without a face are left out of the fit: named on stderr, exit 1 (done, but some inputs were
+    # not used); rows --skip-bad skipped are counted, as evaluate counts them
+    left_out = report.get("no_face", 0)
+    if report.get("no_face"):
+        names = report.get("no_face_files", [])
+        more = f" and {report['no_face'] - len(names)} more" if report["no_face"] > len(names) else ""
+        print(f"{a.folder}: no face found in {report['no_face']} images (left out of the adaptation): "
+              f"{', '.join(names)}{more}", file=sys.stderr)
+    for why, n in report.get("skipped", {}).items():
+        print(f"{a.folder}: skipped {n} rows of labels.csv: {why}", file=sys.stderr)
     if a.json:
         print(json.dumps(report))
-        return 0
+        return 1 if left_out else 0
     if "loo" in report:
         loo, gen = report["loo"], report["generic_same_faces"]
         print(f"leave-one-person-out estimate: accuracy {100 * loo['accuracy']:.2f}%, mean per-class recall "
@@ -73,4 +83,4 @@ def run(a) -> int:
             if v is not None:
                 print(f"  {c:>10}: {100 * v:6.2f}%  (generic {100 * gen['per_class'][c]:6.2f}%)")
     print(f"adapted model: {out} (use it with --model {out})")
-    return 0
+    return 1 if left_out else 0

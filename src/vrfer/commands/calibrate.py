@@ -18,6 +18,9 @@ def add_parser(sub):
                    help="faces of one expression: a photo, a folder of photos, or a video (every frame)")
     p.add_argument("--folder", default=None,
                    help="a folder with labels.csv (file, label or label_name): every photo listed is enrolled")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip --folder's bad rows (unknown label, image not found) and count them (default: stop at "
+                        "the first, naming it)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="the model the profile is for (default: %(default)s)")
     p.add_argument("--out", required=True, metavar="FILE.json", help="the profile file to write (JSON)")
     p.add_argument("--person", default="", help="a name for the person, stored in the profile (default: none)")
@@ -58,7 +61,11 @@ def run(a) -> int:
         examples += [(str(f), label) for f in files]
     if a.folder:
         from ..datasets.folder import read_labels
-        items, _ = read_labels(a.folder)
+        import sys
+        items, bad = read_labels(a.folder, a.skip_bad)
+        if bad.counts:
+            print(f"{a.folder}: skipped {sum(bad.counts.values())} rows of labels.csv: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(bad.counts.items())), file=sys.stderr)
         examples += [(str(it.path), rec.classes[it.label]) for it in items]
     profile = rec.enrol(examples, person=a.person, max_frames=a.max_frames)
     profile.save(out)

@@ -61,7 +61,8 @@ def read_labels(root, skip_bad: bool = False) -> tuple[list[LabelledImage], BadD
     line naming it, unless skip_bad (then bad rows are counted in the returned BadData's counts)."""
     root = Path(root)
     if not root.is_dir():
-        raise VrferError(f"{root}: folder not found")
+        raise VrferError(f"{root}: a file, not a folder (a labelled folder holds labels.csv and its images)"
+                         if root.exists() else f"{root}: folder not found")
     path = root / "labels.csv"
     if not path.is_file():
         raise VrferError(f"{path}: not found (a labelled folder needs labels.csv with columns file and "
@@ -81,6 +82,10 @@ def read_labels(root, skip_bad: bool = False) -> tuple[list[LabelledImage], BadD
                 where = f"{path} row {n}"
                 if None in row:
                     bad(where, f"{len(cols) + len(row[None])} fields, the header has {len(cols)}", "bad_row")
+                    continue
+                if any(v is None for v in row.values()):   # csv fills a short row's missing fields with None
+                    bad(where, f"{sum(v is not None for v in row.values())} fields, the header has {len(cols)}",
+                        "bad_row")
                     continue
                 try:
                     label = _label(row, where)
