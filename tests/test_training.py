@@ -483,32 +483,24 @@ def test_mixup_blends_faces_and_label_distributions_by_one_weight_and_is_a_funct
 
 
 @pytest.mark.slow
-def test_a_mixup_run_trains_differently_and_refuses_what_it_cannot_blend(tmp_path, data, monkeypatch):
+@pytest.mark.parametrize("augment", [{"mixup": 0.4}, {"erase": 0.5}], ids=["mixup", "random-erasing"])
+def test_a_batch_augmentation_run_trains_differently_and_a_killed_one_resumes_to_the_same_weights(
+        tmp_path, data, monkeypatch, augment):
     plain = train(tiny(), data, tmp_path / "plain", quiet=True)
-    mixed = train(tiny(augment={"mixup": 0.4}), data, tmp_path / "mixed", quiet=True)
-    w_plain, w_mixed = load_file(str(plain / "final.safetensors")), load_file(str(mixed / "final.safetensors"))
-    assert not torch.allclose(w_plain["features.0.weight"], w_mixed["features.0.weight"])
-    kill_two_steps_into_epoch_2(monkeypatch, tiny(augment={"mixup": 0.4}), data, tmp_path / "killed")
-    train(tiny(augment={"mixup": 0.4}), data, tmp_path / "killed", resume=True, quiet=True)
+    augmented = train(tiny(augment=augment), data, tmp_path / "augmented", quiet=True)
+    w_plain, w_aug = load_file(str(plain / "final.safetensors")), load_file(str(augmented / "final.safetensors"))
+    assert not torch.allclose(w_plain["features.0.weight"], w_aug["features.0.weight"])
+    kill_two_steps_into_epoch_2(monkeypatch, tiny(augment=augment), data, tmp_path / "killed")
+    train(tiny(augment=augment), data, tmp_path / "killed", resume=True, quiet=True)
     b = load_file(str(tmp_path / "killed" / "final.safetensors"))
-    assert all(torch.equal(w_mixed[k], b[k]) for k in w_mixed)
+    assert all(torch.equal(w_aug[k], b[k]) for k in w_aug)
+
+
+def test_mixup_refuses_what_it_cannot_blend_and_erasing_a_share_above_one():
     with pytest.raises(VrferError, match="mixup"):
         tiny(augment={"mixup": 0.4}, data={"label_mode": "multi_target"})
     with pytest.raises(VrferError, match="mixup"):
         tiny(augment={"mixup": 0.4}, loss={"supcon": 0.5})
-
-
-@pytest.mark.slow
-def test_a_random_erasing_run_trains_differently_resumes_exactly_and_refuses_a_share_above_one(tmp_path, data,
-                                                                                               monkeypatch):
-    plain = train(tiny(), data, tmp_path / "plain", quiet=True)
-    erased = train(tiny(augment={"erase": 0.5}), data, tmp_path / "erased", quiet=True)
-    w_plain, w_erased = load_file(str(plain / "final.safetensors")), load_file(str(erased / "final.safetensors"))
-    assert not torch.allclose(w_plain["features.0.weight"], w_erased["features.0.weight"])
-    kill_two_steps_into_epoch_2(monkeypatch, tiny(augment={"erase": 0.5}), data, tmp_path / "killed")
-    train(tiny(augment={"erase": 0.5}), data, tmp_path / "killed", resume=True, quiet=True)
-    b = load_file(str(tmp_path / "killed" / "final.safetensors"))
-    assert all(torch.equal(w_erased[k], b[k]) for k in w_erased)
     with pytest.raises(VrferError, match="erase"):
         tiny(augment={"erase": 1.5})
 
