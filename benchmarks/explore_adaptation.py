@@ -696,17 +696,10 @@ def main(argv=None):
     if a.only == "ceiling":
         ceiling("taiwanese-dev")
         return 0
-    if a.only == "mirror":
+    per_set = {"mirror": mirrored, "spatial": spatial, "unlabelled": unlabelled}   # run on both photo sets
+    if a.only in per_set:
         for name in ["taiwanese-dev", "jaffe"]:
-            mirrored(name)
-        return 0
-    if a.only == "spatial":
-        for name in ["taiwanese-dev", "jaffe"]:
-            spatial(name)
-        return 0
-    if a.only == "unlabelled":
-        for name in ["taiwanese-dev", "jaffe"]:
-            unlabelled(name)
+            per_set[a.only](name)
         return 0
     if a.only == "pernorm":
         for k in (1, 3):

@@ -324,6 +324,9 @@ def test_vrfer_calibrate_makes_the_profile_predict_uses(tmp_path, capsys):
     assert main(["calibrate", f"happiness={blank}", "--model", str(model), "--out", str(prof)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(blank) in err[0] and "no face found in any of its 3 frames" in err[0]
+    from vrfer.errors import NoFaceError      # an image given as pixels is named by its class, once
+    with pytest.raises(NoFaceError, match="^a happiness image: no face found$"):
+        Recognizer(str(model), face="detect").enrol({"happiness": [np.full((96, 96), 128, np.uint8)]})
     # --folder with a row naming a missing image: stops naming it, or with --skip-bad counts it
     folder = labelled_folder(tmp_path / "me", people=1, sessions=("a",), classes=(1, 2))
     with open(folder / "labels.csv", "a", newline="") as f:

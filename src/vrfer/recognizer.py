@@ -293,8 +293,10 @@ class Recognizer:
                         labels.append(label)
                         found += 1
                 except VrferError as e:
-                    # the video's own errors (cannot open, no frame) name the file; a frame's already do
-                    raise type(e)(str(e) if str(e).startswith(str(img)) else f"{img}: {e}") from None
+                    # the video's own errors (cannot open, no frame) name the file; a frame's and an image's already do
+                    if not is_video or str(e).startswith(str(img)):
+                        raise
+                    raise type(e)(f"{img}: {e}") from None
                 if is_video and not found:
                     raise NoFaceError(f"{img}: no face found in any of its {n} frames")
         if not crops:
