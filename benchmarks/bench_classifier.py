@@ -55,7 +55,7 @@ def load(name: str, mode: str):
     path = Path(name)
     if path.suffix == ".safetensors" or path.is_dir() or get_config(name).weights:
         return create_model(name).eval()
-    return create_model(name, input_mode=mode).eval()
+    return create_model(name, pretrained=False, input_mode=mode).eval()
 
 
 def bench(name: str, mode: str, crops: np.ndarray, a) -> list[dict]:

@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     print("-" * len(head))
     t_all = time.perf_counter()
     for name, label, over in cases(a.models, not a.no_native):
-        model = vrfer.create_model(name, **over)
+        model = vrfer.create_model(name, pretrained=False, **over)
         shape = model.cfg.input_shape
         native = "native" in label
         batch, steps, warmup = (a.native_batch, a.native_steps, 0) if native else (a.batch, a.steps, a.warmup)

@@ -52,7 +52,7 @@ def load_classifier(model: str | None, backend: str, threads: int | None = None)
             if backend != "torch":
                 raise SystemExit("--backend onnx needs --model (a bundled name or .safetensors file)")
             print("(no bundled model installed: timing an untrained vrfer-cnn-small, visible-half input)")
-            return _load_classifier(create_model("vrfer-cnn-small", input_mode="visible-half"), "torch"), \
+            return _load_classifier(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half"), "torch"), \
                 "vrfer-cnn-small (untrained)"
     return _load_classifier(model, backend, threads=threads), model
 

@@ -178,7 +178,7 @@ def start_server(model: str, face: str, token: str | None) -> tuple[subprocess.P
         from vrfer.models import create_model, save_model
         tmp = tempfile.mkdtemp(prefix="bench_serve_")
         path = Path(tmp) / "vrfer-cnn-small-visible-half.safetensors"
-        save_model(create_model("vrfer-cnn-small", input_mode="visible-half"), path)
+        save_model(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half"), path)
         note = f"{model} not available: a fresh vrfer-cnn-small (visible-half), same compute, random weights"
         model = str(path)
     port = free_port()

@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     from vrfer.datasets import load_split
     from vrfer.evaluate import metrics, predict_folder
     from vrfer.inference import predict_proba
-    from vrfer.models import as_model
+    from vrfer.models import create_model
     from vrfer.postprocess import PostProcess
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,10 +34,10 @@ def main(argv=None) -> int:
     labels = {s: d.labels for s, d in sets.items()}
     probs = {}
     for name in a.models:
-        m = as_model(name)
+        m = create_model(name)
         probs[name] = {s: predict_proba(m, d.images) for s, d in sets.items()}
         labels["ck"], probs[name]["ck"], _ = predict_folder(name, a.ck, face="none", progress=False)
-    cfg = as_model(a.models[0]).cfg
+    cfg = create_model(a.models[0]).cfg
     for combo in [[n] for n in a.models] + ([a.models] if len(a.models) > 1 else []):
         for tau in (0.0, 0.25, 0.5):
             cells = []

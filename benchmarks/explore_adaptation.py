@@ -15,7 +15,7 @@ First run ~10 min on one core (crops, 15+10 AdaBN folds with and without flip), 
 """
 import argparse, os, numpy as np, torch, torch.nn.functional as F
 torch.set_num_threads(1)   # measurements: one thread, pinned with taskset
-from vrfer.models.registry import as_model
+from vrfer.models import create_model
 from vrfer.adapt import adabn
 from vrfer.representation import fit_head
 from vrfer.representation import logits_and_features, head
@@ -23,7 +23,7 @@ from vrfer.postprocess import PostProcess
 from vrfer.evaluate import scores
 from vrfer.preprocess import prepare
 
-MODEL = as_model("vrfer-lower")
+MODEL = create_model("vrfer-lower")
 LAYER = head(MODEL)
 W0 = LAYER.weight.detach().numpy().astype(np.float64)
 B0 = LAYER.bias.detach().numpy().astype(np.float64)

@@ -28,7 +28,7 @@ from conftest import TAIWANESE, needs_data
 
 def small_model(seed: int = 0):
     torch.manual_seed(seed)
-    return create_model("vrfer-cnn-small", input_mode="visible-half").eval()
+    return create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half").eval()
 
 
 def faces(n: int, seed: int = 0) -> np.ndarray:

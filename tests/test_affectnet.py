@@ -514,7 +514,7 @@ def test_cli_reports_bad_data_in_one_line_and_counts_it_with_skip_bad(tree, caps
 def test_evaluate_on_affectnet_names_the_validation_set_it_uses_for_test(tree, tmp_path, capsys):
     from vrfer.models import create_model, save_model
     model = tmp_path / "m.safetensors"
-    save_model(create_model("vrfer-cnn-small"), model)
+    save_model(create_model("vrfer-cnn-small", pretrained=False), model)
     assert main(["evaluate", "--model", str(model), "--dataset", "affectnet", "--root", str(tree["root"]),
                  "--split", "test", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)

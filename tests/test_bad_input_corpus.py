@@ -506,7 +506,7 @@ def test_package_does_not_replace_a_shipped_model_unless_forced(run, corpus, tmp
 
     from vrfer.models import create_model, save_model
     from vrfer.models.registry import resolve_trained
-    save_model(create_model("vrfer-cnn-small", input_mode="visible-half"), tmp_path / "m.safetensors")
+    save_model(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half"), tmp_path / "m.safetensors")
     shipped = resolve_trained("vrfer-lower").weights
     before = hashlib.sha256(shipped.read_bytes()).hexdigest()
     rc, out, err, new = run("package", str(tmp_path / "m.safetensors"), "--name", "vrfer-lower", "--trained-on", "y")
@@ -516,7 +516,7 @@ def test_package_does_not_replace_a_shipped_model_unless_forced(run, corpus, tmp
 
 def test_written_model_files_follow_the_umask(run, corpus, tmp_path):
     from vrfer.models import create_model, save_model
-    save_model(create_model("vrfer-cnn-small"), tmp_path / "m.safetensors")
+    save_model(create_model("vrfer-cnn-small", pretrained=False), tmp_path / "m.safetensors")
     assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o666 & ~_umask()
 
 

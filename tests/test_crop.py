@@ -96,7 +96,7 @@ def test_the_spec_reports_the_keypoint_geometry():
     from vrfer.faces import CROP_RULE
     from vrfer.models import create_model
     from vrfer.pipeline_spec import preprocessing_spec
-    det = preprocessing_spec(create_model("vrfer-cnn-small", input_mode="visible-half").cfg)["square"]["detect"]
+    det = preprocessing_spec(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half").cfg)["square"]["detect"]
     assert det["rule"] == CROP_RULE
     assert det["keypoints"]["side_per_width"] == KP_SIDE_PER_WIDTH and det["keypoints"]["centre"] == list(KP_CENTRE)
 
@@ -114,7 +114,7 @@ def test_the_onnx_client_places_the_square_exactly_as_vrfer_does():
     spec_ = importlib.util.spec_from_file_location("onnx_client", path)
     client = importlib.util.module_from_spec(spec_)
     spec_.loader.exec_module(client)
-    spec = preprocessing_spec(create_model("vrfer-cnn-small", input_mode="visible-half").cfg)
+    spec = preprocessing_spec(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half").cfg)
     assert spec["square"]["detect"]["rule"] == CropGeometry().rule == "keypoints"
     rng = np.random.default_rng(0)
     for i in range(3000):

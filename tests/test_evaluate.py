@@ -28,7 +28,7 @@ def test_bootstrap_interval_contains_the_accuracy_and_narrows_with_more_data():
 
 def test_evaluate_counts_per_class_and_confusion(root):
     data = load_ferplus(root, "test")
-    model = create_model("vrfer-cnn-small", image_size=24)
+    model = create_model("vrfer-cnn-small", pretrained=False, image_size=24)
     r = evaluate(model, data, "upper-half")
     cm = np.array(r["confusion"])
     assert cm.sum() == r["n"] == len(data)
@@ -39,14 +39,14 @@ def test_evaluate_counts_per_class_and_confusion(root):
 
 def test_occlusion_makes_no_difference_to_a_visible_half_model(root):
     data = load_ferplus(root, "test")
-    vis = create_model("vrfer-cnn-small", image_size=24, input_mode="visible-half")
+    vis = create_model("vrfer-cnn-small", pretrained=False, image_size=24, input_mode="visible-half")
     # a visible-half model never sees the upper rows: the occlusion makes no difference to it
     assert evaluate(vis, data, "none")["confusion"] == evaluate(vis, data, "upper-half")["confusion"]
 
 
 def test_evaluate_cli_json_and_png(root, tmp_path, capsys):
     path = tmp_path / "m.safetensors"
-    save_model(create_model("vrfer-cnn-small", input_mode="visible-half"), path)
+    save_model(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half"), path)
     code = main(["evaluate", "--model", str(path), "--dataset", "ferplus", "--root", str(root), "--split", "test",
                  "--occlusion", "upper-half", "--json", "--out", str(tmp_path)])
     assert code == 0

@@ -37,7 +37,7 @@ def face(size: int = 48, seed: int = 0, smile: bool = True) -> np.ndarray:
 
 def model_for(mode: str, seed: int = 0):
     torch.manual_seed(seed)
-    m = create_model("vrfer-cnn-small", input_mode=mode)
+    m = create_model("vrfer-cnn-small", pretrained=False, input_mode=mode)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for bn in (x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)):

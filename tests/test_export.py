@@ -21,7 +21,7 @@ PRIOR = [0.34, 0.27, 0.12, 0.14, 0.09, 0.01, 0.02, 0.01]
 
 def model(**extra):
     torch.manual_seed(0)
-    m = create_model("vrfer-cnn-small", input_mode="visible-half")
+    m = create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half")
     if extra:
         from dataclasses import replace
         m.cfg = replace(m.cfg, extra=extra)

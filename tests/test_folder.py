@@ -100,7 +100,7 @@ def test_mean_recall_counts_only_the_classes_present_and_no_answer_is_wrong():
 def test_evaluate_folder_cli_reports_like_ferplus(tmp_path, capsys):
     root = write_folder(tmp_path / "f", [(f"{i}.png", i % 3 + 1, "") for i in range(9)])
     path = tmp_path / "m.safetensors"
-    save_model(create_model("vrfer-cnn-small", input_mode="visible-half"), path)
+    save_model(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half"), path)
     code = main(["evaluate", "--model", str(path), "--dataset", "folder", "--root", str(root), "--face", "none",
                  "--json", "--out", str(tmp_path / "out")])
     assert code == 0
@@ -120,7 +120,7 @@ def test_evaluate_folder_cli_bad_row_exits_2_with_one_line(tmp_path, capsys):
 def test_evaluate_with_detection_names_the_images_without_a_face(tmp_path, capsys):
     root = write_folder(tmp_path / "f", [("noise-a.png", 1, ""), ("noise-b.png", 2, "")], size=200)
     path = tmp_path / "m.safetensors"
-    save_model(create_model("vrfer-cnn-small", input_mode="visible-half"), path)
+    save_model(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half"), path)
     code = main(["evaluate", "--model", str(path), "--dataset", "folder", "--root", str(root), "--face", "detect"])
     out = capsys.readouterr().out
     assert code == 0 and "no face found in 2 images (counted as wrong): noise-a.png, noise-b.png" in out
@@ -166,9 +166,9 @@ def test_folder_probabilities_are_the_plain_models_so_the_prior_is_applied_once(
     from vrfer.evaluate import evaluate_folder, predict_folder
     from vrfer.postprocess import PostProcess, adjust_probs
     root = write_folder(tmp_path / "f", [(f"{i}.png", i % 7 + 1, "") for i in range(14)])
-    plain = create_model("vrfer-cnn-small", input_mode="visible-half")
+    plain = create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half")
     prior = [0.349, 0.291, 0.125, 0.121, 0.084, 0.005, 0.021, 0.005]
-    with_default = create_model("vrfer-cnn-small", input_mode="visible-half")
+    with_default = create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half")
     with_default.load_state_dict(plain.state_dict())
     with_default.cfg = replace(plain.cfg, extra={"train_prior": prior,
                                                  "default_post": {"prior": "uniform", "tau": 5.0}})

@@ -78,7 +78,7 @@ def conv(model, name) -> nn.Conv2d:
 def test_vgg_face_mat_full_size_lands_every_filter_at_the_right_place(tmp_path):
     """vgg-face.mat layout: 13 conv layers conv1_1..conv5_3, then fc6-fc8 (as conv layers), mean pixel."""
     torch.manual_seed(0)
-    model = vrfer.create_model("vgg-face")
+    model = vrfer.create_model("vgg-face", pretrained=False)
     head_before = model.classifier.weight.detach().clone()
     release = random_release(model, np.random.default_rng(1))
     path = tmp_path / "vgg-face.mat"
@@ -108,7 +108,7 @@ def test_vgg_face_mat_full_size_lands_every_filter_at_the_right_place(tmp_path):
 def test_vgg_f_mat_in_both_field_styles(tmp_path, style, wrap):
     """imagenet-vgg-f.mat: conv1..conv5 then fc6-fc8; weights={filters,biases} or the older filters/biases fields,
     optionally inside a struct `net`; averageImage is a whole 224x224x3 mean image."""
-    model = vrfer.create_model("vgg-f")
+    model = vrfer.create_model("vgg-f", pretrained=False)
     release = random_release(model, np.random.default_rng(2))
     mean_image = np.ones((224, 224, 3), np.float32) * np.array([120.0, 110.0, 100.0], np.float32)
     mean_image[0, 0, 0] += 224 * 224  # raises the red channel's mean by exactly 1
@@ -130,7 +130,7 @@ def test_vgg_f_mat_in_both_field_styles(tmp_path, style, wrap):
 
 
 def test_layers_are_matched_by_order_when_the_file_names_them_differently(tmp_path):
-    model = vrfer.create_model("vgg-f")
+    model = vrfer.create_model("vgg-f", pretrained=False)
     release = OrderedDict((f"layer{i}", v) for i, v in enumerate(random_release(model, np.random.default_rng(3)).values()))
     path = tmp_path / "renamed.mat"
     write_simplenn(path, release)
@@ -171,7 +171,7 @@ def dag_state(model, rng, fc_names=("fc6", "fc7", "fc8")) -> OrderedDict:
 @pytest.mark.parametrize("name,fname", [("vgg-face", "vgg_face_dag.pth"), ("vgg-f", "imagenet_matconvnet_vgg_f_dag.pth")])
 def test_dag_pth_state_dicts_are_copied_by_layer_name(tmp_path, name, fname, legacy):
     """The 2018 releases predate torch's zip format, so both serialisations are read (weights_only=True)."""
-    model = vrfer.create_model(name)
+    model = vrfer.create_model(name, pretrained=False)
     state = dag_state(model, np.random.default_rng(4))
     path = tmp_path / fname
     torch.save(state, path, _use_new_zipfile_serialization=not legacy)
@@ -187,7 +187,7 @@ def test_dag_pth_state_dicts_are_copied_by_layer_name(tmp_path, name, fname, leg
 
 def test_create_model_takes_backbone_weights(tmp_path):
     torch.manual_seed(0)
-    ref = vrfer.create_model("vgg-f")
+    ref = vrfer.create_model("vgg-f", pretrained=False)
     path = tmp_path / "imagenet_matconvnet_vgg_f_dag.pth"
     torch.save(dag_state(ref, np.random.default_rng(5)), path)
     model = vrfer.create_model("vgg-f", backbone_weights=path, input_mode="visible-half")
@@ -200,10 +200,10 @@ def test_create_model_takes_backbone_weights(tmp_path):
 def test_safetensors_and_prefixed_keys_are_accepted(tmp_path):
     """A vrfer model's own weights (keys features.conv1.weight ...) also serve as a backbone."""
     from safetensors.torch import save_file
-    src = vrfer.create_model("vgg-f")
+    src = vrfer.create_model("vgg-f", pretrained=False)
     path = tmp_path / "vggf.safetensors"
     save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
-    model = vrfer.create_model("vgg-f")
+    model = vrfer.create_model("vgg-f", pretrained=False)
     report = load_backbone_weights(model, path)
     assert report.format == "safetensors" and report.by == "name"
     assert torch.equal(conv(model, "conv3").weight, conv(src, "conv3").weight)
@@ -212,7 +212,7 @@ def test_safetensors_and_prefixed_keys_are_accepted(tmp_path):
 # ---------------------------------------------------------------- errors a user can fix
 
 def test_a_shape_mismatch_names_the_layer_and_both_shapes_and_copies_nothing(tmp_path):
-    model = vrfer.create_model("vgg-f")
+    model = vrfer.create_model("vgg-f", pretrained=False)
     release = random_release(model, np.random.default_rng(6))
     f, b = release["conv3"]
     release["conv3"] = (f[..., :128], b[:128])  # 3x3x256x128 instead of 3x3x256x256
@@ -227,8 +227,8 @@ def test_a_shape_mismatch_names_the_layer_and_both_shapes_and_copies_nothing(tmp
 
 
 def test_a_dag_shape_mismatch_names_the_layer(tmp_path):
-    model = vrfer.create_model("vgg-face")
-    state = dag_state(vrfer.create_model("vgg-face"), np.random.default_rng(7))
+    model = vrfer.create_model("vgg-face", pretrained=False)
+    state = dag_state(vrfer.create_model("vgg-face", pretrained=False), np.random.default_rng(7))
     state["conv2_1.weight"] = torch.zeros(128, 32, 3, 3)
     path = tmp_path / "vgg_face_dag.pth"
     torch.save(state, path)
@@ -238,9 +238,9 @@ def test_a_dag_shape_mismatch_names_the_layer(tmp_path):
 
 def test_loading_vgg_face_weights_into_vgg_f_is_refused(tmp_path):
     path = tmp_path / "vgg_face_dag.pth"
-    torch.save(dag_state(vrfer.create_model("vgg-face", image_size=32), np.random.default_rng(8)), path)
+    torch.save(dag_state(vrfer.create_model("vgg-face", pretrained=False, image_size=32), np.random.default_rng(8)), path)
     with pytest.raises(VrferError, match="conv1"):
-        load_backbone_weights(vrfer.create_model("vgg-f"), path)
+        load_backbone_weights(vrfer.create_model("vgg-f", pretrained=False), path)
 
 
 @pytest.mark.parametrize("content", [b"not weights at all\n", b"", np.arange(10).tobytes()])
@@ -249,21 +249,21 @@ def test_a_file_that_holds_no_weights_is_refused(tmp_path, content, suffix):
     path = tmp_path / f"weights{suffix}"
     path.write_bytes(content)
     with pytest.raises(VrferError, match="not a recognised weight file"):
-        load_backbone_weights(vrfer.create_model("vgg-f"), path)
+        load_backbone_weights(vrfer.create_model("vgg-f", pretrained=False), path)
 
 
 def test_a_mat_file_without_simplenn_layers_is_refused(tmp_path):
     path = tmp_path / "data.mat"
     scipy.io.savemat(str(path), {"images": np.zeros((2, 2))})
     with pytest.raises(VrferError, match="no MatConvNet simplenn 'layers'.*images"):
-        load_backbone_weights(vrfer.create_model("vgg-f"), path)
+        load_backbone_weights(vrfer.create_model("vgg-f", pretrained=False), path)
 
 
 def test_a_pickled_module_is_never_unpickled(tmp_path):
     path = tmp_path / "whole_model.pth"
     torch.save(nn.Sequential(nn.Conv2d(3, 64, 11, stride=4)), path)  # a pickled object, not a state dict
     with pytest.raises(VrferError, match="never unpickles"):
-        load_backbone_weights(vrfer.create_model("vgg-f"), path)
+        load_backbone_weights(vrfer.create_model("vgg-f", pretrained=False), path)
 
 
 def test_a_missing_file_is_reported(tmp_path):
@@ -275,11 +275,11 @@ def test_too_few_conv_layers_is_reported(tmp_path):
     path = tmp_path / "short.pth"
     torch.save({"a.weight": torch.zeros(64, 3, 11, 11), "a.bias": torch.zeros(64)}, path)
     with pytest.raises(VrferError, match="1 conv layers.*needs 5"):
-        load_backbone_weights(vrfer.create_model("vgg-f"), path)
+        load_backbone_weights(vrfer.create_model("vgg-f", pretrained=False), path)
 
 
 def test_read_weights_lists_the_file_layers_in_order(tmp_path):
-    model = vrfer.create_model("vgg-f")
+    model = vrfer.create_model("vgg-f", pretrained=False)
     path = tmp_path / "imagenet-vgg-f.mat"
     write_simplenn(path, random_release(model, np.random.default_rng(9)))
     fmt, layers, mean = read_weights(path)

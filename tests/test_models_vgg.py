@@ -42,7 +42,7 @@ def dropouts_after_convs(model) -> list[tuple[str, float]]:
 @pytest.mark.parametrize("name", ARCHS)
 def test_every_architecture_runs_forward_and_backward_in_every_input_mode(name, mode):
     torch.manual_seed(0)
-    model = vrfer.create_model(name, input_mode=mode, image_size=SMALL[name])
+    model = vrfer.create_model(name, pretrained=False, input_mode=mode, image_size=SMALL[name])
     x = torch.randn(2, *model.cfg.input_shape)
     logits = model(x)
     assert logits.shape == (2, 8)
@@ -54,9 +54,9 @@ def test_every_architecture_runs_forward_and_backward_in_every_input_mode(name, 
 @pytest.mark.parametrize("name", ["vgg-face", "vgg-f"])
 def test_paper_backbones_take_224_faces_and_their_112x224_visible_half(name):
     """The global max pool makes one set of weights serve the full face and its visible lower half."""
-    full = vrfer.create_model(name).eval()
+    full = vrfer.create_model(name, pretrained=False).eval()
     assert full.cfg.input_shape == (3, 224, 224)
-    half = vrfer.create_model(name, input_mode="visible-half").eval()
+    half = vrfer.create_model(name, pretrained=False, input_mode="visible-half").eval()
     assert half.cfg.input_shape == (3, 112, 224)
     half.load_state_dict(full.state_dict())
     with torch.no_grad():
@@ -75,7 +75,7 @@ def test_registry_configs_match_the_paper_and_the_weight_releases():
 
 
 def test_grayscale_faces_are_replicated_to_the_three_channels_of_the_rgb_backbones():
-    cfg = vrfer.create_model("vgg-face", input_mode="visible-half").cfg
+    cfg = vrfer.create_model("vgg-face", pretrained=False, input_mode="visible-half").cfg
     faces = np.random.default_rng(0).integers(0, 256, (2, 48, 48), dtype=np.uint8)
     x = prepare(faces, cfg)
     assert x.shape == (2, 3, 112, 224)
@@ -86,7 +86,7 @@ def test_grayscale_faces_are_replicated_to_the_three_channels_of_the_rgb_backbon
 # ---------------------------------------------------------------- VGG-face (Section 3.1)
 
 def test_vgg_face_keeps_vgg16s_13_conv_layers_with_their_published_size():
-    model = vrfer.create_model("vgg-face")
+    model = vrfer.create_model("vgg-face", pretrained=False)
     names = [n for n, _ in model.backbone_convs()]
     assert names == ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
                      "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]
@@ -99,7 +99,7 @@ def test_vgg_face_keeps_vgg16s_13_conv_layers_with_their_published_size():
 
 
 def test_vgg_face_has_six_dropout_layers_after_the_conv_layers_of_blocks_4_and_5():
-    model = vrfer.create_model("vgg-face")
+    model = vrfer.create_model("vgg-face", pretrained=False)
     got = dropouts_after_convs(model)
     assert [n for n, _ in got] == ["conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]
     assert [p for _, p in got] == pytest.approx([0.30, 0.35, 0.40, 0.45, 0.50, 0.55])
@@ -108,7 +108,7 @@ def test_vgg_face_has_six_dropout_layers_after_the_conv_layers_of_blocks_4_and_5
 @pytest.mark.parametrize("name,width", [("vgg-face", 512), ("vgg-f", 256)])
 def test_new_8_way_classifier_is_drawn_from_a_gaussian_with_std_0_1(name, width):
     torch.manual_seed(0)
-    head = vrfer.create_model(name).classifier
+    head = vrfer.create_model(name, pretrained=False).classifier
     assert isinstance(head, nn.Linear) and (head.in_features, head.out_features) == (width, 8)
     assert float(head.weight.detach().std()) == pytest.approx(0.1, abs=0.012)
     assert abs(float(head.weight.detach().mean())) < 0.01
@@ -117,7 +117,7 @@ def test_new_8_way_classifier_is_drawn_from_a_gaussian_with_std_0_1(name, width)
 
 @pytest.mark.parametrize("name,size", [("vgg-face", 64), ("vgg-f", 96)])
 def test_fully_connected_layers_are_replaced_by_one_global_max_pool(name, size):
-    model = vrfer.create_model(name, image_size=size).eval()
+    model = vrfer.create_model(name, pretrained=False, image_size=size).eval()
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         expect = model.classifier(model.features(x).amax(dim=(2, 3)))
@@ -127,7 +127,7 @@ def test_fully_connected_layers_are_replaced_by_one_global_max_pool(name, size):
 
 def test_vgg_face_dsd_sparsity_follows_the_paper():
     """Section 3.1: no pruning on conv1, 0.2 on the second conv layer rising to 0.7 on the last."""
-    rates = dsd.layer_sparsity_targets(vrfer.create_model("vgg-face", image_size=32), [0.2, 0.7])
+    rates = dsd.layer_sparsity_targets(vrfer.create_model("vgg-face", pretrained=False, image_size=32), [0.2, 0.7])
     names = list(rates)
     assert len(rates) == 13 and rates[names[0]] == 0.0
     assert rates[names[1]] == pytest.approx(0.2) and rates[names[-1]] == pytest.approx(0.7)
@@ -136,7 +136,7 @@ def test_vgg_face_dsd_sparsity_follows_the_paper():
 # ---------------------------------------------------------------- VGG-f (Chatfield et al. 2014)
 
 def test_vgg_f_conv_layers_are_chatfields():
-    model = vrfer.create_model("vgg-f")
+    model = vrfer.create_model("vgg-f", pretrained=False)
     convs = dict(model.backbone_convs())
     assert list(convs) == ["conv1", "conv2", "conv3", "conv4", "conv5"]
     c1, c2 = convs["conv1"], convs["conv2"]
@@ -149,7 +149,7 @@ def test_vgg_f_conv_layers_are_chatfields():
 
 
 def test_vgg_f_layer_order_is_conv_relu_lrn_pool_then_dropout_after_conv3_to_conv5():
-    model = vrfer.create_model("vgg-f")
+    model = vrfer.create_model("vgg-f", pretrained=False)
     kinds = [type(m).__name__ for m in model.features]
     assert kinds == ["Conv2d", "ReLU", "LRN", "MaxPool2d", "Conv2d", "ReLU", "LRN", "MaxPool2d",
                      "Conv2d", "ReLU", "Dropout", "Conv2d", "ReLU", "Dropout", "Conv2d", "ReLU", "Dropout"]
@@ -158,7 +158,7 @@ def test_vgg_f_layer_order_is_conv_relu_lrn_pool_then_dropout_after_conv3_to_con
 
 def test_vgg_f_feature_map_at_224_is_13x13_as_in_the_original():
     """MatConvNet pads pool1 bottom/right by one: 224 -> conv1 54 -> pool1 27 -> pool2 13 (-> pool5 6 = fc6's 6x6)."""
-    model = vrfer.create_model("vgg-f").eval()
+    model = vrfer.create_model("vgg-f", pretrained=False).eval()
     with torch.no_grad():
         assert model.forward_features(torch.zeros(1, 3, 224, 224)).shape == (1, 256, 13, 13)
         assert model.forward_features(torch.zeros(1, 3, 112, 224)).shape[-2:] == (6, 13)
@@ -176,14 +176,14 @@ def test_lrn_is_matconvnets_normalize_with_param_5_1_2e5_075():
 
 
 def test_vgg_f_dsd_sparsity_follows_the_paper():
-    rates = list(dsd.layer_sparsity_targets(vrfer.create_model("vgg-f"), [0.2, 0.5]).values())
+    rates = list(dsd.layer_sparsity_targets(vrfer.create_model("vgg-f", pretrained=False), [0.2, 0.5]).values())
     assert rates == pytest.approx([0.0, 0.2, 0.3, 0.4, 0.5])
 
 
 # ---------------------------------------------------------------- VGG-13 (Barsoum et al. 2016)
 
 def test_barsoum_vgg13_layout():
-    model = vrfer.create_model("vgg13-barsoum")
+    model = vrfer.create_model("vgg13-barsoum", pretrained=False)
     widths = [c.out_channels for _, c in model.backbone_convs()]
     assert widths == [64, 64, 128, 128, 256, 256, 256, 256, 256, 256]
     assert [m.p for m in model.features if isinstance(m, nn.Dropout)] == [0.25] * 4
@@ -194,7 +194,7 @@ def test_barsoum_vgg13_layout():
 
 
 def test_barsoum_vgg13_uses_the_4x4_map_as_is_at_64x64():
-    model = vrfer.create_model("vgg13-barsoum").eval()
+    model = vrfer.create_model("vgg13-barsoum", pretrained=False).eval()
     x = torch.randn(1, 1, 64, 64)
     with torch.no_grad():
         direct = model.classifier(model.head(model.features(x).flatten(1)))
@@ -204,7 +204,7 @@ def test_barsoum_vgg13_uses_the_4x4_map_as_is_at_64x64():
 # ---------------------------------------------------------------- registry round trip
 
 def test_a_vgg_f_model_saves_and_reloads_through_the_registry(tmp_path):
-    model = vrfer.create_model("vgg-f", input_mode="visible-half").eval()
+    model = vrfer.create_model("vgg-f", pretrained=False, input_mode="visible-half").eval()
     path = tmp_path / "vggf.safetensors"
     vrfer.models.save_model(model, path)
     again = vrfer.models.load_checkpoint(path).eval()
@@ -215,5 +215,5 @@ def test_a_vgg_f_model_saves_and_reloads_through_the_registry(tmp_path):
 
 
 def test_builders_return_the_documented_classes():
-    assert isinstance(vrfer.create_model("vgg-face", image_size=32), VGGFace)
-    assert isinstance(vrfer.create_model("vgg13-barsoum"), VGG13Barsoum)
+    assert isinstance(vrfer.create_model("vgg-face", pretrained=False, image_size=32), VGGFace)
+    assert isinstance(vrfer.create_model("vgg13-barsoum", pretrained=False), VGG13Barsoum)

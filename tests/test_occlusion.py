@@ -36,17 +36,17 @@ def test_flip_mirrors_the_width_axis():
 def test_prepare_builds_each_model_input_shape():
     faces = np.random.default_rng(0).integers(0, 255, (4, 48, 48), dtype=np.uint8)
     for mode, shape in [("full", (4, 1, 48, 48)), ("upper-occluded", (4, 1, 48, 48)), ("visible-half", (4, 1, 24, 48))]:
-        m = create_model("vrfer-cnn-small", input_mode=mode)
+        m = create_model("vrfer-cnn-small", pretrained=False, input_mode=mode)
         x = prepare(faces, m.cfg)
         assert tuple(x.shape) == shape and tuple(x.shape[1:]) == m.cfg.input_shape
-    occ = prepare(faces, create_model("vrfer-cnn-small", input_mode="upper-occluded").cfg)
+    occ = prepare(faces, create_model("vrfer-cnn-small", pretrained=False, input_mode="upper-occluded").cfg)
     # black pixels after normalisation: (0 - mean) / std everywhere in the top half
     assert torch.allclose(occ[:, :, :24], torch.tensor(-128.0 / 64.0))
 
 
 def test_flip_augmentation_flips_about_half_of_a_batch_and_is_seeded():
     faces = np.random.default_rng(1).integers(0, 255, (200, 48, 48), dtype=np.uint8)
-    cfg = create_model("vrfer-cnn-small").cfg
+    cfg = create_model("vrfer-cnn-small", pretrained=False).cfg
     plain = prepare(faces, cfg)
     a = prepare(faces, cfg, Augment(flip=True), torch.Generator().manual_seed(3))
     b = prepare(faces, cfg, Augment(flip=True), torch.Generator().manual_seed(3))
@@ -71,7 +71,7 @@ def test_synthetic_headset_covers_the_top_down_to_its_edge_and_spares_the_mouth(
 
 def test_training_augmentations_are_seeded_and_off_by_default():
     faces = (torch.rand(16, 48, 48) * 255).to(torch.uint8)
-    cfg = create_model("vrfer-cnn-small").cfg
+    cfg = create_model("vrfer-cnn-small", pretrained=False).cfg
     aug = Augment(headset=1.0, photometric=1.0)
     a = prepare(faces, cfg, aug, torch.Generator().manual_seed(5))
     b = prepare(faces, cfg, aug, torch.Generator().manual_seed(5))
@@ -84,7 +84,7 @@ def test_training_augmentations_are_seeded_and_off_by_default():
 
 def test_random_erasing_replaces_one_rectangle_of_what_the_model_sees_in_about_the_asked_share_of_faces():
     faces = np.full((400, 48, 48), 128, np.uint8)
-    cfg = create_model("vrfer-cnn-small", input_mode="visible-half").cfg
+    cfg = create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half").cfg
     plain = prepare(faces, cfg)
     a = prepare(faces, cfg, Augment(flip=False, erase=0.5), torch.Generator().manual_seed(7))
     assert torch.equal(a, prepare(faces, cfg, Augment(flip=False, erase=0.5), torch.Generator().manual_seed(7)))

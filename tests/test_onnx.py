@@ -54,7 +54,7 @@ def trained_like(arch: str, mode: str, seed: int = 0):
     """A fresh model with random BatchNorm statistics and a wide classifier, so that BN folding and
     the softmax are really exercised (fresh weights give near-uniform probabilities)."""
     torch.manual_seed(seed)
-    model = create_model(arch, input_mode=mode)
+    model = create_model(arch, pretrained=False, input_mode=mode)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -269,7 +269,7 @@ def test_an_unexportable_model_gives_one_clean_error(tmp_path, capfd):
             return self.fc(self.pool(self.conv(x)).flatten(1))
 
     model = Odd()
-    model.cfg = create_model("vrfer-cnn-small", input_mode="visible-half").cfg
+    model.cfg = create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half").cfg
     with pytest.raises(VrferError, match="ONNX export of 'vrfer-cnn-small'.*failed") as e:
         export_onnx(model, tmp_path / "odd.onnx")
     assert "\n" not in str(e.value) and len(str(e.value)) < 500

@@ -22,7 +22,7 @@ DEFAULT_POST = {"prior": "uniform", "tau": 0.25}
 def model_with(path, **extra):
     """A float16 model file (packaging then loses nothing) whose config carries `extra`."""
     torch.manual_seed(0)
-    m = create_model("vrfer-cnn-small", input_mode="visible-half")
+    m = create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half")
     m.cfg = replace(m.cfg, name="source", description="a test model", extra=extra)
     save_model(m, path, half=True)
     return path

@@ -22,7 +22,7 @@ FER_PRIOR = [0.349, 0.291, 0.125, 0.121, 0.084, 0.005, 0.021, 0.005]    # FER+ t
 
 
 def cfg_with_prior(prior=FER_PRIOR):
-    cfg = create_model("vrfer-cnn-small", input_mode="visible-half").cfg
+    cfg = create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half").cfg
     return replace(cfg, extra={"train_prior": list(prior)} if prior is not None else {})
 
 
@@ -126,7 +126,7 @@ def test_no_face_is_a_typed_error(tmp_path):
         def detect(self, image):
             return []
     path = tmp_path / "m.safetensors"
-    save_model(create_model("vrfer-cnn-small", input_mode="visible-half"), path)
+    save_model(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half"), path)
     pipe = Pipeline(str(path), "detect", detector=NoFaces())
     with pytest.raises(NoFaceError):
         pipe.run(np.full((64, 64), 128, np.uint8))
@@ -237,7 +237,7 @@ def test_resolve_model_names_files_and_run_folders(tmp_path):
     assert cfg.name == "vrfer-cnn-small" and weights is None
     path = tmp_path / "run" / "best.safetensors"
     path.parent.mkdir()
-    save_model(create_model("vrfer-cnn-small"), path)
+    save_model(create_model("vrfer-cnn-small", pretrained=False), path)
     assert resolve_model(str(path)).weights == path
     assert resolve_model(str(path.parent)).weights == path
     for bad, msg in (("no-such-model", "unknown model"), (str(tmp_path / "x.safetensors"), "not found"),

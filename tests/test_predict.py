@@ -35,7 +35,7 @@ def model(tmp_path_factory) -> str:
     from vrfer.models.registry import create_model, save_model
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "m.safetensors"
-    save_model(create_model("vrfer-cnn-small", input_mode="visible-half"), path)
+    save_model(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half"), path)
     return str(path)
 
 
@@ -162,7 +162,7 @@ def test_a_uniform_prior_moves_probability_to_the_rare_classes(capfd, tmp_path):
 
     from vrfer.models.registry import create_model, save_model
     torch.manual_seed(0)
-    m = create_model("vrfer-cnn-small", input_mode="visible-half")
+    m = create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half")
     prior = [0.349, 0.291, 0.125, 0.121, 0.084, 0.005, 0.021, 0.005]       # FER+ train
     path = tmp_path / "with-prior.safetensors"
     save_model(m, path, cfg=replace(m.cfg, extra={"train_prior": prior}))

@@ -24,7 +24,7 @@ def fresh_model(tmp_path_factory) -> str:
     from vrfer.models.registry import create_model, save_model
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "m.safetensors"
-    save_model(create_model("vrfer-cnn-small", input_mode="visible-half"), path)
+    save_model(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half"), path)
     return str(path)
 
 

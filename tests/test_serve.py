@@ -69,7 +69,7 @@ def make_steered_model(path: Path, face_a: bytes, face_b: bytes, face="none") ->
     from vrfer.serve.engine import Predictor
 
     torch.manual_seed(0)
-    model = create_model("vrfer-cnn-small", input_mode="visible-half").eval()
+    model = create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half").eval()
     save_model(model, path)
     predictor = Predictor(str(path), face)
     feats = []

@@ -191,7 +191,7 @@ def test_a_paper_recipe_from_random_weights_warns_and_one_with_weights_says_what
     assert "warning: vgg-f starts from random weights" in out.err and out.out == ""
     weights = tmp_path / "vggf.safetensors"
     from safetensors.torch import save_file
-    save_file({k: v.contiguous() for k, v in create_model("vgg-f", image_size=64).state_dict().items()}, weights)
+    save_file({k: v.contiguous() for k, v in create_model("vgg-f", pretrained=False, image_size=64).state_dict().items()}, weights)
     build_model(load_recipe("vggf-stage1", ["image_size=64", f'backbone_weights="{weights}"']), log=print)
     out = capsys.readouterr()
     assert out.err == "" and out.out.startswith("backbone weights: vggf.safetensors") and "conv layers" in out.out
@@ -222,7 +222,7 @@ def test_distillation_pulls_the_student_towards_the_full_face_teacher(tmp_path, 
     from vrfer.inference import predict_proba
     from vrfer.models import create_model, save_model
     torch.manual_seed(0)
-    teacher = create_model("vrfer-cnn-small", image_size=24)
+    teacher = create_model("vrfer-cnn-small", pretrained=False, image_size=24)
     with torch.no_grad():
         teacher.classifier.bias.zero_()[CLASSES.index("contempt")] = 6.0
     save_model(teacher, tmp_path / "teacher.safetensors")
@@ -245,7 +245,7 @@ def test_an_ensemble_teacher_teaches_the_mean_of_its_members(tmp_path, data):
     from vrfer.models import create_model, save_model
     for name in ("contempt", "happiness"):
         torch.manual_seed(0)
-        t = create_model("vrfer-cnn-small", image_size=24)
+        t = create_model("vrfer-cnn-small", pretrained=False, image_size=24)
         with torch.no_grad():
             t.classifier.bias.zero_()[CLASSES.index(name)] = 6.0
         save_model(t, tmp_path / f"{name}.safetensors")
@@ -259,8 +259,8 @@ def test_an_ensemble_teacher_teaches_the_mean_of_its_members(tmp_path, data):
 
 def test_an_ensemble_teacher_refuses_members_that_take_other_inputs(tmp_path, data):
     from vrfer.models import create_model, save_model
-    save_model(create_model("vrfer-cnn-small", image_size=24), tmp_path / "a.safetensors")
-    save_model(create_model("vrfer-cnn-small", image_size=48), tmp_path / "b.safetensors")
+    save_model(create_model("vrfer-cnn-small", pretrained=False, image_size=24), tmp_path / "a.safetensors")
+    save_model(create_model("vrfer-cnn-small", pretrained=False, image_size=48), tmp_path / "b.safetensors")
     spec = f"{tmp_path / 'a.safetensors'}+{tmp_path / 'b.safetensors'}"
     with pytest.raises(VrferError, match="takes another input than"):
         train(tiny(distill={"teacher": spec, "weight": 0.5}), data, tmp_path / "s", quiet=True)
@@ -441,12 +441,12 @@ def test_the_supcon_term_pulls_each_expression_together_in_the_representation(da
     from vrfer.representation import logits_and_features
     from vrfer.training.trainer import Criterion, load_data, supcon_loss
     faces = load_data(tiny(), data)[0]
-    x, y = prepare(faces.images, create_model("vrfer-cnn-small", image_size=24).cfg), torch.from_numpy(faces.labels)
+    x, y = prepare(faces.images, create_model("vrfer-cnn-small", pretrained=False, image_size=24).cfg), torch.from_numpy(faces.labels)
     t = torch.nn.functional.one_hot(y, 8).float()
     after = {}
     for w in (0.0, 1.0):
         torch.manual_seed(0)
-        model = create_model("vrfer-cnn-small", image_size=24)
+        model = create_model("vrfer-cnn-small", pretrained=False, image_size=24)
         crit = Criterion(tiny(loss={"supcon": w}), model=model)
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
         model.train()

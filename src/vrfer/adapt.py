@@ -192,11 +192,11 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
     from pathlib import Path
 
     from .evaluate import folder_faces, scores, subjects_of
-    from .models.registry import as_model
+    from .loader import torch_model
     from .postprocess import PostProcess
     from .recognizer import Recognizer
     say = log or (lambda _line: None)
-    base = as_model(model)
+    base = torch_model(model)
     crops = labels = subjects = None
     report: dict = {"base_model": base.cfg.name, "lam": lam, "mirror": mirror}
     if root is not None:

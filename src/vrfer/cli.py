@@ -69,8 +69,8 @@ def _command_modules():
     import pkgutil
 
     from . import commands
-    return [importlib.import_module(f"vrfer.commands.{m.name}")
-            for m in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name)]
+    return [importlib.import_module(f"vrfer.commands.{m.name}")      # one module a command; _name: shared parts
+            for m in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name) if not m.name.startswith("_")]
 
 
 _NEGATIVE_BOX = re.compile(r"^-\d")

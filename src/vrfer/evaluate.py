@@ -146,9 +146,9 @@ def evaluate_folder(model, root, face: str = "none", occlusion: str = "none", sk
     """Test `model` on a labelled folder (see predict_folder); a face not found counts as wrong.
     post: a vrfer.postprocess.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
     None: the model's own default, as predict's."""
-    from .models.registry import as_model
+    from .loader import torch_model
     from .postprocess import PostProcess
-    model = as_model(model)
+    model = torch_model(model)
     post = PostProcess(model.cfg) if post is None else post
     labels, probs, info = predict_folder(model, root, face, occlusion, skip_bad, threads, progress)
     found = ~np.isnan(probs).any(1)

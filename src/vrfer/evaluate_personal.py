@@ -41,7 +41,7 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     Faces where no face was found are left out of these figures (counted in no_face).
     log: a function taking one line of progress (or None)."""
     from .errors import VrferError
-    from .models.registry import as_model
+    from .loader import torch_model
     from .postprocess import PostProcess
     from .representation import logits_and_features
     if adapt not in (None, "loo"):
@@ -50,7 +50,7 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
         raise VrferError(f"--calibrate {calibrate}: expected K >= 0 faces per class (0: all of the session)")
     if draws < 1:
         raise VrferError(f"--draws {draws}: expected at least 1")
-    model = as_model(model)
+    model = torch_model(model)
     items, crops, found, rec, info = folder_faces(model, root, face, occlusion, skip_bad, threads, progress)
     items = [it for it, f in zip(items, found) if f]
     data = _people_sessions(items)

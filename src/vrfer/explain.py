@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import VrferError
-from .models import as_model
+from .loader import torch_model
 from .occlusion import visible_rows
 from .preprocess import prepare
 
@@ -72,7 +72,7 @@ def explain(model, crop, target=None, layer: nn.Module | None = None) -> tuple[n
     target: class to explain (index or name); default the predicted class. The rows the model does not
     see (the headset's) get heat 0.
     """
-    model = as_model(model)
+    model = torch_model(model)
     cfg = model.cfg
     crop = np.asarray(crop)
     if crop.ndim != 2 or min(crop.shape) < 2:

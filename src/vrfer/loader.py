@@ -81,29 +81,35 @@ class ModelSource:
         return TorchClassifier(self.torch_model(), tta_flip=tta_flip)
 
 
-def resolve(model, backend: str = "auto", untrained: bool | None = None) -> ModelSource:
-    """A model spec (name, .safetensors file, run folder, .onnx file, or a model object with .cfg) and a backend
-    -> ModelSource. VrferError with one sentence for an unknown name, a missing file, an architecture without
-    trained weights, or a backend the model cannot run on. untrained: None (the API): architectures refused;
-    False (a command with --allow-untrained): refused, naming --model and that option; True: an architecture
-    is taken with fresh weights. A ModelSource is returned as it is."""
+def resolve(model, backend: str = "auto", allow_untrained: bool = False, option: str = "",
+            untrained_option: str = "") -> ModelSource:
+    """The front door for models: a model spec (bundled name, .safetensors file, run folder, .onnx file, or a
+    model object with .cfg) and a backend -> ModelSource. Every caller (commands, API, server, training, export)
+    comes in here. VrferError with one sentence for an unknown name, a missing file, an architecture without
+    trained weights, or a backend the model cannot run on.
+    allow_untrained: an architecture name is built with fresh (random) weights instead of refused (the commands'
+    --allow-untrained; the API's `create_model(name, pretrained=False)`). option: the command-line option that
+    named the model ("--model") and the one that accepts an architecture, where the command has it
+    ("--allow-untrained"), so that a refusal speaks the command's language; empty: the API's.
+    A ModelSource is returned as it is."""
     if isinstance(model, ModelSource):
         return model
     if backend not in BACKENDS:
         raise VrferError(f"unknown backend {backend!r}; expected {', '.join(BACKENDS)}")
     if not isinstance(model, (str, os.PathLike)):
-        from .models.registry import as_model
-        module = as_model(model)                       # VrferError for an object without a vrfer config
-        return ModelSource(getattr(module.cfg, "name", "model"), module.cfg,
-                           "onnx" if backend == "onnx" else "torch", module=module)
+        if not hasattr(model, "cfg"):
+            raise VrferError("model carries no vrfer config (.cfg); create it with vrfer.create_model or "
+                             "vrfer.load_model")
+        return ModelSource(getattr(model.cfg, "name", "model"), model.cfg,
+                           "onnx" if backend == "onnx" else "torch", module=model)
     spec = str(model)
     if spec.endswith(".onnx"):
         return _onnx_file(spec, backend)
     from .models.registry import build, resolve_model, resolve_trained
-    if untrained and resolve_model(spec).weights is None:      # an architecture, as --allow-untrained asks
+    if allow_untrained and resolve_model(spec).weights is None:      # an architecture, as asked
         module = build(resolve_model(spec).cfg)
         return ModelSource(spec, module.cfg, "onnx" if backend == "onnx" else "torch", module=module)
-    cfg, weights = resolve_trained(spec, "--model" if untrained is not None else "", allow_hint=untrained is not None)
+    cfg, weights = resolve_trained(spec, option, untrained_option)
     if backend == "auto":
         from .quantize import bundled_int8
         int8 = bundled_int8(spec, weights)
@@ -112,6 +118,15 @@ def resolve(model, backend: str = "auto", untrained: bool | None = None) -> Mode
         from .onnx_backend import cached_onnx
         return ModelSource(spec, cfg, "onnx", weights, cached_onnx(weights))
     return ModelSource(spec, cfg, "torch", weights)
+
+
+load_model = resolve   # the public name: `vrfer.load_model("vrfer-lower").classifier()`
+
+
+def torch_model(model, allow_untrained: bool = False):
+    """The PyTorch module of a model spec or object (what the API's evaluate, explain, adapt, export run):
+    resolve(model, "torch", allow_untrained).torch_model()."""
+    return resolve(model, "torch", allow_untrained).torch_model()
 
 
 def _onnx_file(spec: str, backend: str) -> ModelSource:

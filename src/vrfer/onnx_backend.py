@@ -43,7 +43,7 @@ from torch import nn
 
 from .calibration import MODEL_SHA256_KEY
 from .errors import VrferError, native_stderr_silenced
-from .models import as_model
+from .models.registry import create_model
 from .preprocess import prepare
 
 DEFAULT_OPSET = 15          # highest opset Unity Sentis imports (7-15)
@@ -223,7 +223,7 @@ def export_onnx(model, path, opset: int = DEFAULT_OPSET, post=None) -> Path:
     `post` (vrfer.postprocess.PostProcess; default vrfer's: the plain model) that clients should apply.
     """
     opset = check_opset(opset)
-    model = as_model(model)
+    model = _module(model)
     data = _export_bytes(model, opset, post)
     path = Path(path)
     if path.parent and not path.parent.exists():
@@ -319,7 +319,7 @@ class OnnxClassifier:
         opts = ort_options(intra_op_threads)   # None -> vrfer.threads.DEFAULT_THREADS, no spinning
 
         if isinstance(model, nn.Module):     # exported in memory (a model object, e.g. untrained)
-            source, where = _export_bytes(as_model(model), check_opset(opset)), f"model {model.cfg.name!r}"
+            source, where = _export_bytes(_module(model), check_opset(opset)), f"model {model.cfg.name!r}"
         else:
             path = Path(model)
             if path.suffix != ".onnx":
@@ -390,3 +390,13 @@ class OnnxClassifier:
                     np.zeros((0, d if isinstance(d, int) else 0), np.float32))
         return (np.concatenate(logits).astype(np.float32, copy=False),
                 np.concatenate(feats).astype(np.float32, copy=False))
+
+
+def _module(model) -> nn.Module:
+    """A model object as it is (it must carry a vrfer config); a trained model's name, file or run folder -> its
+    PyTorch model (an architecture name is refused: build it with create_model(name, pretrained=False))."""
+    if isinstance(model, nn.Module):
+        if not hasattr(model, "cfg"):
+            raise VrferError("model carries no vrfer config (.cfg); create it with vrfer.create_model")
+        return model
+    return create_model(str(model))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ..threads import add_threads_option
+from ._options import add_model_arg, model_source
 
 
 def add_parser(sub):
-    from ..pretrained import DEFAULT_MODEL
     p = sub.add_parser("adapt", help="adapt a model to your own setup from labelled and/or unlabelled faces of it",
                        description="Adapt a model to a setup (vrfer.adapt): AdaBN re-estimates the network's "
                                    "normalisation on faces of the setup (no labels needed), and a new last layer is "
@@ -20,7 +20,7 @@ def add_parser(sub):
     p.add_argument("--unlabelled", action="append", default=[], metavar="PATH",
                    help="unlabelled faces of the setup: an image, a folder of images, or a video (repeatable); "
                         "used for the normalisation statistics only")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="the model to adapt (default: %(default)s)")
+    add_model_arg(p)
     p.add_argument("--out", required=True, metavar="FILE.safetensors", help="the adapted model file to write")
     p.add_argument("--name", default=None, help="the adapted model's name (default: the --out file's stem)")
     p.add_argument("--face", choices=["detect", "none"], default="detect",
@@ -44,7 +44,6 @@ def run(a) -> int:
 
     from ..adapt import adapt_folder
     from ..errors import VrferError
-    from ..loader import resolve
     from ..models.registry import save_model
     from ..outputs import output_file
     from ..threads import use_torch_threads
@@ -52,7 +51,7 @@ def run(a) -> int:
         raise VrferError("give a labelled FOLDER of the setup, --unlabelled PATH, or both")
     if not a.out.endswith(".safetensors"):
         raise VrferError(f"--out {a.out}: the adapted model is a .safetensors file")
-    base = resolve(a.model, "torch", untrained=False).torch_model()
+    base = model_source(a).torch_model()
     out = output_file(a.out)
     use_torch_threads(a.threads)
     log = (lambda line: print(line, file=sys.stderr)) if a.json else print

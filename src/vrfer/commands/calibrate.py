@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ..threads import add_threads_option
+from ._options import add_model_arg, model_source
 
 
 def add_parser(sub):
-    from ..pretrained import DEFAULT_MODEL
     p = sub.add_parser("calibrate", help="make a person's calibration profile from labelled faces of them",
                        description="A calibration profile for one person (vrfer.calibration): the model's last "
                                    "layer refitted on that person's faces for the classes given; the other classes "
@@ -21,7 +21,7 @@ def add_parser(sub):
     p.add_argument("--skip-bad", action="store_true",
                    help="skip --folder's bad rows (unknown label, image not found) and count them (default: stop at "
                         "the first, naming it)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="the model the profile is for (default: %(default)s)")
+    add_model_arg(p)
     p.add_argument("--out", required=True, metavar="FILE.json", help="the profile file to write (JSON)")
     p.add_argument("--person", default="", help="a name for the person, stored in the profile (default: none)")
     p.add_argument("--face", choices=["detect", "none"], default="detect",
@@ -43,7 +43,7 @@ def run(a) -> int:
     if a.max_frames < 1:
         raise VrferError(f"--max-frames {a.max_frames}: at least 1")
     out = output_file(a.out)
-    rec = Recognizer(a.model, face=a.face, backend="torch", threads=a.threads)
+    rec = Recognizer(model_source(a), face=a.face, backend="torch", threads=a.threads)
     examples: list = []
     for ex in a.examples:
         label, sep, path = ex.partition("=")

@@ -7,16 +7,16 @@ import re
 from pathlib import Path
 
 from ..threads import add_threads_option
+from ._options import add_model_arg, add_postprocess_args, model_source
 
 
 def add_parser(sub):
-    from ..pretrained import DEFAULT_MODEL
     p = sub.add_parser("evaluate", help="test a model on a dataset split (full or upper-half-occluded faces)",
                        description="Accuracy of a trained model on a dataset split, with a 95% bootstrap "
                                    "interval, per-class accuracy, mean per-class recall and the confusion matrix "
                                    "(also as a PNG in --out). By default the faces' upper half is blacked out, as "
                                    "a headset does.")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="bundled model name, .safetensors file or run folder")
+    add_model_arg(p, allow_untrained=True)
     p.add_argument("--dataset", choices=["ferplus", "affectnet", "folder"], default="ferplus",
                    help="folder: any folder with a labels.csv (columns file, label or label_name), e.g. CK+48 "
                         "(default: ferplus)")
@@ -45,12 +45,9 @@ def add_parser(sub):
                    help="with --calibrate K: N seeded draws of the enrolment faces (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="with --calibrate: seed of the draws (default: 0)")
     p.add_argument("--tta-flip", action="store_true", help="average with the mirrored face")
-    p.add_argument("--allow-untrained", action="store_true",
-                   help="accept an architecture name (random weights); default: only trained models")
     p.add_argument("--out", metavar="DIR",
                    help="folder for the confusion-matrix PNG (default: no PNG is written)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    from .predict import add_postprocess_args
     add_postprocess_args(p)
     add_threads_option(p)
     p.set_defaults(fn=run)
@@ -59,12 +56,11 @@ def add_parser(sub):
 def run(a) -> int:
     from ..errors import VrferError
     from ..evaluate import confusion_png, evaluate, evaluate_folder
-    from ..loader import resolve
     from ..outputs import output_dir
     from ..postprocess import PostProcess
     from ..threads import use_torch_threads
     use_torch_threads(a.threads)
-    model = resolve(a.model, "torch", untrained=a.allow_untrained).torch_model()
+    model = model_source(a).torch_model()
     post = PostProcess(model.cfg, a.prior, a.prior_tau, a.classes)
     explicit_post = None if a.prior is None and a.prior_tau is None and a.classes is None else post
     if a.occlusion == "headset" and a.dataset != "folder":

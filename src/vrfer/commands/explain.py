@@ -15,19 +15,17 @@ import sys
 from pathlib import Path
 
 from ..errors import VrferError
+from ._options import add_model_arg, add_postprocess_args, item_error, model_source
 
 
 def add_parser(sub) -> None:
-    from ..pretrained import DEFAULT_MODEL
-    from .predict import add_postprocess_args
     p = sub.add_parser("explain", help="Grad-CAM heat maps of what the model looks at (PNG per face)",
                        description="Draw the face as the model gets it (the headset's part dark) beside "
                                    "its Grad-CAM heat map, titled with the class shown and its probability, "
                                    "one PNG per face. Faces, crops and probabilities are those of vrfer predict.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--out", required=True, help="folder for the PNGs (<name>_gradcam.png)")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"registry name, .safetensors file or run folder (default {DEFAULT_MODEL})")
+    add_model_arg(p, allow_untrained=True)
     p.add_argument("--face", default="detect", metavar="none|detect|x,y,w,h",
                    help="detect: find faces in a photo (default, as vrfer predict); none: the image is the "
                         "face crop (a non-square one is padded to a square with its edge pixels, as predict "
@@ -39,20 +37,16 @@ def add_parser(sub) -> None:
                    help="one JSON object per face: vrfer predict --json's fields plus explained, "
                         "explained_score and png")
     add_postprocess_args(p)
-    p.add_argument("--allow-untrained", action="store_true",
-                   help="accept an architecture name (random weights); default: only trained models")
     p.set_defaults(fn=run)
 
 
 def run(a) -> int:
     from ..explain import explain_image
-    from .predict import _err as item_error
-    from ..loader import resolve
     from ..outputs import output_dir
     from ..pipeline import Pipeline, parse_face
 
     face = parse_face(a.face)
-    source = resolve(a.model, "torch", untrained=a.allow_untrained)
+    source = model_source(a)
     if a.target is not None and a.target not in source.cfg.classes:
         raise VrferError(f"unknown class {a.target!r}; classes: {', '.join(source.cfg.classes)}")
     pipeline = Pipeline(source, face, "torch", prior=a.prior, prior_tau=a.prior_tau, classes=a.classes)

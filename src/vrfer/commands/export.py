@@ -14,25 +14,22 @@ from pathlib import Path
 
 from ..errors import VrferError
 from ..options import int_in
+from ._options import add_model_arg, add_postprocess_args, model_source
 
 FORMATS = ("onnx",)
 
 
 def add_parser(sub) -> None:
-    from .predict import add_postprocess_args
     p = sub.add_parser("export", help="export a model to ONNX (Unity Sentis / onnxruntime) with a model card",
                        description="Export a model to ONNX with its preprocessing in the file's metadata, and "
                                    "write a model card (FILE.json and FILE.md) beside it.")
-    p.add_argument("--model", required=True,
-                   help="registry name (e.g. vrfer-lower), .safetensors file or training run folder")
+    add_model_arg(p, required=True, allow_untrained=True)
     p.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default onnx)")
     p.add_argument("--out", required=True, help="output file, e.g. vrfer-lower.onnx")
     p.add_argument("--opset", type=int, default=None,
                    help="ONNX opset, 9 up to the newest this PyTorch writes (default 15, the newest that "
                         "Unity Sentis reads)")
     add_postprocess_args(p)
-    p.add_argument("--allow-untrained", action="store_true",
-                   help="accept an architecture name (random weights); default: only trained models")
     p.add_argument("--no-check", action="store_true",
                    help="skip comparing onnxruntime's output with PyTorch's on sample faces")
     p.add_argument("--quantize", choices=["int8"], help="int8 static quantisation (onnxruntime, QDQ): faster, most "
@@ -47,7 +44,6 @@ def add_parser(sub) -> None:
 
 def run(a) -> int:
     from ..export import export_model
-    from ..loader import resolve
     from ..onnx_backend import DEFAULT_OPSET, SENTIS_MAX_OPSET, check_opset
     from ..outputs import output_file
     from ..postprocess import PostProcess
@@ -57,7 +53,7 @@ def run(a) -> int:
     out = Path(a.out)
     if out.suffix.lower() != ".onnx":
         raise VrferError(f"{out}: the output file should end in .onnx")
-    source = resolve(a.model, "torch", untrained=a.allow_untrained)
+    source = model_source(a)
     model = source.torch_model()
     post = PostProcess(model.cfg, a.prior, a.prior_tau, a.classes)
     for path in (out, out.with_suffix(".json"), out.with_suffix(".md")):

@@ -16,36 +16,13 @@ from pathlib import Path
 from ..errors import VrferError
 from ..results import DECIMALS
 from ..threads import add_threads_option
+from ._options import add_model_arg, add_postprocess_args, add_profile_arg, item_error, model_source
 
 _SHORT = {"neutral": "neu", "happiness": "hap", "surprise": "sur", "sadness": "sad", "anger": "ang",
           "disgust": "dis", "fear": "fea", "contempt": "con"}
 
 
-def add_postprocess_args(p) -> None:
-    """--prior, --prior-tau, --classes (vrfer.postprocess.PostProcess): shared by predict, explain and serve."""
-    p.add_argument("--prior", default=None, metavar="train|uniform|FILE",
-                   help="the class frequencies the answers assume: train (the training data's: the plain "
-                        "model), uniform (balanced: probability moves from frequent to rare "
-                        "classes), or a JSON file of 8 values in class order / {class: value}; "
-                        "logit + tau * (log prior - log training prior) (default: the model's own setting, "
-                        "chosen on FER+ valid: uniform with tau 0.25 for both bundled models)")
-    p.add_argument("--prior-tau", type=float, default=None, metavar="TAU",
-                   help="strength of the --prior shift (0: none, 1: full; default: the model's own "
-                        "setting with no --prior, else 1)")
-    p.add_argument("--classes", default=None, metavar="A,B,...",
-                   help="answer only among these classes (the others get probability 0), e.g. "
-                        "neutral,happiness,surprise,sadness,anger,disgust,fear")
-
-
-def add_profile_arg(p) -> None:
-    """--profile (vrfer.calibration): shared by predict and serve."""
-    p.add_argument("--profile", metavar="FILE", default=None,
-                   help="a person's calibration profile (made by `vrfer calibrate` for this --model); applied to "
-                        "the representation the backend gives (PyTorch, or an ONNX graph with that output)")
-
-
 def add_parser(sub) -> None:
-    from ..pretrained import DEFAULT_MODEL
     p = sub.add_parser(
         "predict", help="expressions in photos, folders, videos or a webcam",
         description="Facial expressions of people wearing a VR headset, from the lower half of the face. "
@@ -53,8 +30,7 @@ def add_parser(sub) -> None:
                     "webcam. Without PATH: the bundled sample images.")
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="image files, folders, video files or cam:N (default: the bundled samples)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or .safetensors file "
-                   f"(default {DEFAULT_MODEL})")
+    add_model_arg(p, onnx=True)
     p.add_argument("--face", default="detect", metavar="detect|none|x,y,w,h",
                    help="detect: find the faces (default); none: each image is already a face crop; "
                         "x,y,w,h: a fixed face region (a fixed camera; may start with a minus sign)")
@@ -132,10 +108,6 @@ _TABLE_HEADER = ("# source [#frame]  [face box x,y,w,h; * reaches outside the im
                  "[held: face not seen in this video frame, its last box kept]")
 
 
-def _err(name: str, msg: str) -> None:
-    print(f"vrfer: {name}: {msg}", file=sys.stderr, flush=True)
-
-
 def _out_path(out_dir: Path, item) -> Path:
     rel = Path(item.rel or Path(str(item.path)).name)
     if rel.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"):
@@ -162,7 +134,7 @@ def run(a) -> int:
         if it.kind != "camera" and Path(str(it.path)).parent == sample_dir:
             it.name = f"samples/{Path(str(it.path)).name}"
 
-    rec = Recognizer(model=a.model, face=a.face, backend=a.backend, alpha=a.smooth, threads=a.threads,
+    rec = Recognizer(model=model_source(a, a.backend), face=a.face, backend=a.backend, alpha=a.smooth, threads=a.threads,
                      prior=a.prior, prior_tau=a.prior_tau, classes=a.classes, profile=a.profile)
     mode = "json" if a.json else "csv" if a.csv else "table"
     writer = _Writer(mode, rec.classes, rec.alpha is not None)
@@ -172,11 +144,11 @@ def run(a) -> int:
     if a.out:
         for it in items:
             if it.kind != "image":
-                _err(it.name, "note: --out annotates photos only; no annotated copy of this video or webcam")
+                item_error(it.name, "note: --out annotates photos only; no annotated copy of this video or webcam")
 
     failed = len(bad)
     for name, msg in bad:
-        _err(name, msg)
+        item_error(name, msg)
     for item in items:
         try:
             if item.kind == "image":
@@ -200,25 +172,25 @@ def run(a) -> int:
                 if seen == 0:
                     raise VrferError(f"no face found in any of {frames} frames")
                 if seen < frames:
-                    _err(item.name, f"note: no face in {frames - seen} of {frames} frames")
+                    item_error(item.name, f"note: no face in {frames - seen} of {frames} frames")
                 expected = min(header, a.max_frames or header)
                 if item.kind == "video" and frames < expected:   # every frame was asked for: a failure
                     raise VrferError(f"video ended after {frames} of the {header} frames its header announces "
                                      "(truncated or damaged file); the frames read are above")
         except VrferError as e:
             failed += 1
-            _err(item.name, str(e))
+            item_error(item.name, str(e))
         except KeyboardInterrupt:
-            _err(item.name, "interrupted")
+            item_error(item.name, "interrupted")
             return 130
         except BrokenPipeError:  # the reader went away (e.g. `| head`): vrfer.cli ends quietly, exit 0
             raise
         except MemoryError:
             failed += 1
-            _err(item.name, "out of memory while reading this item")
+            item_error(item.name, "out of memory while reading this item")
         except Exception as e:  # a problem with one item must not end the batch in a traceback
             failed += 1
-            _err(item.name, f"failed: {type(e).__name__}: {e}")
+            item_error(item.name, f"failed: {type(e).__name__}: {e}")
     return 1 if failed else 0
 
 

@@ -13,11 +13,10 @@ import os
 
 from ..errors import VrferError
 from ..threads import add_threads_option
+from ._options import add_model_arg, add_postprocess_args, add_profile_arg, model_source
 
 
 def add_parser(sub) -> None:
-    from ..pretrained import DEFAULT_MODEL
-    from .predict import add_postprocess_args
     p = sub.add_parser("serve", help="live predictions over WebSocket/HTTP for VR apps, with a demo page",
                        description="Serve the model on a WebSocket (/ws: send JPEG/PNG frames, get one "
                                    "prediction event each), POST /predict, GET /health and /model, and a "
@@ -25,8 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; any other needs --token)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"registry name, .safetensors file or run folder (default {DEFAULT_MODEL})")
+    add_model_arg(p, onnx=True)
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto (default): the int8 ONNX graph shipped with a bundled model (speed and accuracy: "
                         "docs/RESULTS.md, 'int8 classifier'), else PyTorch; torch: float32 PyTorch; onnx: float32 "
@@ -56,7 +54,6 @@ def add_parser(sub) -> None:
                         "http://localhost:3000 (repeatable; '*' for any)")
     add_threads_option(p, default=1)
     add_postprocess_args(p)
-    from .predict import add_profile_arg
     add_profile_arg(p)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level")
@@ -91,7 +88,7 @@ def build_config(a):
         raise VrferError(f"--source-fps {a.source_fps}: must be a number > 0")
     if a.video is not None and not os.path.isfile(a.video):
         raise VrferError(f"{a.video}: video file not found")
-    cfg = ServeConfig(model=a.model, face=parse_face(a.face), backend=a.backend, profile=a.profile, host=a.host, port=a.port,
+    cfg = ServeConfig(model=model_source(a, a.backend), face=parse_face(a.face), backend=a.backend, profile=a.profile, host=a.host, port=a.port,
                       token=a.token or None, camera=a.camera, video=a.video, loop_video=not a.no_loop,
                       source_fps=a.source_fps, params=params, max_frame_bytes=max_bytes,
                       max_connections=a.max_connections, allow_origins=tuple(a.allow_origin),

@@ -1,7 +1,7 @@
 """Copy the conv weights of the paper's pretrained backbones from their public releases.
 
     >>> m = vrfer.create_model("vgg-face", backbone_weights="vgg-face.mat")       # or:
-    >>> report = load_backbone_weights(vrfer.create_model("vgg-f"), "imagenet_matconvnet_vgg_f_dag.pth")
+    >>> report = load_backbone_weights(vrfer.create_model("vgg-f", pretrained=False), "imagenet_matconvnet_vgg_f_dag.pth")
 
 Formats, recognised by content (the file extension is only used in messages):
 

@@ -133,10 +133,10 @@ def resolve_model(name) -> ResolvedModel:
                             "(or give a path to a .safetensors file or a training run folder)")
 
 
-def resolve_trained(name, option: str = "", allow_hint: bool = False) -> ResolvedModel:
-    """resolve_model for uses that need trained weights (predict, serve, explain, evaluate, export): an
-    unknown name or an architecture (random weights) is refused, offering the trained models as choices.
-    option: the command-line option to name; allow_hint: say that --allow-untrained accepts an architecture."""
+def resolve_trained(name, option: str = "", untrained_option: str = "") -> ResolvedModel:
+    """resolve_model for uses that need trained weights: an unknown name or an architecture (random weights) is
+    refused, offering the trained models as choices. option: the command-line option that named it (empty: the
+    Python API); untrained_option: the command's option that accepts an architecture, if it has one."""
     name = str(name)
     where = f"{option} {name}" if option else repr(name)
     trained = ", ".join(sorted(bundled_models()))
@@ -146,9 +146,10 @@ def resolve_trained(name, option: str = "", allow_hint: bool = False) -> Resolve
         raise VrferError(f"unknown model {name!r}; trained models: {trained} (or give a .safetensors file or a "
                          "training run folder; `vrfer models` lists the architectures)") from None
     if res.weights is None:
+        remedy = (f", or {untrained_option}" if untrained_option else "") if option else \
+            f", or ask for fresh weights: vrfer.create_model({name!r}, pretrained=False)"
         raise VrferError(f"{where}: an architecture with untrained (random) weights, not a trained model; give a "
-                         f"trained model ({trained}), a .safetensors file or a run folder"
-                         + (", or --allow-untrained" if allow_hint else ""))
+                         f"trained model ({trained}), a .safetensors file or a run folder{remedy}")
     return res
 
 
@@ -160,35 +161,25 @@ def build(cfg: ModelConfig) -> nn.Module:
     return model
 
 
-def create_model(name: str, backbone_weights=None, **overrides) -> nn.Module:
-    """Create an architecture (fresh weights) or a trained model by registry name or file/run path.
+def create_model(name: str, pretrained: bool = True, backbone_weights=None, **overrides) -> nn.Module:
+    """The PyTorch model of a registry name, bundled model, .safetensors file or run folder (after timm).
 
+    pretrained=True: the trained weights; an architecture name (no trained weights) is refused with one line.
+    pretrained=False: fresh (random) weights of the name's config. The same rule as vrfer.loader.resolve (the front
+    door for a model with its backend) and in the same words: resolve_trained.
     overrides replace config fields (e.g. input_mode="visible-half", image_size=96).
-    backbone_weights: a public release of the backbone (vgg-face.mat, vgg_face_dag.pth, ...) whose conv
-    weights are copied in (see vrfer.models.importers.load_backbone_weights).
+    backbone_weights: a public release of the backbone (vgg-face.mat, vgg_face_dag.pth, ...) whose conv weights
+    are copied into fresh weights (see vrfer.models.importers.load_backbone_weights).
     """
     if backbone_weights is not None:
         from .importers import load_backbone_weights
-        model = create_model(name, **overrides)
+        model = create_model(name, pretrained=False, **overrides)
         load_backbone_weights(model, backbone_weights)
         return model
-    cfg, weights = resolve_model(name)
-    if weights is not None:
-        return load_checkpoint(weights, **overrides)
-    if overrides:
-        cfg = replace(cfg, **overrides)
-    return build(cfg)
-
-
-def as_model(model_or_name) -> nn.Module:
-    """A model object with a vrfer config (`.cfg`) as it is; a registry name, .safetensors file or run
-    folder (str or path) -> create_model(it). VrferError for a model that carries no config."""
-    model = model_or_name
-    if isinstance(model, (str, os.PathLike)):
-        model = create_model(str(model))
-    if not hasattr(model, "cfg"):
-        raise VrferError("model carries no vrfer config (.cfg); create it with vrfer.create_model")
-    return model
+    if not pretrained:
+        cfg = resolve_model(name).cfg
+        return build(replace(cfg, **overrides) if overrides else cfg)
+    return load_checkpoint(resolve_trained(name).weights, **overrides)
 
 
 def pretrained_path(fname: str) -> Path:
@@ -224,7 +215,8 @@ def read_config(path) -> ModelConfig:
 
 
 def load_checkpoint(path, **overrides) -> nn.Module:
-    """Load a model saved by save_model, or the best weights of a training run folder."""
+    """The model in a file written by save_model, or the best weights of a training run folder (the file
+    reader under vrfer.loader.resolve; a user's model name goes through resolve)."""
     from safetensors.torch import load_file
     path = Path(path)
     if path.is_dir():

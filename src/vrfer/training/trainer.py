@@ -96,7 +96,7 @@ def build_model(recipe: dict, log=None):
         raise VrferError(f"recipe: backbone_weights {bw!r} does not exist")
     model = None
     if not recipe["init_from"]:
-        model = create_model(recipe["model"], **over)
+        model = create_model(recipe["model"], pretrained=False, **over)
         if bw:
             from ..models.importers import load_backbone_weights
             report = load_backbone_weights(model, bw)

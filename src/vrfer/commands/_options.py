@@ -1,0 +1,63 @@
+"""What several commands share, declared once: the --model option and its one reading (`model_source`), the
+post-processing options, --profile, and the one-line report of a problem with one input item."""
+
+from __future__ import annotations
+
+import sys
+
+MODEL_HELP = ("a bundled model name, a .safetensors file or a training run folder{onnx} (default: {default}; "
+              "`vrfer models` lists them)")
+
+
+def add_model_arg(p, required: bool = False, allow_untrained: bool = False, onnx: bool = False) -> None:
+    """--model (and, where a command may run random weights, --allow-untrained). onnx: the command also runs an
+    exported .onnx file."""
+    from ..pretrained import DEFAULT_MODEL
+    text = MODEL_HELP.format(onnx=", or an exported .onnx file" if onnx else "",
+                             default="none, required" if required else DEFAULT_MODEL)
+    p.add_argument("--model", required=required, default=None if required else DEFAULT_MODEL, metavar="MODEL",
+                   help=text)
+    if allow_untrained:
+        p.add_argument("--allow-untrained", action="store_true",
+                       help="accept an architecture name (random weights); default: only trained models")
+
+
+def model_source(a, backend: str = "torch"):
+    """The one reading of --model (vrfer.loader.resolve, the front door for models): a ModelSource, or one line
+    that speaks the command's language (its options) when the model cannot be used."""
+    from ..errors import VrferError
+    from ..loader import resolve
+    allow = getattr(a, "allow_untrained", None)
+    if str(a.model).endswith(".onnx") and not hasattr(a, "backend"):   # commands that run PyTorch only
+        raise VrferError(f"--model {a.model}: this command needs the model's PyTorch weights (a bundled name, a "
+                         ".safetensors file or a run folder), not an exported ONNX file")
+    return resolve(a.model, backend, allow_untrained=bool(allow), option="--model",
+                   untrained_option="--allow-untrained" if allow is not None else "")
+
+
+def add_postprocess_args(p) -> None:
+    """--prior, --prior-tau, --classes (vrfer.postprocess.PostProcess)."""
+    p.add_argument("--prior", default=None, metavar="train|uniform|FILE",
+                   help="the class frequencies the answers assume: train (the training data's: the plain "
+                        "model), uniform (balanced: probability moves from frequent to rare "
+                        "classes), or a JSON file of 8 values in class order / {class: value}; "
+                        "logit + tau * (log prior - log training prior) (default: the model's own setting, "
+                        "chosen on FER+ valid: uniform with tau 0.25 for both bundled models)")
+    p.add_argument("--prior-tau", type=float, default=None, metavar="TAU",
+                   help="strength of the --prior shift (0: none, 1: full; default: the model's own "
+                        "setting with no --prior, else 1)")
+    p.add_argument("--classes", default=None, metavar="A,B,...",
+                   help="answer only among these classes (the others get probability 0), e.g. "
+                        "neutral,happiness,surprise,sadness,anger,disgust,fear")
+
+
+def add_profile_arg(p) -> None:
+    """--profile (vrfer.calibration)."""
+    p.add_argument("--profile", metavar="FILE", default=None,
+                   help="a person's calibration profile (made by `vrfer calibrate` for this --model); applied to "
+                        "the representation the backend gives (PyTorch, or an ONNX graph with that output)")
+
+
+def item_error(name: str, msg: str) -> None:
+    """One input item's problem, one line on stderr; the rest of the batch goes on."""
+    print(f"vrfer: {name}: {msg}", file=sys.stderr, flush=True)
