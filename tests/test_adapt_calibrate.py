@@ -15,7 +15,8 @@ from PIL import Image
 
 from vrfer.adapt import adabn, adapt_arrays
 from vrfer.representation import fit_head
-from vrfer.calibration import Profile, enrol, model_fingerprint
+from vrfer.calibration import Profile, enrol
+from vrfer.fingerprint import model_fingerprint
 from vrfer.cli import main
 from vrfer.errors import VrferError
 from vrfer.models import create_model

@@ -11,6 +11,7 @@ import torch
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from vrfer.errors import VrferError  # noqa: E402
 from vrfer.export import MAX_FLOAT_DIFF, export_model  # noqa: E402
 from vrfer.modelcard import card_markdown, unity_csharp  # noqa: E402
 from vrfer.models import create_model  # noqa: E402
@@ -66,3 +67,16 @@ def test_an_exported_file_keeps_the_crop_it_was_exported_with():
     spec = json.loads(meta["vrfer_preprocessing"])
     spec["square"]["detect"]["rule"] = "keypoints"
     assert config_from_metadata(dict(old, vrfer_preprocessing=json.dumps(spec))).crop_geometry.rule == "keypoints"
+
+
+def test_an_export_format_is_one_entry_in_the_registry(tmp_path, monkeypatch):
+    import vrfer.export as ex
+    written = []
+    monkeypatch.setitem(ex.FORMATS, "npz", ex.Format(".npz", lambda model, out, **kw: written.append((out, kw))))
+    model = create_model("vrfer-cnn-small", pretrained=False)
+    ex.export(model, tmp_path / "m.npz", "npz", opset=13)
+    assert written == [(tmp_path / "m.npz", {"opset": 13})]
+    with pytest.raises(VrferError, match="a npz file should end in .npz"):
+        ex.export(model, tmp_path / "m.onnx", "npz")
+    with pytest.raises(VrferError, match="unknown export format 'tflite'; expected onnx, npz"):
+        ex.export(model, tmp_path / "m.tflite", "tflite")

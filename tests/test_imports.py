@@ -107,3 +107,14 @@ def test_import_vrfer_and_the_cli_help_do_not_load_torch():
     r = subprocess.run([sys.executable, "-c", "import sys\nfrom vrfer.cli import main\ntry:\n    main(['--help'])\n"
                         "except SystemExit:\n    pass\nprint('torch' in sys.modules)"], capture_output=True, text=True)
     assert r.stdout.strip().endswith("False"), r.stdout[-300:] + r.stderr[-300:]
+
+
+def test_the_public_api_is_importable_from_the_top_and_is_the_modules_own():
+    import importlib
+    from vrfer import Recognizer, load_model  # noqa: F401  (the form a user writes)
+    for name, (module, attr) in vrfer._API.items():
+        assert getattr(vrfer, name) is getattr(importlib.import_module(f"vrfer.{module}"), attr), name
+        assert name not in {m.rsplit(".", 1)[-1] for m in modules()}, f"{name} is also a submodule's name"
+    assert set(vrfer.__all__) == {"CLASSES", "VrferError", "__version__", *vrfer._API} and "Recognizer" in dir(vrfer)
+    with pytest.raises(AttributeError):
+        vrfer.no_such_name  # noqa: B018

@@ -109,7 +109,8 @@ def test_metadata_round_trips_into_the_config(tmp_path, mode):
 
 
 def test_the_file_says_what_the_representation_is_and_which_weights_it_holds(tmp_path):
-    from vrfer.calibration import PROFILE_FORMULA, model_fingerprint
+    from vrfer.calibration import PROFILE_FORMULA
+    from vrfer.fingerprint import model_fingerprint
     model = trained_like("vrfer-cnn-small", "visible-half")
     meta = read_metadata(export_onnx(model, tmp_path / "m.onnx"))
     assert meta["vrfer_model_sha256"] == model_fingerprint(model)     # what a profile's model_sha256 must be
@@ -229,7 +230,7 @@ def test_cli_export_writes_the_model_and_its_card(saved, tmp_path, capsys):
     md = out.with_suffix(".md").read_text()
     assert "Unity" in md and "new Tensor<float>(new TensorShape(1, 1, 24, 48)" in md
     # the representation output and how a profile is applied, for people and in C#
-    from vrfer.calibration import model_fingerprint
+    from vrfer.fingerprint import model_fingerprint
     assert [o["name"] for o in card["outputs"]] == ["logits", "probs", "representation"]
     assert card["model_sha256"] == model_fingerprint(create_model(str(src)))
     assert "vrfer_model_sha256" in card["metadata_keys"] and "formula" in card["calibration"]

@@ -45,14 +45,15 @@ def test_the_default_recognizer_uses_the_int8_graph_only_where_one_ships():
 
 def test_export_makes_an_int8_model_from_any_model_in_one_command(fresh_model, tmp_path, capsys, private_cache):
     from vrfer.models import create_model
-    from vrfer.quantize import weights_fingerprint
+    from vrfer.fingerprint import MODEL_SHA256_KEY, weights_fingerprint
+    from vrfer.onnx_backend import read_metadata
     root = write_folders(tmp_path / "fer", make_rows(n_per_split=40))
     out = tmp_path / "m-int8.onnx"
     rc = main(["export", "--model", fresh_model, "--format", "onnx", "--quantize", "int8",
                "--calibrate", f"ferplus={root}", "--out", str(out), "--no-check"])
     assert rc == 0 and "int8" in capsys.readouterr().out
     info = quantization_info(out)
-    assert info["dtype"] == "int8" and info["float_weights_fingerprint"] == weights_fingerprint(fresh_model)
+    assert info["dtype"] == "int8" and read_metadata(out)[MODEL_SHA256_KEY] == weights_fingerprint(fresh_model)
     assert matches_weights(out, fresh_model)
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["quantization"]["format"] == "QDQ"

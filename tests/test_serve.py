@@ -28,6 +28,7 @@ from conftest import FACES_DEV, needs_data
 from websockets.sync.client import connect as ws_connect
 
 from vrfer.classes import CLASSES
+from vrfer.fingerprint import weights_fingerprint
 from vrfer.recognizer import samples_path
 from vrfer.serve.app import ServeConfig, ServerThread, create_app
 from vrfer.serve.engine import Predictor
@@ -175,7 +176,7 @@ def test_health_and_model(server, steered_model):
     m = httpx.get(server.url + "/model", timeout=10).json()
     assert m["name"] == "vrfer-cnn-small" and m["classes"] == list(CLASSES)
     assert m["input"]["shape"] == [1, 24, 48] and m["input"]["input_mode"] == "visible-half"
-    assert len(m["version"]) == 12 and m["vrfer_version"]
+    assert m["version"] == weights_fingerprint(steered_model)[:12] and m["vrfer_version"]   # what profiles name
 
 
 def test_predict_real_face_raw_and_multipart(server, faces):
@@ -702,6 +703,28 @@ def test_ws_calibration_captures_finishes_loads_and_clears(server, faces):
         other.send(json.dumps({"type": "calibrate", "action": "load", "profile": prof}))
         assert recv(other, "profile")["profile"] == prof
         assert abs(fear_of(other, faces[0]) - calibrated) < 1e-6       # a saved profile answers as it did
+
+
+def test_ws_calibrate_load_accepts_what_serve_profile_accepts_for_an_exported_model(steered_model, faces, tmp_path):
+    """A profile made with the PyTorch weights is bound to their fingerprint, which an exported .onnx file records:
+    a server running that file takes the profile over the WebSocket, as `serve --profile` does."""
+    from vrfer.export import export_model
+    from vrfer.models import create_model
+    torch_cfg = ServeConfig(model=str(steered_model), face="none", port=0, max_frame_bytes=MAX_FRAME)
+    with ServerThread(create_app(torch_cfg), torch_cfg) as srv, open_ws(srv) as (ws, _):
+        ws.send(json.dumps({"type": "calibrate", "action": "start", "label": "fear", "frames": 2}))
+        recv(ws, "calibration")
+        for _ in range(2):
+            ws.send(faces[0])
+            until(ws, "prediction")
+        ws.send(json.dumps({"type": "calibrate", "action": "finish"}))
+        prof = recv(ws, "profile")["profile"]
+    onnx_file = export_model(create_model(str(steered_model)), tmp_path / "m.onnx", check=False).onnx
+    cfg = ServeConfig(model=str(onnx_file), face="none", port=0, max_frame_bytes=MAX_FRAME)
+    with ServerThread(create_app(cfg), cfg) as srv, open_ws(srv) as (ws, _):
+        assert httpx.get(srv.url + "/model", timeout=10).json()["version"] == prof["model_sha256"][:12]
+        ws.send(json.dumps({"type": "calibrate", "action": "load", "profile": prof}))
+        assert recv(ws, "profile")["profile"]["model_sha256"] == prof["model_sha256"]
 
 
 def test_ws_calibration_refusals_keep_the_connection(server, faces):

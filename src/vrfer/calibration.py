@@ -19,7 +19,7 @@ and the model's usual post-processing (prior, class subset) on z. The representa
 model's last layer (vrfer.representation).
 
 The profile file is JSON (never pickle), documented field by field in `Profile.to_json`, and names the
-model it belongs to: its name and the sha256 of its weights (`model_fingerprint`, of the state dict; an ONNX
+model it belongs to: its name and the sha256 of its weights (vrfer.fingerprint.model_fingerprint; an ONNX
 file from `vrfer export` records it as vrfer_model_sha256). Loading it for another model is refused.
 
 A profile is applied through whichever backend answers: PyTorch, or an ONNX graph with the `representation`
@@ -29,7 +29,6 @@ without vrfer, and the exported model card shows it in C#.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -39,30 +38,15 @@ from pathlib import Path
 import numpy as np
 
 from .errors import VrferError
+from .fingerprint import model_fingerprint
 
 PROFILE_FORMAT = "vrfer-profile"
-MODEL_SHA256_KEY = "vrfer_model_sha256"   # where an exported ONNX file records model_fingerprint of its weights
 PROFILE_VERSION = 1
 PROFILE_L2 = 0.1        # lam of the pull towards the model's own layer (taiwanese-dev, across sessions)
 ADAPTED_BLEND = 0.5     # share of the refitted rows on an adapted model (the rest: its own rows); 1.0 otherwise
 # what `Profile.apply` computes, in words: written into each profile and into exported ONNX files' metadata
 PROFILE_FORMULA = ("logit_c = dot(representation, weight_c) + bias_c for each enrolled class c; other classes keep "
                    "the model's logit; then the model's usual post-processing (prior, classes)")
-
-
-def model_fingerprint(model) -> str:
-    """sha256 (hex) of a model's weights: names, dtypes, shapes and bytes of its state dict as float32,
-    the same for the model loaded from a file and the object in memory."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        a = t.detach().cpu()
-        a = a.float() if a.is_floating_point() else a
-        arr = np.ascontiguousarray(a.numpy())
-        h.update(name.encode())
-        h.update(str(arr.dtype).encode())
-        h.update(str(arr.shape).encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
 
 
 @dataclass
@@ -109,7 +93,7 @@ class Profile:
             "format": PROFILE_FORMAT,          # always "vrfer-profile"
             "version": PROFILE_VERSION,
             "model": self.model,               # the model's name
-            "model_sha256": self.model_sha256,  # sha256 of the model's weights (vrfer.calibration.model_fingerprint)
+            "model_sha256": self.model_sha256,  # sha256 of the model's weights (vrfer.fingerprint.model_fingerprint)
             "person": self.person,             # free text, may be empty
             "created": self.created,
             "method": "last-layer rows refitted with an L2 pull towards the model's own (vrfer.representation.fit_head), blended with the model's own rows by `blend`",

@@ -55,8 +55,11 @@ def _post_info(post) -> dict:
 def evaluate(model, data: FaceSet, occlusion: str = "none", tta_flip: bool = False, post=None) -> dict:
     """Test `model` on `data`; occlusion 'upper-half' blacks out the top half of every face first.
     post: a vrfer.postprocess.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
-    None: the model's own default, as predict's (PostProcess(model.cfg))."""
+    None: the model's own default, as predict's (PostProcess(model.cfg)). model: a model object, or a trained
+    model's name, file or run folder (an architecture name is refused: vrfer.loader.torch_model)."""
+    from .loader import torch_model
     from .postprocess import PostProcess
+    model = torch_model(model)
     if occlusion not in OCCLUSIONS:
         raise ValueError(f"occlusion must be one of {OCCLUSIONS}")
     post = PostProcess(model.cfg) if post is None else post

@@ -55,13 +55,13 @@ def check_float(model, path) -> float:
 
 
 def export_model(model, out, opset: int | None = None, post=None, check: bool = True, int8_calibrate=None,
-                 calibration_faces: int | None = None, weights=None) -> Exported:
+                 calibration_faces: int | None = None) -> Exported:
     """Write a model object (with .cfg) as the ONNX file `out` and its model card (out.json, out.md).
 
     post: the post-processing the file records (vrfer.postprocess.PostProcess; None: the plain model).
     int8_calibrate: a FER+ root: the file is int8 (vrfer.quantize), its ranges set by calibration_faces
-    (default vrfer.quantize.CALIBRATION_FACES) train faces, and `weights` (the .safetensors file the model was
-    loaded from) recorded as its origin. check: compare the file with the PyTorch model (float32: on sample
+    (default vrfer.quantize.CALIBRATION_FACES) train faces. Every file records the fingerprint of the weights
+    (vrfer.fingerprint). check: compare the file with the PyTorch model (float32: on sample
     faces, to MAX_FLOAT_DIFF; int8: on FER+ valid faces, vrfer.quantize.check_int8)."""
     from .modelcard import model_card, write_card
     from .onnx_backend import DEFAULT_OPSET, check_opset, export_onnx
@@ -73,7 +73,36 @@ def export_model(model, out, opset: int | None = None, post=None, check: bool = 
     else:
         from .quantize import CALIBRATION_FACES, check_int8, quantize_model
         n = CALIBRATION_FACES if calibration_faces is None else calibration_faces
-        quantize_model(model, out, int8_calibrate, n, opset, post, weights)
+        quantize_model(model, out, int8_calibrate, n, opset, post)
         card = model_card(model.cfg, out, opset, check=check_int8(model, out, int8_calibrate) if check else None)
     json_path, md_path = write_card(out, model.cfg, card)
     return Exported(out, json_path, md_path, card)
+
+
+class Format(NamedTuple):
+    """One export format: its file suffix and the function that writes a model object in it (model, out, **kw)."""
+    suffix: str
+    write: object
+
+
+# the export formats `vrfer export --format` offers: a new one is one entry here (register_format)
+FORMATS: dict[str, Format] = {"onnx": Format(".onnx", export_model)}
+
+
+def register_format(name: str, suffix: str, write) -> None:
+    """Offer another export format (e.g. TorchScript or TFLite) to `vrfer export --format` and `export`."""
+    FORMATS[name] = Format(suffix, write)
+
+
+def check_out(out, format: str) -> Format:
+    """The format, once `out` is known to be a file of it (VrferError otherwise)."""
+    if format not in FORMATS:
+        raise VrferError(f"unknown export format {format!r}; expected {', '.join(FORMATS)}")
+    if Path(out).suffix.lower() != FORMATS[format].suffix:
+        raise VrferError(f"{out}: a {format} file should end in {FORMATS[format].suffix}")
+    return FORMATS[format]
+
+
+def export(model, out, format: str = "onnx", **kw):
+    """Write `model` in `format` (one of FORMATS) to `out`; kw go to the format's writer (for onnx: export_model)."""
+    return check_out(out, format).write(model, out, **kw)

@@ -3,7 +3,7 @@
 A model spec is a bundled model's name, a .safetensors file, a training run folder, an exported .onnx file, or
 (from the API) a model object. `resolve` reads it once into a ModelSource: the config (input size, channels,
 mean/std, input mode, crop geometry), the weights file, the ONNX graph onnxruntime runs (the shipped int8 graph,
-the .onnx file given, or the float32 export in the cache), which backend answers, and the model's version hash.
+the .onnx file given, or the float32 export in the cache), which backend answers, and which weights these are (`fingerprint`, vrfer.fingerprint).
 The classifiers, the pipeline, the server and the commands take a ModelSource, not a name:
 
     >>> from vrfer.loader import resolve
@@ -44,16 +44,25 @@ class ModelSource:
         return self.weights is None and self.module is None
 
     @cached_property
-    def sha256(self) -> str | None:
-        """sha256 of the file the model comes from (the weights, or the .onnx file given); None for an object."""
-        from .onnx_backend import file_sha256
-        f = self.weights or (self.graph if self.is_onnx_file else None)
-        return file_sha256(f) if f is not None else None
+    def fingerprint(self) -> str | None:
+        """Which weights these are (vrfer.fingerprint, the one hash): of the weights file, the model object, or
+        as an exported .onnx file records it (None for a file exported by an older vrfer)."""
+        from .fingerprint import (
+            MODEL_SHA256_KEY,
+            model_fingerprint,
+            weights_fingerprint,
+        )
+        if self.module is not None:
+            return model_fingerprint(self.module)
+        if self.weights is not None:
+            return weights_fingerprint(self.weights)
+        from .onnx_backend import read_metadata
+        return read_metadata(self.graph).get(MODEL_SHA256_KEY)
 
     @property
     def version(self) -> str:
-        """The first 12 hex digits of sha256 ("untrained" for a model object without a file)."""
-        return self.sha256[:12] if self.sha256 else "untrained"
+        """The first 12 hex digits of the fingerprint ("unknown" for an .onnx file that records none)."""
+        return self.fingerprint[:12] if self.fingerprint else "unknown"
 
     def torch_model(self):
         """The PyTorch model of these weights (loaded anew each call; a model object as it is)."""
@@ -118,9 +127,6 @@ def resolve(model, backend: str = "auto", allow_untrained: bool = False, option:
         from .onnx_backend import cached_onnx
         return ModelSource(spec, cfg, "onnx", weights, cached_onnx(weights))
     return ModelSource(spec, cfg, "torch", weights)
-
-
-load_model = resolve   # the public name: `vrfer.load_model("vrfer-lower").classifier()`
 
 
 def torch_model(model, allow_untrained: bool = False):

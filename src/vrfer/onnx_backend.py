@@ -12,7 +12,7 @@ Everything needed to build that input from a face crop is written into the ONNX 
                          mode, mean/std) and what is done to the output (class prior, class subset);
                          examples/onnx_client.py follows it without vrfer
     classes              the class names, comma separated, in output order
-    vrfer_model_sha256   vrfer.calibration.model_fingerprint of the weights exported: a profile is used
+    vrfer_model_sha256   vrfer.fingerprint.model_fingerprint of the weights exported: a profile is used
                          with this file only when its model_sha256 is this
 
 Opset 15 by default: Unity Sentis imports opsets 7-15 and onnxruntime runs every opset from 7 on.
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .calibration import MODEL_SHA256_KEY
+from .fingerprint import MODEL_SHA256_KEY
 from .errors import VrferError, native_stderr_silenced
 from .models.registry import create_model
 from .preprocess import prepare
@@ -172,7 +172,7 @@ def _quiet_fd2():
 
 
 def _export_bytes(model: nn.Module, opset: int, post=None) -> bytes:
-    from .calibration import model_fingerprint
+    from .fingerprint import model_fingerprint
     cfg = model.cfg
     wrapped = _WithProbs(model)
     rep_dim = representation_dim(model)
@@ -273,8 +273,9 @@ def config_from_metadata(meta: dict[str, str], where: str = "ONNX model"):
 
 # ------------------------------------------------------------------------------------------------- cache
 
-def file_sha256(path) -> str:
-    """sha256 of a file's bytes (a model file's version, the cache's key)."""
+def _file_sha256(path) -> str:
+    """sha256 of a file's bytes: the cache's key (the file's config metadata shapes the export too; which
+    weights a model is: vrfer.fingerprint)."""
     h = hashlib.sha256()
     try:
         with open(path, "rb") as f:
@@ -292,7 +293,7 @@ def cached_onnx(weights, opset: int = DEFAULT_OPSET) -> Path:
     weights = Path(weights)
     if not weights.is_file():
         raise VrferError(f"{weights}: model file not found")
-    key = hashlib.sha256(f"{file_sha256(weights)}|{opset}|{_CACHE_FORMAT}|{torch.__version__}".encode()).hexdigest()
+    key = hashlib.sha256(f"{_file_sha256(weights)}|{opset}|{_CACHE_FORMAT}|{torch.__version__}".encode()).hexdigest()
     out = cache_dir() / "onnx" / f"{weights.stem}-{key[:16]}-op{opset}.onnx"
     if not out.is_file():
         export_onnx(str(weights), out, opset)
@@ -338,7 +339,7 @@ class OnnxClassifier:
         names = [o.name for o in self.session.get_outputs()]
         # files from before the representation output (or of a model without a final Linear) lack it
         self.has_representation = REPRESENTATION in names and "logits" in names
-        # the weights it was exported from (vrfer.calibration.model_fingerprint); None in older files
+        # the weights it was exported from (vrfer.fingerprint.model_fingerprint); None in older files
         self.model_sha256 = meta.get(MODEL_SHA256_KEY)
         self._output = "probs" if "probs" in names else names[0]
         self._softmax = self._output != "probs"

@@ -348,11 +348,11 @@ class Pipeline:
         return self._torch
 
     def model_sha256(self) -> str:
-        """vrfer.calibration.model_fingerprint of the weights answering, what a profile must name: computed
+        """vrfer.fingerprint of the weights answering, what a profile must name: computed
         from the PyTorch weights, or, for an .onnx file given as the model, as recorded in its metadata at
-        export (vrfer.calibration.MODEL_SHA256_KEY)."""
+        export (vrfer.fingerprint.MODEL_SHA256_KEY)."""
         if not hasattr(self, "_fingerprint"):
-            from .calibration import MODEL_SHA256_KEY, model_fingerprint
+            from .fingerprint import MODEL_SHA256_KEY
             recorded = getattr(self.classifier, "model_sha256", None)
             if self.source.is_onnx_file:
                 if not recorded:
@@ -360,7 +360,7 @@ class Pipeline:
                                      "exported by an older vrfer): export it again to use a profile with it")
                 self._fingerprint = recorded
             else:
-                self._fingerprint = model_fingerprint(self.torch_model())
+                self._fingerprint = self.source.fingerprint
                 if recorded and recorded != self._fingerprint:   # never seen: the cache and int8 file are keyed
                     raise VrferError(f"{getattr(self.classifier, 'path', None) or 'the ONNX graph'}: exported from "
                                      "other weights than the model's; use --backend torch")

@@ -9,9 +9,9 @@ faces (a seeded sample, prepared exactly as for inference: vrfer.preprocess.prep
 runs the convolutions as int8 matrix products (VNNI / AMX on CPUs that have them).
 
 The int8 file keeps the float model's vrfer metadata (config, preprocessing: OnnxClassifier and Unity read
-it the same way) and adds `vrfer_quantization`: how it was made, and the sha256 of the float weights it was
-made from (`weights_fingerprint`: the tensors, not the file's metadata), so that a shipped int8 file is never
-used with weights it was not made from (`matches_weights`).
+it the same way, and `vrfer_model_sha256`, the fingerprint of the float weights it was made from: vrfer.fingerprint)
+and adds `vrfer_quantization`: how it was made. A shipped int8 file is never used with weights it was not made
+from (`matches_weights`).
 """
 
 from __future__ import annotations
@@ -48,8 +48,7 @@ def parse_calibrate(text: str) -> str:
     return root
 
 
-def quantize_int8(float_onnx, out, faces: np.ndarray, weights_fingerprint: str | None = None,
-                  calibration: str = "") -> Path:
+def quantize_int8(float_onnx, out, faces: np.ndarray, calibration: str = "") -> Path:
     """Write an int8 (QDQ) version of a vrfer float32 ONNX file, calibrated on uint8 face crops (N, H, W)."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -89,8 +88,7 @@ def quantize_int8(float_onnx, out, faces: np.ndarray, weights_fingerprint: str |
     del m.metadata_props[:]
     info = {"dtype": "int8", "format": "QDQ", "weights": "int8 per channel, 7-bit range", "activations": "uint8 per tensor",
             "float32": "the classifier head (Gemm, Softmax)",
-            "calibration": calibration or f"{len(faces)} faces", "calibrate_method": "MinMax",
-            "float_weights_fingerprint": weights_fingerprint}
+            "calibration": calibration or f"{len(faces)} faces", "calibrate_method": "MinMax"}
     for k, v in {**meta, METADATA_KEY: json.dumps(info)}.items():
         m.metadata_props.add(key=k, value=v)
     m.producer_name = "vrfer"
@@ -104,19 +102,15 @@ def quantize_int8(float_onnx, out, faces: np.ndarray, weights_fingerprint: str |
     return out
 
 
-def quantize_model(model, out, root, n: int = CALIBRATION_FACES, opset: int | None = None, post=None,
-                   weights=None) -> Path:
+def quantize_model(model, out, root, n: int = CALIBRATION_FACES, opset: int | None = None, post=None) -> Path:
     """The int8 file of a model object: its float32 export (vrfer.onnx_backend.export_onnx, with `post`, a
-    vrfer.postprocess.PostProcess) quantised with ranges from n FER+ train faces under `root`. weights: the
-    .safetensors file the model was loaded from, whose fingerprint the file records (None: no record, as for
-    fresh weights)."""
+    vrfer.postprocess.PostProcess) quantised with ranges from n FER+ train faces under `root`; it records the
+    fingerprint of the model's weights, as every export does."""
     from .onnx_backend import DEFAULT_OPSET, export_onnx
-    fingerprint = weights_fingerprint(weights) if weights is not None and Path(weights).is_file() else None
     faces = calibration_faces(root, n)
     with tempfile.TemporaryDirectory() as d:
         f32 = export_onnx(model, Path(d) / "float32.onnx", DEFAULT_OPSET if opset is None else opset, post)
-        return quantize_int8(f32, out, faces, weights_fingerprint=fingerprint,
-                             calibration=f"{len(faces)} FER+ train faces (seed {CALIBRATION_SEED})")
+        return quantize_int8(f32, out, faces, calibration=f"{len(faces)} FER+ train faces (seed {CALIBRATION_SEED})")
 
 
 CHECK_FACES = 1000        # FER+ valid faces the int8 file is checked on
@@ -148,29 +142,13 @@ def quantization_info(path) -> dict | None:
     return json.loads(v) if v else None
 
 
-def weights_fingerprint(weights_file) -> str:
-    """sha256 of a .safetensors file's tensors (names, dtypes, shapes, bytes), not of its metadata: a model
-    card edit keeps the fingerprint, new weights change it."""
-    import hashlib
-
-    from safetensors import safe_open
-    h = hashlib.sha256()
-    try:
-        with safe_open(str(weights_file), framework="numpy") as f:
-            for k in sorted(f.keys()):
-                t = np.ascontiguousarray(f.get_tensor(k))
-                h.update(f"{k}|{t.dtype}|{t.shape}|".encode())
-                h.update(t.tobytes())
-    except Exception as e:  # noqa: BLE001  (any unreadable file: one message)
-        raise VrferError(f"{weights_file}: cannot read the weights ({e})") from None
-    return h.hexdigest()
-
-
 def matches_weights(path, weights_file) -> bool:
-    """Was the int8 file at `path` made from exactly these float weights (weights_fingerprint)?"""
-    info = quantization_info(path) or {}
-    return bool(info.get("float_weights_fingerprint")) and \
-        info["float_weights_fingerprint"] == weights_fingerprint(weights_file)
+    """Was the int8 file at `path` made from exactly these float weights? (The fingerprint it records from the
+    float export, vrfer.fingerprint, against the file's.)"""
+    from .fingerprint import MODEL_SHA256_KEY, weights_fingerprint
+    from .onnx_backend import read_metadata
+    recorded = read_metadata(path).get(MODEL_SHA256_KEY)
+    return bool(recorded) and quantization_info(path) is not None and recorded == weights_fingerprint(weights_file)
 
 
 def bundled_int8(name: str, weights=None) -> Path | None:
@@ -189,5 +167,5 @@ def bundled_int8(name: str, weights=None) -> Path | None:
     return path
 
 
-__all__ = ["bundled_int8", "weights_fingerprint", "CALIBRATION_FACES", "calibration_faces", "parse_calibrate", "quantize_int8", "quantization_info",
+__all__ = ["bundled_int8", "CALIBRATION_FACES", "calibration_faces", "parse_calibrate", "quantize_int8", "quantization_info",
            "matches_weights", "quantize_model", "check_int8"]

@@ -16,15 +16,14 @@ from ..errors import VrferError
 from ..options import int_in
 from ._options import add_model_arg, add_postprocess_args, model_source
 
-FORMATS = ("onnx",)
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX (Unity Sentis / onnxruntime) with a model card",
                        description="Export a model to ONNX with its preprocessing in the file's metadata, and "
                                    "write a model card (FILE.json and FILE.md) beside it.")
     add_model_arg(p, required=True, allow_untrained=True)
-    p.add_argument("--format", choices=FORMATS, default="onnx", help="export format (default onnx)")
+    from ..export import FORMATS
+    p.add_argument("--format", choices=list(FORMATS), default="onnx", help="export format (default onnx)")
     p.add_argument("--out", required=True, help="output file, e.g. vrfer-lower.onnx")
     p.add_argument("--opset", type=int, default=None,
                    help="ONNX opset, 9 up to the newest this PyTorch writes (default 15, the newest that "
@@ -43,7 +42,7 @@ def add_parser(sub) -> None:
 
 
 def run(a) -> int:
-    from ..export import export_model
+    from ..export import check_out, export
     from ..onnx_backend import DEFAULT_OPSET, SENTIS_MAX_OPSET, check_opset
     from ..outputs import output_file
     from ..postprocess import PostProcess
@@ -51,8 +50,7 @@ def run(a) -> int:
 
     opset = check_opset(a.opset if a.opset is not None else DEFAULT_OPSET)
     out = Path(a.out)
-    if out.suffix.lower() != ".onnx":
-        raise VrferError(f"{out}: the output file should end in .onnx")
+    check_out(out, a.format)          # before loading anything
     source = model_source(a)
     model = source.torch_model()
     post = PostProcess(model.cfg, a.prior, a.prior_tau, a.classes)
@@ -62,10 +60,9 @@ def run(a) -> int:
         raise VrferError("--quantize int8 needs --calibrate ferplus=DIR (FER+ train faces set the int8 ranges)")
     if not a.quantize and (a.calibrate or a.calibration_faces is not None):
         raise VrferError(f"{'--calibrate' if a.calibrate else '--calibration-faces'} goes with --quantize int8")
-    done = export_model(model, out, opset, post, check=not a.no_check,
-                        int8_calibrate=parse_calibrate(a.calibrate) if a.quantize else None,
-                        calibration_faces=a.calibration_faces,
-                        weights=source.weights if a.quantize else None)
+    done = export(model, out, a.format, opset=opset, post=post, check=not a.no_check,
+                  int8_calibrate=parse_calibrate(a.calibrate) if a.quantize else None,
+                  calibration_faces=a.calibration_faces)
     check = done.card.get("check", {})
     if a.quantize:
         agree = f", same top class as float32 on {check['agreement']:.2%} of {check['faces']}" if check else ""

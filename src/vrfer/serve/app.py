@@ -293,7 +293,7 @@ class Session:
     def _calibrate(self, msg: dict) -> None:
         """The "calibrate" message (docs/PROTOCOL.md): capture frames of one expression, make the profile from
         what was captured, load a saved one, or clear it."""
-        from ..calibration import Profile, enrol, model_fingerprint
+        from ..calibration import Profile, enrol
         action = msg.get("action")
         if action not in CALIBRATE_ACTIONS:
             raise ProtocolError("bad_message", f"calibrate needs \"action\": one of {', '.join(CALIBRATE_ACTIONS)}")
@@ -326,7 +326,7 @@ class Session:
         else:   # load
             try:
                 prof = Profile.from_json(msg.get("profile"), "calibrate load")
-                prof.check_model(self.state.predictor.cfg, model_fingerprint(pipe.torch_model()))
+                prof.check_model(self.state.predictor.cfg, pipe.model_sha256())   # as serve --profile
             except VrferError as e:
                 raise ProtocolError("bad_param", str(e)) from None
             self.profile = prof
