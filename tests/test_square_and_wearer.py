@@ -47,7 +47,7 @@ def rec():
 def test_the_square_holds_the_mouth_of_a_face_placed_at_a_known_place(rec, at, side):
     canvas, mouth = placed(HAPPY, (640, 360), at, side)
     [p] = rec.predict(canvas)
-    x, y, s = p.square
+    x, _, s = p.square
     assert all(in_lower_half(m, p.square) for m in mouth), (p.square, mouth)
     # the square is the one cut: inside the placed photo's neighbourhood and about a face wide
     assert at[0] - 0.2 * side <= x and x + s <= at[0] + 1.2 * side and 0.5 * side <= s <= 1.3 * side
