@@ -192,11 +192,13 @@ def test_csv_has_a_header_and_one_row_per_face_with_the_8_probabilities(capfd, m
     rc, out, _ = vrfer(capfd, tmp_path, "--model", model, "--face", "none", "--csv")
     rows = list(csv.reader(io.StringIO(out)))
     assert rc == 0
-    assert rows[0] == ["source", "frame", "x", "y", "w", "h", "label", "score", *CLASSES, "held"]
+    assert rows[0] == ["source", "frame", "x", "y", "w", "h", "label", "score", *CLASSES, "held",
+                       "square_x", "square_y", "square_side"]
     assert len(rows) == 4 and all(len(r) == len(rows[0]) for r in rows)
     for r in rows[1:]:
         assert sum(float(v) for v in r[8:16]) == pytest.approx(1.0, abs=1e-3)
         assert r[6] in CLASSES and r[1] == "" and r[16] == "0"
+        assert r[17:] == ["0", "0", r[4]]     # --face none: the square the model read is the whole image
 
 
 def test_folders_are_searched_recursively_for_images_and_videos_only(capfd, model, tmp_path):
@@ -287,7 +289,8 @@ def test_smoothed_csv_has_the_8_smoothed_probabilities_and_their_label(capfd, mo
                        "--max-frames", 2)
     rows = list(csv.reader(io.StringIO(out)))
     assert rc == 0 and len(rows) == 3
-    assert rows[0][-10:] == [*(f"smoothed_{c}" for c in CLASSES), "smoothed_label", "held"] and len(rows[0]) == 26
+    assert rows[0][-13:] == [*(f"smoothed_{c}" for c in CLASSES), "smoothed_label", "held", "square_x", "square_y",
+                             "square_side"] and len(rows[0]) == 29
     assert [r[1] for r in rows[1:]] == ["0", "1"]
 
 

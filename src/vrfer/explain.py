@@ -200,7 +200,7 @@ def explain_image(pipeline, path, out_dir, target=None, taken: set | None = None
         out = out_dir / name
         render(crop, heat, p, cfg, out, target=k)
         d = FacePrediction.of(f.int_box(), p, cfg.classes, face_score=f.score if pipeline.face == "detect" else None,
-                              source=str(path)).to_dict()
+                              source=str(path), square=f.square).to_dict()
         d.update(explained=cfg.classes[k], explained_score=round(float(p[k]), DECIMALS), png=str(out))
         results.append(d)
     return results

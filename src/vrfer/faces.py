@@ -116,13 +116,16 @@ class Face:
     """One detected face: box (x, y, w, h) in image pixels, detector score, 5 landmarks
     (left eye, right eye, nose, left and right mouth corner; (5, 2) x/y) when the detector gives them,
     and which detector found it ("retinaface" or "blazeface": their scores are not on one scale). held: the
-    face tracker (vrfer.tracking) did not see the face in this frame and kept its last box (score 0)."""
+    face tracker (vrfer.tracking) did not see the face in this frame and kept its last box (score 0).
+    square: the whole-pixel square (x, y, side) the face was cut from (vrfer.pipeline.crop_faces sets it when it
+    cuts the face; None before), which every answer reports beside the box."""
 
     box: tuple
     score: float = 1.0
     landmarks: np.ndarray | None = field(default=None, repr=False)
     detector: str = field(default="retinaface", repr=False, compare=False)
     held: bool = False
+    square: tuple | None = field(default=None, repr=False, compare=False)
 
     def int_box(self) -> tuple[int, int, int, int]:
         return tuple(int(round(v)) for v in self.box)
@@ -156,6 +159,22 @@ def _inside(a: Box, b: Box) -> bool:
     """Whether the centre of box a lies in box b."""
     cx, cy = a[0] + a[2] / 2, a[1] + a[3] / 2
     return b[0] <= cx <= b[0] + b[2] and b[1] <= cy <= b[1] + b[3]
+
+
+def wearer_key(face: Face) -> float:
+    """How much a face looks like the headset wearer's: its box area x the detector's score (see wearer_first)."""
+    return float(face.box[2]) * float(face.box[3]) * float(face.score)
+
+
+def wearer_first(faces: list[Face]) -> list[Face]:
+    """Faces in the order every answer gives them, the wearer first (the one rule of predict, serve and the API).
+
+    The rule: in video and serve's streams the face tracker reports one face, the one it follows, acquired by
+    this same rule; in a photo, or a frame searched whole, the wearer is the face of largest box area x detector
+    score. The wearer sits nearest the camera, so their face is the largest; a smaller face (a bystander) or a
+    doubtful one (a headset's front, a hand, a patterned wall: low scores) comes after. Ties keep the detector's
+    order (best score first)."""
+    return sorted(faces, key=lambda f: -wearer_key(f))
 
 
 def iou(a: Box, b: Box) -> float:
@@ -229,13 +248,17 @@ def face_square(box: Box, landmarks=None, crop=None) -> tuple[float, float, floa
     return sq if sq is not None else square_box(box, g.side_per_width, g.bottom)
 
 
+def pixel_square(x: float, y: float, side: float) -> tuple[int, int, int]:
+    """The whole pixels crop_square cuts for the square (x, y, side): corner and side rounded (side >= 1)."""
+    return int(round(x)), int(round(y)), max(1, int(round(side)))
+
+
 def crop_square(image: np.ndarray, x: float, y: float, side: float, out_size: int | None = None) -> np.ndarray:
     """Cut the square (x, y, side) out of an image, replicating the border where the square leaves it,
     and scale it to out_size (area averaging when shrinking, as FER2013 was made)."""
     import cv2
     h, w = image.shape[:2]
-    side_i = max(1, int(round(side)))
-    x0, y0 = int(round(x)), int(round(y))
+    x0, y0, side_i = pixel_square(x, y, side)
     x1, y1 = x0 + side_i, y0 + side_i
     cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     if cx0 >= cx1 or cy0 >= cy1:
@@ -264,14 +287,17 @@ def align_crop(image: np.ndarray, box: Box, size: int = FER_SIZE, square: bool =
 
     square=False takes the box as the crop itself (a fixed region the user chose, or an already
     cropped face); a non-square box is then centred in a square of its longer side."""
-    gray = to_gray(image)
+    return crop_square(to_gray(image), *crop_region(box, landmarks, square, crop), size)
+
+
+def crop_region(box: Box, landmarks=None, square: bool = True, crop=None) -> tuple[float, float, float]:
+    """The square (x, y, side) align_crop cuts for a face: face_square for a detected face (square=True), else
+    the box centred in a square of its longer side. pixel_square gives the whole pixels it covers."""
     if square:
-        sx, sy, side = face_square(box, landmarks, crop)
-    else:
-        x, y, w, h = box
-        side = float(max(w, h))
-        sx, sy = x + w / 2.0 - side / 2.0, y + h / 2.0 - side / 2.0
-    return crop_square(gray, sx, sy, side, size)
+        return face_square(box, landmarks, crop)
+    x, y, w, h = box
+    side = float(max(w, h))
+    return x + w / 2.0 - side / 2.0, y + h / 2.0 - side / 2.0, side
 
 
 # ------------------------------------------------------------------------------------------- headset

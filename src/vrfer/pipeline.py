@@ -5,7 +5,7 @@ Python API (vrfer.recognizer.Recognizer) and the exported model card all follow.
               (`load_image`: 8/16-bit, gray/colour/alpha/palette/CMYK, EXIF orientation)
 2. faces:     `face` = "detect" (RetinaFace with BlazeFace's second opinion, vrfer.faces), "none" (the image
               is the face) or a box x, y, w, h (`parse_face` reads all three)
-3. crop:      each face -> a uint8 48x48 grayscale square (vrfer.faces.align_crop: the FER+ framing
+3. crop:      each face -> a uint8 48x48 grayscale square (vrfer.faces.crop_region: the FER+ framing
               for a detected face; the box centred in a square of its longer side otherwise; the
               border replicated where the square leaves the image; area-averaged when shrinking)
 4. classify:  the crops -> the model's probabilities (torch or onnxruntime, vrfer.preprocess.prepare)
@@ -31,7 +31,16 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageTooLargeError, NoFaceError, VrferError
-from .faces import FER_SIZE, Face, align_crop, check_box
+from .faces import (
+    FER_SIZE,
+    Face,
+    check_box,
+    crop_region,
+    crop_square,
+    pixel_square,
+    to_gray,
+    wearer_first,
+)
 from .loader import resolve
 from .postprocess import PostProcess, adjust_probs, softmax  # noqa: F401  (adjust_probs: the pipeline's step 5)
 from .pretrained import DEFAULT_MODEL
@@ -245,7 +254,8 @@ def find_faces(image: np.ndarray, face, detector=None, tracker=None) -> list[Fac
 
     "none": the whole image; a box: that box (VrferError when it lies outside the image); "detect":
     the tracker's face when a tracker (video, one face followed between frames) is given, else every
-    face the detector finds (possibly none)."""
+    face the detector finds (possibly none), the wearer first (vrfer.faces.wearer_first: the rule of every
+    answer)."""
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise VrferError(f"image is {w}x{h} pixels: too small to hold a face")
@@ -257,17 +267,22 @@ def find_faces(image: np.ndarray, face, detector=None, tracker=None) -> list[Fac
         return [Face((float(x), float(y), float(bw), float(bh)), 1.0)]
     if tracker is not None:
         return list(tracker.update(image))
-    return list(detector.detect(image))
+    return wearer_first(detector.detect(image))
 
 
 def crop_faces(image: np.ndarray, faces: list[Face], face, crop=None) -> np.ndarray:
     """uint8 (N, 48, 48) grayscale squares of the faces, framed as FER+ faces when detected (the model
     takes the lower half itself: hand it the full square). crop: how a detected face's square is placed
-    (vrfer.faces.CropGeometry, a rule name, or None: the defaults; the pipeline passes its model's)."""
+    (vrfer.faces.CropGeometry, a rule name, or None: the defaults; the pipeline passes its model's).
+    Sets each face's `square`: the whole pixels (x, y, side) it was cut from, what every answer reports."""
     if not faces:
         return np.zeros((0, FER_SIZE, FER_SIZE), np.uint8)
-    return np.stack([align_crop(image, f.box, FER_SIZE, square=face == "detect", landmarks=f.landmarks, crop=crop)
-                     for f in faces])
+    gray = to_gray(image)
+    out = []
+    for f in faces:
+        f.square = pixel_square(*crop_region(f.box, f.landmarks, face == "detect", crop))
+        out.append(crop_square(gray, *f.square, FER_SIZE))
+    return np.stack(out)
 
 
 # ------------------------------------------------------------------------------------ 4. classify

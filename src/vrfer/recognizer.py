@@ -232,7 +232,7 @@ class Recognizer:
         smoothed = (self._smoother.update([f.box for f in faces], probs) if self._smoother is not None
                     else [None] * len(faces))
         return [FacePrediction.of(f.int_box(), p, self.classes, s, f.score if self.face == "detect" else None,
-                                  f.held, source, frame)
+                                  f.held, source, frame, f.square)
                 for f, p, s in zip(faces, probs, smoothed)]
 
     def video(self, src, max_frames: int | None = None, progress: bool = False,
@@ -289,7 +289,7 @@ class Recognizer:
                             if is_video:
                                 continue        # a frame without a face in a video is skipped
                             raise NoFaceError(f"{where}: no face found")
-                        crops.append(self.pipeline.crops(loaded, [max(faces, key=lambda f: f.score)])[0])
+                        crops.append(self.pipeline.crops(loaded, faces[:1])[0])   # the wearer (wearer_first)
                         labels.append(label)
                         found += 1
                 except VrferError as e:

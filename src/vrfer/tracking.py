@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from .faces import Face, iou, to_bgr
+from .faces import Face, iou, to_bgr, wearer_first
 
 GRID = 8                 # pixels: the re-detection square's corner and side snap to this grid
 
@@ -209,7 +209,7 @@ class FaceTracker:
         if not faces:
             self.box, self.face = None, None
             return []
-        self._acquire(max(faces, key=lambda f: f.box[2] * f.box[3] * f.score))
+        self._acquire(wearer_first(faces)[0])    # the wearer: the rule of every answer
         return [self.face]
 
     def _calibrate(self, measured, face_px: int) -> None:

@@ -60,6 +60,10 @@ def add_parser(sub) -> None:
     p.set_defaults(fn=run)
 
 
+# the square the model read (vrfer.results: `square`), last so that the columns before keep their places
+SQUARE_COLUMNS = ("square_x", "square_y", "square_side")
+
+
 class _Writer:
     """One face a line: vrfer.results.FacePrediction as a table, its to_dict as JSON, or the same values as CSV."""
 
@@ -73,7 +77,7 @@ class _Writer:
             head = ["source", "frame", "x", "y", "w", "h", "label", "score"] + self.classes
             if smoothing:
                 head += [f"smoothed_{c}" for c in self.classes] + ["smoothed_label"]
-            self.csv.writerow(head + ["held"])
+            self.csv.writerow(head + ["held"] + list(SQUARE_COLUMNS))
 
     def write(self, pred, size: tuple[int, int] | None = None) -> None:
         """size: the image's (width, height), to mark a box that reaches outside it in the table."""
@@ -86,7 +90,7 @@ class _Writer:
             if self.smoothing:
                 sm = pred.smoothed or pred.probs
                 row += [num(sm[c]) for c in self.classes] + [pred.smoothed_label or pred.label]
-            self.csv.writerow(row + [int(pred.held)])
+            self.csv.writerow(row + [int(pred.held)] + (list(pred.square) if pred.square else ["", "", ""]))
         else:
             if not self.header_done:
                 print(_TABLE_HEADER, file=self.stream)

@@ -162,7 +162,7 @@ def answer(faces: list[dict], post: PostProcess, classes, smoother: Smoother | N
     smoothed = smoother.update([f["box"] for f in faces], probs) if smoother is not None and faces else \
         [None] * len(faces)
     return [FacePrediction.of(f["box"], p, classes, s, f.get("face_score"), f.get("held", False), source or "",
-                              frame) for f, p, s in zip(faces, probs, smoothed)]
+                              frame, f.get("square")) for f, p, s in zip(faces, probs, smoothed)]
 
 
 class Session:

@@ -96,9 +96,9 @@ class Predictor:
 
     def predict_batch(self, images: list[np.ndarray], want_crops: list[bool], trackers: list | None = None,
                       want_reps: list[bool] | None = None) -> list:
-        """-> per image its faces [{box, face_score, held, probs (the model's, class order), crop (PNG data URL,
-        first face, when wanted), logits and representation (the model's own, when wanted: a connection that
-        calibrates)}], largest first, or a ProtocolError for that image."""
+        """-> per image its faces [{box, square, face_score, held, probs (the model's, class order), crop (PNG data
+        URL, first face, when wanted), logits and representation (the model's own, when wanted: a connection that
+        calibrates)}], the wearer first (vrfer.faces.wearer_first), or a ProtocolError for that image."""
         pipe = self.pipeline
         out: list = [None] * len(images)
         crops, owners = [], []
@@ -110,7 +110,7 @@ class Predictor:
                 out[i] = ProtocolError("bad_image", str(e)[:300])
                 continue
             # face_score and held (the tracker did not see the face and kept its last box) as vrfer.results writes them
-            out[i] = [{"box": list(f.int_box()), "_crop": c[j], "held": f.held,
+            out[i] = [{"box": list(f.int_box()), "square": list(f.square), "_crop": c[j], "held": f.held,
                        "face_score": float(f.score) if pipe.face == "detect" else None}
                       for j, f in enumerate(faces)]
             crops.append(c)
@@ -127,8 +127,7 @@ class Predictor:
         for faces, want in zip(out, want_crops):
             if isinstance(faces, Exception):
                 continue
-            faces.sort(key=lambda f: -f["box"][2] * f["box"][3])
-            for f in faces:
+            for f in faces:     # the wearer first, as vrfer.pipeline.find_faces ordered them
                 crop = f.pop("_crop")
                 if want and f is faces[0]:
                     f["crop"] = model_view_png(crop, self.cfg)
