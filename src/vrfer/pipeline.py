@@ -367,16 +367,36 @@ class Pipeline:
         return self._fingerprint
 
     def set_profile(self, profile) -> None:
-        """Calibrate to one person: a vrfer.calibration.Profile, a profile file, or None (no calibration).
-        VrferError when the profile was made for other weights."""
-        from .calibration import Profile
+        """Calibrate to one person: a vrfer.calibration.Profile, a profile file, its JSON object (a dict), or
+        None (no calibration). VrferError when it is damaged or made for other weights (vrfer.profile_check)."""
         if profile is None:
             self.profile = None
             return
-        profile = profile if isinstance(profile, Profile) else Profile.load(profile)
-        self._calibrating_classifier()
-        profile.check_model(self.cfg, self.model_sha256())
-        self.profile = profile
+        self.profile = self.check_profile(profile)
+
+    def representation_width(self) -> int:
+        """D, the width of the representation a profile's rows multiply (vrfer.representation)."""
+        clf = self._calibrating_classifier()
+        if hasattr(clf, "model"):
+            from .representation import head
+            return head(clf.model).in_features
+        width = getattr(clf, "representation_width", None)
+        if not isinstance(width, int):      # a graph with a symbolic width: the PyTorch model's
+            from .representation import head
+            width = head(self.torch_model()).in_features
+        return width
+
+    def check_profile(self, profile, where: str | None = None):
+        """A profile (a vrfer.calibration.Profile, a profile file, or its JSON object) checked against this
+        pipeline's model by vrfer.profile_check: the one door, for the API, the CLI and serve."""
+        from .profile_check import check_profile
+        from .calibration import Profile
+        if not isinstance(profile, (Profile, dict, str, os.PathLike)):
+            raise VrferError(f"profile={type(profile).__name__}: a profile is a vrfer.calibration.Profile, a profile "
+                             "file's path or its JSON object (a dict)")
+        if isinstance(profile, str):
+            profile = Path(profile)      # a string is a path here (JSON text comes as a dict)
+        return check_profile(profile, self.cfg, self.representation_width(), self.model_sha256(), where)
 
     def logits_and_features(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 crops -> (logits (N, C), representations (N, D)) from the classifier that answers
