@@ -990,3 +990,19 @@ def test_serve_calibrate_load_refuses_a_misfit_profile_and_captures_are_bounded(
                 assert json.loads(ws.recv(timeout=60))["type"] == "profile"
     finally:
         serve_app.MAX_CAPTURED = old
+
+
+def test_a_float_image_just_outside_0_1_is_still_a_0_1_image_and_a_wild_one_is_refused():
+    from vrfer.errors import VrferError
+    from vrfer.pipeline import image_from_array
+    img = face_like().astype(np.float32) / 255.0
+    want = image_from_array(img)
+    for nudge in (1.0001, -0.008):                 # was: read as a 0-255 image (near-black)
+        bent = img.copy()
+        bent[0, 0] = nudge
+        got = image_from_array(bent)
+        assert np.array_equal(got[1:], want[1:]) and got.max() > 150
+    assert np.array_equal(image_from_array(img * 255 + 10), np.clip(np.rint(img * 255 + 10), 0, 255).astype(np.uint8))
+    for bad, words in ((img * 1000, "expected 0 to 1 or 0 to 255"), (np.full((8, 8), np.nan, np.float32), "NaN")):
+        with pytest.raises(VrferError, match=words):
+            image_from_array(bad)

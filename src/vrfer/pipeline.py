@@ -43,6 +43,9 @@ MAX_BOX = 16384                  # largest coordinate of a fixed face box (--fac
 
 # ------------------------------------------------------------------------------------------- 1. load
 
+FLOAT_SLACK = 0.05     # how far outside [0, 1] (or 0-255, scaled) a float image may stray and still be read as one
+
+
 def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
@@ -51,9 +54,17 @@ def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint16:
         return (arr >> 8).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
-        a = np.nan_to_num(arr.astype(np.float32))
-        if a.size and a.max() <= 1.0 and a.min() >= 0.0:
-            a = a * 255.0
+        # a [0, 1] image, or a 0-255 one, each with 5% of overshoot (a cubic resize, 1.0001) clipped; else refused
+        a = arr.astype(np.float32)
+        if not a.size:
+            return a.astype(np.uint8)
+        if not np.all(np.isfinite(a)):
+            raise VrferError("float image with NaN or infinite values")
+        lo, hi = float(a.min()), float(a.max())
+        if lo >= -FLOAT_SLACK and hi <= 1.0 + FLOAT_SLACK:
+            a = np.clip(a, 0.0, 1.0) * 255.0
+        elif not (lo >= -255 * FLOAT_SLACK and hi <= 255 * (1 + FLOAT_SLACK)):
+            raise VrferError(f"float image with values from {lo:g} to {hi:g}: expected 0 to 1 or 0 to 255")
         return np.clip(np.rint(a), 0, 255).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer):
         a = arr.astype(np.int64)
