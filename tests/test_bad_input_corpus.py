@@ -855,6 +855,19 @@ def test_predict_refuses_a_missing_profile_and_runs_one_on_the_onnx_backend(run,
 
 
 @pytest.mark.parametrize("argv, words", [
+    (["--calibrate", "1", "--seed", "-5"], "--seed -5"),                 # was: internal error ValueError
+    (["--calibrate", "1", "--draws", "100000000"], "1 to 100"),          # was: no bound, no progress
+    (["--seed", "3"], "--seed goes with --calibrate"),                    # was: silently ignored
+    (["--draws", "3"], "--draws goes with --calibrate"),
+    (["--calibrate", "1", "--out", "x"], "--out"),                        # was: silently ignored
+    (["--adapt", "loo", "--out", "x"], "--out"),
+])
+def test_evaluate_seed_draws_and_out_are_bounded_and_never_ignored(run, corpus, argv, words):
+    rc, out, err, new = run("evaluate", "--dataset", "folder", "--root", "@labelled_unreadable", "--skip-bad", *argv)
+    assert rc == 2 and not new and words in one_line(err)
+
+
+@pytest.mark.parametrize("argv, words", [
     (["--dataset", "ferplus", "--root", "@ferplus", "--adapt", "loo"], "--dataset folder"),
     (["--dataset", "ferplus", "--root", "@ferplus", "--occlusion", "headset"], "--dataset folder"),
     (["--dataset", "folder", "--root", "@labelled_unreadable", "--calibrate", "-1", "--skip-bad"], "K >= 0"),

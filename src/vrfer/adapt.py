@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .errors import VrferError
+from .outputs import plural
 from .preprocess import prepare
 from .representation import fit_head, head, logits_and_features
 
@@ -211,7 +212,7 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
             report["no_face_files"] = info["no_face_files"]
         if info["skipped"]:
             report["skipped"] = info["skipped"]
-        say(f"{root}: {len(labels)} labelled faces of {report['people']} people")
+        say(f"{root}: {plural(len(labels), 'labelled face')} of {plural(report['people'], 'person')}")
     extra = None
     if unlabelled:
         rec = Recognizer(base, face=face, backend="torch", threads=threads, prior="train")
@@ -230,7 +231,7 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
         report["loo"] = scores(labels, loo.argmax(1))
         report["generic_same_faces"] = scores(labels, generic)
     adapted = adapt_arrays(base, crops, labels, extra, lam, mirror=mirror)
-    what = ", ".join(x for x in (f"{report.get('faces', 0)} labelled faces of {report.get('people', 0)} people "
+    what = ", ".join(x for x in (f"{plural(report.get('faces', 0), 'labelled face')} of {plural(report.get('people', 0), 'person')} "
                                  f"({Path(str(root)).name})" if root is not None else "",
                                  f"{len(extra)} unlabelled faces" if extra is not None else "") if x)
     record = {k: v for k, v in report.items() if k not in ("base_model",)}
