@@ -1019,3 +1019,32 @@ def test_a_float_image_just_outside_0_1_is_still_a_0_1_image_and_a_wild_one_is_r
     for bad, words in ((img * 1000, "expected 0 to 1 or 0 to 255"), (np.full((8, 8), np.nan, np.float32), "NaN")):
         with pytest.raises(VrferError, match=words):
             image_from_array(bad)
+
+
+def test_a_truncated_or_piped_video_is_never_used_in_part_by_calibrate_adapt_or_enrol(run, corpus, tmp_path):
+    from vrfer.errors import VrferError
+    from vrfer.recognizer import Recognizer
+    fifo = tmp_path / "fifo.avi"
+    os.mkfifo(fifo)                                                  # was: blocked forever
+    cut = corpus["video_truncated"]                                  # was: 20-odd of 48 frames, exit 0, no word
+    for video, words in ((cut, "truncated"), (fifo, "a pipe")):
+        rc, out, err, new = run("calibrate", f"happiness={video}", "--face", "none", "--out", "me.json")
+        assert rc == 2 and not new and words in one_line(err, video.name)
+        rc, out, err, new = run("adapt", "--unlabelled", str(video), "--face", "none", "--out", "a.safetensors")
+        assert rc == 2 and not new and words in one_line(err, video.name)
+        rc, out, err, new = run("predict", str(video), "--face", "none", "--no-progress")
+        assert rc == 1 and words in err[-1]
+        with pytest.raises(VrferError, match=words):
+            Recognizer(face="none").enrol({"happiness": str(video)}, use=False)
+
+
+def test_adapt_skip_bad_skips_an_unreadable_unlabelled_image_as_its_help_says(run, corpus, tmp_path):
+    d = tmp_path / "unlabelled"
+    d.mkdir()
+    shutil.copy(corpus["face"], d / "a.png")
+    shutil.copy(corpus["text"], d / "b.jpg")                         # was: exit 2 although --skip-bad
+    rc, out, err, new = run("adapt", "--unlabelled", str(d), "--face", "none", "--out", "a.safetensors",
+                            "--skip-bad")
+    assert rc == 0 and "a.safetensors" in new and any("1 unreadable images skipped" in line for line in err)
+    rc, out, err, new = run("adapt", "--unlabelled", str(d), "--face", "none", "--out", "b.safetensors")
+    assert rc == 2 and not new and "not an image" in one_line(err, "b.jpg")

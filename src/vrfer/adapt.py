@@ -138,7 +138,8 @@ def adapted_config(model: nn.Module, name: str, record: dict, labels: np.ndarray
                    trained_on=f"{cfg.trained_on}; adapted: {record.get('summary', '')}".strip("; "))
 
 
-def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = False) -> tuple[np.ndarray, dict]:
+def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = False,
+                     skip_bad: bool = False) -> tuple[np.ndarray, dict]:
     """Face crops (the best face of each image or video frame) from image files, folders of images and
     video files of the setup, through predict's path. Returns (crops, counts): counts of images and frames
     read and of those where no face was found."""
@@ -166,7 +167,7 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
         for f in files:
             if f.suffix.lower() in VIDEO_EXTS:
                 try:
-                    for frame in video_frames(f, max_frames):
+                    for frame in video_frames(f, max_frames, whole=True):
                         counts["frames"] += 1
                         take(frame)
                 except VrferError as e:
@@ -177,7 +178,10 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
                 except NoFaceError:
                     counts["no_face"] += 1
                 except VrferError as e:
-                    raise VrferError(f"{f}: {e}") from None
+                    if not skip_bad:
+                        raise VrferError(f"{f}: {e}") from None
+                    counts["unreadable"] = counts.get("unreadable", 0) + 1     # --skip-bad: skipped, counted
+                    continue
                 counts["images"] += 1
     return (np.stack(crops) if crops else np.zeros((0, 48, 48), np.uint8)), counts
 
@@ -216,10 +220,11 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
     extra = None
     if unlabelled:
         rec = Recognizer(base, face=face, backend="torch", threads=threads, prior="train")
-        extra, counts = unlabelled_faces(rec, list(unlabelled))
+        extra, counts = unlabelled_faces(rec, list(unlabelled), skip_bad=skip_bad)
         report["unlabelled"] = {"sources": [str(u) for u in unlabelled], **counts, "faces": int(len(extra))}
         say(f"unlabelled: {len(extra)} faces from {counts['images']} images and {counts['frames']} video frames"
-            + (f" (no face found in {counts['no_face']} of them)" if counts["no_face"] else ""))
+            + (f" (no face found in {counts['no_face']} of them)" if counts["no_face"] else "")
+            + (f"; {counts['unreadable']} unreadable images skipped" if counts.get("unreadable") else ""))
     if (crops is None or not len(crops)) and (extra is None or not len(extra)):
         raise VrferError("no face of the setup to adapt on (give a labelled folder, unlabelled faces, or both)")
     if estimate and labels is not None and len(np.unique(subjects)) < MIN_PEOPLE_LOO:
