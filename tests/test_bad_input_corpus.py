@@ -855,6 +855,19 @@ def test_predict_refuses_a_missing_profile_and_runs_one_on_the_onnx_backend(run,
 
 
 @pytest.mark.parametrize("argv, words", [
+    (["--calibrate", "1", "--seed", "-5"], "--seed -5"),                 # was: internal error ValueError
+    (["--calibrate", "1", "--draws", "100000000"], "1 to 100"),          # was: no bound, no progress
+    (["--seed", "3"], "--seed goes with --calibrate"),                    # was: silently ignored
+    (["--draws", "3"], "--draws goes with --calibrate"),
+    (["--calibrate", "1", "--out", "x"], "--out"),                        # was: silently ignored
+    (["--adapt", "loo", "--out", "x"], "--out"),
+])
+def test_evaluate_seed_draws_and_out_are_bounded_and_never_ignored(run, corpus, argv, words):
+    rc, out, err, new = run("evaluate", "--dataset", "folder", "--root", "@labelled_unreadable", "--skip-bad", *argv)
+    assert rc == 2 and not new and words in one_line(err)
+
+
+@pytest.mark.parametrize("argv, words", [
     (["--dataset", "ferplus", "--root", "@ferplus", "--adapt", "loo"], "--dataset folder"),
     (["--dataset", "ferplus", "--root", "@ferplus", "--occlusion", "headset"], "--dataset folder"),
     (["--dataset", "folder", "--root", "@labelled_unreadable", "--calibrate", "-1", "--skip-bad"], "K >= 0"),
@@ -865,3 +878,173 @@ def test_predict_refuses_a_missing_profile_and_runs_one_on_the_onnx_backend(run,
 def test_evaluate_adapt_and_calibrate_bad_options(run, corpus, argv, words):
     rc, out, err, new = run("evaluate", *argv)
     assert rc == 2 and words in one_line(err)
+
+
+# ------------------------------------------------------- personal inputs checked at the door (issue 34)
+
+@pytest.fixture(scope="module")
+def good_profile(tmp_path_factory, corpus):
+    """A real profile of the bundled model (vrfer calibrate on the corpus face), as its JSON object."""
+    import json
+
+    from vrfer.recognizer import Recognizer
+    rec = Recognizer(face="none")
+    return json.loads(json.dumps(rec.enrol({"happiness": [str(corpus["face"])]}, use=False).to_json()))
+
+
+def _profile_cases(d):
+    import copy
+    cases = []
+
+    def case(words, **change):
+        p = copy.deepcopy(d)
+        for k, v in change.items():
+            p[k] = v(p) if callable(v) else v
+        cases.append((p, words))
+    case("384 expected", weight=lambda p: [r[:-1] for r in p["weight"]])          # 383 numbers a row
+    case("within +-1000", bias=[1e38])
+    case("within +-1000", weight=lambda p: [[1e6] + r[1:] for r in p["weight"]])
+    case("profile version True", version=True)
+    case("must hold numbers", bias=["0.5"])
+    case("must hold numbers", weight=lambda p: [[True] + r[1:] for r in p["weight"]])
+    case("must be a list of numbers", weight=lambda p: [5 for _ in p["weight"]])  # was: numpy's inhomogeneous shape
+    case("must be text", model_sha256=5)
+    return cases
+
+
+def test_a_profile_that_does_not_fit_the_model_is_refused_in_one_line_everywhere(run, corpus, tmp_path, good_profile):
+    import json
+    import warnings
+
+    from vrfer.errors import VrferError
+    from vrfer.recognizer import Recognizer
+    rec = Recognizer(face="none")
+    for i, (prof, words) in enumerate(_profile_cases(good_profile)):
+        bad = tmp_path / f"bad{i}.json"
+        bad.write_text(json.dumps(prof))
+        rc, out, err, new = run("predict", "@face", "--face", "none", "--profile", str(bad))
+        assert rc == 2 and words in one_line(err, bad), (words, err)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")                  # no RuntimeWarning leaks (1e300 and the like)
+            with pytest.raises(VrferError, match=re.escape(words)):
+                Recognizer(face="none", profile=str(bad))
+            with pytest.raises(VrferError, match=re.escape(words)):
+                rec.set_profile(prof)                       # the JSON object serve's `profile` event carries
+    rc, out, err, new = run("serve", "--port", "0", "--profile", str(tmp_path / "bad0.json"))
+    assert rc == 2 and "384 expected" in one_line(err)
+    with pytest.raises(VrferError, match="profile=int: a profile is"):
+        Recognizer(face="none", profile=5)
+    rec.set_profile(good_profile)                            # a dict works, as does the file with a BOM
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(good_profile).encode())
+    rc, out, err, new = run("predict", "@face", "--face", "none", "--profile", str(bom))
+    assert rc == 0 and err == []
+
+
+def test_a_deep_huge_or_piped_profile_is_refused_at_once(run, corpus, tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)             # was: internal error RecursionError
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (5 * 2 ** 20))
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)                                          # was: blocked forever
+    for path, words in ((deep, "nested over"), (big, "at most 4 MB"), (fifo, "a pipe")):
+        rc, out, err, new = run("predict", "@face", "--face", "none", "--profile", str(path))
+        assert rc == 2 and words in one_line(err, path)
+
+
+def test_serve_calibrate_load_refuses_a_misfit_profile_and_captures_are_bounded(corpus, good_profile):
+    """calibrate load answers bad_param (was: accepted, then every frame failed); one client capturing without
+    end holds at most MAX_CAPTURED faces (the `captured` counter), and the connection goes on."""
+    import json
+
+    from websockets.sync.client import connect
+
+    from vrfer.serve import app as serve_app
+    from vrfer.serve.app import ServeConfig, ServerThread, create_app
+    cfg = ServeConfig(model="vrfer-lower", face="none", port=0)
+    frame = corpus["face"].read_bytes()
+    cap = 40
+    old = serve_app.MAX_CAPTURED
+    serve_app.MAX_CAPTURED = cap                 # the bound itself, made small: the soak runs in seconds
+    try:
+        with ServerThread(create_app(cfg), cfg) as srv:
+            with connect(srv.url.replace("http", "ws", 1) + "/ws", max_size=None, open_timeout=20) as ws:
+                assert json.loads(ws.recv(timeout=20))["type"] == "hello"
+                for prof, words in _profile_cases(good_profile):
+                    ws.send(json.dumps({"type": "calibrate", "action": "load", "profile": prof}))
+                    ev = json.loads(ws.recv(timeout=60))
+                    assert ev["type"] == "error" and ev["code"] == "bad_param" and words in ev["message"], ev
+                ws.send(json.dumps({"type": "calibrate", "action": "load", "profile": "/etc/passwd"}))
+                ev = json.loads(ws.recv(timeout=60))
+                assert ev["code"] == "bad_param" and "JSON object" in ev["message"]
+                refused = 0
+                for _ in range(cap // 10 + 3):           # keeps capturing past the bound
+                    ws.send(json.dumps({"type": "calibrate", "action": "start", "label": "happiness",
+                                        "frames": 10}))
+                    ev = json.loads(ws.recv(timeout=60))
+                    if ev["type"] == "error":
+                        assert ev["code"] == "bad_param" and f"{cap} faces" in ev["message"]
+                        refused += 1
+                        continue
+                    for _ in range(10):
+                        ws.send(frame)
+                        kinds = set()
+                        while "prediction" not in kinds:
+                            kinds.add(json.loads(ws.recv(timeout=60))["type"])
+                    ws.send(json.dumps({"type": "stats"}))
+                    ev = json.loads(ws.recv(timeout=20))
+                    while ev["type"] != "stats":
+                        ev = json.loads(ws.recv(timeout=20))
+                    captured = ev["captured"]
+                    assert captured <= cap
+                assert refused >= 2 and captured == cap
+                ws.send(json.dumps({"type": "calibrate", "action": "finish"}))
+                assert json.loads(ws.recv(timeout=60))["type"] == "profile"
+    finally:
+        serve_app.MAX_CAPTURED = old
+
+
+def test_a_float_image_just_outside_0_1_is_still_a_0_1_image_and_a_wild_one_is_refused():
+    from vrfer.errors import VrferError
+    from vrfer.pipeline import image_from_array
+    img = face_like().astype(np.float32) / 255.0
+    want = image_from_array(img)
+    for nudge in (1.0001, -0.008):                 # was: read as a 0-255 image (near-black)
+        bent = img.copy()
+        bent[0, 0] = nudge
+        got = image_from_array(bent)
+        assert np.array_equal(got[1:], want[1:]) and got.max() > 150
+    assert np.array_equal(image_from_array(img * 255 + 10), np.clip(np.rint(img * 255 + 10), 0, 255).astype(np.uint8))
+    for bad, words in ((img * 1000, "expected 0 to 1 or 0 to 255"), (np.full((8, 8), np.nan, np.float32), "NaN")):
+        with pytest.raises(VrferError, match=words):
+            image_from_array(bad)
+
+
+def test_a_truncated_or_piped_video_is_never_used_in_part_by_calibrate_adapt_or_enrol(run, corpus, tmp_path):
+    from vrfer.errors import VrferError
+    from vrfer.recognizer import Recognizer
+    fifo = tmp_path / "fifo.avi"
+    os.mkfifo(fifo)                                                  # was: blocked forever
+    cut = corpus["video_truncated"]                                  # was: 20-odd of 48 frames, exit 0, no word
+    for video, words in ((cut, "truncated"), (fifo, "a pipe")):
+        rc, out, err, new = run("calibrate", f"happiness={video}", "--face", "none", "--out", "me.json")
+        assert rc == 2 and not new and words in one_line(err, video.name)
+        rc, out, err, new = run("adapt", "--unlabelled", str(video), "--face", "none", "--out", "a.safetensors")
+        assert rc == 2 and not new and words in one_line(err, video.name)
+        with pytest.raises(VrferError, match=words):
+            Recognizer(face="none").enrol({"happiness": str(video)}, use=False)
+
+
+@pytest.mark.xfail(reason="issue 34: adapt --skip-bad still exits 2 here; cause not yet found (the unlabelled_faces "
+                          "change alone does not fix it)", strict=True)
+def test_adapt_skip_bad_skips_an_unreadable_unlabelled_image_as_its_help_says(run, corpus, tmp_path):
+    d = tmp_path / "unlabelled"
+    d.mkdir()
+    shutil.copy(corpus["face"], d / "a.png")
+    shutil.copy(corpus["text"], d / "b.jpg")                         # was: exit 2 although --skip-bad
+    rc, out, err, new = run("adapt", "--unlabelled", str(d), "--face", "none", "--out", "a.safetensors",
+                            "--skip-bad")
+    assert rc == 0 and "a.safetensors" in new and any("1 unreadable images skipped" in line for line in err)
+    rc, out, err, new = run("adapt", "--unlabelled", str(d), "--face", "none", "--out", "b.safetensors")
+    assert rc == 2 and not new and "not an image" in one_line(err, "b.jpg")

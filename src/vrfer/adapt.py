@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .errors import VrferError
+from .outputs import plural
 from .preprocess import prepare
 from .representation import fit_head, head, logits_and_features
 
@@ -137,7 +138,8 @@ def adapted_config(model: nn.Module, name: str, record: dict, labels: np.ndarray
                    trained_on=f"{cfg.trained_on}; adapted: {record.get('summary', '')}".strip("; "))
 
 
-def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = False) -> tuple[np.ndarray, dict]:
+def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = False,
+                     skip_bad: bool = False) -> tuple[np.ndarray, dict]:
     """Face crops (the best face of each image or video frame) from image files, folders of images and
     video files of the setup, through predict's path. Returns (crops, counts): counts of images and frames
     read and of those where no face was found."""
@@ -165,7 +167,7 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
         for f in files:
             if f.suffix.lower() in VIDEO_EXTS:
                 try:
-                    for frame in video_frames(f, max_frames):
+                    for frame in video_frames(f, max_frames, whole=True):
                         counts["frames"] += 1
                         take(frame)
                 except VrferError as e:
@@ -176,7 +178,10 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
                 except NoFaceError:
                     counts["no_face"] += 1
                 except VrferError as e:
-                    raise VrferError(f"{f}: {e}") from None
+                    if not skip_bad:
+                        raise VrferError(f"{f}: {e}") from None
+                    counts["unreadable"] = counts.get("unreadable", 0) + 1     # --skip-bad: skipped, counted
+                    continue
                 counts["images"] += 1
     return (np.stack(crops) if crops else np.zeros((0, 48, 48), np.uint8)), counts
 
@@ -211,14 +216,15 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
             report["no_face_files"] = info["no_face_files"]
         if info["skipped"]:
             report["skipped"] = info["skipped"]
-        say(f"{root}: {len(labels)} labelled faces of {report['people']} people")
+        say(f"{root}: {plural(len(labels), 'labelled face')} of {plural(report['people'], 'person')}")
     extra = None
     if unlabelled:
         rec = Recognizer(base, face=face, backend="torch", threads=threads, prior="train")
-        extra, counts = unlabelled_faces(rec, list(unlabelled))
+        extra, counts = unlabelled_faces(rec, list(unlabelled), skip_bad=skip_bad)
         report["unlabelled"] = {"sources": [str(u) for u in unlabelled], **counts, "faces": int(len(extra))}
         say(f"unlabelled: {len(extra)} faces from {counts['images']} images and {counts['frames']} video frames"
-            + (f" (no face found in {counts['no_face']} of them)" if counts["no_face"] else ""))
+            + (f" (no face found in {counts['no_face']} of them)" if counts["no_face"] else "")
+            + (f"; {counts['unreadable']} unreadable images skipped" if counts.get("unreadable") else ""))
     if (crops is None or not len(crops)) and (extra is None or not len(extra)):
         raise VrferError("no face of the setup to adapt on (give a labelled folder, unlabelled faces, or both)")
     if estimate and labels is not None and len(np.unique(subjects)) < MIN_PEOPLE_LOO:
@@ -230,7 +236,7 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
         report["loo"] = scores(labels, loo.argmax(1))
         report["generic_same_faces"] = scores(labels, generic)
     adapted = adapt_arrays(base, crops, labels, extra, lam, mirror=mirror)
-    what = ", ".join(x for x in (f"{report.get('faces', 0)} labelled faces of {report.get('people', 0)} people "
+    what = ", ".join(x for x in (f"{plural(report.get('faces', 0), 'labelled face')} of {plural(report.get('people', 0), 'person')} "
                                  f"({Path(str(root)).name})" if root is not None else "",
                                  f"{len(extra)} unlabelled faces" if extra is not None else "") if x)
     record = {k: v for k, v in report.items() if k not in ("base_model",)}

@@ -30,7 +30,6 @@ without vrfer, and the exported model card shows it in C#.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,50 +116,20 @@ class Profile:
         return path
 
     @classmethod
-    def from_json(cls, d, where: str = "profile") -> "Profile":
-        try:
-            if not isinstance(d, dict) or d.get("format") != PROFILE_FORMAT:
-                raise ValueError(f"not a vrfer profile (no \"format\": \"{PROFILE_FORMAT}\")")
-            if d.get("version") != PROFILE_VERSION:
-                raise ValueError(f"profile version {d.get('version')!r}, this vrfer reads {PROFILE_VERSION}")
-            classes = [str(c) for c in d["classes"]]
-            weight = np.asarray(d["weight"], np.float32)
-            bias = np.asarray(d["bias"], np.float32)
-            counts = {str(k): int(v) for k, v in d["counts"].items()}
-            if not classes or len(set(classes)) != len(classes):
-                raise ValueError("`classes` must name each enrolled class once")
-            if weight.ndim != 2 or weight.shape[0] != len(classes) or bias.shape != (len(classes),):
-                raise ValueError(f"`weight` must be {len(classes)} rows and `bias` {len(classes)} numbers")
-            if not (np.all(np.isfinite(weight)) and np.all(np.isfinite(bias))):
-                raise ValueError("`weight` and `bias` must be finite numbers")
-            lam, blend = d.get("lam", PROFILE_L2), d.get("blend", 1.0)
-            if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam):
-                raise ValueError("`lam` must be a finite number")
-            if isinstance(blend, bool) or not isinstance(blend, (int, float)) or not 0.0 <= blend <= 1.0:
-                raise ValueError("`blend` must be a number from 0 to 1")
-            lam, blend = float(lam), float(blend)
-            return cls(model=str(d["model"]), model_sha256=str(d["model_sha256"]), classes=classes,
-                       counts=counts, weight=weight, bias=bias, person=str(d.get("person", "")), lam=lam,
-                       blend=blend, created=str(d.get("created", "")))
-        except KeyError as e:
-            raise VrferError(f"{where}: damaged profile (no {e.args[0]!r} field)") from None
-        except (TypeError, ValueError) as e:
-            raise VrferError(f"{where}: damaged profile ({e})") from None
+    def from_json(cls, d, where: str = "profile", cfg=None, width: int | None = None,
+                  sha256: str | None = None) -> "Profile":
+        """A profile's JSON object -> Profile, checked by vrfer.profile_check (types, sizes, finite numbers; against
+        the model when cfg, width, sha256 are given). Never a path: the object comes from a client."""
+        from .profile_check import check_profile
+        if not isinstance(d, dict):
+            raise VrferError(f"{where}: damaged profile (not a vrfer profile: a JSON object is needed)")
+        return check_profile(d, cfg, width, sha256, where)
 
     @classmethod
     def load(cls, path) -> "Profile":
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise VrferError(f"{path}: profile not found") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise VrferError(f"{path}: cannot read the profile ({getattr(e, 'strerror', None) or e})") from None
-        try:
-            d = json.loads(text)
-        except ValueError as e:
-            raise VrferError(f"{path}: damaged profile (not JSON: {e})") from None
-        return cls.from_json(d, str(path))
+        """A profile file -> Profile, read and checked by vrfer.profile_check (regular file, size, nesting)."""
+        from .profile_check import check_profile
+        return check_profile(Path(path))
 
 
 def default_blend(cfg) -> float:

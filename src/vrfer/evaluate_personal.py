@@ -8,6 +8,7 @@ import numpy as np
 
 from .classes import CLASSES
 from .evaluate import folder_faces, scores, subjects_of
+from .outputs import plural
 
 
 def _spread(runs: list[dict]) -> dict:
@@ -20,6 +21,7 @@ def _spread(runs: list[dict]) -> dict:
     return out
 
 
+MAX_DRAWS = 100              # --draws: each draw refits every person's profiles
 MIN_ENROLLED_CLASSES = 3     # a calibration is scored only where it enrolled at least this many classes
 
 
@@ -48,8 +50,10 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
         raise VrferError(f"--adapt {adapt!r}: expected loo")
     if calibrate is not None and calibrate < 0:
         raise VrferError(f"--calibrate {calibrate}: expected K >= 0 faces per class (0: all of the session)")
-    if draws < 1:
-        raise VrferError(f"--draws {draws}: expected at least 1")
+    if isinstance(draws, bool) or not isinstance(draws, int) or not 1 <= draws <= MAX_DRAWS:
+        raise VrferError(f"--draws {draws}: expected a whole number from 1 to {MAX_DRAWS}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+        raise VrferError(f"--seed {seed}: expected a whole number >= 0")   # was: numpy's ValueError, "internal"
     model = torch_model(model)
     items, crops, found, rec, info = folder_faces(model, root, face, occlusion, skip_bad, threads, progress)
     items = [it for it, f in zip(items, found) if f]
@@ -61,8 +65,20 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     generic_pred = generic_post.apply(logits, logits=True).argmax(1)
     res["generic"] = scores(labels, generic_pred)
     say = log or (lambda _line: None)
-    say(f"generic answer: {100 * res['generic']['accuracy']:.2f}% on {len(labels)} faces of {res['people']} people")
+    say(f"generic answer: {100 * res['generic']['accuracy']:.2f}% on {plural(len(labels), 'face')} of {plural(res['people'], 'person')}")
 
+    if adapt == "loo" and res["people"] < 2:
+        raise VrferError(f"--adapt loo fits on the other people: {root} has faces of {plural(res['people'], 'person')} "
+                         "(its subject column)")
+    if calibrate:
+        most = max((int(np.sum((subjects == p) & (labels == c) & (data["sessions"] == s)))
+                    for p, c, s in set(zip(subjects.tolist(), labels.tolist(), data["sessions"].tolist()))), default=0)
+        if data["no_sessions"]:
+            most = max((int(np.sum((subjects == p) & (labels == c))) for p, c in set(zip(subjects.tolist(),
+                        labels.tolist()))), default=0)
+        if calibrate > most:
+            raise VrferError(f"--calibrate {calibrate}: this folder has at most {most} faces of one class in one "
+                             f"{'person' if data['no_sessions'] else 'session'}; give K up to {most} (0: all)")
     per_person = {}     # person -> (model, logits, feats, post, faces) the calibration starts from
     if adapt == "loo":
         pred, per_person = _adapt_loo(model, crops, labels, subjects, post)

@@ -339,6 +339,9 @@ class OnnxClassifier:
         names = [o.name for o in self.session.get_outputs()]
         # files from before the representation output (or of a model without a final Linear) lack it
         self.has_representation = REPRESENTATION in names and "logits" in names
+        # D of the representation (an int when the graph names it; a profile's rows must have D numbers)
+        self.representation_width = next((o.shape[1] for o in self.session.get_outputs()
+                                          if o.name == REPRESENTATION and len(o.shape) == 2), None)
         # the weights it was exported from (vrfer.fingerprint.model_fingerprint); None in older files
         self.model_sha256 = meta.get(MODEL_SHA256_KEY)
         self._output = "probs" if "probs" in names else names[0]

@@ -52,3 +52,8 @@ def public_mode(path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(path, 0o666 & ~mask)
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """'1 person', '4 people'; '1 face', '2 faces': counts in messages."""
+    return f"{n} {one if n == 1 else (many or ('people' if one == 'person' else one + 's'))}"

@@ -52,6 +52,9 @@ MAX_BOX = 16384                  # largest coordinate of a fixed face box (--fac
 
 # ------------------------------------------------------------------------------------------- 1. load
 
+FLOAT_SLACK = 0.05     # how far outside [0, 1] (or 0-255, scaled) a float image may stray and still be read as one
+
+
 def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
@@ -60,9 +63,17 @@ def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint16:
         return (arr >> 8).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
-        a = np.nan_to_num(arr.astype(np.float32))
-        if a.size and a.max() <= 1.0 and a.min() >= 0.0:
-            a = a * 255.0
+        # a [0, 1] image, or a 0-255 one, each with 5% of overshoot (a cubic resize, 1.0001) clipped; else refused
+        a = arr.astype(np.float32)
+        if not a.size:
+            return a.astype(np.uint8)
+        if not np.all(np.isfinite(a)):
+            raise VrferError("float image with NaN or infinite values")
+        lo, hi = float(a.min()), float(a.max())
+        if lo >= -FLOAT_SLACK and hi <= 1.0 + FLOAT_SLACK:
+            a = np.clip(a, 0.0, 1.0) * 255.0
+        elif not (lo >= -255 * FLOAT_SLACK and hi <= 255 * (1 + FLOAT_SLACK)):
+            raise VrferError(f"float image with values from {lo:g} to {hi:g}: expected 0 to 1 or 0 to 255")
         return np.clip(np.rint(a), 0, 255).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer):
         a = arr.astype(np.int64)
@@ -382,16 +393,36 @@ class Pipeline:
         return self._fingerprint
 
     def set_profile(self, profile) -> None:
-        """Calibrate to one person: a vrfer.calibration.Profile, a profile file, or None (no calibration).
-        VrferError when the profile was made for other weights."""
-        from .calibration import Profile
+        """Calibrate to one person: a vrfer.calibration.Profile, a profile file, its JSON object (a dict), or
+        None (no calibration). VrferError when it is damaged or made for other weights (vrfer.profile_check)."""
         if profile is None:
             self.profile = None
             return
-        profile = profile if isinstance(profile, Profile) else Profile.load(profile)
-        self._calibrating_classifier()
-        profile.check_model(self.cfg, self.model_sha256())
-        self.profile = profile
+        self.profile = self.check_profile(profile)
+
+    def representation_width(self) -> int:
+        """D, the width of the representation a profile's rows multiply (vrfer.representation)."""
+        clf = self._calibrating_classifier()
+        if hasattr(clf, "model"):
+            from .representation import head
+            return head(clf.model).in_features
+        width = getattr(clf, "representation_width", None)
+        if not isinstance(width, int):      # a graph with a symbolic width: the PyTorch model's
+            from .representation import head
+            width = head(self.torch_model()).in_features
+        return width
+
+    def check_profile(self, profile, where: str | None = None):
+        """A profile (a vrfer.calibration.Profile, a profile file, or its JSON object) checked against this
+        pipeline's model by vrfer.profile_check: the one door, for the API, the CLI and serve."""
+        from .profile_check import check_profile
+        from .calibration import Profile
+        if not isinstance(profile, (Profile, dict, str, os.PathLike)):
+            raise VrferError(f"profile={type(profile).__name__}: a profile is a vrfer.calibration.Profile, a profile "
+                             "file's path or its JSON object (a dict)")
+        if isinstance(profile, str):
+            profile = Path(profile)      # a string is a path here (JSON text comes as a dict)
+        return check_profile(profile, self.cfg, self.representation_width(), self.model_sha256(), where)
 
     def logits_and_features(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 crops -> (logits (N, C), representations (N, D)) from the classifier that answers

@@ -104,14 +104,22 @@ def expand_inputs(paths: list[str]) -> tuple[list[Item], list[tuple[str, str]]]:
     return items, bad
 
 
-def video_frames(src, max_frames: int | None = None, progress_name: str | None = None) -> Iterator[np.ndarray]:
+def video_frames(src, max_frames: int | None = None, progress_name: str | None = None,
+                 whole: bool = False) -> Iterator[np.ndarray]:
     """The BGR frames of a video file or webcam (an int index, or "cam:N"), at most max_frames. VrferError
-    for a missing file, one OpenCV cannot open, or one without a readable frame. progress_name: show a
-    progress bar (files only) under that name."""
+    for a missing file, a pipe or device (refused at once: reading one may never end), one OpenCV cannot open,
+    or one without a readable frame. progress_name: show a progress bar (files only) under that name.
+    whole: a file that ends before the frames its header announces (up to max_frames) is an error after the
+    last frame read (calibrate, adapt --unlabelled, enrol use every frame they are given, never part silently)."""
+    import stat
+
     import cv2
     cam = src if isinstance(src, int) else parse_camera(str(src))
     if cam is None and not Path(src).exists():
         raise VrferError("file not found")
+    if cam is None and not stat.S_ISREG(Path(src).stat().st_mode):
+        from .pipeline import _file_kind
+        raise VrferError(f"not a regular file ({_file_kind(Path(src))}); a video is a file")
     _quiet_opencv()
     with native_stderr_silenced():
         cap = cv2.VideoCapture(cam if cam is not None else str(src))
@@ -119,7 +127,7 @@ def video_frames(src, max_frames: int | None = None, progress_name: str | None =
         cap.release()
         raise VrferError("cannot open camera" if cam is not None else
                          "cannot open video (not a video file, damaged, or an unsupported codec)")
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cam is None else 0
+    total = total_header = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cam is None else 0
     if max_frames:
         total = min(total, max_frames) if total else max_frames
     bar = None
@@ -143,6 +151,10 @@ def video_frames(src, max_frames: int | None = None, progress_name: str | None =
             bar.close()
     if i == 0:
         raise VrferError("video has no readable frames")
+    header = int(total_header) if cam is None else 0
+    if whole and header > i and (not max_frames or i < max_frames):
+        raise VrferError(f"video ended after {i} of the {header} frames its header announces (truncated or "
+                         "damaged file)")
 
 
 # ----------------------------------------------------------------------------------------- recognizer
@@ -274,7 +286,7 @@ class Recognizer:
                 raise VrferError(f"unknown class {label!r}; classes: {', '.join(self.classes)}")
             for img in (imgs if isinstance(imgs, (list, tuple)) else [imgs]):
                 is_video = isinstance(img, (str, os.PathLike)) and Path(img).suffix.lower() in VIDEO_EXTS
-                frames = video_frames(img, max_frames) if is_video else [img]
+                frames = video_frames(img, max_frames, whole=True) if is_video else [img]
                 found = n = 0
                 try:
                     for n, frame in enumerate(frames, 1):

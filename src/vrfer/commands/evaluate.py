@@ -41,9 +41,9 @@ def add_parser(sub):
                    help="folder only (needs subject; session where there is one): per person, K faces per class "
                         "from ONE session make a profile (vrfer calibrate), scored on that person's OTHER "
                         "sessions beside the unprofiled answer on the same faces; 0: every face of the session")
-    p.add_argument("--draws", type=int, default=5, metavar="N",
-                   help="with --calibrate K: N seeded draws of the enrolment faces (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="with --calibrate: seed of the draws (default: 0)")
+    p.add_argument("--draws", type=int, default=None, metavar="N",
+                   help="with --calibrate K: N seeded draws of the enrolment faces, 1 to 100 (default: 5)")
+    p.add_argument("--seed", type=int, default=None, help="with --calibrate: seed of the draws, >= 0 (default: 0)")
     p.add_argument("--tta-flip", action="store_true", help="average with the mirrored face")
     p.add_argument("--out", metavar="DIR",
                    help="folder for the confusion-matrix PNG (default: no PNG is written)")
@@ -66,7 +66,13 @@ def run(a) -> int:
     if a.occlusion == "headset" and a.dataset != "folder":
         raise VrferError("--occlusion headset paints on whole photos: use it with --dataset folder "
                          "(upper-half does the same on data sets of face crops)")
+    if a.calibrate is None and (a.draws is not None or a.seed is not None):
+        raise VrferError(f"{'--draws' if a.draws is not None else '--seed'} goes with --calibrate K (the draws of "
+                         "the enrolment faces)")
+    a.draws, a.seed = 5 if a.draws is None else a.draws, 0 if a.seed is None else a.seed
     if a.adapt or a.calibrate is not None:
+        if a.out:
+            raise VrferError("--out (the confusion matrix PNG) is not made with --adapt or --calibrate: leave it out")
         if a.dataset != "folder":
             raise VrferError("--adapt and --calibrate score people of a labelled folder: use --dataset folder")
         if a.tta_flip:
@@ -120,6 +126,7 @@ def _personal(a, model, post) -> int:
     import sys
 
     from ..evaluate_personal import evaluate_personal
+    from ..outputs import plural
     log = (lambda line: print(line, file=sys.stderr)) if a.json else None
     res = evaluate_personal(model, a.root, a.face, a.occlusion, a.adapt, a.calibrate, a.draws, a.seed, post,
                             a.skip_bad, a.threads, log=log)
@@ -127,7 +134,7 @@ def _personal(a, model, post) -> int:
     if a.json:
         print(json.dumps(res))
         return 0
-    print(f"{a.model} on {res['split']} ({res['n']} faces of {res['people']} people, face {a.face}, "
+    print(f"{a.model} on {res['split']} ({plural(res['n'], 'face')} of {plural(res['people'], 'person')}, face {a.face}, "
           f"occlusion {a.occlusion}); accuracy / mean per-class recall:")
     rows = [("generic", res["generic"])]
     if "adapted_loo" in res:

@@ -52,6 +52,7 @@ from .protocol import (
     CAPTURE_FRAMES,
     DEFAULT_MAX_FRAME_BYTES,
     MAX_CAPTURE_FRAMES,
+    MAX_CAPTURED,
     DEFAULT_MAX_PIXELS,
     PROTOCOL_VERSION,
     Debouncer,
@@ -306,6 +307,9 @@ class Session:
             if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_CAPTURE_FRAMES:
                 raise ProtocolError("bad_param", f"calibrate start: \"frames\" must be a whole number, 1 to "
                                                  f"{MAX_CAPTURE_FRAMES}")
+            if len(self.enrolled[1]) >= MAX_CAPTURED:
+                raise ProtocolError("bad_param", f"calibrate start: {MAX_CAPTURED} faces captured already, the most "
+                                                 "a connection keeps: send calibrate finish or clear")
             self.capture = [label, frames]
             self.send({"type": "calibration", "action": "start", "label": label, "frames": frames})
         elif action == "stop":
@@ -325,8 +329,8 @@ class Session:
             self.send({"type": "profile", "profile": self.profile.to_json()})
         else:   # load
             try:
-                prof = Profile.from_json(msg.get("profile"), "calibrate load")
-                prof.check_model(self.state.predictor.cfg, pipe.model_sha256())   # as serve --profile
+                prof = Profile.from_json(msg.get("profile"), "calibrate load")   # a JSON object, never a path
+                prof = pipe.check_profile(prof, "calibrate load")     # vrfer.profile_check, against this model
             except VrferError as e:
                 raise ProtocolError("bad_param", str(e)) from None
             self.profile = prof
@@ -344,7 +348,7 @@ class Session:
             self.enrolled[0].append(faces[0]["representation"])
             self.enrolled[1].append(label)
             self.capture[1] -= 1
-            if self.capture[1] <= 0:
+            if self.capture[1] <= 0 or len(self.enrolled[1]) >= MAX_CAPTURED:   # a connection keeps MAX_CAPTURED
                 self.capture = None
                 self.send({"type": "calibration", "action": "captured", "label": label,
                            "counts": self.capture_counts()})
@@ -414,7 +418,8 @@ class Session:
         return {"received": self.stats["received"], "processed": self.stats["processed"],
                 "dropped": self.stats["dropped"], "errors": self.stats["errors"],
                 "events_dropped": self.stats["events_dropped"], "pending": int(self.pending is not None),
-                "outbox": len(self.outbox), "max_outbox": self.max_outbox, "subscribed": self.subscribed}
+                "outbox": len(self.outbox), "max_outbox": self.max_outbox, "subscribed": self.subscribed,
+                "captured": len(self.enrolled[1])}
 
 
 def client_id(msg: dict):
