@@ -1,0 +1,61 @@
+"""vrfer.batch (issue 32, part): the row schema and the job folder's manifest (exactly-once bookkeeping). The
+Dask engine and its tests on a 2-worker cluster are not written yet."""
+
+from __future__ import annotations
+
+import pytest
+
+from vrfer.batch.job import Job, item_key
+from vrfer.batch.rows import VideoRows, columns
+from vrfer.classes import CLASSES
+from vrfer.errors import VrferError
+from vrfer.results import FacePrediction
+
+
+def _pred(frame):
+    return FacePrediction.of((1, 2, 3, 4), [1 / 8] * 8, CLASSES, source="v.avi", frame=frame)
+
+
+def test_track_id_counts_the_runs_of_the_face_and_time_is_frame_over_fps():
+    v = VideoRows(CLASSES, fps=10.0)
+    for i, seen in enumerate([1, 1, 0, 0, 1, 0, 1]):
+        v.add(i, [_pred(i)] if seen else None)
+    assert [r["track_id"] for r in v.rows] == [0, 0, 1, 2]
+    assert [r["time"] for r in v.rows] == [0.0, 0.1, 0.4, 0.6]
+    assert v.frames == 7 and v.lost == 3
+    assert list(v.rows[0]) == columns(CLASSES)
+
+
+def test_a_commit_counts_only_once_its_line_is_written_and_a_rerun_removes_the_rest(tmp_path):
+    job = Job(tmp_path / "out")
+    job.open({"model": "a"})
+    for key in ("done", "renamed-not-committed"):
+        (job.staging / f"{key}.parquet").write_bytes(b"x")
+    job.commit({"key": "done"}, job.staging / "done.parquet", None)
+    (job.staging / "renamed-not-committed.parquet").rename(job.frames / "renamed-not-committed.parquet")
+    (job.staging / "partial.parquet").write_bytes(b"x")                 # a killed worker's leftover
+    with open(job.manifest, "a") as fh:                                 # a crash in the middle of an append
+        fh.write('{"key": "torn"')
+    assert set(job.committed()) == {"done"}
+    job.clean()
+    assert sorted(f.name for f in job.frames.iterdir()) == ["done.parquet"]
+    assert list(job.staging.iterdir()) == []
+    job.commit({"key": "next"}, _staged(job, "next"), None)             # the next line is whole after the cut
+    assert set(job.committed()) == {"done", "next"}
+
+
+def _staged(job, key):
+    (job.staging / f"{key}.parquet").write_bytes(b"x")
+    return job.staging / f"{key}.parquet"
+
+
+def test_a_rerun_with_other_options_is_refused(tmp_path):
+    Job(tmp_path).open({"model": "a", "smooth": 0.4})
+    Job(tmp_path).open({"model": "a", "smooth": 0.4})
+    with pytest.raises(VrferError, match="other options \\(smooth\\)"):
+        Job(tmp_path).open({"model": "a", "smooth": 0.2})
+
+
+def test_item_keys_differ_for_same_names_in_different_folders(tmp_path):
+    assert item_key(tmp_path / "a" / "clip.avi") != item_key(tmp_path / "b" / "clip.avi")
+    assert item_key(tmp_path / "a b" / "clip 1.avi").startswith("clip_1-")
