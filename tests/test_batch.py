@@ -3,6 +3,8 @@ Dask engine and its tests on a 2-worker cluster are not written yet."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from vrfer.batch.job import Job, item_key
@@ -59,3 +61,33 @@ def test_a_rerun_with_other_options_is_refused(tmp_path):
 def test_item_keys_differ_for_same_names_in_different_folders(tmp_path):
     assert item_key(tmp_path / "a" / "clip.avi") != item_key(tmp_path / "b" / "clip.avi")
     assert item_key(tmp_path / "a b" / "clip 1.avi").startswith("clip_1-")
+
+
+def test_a_video_units_rows_equal_predict_json_and_commit_into_the_job(tmp_path, capfd):
+    """The worker's unit (no Dask here) gives predict's rows for the same video, model and options."""
+    import json
+
+    import pyarrow.parquet as pq
+    import torch
+    from test_predict import fer_faces, write_video
+
+    from vrfer.batch.unit import run_item
+    from vrfer.cli import main
+    from vrfer.models.registry import create_model, save_model
+    from vrfer.recognizer import Item
+    torch.manual_seed(0)
+    model = tmp_path / "m.safetensors"
+    save_model(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half"), model)
+    video = write_video(tmp_path / "clip.avi", fer_faces(5))
+    rc = main(["predict", "--threads", "1", "--no-progress", str(video), "--model", str(model), "--face", "none",
+               "--smooth", "0.4", "--json"])
+    want = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
+    job = Job(tmp_path / "out")
+    job.open({})
+    got = run_item(Item("video", str(video), str(video)), {"model": str(model), "face": "none", "smooth": 0.4,
+                                                            "threads": 1}, job.staging)
+    assert rc == 0 and got["frames"] == 5 and got["rows"] == 5 and got["lost"] == 0
+    job.commit({"key": got["key"]}, Path(got["staged"]), None)
+    table = pq.read_table(job.frames).to_pylist()
+    assert [(r["frame"], r["label"], [r[c] for c in CLASSES], r["smoothed_label"]) for r in table] == \
+        [(d["frame"], d["label"], list(d["probs"].values()), d["smoothed_label"]) for d in want]
