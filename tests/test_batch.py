@@ -91,3 +91,37 @@ def test_a_video_units_rows_equal_predict_json_and_commit_into_the_job(tmp_path,
     table = pq.read_table(job.frames).to_pylist()
     assert [(r["frame"], r["label"], [r[c] for c in CLASSES], r["smoothed_label"]) for r in table] == \
         [(d["frame"], d["label"], list(d["probs"].values()), d["smoothed_label"]) for d in want]
+
+
+def test_batch_on_a_real_2_worker_cluster_commits_each_video_once_and_lists_the_unreadable_one(tmp_path, capfd):
+    """`vrfer batch --workers 2`: a local Dask cluster of 2 worker processes on 127.0.0.1, started and stopped by the
+    command; a rerun redoes nothing."""
+    import json
+
+    import pyarrow.parquet as pq
+    import torch
+    from test_predict import fer_faces, write_video
+
+    from vrfer.cli import main
+    from vrfer.models.registry import create_model, save_model
+    torch.manual_seed(0)
+    model = tmp_path / "m.safetensors"
+    save_model(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half"), model)
+    src = tmp_path / "in"
+    src.mkdir()
+    for n in (3, 4):
+        write_video(src / f"v{n}.avi", fer_faces(n))
+    (src / "broken.avi").write_bytes(b"not a video")
+    args = ["batch", str(src), "--out", str(tmp_path / "out"), "--workers", "2", "--model", str(model),
+            "--face", "none", "--json", "--no-progress"]
+    assert main(args) == 1
+    first = json.loads(capfd.readouterr().out)
+    assert (first["done"], first["failed"], first["frames"]) == (2, 1, 7)
+    failures = (tmp_path / "out" / "failures.csv").read_text().splitlines()
+    assert len(failures) == 2 and "broken.avi" in failures[1]
+    assert main(args) == 1
+    again = json.loads(capfd.readouterr().out)
+    assert (again["done"], again["skipped"], again["frames"]) == (0, 2, 0)
+    rows = pq.read_table(tmp_path / "out" / "frames").to_pylist()
+    assert sorted((r["source"].rsplit("/", 1)[1], r["frame"]) for r in rows) == \
+        [("v3.avi", i) for i in range(3)] + [("v4.avi", i) for i in range(4)]
