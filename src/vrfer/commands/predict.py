@@ -121,7 +121,7 @@ def _out_path(out_dir: Path, item) -> Path:
 
 def run(a) -> int:
     from ..outputs import output_dir
-    from ..recognizer import Recognizer, expand_inputs, load_image, samples_path
+    from ..recognizer import Recognizer, expand_inputs, samples_path
 
     paths = list(a.paths)
     for cam in a.camera or []:
@@ -156,31 +156,16 @@ def run(a) -> int:
     for item in items:
         try:
             if item.kind == "image":
-                rec.reset()
-                img = load_image(item.path)
-                preds = rec.predict(img, source=item.name)
+                img, preds = photo_predictions(rec, item)
                 for p in preds:
                     writer.write(p, (img.shape[1], img.shape[0]))
                 if out_dir is not None:
                     _write_annotated(rec, img, preds, _out_path(out_dir, item))
             else:
-                frames = seen = 0
-                header, size = _video_header(item)
-                for _, preds in rec.video(item.path, max_frames=a.max_frames, name=item.name,
-                                          progress=not a.no_progress):
-                    frames += 1
-                    if preds:
-                        seen += 1
-                        for p in preds:
-                            writer.write(p, size)
-                if seen == 0:
-                    raise VrferError(f"no face found in any of {frames} frames")
-                if seen < frames:
-                    item_error(item.name, f"note: no face in {frames - seen} of {frames} frames")
-                expected = min(header, a.max_frames or header)
-                if item.kind == "video" and frames < expected:   # every frame was asked for: a failure
-                    raise VrferError(f"video ended after {frames} of the {header} frames its header announces "
-                                     "(truncated or damaged file); the frames read are above")
+                _, size = _video_header(item)
+                for _, preds in video_predictions(rec, item, a.max_frames, progress=not a.no_progress):
+                    for p in preds or []:
+                        writer.write(p, size)
         except VrferError as e:
             failed += 1
             item_error(item.name, str(e))
@@ -196,6 +181,36 @@ def run(a) -> int:
             failed += 1
             item_error(item.name, f"failed: {type(e).__name__}: {e}")
     return 1 if failed else 0
+
+
+def photo_predictions(rec, item):
+    """The path of one photo (`vrfer predict`'s and `vrfer batch`'s): (the loaded image, its predictions); a photo
+    is a stream of its own (no smoothing or tracking carried over). NoFaceError when no face is found."""
+    from ..recognizer import load_image
+    rec.reset()
+    img = load_image(item.path)
+    return img, rec.predict(img, source=item.name)
+
+
+def video_predictions(rec, item, max_frames: int | None = None, progress: bool = False, note=item_error):
+    """The per-frame path of one video file or webcam (`vrfer predict`'s and `vrfer batch`'s): (frame index,
+    predictions or None where no face was found), the face tracked and smoothed by `rec` (Recognizer.video).
+    After the last frame: VrferError when no frame had a face, or when a video file ended before the frame count
+    its header announces (every frame was asked for); note(name, message) for frames without a face."""
+    frames = seen = 0
+    header, _ = _video_header(item)
+    for i, preds in rec.video(item.path, max_frames=max_frames, name=item.name, progress=progress):
+        frames += 1
+        seen += bool(preds)
+        yield i, preds
+    if seen == 0:
+        raise VrferError(f"no face found in any of {frames} frames")
+    if seen < frames:
+        note(item.name, f"note: no face in {frames - seen} of {frames} frames")
+    expected = min(header, max_frames or header)
+    if item.kind == "video" and frames < expected:
+        raise VrferError(f"video ended after {frames} of the {header} frames its header announces "
+                         "(truncated or damaged file); the frames read are above")
 
 
 def _video_header(item) -> tuple[int, tuple[int, int] | None]:

@@ -1,0 +1,89 @@
+"""The Dask side of `vrfer batch`: a local cluster (one single-threaded worker process per core, on 127.0.0.1) or
+a running one (--address), one task per input, and the client's commit of each finished task (vrfer.batch.job).
+A task whose worker died is retried by Dask; its rows count only once the client commits them, so none twice."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+
+from ..errors import VrferError
+
+
+def require() -> None:
+    """One line saying what to install when the batch extra is missing."""
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+        import pandas  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError as e:
+        raise VrferError(f"vrfer batch needs the batch extra ({e.name} is missing): pip install 'vrfer[batch]' "
+                         "(dask, distributed, pyarrow, pandas)") from None
+
+
+def client(workers: int | None = None, address: str | None = None):
+    """A dask.distributed Client: of a new local cluster, or of the scheduler at `address`."""
+    import logging
+
+    from distributed import Client, LocalCluster
+    if address:
+        try:
+            return Client(address, timeout=30)
+        except (OSError, TimeoutError) as e:
+            raise VrferError(f"--address {address}: cannot reach a Dask scheduler there ({e})") from None
+    n = workers or os.cpu_count() or 1
+    if n < 1:
+        raise VrferError("--workers must be at least 1")
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None, silence_logs=logging.ERROR)
+    return Client(cluster)
+
+
+def run_job(job, items, bad, options: dict, workers=None, address=None, progress: bool = True) -> dict:
+    """Run every input not yet committed; commit each as it finishes; write failures.csv. The report's numbers."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    from .unit import run_item
+    done = job.committed()
+    job.clean()
+    from .job import item_key
+    todo = [it for it in items if item_key(it.path) not in done]
+    failures = list(bad)
+    t0 = time.perf_counter()
+    c = client(workers, address)
+    frames = 0
+    try:
+        futures = {c.submit(run_item, it, options, str(job.staging), pure=False): it for it in todo}
+        bar = tqdm(total=len(todo), unit="video", desc="vrfer batch", disable=None if progress else True)
+        for fut in as_completed(futures):
+            it = futures[fut]
+            try:
+                res = fut.result()
+            except VrferError as e:
+                failures.append((it.name, str(e)))
+            except Exception as e:  # noqa: BLE001 -- one input's problem (or a task failed past Dask's retries) ends no job
+                failures.append((it.name, f"failed: {type(e).__name__}: {e}"))
+            else:
+                job.commit({k: v for k, v in res.items() if k != "staged"}, Path(res["staged"]), None)
+                frames += res["frames"]
+            bar.update(1)
+            seconds = time.perf_counter() - t0
+            bar.set_postfix(frames=frames, fps=f"{frames / max(seconds, 1e-9):.1f}")
+        bar.close()
+    finally:
+        c.close()
+        if getattr(c, "cluster", None) is not None and not address:
+            c.cluster.close()
+    job.clean()
+    with open(job.dir / "failures.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["source", "problem"])
+        w.writerows(failures)
+    seconds = time.perf_counter() - t0
+    return {"out": str(job.dir), "inputs": len(items) + len(bad), "skipped": len(items) - len(todo),
+            "done": len(todo) - (len(failures) - len(bad)), "failed": len(failures), "frames": frames,
+            "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds, 2) if seconds else None}

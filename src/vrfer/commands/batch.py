@@ -1,0 +1,52 @@
+"""`vrfer batch`: many videos and photos -> per-frame rows in Parquet, on a local Dask cluster or a running one;
+resumable (rerun the same command), exactly-once (vrfer.batch). Exit 1 when any input failed (DIR/failures.csv)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ._options import add_model_arg, add_postprocess_args, add_profile_arg, model_source
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("batch", help="many videos/photos -> Parquet rows, resumable, on one machine or a Dask cluster",
+                       description="Every video and photo under INPUT (folders walked as predict walks them) -> "
+                                   "DIR/frames/*.parquet (one row per face per frame), DIR/failures.csv. Needs "
+                                   "pip install 'vrfer[batch]'. Rerun the same command to finish an interrupted job.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, photos or folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="the job's folder (made if missing)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes of the local cluster (default: one per core)")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="join a running Dask scheduler (tcp://HOST:8786) instead of starting a local cluster; "
+                        "inputs, DIR and the model must be at the same paths on every worker")
+    add_model_arg(p, onnx=True)
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto", help="as vrfer predict's")
+    p.add_argument("--face", default="detect", metavar="detect|none|x,y,w,h", help="as vrfer predict's")
+    p.add_argument("--smooth", type=float, default=0.4, metavar="ALPHA",
+                   help="smoothing of the probabilities over frames, as vrfer predict's (default 0.4, serve's)")
+    add_postprocess_args(p)
+    add_profile_arg(p)
+    p.add_argument("--json", action="store_true", help="print the final report as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(fn=run)
+
+
+def run(a) -> int:
+    from ..batch import run as batch_run
+    from ..batch.engine import require
+    from ..errors import VrferError
+    require()
+    if a.workers is not None and a.workers < 1:
+        raise VrferError("--workers must be at least 1")
+    model_source(a, a.backend)               # the one reading of --model: a bad one is one line, before any cluster
+    report: dict = {}
+    batch_run(a.inputs, a.out, a.workers, a.address, a.model, a.backend, a.face, a.smooth, a.prior, a.prior_tau,
+              a.classes, a.profile, 1, not a.no_progress, report)
+    if a.json:
+        print(json.dumps(report))
+    else:
+        print(f"vrfer batch: {report['done']} done, {report['skipped']} already done, {report['failed']} failed, "
+              f"{report['frames']} frames in {report['seconds']} s -> {a.out}", file=sys.stderr)
+    return 1 if report["failed"] else 0
