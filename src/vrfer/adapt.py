@@ -222,9 +222,10 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
         rec = Recognizer(base, face=face, backend="torch", threads=threads, prior="train")
         extra, counts = unlabelled_faces(rec, list(unlabelled), skip_bad=skip_bad)
         report["unlabelled"] = {"sources": [str(u) for u in unlabelled], **counts, "faces": int(len(extra))}
-        say(f"unlabelled: {len(extra)} faces from {counts['images']} images and {counts['frames']} video frames"
+        say(f"unlabelled: {plural(len(extra), 'face')} from {plural(counts['images'], 'image')} and "
+            f"{plural(counts['frames'], 'video frame')}"
             + (f" (no face found in {counts['no_face']} of them)" if counts["no_face"] else "")
-            + (f"; {counts['unreadable']} unreadable images skipped" if counts.get("unreadable") else ""))
+            + (f"; {plural(counts['unreadable'], 'unreadable image')} skipped" if counts.get("unreadable") else ""))
     if (crops is None or not len(crops)) and (extra is None or not len(extra)):
         raise VrferError("no face of the setup to adapt on (give a labelled folder, unlabelled faces, or both)")
     if estimate and labels is not None and len(np.unique(subjects)) < MIN_PEOPLE_LOO:

@@ -104,6 +104,16 @@ def expand_inputs(paths: list[str]) -> tuple[list[Item], list[tuple[str, str]]]:
     return items, bad
 
 
+def check_video_file(path) -> None:
+    """A video file exists and is a regular file: a pipe or device is refused at once (reading one may never end)."""
+    import stat
+    if not Path(path).exists():
+        raise VrferError("file not found")
+    if not stat.S_ISREG(Path(path).stat().st_mode):
+        from .pipeline import _file_kind
+        raise VrferError(f"not a regular file ({_file_kind(Path(path))}); a video is a file")
+
+
 def video_frames(src, max_frames: int | None = None, progress_name: str | None = None,
                  whole: bool = False) -> Iterator[np.ndarray]:
     """The BGR frames of a video file or webcam (an int index, or "cam:N"), at most max_frames. VrferError
@@ -111,15 +121,10 @@ def video_frames(src, max_frames: int | None = None, progress_name: str | None =
     or one without a readable frame. progress_name: show a progress bar (files only) under that name.
     whole: a file that ends before the frames its header announces (up to max_frames) is an error after the
     last frame read (calibrate, adapt --unlabelled, enrol use every frame they are given, never part silently)."""
-    import stat
-
     import cv2
     cam = src if isinstance(src, int) else parse_camera(str(src))
-    if cam is None and not Path(src).exists():
-        raise VrferError("file not found")
-    if cam is None and not stat.S_ISREG(Path(src).stat().st_mode):
-        from .pipeline import _file_kind
-        raise VrferError(f"not a regular file ({_file_kind(Path(src))}); a video is a file")
+    if cam is None:
+        check_video_file(src)
     _quiet_opencv()
     with native_stderr_silenced():
         cap = cv2.VideoCapture(cam if cam is not None else str(src))

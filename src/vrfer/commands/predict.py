@@ -219,6 +219,9 @@ def _video_header(item) -> tuple[int, tuple[int, int] | None]:
         return 0, None
     import cv2
 
+    from ..recognizer import check_video_file
+    check_video_file(item.path)           # a FIFO named .mp4 would block OpenCV for ever
+
     from ..errors import native_stderr_silenced
     with native_stderr_silenced():
         cap = cv2.VideoCapture(str(item.path))
