@@ -6,8 +6,8 @@ Two steps, chosen by measurement on taiwanese-dev and JAFFE (docs/RESULTS.md, "A
    setup, so the network normalises its activations the way that camera and light make them.
 2. A new last layer, needs labels: multinomial logistic regression on the network's representation
    (vrfer.representation), pulled towards the generic layer (an L2-SP penalty, Li et al. 2018:
-   lam * ||W - W_generic||^2), so classes the setup's photos lack (contempt, usually) keep roughly their
-   generic weights and a few dozen people do not overfit it. It is fitted on each labelled face and its
+   lam * ||W - W_generic||^2), so a few dozen people do not overfit it; only the rows of classes the labelled
+   photos hold are refitted, so classes the setup's photos lack (contempt, usually) keep their generic rows. It is fitted on each labelled face and its
    mirror image (the paper's flip augmentation; HEAD_MIRROR), which gained on both dev sets.
 
 The result is an ordinary vrfer model (same architecture, new BatchNorm statistics and last layer) that
@@ -74,7 +74,8 @@ def adapt_arrays(model: nn.Module, crops: np.ndarray | None = None, labels: np.n
                  mirror: bool = HEAD_MIRROR) -> nn.Module:
     """The adapted copy of `model`: AdaBN on every face given (labelled and unlabelled: the statistics
     need no labels), then a new last layer fitted on the labelled ones (when there are any), and on their
-    mirror images too where `mirror`."""
+    mirror images too where `mirror`. Only the rows of the classes the labels hold are refitted: a class with no
+    labelled face keeps the model's own row (fitted without examples, it would only be pushed down)."""
     faces = [a for a in (crops, unlabelled) if a is not None and len(a)]
     if not faces:
         raise VrferError("adaptation needs faces of the setup (labelled, unlabelled or both)")
@@ -87,7 +88,8 @@ def adapt_arrays(model: nn.Module, crops: np.ndarray | None = None, labels: np.n
             feats = np.concatenate([feats, logits_and_features(m, np.ascontiguousarray(crops[:, :, ::-1]))[1]])
             targets = np.concatenate([labels, labels])
         layer = head(m)
-        w, b = fit_head(feats, targets, layer.weight.detach().numpy(), layer.bias.detach().numpy(), lam)
+        w, b = fit_head(feats, targets, layer.weight.detach().numpy(), layer.bias.detach().numpy(), lam,
+                        rows=np.unique(labels).tolist())
         with torch.no_grad():
             layer.weight.copy_(torch.from_numpy(w))
             layer.bias.copy_(torch.from_numpy(b))
@@ -237,6 +239,10 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
         report["loo"] = scores(labels, loo.argmax(1))
         report["generic_same_faces"] = scores(labels, generic)
     adapted = adapt_arrays(base, crops, labels, extra, lam, mirror=mirror)
+    absent = [c for i, c in enumerate(base.cfg.classes) if labels is not None and len(labels) and i not in set(labels)]
+    if absent:
+        say(f"no labelled {', '.join(absent)} faces: {'that class keeps' if len(absent) == 1 else 'those classes keep'} "
+            "the generic model's weights")
     what = ", ".join(x for x in (f"{plural(report.get('faces', 0), 'labelled face')} of {plural(report.get('people', 0), 'person')} "
                                  f"({Path(str(root)).name})" if root is not None else "",
                                  f"{len(extra)} unlabelled faces" if extra is not None else "") if x)
