@@ -1049,3 +1049,18 @@ def test_adapt_skip_bad_skips_an_unreadable_unlabelled_image_as_its_help_says(ru
     assert rc == 0 and "a.safetensors" in new and "1 unreadable image skipped" in out + "\n".join(err)
     rc, out, err, new = run("adapt", "--unlabelled", str(d), "--face", "none", "--out", "b.safetensors")
     assert rc == 2 and not new and "not an image" in one_line(err, "b.jpg")
+
+
+def test_calibrate_takes_the_spellings_labels_csv_takes_and_refuses_a_folder_of_several_people(run, corpus, tmp_path):
+    from vrfer.classes import class_name
+    assert [class_name(w) for w in ("Happy", " joy", "angry", "fear", "nonsense")] == \
+        ["happiness", "happiness", "anger", "fear", "nonsense"]
+    d = tmp_path / "people"
+    d.mkdir()
+    for f in ("a.png", "b.png"):
+        shutil.copy(corpus["face"], d / f)
+    (d / "labels.csv").write_text("file,label_name,subject\na.png,happy,P1\nb.png,sad,P2\n")
+    rc, out, err, new = run("calibrate", "--folder", str(d), "--face", "none", "--out", "me.json")
+    assert rc == 2 and not new and "2 people" in one_line(err, "labels.csv")      # was: one blurred profile
+    rc, out, err, new = run("calibrate", f"nonsense={corpus['face']}", "--face", "none", "--out", "me.json")
+    assert rc == 2 and not new and "unknown class 'nonsense'" in one_line(err)

@@ -47,7 +47,8 @@ def run(a) -> int:
     examples: list = []
     for ex in a.examples:
         label, sep, path = ex.partition("=")
-        label = label.strip()
+        from ..classes import class_name
+        label = class_name(label)            # the spellings labels.csv takes: happy, joy, angry ...
         if not sep or not path:
             raise VrferError(f"{ex!r}: expected CLASS=PATH, e.g. happiness=smile.jpg")
         if label not in rec.classes:
@@ -66,6 +67,12 @@ def run(a) -> int:
         if bad.counts:
             print(f"{a.folder}: skipped {sum(bad.counts.values())} rows of labels.csv: "
                   + ", ".join(f"{k} {v}" for k, v in sorted(bad.counts.items())), file=sys.stderr)
+        people = sorted({it.subject for it in items if it.subject})
+        if len(people) > 1:                  # a profile is one person's: several would blur into one
+            from ..outputs import plural
+            raise VrferError(f"{a.folder}: labels.csv names {plural(len(people), 'person')} (subject column: "
+                             f"{', '.join(people[:3])}{' ...' if len(people) > 3 else ''}); a profile is one "
+                             "person's: give a folder of one person's photos")
         examples += [(str(it.path), rec.classes[it.label]) for it in items]
     profile = rec.enrol(examples, person=a.person, max_frames=a.max_frames)
     profile.save(out)

@@ -16,13 +16,10 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..classes import CLASSES
+from ..classes import CLASSES, class_name
 from ..errors import VrferError
 from .base import BadData
 
-# spellings other data sets use for vrfer's classes
-ALIASES = {"happy": "happiness", "joy": "happiness", "sad": "sadness", "angry": "anger", "surprised": "surprise",
-           "disgusted": "disgust", "fearful": "fear", "afraid": "fear", "scared": "fear", "calm": "neutral"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +42,7 @@ def _label(row: dict, where: str) -> int:
         if not 0 <= by_idx < len(CLASSES):
             raise VrferError(f"{where}: label {by_idx} is not a class index 0-{len(CLASSES) - 1}")
     if name:
-        name = ALIASES.get(name, name)
+        name = class_name(name)
         if name not in CLASSES:
             raise VrferError(f"{where}: label_name {name!r} is not one of {', '.join(CLASSES)}")
         by_name = CLASSES.index(name)
