@@ -15,8 +15,9 @@ from PIL import Image
 
 from vrfer.adapt import adabn, adapt_arrays
 from vrfer.representation import fit_head
-from vrfer.calibration import Profile, enrol
+from vrfer.calibration import enrol
 from vrfer.fingerprint import model_fingerprint
+from vrfer.profile_check import check_profile as load_profile
 from vrfer.cli import main
 from vrfer.errors import VrferError
 from vrfer.models import create_model
@@ -243,7 +244,7 @@ def test_a_profile_of_an_adapted_model_is_blended_half_way_to_its_own_rows(tmp_p
     adabn_only = adapt_arrays(base, unlabelled=faces(16, seed=5))      # the generic layer kept: no blend
     assert enrol(adabn_only, logits_and_features(adabn_only, faces(8, seed=4))[1], labels).blend == 1.0
     assert np.allclose(prof.weight, 0.5 * full.weight + 0.5 * own, atol=1e-6)
-    assert Profile.load(prof.save(tmp_path / "p.json")).blend == 0.5
+    assert load_profile(prof.save(tmp_path / "p.json")).blend == 0.5
 
 
 def test_a_profile_saves_and_loads_bit_identical(tmp_path):
@@ -251,7 +252,7 @@ def test_a_profile_saves_and_loads_bit_identical(tmp_path):
     _, feats = logits_and_features(m, faces(6))
     prof = enrol(m, feats, [1, 2, 3, 1, 2, 3])
     path = prof.save(tmp_path / "p.json")
-    back = Profile.load(path)
+    back = load_profile(path)
     assert np.array_equal(back.weight, prof.weight) and np.array_equal(back.bias, prof.bias)
     assert back.to_json() == prof.to_json()
     assert back.model_sha256 == model_fingerprint(m)
@@ -273,14 +274,14 @@ def test_profile_refusals_are_one_line(tmp_path, capsys):
                         ({**d, "lam": "0.1"}, "lam")]:
         bad.write_text(json.dumps(broken))
         with pytest.raises(VrferError, match=why):
-            Profile.load(bad)
+            load_profile(bad)
     bad.write_text("{not json")
     with pytest.raises(VrferError, match="damaged"):
-        Profile.load(bad)
+        load_profile(bad)
     d2 = {**d, "classes": ["happiness", "joy"]}
     bad.write_text(json.dumps(d2))
     with pytest.raises(VrferError, match="joy"):
-        Profile.load(bad).check_model(m.cfg, model_fingerprint(m))
+        load_profile(bad).check_model(m.cfg, model_fingerprint(m))
     # through the command line: the bundled model refuses a profile of another model, exit 2, one line
     good = prof.save(tmp_path / "small.json")
     img = tmp_path / "f.png"
@@ -301,7 +302,7 @@ def test_vrfer_calibrate_makes_the_profile_predict_uses(tmp_path, capsys):
     prof = tmp_path / "me.json"
     assert main(["calibrate", f"happiness={imgs[0]}", f"sadness={imgs[1]}", "--model", str(model), "--face", "none",
                  "--out", str(prof)]) == 0
-    assert Profile.load(prof).counts == {"happiness": 1, "sadness": 1}
+    assert load_profile(prof).counts == {"happiness": 1, "sadness": 1}
     capsys.readouterr()
     rec = Recognizer(str(model), face="none", profile=prof)
     api = rec.predict(imgs[2])[0].probs

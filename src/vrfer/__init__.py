@@ -28,10 +28,12 @@ _API = {
     "adapt_folder": ("adapt", "adapt_folder"),
     "export_model": ("export", "export_model"),
     "Profile": ("calibration", "Profile"),
+    "load_profile": ("profile_check", "check_profile"),
 }
 
 __all__ = ["CLASSES", "VrferError", "__version__", "Recognizer", "load_model", "create_model", "list_models",
-           "save_model", "model_fingerprint", "evaluate_folder", "adapt_folder", "export_model", "Profile"]
+           "save_model", "model_fingerprint", "evaluate_folder", "adapt_folder", "export_model", "Profile",
+           "load_profile"]
 
 
 def __getattr__(name):

@@ -20,7 +20,8 @@ model's last layer (vrfer.representation).
 
 The profile file is JSON (never pickle), documented field by field in `Profile.to_json`, and names the
 model it belongs to: its name and the sha256 of its weights (vrfer.fingerprint.model_fingerprint; an ONNX
-file from `vrfer export` records it as vrfer_model_sha256). Loading it for another model is refused.
+file from `vrfer export` records it as vrfer_model_sha256). Reading one is vrfer.profile_check.check_profile: a
+profile for another model, or damaged, is refused.
 
 A profile is applied through whichever backend answers: PyTorch, or an ONNX graph with the `representation`
 output (vrfer.onnx_backend; the shipped int8 graph has it). examples/onnx_client.py repeats `Profile.apply`
@@ -114,22 +115,6 @@ class Profile:
         except OSError as e:
             raise VrferError(f"{path}: cannot write the profile ({e.strerror or e})") from None
         return path
-
-    @classmethod
-    def from_json(cls, d, where: str = "profile", cfg=None, width: int | None = None,
-                  sha256: str | None = None) -> "Profile":
-        """A profile's JSON object -> Profile, checked by vrfer.profile_check (types, sizes, finite numbers; against
-        the model when cfg, width, sha256 are given). Never a path: the object comes from a client."""
-        from .profile_check import check_profile
-        if not isinstance(d, dict):
-            raise VrferError(f"{where}: damaged profile (not a vrfer profile: a JSON object is needed)")
-        return check_profile(d, cfg, width, sha256, where)
-
-    @classmethod
-    def load(cls, path) -> "Profile":
-        """A profile file -> Profile, read and checked by vrfer.profile_check (regular file, size, nesting)."""
-        from .profile_check import check_profile
-        return check_profile(Path(path))
 
 
 def default_blend(cfg) -> float:

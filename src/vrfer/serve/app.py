@@ -294,7 +294,7 @@ class Session:
     def _calibrate(self, msg: dict) -> None:
         """The "calibrate" message (docs/PROTOCOL.md): capture frames of one expression, make the profile from
         what was captured, load a saved one, or clear it."""
-        from ..calibration import Profile, enrol
+        from ..calibration import enrol
         action = msg.get("action")
         if action not in CALIBRATE_ACTIONS:
             raise ProtocolError("bad_message", f"calibrate needs \"action\": one of {', '.join(CALIBRATE_ACTIONS)}")
@@ -329,7 +329,9 @@ class Session:
             self.send({"type": "profile", "profile": self.profile.to_json()})
         else:   # load
             try:
-                prof = Profile.from_json(msg.get("profile"), "calibrate load")   # a JSON object, never a path
+                prof = msg.get("profile")
+                if not isinstance(prof, dict):               # a JSON object, never a path a client names
+                    raise VrferError("calibrate load: damaged profile (not a vrfer profile: a JSON object is needed)")
                 prof = pipe.check_profile(prof, "calibrate load")     # vrfer.profile_check, against this model
             except VrferError as e:
                 raise ProtocolError("bad_param", str(e)) from None
