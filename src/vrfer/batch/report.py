@@ -188,12 +188,14 @@ def write_report(job, progress: bool = False) -> dict:
     _atomic(job.dir / "summary.parquet", lambda p: table.to_parquet(p, index=False))
     ep_table = pd.concat(eps, ignore_index=True) if eps else pd.DataFrame(columns=list(EPISODE_COLUMNS))
     _atomic(job.dir / "episodes.csv", lambda p: ep_table.to_csv(p, index=False))
-    _atomic(job.dir / "index.html", lambda p: Path(p).write_text(index_html(table, classes), encoding="utf-8"))
+    files = [f for f in ("summary.csv", "summary.parquet", "episodes.csv", "failures.csv") if (job.dir / f).exists()]
+    _atomic(job.dir / "index.html", lambda p: Path(p).write_text(index_html(table, classes, files), encoding="utf-8"))
     return {"summary": len(table), "episodes": len(ep_table)}
 
 
-def index_html(table, classes: Sequence[str]) -> str:
-    """The self-contained index page: the summary table, each video's source linking its timeline."""
+def index_html(table, classes: Sequence[str], files: Sequence[str] = ()) -> str:
+    """The self-contained index page: the summary table, each video's source linking its timeline; links to `files`
+    (names in the job folder)."""
     esc = html.escape
     head = ["source", "kind", "duration (s)", "frames", "faces lost", *classes, "episodes"]
 
@@ -205,7 +207,8 @@ def index_html(table, classes: Sequence[str]) -> str:
     body = []
     for r in table.to_dict("records"):
         name = esc(str(r["source"]))
-        link = f'<a href="{esc(quote(r["timeline"]))}">{name}</a>' if r["timeline"] else name
+        link = f'<a href="{esc(quote(r["timeline"]))}">{name}</a>' if isinstance(r["timeline"], str) \
+            else name
         tds = [link, esc(str(r["kind"])), cell(r["duration_s"], 2), cell(r["frames"]), cell(r["faces_lost"]),
                *(cell(r[f"share_{c}"]) for c in classes), cell(r["episodes"])]
         body.append("<tr>" + "".join(f"<td>{t}</td>" for t in tds) + "</tr>")
@@ -223,8 +226,7 @@ th {{ background: #f0f0f0; }} td:first-child, th:first-child {{ text-align: left
 <h1>vrfer batch report</h1>
 <p>{len(table)} inputs. Share of the time with a face per expression (smoothed label where present), faces lost
 (frames with no face or a held face), episodes (runs of one expression lasting at least {MIN_EPISODE_S} s). Click a
-video for its timeline. Files: <a href="summary.csv">summary.csv</a>, <a href="episodes.csv">episodes.csv</a>,
-<a href="failures.csv">failures.csv</a>.</p>
+video for its timeline. Files: {", ".join(f'<a href="{esc(quote(f))}">{esc(f)}</a>' for f in files)}</p>
 <p>{legend}</p>
 <table>
 <tr>{"".join(f"<th>{esc(h)}</th>" for h in head)}</tr>
