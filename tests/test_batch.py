@@ -119,8 +119,13 @@ def test_batch_on_a_real_2_worker_cluster_commits_each_video_once_and_lists_the_
     assert (first["done"], first["failed"], first["frames"]) == (2, 1, 7)
     failures = (tmp_path / "out" / "failures.csv").read_text().splitlines()
     assert len(failures) == 2 and "broken.avi" in failures[1]
+    summary = (tmp_path / "out" / "summary.csv").read_text().splitlines()
+    assert len(summary) == 3 and len(list((tmp_path / "out" / "timelines").glob("*.png"))) == 2
+    (tmp_path / "out" / "index.html").unlink()                         # a rerun with nothing to do writes the report
     assert main(args) == 1
     again = json.loads(capfd.readouterr().out)
+    assert (tmp_path / "out" / "summary.csv").read_text().splitlines() == summary
+    assert (tmp_path / "out" / "index.html").read_text().count('href="timelines/') == 2
     assert (again["done"], again["skipped"], again["frames"]) == (0, 2, 0)
     rows = pq.read_table(tmp_path / "out" / "frames").to_pylist()
     assert sorted((r["source"].rsplit("/", 1)[1], r["frame"]) for r in rows) == \

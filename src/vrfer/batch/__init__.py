@@ -31,7 +31,7 @@ def run(inputs, out, workers: int | None = None, address: str | None = None, mod
                "threads": threads}
     items, bad = expand_inputs([str(p) for p in inputs])
     job = Job(out)
-    job.open({**{k: v for k, v in options.items() if k != "threads"}, "model_sha256": source.sha256})
+    job.open({**{k: v for k, v in options.items() if k != "threads"}, "model_sha256": source.fingerprint})
     numbers = run_job(job, [it for it in items if it.kind != "camera"], bad, options, workers, address, progress)
     if report is not None:
         report.update(numbers)

@@ -131,7 +131,7 @@ def draw_timeline(rows, frames: int, fps: float | None, classes: Sequence[str], 
     cols = [colour(c, classes) for c in classes]
     fig = Figure(figsize=(12, 4.2), dpi=100)
     FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(2, 1, height_ratios=[4, 0.7], hspace=0.08, left=0.06, right=0.83, top=0.9, bottom=0.14)
+    gs = fig.add_gridspec(2, 1, height_ratios=[4, 0.7], hspace=0.08, left=0.075, right=0.83, top=0.9, bottom=0.14)
     ax, strip = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
     ax.stackplot(x, probs_b, colors=cols, labels=list(classes), step="post", linewidth=0)
     ax.set_xlim(0, end)
