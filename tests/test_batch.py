@@ -1,5 +1,5 @@
-"""vrfer.batch (issue 32, part): the row schema and the job folder's manifest (exactly-once bookkeeping). The
-Dask engine and its tests on a 2-worker cluster are not written yet."""
+"""vrfer.batch (issue 32, part): the row schema, the job folder's manifest (exactly-once bookkeeping), a run on a
+2-worker Dask cluster, and the report (summary, episodes, timelines, index.html) on synthetic committed rows."""
 
 from __future__ import annotations
 
