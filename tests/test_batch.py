@@ -134,13 +134,13 @@ def test_batch_on_a_real_2_worker_cluster_commits_each_video_once_and_lists_the_
 
 # --- the report (vrfer.batch.report): summary, episodes, timelines, index.html --------------------------------------
 
-def _synthetic_rows(source, labels, fps=10.0, lost=(), held=(), smoothed=True, seed=0):
+def _synthetic_rows(source, labels, fps=10.0, held=(), smoothed=True, seed=0):
     """Rows of a video whose frame i has label labels[i] (None: no face in that frame), probabilities peaked on it."""
     import numpy as np
     rng = np.random.default_rng(seed)
     out = []
     for i, lab in enumerate(labels):
-        if lab is None or i in lost:
+        if lab is None:
             continue
         p = rng.dirichlet(np.ones(len(CLASSES)))
         p = 0.4 * p + 0.6 * np.eye(len(CLASSES))[CLASSES.index(lab)]
@@ -155,8 +155,9 @@ def _synthetic_rows(source, labels, fps=10.0, lost=(), held=(), smoothed=True, s
     return out
 
 
-def _synthetic_job(tmp_path, videos, fps=10.0):
-    """A job folder with committed inputs {source: labels} (no model, no cluster): the report's input."""
+def _synthetic_job(tmp_path, videos, fps=10.0, held=None):
+    """A job folder with committed inputs {source: labels} (no model, no cluster): the report's input. held:
+    {source: frames whose face was held}."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -164,7 +165,7 @@ def _synthetic_job(tmp_path, videos, fps=10.0):
     job = Job(tmp_path / "out")
     job.open({})
     for k, (source, labels) in enumerate(videos.items()):
-        rows = _synthetic_rows(source, labels, fps, seed=k)
+        rows = _synthetic_rows(source, labels, fps, (held or {}).get(source, ()), seed=k)
         key = item_key(source)
         pq.write_table(pa.Table.from_pylist(rows, schema=schema(CLASSES)), job.staging / f"{key}.parquet")
         kind = "image" if source.endswith(".png") else "video"
@@ -205,7 +206,7 @@ def test_summary_shares_sum_to_one_and_match_the_frame_rows_and_the_index_links_
     videos = {"/data/p1 <&> session.avi": ["happiness"] * 12 + [None] * 3 + ["sadness"] * 9,
               "/data/p2.avi": ["neutral"] * 4 + ["surprise"] * 20,
               "/data/photo.png": ["anger"]}
-    job = _synthetic_job(tmp_path, videos)
+    job = _synthetic_job(tmp_path, videos, held={"/data/p1 <&> session.avi": {16, 17}})
     write_report(job)
     summary = pd.read_csv(job.dir / "summary.csv")
     assert summary.equals(pd.read_parquet(job.dir / "summary.parquet").astype(summary.dtypes.to_dict()))
@@ -218,7 +219,7 @@ def test_summary_shares_sum_to_one_and_match_the_frame_rows_and_the_index_links_
         assert {c: s[f"share_{c}"] for c in CLASSES} == pytest.approx({c: want.get(c, 0.0) for c in CLASSES})
         assert s["frames"] == len(videos[s["source"]])
     p1 = summary.set_index("source").loc["/data/p1 <&> session.avi"]
-    assert (p1["duration_s"], p1["faces_lost"], p1["episodes"]) == (2.4, 3, 2)
+    assert (p1["duration_s"], p1["faces_lost"], p1["episodes"]) == (2.4, 3 + 2, 2)   # no face + held
     assert summary.set_index("source").loc["/data/photo.png", "duration_s"] == 0
     episodes = pd.read_csv(job.dir / "episodes.csv")
     assert list(episodes.columns) == ["source", "start_s", "end_s", "expression", "mean_score"]
