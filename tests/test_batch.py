@@ -1,5 +1,5 @@
-"""vrfer.batch (issue 32, part): the row schema and the job folder's manifest (exactly-once bookkeeping). The
-Dask engine and its tests on a 2-worker cluster are not written yet."""
+"""vrfer.batch (issue 32, part): the row schema, the job folder's manifest (exactly-once bookkeeping), a run on a
+2-worker Dask cluster, and the report (summary, episodes, timelines, index.html) on synthetic committed rows."""
 
 from __future__ import annotations
 
@@ -119,9 +119,142 @@ def test_batch_on_a_real_2_worker_cluster_commits_each_video_once_and_lists_the_
     assert (first["done"], first["failed"], first["frames"]) == (2, 1, 7)
     failures = (tmp_path / "out" / "failures.csv").read_text().splitlines()
     assert len(failures) == 2 and "broken.avi" in failures[1]
+    summary = (tmp_path / "out" / "summary.csv").read_text().splitlines()
+    assert len(summary) == 3 and len(list((tmp_path / "out" / "timelines").glob("*.png"))) == 2
+    (tmp_path / "out" / "index.html").unlink()                         # a rerun with nothing to do writes the report
     assert main(args) == 1
     again = json.loads(capfd.readouterr().out)
+    assert (tmp_path / "out" / "summary.csv").read_text().splitlines() == summary
+    assert (tmp_path / "out" / "index.html").read_text().count('href="timelines/') == 2
     assert (again["done"], again["skipped"], again["frames"]) == (0, 2, 0)
     rows = pq.read_table(tmp_path / "out" / "frames").to_pylist()
     assert sorted((r["source"].rsplit("/", 1)[1], r["frame"]) for r in rows) == \
         [("v3.avi", i) for i in range(3)] + [("v4.avi", i) for i in range(4)]
+
+
+# --- the report (vrfer.batch.report): summary, episodes, timelines, index.html --------------------------------------
+
+def _synthetic_rows(source, labels, fps=10.0, held=(), smoothed=True, seed=0):
+    """Rows of a video whose frame i has label labels[i] (None: no face in that frame), probabilities peaked on it."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, lab in enumerate(labels):
+        if lab is None:
+            continue
+        p = rng.dirichlet(np.ones(len(CLASSES)))
+        p = 0.4 * p + 0.6 * np.eye(len(CLASSES))[CLASSES.index(lab)]
+        row = dict.fromkeys(columns(CLASSES))
+        row.update(source=source, frame=i, time=i / fps, x=0, y=0, w=10, h=10, track_id=0,
+                   label=CLASSES[int(np.argmax(p))], score=float(p.max()), held=i in held)
+        row.update(zip(CLASSES, map(float, p)))
+        if smoothed:
+            row.update((f"smoothed_{c}", float(v)) for c, v in zip(CLASSES, p))
+            row["smoothed_label"] = lab
+        out.append(row)
+    return out
+
+
+def _synthetic_job(tmp_path, videos, fps=10.0, held=None):
+    """A job folder with committed inputs {source: labels} (no model, no cluster): the report's input. held:
+    {source: frames whose face was held}."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vrfer.batch.rows import schema
+    job = Job(tmp_path / "out")
+    job.open({})
+    for k, (source, labels) in enumerate(videos.items()):
+        rows = _synthetic_rows(source, labels, fps, (held or {}).get(source, ()), seed=k)
+        key = item_key(source)
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema(CLASSES)), job.staging / f"{key}.parquet")
+        kind = "image" if source.endswith(".png") else "video"
+        job.commit({"key": key, "source": source, "kind": kind, "frames": len(labels),
+                    "lost": sum(lab is None for lab in labels), "rows": len(rows),
+                    "fps": None if kind == "image" else fps}, job.staging / f"{key}.parquet", None)
+    return job
+
+
+def test_episodes_are_runs_of_one_smoothed_label_lasting_half_a_second_or_more():
+    import pandas as pd
+
+    from vrfer.batch.report import episodes
+    labels = ["happiness"] * 7 + ["anger"] * 4 + ["anger"] * 2 + [None] + ["anger"] * 5 + ["neutral"] * 5
+    rows = pd.DataFrame(_synthetic_rows("v.avi", labels, fps=10.0))
+    rows.loc[rows["frame"] == 3, "label"] = "fear"            # the raw label differs: the smoothed one counts
+    ep = episodes(rows, 10.0)
+    assert list(ep["expression"]) == ["happiness", "anger", "anger", "neutral"]   # broken by the frame with no face
+    assert list(ep["start_s"]) == [0.0, 0.7, 1.4, 1.9] and list(ep["end_s"]) == [0.7, 1.3, 1.9, 2.4]
+    assert ep["mean_score"].iat[0] == pytest.approx(rows["smoothed_happiness"][:7].mean(), abs=1e-6)
+    assert list(episodes(rows, 5.0)["end_s"]) == [1.4, 2.6, 3.8, 4.8]            # at 5 fps each run is long enough
+    short = pd.DataFrame(_synthetic_rows("v.avi", ["fear"] * 4 + ["sadness"] * 5, fps=10.0))
+    assert list(episodes(short, 10.0)["expression"]) == ["sadness"]               # 0.4 s is no episode, 0.5 s is
+    raw = pd.DataFrame(_synthetic_rows("v.avi", ["fear"] * 6 + ["anger"] * 4, fps=10.0, smoothed=False))
+    assert list(episodes(raw, 10.0)["expression"]) == ["fear"]                    # no smoothing: the raw label
+    assert episodes(raw, None).empty                                              # no frame rate, no times
+
+
+def test_summary_shares_sum_to_one_and_match_the_frame_rows_and_the_index_links_every_timeline(tmp_path):
+    import re
+    from html.parser import HTMLParser
+    from urllib.parse import unquote
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from vrfer.batch.report import write_report
+    videos = {"/data/p1 <&> session.avi": ["happiness"] * 12 + [None] * 3 + ["sadness"] * 9,
+              "/data/p2.avi": ["neutral"] * 4 + ["surprise"] * 20,
+              "/data/photo.png": ["anger"]}
+    job = _synthetic_job(tmp_path, videos, held={"/data/p1 <&> session.avi": {16, 17}})
+    write_report(job)
+    summary = pd.read_csv(job.dir / "summary.csv")
+    assert summary.equals(pd.read_parquet(job.dir / "summary.parquet").astype(summary.dtypes.to_dict()))
+    rows = pq.read_table(job.frames).to_pandas()
+    shares = summary.filter(like="share_")
+    assert list(shares.columns) == [f"share_{c}" for c in CLASSES]
+    assert shares.sum(axis=1).to_numpy() == pytest.approx(1.0)
+    for s in summary.to_dict("records"):
+        want = rows[rows["source"] == s["source"]]["smoothed_label"].value_counts(normalize=True)
+        assert {c: s[f"share_{c}"] for c in CLASSES} == pytest.approx({c: want.get(c, 0.0) for c in CLASSES})
+        assert s["frames"] == len(videos[s["source"]])
+    p1 = summary.set_index("source").loc["/data/p1 <&> session.avi"]
+    assert (p1["duration_s"], p1["faces_lost"], p1["episodes"]) == (2.4, 3 + 2, 2)   # no face + held
+    assert summary.set_index("source").loc["/data/photo.png", "duration_s"] == 0
+    episodes = pd.read_csv(job.dir / "episodes.csv")
+    assert list(episodes.columns) == ["source", "start_s", "end_s", "expression", "mean_score"]
+    assert list(episodes[episodes["source"] == "/data/p2.avi"]["expression"]) == ["surprise"]
+
+    class Links(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.links: dict[str, str] = {}
+            self._href = None
+
+        def handle_starttag(self, tag, attrs):
+            self._href = dict(attrs).get("href") if tag == "a" else None
+
+        def handle_data(self, data):
+            if self._href:
+                self.links[data] = self._href
+
+    page = (job.dir / "index.html").read_text()
+    parser = Links()
+    parser.feed(page)
+    for source in ("/data/p1 <&> session.avi", "/data/p2.avi"):
+        href = parser.links[source]                                    # the name, html-escaped, links its timeline
+        assert href.startswith("timelines/") and (job.dir / unquote(href)).is_file()
+    assert "/data/photo.png" not in parser.links and "<&>" not in page and not re.search(r'(src|href)="https?:', page)
+    assert all((job.dir / unquote(h)).is_file() for h in parser.links.values())
+
+
+def test_a_rerun_rewrites_the_report_and_keeps_the_timelines(tmp_path):
+    from vrfer.batch.report import write_report
+    job = _synthetic_job(tmp_path, {"/data/a.avi": ["fear"] * 8})
+    write_report(job)
+    png = next(job.timelines.iterdir())
+    before = png.stat().st_mtime_ns
+    (job.dir / "summary.csv").unlink()
+    job.clean()
+    write_report(job)
+    assert (job.dir / "summary.csv").is_file() and png.stat().st_mtime_ns == before

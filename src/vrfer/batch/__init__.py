@@ -1,7 +1,8 @@
 """`vrfer batch` (issue 32, in progress): per-frame rows of many videos and photos in Parquet, resumable and
 exactly-once, on Dask (docs/SETUP.md says why Dask). rows.py: the row schema; job.py: the job folder and its
-manifest; unit.py: one input on a worker (model cached per process); engine.py: the Dask cluster and the commits.
-Not yet: summary/timelines/index report, live per-frame progress, the 2-worker cluster tests.
+manifest; unit.py: one input on a worker (model cached per process); engine.py: the Dask cluster and the commits;
+report.py: summary.csv/.parquet, episodes.csv, timelines/*.png and index.html, written at the end of every run.
+Not yet: live per-frame progress, the killed-worker test.
 
     import vrfer.batch
     out = vrfer.batch.run(["videos/"], "out/", workers=2)     # -> Path("out/")
@@ -18,7 +19,7 @@ def run(inputs, out, workers: int | None = None, address: str | None = None, mod
         backend: str = "auto", face: str = "detect", smooth: float | None = 0.4, prior=None, prior_tau=None,
         classes=None, profile=None, threads: int | None = 1, progress: bool = False, report: dict | None = None) -> Path:
     """Every video and photo under `inputs` -> rows in out/frames/*.parquet (see vrfer.batch.rows), failures in
-    out/failures.csv; inputs already committed by an earlier run into `out` are skipped. Returns the output folder;
+    out/failures.csv, the report (vrfer.batch.report: summary, episodes, timelines, index.html); inputs already committed by an earlier run into `out` are skipped. Returns the output folder;
     `report` (a dict) receives the run's numbers."""
     from ..recognizer import expand_inputs
     from .engine import require, run_job

@@ -47,6 +47,7 @@ def run_job(job, items, bad, options: dict, workers=None, address=None, progress
     from distributed import as_completed
     from tqdm import tqdm
 
+    from .report import write_report
     from .unit import run_item
     done = job.committed()
     job.clean()
@@ -83,6 +84,7 @@ def run_job(job, items, bad, options: dict, workers=None, address=None, progress
         w = csv.writer(fh)
         w.writerow(["source", "problem"])
         w.writerows(failures)
+    write_report(job, progress)            # summary, episodes, timelines, index.html: of every committed input
     seconds = time.perf_counter() - t0
     return {"out": str(job.dir), "inputs": len(items) + len(bad), "skipped": len(items) - len(todo),
             "done": len(todo) - (len(failures) - len(bad)), "failed": len(failures), "frames": frames,
