@@ -67,8 +67,8 @@ def open_image(path: str):
     w, h = im.size
     if w * h > MAX_PIXELS:
         im.close()
-        raise Unusable(f"image too large: {w}x{h} = {w * h / 1e6:.0f} megapixels; the limit is "
-                       f"{MAX_PIXELS / 1e6:.0f} megapixels")
+        raise Unusable(f"image too large: {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is "
+                       f"{MAX_PIXELS / 1e6:.1f} megapixels")
     return im
 
 

@@ -668,8 +668,8 @@ def client(onnx_client, capfd, corpus):
     ("text", 1, "not an image"),                 # was: PIL.UnidentifiedImageError's traceback
     ("empty", 1, "empty file"),
     ("truncated", 1, "truncated or damaged"),
-    ("huge", 1, "15000x15000 = 225 megapixels"),
-    ("bomb", 1, "10000x10000 = 100 megapixels"),
+    ("huge", 1, "15000x15000 = 225.0 megapixels"),
+    ("bomb", 1, "10000x10000 = 100.0 megapixels"),
     ("missing", 1, "file not found"),
     ("folder", 1, "not a regular file"),
 ])
@@ -1064,3 +1064,8 @@ def test_calibrate_takes_the_spellings_labels_csv_takes_and_refuses_a_folder_of_
     assert rc == 2 and not new and "2 people" in one_line(err, "labels.csv")      # was: one blurred profile
     rc, out, err, new = run("calibrate", f"nonsense={corpus['face']}", "--face", "none", "--out", "me.json")
     assert rc == 2 and not new and "unknown class 'nonsense'" in one_line(err)
+
+
+def test_an_unknown_option_points_at_the_commands_own_help(run):
+    rc, out, err, new = run("predict", "@face", "--bogus", "3")
+    assert rc == 2 and "unrecognized arguments: --bogus 3 (see vrfer predict --help)" in one_line(err)

@@ -102,7 +102,11 @@ def _stdout_gone() -> None:
 
 def main(argv=None) -> int:
     argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:       # an unknown option belongs to the command's parser: point at its --help, not vrfer's
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     if sys.stdout is None:  # started with stdout closed (`>&-`): results would be lost
         print("vrfer: error: stdout is closed; results have nowhere to go (redirect it to a file)",
               file=sys.stderr)

@@ -164,8 +164,8 @@ def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | Non
         size = _header_size(fp)
         if size is None:
             over = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
-            raise ImageTooLargeError(f"image too large: over {over:.0f} megapixels (not decoded); the limit is "
-                                     f"{max_pixels / 1e6:.0f} megapixels (scale it down first)") from None
+            raise ImageTooLargeError(f"image too large: over {over:.1f} megapixels (not decoded); the limit is "
+                                     f"{max_pixels / 1e6:.1f} megapixels (scale it down first)") from None
         raise _too_large(*size, max_pixels) from None
     except UnidentifiedImageError:
         what = f" ({', '.join(formats)} expected)" if formats else " (unknown or unsupported file format)"
@@ -202,8 +202,8 @@ def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | Non
 
 
 def _too_large(w: int, h: int, max_pixels: int) -> ImageTooLargeError:
-    return ImageTooLargeError(f"image too large: {w}x{h} = {w * h / 1e6:.0f} megapixels (not decoded); the limit "
-                              f"is {max_pixels / 1e6:.0f} megapixels (scale it down first)")
+    return ImageTooLargeError(f"image too large: {w}x{h} = {w * h / 1e6:.1f} megapixels (not decoded); the limit "
+                              f"is {max_pixels / 1e6:.1f} megapixels (scale it down first)")
 
 
 def _header_size(fp) -> tuple[int, int] | None:
