@@ -743,3 +743,8 @@ def test_ws_calibration_refusals_keep_the_connection(server, faces):
         assert err["code"] == "bad_param" and "profile made for model 'other'" in err["message"]
         ws.send(faces[0])
         assert recv(ws, "prediction")["faces"][0]["label"] == "happiness"
+
+
+def test_a_bad_classes_parameter_is_named_as_the_client_sent_it(server):
+    r = httpx.post(server.url + "/predict?classes=neutral,boredom", content=b"x", timeout=10)
+    assert r.status_code == 400 and "--classes" not in r.text and "unknown class 'boredom'" in r.text

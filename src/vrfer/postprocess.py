@@ -64,7 +64,7 @@ def _prior_values(prior, classes) -> np.ndarray:
         raise VrferError(f"{where}: expected {len(classes)} numbers, one per class") from None
     if len(p) != len(classes) or not np.all(np.isfinite(p)) or np.any(p <= 0):
         raise VrferError(f"{where}: expected {len(classes)} positive numbers, one per class in the order "
-                         f"{', '.join(classes)} (to leave a class out, use --classes)")
+                         f"{', '.join(classes)} (to leave a class out, answer among a class subset: classes)")
     return p / p.sum()
 
 
@@ -75,11 +75,12 @@ def parse_classes(classes, all_classes) -> tuple[str, ...] | None:
         return None
     names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if str(c).strip()]
     if not names:
-        raise VrferError(f"--classes {classes!r}: no class named; give some of: {', '.join(all_classes)} "
-                         "(or leave --classes out for all)")
+        # named as both the CLI (--classes) and serve's HTTP/WebSocket parameter (classes) call it
+        raise VrferError(f"classes {classes!r}: no class named; give some of: {', '.join(all_classes)} "
+                         "(or leave classes out for all)")
     unknown = [c for c in names if c not in all_classes]
     if unknown:
-        raise VrferError(f"--classes: unknown class {unknown[0]!r}; classes: {', '.join(all_classes)}")
+        raise VrferError(f"classes: unknown class {unknown[0]!r}; the model's classes: {', '.join(all_classes)}")
     return tuple(c for c in all_classes if c in names)
 
 
