@@ -62,6 +62,8 @@ class Profile:
     lam: float = PROFILE_L2
     blend: float = 1.0             # the share of the refit in the rows (ADAPTED_BLEND on adapted models)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
+    reference: np.ndarray | None = None   # (D,) the mean representation of the person's neutral faces (vrfer.reference)
+    reference_count: int = 0              # how many faces it is the mean of
 
     def rows(self, all_classes) -> list[int]:
         return [list(all_classes).index(c) for c in self.classes]
@@ -69,7 +71,7 @@ class Profile:
     def apply(self, logits: np.ndarray, features: np.ndarray, all_classes) -> np.ndarray:
         """Model logits (N, C) and representations (N, D) -> calibrated logits (N, C), float64."""
         z = np.array(logits, np.float64, copy=True)
-        if len(z):
+        if len(z) and len(self.classes):
             z[:, self.rows(all_classes)] = (np.asarray(features, np.float64) @ self.weight.astype(np.float64).T
                                             + self.bias.astype(np.float64))
         return z
@@ -89,6 +91,9 @@ class Profile:
             raise VrferError(f"profile names class {unknown[0]!r}, which model {cfg.name!r} does not have")
 
     def to_json(self) -> dict:
+        ref = {} if self.reference is None else {
+            "reference": [float(v) for v in self.reference],   # D numbers: the mean representation of neutral faces
+            "reference_count": int(self.reference_count)}
         return {
             "format": PROFILE_FORMAT,          # always "vrfer-profile"
             "version": PROFILE_VERSION,
@@ -104,6 +109,7 @@ class Profile:
             "weight": [[float(v) for v in row] for row in self.weight],   # one row of D numbers per class
             "bias": [float(v) for v in self.bias],
             "formula": PROFILE_FORMULA,
+            **ref,
         }
 
     def save(self, path) -> Path:
@@ -127,9 +133,12 @@ def default_blend(cfg) -> float:
 def enrol(model, features: np.ndarray, labels, person: str = "", lam: float = PROFILE_L2,
           model_sha256: str | None = None, blend: float | None = None) -> Profile:
     """A profile from the representations (N, D) of a person's faces and their labels (class indices or
-    names). Every class with at least one face is enrolled; the others keep the model's answer.
+    names). Every class with at least one face is enrolled; the others keep the model's answer. Neutral faces
+    also make the profile's reference (vrfer.reference: their mean representation); faces of neutral alone
+    make a reference only (a refit on one class would only push every answer towards it).
     model_sha256: model_fingerprint(model) where the caller has it already (a Pipeline keeps it).
     blend: the refit's share in the rows (None: default_blend, by whether the model is adapted)."""
+    from .reference import NEUTRAL
     from .representation import fit_head, head
     cfg = model.cfg
     labels = np.asarray([cfg.classes.index(v) if isinstance(v, str) else int(v) for v in labels], np.int64)
@@ -140,13 +149,20 @@ def enrol(model, features: np.ndarray, labels, person: str = "", lam: float = PR
     blend = default_blend(cfg) if blend is None else float(blend)
     if not 0.0 <= blend <= 1.0:
         raise VrferError(f"blend {blend}: expected a number from 0 to 1")
+    features = np.asarray(features, np.float32)
+    neutral = labels == list(cfg.classes).index(NEUTRAL) if NEUTRAL in cfg.classes else np.zeros(len(labels), bool)
+    reference = features[neutral].astype(np.float64).mean(axis=0).astype(np.float32) if neutral.any() else None
     layer = head(model)
     w0, b0 = layer.weight.detach().numpy(), layer.bias.detach().numpy()
-    rows = sorted(set(labels.tolist()))
-    w, b = fit_head(features, labels, w0, b0, lam, rows=rows)
-    w, b = blend * w + (1 - blend) * w0, blend * b + (1 - blend) * b0
+    rows = sorted(set(labels.tolist())) if not neutral.all() else []
+    if rows:
+        w, b = fit_head(features, labels, w0, b0, lam, rows=rows)
+        w, b = blend * w + (1 - blend) * w0, blend * b + (1 - blend) * b0
+    else:
+        w, b = w0, b0
     names = [cfg.classes[r] for r in rows]
     counts = {cfg.classes[r]: int((labels == r).sum()) for r in rows}
     return Profile(model=cfg.name, model_sha256=model_sha256 or model_fingerprint(model), classes=names, counts=counts,
-                   weight=w[rows].astype(np.float32), bias=b[rows].astype(np.float32), person=person, lam=lam,
-                   blend=blend)
+                   weight=np.asarray(w)[rows].astype(np.float32),
+                   bias=np.asarray(b)[rows].astype(np.float32), person=person, lam=lam, blend=blend,
+                   reference=reference, reference_count=int(neutral.sum()))

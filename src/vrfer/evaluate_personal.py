@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .classes import CLASSES
+from .postprocess import softmax
 from .evaluate import folder_faces, scores, subjects_of
 from .outputs import plural
 
@@ -27,7 +28,8 @@ MIN_ENROLLED_CLASSES = 3     # a calibration is scored only where it enrolled at
 
 def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", adapt: str | None = None,
                       calibrate: int | None = None, draws: int = 5, seed: int = 0, post=None, skip_bad: bool = False,
-                      threads: int | None = None, progress: bool = True, log=None) -> dict:
+                      threads: int | None = None, progress: bool = True, log=None,
+                      reference: str | None = None) -> dict:
     """Adaptation and calibration of `model`, scored so that no face is scored by a fit that saw it.
 
     adapt="loo": each person's faces are scored by an adaptation (vrfer.adapt: AdaBN + a new last layer)
@@ -41,6 +43,13 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     An enrolment of fewer than MIN_ENROLLED_CLASSES classes is not scored. K=0: every face of the session (video-like enrolment).
     With both, the profile is made on top of the person's leave-one-out adapted model.
     Faces where no face was found are left out of these figures (counted in no_face).
+    reference="neutral"|"auto": also the answer read against each person's reference (vrfer.reference), taken
+    from that person's OTHER photos only (other sessions where labels.csv has them; neutral: their neutral photos;
+    auto: those the generic answer calls confidently neutral, no labels); a face with no such photo keeps the
+    generic answer (counted in no_reference). The result's top-level accuracy, mean_class_recall and per_class are
+    then the referenced answer's (`generic` holds the plain one on the same faces); `head_saw_this_data` says
+    whether the model's referenced head was fitted on this very data (by its data fingerprint). With adapt="loo",
+    each person's adaptation also fits a referenced head on the other people (`adapted_loo_referenced`).
     log: a function taking one line of progress (or None)."""
     from .errors import VrferError
     from .loader import torch_model
@@ -54,7 +63,17 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
         raise VrferError(f"--draws {draws}: expected a whole number from 1 to {MAX_DRAWS}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
         raise VrferError(f"--seed {seed}: expected a whole number >= 0")   # was: numpy's ValueError, "internal"
+    if reference not in (None, "neutral", "auto"):
+        raise VrferError(f"--reference {reference!r}: expected neutral or auto")
     model = torch_model(model)
+    from .reference import head_of
+    head = None
+    if reference:
+        from .representation import head as last_layer
+        head = head_of(model.cfg, last_layer(model).in_features)
+        if head is None:
+            raise VrferError(f"model {model.cfg.name!r} has no referenced head: --reference needs one "
+                             "(scripts/fit_reference_head.py, or vrfer adapt on a folder with neutral photos)")
     items, crops, found, rec, info = folder_faces(model, root, face, occlusion, skip_bad, threads, progress)
     items = [it for it, f in zip(items, found) if f]
     data = _people_sessions(items)
@@ -66,6 +85,20 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     res["generic"] = scores(labels, generic_pred)
     say = log or (lambda _line: None)
     say(f"generic answer: {100 * res['generic']['accuracy']:.2f}% on {plural(len(labels), 'face')} of {plural(res['people'], 'person')}")
+
+    if reference:
+        from .reference import person_references
+        sessions = None if data["no_sessions"] else data["sessions"]
+        refs = person_references(feats, logits, labels, subjects, sessions, reference, model.cfg.classes)
+        pred = generic_post.apply(softmax(head.logits(logits, feats, refs))).argmax(1)
+        saw = sorted(d.get("data", "?") for d in head.fitted_on if d.get("data_fingerprint") == info["data_fingerprint"])
+        res["referenced"] = {**scores(labels, pred), "reference": reference,
+                             "no_reference": int((~np.isfinite(refs).all(axis=1)).sum()),
+                             "head_fitted_on": [d.get("data", "?") for d in head.fitted_on], "blend": head.blend}
+        res["head_saw_this_data"] = bool(saw)
+        res.update({k: res["referenced"][k] for k in ("accuracy", "mean_class_recall", "per_class")})
+        say(f"referenced ({reference}): {100 * res['accuracy']:.2f}% on the same faces"
+            + (" (the head was fitted on this data: not an honest figure)" if saw else ""))
 
     if adapt == "loo" and res["people"] < 2:
         raise VrferError(f"--adapt loo fits on the other people: {root} has faces of {plural(res['people'], 'person')} "
@@ -81,9 +114,14 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
                              f"{'person' if data['no_sessions'] else 'session'}; give K up to {most} (0: all)")
     per_person = {}     # person -> (model, logits, feats, post, faces) the calibration starts from
     if adapt == "loo":
-        pred, per_person = _adapt_loo(model, crops, labels, subjects, post)
+        pred, per_person, pred_ref = _adapt_loo(model, crops, labels, subjects, post, reference,
+                                                None if data["no_sessions"] else data["sessions"])
         res["adapted_loo"] = scores(labels, pred)
         say(f"adapted, leave-one-person-out: {100 * res['adapted_loo']['accuracy']:.2f}%")
+        if pred_ref is not None:
+            res["adapted_loo_referenced"] = scores(labels, pred_ref)
+            say(f"adapted + referenced ({reference}), leave-one-person-out: "
+                f"{100 * res['adapted_loo_referenced']['accuracy']:.2f}%")
     if calibrate is None:
         return res
 
@@ -118,13 +156,17 @@ def _people_sessions(items) -> dict:
             "files": np.array([it.path.name for it in items]), "one_class": one_class}
 
 
-def _adapt_loo(model, crops, labels, subjects, post):
+def _adapt_loo(model, crops, labels, subjects, post, reference=None, sessions=None):
     """Each person's faces scored by an adaptation (vrfer.adapt) fitted on the other people only: the predictions,
-    and per person (adapted model, logits, representations, post-processing, the person's face indices)."""
+    per person (adapted model, logits, representations, post-processing, the person's face indices), and with
+    `reference` the predictions of the adapted model with a referenced head also fitted on the other people
+    (vrfer.reference.fit_head_on_people, on the adapted representation), else None."""
     from .adapt import adapt_arrays
     from .postprocess import PostProcess
+    from .reference import fit_head_on_people, person_references
     from .representation import logits_and_features
     pred, per_person = np.zeros_like(labels), {}
+    pred_ref = np.zeros_like(labels) if reference else None
     for person in np.unique(subjects):
         fit = subjects != person
         m = adapt_arrays(model, crops[fit], labels[fit])
@@ -133,7 +175,14 @@ def _adapt_loo(model, crops, labels, subjects, post):
                         None if post is None or post.subset is None else post.subset)
         pred[~fit] = p.apply(lg, logits=True).argmax(1)
         per_person[person] = (m, lg, ft, p, np.flatnonzero(~fit))
-    return pred, per_person
+        if reference:
+            ft_fit = logits_and_features(m, crops[fit])[1]
+            ft_mirror = logits_and_features(m, np.ascontiguousarray(crops[fit][:, :, ::-1]))[1]
+            head = fit_head_on_people(m, ft_fit, labels[fit], subjects[fit], ft_mirror)
+            refs = person_references(ft, lg, labels[~fit], subjects[~fit],
+                                     None if sessions is None else sessions[~fit], reference, m.cfg.classes)
+            pred_ref[~fit] = p.apply(softmax(head.logits(lg, ft, refs))).argmax(1)
+    return pred, per_person, pred_ref
 
 
 def _calibration_draws(data: dict, starts, calibrate: int, draws: int, seed: int):

@@ -298,6 +298,11 @@ def crop_faces(image: np.ndarray, faces: list[Face], face, crop=None) -> np.ndar
 
 # ------------------------------------------------------------------------------------ 4. classify
 
+def _has_head(cfg) -> bool:
+    from .reference import HEAD_KEY
+    return HEAD_KEY in (getattr(cfg, "extra", None) or {})
+
+
 class Pipeline:
     """One model, one face setting, one post-processing: images -> faces with probabilities.
 
@@ -322,6 +327,8 @@ class Pipeline:
         self.post = PostProcess(self.cfg, prior, prior_tau, classes)
         self.crop = self.cfg.crop_geometry    # how a detected face's square is placed: the model's own
         self.profile = None
+        self.reference = None       # the wearer's fixed reference (D,), vrfer.reference; None: none
+        self._ref_head = False      # the model's referenced head, read on first use
         if profile is not None:
             self.set_profile(profile)
         self._detector = detector
@@ -399,6 +406,37 @@ class Pipeline:
             self.profile = None
             return
         self.profile = self.check_profile(profile)
+        if self.profile.reference is not None:
+            self.set_reference(self.profile.reference)
+
+    @property
+    def referenced_head(self):
+        """The model's referenced head (vrfer.reference.ReferencedHead), or None when the model has none."""
+        if self._ref_head is False:
+            from .reference import head_of
+            cfg = self.source.cfg if _has_head(self.source.cfg) else self.cfg
+            self._ref_head = head_of(cfg, self.representation_width()) if _has_head(cfg) else None
+        return self._ref_head
+
+    def set_reference(self, reference) -> None:
+        """Read the wearer's face against a fixed reference: a profile (object, file or JSON object) that carries
+        one, the D numbers themselves, or None (none). VrferError when the model has no referenced head, or the
+        reference does not fit it."""
+        if reference is None:
+            self.reference = None
+            return
+        from .calibration import Profile
+        from .reference import check_reference
+        if isinstance(reference, (Profile, dict, str, os.PathLike)):
+            where = str(reference) if isinstance(reference, (str, os.PathLike)) else "profile"
+            prof = self.check_profile(reference)
+            if prof.reference is None:
+                raise VrferError(f"{where}: the profile carries no reference (calibrate with neutral=... to make one)")
+            reference = prof.reference
+        if self.referenced_head is None:
+            raise VrferError(f"model {self.cfg.name!r} has no referenced head: it cannot read a face against a "
+                             "reference (vrfer adapt fits one on a folder with neutral photos)")
+        self.reference = check_reference(reference, self.representation_width())
 
     def representation_width(self) -> int:
         """D, the width of the representation a profile's rows multiply (vrfer.representation)."""
@@ -429,34 +467,50 @@ class Pipeline:
         (vrfer.representation; the ONNX graph's `representation` output)."""
         return self._calibrating_classifier().logits_and_features(np.ascontiguousarray(crops))
 
-    def probabilities_and_representation(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """uint8 crops -> (probabilities as `probabilities` gives them, the model's own logits, representations):
-        one pass of the PyTorch model, for callers that calibrate per stream (vrfer serve's connections)."""
-        logits, feats = self.logits_and_features(crops)
-        if self.profile is not None:
-            return self.profile.probabilities(logits, feats, self.classes), logits, feats
-        return softmax(logits), logits, feats
+    def answer(self, logits: np.ndarray, feats: np.ndarray, profile=None, reference=None) -> np.ndarray:
+        """The model's logits and representations of a frame's faces (wearer first) -> the probabilities (N, C),
+        float64, before post-processing: the profile's rows (vrfer.calibration), then the wearer's face read
+        against the reference (vrfer.reference). The one place both are applied, for the API, the CLI and serve.
+        profile: a Profile, or None for none. reference: None (none), the D numbers, or a
+        vrfer.reference.RunningReference, which sees the wearer's face first (the automatic reference)."""
+        z = profile.apply(logits, feats, self.classes) if profile is not None else np.asarray(logits, np.float64)
+        if reference is not None and len(z):
+            from .reference import RunningReference
+            if isinstance(reference, RunningReference):
+                reference = reference.observe(feats[0], softmax(z[:1])[0])
+            if reference is not None and self.referenced_head is not None:
+                z = np.array(z, np.float64, copy=True)
+                z[:1] = self.referenced_head.logits(z[:1], feats[:1], reference)
+        return softmax(z)
 
-    def probabilities(self, crops: np.ndarray) -> np.ndarray:
+    def probabilities_and_representation(self, crops: np.ndarray, profile=None,
+                                         reference=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """uint8 crops -> (probabilities as `answer` gives them, the model's own logits, representations): one
+        pass of the model, for callers that keep a profile or reference per stream (vrfer serve's connections)."""
+        logits, feats = self.logits_and_features(crops)
+        return self.answer(logits, feats, profile, reference), logits, feats
+
+    def probabilities(self, crops: np.ndarray, reference=None) -> np.ndarray:
         """uint8 (N, 48, 48) crops -> the model's own probabilities (N, C), float64, calibrated by the
-        profile when there is one (not adjusted by a prior or class subset)."""
+        profile when there is one, the wearer's (the first) read against the reference (`reference`, else the
+        pipeline's fixed one) when there is one; not adjusted by a prior or class subset."""
         if len(crops) == 0:
             return np.zeros((0, len(self.classes)), np.float64)
-        if self.profile is not None:
-            return self.probabilities_and_representation(crops)[0]
+        reference = self.reference if reference is None else reference
+        if self.profile is not None or reference is not None:
+            return self.probabilities_and_representation(crops, self.profile, reference)[0]
         return np.asarray(self.classifier.predict_proba(np.ascontiguousarray(crops)), dtype=np.float64)
 
-    def classify(self, crops: np.ndarray, post: PostProcess | None = None) -> np.ndarray:
-        """uint8 crops -> reported probabilities (N, C): the model's (calibrated by the profile, if any),
-        adjusted by `post` (default self.post)."""
-        return (post or self.post).apply(self.probabilities(crops))
+    def classify(self, crops: np.ndarray, post: PostProcess | None = None, reference=None) -> np.ndarray:
+        """uint8 crops -> reported probabilities (N, C): `probabilities`, adjusted by `post` (default self.post)."""
+        return (post or self.post).apply(self.probabilities(crops, reference))
 
-    def run(self, image, tracker=None) -> tuple[list[Face], np.ndarray, np.ndarray]:
+    def run(self, image, tracker=None, reference=None) -> tuple[list[Face], np.ndarray, np.ndarray]:
         """An image (anything load_image takes) -> (faces, their crops, their reported probabilities).
-        NoFaceError when face="detect" finds no face."""
+        NoFaceError when face="detect" finds no face. reference: as `probabilities` takes it."""
         img = load_image(image)
         faces = self.find_faces(img, tracker)
         if not faces:
             raise NoFaceError("no face found")
         crops = self.crops(img, faces)
-        return faces, crops, self.classify(crops)
+        return faces, crops, self.classify(crops, reference=reference)

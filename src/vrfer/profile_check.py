@@ -144,8 +144,10 @@ def profile_fields(d, classes, width: int | None):
         if key in d and not isinstance(d[key], str):
             raise ValueError(f"`{key}` must be text, not {type(d[key]).__name__}")
     names = d["classes"]
-    if not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names):
+    if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
         raise ValueError("`classes` must be a list of class names")
+    if not names and "reference" not in d:
+        raise ValueError("`classes` is empty and there is no `reference`: the profile changes nothing")
     if len(set(names)) != len(names):
         raise ValueError("`classes` must name each enrolled class once")
     if classes is not None:
@@ -157,8 +159,10 @@ def profile_fields(d, classes, width: int | None):
         raise ValueError(f"`weight` must be {len(names)} rows (one per class in `classes`)")
     if width is None and rows and isinstance(rows[0], list):
         width = len(rows[0])
+    if width is None and isinstance(d.get("reference"), list):
+        width = len(d["reference"])
     weight = np.stack([numbers(r, f"weight[{i}]", width, " (the model's representation width)")
-                       for i, r in enumerate(rows)])
+                       for i, r in enumerate(rows)]) if rows else np.zeros((0, width or 0), np.float32)
     bias = numbers(d["bias"], "bias", len(names), " (one per class, as `weight` has rows)")
     counts = d["counts"]
     if not isinstance(counts, dict):
@@ -171,7 +175,13 @@ def profile_fields(d, classes, width: int | None):
     blend = _number(blend, "blend")
     if not 0.0 <= blend <= 1.0:
         raise ValueError("`blend` must be a number from 0 to 1")
-    return names, {str(k): int(n) for k, n in counts.items()}, weight, bias, lam, blend
+    reference, ref_count = None, 0
+    if "reference" in d:
+        reference = numbers(d["reference"], "reference", width, " (the model's representation width)")
+        ref_count = d.get("reference_count", 0)
+        if isinstance(ref_count, bool) or not isinstance(ref_count, int) or ref_count < 0:
+            raise ValueError("`reference_count` must be a whole number of faces")
+    return names, {str(k): int(n) for k, n in counts.items()}, weight, bias, lam, blend, reference, ref_count
 
 
 def check_profile(src, cfg=None, width: int | None = None, sha256: str | None = None, where: str | None = None):
@@ -191,14 +201,14 @@ def check_profile(src, cfg=None, width: int | None = None, sha256: str | None = 
     where = where or "profile"
     if isinstance(src, (dict, list)):
         try:
-            names, counts, weight, bias, lam, blend = profile_fields(src, None, None)
+            names, counts, weight, bias, lam, blend, reference, ref_count = profile_fields(src, None, None)
         except KeyError as e:
             raise VrferError(f"{where}: damaged profile (no {e.args[0]!r} field)") from None
         except (TypeError, ValueError) as e:
             raise VrferError(f"{where}: damaged profile ({e})") from None
         src = Profile(model=src["model"], model_sha256=src["model_sha256"], classes=names, counts=counts,
                       weight=weight, bias=bias, person=src.get("person", ""), lam=lam, blend=blend,
-                      created=src.get("created", ""))
+                      created=src.get("created", ""), reference=reference, reference_count=ref_count)
     elif not isinstance(src, Profile):
         raise VrferError(f"{where}: a profile is a vrfer.calibration.Profile, a profile file's path or its JSON "
                          f"object, not {type(src).__name__}")
@@ -213,11 +223,19 @@ def check_profile(src, cfg=None, width: int | None = None, sha256: str | None = 
         w, b = np.asarray(prof.weight), np.asarray(prof.bias)
         if w.ndim != 2 or w.shape[0] != len(prof.classes) or b.shape != (len(prof.classes),):
             raise ValueError(f"`weight` must be {len(prof.classes)} rows and `bias` {len(prof.classes)} numbers")
-        if width is not None and w.shape[1] != width:
+        if width is not None and len(prof.classes) and w.shape[1] != width:
             raise ValueError(f"`weight` rows have {w.shape[1]} numbers, {width} expected (the model's "
                              "representation width)")
         check_array(w, "weight")
         check_array(b, "bias")
+        if prof.reference is not None:
+            r = np.asarray(prof.reference)
+            if r.ndim != 1 or (width is not None and len(r) != width):
+                raise ValueError(f"`reference` has {r.size} numbers, {width} expected (the model's representation "
+                                 "width)")
+            check_array(r, "reference")
+        elif not len(prof.classes):
+            raise ValueError("`classes` is empty and there is no `reference`: the profile changes nothing")
     except ValueError as e:
         raise VrferError(f"{where}: damaged profile ({e})") from None
     return prof

@@ -180,11 +180,16 @@ class Recognizer:
         (vrfer.postprocess.PostProcess; default: the plain model over all 8 classes).
     threads: CPU threads of the network and the detector (vrfer.threads: None -> 1, 0 -> one per core;
         sets PyTorch's process-wide thread count).
+    profile: a person's calibration (vrfer.calibration.Profile, a profile file or its JSON object).
+    reference: the wearer's face read as a change from their neutral face (vrfer.reference): None (default: the
+        profile's reference when it carries one, else none), "off", "auto" (a running reference per stream:
+        successive predict calls and `video`; `reset()` and a lost face start it over), or a fixed one (a profile
+        that carries one, its file, or the D numbers). Applied to the wearer (the first face) only.
     """
 
     def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "auto", alpha: float | None = None,
                  threads: int | None = None, tta_flip: bool = False, detector=None, prior=None,
-                 prior_tau: float | None = None, classes=None, profile=None):
+                 prior_tau: float | None = None, classes=None, profile=None, reference=None):
         # vrfer.smoothing.Smoother checks ALPHA (the one check of it, vrfer.smoothing.check_alpha); 1: no smoothing
         self._smoother = None if alpha is None else Smoother(alpha)
         if self._smoother is not None and self._smoother.alpha == 1.0:
@@ -199,6 +204,8 @@ class Recognizer:
         self.classes = self.pipeline.classes
         self.backend = backend
         self._tracker = None
+        self._running = None
+        self.set_reference(reference)
 
     @property
     def detector(self):
@@ -210,6 +217,34 @@ class Recognizer:
             self._smoother.reset()
         if self._tracker is not None:
             self._tracker.reset()
+        if self._running is not None:
+            self._running.reset()
+
+    def set_reference(self, reference) -> None:
+        """Change the reference (see the class docstring for what `reference` may be)."""
+        self._running = None
+        if isinstance(reference, str) and reference in ("auto", "off"):
+            self.pipeline.set_reference(None)
+            if reference == "auto":
+                if self.pipeline.referenced_head is None:
+                    raise VrferError(f"model {self.cfg.name!r} has no referenced head: reference=\"auto\" needs one")
+                from .reference import RunningReference
+                self._running = RunningReference(self.classes)
+        elif reference is not None:
+            self.pipeline.set_reference(reference)
+
+    @property
+    def reference(self):
+        """The reference in use: the fixed D numbers, the running reference's current ones (None during its
+        warm-up), or None."""
+        if self.pipeline.reference is not None:
+            return self.pipeline.reference
+        return None if self._running is None else self._running.vector
+
+    @property
+    def reference_mode(self) -> str:
+        """"fixed", "auto" or "off"."""
+        return "fixed" if self.pipeline.reference is not None else "auto" if self._running is not None else "off"
 
     # -- the pipeline's steps, for callers that batch them (vrfer.evaluate) -------------------------
     def find_faces(self, image: np.ndarray, track: bool = False):
@@ -237,9 +272,13 @@ class Recognizer:
             source = str(image) if isinstance(image, (str, os.PathLike)) else ""
         if track and self._tracker is None:
             self._tracker = self.pipeline.new_tracker()
+        # an explicit reference beats the automatic one
+        running = self._running if self.pipeline.reference is None else None
         try:
-            faces, _, probs = self.pipeline.run(image, self._tracker if track else None)
+            faces, _, probs = self.pipeline.run(image, self._tracker if track else None, reference=running)
         except NoFaceError:
+            if running is not None:
+                running.reset()     # the face is lost: the next one may be someone else
             raise NoFaceError("no face found" + (" (try --face none for a face crop, or --face x,y,w,h)"
                                                  if frame is None else "")) from None
         except VrferError as e:

@@ -44,6 +44,11 @@ def add_parser(sub):
     p.add_argument("--draws", type=int, default=None, metavar="N",
                    help="with --calibrate K: N seeded draws of the enrolment faces, 1 to 100 (default: 5)")
     p.add_argument("--seed", type=int, default=None, help="with --calibrate: seed of the draws, >= 0 (default: 0)")
+    p.add_argument("--reference", choices=["neutral", "auto"], default=None,
+                   help="folder only (needs a subject column): read each face against the person's reference "
+                        "(vrfer.reference) made from their OTHER photos (neutral: their neutral photos; auto: those "
+                        "the generic answer calls neutral); the figures are the referenced answer's, beside the "
+                        "generic one on the same faces")
     p.add_argument("--tta-flip", action="store_true", help="average with the mirrored face")
     p.add_argument("--out", metavar="DIR",
                    help="folder for the confusion-matrix PNG (default: no PNG is written)")
@@ -70,13 +75,15 @@ def run(a) -> int:
         raise VrferError(f"{'--draws' if a.draws is not None else '--seed'} goes with --calibrate K (the draws of "
                          "the enrolment faces)")
     a.draws, a.seed = 5 if a.draws is None else a.draws, 0 if a.seed is None else a.seed
-    if a.adapt or a.calibrate is not None:
+    if a.adapt or a.calibrate is not None or a.reference:
         if a.out:
-            raise VrferError("--out (the confusion matrix PNG) is not made with --adapt or --calibrate: leave it out")
+            raise VrferError("--out (the confusion matrix PNG) is not made with --adapt, --calibrate or --reference: "
+                             "leave it out")
         if a.dataset != "folder":
-            raise VrferError("--adapt and --calibrate score people of a labelled folder: use --dataset folder")
+            raise VrferError("--adapt, --calibrate and --reference score people of a labelled folder: use "
+                             "--dataset folder")
         if a.tta_flip:
-            raise VrferError("--tta-flip is not available with --adapt or --calibrate")
+            raise VrferError("--tta-flip is not available with --adapt, --calibrate or --reference")
         return _personal(a, model, explicit_post)
     if a.dataset == "folder":
         if a.tta_flip:
@@ -129,7 +136,7 @@ def _personal(a, model, post) -> int:
     from ..outputs import plural
     log = (lambda line: print(line, file=sys.stderr)) if a.json else None
     res = evaluate_personal(model, a.root, a.face, a.occlusion, a.adapt, a.calibrate, a.draws, a.seed, post,
-                            a.skip_bad, a.threads, log=log)
+                            a.skip_bad, a.threads, log=log, reference=a.reference)
     res.update(model=a.model, dataset="folder", split=Path(a.root).name or "folder")
     if a.json:
         print(json.dumps(res))
@@ -137,10 +144,22 @@ def _personal(a, model, post) -> int:
     print(f"{a.model} on {res['split']} ({plural(res['n'], 'face')} of {plural(res['people'], 'person')}, face {a.face}, "
           f"occlusion {a.occlusion}); accuracy / mean per-class recall:")
     rows = [("generic", res["generic"])]
+    if "referenced" in res:
+        ref = res["referenced"]
+        rows.append((f"referenced ({ref['reference']}; head fitted on {', '.join(ref['head_fitted_on']) or '?'})", ref))
     if "adapted_loo" in res:
         rows.append(("adapted, leave-one-person-out", res["adapted_loo"]))
+    if "adapted_loo_referenced" in res:
+        rows.append(("adapted + referenced, leave-one-person-out", res["adapted_loo_referenced"]))
     for name, r in rows:
-        print(f"  {name:<44} {100 * r['accuracy']:6.2f}%  {r['mean_class_recall']:.3f}")
+        neutral = (r.get("per_class") or {}).get("neutral")
+        print(f"  {name:<44} {100 * r['accuracy']:6.2f}%  {r['mean_class_recall']:.3f}"
+              + ("" if neutral is None else f"  (neutral recall {neutral:.2f})"))
+    if res.get("head_saw_this_data"):
+        print("  note: the model's referenced head was fitted on this data: the referenced figure is not an honest one")
+    if res.get("referenced", {}).get("no_reference"):
+        print(f"  {res['referenced']['no_reference']} faces had no other photo to make a reference from: "
+              "they keep the generic answer")
     if res.get("no_face"):
         print(f"  no face found in {res['no_face']} images (left out of these figures)")
     cal = res.get("calibration")
