@@ -73,7 +73,7 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
         head = head_of(model.cfg, last_layer(model).in_features)
         if head is None:
             raise VrferError(f"model {model.cfg.name!r} has no referenced head: --reference needs one "
-                             "(scripts/fit_reference_head.py, or vrfer adapt on a folder with neutral photos)")
+                             "(tools/fit_reference_head.py, or vrfer adapt on a folder with neutral photos)")
     items, crops, found, rec, info = folder_faces(model, root, face, occlusion, skip_bad, threads, progress)
     items = [it for it, f in zip(items, found) if f]
     data = _people_sessions(items)

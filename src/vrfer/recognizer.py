@@ -183,8 +183,10 @@ class Recognizer:
     profile: a person's calibration (vrfer.calibration.Profile, a profile file or its JSON object).
     reference: the wearer's face read as a change from their neutral face (vrfer.reference): None (default: the
         profile's reference when it carries one, else none), "off", "auto" (a running reference per stream:
-        successive predict calls and `video`; `reset()` and a lost face start it over), or a fixed one (a profile
-        that carries one, its file, or the D numbers). Applied to the wearer (the first face) only.
+        `video`, or predict calls with track=True or stream=True; `reset()` and a lost face start it over; a
+        profile's own reference,
+        when it carries one, is used instead), or a fixed one (a profile that carries one, its file, or the D
+        numbers). Applied to the wearer (the first face) only.
     """
 
     def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "auto", alpha: float | None = None,
@@ -224,8 +226,9 @@ class Recognizer:
         """Change the reference (see the class docstring for what `reference` may be)."""
         self._running = None
         if isinstance(reference, str) and reference in ("auto", "off"):
-            self.pipeline.set_reference(None)
-            if reference == "auto":
+            if reference == "off":
+                self.pipeline.set_reference(None)
+            else:                   # a fixed reference in use (a profile's) stays: explicit beats automatic
                 if self.pipeline.referenced_head is None:
                     raise VrferError(f"model {self.cfg.name!r} has no referenced head: reference=\"auto\" needs one")
                 from .reference import RunningReference
@@ -262,18 +265,20 @@ class Recognizer:
         return self.pipeline.classify(crops)
 
     def predict(self, image, source: str | None = None, frame: int | None = None,
-                track: bool = False) -> list[FacePrediction]:
+                track: bool = False, stream: bool | None = None) -> list[FacePrediction]:
         """Faces and expressions in one image: a path, numpy array (BGR or gray) or PIL image.
 
         Raises VrferError when the image cannot be read, NoFaceError when no face is found
         (face="detect"). Successive calls are frames of one stream for smoothing; track=True also
-        follows the face from the previous call instead of searching the whole image."""
+        follows the face from the previous call instead of searching the whole image. stream (default: track):
+        the call is a frame of a stream, which the automatic reference (reference="auto") learns from; a photo on
+        its own is answered without it."""
         if source is None:
             source = str(image) if isinstance(image, (str, os.PathLike)) else ""
         if track and self._tracker is None:
             self._tracker = self.pipeline.new_tracker()
         # an explicit reference beats the automatic one
-        running = self._running if self.pipeline.reference is None else None
+        running = self._running if self.pipeline.reference is None and (track if stream is None else stream) else None
         try:
             faces, _, probs = self.pipeline.run(image, self._tracker if track else None, reference=running)
         except NoFaceError:
@@ -300,7 +305,7 @@ class Recognizer:
         self.reset()
         for i, frame in enumerate(video_frames(src, max_frames, name if progress else None)):
             try:
-                preds = self.predict(frame, source=name, frame=i, track=self.face == "detect")
+                preds = self.predict(frame, source=name, frame=i, track=self.face == "detect", stream=True)
             except NoFaceError:
                 preds = None
             yield i, preds

@@ -58,6 +58,25 @@ def add_profile_arg(p) -> None:
                         "the representation the backend gives (PyTorch, or an ONNX graph with that output)")
 
 
+def add_reference_arg(p) -> None:
+    """--reference (vrfer.reference): the wearer's face read as a change from their neutral face."""
+    p.add_argument("--reference", metavar="auto|off|FILE", default=None,
+                   help="read the wearer's face as a change from their neutral face (vrfer.reference): auto (videos "
+                        "and webcams: a running reference from the frames that look neutral; a photo is answered as "
+                        "it is), off, or FILE, a profile carrying a reference (`vrfer calibrate neutral=relaxed.mp4`); "
+                        "a --profile's own reference is used unless off (default: auto when the model has a "
+                        "referenced head, as the bundled vrfer-lower has, else off)")
+
+
+def reference_setting(a, source) -> str:
+    """What --reference gives Recognizer(reference=...): the value given, or by default "auto" when the model
+    (a vrfer.loader.ModelSource) has a referenced head, else "off"."""
+    if a.reference is not None:
+        return a.reference
+    from ..reference import HEAD_KEY
+    return "auto" if HEAD_KEY in (getattr(source.cfg, "extra", None) or {}) else "off"
+
+
 def item_error(name: str, msg: str) -> None:
     """One input item's problem, one line on stderr; the rest of the batch goes on."""
     print(f"vrfer: {name}: {msg}", file=sys.stderr, flush=True)

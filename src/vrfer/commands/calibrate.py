@@ -77,5 +77,6 @@ def run(a) -> int:
     profile = rec.enrol(examples, person=a.person, max_frames=a.max_frames)
     profile.save(out)
     counts = ", ".join(f"{c} {n}" for c, n in profile.counts.items())
-    print(f"profile for {profile.model} ({counts} faces): {out}")
+    ref = (f"reference from {profile.reference_count} neutral faces" if profile.reference is not None else "")
+    print(f"profile for {profile.model} ({'; '.join(x for x in (counts and counts + ' faces', ref) if x)}): {out}")
     return 0

@@ -16,7 +16,15 @@ from pathlib import Path
 from ..errors import VrferError
 from ..results import DECIMALS
 from ..threads import add_threads_option
-from ._options import add_model_arg, add_postprocess_args, add_profile_arg, item_error, model_source
+from ._options import (
+    add_model_arg,
+    add_postprocess_args,
+    add_profile_arg,
+    add_reference_arg,
+    item_error,
+    model_source,
+    reference_setting,
+)
 
 _SHORT = {"neutral": "neu", "happiness": "hap", "surprise": "sur", "sadness": "sad", "anger": "ang",
           "disgust": "dis", "fear": "fea", "contempt": "con"}
@@ -50,6 +58,7 @@ def add_parser(sub) -> None:
                         "onnxruntime (or the .onnx file given as --model)")
     add_postprocess_args(p)
     add_profile_arg(p)
+    add_reference_arg(p)
     p.add_argument("--camera", type=int, action="append", metavar="N", help="webcam index (same as PATH cam:N)")
     p.add_argument("--samples", action="store_true", help="run on the bundled sample images")
     p.add_argument("--max-frames", type=int, metavar="N",
@@ -138,8 +147,10 @@ def run(a) -> int:
         if it.kind != "camera" and Path(str(it.path)).parent == sample_dir:
             it.name = f"samples/{Path(str(it.path)).name}"
 
-    rec = Recognizer(model=model_source(a, a.backend), face=a.face, backend=a.backend, alpha=a.smooth, threads=a.threads,
-                     prior=a.prior, prior_tau=a.prior_tau, classes=a.classes, profile=a.profile)
+    source = model_source(a, a.backend)
+    rec = Recognizer(model=source, face=a.face, backend=a.backend, alpha=a.smooth, threads=a.threads,
+                     prior=a.prior, prior_tau=a.prior_tau, classes=a.classes, profile=a.profile,
+                     reference=reference_setting(a, source))
     mode = "json" if a.json else "csv" if a.csv else "table"
     writer = _Writer(mode, rec.classes, rec.alpha is not None)
     out_dir = None

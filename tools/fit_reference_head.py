@@ -4,7 +4,7 @@ The network's weights are not touched (its fingerprint stays; profiles and the i
 model's config gains `reference_head`. The shipped vrfer-lower's head was made with (docs/RESULTS.md, "The wearer's
 neutral reference"):
 
-    python scripts/fit_reference_head.py --model vrfer-lower ../shared/data/taiwanese-dev ../shared/data/jaffe \
+    python tools/fit_reference_head.py --model vrfer-lower ../shared/data/taiwanese-dev ../shared/data/jaffe \
         --out src/vrfer/pretrained/vrfer-lower.safetensors
 
 and its leave-one-dataset-out figures with the heads fitted on one folder each (--out /tmp/ref-tw.safetensors with
