@@ -748,3 +748,49 @@ def test_ws_calibration_refusals_keep_the_connection(server, faces):
 def test_a_bad_classes_parameter_is_named_as_the_client_sent_it(server):
     r = httpx.post(server.url + "/predict?classes=neutral,boredom", content=b"x", timeout=10)
     assert r.status_code == 400 and "--classes" not in r.text and "unknown class 'boredom'" in r.text
+
+
+# ----------------------------------------------------------------------- the wearer's reference (issue 31)
+
+def test_ws_reference_set_clear_and_auto_give_the_apis_answers(steered_model, faces, tmp_path):
+    """Each connection reads its wearer against its own reference: automatic by default (the model has a
+    referenced head), or set by the client; the same frame and reference give the API's answer; clear turns it off;
+    a reference of the wrong width is refused with bad_param and the connection goes on."""
+    from vrfer.models.registry import load_checkpoint, save_model
+    from vrfer.pipeline import Pipeline, load_image
+    from vrfer.recognizer import Recognizer
+    from vrfer.reference import ReferencedHead, with_head
+    m = load_checkpoint(steered_model)
+    rng = np.random.default_rng(0)
+    d = m.classifier.in_features
+    path = tmp_path / "ref.safetensors"
+    save_model(m, path, with_head(m.cfg, ReferencedHead(rng.normal(0, 0.3, (8, d)), rng.normal(0, 0.3, 8), 0.7)))
+    pipe = Pipeline(str(path), face="none", backend="torch")
+    img = load_image(faces[1])
+    vec = pipe.logits_and_features(pipe.crops(img, pipe.find_faces(img)))[1][0]
+    api_ref = Recognizer(str(path), face="none", backend="torch", reference=vec).predict(faces[0])[0].probs
+    api_off = Recognizer(str(path), face="none", backend="torch", reference="off").predict(faces[0])[0].probs
+    cfg = ServeConfig(model=str(path), face="none", port=0, max_frame_bytes=MAX_FRAME)
+    with ServerThread(create_app(cfg), cfg) as srv, open_ws(srv) as (ws, _):
+        ws.send(json.dumps({"type": "reference", "action": "get"}))
+        got = recv(ws, "reference")
+        assert got["mode"] == "auto" and got["settled"] is False and got["reference"] is None
+        ws.send(faces[0])
+        first = recv(ws, "prediction")["faces"][0]["probs"]
+        assert max(abs(first[c] - api_off[c]) for c in CLASSES) < 1e-5      # warm-up: the generic answer
+        ws.send(json.dumps({"type": "reference", "action": "set", "reference": [float(v) for v in vec]}))
+        assert recv(ws, "reference")["mode"] == "fixed"
+        ws.send(faces[0])
+        probs = recv(ws, "prediction")["faces"][0]["probs"]
+        assert max(abs(probs[c] - api_ref[c]) for c in CLASSES) < 1e-5
+        assert max(abs(api_ref[c] - api_off[c]) for c in CLASSES) > 1e-3    # the reference changed the answer
+        ws.send(json.dumps({"type": "reference", "action": "set", "reference": [0.0] * (d - 1)}))
+        err = recv(ws, "error")
+        assert err["code"] == "bad_param" and f"{d} numbers" in err["message"]
+        ws.send(json.dumps({"type": "reference", "action": "clear"}))
+        assert recv(ws, "reference")["mode"] == "off"
+        ws.send(faces[0])
+        probs = recv(ws, "prediction")["faces"][0]["probs"]
+        assert max(abs(probs[c] - api_off[c]) for c in CLASSES) < 1e-5
+        ws.send(json.dumps({"type": "reference", "action": "nope"}))
+        assert recv(ws, "error")["code"] == "bad_message"

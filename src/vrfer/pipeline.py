@@ -298,6 +298,9 @@ def crop_faces(image: np.ndarray, faces: list[Face], face, crop=None) -> np.ndar
 
 # ------------------------------------------------------------------------------------ 4. classify
 
+OWN = object()   # `probabilities(reference=OWN)`: the pipeline's own fixed reference (None: no reference)
+
+
 def _has_head(cfg) -> bool:
     from .reference import HEAD_KEY
     return HEAD_KEY in (getattr(cfg, "extra", None) or {})
@@ -490,22 +493,23 @@ class Pipeline:
         logits, feats = self.logits_and_features(crops)
         return self.answer(logits, feats, profile, reference), logits, feats
 
-    def probabilities(self, crops: np.ndarray, reference=None) -> np.ndarray:
+    def probabilities(self, crops: np.ndarray, reference=OWN) -> np.ndarray:
         """uint8 (N, 48, 48) crops -> the model's own probabilities (N, C), float64, calibrated by the
-        profile when there is one, the wearer's (the first) read against the reference (`reference`, else the
-        pipeline's fixed one) when there is one; not adjusted by a prior or class subset."""
+        profile when there is one, the wearer's (the first) read against the reference (`reference`: OWN, the
+        pipeline's fixed one; None: none; the D numbers or a RunningReference) when there is one; not adjusted by a
+        prior or class subset."""
         if len(crops) == 0:
             return np.zeros((0, len(self.classes)), np.float64)
-        reference = self.reference if reference is None else reference
+        reference = self.reference if reference is OWN else reference
         if self.profile is not None or reference is not None:
             return self.probabilities_and_representation(crops, self.profile, reference)[0]
         return np.asarray(self.classifier.predict_proba(np.ascontiguousarray(crops)), dtype=np.float64)
 
-    def classify(self, crops: np.ndarray, post: PostProcess | None = None, reference=None) -> np.ndarray:
+    def classify(self, crops: np.ndarray, post: PostProcess | None = None, reference=OWN) -> np.ndarray:
         """uint8 crops -> reported probabilities (N, C): `probabilities`, adjusted by `post` (default self.post)."""
         return (post or self.post).apply(self.probabilities(crops, reference))
 
-    def run(self, image, tracker=None, reference=None) -> tuple[list[Face], np.ndarray, np.ndarray]:
+    def run(self, image, tracker=None, reference=OWN) -> tuple[list[Face], np.ndarray, np.ndarray]:
         """An image (anything load_image takes) -> (faces, their crops, their reported probabilities).
         NoFaceError when face="detect" finds no face. reference: as `probabilities` takes it."""
         img = load_image(image)

@@ -280,7 +280,8 @@ class Recognizer:
         # an explicit reference beats the automatic one
         running = self._running if self.pipeline.reference is None and (track if stream is None else stream) else None
         try:
-            faces, _, probs = self.pipeline.run(image, self._tracker if track else None, reference=running)
+            faces, _, probs = self.pipeline.run(image, self._tracker if track else None,
+                                                **({"reference": running} if running is not None else {}))
         except NoFaceError:
             if running is not None:
                 running.reset()     # the face is lost: the next one may be someone else

@@ -49,6 +49,7 @@ from ..smoothing import Smoother
 from .engine import EngineBusy, InferenceEngine, Predictor, Stream
 from .protocol import (
     CALIBRATE_ACTIONS,
+    REFERENCE_ACTIONS,
     CAPTURE_FRAMES,
     DEFAULT_MAX_FRAME_BYTES,
     MAX_CAPTURE_FRAMES,
@@ -190,10 +191,23 @@ class Session:
         self.profile = None
         self.capture: list | None = None
         self.enrolled: tuple[list, list] = ([], [])
+        # the wearer's neutral reference (vrfer.reference): a fixed one (a neutral calibration, a profile's, the
+        # server's --profile's), else a running one learnt from this connection's own frames when the model has a
+        # referenced head
+        pipe = state.predictor.pipeline
+        self.reference = pipe.reference
+        self.running = None
+        self._auto_reference()
+
+    def _auto_reference(self) -> None:
+        from ..reference import RunningReference
+        pipe = self.state.predictor.pipeline
+        self.running = RunningReference(self.state.classes) if pipe.referenced_head is not None else None
 
     @property
     def wants_representation(self) -> bool:
-        return self.profile is not None or self.capture is not None
+        return (self.profile is not None or self.capture is not None or self.reference is not None
+                or self.running is not None)
 
     def _track(self):
         p = self.params
@@ -209,6 +223,8 @@ class Session:
 
     def reset(self) -> None:
         self.stream.reset()
+        if self.running is not None:
+            self.running.reset()
         for smoother, deb in self.tracks.values():
             smoother.reset()
             deb.reset()
@@ -288,8 +304,50 @@ class Session:
                 self.send({"type": "stats", **self.stats_row()})
             elif kind == "calibrate":
                 self._calibrate(msg)
+            elif kind == "reference":
+                self._reference(msg)
         except ProtocolError as e:
             self.error(e.code, e.message)
+
+    def _reference_state(self) -> dict:
+        mode = "fixed" if self.reference is not None else "auto" if self.running is not None else "off"
+        vec = self.reference if self.reference is not None else (self.running.vector if self.running else None)
+        return {"type": "reference", "mode": mode, "settled": vec is not None,
+                "frames": int(self.running.count) if mode == "auto" else None,
+                "reference": None if vec is None else [round(float(v), 6) for v in vec]}
+
+    def _reference(self, msg: dict) -> None:
+        """The "reference" message (docs/PROTOCOL.md): get, set (the D numbers, or a profile carrying them), clear
+        (none) or auto (a running reference from this connection's frames)."""
+        from ..reference import check_reference
+        action = msg.get("action")
+        if action not in REFERENCE_ACTIONS:
+            raise ProtocolError("bad_message", f"reference needs \"action\": one of {', '.join(REFERENCE_ACTIONS)}")
+        pipe = self.state.predictor.pipeline
+        if action in ("set", "auto") and pipe.referenced_head is None:
+            raise ProtocolError("bad_param", f"reference {action}: model {pipe.cfg.name!r} has no referenced head")
+        if action == "set":
+            try:
+                if isinstance(msg.get("profile"), dict):
+                    prof = pipe.check_profile(msg["profile"], "reference set")
+                    if prof.reference is None:
+                        raise VrferError("reference set: the profile carries no reference")
+                    vec = prof.reference
+                else:
+                    vec = msg.get("reference")
+                    if not isinstance(vec, list) or len(vec) > 100_000:
+                        raise VrferError("reference set: \"reference\" must be a list of numbers (or give \"profile\")")
+                    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vec):
+                        raise VrferError("reference set: \"reference\" must hold numbers only")
+                self.reference = check_reference(vec, pipe.representation_width(), "reference set")
+            except VrferError as e:
+                raise ProtocolError("bad_param", str(e)) from None
+        elif action == "clear":
+            self.reference, self.running = None, None
+        elif action == "auto":
+            self.reference = None
+            self._auto_reference()
+        self.send(self._reference_state())
 
     def _calibrate(self, msg: dict) -> None:
         """The "calibrate" message (docs/PROTOCOL.md): capture frames of one expression, make the profile from
@@ -317,6 +375,8 @@ class Session:
             self.send({"type": "calibration", "action": "stop", "counts": self.capture_counts()})
         elif action == "clear":
             self.capture, self.profile, self.enrolled = None, None, ([], [])
+            self.reference = None
+            self._auto_reference()
             self.send({"type": "calibration", "action": "clear"})
         elif action == "finish":
             feats, labels = self.enrolled
@@ -326,6 +386,8 @@ class Session:
             self.capture = None
             self.profile = enrol(pipe.torch_model(), np.stack(feats), labels, person=str(msg.get("person", ""))[:64],
                                  model_sha256=pipe.model_sha256())
+            if self.profile.reference is not None and pipe.referenced_head is not None:
+                self.reference = self.profile.reference      # a relaxed face was captured: the wearer's reference
             self.send({"type": "profile", "profile": self.profile.to_json()})
         else:   # load
             try:
@@ -336,12 +398,14 @@ class Session:
             except VrferError as e:
                 raise ProtocolError("bad_param", str(e)) from None
             self.profile = prof
+            if prof.reference is not None and pipe.referenced_head is not None:
+                self.reference = prof.reference
             self.send({"type": "profile", "profile": prof.to_json()})
 
     def capture_counts(self) -> dict:
         return {c: self.enrolled[1].count(c) for c in self.state.classes if c in self.enrolled[1]}
 
-    def _calibrated(self, faces: list[dict]) -> list[dict]:
+    def _calibrated(self, faces: list[dict], own: bool = True) -> list[dict]:
         """Take what a calibration needs from the model's faces: capture the main face of a frame while
         capturing, answer with this connection's profile, and drop the logits and representations."""
         # a held face (the tracker kept its last box: vrfer.tracking) is not this frame's face: not captured
@@ -354,13 +418,20 @@ class Session:
                 self.capture = None
                 self.send({"type": "calibration", "action": "captured", "label": label,
                            "counts": self.capture_counts()})
-        out = []
-        for f in faces:
-            f = dict(f)
-            logits, rep = f.pop("logits", None), f.pop("representation", None)
-            if self.profile is not None and rep is not None:
-                f["probs"] = self.profile.probabilities(logits[None], rep[None], self.state.classes)[0]
-            out.append(f)
+        out = [dict(f) for f in faces]
+        logits = [f.pop("logits", None) for f in out]
+        reps = [f.pop("representation", None) for f in out]
+        if out and all(r is not None for r in reps) and (self.profile is not None or self.reference is not None
+                                                           or self.running is not None):
+            pipe = self.state.predictor.pipeline
+            # the one path of profile rows and reference (vrfer.pipeline.Pipeline.answer); the wearer is faces[0]
+            ref = self.reference if self.reference is not None else (
+                None if faces[0].get("held") or not own else self.running)
+            probs = pipe.answer(np.stack(logits), np.stack(reps), self.profile or pipe.profile, ref)
+            for f, p in zip(out, probs):
+                f["probs"] = p
+        elif not out and own and self.running is not None:
+            self.running.reset()            # the face is lost: the next one may be someone else
         return out
 
     def _frame_message(self, msg: dict) -> None:
@@ -405,7 +476,7 @@ class Session:
 
     def deliver(self, result: dict, fid, latency_ms: float, source: str | None) -> None:
         smoother, deb = self.tracks["source" if source else None]
-        faces = self._calibrated(result["faces"])
+        faces = self._calibrated(result["faces"], own=source is None)
         preds = answer(faces, self.post, self.state.classes, smoother, fid, source)
         change = deb.update(list(preds[0].smoothed.values())) if preds else None
         crop = faces[0].get("crop") if faces and self.params.crop else None

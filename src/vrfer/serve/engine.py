@@ -116,10 +116,12 @@ class Predictor:
             crops.append(c)
             owners += [(i, j) for j in range(len(c))]
         rep = bool(want_reps) and any(want_reps) and bool(crops)
-        if rep:     # one pass gives the answers and what a connection's own profile needs
-            probs, logits, feats = pipe.probabilities_and_representation(np.concatenate(crops))
+        # frames of many connections in one batch: no reference here (each connection reads its own wearer against
+        # its own, vrfer.serve.app); the server's profile rows apply to every face
+        if rep:     # one pass gives the answers and what a connection's own profile or reference needs
+            probs, logits, feats = pipe.probabilities_and_representation(np.concatenate(crops), pipe.profile)
         else:
-            probs = pipe.probabilities(np.concatenate(crops)) if crops else None
+            probs = pipe.probabilities(np.concatenate(crops), reference=None) if crops else None
         for k, (i, j) in enumerate(owners):
             out[i][j]["probs"] = probs[k]
             if rep and want_reps[i]:
