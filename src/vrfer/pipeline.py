@@ -478,12 +478,11 @@ class Pipeline:
         vrfer.reference.RunningReference, which sees the wearer's face first (the automatic reference)."""
         z = profile.apply(logits, feats, self.classes) if profile is not None else np.asarray(logits, np.float64)
         if reference is not None and len(z):
-            from .reference import RunningReference
-            if isinstance(reference, RunningReference):
+            if not isinstance(reference, np.ndarray):           # a RunningReference: it sees the wearer first
                 reference = reference.observe(feats[0], softmax(z[:1])[0])
             if reference is not None and self.referenced_head is not None:
-                z = np.array(z, np.float64, copy=True)
-                z[:1] = self.referenced_head.logits(z[:1], feats[:1], reference)
+                wearer = self.referenced_head.logits(z[:1], feats[:1], reference)
+                z = wearer if len(z) == 1 else np.concatenate([wearer, z[1:]])
         return softmax(z)
 
     def probabilities_and_representation(self, crops: np.ndarray, profile=None,

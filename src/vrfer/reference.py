@@ -61,16 +61,23 @@ class ReferencedHead:
     lam: float = REFERENCE_L2
     fitted_on: list = field(default_factory=list)   # [{"data": name, "people": n, "faces": n, "data_fingerprint": ..}]
 
+    def __post_init__(self):
+        self._w64 = np.asarray(self.weight, np.float64).T.copy()    # (D, C), once: each frame only multiplies
+        self._b64 = np.asarray(self.bias, np.float64)
+
     def logits(self, logits: np.ndarray, features: np.ndarray, reference: np.ndarray) -> np.ndarray:
         """Model logits (N, C) and representations (N, D), and the reference: (D,) for faces of one person, or one
         row per face (N, D) where a NaN row means none (that face keeps the model's answer) -> the referenced
         answer's logits (N, C) (log-probabilities: softmax gives the answer), float64."""
         z = _log_softmax(logits)
-        refs = np.broadcast_to(np.asarray(reference, np.float64), np.shape(features))
-        ok = np.isfinite(refs).all(axis=1)
+        reference = np.asarray(reference, np.float64)
+        f = np.asarray(features, np.float64)
+        if reference.ndim == 1:             # one person: every row (no NaN check needed: refused at the door)
+            z_ref = (f - reference) @ self._w64 + self._b64
+            return (1.0 - self.blend) * z + self.blend * _log_softmax(z_ref)
+        ok = np.isfinite(reference).all(axis=1)
         if ok.any():
-            f = np.asarray(features, np.float64)[ok] - refs[ok]
-            z_ref = f @ self.weight.astype(np.float64).T + self.bias.astype(np.float64)
+            z_ref = (f[ok] - reference[ok]) @ self._w64 + self._b64
             z[ok] = (1.0 - self.blend) * z[ok] + self.blend * _log_softmax(z_ref)
         return z
 
