@@ -53,8 +53,8 @@ def make_videos(folder: Path, n: int, frames: int) -> list[Path]:
         vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (640, 480))
         for i in range(frames):
             frame = np.full((480, 640, 3), (70, 80, 90), np.uint8)
-            dx = int(round(40 * np.sin(2 * np.pi * (i / 90 + k / n))))
-            dy = int(round(15 * np.cos(2 * np.pi * i / 120)))
+            dx = round(40 * np.sin(2 * np.pi * (i / 90 + k / n)))
+            dy = round(15 * np.cos(2 * np.pi * i / 120))
             frame[90 + dy:390 + dy, 170 + dx:470 + dx] = face
             vw.write(frame)
         vw.release()
@@ -69,7 +69,7 @@ def vrfer_cmd(*args: str) -> list[str]:
 def timed(cmd: list[str], cpus: str) -> tuple[float, str]:
     """(wall seconds, stdout) of a command pinned to `cpus` (taskset)."""
     t = time.perf_counter()
-    r = subprocess.run(["taskset", "-c", cpus, *cmd], capture_output=True, text=True)
+    r = subprocess.run(["taskset", "-c", cpus, *cmd], check=False, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if r.returncode != 0:
         sys.exit(f"bench_batch: {' '.join(cmd[2:5])}... exited {r.returncode}: {r.stderr.strip()[-500:]}")
@@ -131,7 +131,7 @@ def main() -> None:
     if (os.cpu_count() or 1) < 2:
         sys.exit("bench_batch: needs 2 CPUs (the 2-worker rows are pinned to cores 0,1)")
     load0 = os.getloadavg()
-    cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True,
+    cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], check=True, capture_output=True,
                 text=True).stdout.splitlines() if line.startswith("Model name")), "?")
     tmp = Path(tempfile.mkdtemp(prefix="bench_batch"))
     try:

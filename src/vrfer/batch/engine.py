@@ -82,7 +82,7 @@ def run_job(job, items, bad, options: dict, workers=None, address=None, progress
         pending = as_completed(futures)
         while not pending.is_empty():
             for fut in pending.next_batch(block=False) if pending.has_ready() else ():
-                it = futures[fut]
+                it = futures.pop(fut)
                 finished.add(item_key(it.path))
                 live.pop(item_key(it.path), None)
                 try:
@@ -95,6 +95,7 @@ def run_job(job, items, bad, options: dict, workers=None, address=None, progress
                     job.commit({k: v for k, v in res.items() if k != "staged"}, Path(res["staged"]), None)
                     frames += res["frames"]
                     ok += 1
+                fut.release()              # done with: a worker lost later must not make Dask run it again
             _show(bar, frames + sum(live.values()), ok, len(failures) - len(bad), len(todo))
             time.sleep(0.2 if progress else 0.05)
         bar.close()
@@ -103,6 +104,7 @@ def run_job(job, items, bad, options: dict, workers=None, address=None, progress
         if getattr(c, "cluster", None) is not None and not address:
             c.cluster.close()
     t_work = time.perf_counter()
+    job.clean()                            # what a killed or interrupted task staged
     with open(job.dir / "failures.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["source", "problem"])
@@ -131,5 +133,8 @@ def expected_frames(item) -> int:
 def _show(bar, frames: int, done: int, failed: int, total: int) -> None:
     if bar.disable:
         return
-    bar.update(max(frames - bar.n, 0))
-    bar.set_postfix_str(f"videos {done}/{total}" + (f", {failed} failed" if failed else ""), refresh=True)
+    text = f"videos {done}/{total}" + (f", {failed} failed" if failed else "")
+    if frames > bar.n or text != bar.postfix:
+        bar.set_postfix_str(text, refresh=False)
+        bar.update(max(frames - bar.n, 0))
+        bar.refresh()
