@@ -93,6 +93,25 @@ def test_a_video_units_rows_equal_predict_json_and_commit_into_the_job(tmp_path,
         [(d["frame"], d["label"], list(d["probs"].values()), d["smoothed_label"]) for d in want]
 
 
+def test_recognizer_video_table_gives_the_batch_rows_of_a_video(tmp_path):
+    """Recognizer.video_table: the same DataFrame (columns, types, values) as the batch unit's Parquet rows."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+    from test_predict import fer_faces, write_video
+
+    from vrfer.batch.unit import run_item
+    from vrfer.recognizer import Item, Recognizer
+    model = _small_model(tmp_path)
+    video = write_video(tmp_path / "clip.avi", fer_faces(6))
+    options = {"model": str(model), "face": "none", "smooth": 0.4, "threads": 1}
+    got = run_item(Item("video", str(video), str(video)), options, tmp_path)
+    want = pq.read_table(got["staged"]).to_pandas()
+    table = Recognizer(str(model), face="none", alpha=0.4, threads=1).video_table(video)
+    assert list(table.columns) == columns(CLASSES) and len(table) == 6
+    pd.testing.assert_frame_equal(table, want)
+    assert table["time"].tolist() == [i / 10 for i in range(6)] and table["model_sha256"].notna().all()
+
+
 def test_batch_on_a_real_2_worker_cluster_commits_each_video_once_and_lists_the_unreadable_one(tmp_path, capfd):
     """`vrfer batch --workers 2`: a local Dask cluster of 2 worker processes on 127.0.0.1, started and stopped by the
     command; a rerun redoes nothing."""
