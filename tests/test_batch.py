@@ -319,8 +319,9 @@ def _each_frame_once(out: Path, videos: list[Path], frames: int) -> None:
 
 
 def test_an_interrupted_batch_exits_130_in_one_line_and_the_same_command_finishes_it(tmp_path):
-    """SIGINT (Ctrl-C) to `vrfer batch --workers 2` mid-run: exit 130, one line, its cluster gone; the rerun does the
-    rest: committed videos untouched (same bytes, same mtime), no frame twice, none lost."""
+    """Ctrl-C in a terminal (SIGINT to the command's process group: the command and its workers) mid-run: exit 130,
+    one line, its cluster gone; the rerun does the rest: committed videos untouched (same bytes, same mtime), no frame
+    twice, none lost."""
     import json
     import os
     import signal
@@ -334,11 +335,11 @@ def test_an_interrupted_batch_exits_130_in_one_line_and_the_same_command_finishe
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "vrfer", "batch", str(tmp_path / "in"), "--out", str(out), "--workers", "2",
            "--model", str(model), "--face", "none", "--json", "--no-progress"]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _wait_for(lambda: _committed(out) >= 1 or p.poll() is not None, 180, "the first committed video")
         workers = psutil.Process(p.pid).children(recursive=True)
-        p.send_signal(signal.SIGINT)
+        os.killpg(p.pid, signal.SIGINT)
         stdout, stderr = p.communicate(timeout=120)
     finally:
         if p.poll() is None:
@@ -368,20 +369,18 @@ def test_a_worker_killed_in_the_middle_of_a_video_still_gives_every_frame_exactl
     pid from the worker itself, client.run) is SIGKILLed while it runs a video: Dask runs that video again elsewhere and the job ends with exit 0, each frame
     once."""
     import json
-    import logging
     import os
     import signal
     import subprocess
     import sys
 
-    from distributed import Client, LocalCluster
+    from vrfer.batch.engine import client as local_cluster
     model = _small_model(tmp_path)
     n, frames = 4, 400
     videos = _long_videos(tmp_path / "in", n, frames)
     out = tmp_path / "out"
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR)
-    client = Client(cluster)
+    client = local_cluster(2)                                  # the local cluster `vrfer batch --workers 2` starts
+    cluster = client.cluster
     try:
         cmd = [sys.executable, "-m", "vrfer", "batch", str(tmp_path / "in"), "--out", str(out), "--address",
                cluster.scheduler_address, "--model", str(model), "--face", "none", "--json", "--no-progress"]

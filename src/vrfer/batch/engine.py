@@ -37,8 +37,11 @@ def client(workers: int | None = None, address: str | None = None):
     n = workers or os.cpu_count() or 1
     if n < 1:
         raise VrferError("--workers must be at least 1")
+    # no dashboard; the scheduler's HTTP server on a free port (on its default, 8787, a second cluster on the machine
+    # would print a warning); the workers ignore Ctrl-C (vrfer.batch.unit.dask_setup): the client stops them
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR)
+                           dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                           preload=["vrfer.batch.unit"], silence_logs=logging.ERROR)
     return Client(cluster)
 
 

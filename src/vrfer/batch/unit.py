@@ -29,6 +29,17 @@ def recognizer(options: dict):
     return _RECOGNIZERS[key]
 
 
+def dask_setup(worker) -> None:
+    """Dask's preload hook, run as each worker of `vrfer batch`'s local cluster starts (vrfer.batch.engine.client):
+    Ctrl-C in a terminal reaches every process of the command; the client stops the cluster, so a worker ignores it
+    (else each prints a KeyboardInterrupt traceback)."""
+    import signal
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:                     # not the main thread: nothing to change
+        pass
+
+
 def fingerprint(rec) -> str | None:
     """The model fingerprint of the rows (None where the weights record none: an older exported graph)."""
     from ..errors import VrferError
