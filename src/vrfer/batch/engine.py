@@ -101,8 +101,8 @@ def run_job(job, items, bad, options: dict, workers=None, address=None, progress
                 fut.release()              # done with: a worker lost later must not make Dask run it again
             _show(bar, frames + sum(live.values()), ok, len(failures) - len(bad), len(todo))
             time.sleep(0.2 if progress else 0.05)
-        bar.close()
     finally:
+        bar.close()                        # on Ctrl-C too: the message goes on a line of its own
         c.close()
         if getattr(c, "cluster", None) is not None and not address:
             c.cluster.close()
