@@ -76,8 +76,9 @@ def run_job(job, items, bad, options: dict, workers=None, address=None, progress
             live[key] = n
 
     topic = f"vrfer-batch-{uuid.uuid4().hex}" if progress else None
-    bar = tqdm(total=sum(expected_frames(it) for it in todo) or None, unit="frame", desc="vrfer batch",
-               disable=None if progress else True, dynamic_ncols=True)
+    bar = tqdm(unit="frame", desc="vrfer batch", disable=None if progress else True, dynamic_ncols=True)
+    if not bar.disable:                    # a terminal: the total from the videos' headers (time left)
+        bar.total = sum(expected_frames(it) for it in todo) or None
     try:
         if topic:
             c.subscribe_topic(topic, on_progress)
