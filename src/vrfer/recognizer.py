@@ -335,7 +335,8 @@ class Recognizer:
         """`video` as a pandas DataFrame: one row per face per frame, the columns of `vrfer batch`'s frame rows
         (vrfer.batch.rows); frames without a face give none. Needs pandas and pyarrow (the batch extra)."""
         from .batch.rows import video_table
-        return video_table(self, src, max_frames, progress, name)
+        camera = isinstance(src, int) or parse_camera(str(src)) is not None
+        return video_table(self, src, max_frames, progress, name, camera)
 
 
 def _quiet_opencv() -> None:

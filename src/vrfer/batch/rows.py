@@ -110,17 +110,25 @@ def table(rows: list[dict], classes: Sequence[str]):
     return pa.Table.from_pylist(rows, schema=schema(classes)).to_pandas()
 
 
-def video_table(rec, src, max_frames: int | None = None, progress: bool = False, name: str | None = None):
-    """Recognizer.video_table: the rows of `rec.video(...)` as a DataFrame (`table`)."""
+def fingerprint(rec) -> str | None:
+    """The model fingerprint of a Recognizer's rows (None where the weights record none: an older exported graph)."""
     from ..errors import VrferError
-    from ..recognizer import parse_camera
-    from .unit import fingerprint
+    try:
+        return rec.pipeline.model_sha256()
+    except VrferError:
+        return None
+
+
+def video_table(rec, src, max_frames: int | None = None, progress: bool = False, name: str | None = None,
+                camera: bool = False):
+    """Recognizer.video_table: the rows of `rec.video(...)` as a DataFrame (`table`). camera: src is a webcam (no
+    frame rate read from it)."""
+    from ..errors import VrferError
     try:
         import pandas  # noqa: F401
         import pyarrow  # noqa: F401
     except ImportError as e:
         raise VrferError(f"video_table needs {e.name}: pip install 'vrfer[batch]' (pyarrow, pandas)") from None
-    camera = isinstance(src, int) or parse_camera(str(src)) is not None
     fps = None if camera else video_fps(src)
     profile = None if rec.profile is None else rec.profile.person
     v = VideoRows(rec.classes, fps, fingerprint(rec), profile)

@@ -40,15 +40,6 @@ def dask_setup(worker) -> None:
         pass
 
 
-def fingerprint(rec) -> str | None:
-    """The model fingerprint of the rows (None where the weights record none: an older exported graph)."""
-    from ..errors import VrferError
-    try:
-        return rec.pipeline.model_sha256()
-    except VrferError:
-        return None
-
-
 def run_item(item, options: dict, staging: Path, topic: str | None = None) -> dict:
     """Rows of one input (a vrfer.recognizer.Item) written to a new file in `staging`; returns what the client
     commits: key, source, kind, frames, lost, rows, fps and the staged file. VrferError for an input that cannot
@@ -61,7 +52,7 @@ def run_item(item, options: dict, staging: Path, topic: str | None = None) -> di
     from .job import item_key
     key = item_key(item.path)
     rec = recognizer(options)
-    sha, profile = fingerprint(rec), options.get("profile")
+    sha, profile = R.fingerprint(rec), options.get("profile")
     notes: list[str] = []
     if item.kind == "image":
         _, preds = photo_predictions(rec, item)
