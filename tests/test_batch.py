@@ -93,6 +93,25 @@ def test_a_video_units_rows_equal_predict_json_and_commit_into_the_job(tmp_path,
         [(d["frame"], d["label"], list(d["probs"].values()), d["smoothed_label"]) for d in want]
 
 
+def test_recognizer_video_table_gives_the_batch_rows_of_a_video(tmp_path):
+    """Recognizer.video_table: the same DataFrame (columns, types, values) as the batch unit's Parquet rows."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+    from test_predict import fer_faces, write_video
+
+    from vrfer.batch.unit import run_item
+    from vrfer.recognizer import Item, Recognizer
+    model = _small_model(tmp_path)
+    video = write_video(tmp_path / "clip.avi", fer_faces(6))
+    options = {"model": str(model), "face": "none", "smooth": 0.4, "threads": 1}
+    got = run_item(Item("video", str(video), str(video)), options, tmp_path)
+    want = pq.read_table(got["staged"]).to_pandas()
+    table = Recognizer(str(model), face="none", alpha=0.4, threads=1).video_table(video)
+    assert list(table.columns) == columns(CLASSES) and len(table) == 6
+    pd.testing.assert_frame_equal(table, want)
+    assert table["time"].tolist() == [i / 10 for i in range(6)] and table["model_sha256"].notna().all()
+
+
 def test_batch_on_a_real_2_worker_cluster_commits_each_video_once_and_lists_the_unreadable_one(tmp_path, capfd):
     """`vrfer batch --workers 2`: a local Dask cluster of 2 worker processes on 127.0.0.1, started and stopped by the
     command; a rerun redoes nothing."""
@@ -258,3 +277,129 @@ def test_a_rerun_rewrites_the_report_and_keeps_the_timelines(tmp_path):
     job.clean()
     write_report(job)
     assert (job.dir / "summary.csv").is_file() and png.stat().st_mtime_ns == before
+
+
+# --- interrupted and killed: the same command finishes the job, every frame exactly once ----------------------------
+
+def _long_videos(folder: Path, n: int, frames: int) -> list[Path]:
+    """n videos of `frames` frames (the bundled FER+ faces over and over), each a second or more of work."""
+    from test_predict import fer_faces, write_video
+    folder.mkdir()
+    faces = fer_faces(8)
+    return [write_video(folder / f"s{k}.avi", [faces[(i + k) % 8] for i in range(frames)]) for k in range(n)]
+
+
+def _small_model(tmp_path) -> Path:
+    import torch
+
+    from vrfer.models.registry import create_model, save_model
+    torch.manual_seed(0)
+    model = tmp_path / "m.safetensors"
+    save_model(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half"), model)
+    return model
+
+
+def _wait_for(cond, timeout: float, what: str) -> None:
+    import time
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _committed(out: Path) -> int:
+    m = out / "manifest.jsonl"
+    return m.read_text().count("\n") if m.exists() else 0
+
+
+def _each_frame_once(out: Path, videos: list[Path], frames: int) -> None:
+    import pyarrow.parquet as pq
+    rows = pq.read_table(out / "frames").to_pylist()
+    assert sorted((r["source"], r["frame"]) for r in rows) == sorted((str(v), i) for v in videos for i in range(frames))
+
+
+def test_an_interrupted_batch_exits_130_in_one_line_and_the_same_command_finishes_it(tmp_path):
+    """Ctrl-C in a terminal (SIGINT to the command's process group: the command and its workers) mid-run: exit 130,
+    one line, its cluster gone; the rerun does the rest: committed videos untouched (same bytes, same mtime), no frame
+    twice, none lost."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+    model = _small_model(tmp_path)
+    n, frames = 6, 400
+    videos = _long_videos(tmp_path / "in", n, frames)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "vrfer", "batch", str(tmp_path / "in"), "--out", str(out), "--workers", "2",
+           "--model", str(model), "--face", "none", "--json", "--no-progress"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: _committed(out) >= 1 or p.poll() is not None, 180, "the first committed video")
+        workers = psutil.Process(p.pid).children(recursive=True)
+        os.killpg(p.pid, signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130 and stdout == "" and stderr.splitlines() == ["vrfer: interrupted"]
+    done = _committed(out)
+    assert 1 <= done < n                                       # interrupted mid-run, some videos finished
+    assert len(workers) >= 2
+    psutil.wait_procs(workers, timeout=30)
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]  # cluster stopped
+    before = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in (out / "frames").iterdir()}
+    assert len(before) == done
+
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert (report["done"], report["skipped"], report["failed"], report["frames"]) == (n - done, done, 0,
+                                                                                       (n - done) * frames)
+    assert all((out / "frames" / name).stat().st_mtime_ns == mtime and (out / "frames" / name).read_bytes() == data
+               for name, (mtime, data) in before.items())
+    assert _committed(out) == n and len(os.listdir(out / "frames")) == n and not os.listdir(out / ".staging")
+    _each_frame_once(out, videos, frames)
+
+
+def test_a_worker_killed_in_the_middle_of_a_video_still_gives_every_frame_exactly_once(tmp_path):
+    """A running 2-worker cluster (started here on 127.0.0.1), `vrfer batch --address` on it; one worker process (its
+    pid from the worker itself, client.run) is SIGKILLed while it runs a video: Dask runs that video again elsewhere and the job ends with exit 0, each frame
+    once."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from vrfer.batch.engine import client as local_cluster
+    model = _small_model(tmp_path)
+    n, frames = 4, 400
+    videos = _long_videos(tmp_path / "in", n, frames)
+    out = tmp_path / "out"
+    client = local_cluster(2)                                  # the local cluster `vrfer batch --workers 2` starts
+    cluster = client.cluster
+    try:
+        cmd = [sys.executable, "-m", "vrfer", "batch", str(tmp_path / "in"), "--out", str(out), "--address",
+               cluster.scheduler_address, "--model", str(model), "--face", "none", "--json", "--no-progress"]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_for(lambda: _committed(out) >= 1 or p.poll() is not None, 180, "the first committed video")
+            busy = [pid for k, pid in client.run(lambda dask_worker: (len(dask_worker.state.executing),
+                                                                         os.getpid())).values() if k]
+            assert busy and _committed(out) < n, "no worker was in the middle of a video"
+            os.kill(busy[0], signal.SIGKILL)
+            stdout, stderr = p.communicate(timeout=300)
+        finally:
+            if p.poll() is None:
+                p.kill()
+    finally:
+        client.close()
+        cluster.close()
+    assert p.returncode == 0, stderr
+    report = json.loads(stdout)
+    assert (report["done"], report["failed"], report["frames"]) == (n, 0, n * frames)
+    assert _committed(out) == n and not os.listdir(out / ".staging")
+    _each_frame_once(out, videos, frames)

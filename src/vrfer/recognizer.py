@@ -376,6 +376,13 @@ class Recognizer:
         """A BGR copy of the image with each face's box and label drawn."""
         return annotate(image, preds)
 
+    def video_table(self, src, max_frames: int | None = None, progress: bool = False, name: str | None = None):
+        """`video` as a pandas DataFrame: one row per face per frame, the columns of `vrfer batch`'s frame rows
+        (vrfer.batch.rows); frames without a face give none. Needs pandas and pyarrow (the batch extra)."""
+        from .batch.rows import video_table
+        camera = isinstance(src, int) or parse_camera(str(src)) is not None
+        return video_table(self, src, max_frames, progress, name, camera)
+
 
 def _quiet_opencv() -> None:
     """OpenCV prints warnings of its own (e.g. for a camera index that does not exist) on stderr;

@@ -2,7 +2,7 @@
 exactly-once, on Dask (docs/SETUP.md says why Dask). rows.py: the row schema; job.py: the job folder and its
 manifest; unit.py: one input on a worker (model cached per process); engine.py: the Dask cluster and the commits;
 report.py: summary.csv/.parquet, episodes.csv, timelines/*.png and index.html, written at the end of every run.
-Not yet: live per-frame progress, the killed-worker test.
+The progress bar counts frames as the workers read them (unit.py publishes, engine.py shows).
 
     import vrfer.batch
     out = vrfer.batch.run(["videos/"], "out/", workers=2)     # -> Path("out/")

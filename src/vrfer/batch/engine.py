@@ -37,55 +37,108 @@ def client(workers: int | None = None, address: str | None = None):
     n = workers or os.cpu_count() or 1
     if n < 1:
         raise VrferError("--workers must be at least 1")
+    # no dashboard; the scheduler's HTTP server on a free port (on its default, 8787, a second cluster on the machine
+    # would print a warning); the workers ignore Ctrl-C (vrfer.batch.unit.dask_setup): the client stops them
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR)
+                           dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                           preload=["vrfer.batch.unit"], silence_logs=logging.ERROR)
     return Client(cluster)
 
 
 def run_job(job, items, bad, options: dict, workers=None, address=None, progress: bool = True) -> dict:
-    """Run every input not yet committed; commit each as it finishes; write failures.csv. The report's numbers."""
+    """Run every input not yet committed; commit each as it finishes; write failures.csv. The report's numbers,
+    with the phases: startup_s (the cluster up), work_s (tasks), report_s (summary, timelines, index.html).
+
+    The progress bar (stderr) counts frames live: each worker publishes its video's frame count every
+    PROGRESS_EVERY seconds on a topic of this run (vrfer.batch.unit); frames of a task retried elsewhere count once."""
+    import uuid
+
     from distributed import as_completed
     from tqdm import tqdm
 
+    from .job import item_key
     from .report import write_report
     from .unit import run_item
     done = job.committed()
     job.clean()
-    from .job import item_key
     todo = [it for it in items if item_key(it.path) not in done]
     failures = list(bad)
     t0 = time.perf_counter()
     c = client(workers, address)
-    frames = 0
+    t_up = time.perf_counter()
+    frames = ok = 0
+    live: dict[str, int] = {}              # key -> frames its running task has reported
+    finished: set[str] = set()             # a late report of a finished task is not counted again
+
+    def on_progress(event) -> None:
+        key, n = event[1]["key"], event[1]["frames"]
+        if key not in finished:
+            live[key] = n
+
+    topic = f"vrfer-batch-{uuid.uuid4().hex}" if progress else None
+    bar = tqdm(unit="frame", desc="vrfer batch", disable=None if progress else True, dynamic_ncols=True)
+    if not bar.disable:                    # a terminal: the total from the videos' headers (time left)
+        bar.total = sum(expected_frames(it) for it in todo) or None
     try:
-        futures = {c.submit(run_item, it, options, str(job.staging), pure=False): it for it in todo}
-        bar = tqdm(total=len(todo), unit="video", desc="vrfer batch", disable=None if progress else True)
-        for fut in as_completed(futures):
-            it = futures[fut]
-            try:
-                res = fut.result()
-            except VrferError as e:
-                failures.append((it.name, str(e)))
-            except Exception as e:  # noqa: BLE001 -- one input's problem (or a task failed past Dask's retries) ends no job
-                failures.append((it.name, f"failed: {type(e).__name__}: {e}"))
-            else:
-                job.commit({k: v for k, v in res.items() if k != "staged"}, Path(res["staged"]), None)
-                frames += res["frames"]
-            bar.update(1)
-            seconds = time.perf_counter() - t0
-            bar.set_postfix(frames=frames, fps=f"{frames / max(seconds, 1e-9):.1f}")
-        bar.close()
+        if topic:
+            c.subscribe_topic(topic, on_progress)
+        futures = {c.submit(run_item, it, options, str(job.staging), topic, pure=False): it for it in todo}
+        pending = as_completed(futures)
+        while not pending.is_empty():
+            for fut in pending.next_batch(block=False) if pending.has_ready() else ():
+                it = futures.pop(fut)
+                finished.add(item_key(it.path))
+                live.pop(item_key(it.path), None)
+                try:
+                    res = fut.result()
+                except VrferError as e:
+                    failures.append((it.name, str(e)))
+                except Exception as e:  # noqa: BLE001 -- one input's problem (or a task failed past Dask's retries) ends no job
+                    failures.append((it.name, f"failed: {type(e).__name__}: {e}"))
+                else:
+                    job.commit({k: v for k, v in res.items() if k != "staged"}, Path(res["staged"]), None)
+                    frames += res["frames"]
+                    ok += 1
+                fut.release()              # done with: a worker lost later must not make Dask run it again
+            _show(bar, frames + sum(live.values()), ok, len(failures) - len(bad), len(todo))
+            time.sleep(0.2 if progress else 0.05)
     finally:
+        bar.close()                        # on Ctrl-C too: the message goes on a line of its own
         c.close()
         if getattr(c, "cluster", None) is not None and not address:
             c.cluster.close()
-    job.clean()
+    t_work = time.perf_counter()
+    job.clean()                            # what a killed or interrupted task staged
     with open(job.dir / "failures.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["source", "problem"])
         w.writerows(failures)
     write_report(job, progress)            # summary, episodes, timelines, index.html: of every committed input
-    seconds = time.perf_counter() - t0
+    t_end = time.perf_counter()
+    seconds = t_end - t0
     return {"out": str(job.dir), "inputs": len(items) + len(bad), "skipped": len(items) - len(todo),
-            "done": len(todo) - (len(failures) - len(bad)), "failed": len(failures), "frames": frames,
-            "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds, 2) if seconds else None}
+            "done": ok, "failed": len(failures), "frames": frames,
+            "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds, 2) if seconds else None,
+            "startup_s": round(t_up - t0, 3), "work_s": round(t_work - t_up, 3), "report_s": round(t_end - t_work, 3)}
+
+
+def expected_frames(item) -> int:
+    """The frames an input will give, as far as known before reading it: its header's count (0: unknown), 1 for
+    a photo (the progress bar's total)."""
+    if item.kind == "image":
+        return 1
+    from ..commands.predict import _video_header
+    try:
+        return _video_header(item)[0]
+    except VrferError:
+        return 0
+
+
+def _show(bar, frames: int, done: int, failed: int, total: int) -> None:
+    if bar.disable:
+        return
+    text = f"videos {done}/{total}" + (f", {failed} failed" if failed else "")
+    if frames > bar.n or text != bar.postfix:
+        bar.set_postfix_str(text, refresh=False)
+        bar.update(max(frames - bar.n, 0))
+        bar.refresh()

@@ -1,4 +1,4 @@
-"""The per-frame rows of `vrfer batch` (DIR/frames/*.parquet) and of `Recognizer.video(..., table=True)`: one row
+"""The per-frame rows of `vrfer batch` (DIR/frames/*.parquet) and of `Recognizer.video_table(...)`: one row
 per face per frame, the values of `vrfer predict --json` (vrfer.results.FacePrediction.to_dict, rounded to
 DECIMALS) laid out in columns, as `vrfer predict --csv` names them.
 
@@ -6,7 +6,8 @@ Columns: source, frame (None for a photo), time (s: frame / the video's frame ra
 (face box), track_id, label, score, the class probabilities (one column per class: neutral, happiness, ...),
 smoothed_<class> and smoothed_label (None without smoothing), held, face_score (None when the face was given, not
 detected), model_sha256 (vrfer.calibration.model_fingerprint of the weights answering), profile (the calibration
-profile in use, None when none).
+profile in use, None when none: in `vrfer batch` the --profile file as given; in Recognizer.video_table the profile's
+person, "" when it names none).
 
 track_id: which continuous run of the face in a video the row belongs to: 0 until the face is first lost, then
 1 when it is found again, and so on (the tracker follows one face: a face lost and found again may be another
@@ -107,3 +108,30 @@ def table(rows: list[dict], classes: Sequence[str]):
     """The rows as a pandas DataFrame with the columns and types of the Parquet files."""
     import pyarrow as pa
     return pa.Table.from_pylist(rows, schema=schema(classes)).to_pandas()
+
+
+def fingerprint(rec) -> str | None:
+    """The model fingerprint of a Recognizer's rows (None where the weights record none: an older exported graph)."""
+    from ..errors import VrferError
+    try:
+        return rec.pipeline.model_sha256()
+    except VrferError:
+        return None
+
+
+def video_table(rec, src, max_frames: int | None = None, progress: bool = False, name: str | None = None,
+                camera: bool = False):
+    """Recognizer.video_table: the rows of `rec.video(...)` as a DataFrame (`table`). camera: src is a webcam (no
+    frame rate read from it)."""
+    from ..errors import VrferError
+    try:
+        import pandas  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError as e:
+        raise VrferError(f"video_table needs {e.name}: pip install 'vrfer[batch]' (pyarrow, pandas)") from None
+    fps = None if camera else video_fps(src)
+    profile = None if rec.profile is None else rec.profile.person
+    v = VideoRows(rec.classes, fps, fingerprint(rec), profile)
+    for i, preds in rec.video(src, max_frames, progress, name):
+        v.add(i, preds)
+    return table(v.rows, rec.classes)

@@ -5,12 +5,14 @@ is loaded once per worker process (`recognizer`, cached by the job's options).""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
 from . import rows as R
 
 _RECOGNIZERS: dict[str, object] = {}
+PROGRESS_EVERY = 0.5     # seconds between a worker's progress events
 
 
 def recognizer(options: dict):
@@ -27,26 +29,30 @@ def recognizer(options: dict):
     return _RECOGNIZERS[key]
 
 
-def fingerprint(rec) -> str | None:
-    """The model fingerprint of the rows (None where the weights record none: an older exported graph)."""
-    from ..errors import VrferError
+def dask_setup(worker) -> None:
+    """Dask's preload hook, run as each worker of `vrfer batch`'s local cluster starts (vrfer.batch.engine.client):
+    Ctrl-C in a terminal reaches every process of the command; the client stops the cluster, so a worker ignores it
+    (else each prints a KeyboardInterrupt traceback)."""
+    import signal
     try:
-        return rec.pipeline.model_sha256()
-    except VrferError:
-        return None
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:                     # not the main thread: nothing to change
+        pass
 
 
-def run_item(item, options: dict, staging: Path) -> dict:
+def run_item(item, options: dict, staging: Path, topic: str | None = None) -> dict:
     """Rows of one input (a vrfer.recognizer.Item) written to a new file in `staging`; returns what the client
     commits: key, source, kind, frames, lost, rows, fps and the staged file. VrferError for an input that cannot
-    be used (nothing is staged then)."""
+    be used (nothing is staged then). topic: on a Dask worker, publish {"key", "frames"} (frames read so far) on
+    that event topic every PROGRESS_EVERY seconds (vrfer.batch.engine's progress bar)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from ..commands.predict import photo_predictions, video_predictions
     from .job import item_key
+    key = item_key(item.path)
     rec = recognizer(options)
-    sha, profile = fingerprint(rec), options.get("profile")
+    sha, profile = R.fingerprint(rec), options.get("profile")
     notes: list[str] = []
     if item.kind == "image":
         _, preds = photo_predictions(rec, item)
@@ -54,13 +60,38 @@ def run_item(item, options: dict, staging: Path) -> dict:
     else:
         fps = R.video_fps(item.path)
         v = R.VideoRows(rec.classes, fps, sha, profile)
+        publish = _publisher(topic, key)
         for i, preds in video_predictions(rec, item, note=lambda _name, msg: notes.append(msg)):
             v.add(i, preds)
+            publish(v.frames)
         rows, frames, lost = v.rows, v.frames, v.lost
-    key = item_key(item.path)
     staged = Path(staging) / f"{key}.{uuid.uuid4().hex}.parquet"
     tmp = staged.with_name("_" + staged.name)
     pq.write_table(pa.Table.from_pylist(rows, schema=R.schema(rec.classes)), tmp)
     tmp.rename(staged)
     return {"key": key, "source": item.name, "kind": item.kind, "frames": frames, "lost": lost, "rows": len(rows),
             "fps": fps, "staged": str(staged), "notes": notes}
+
+
+def _publish_nothing(frames: int) -> None:
+    pass
+
+
+def _publisher(topic: str | None, key: str):
+    """publish(frames): the frames read so far on `topic`, at most every PROGRESS_EVERY seconds; nothing without a
+    topic or outside a Dask worker."""
+    if not topic:
+        return _publish_nothing
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return _publish_nothing
+    last = [time.monotonic()]
+
+    def publish(frames: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY:
+            last[0] = now
+            worker.log_event(topic, {"key": key, "frames": frames})
+    return publish
