@@ -121,6 +121,13 @@ def head_of(cfg, width: int | None = None) -> ReferencedHead | None:
     return ReferencedHead.from_json(d, len(cfg.classes), width, f"model {cfg.name!r}")
 
 
+def default_mode(cfg) -> str:
+    """The reference a stream uses when none is asked for: "auto" where the model has a referenced head (the
+    simulated sessions of docs/RESULTS.md: never below the generic answer, within 3 points of an explicit neutral
+    reference once settled), else "off". `vrfer predict`, `vrfer batch` and serve's connections take it."""
+    return "auto" if HEAD_KEY in (getattr(cfg, "extra", None) or {}) else "off"
+
+
 def with_head(cfg, head: ReferencedHead):
     """A copy of the config carrying `head` (the weights are untouched: the fingerprint stays)."""
     from dataclasses import replace

@@ -7,7 +7,8 @@ Columns: source, frame (None for a photo), time (s: frame / the video's frame ra
 smoothed_<class> and smoothed_label (None without smoothing), held, face_score (None when the face was given, not
 detected), model_sha256 (vrfer.calibration.model_fingerprint of the weights answering), profile (the calibration
 profile in use, None when none: in `vrfer batch` the --profile file as given; in Recognizer.video_table the profile's
-person, "" when it names none).
+person, "" when it names none), reference (how the wearer's face was read, vrfer.reference: "auto", "fixed", or
+None for none; "auto" answers as the generic model until the running reference has seen the wearer relaxed).
 
 track_id: which continuous run of the face in a video the row belongs to: 0 until the face is first lost, then
 1 when it is found again, and so on (the tracker follows one face: a face lost and found again may be another
@@ -21,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from ..results import FacePrediction
 
 BASE = ("source", "frame", "time", "x", "y", "w", "h", "track_id", "label", "score")
-TAIL = ("smoothed_label", "held", "face_score", "model_sha256", "profile")
+TAIL = ("smoothed_label", "held", "face_score", "model_sha256", "profile", "reference")
 
 
 def columns(classes: Sequence[str]) -> list[str]:
@@ -35,12 +36,13 @@ def schema(classes: Sequence[str]):
     types = {"source": pa.string(), "frame": pa.int64(), "time": pa.float64(), "x": pa.int32(), "y": pa.int32(),
              "w": pa.int32(), "h": pa.int32(), "track_id": pa.int32(), "label": pa.string(), "score": pa.float64(),
              "smoothed_label": pa.string(), "held": pa.bool_(), "face_score": pa.float64(),
-             "model_sha256": pa.string(), "profile": pa.string()}
+             "model_sha256": pa.string(), "profile": pa.string(), "reference": pa.string()}
     return pa.schema([(c, types.get(c, pa.float64())) for c in columns(classes)])
 
 
 def face_rows(preds: Iterable[FacePrediction], classes: Sequence[str], time: float | None = None,
-              track_id: int | None = None, model_sha256: str | None = None, profile: str | None = None) -> list[dict]:
+              track_id: int | None = None, model_sha256: str | None = None, profile: str | None = None,
+              reference: str | None = None) -> list[dict]:
     """The rows of one frame's (or photo's) faces. track_id None: the face's index (a photo)."""
     out = []
     for i, p in enumerate(preds):
@@ -52,7 +54,7 @@ def face_rows(preds: Iterable[FacePrediction], classes: Sequence[str], time: flo
         sm = d.get("smoothed")
         row.update((f"smoothed_{c}", None if sm is None else sm[c]) for c in classes)
         row.update(smoothed_label=d.get("smoothed_label"), held=d["held"], face_score=d.get("face_score"),
-                   model_sha256=model_sha256, profile=profile)
+                   model_sha256=model_sha256, profile=profile, reference=reference)
         out.append(row)
     return out
 
@@ -62,9 +64,9 @@ class VideoRows:
     track id (see the module docstring)."""
 
     def __init__(self, classes: Sequence[str], fps: float | None, model_sha256: str | None = None,
-                 profile: str | None = None):
+                 profile: str | None = None, reference: str | None = None):
         self.classes, self.fps = list(classes), fps
-        self.model_sha256, self.profile = model_sha256, profile
+        self.model_sha256, self.profile, self.reference = model_sha256, profile, reference
         self.rows: list[dict] = []
         self.frames = 0          # frames read
         self.lost = 0            # frames without a face
@@ -82,7 +84,7 @@ class VideoRows:
             self._gap = False
         self._seen_before = True
         self.rows += face_rows(preds, self.classes, frame_time(frame, self.fps), self._track, self.model_sha256,
-                               self.profile)
+                               self.profile, self.reference)
 
 
 def frame_time(frame: int, fps: float | None) -> float | None:
@@ -110,6 +112,12 @@ def table(rows: list[dict], classes: Sequence[str]):
     return pa.Table.from_pylist(rows, schema=schema(classes)).to_pandas()
 
 
+def reference_column(rec) -> str | None:
+    """The `reference` column of a Recognizer's rows: its reference_mode, None for "off"."""
+    mode = rec.reference_mode
+    return None if mode == "off" else mode
+
+
 def fingerprint(rec) -> str | None:
     """The model fingerprint of a Recognizer's rows (None where the weights record none: an older exported graph)."""
     from ..errors import VrferError
@@ -131,7 +139,7 @@ def video_table(rec, src, max_frames: int | None = None, progress: bool = False,
         raise VrferError(f"video_table needs {e.name}: pip install 'vrfer[batch]' (pyarrow, pandas)") from None
     fps = None if camera else video_fps(src)
     profile = None if rec.profile is None else rec.profile.person
-    v = VideoRows(rec.classes, fps, fingerprint(rec), profile)
+    v = VideoRows(rec.classes, fps, fingerprint(rec), profile, reference_column(rec))
     for i, preds in rec.video(src, max_frames, progress, name):
         v.add(i, preds)
     return table(v.rows, rec.classes)

@@ -25,7 +25,7 @@ def recognizer(options: dict):
         _RECOGNIZERS[key] = Recognizer(model=o["model"], face=o.get("face", "detect"), backend=o.get("backend", "auto"),
                                        alpha=o.get("smooth"), threads=o.get("threads"), prior=o.get("prior"),
                                        prior_tau=o.get("prior_tau"), classes=o.get("classes"),
-                                       profile=o.get("profile"))
+                                       profile=o.get("profile"), reference=o.get("reference"))
     return _RECOGNIZERS[key]
 
 
@@ -52,14 +52,14 @@ def run_item(item, options: dict, staging: Path, topic: str | None = None) -> di
     from .job import item_key
     key = item_key(item.path)
     rec = recognizer(options)
-    sha, profile = R.fingerprint(rec), options.get("profile")
+    sha, profile, ref = R.fingerprint(rec), options.get("profile"), R.reference_column(rec)
     notes: list[str] = []
     if item.kind == "image":
         _, preds = photo_predictions(rec, item)
-        rows, frames, lost, fps = R.face_rows(preds, rec.classes, None, None, sha, profile), 1, 0, None
+        rows, frames, lost, fps = R.face_rows(preds, rec.classes, None, None, sha, profile, None), 1, 0, None
     else:
         fps = R.video_fps(item.path)
-        v = R.VideoRows(rec.classes, fps, sha, profile)
+        v = R.VideoRows(rec.classes, fps, sha, profile, ref)
         publish = _publisher(topic, key)
         for i, preds in video_predictions(rec, item, note=lambda _name, msg: notes.append(msg)):
             v.add(i, preds)

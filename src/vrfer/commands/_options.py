@@ -73,8 +73,8 @@ def reference_setting(a, source) -> str:
     (a vrfer.loader.ModelSource) has a referenced head, else "off"."""
     if a.reference is not None:
         return a.reference
-    from ..reference import HEAD_KEY
-    return "auto" if HEAD_KEY in (getattr(source.cfg, "extra", None) or {}) else "off"
+    from ..reference import default_mode
+    return default_mode(source.cfg)
 
 
 def item_error(name: str, msg: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ._options import add_model_arg, add_postprocess_args, add_profile_arg, model_source
+from ._options import add_model_arg, add_postprocess_args, add_profile_arg, add_reference_arg, model_source
 
 
 def add_parser(sub) -> None:
@@ -28,6 +28,7 @@ def add_parser(sub) -> None:
                    help="smoothing of the probabilities over frames, as vrfer predict's (default 0.4, serve's)")
     add_postprocess_args(p)
     add_profile_arg(p)
+    add_reference_arg(p)
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(fn=run)
@@ -43,7 +44,7 @@ def run(a) -> int:
     model_source(a, a.backend)               # the one reading of --model: a bad one is one line, before any cluster
     report: dict = {}
     batch_run(a.inputs, a.out, a.workers, a.address, a.model, a.backend, a.face, a.smooth, a.prior, a.prior_tau,
-              a.classes, a.profile, 1, not a.no_progress, report)
+              a.classes, a.profile, 1, not a.no_progress, report, reference=a.reference)
     if a.json:
         print(json.dumps(report))
     else:
