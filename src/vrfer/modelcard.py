@@ -127,6 +127,7 @@ def card_markdown(cfg, card: dict) -> str:
             "`vrfer predict --profile me.json`.",
             "",
         ] if "calibration" in card else []),
+        *reference_lines(cfg),
         "## From Unity (C#)",
         "",
         unity_csharp(cfg, card),
@@ -330,3 +331,24 @@ def _csharp_calibration(card: dict) -> tuple[str, str]:
         for (int k = 0; k < z.Length; k++) total += z[k] = Math.Exp(z[k] - max);
         return Array.ConvertAll(z, v => (float)(v / total));
     }}"""
+
+
+def reference_lines(cfg) -> list[str]:
+    """The model card's paragraph on the referenced head (vrfer.reference), when the model has one."""
+    from .reference import HEAD_KEY
+    head = (cfg.extra or {}).get(HEAD_KEY)
+    if not head:
+        return []
+    fitted = ", ".join(f"{d.get('data', '?')} ({d.get('people', '?')} people)" for d in head.get("fitted_on", []))
+    return [
+        "## The wearer's neutral reference (a referenced head)",
+        "",
+        "Read the wearer's face as a change from their own relaxed face: `reference` = the mean `representation` of "
+        "frames of the wearer relaxed (a neutral calibration; or automatically: the mean of the first 30 frames whose "
+        f"plain answer says neutral with p >= 0.5, then moved 2% towards each later one). Then: {head['formula']}, with `weight` and `bias` from "
+        f"`vrfer_config` -> extra -> reference_head (blend {head['blend']:g}; fitted on {fitted or '?'}), for the "
+        "wearer's face only; then the post-processing of step 7. In C#: `Referenced(logits, rep, reference)` is "
+        "`(1 - blend) * LogSoftmax(logits) + blend * LogSoftmax(W (rep - reference) + b)`, then softmax. Without a "
+        "reference the answer is the plain one.",
+        "",
+    ]

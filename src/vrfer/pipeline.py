@@ -409,7 +409,7 @@ class Pipeline:
             self.profile = None
             return
         self.profile = self.check_profile(profile)
-        if self.profile.reference is not None:
+        if self.profile.reference is not None and self.referenced_head is not None:   # else only its rows apply
             self.set_reference(self.profile.reference)
 
     @property

@@ -77,6 +77,7 @@ def run(a) -> int:
     profile = rec.enrol(examples, person=a.person, max_frames=a.max_frames)
     profile.save(out)
     counts = ", ".join(f"{c} {n}" for c, n in profile.counts.items())
-    ref = (f"reference from {profile.reference_count} neutral faces" if profile.reference is not None else "")
+    from ..outputs import plural
+    ref = (f"reference from {plural(profile.reference_count, 'neutral face')}" if profile.reference is not None else "")
     print(f"profile for {profile.model} ({'; '.join(x for x in (counts and counts + ' faces', ref) if x)}): {out}")
     return 0
