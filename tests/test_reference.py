@@ -261,3 +261,40 @@ def test_fitting_a_head_needs_people_with_other_neutral_faces():
     feats = np.random.default_rng(0).normal(size=(4, head(m).in_features))
     with pytest.raises(VrferError, match="neutral"):
         fit_head_on_people(m, feats, np.array([1, 2, 1, 2]), np.array(["a", "a", "b", "b"]))
+
+
+def test_adapt_fits_the_setups_referenced_head_where_its_people_have_neutral_photos(tmp_path, capsys):
+    path, m, _ = referenced_model(tmp_path)
+    with_neutral = labelled_folder(tmp_path / "setup", people=2, sessions=("a", "b"), classes=(0, 1, 2), seed=3)
+    out = tmp_path / "adapted.safetensors"
+    assert main(["adapt", str(with_neutral), "--model", str(path), "--face", "none", "--out", str(out)]) == 0
+    said = capsys.readouterr()
+    assert "fitted a referenced head" in said.err + said.out
+    h = head_of(load_checkpoint(out).cfg)
+    assert h is not None and h.fitted_on[0]["people"] == 2
+    assert not np.allclose(h.weight, head_of(load_checkpoint(path).cfg).weight)   # refitted, not inherited
+    # no neutral photos: the base's head reads another representation (AdaBN changed it), so none is kept
+    no_neutral = labelled_folder(tmp_path / "setup2", people=2, sessions=("a",), classes=(1, 2), seed=4)
+    out2 = tmp_path / "adapted2.safetensors"
+    assert main(["adapt", str(no_neutral), "--model", str(path), "--face", "none", "--out", str(out2)]) == 0
+    assert head_of(load_checkpoint(out2).cfg) is None
+
+
+def test_the_api_enrols_a_neutral_face_and_a_video_stream_learns_the_reference(tmp_path):
+    import cv2
+    path, m, _ = referenced_model(tmp_path)
+    crops = faces(3, seed=9)
+    rec = Recognizer(str(path), face="none", backend="torch")
+    prof = rec.enrol({"neutral": [crops[0], crops[1]]})
+    assert prof.classes == [] and rec.reference_mode == "fixed"
+    assert np.allclose(rec.reference, logits_and_features(m, crops[:2])[1].mean(axis=0), atol=1e-5)
+    # a video of one relaxed face: the automatic reference settles after AUTO_WARMUP neutral-looking frames
+    video = tmp_path / "v.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (48, 48))
+    for _ in range(AUTO_WARMUP + 5):
+        w.write(cv2.cvtColor(crops[2], cv2.COLOR_GRAY2BGR))
+    w.release()
+    auto = Recognizer(str(path), face="none", backend="torch", reference="auto")
+    auto._running.threshold = 0.0          # every frame counts as neutral-looking (a random model says little)
+    list(auto.video(str(video)))
+    assert auto._running.settled and auto.reference_mode == "auto"

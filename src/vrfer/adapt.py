@@ -132,6 +132,9 @@ def adapted_config(model: nn.Module, name: str, record: dict, labels: np.ndarray
     answers plainly (its prior is the setup's class mix), so default_post becomes the plain model's."""
     cfg = model.cfg
     extra = dict(cfg.extra or {})
+    # a referenced head (vrfer.reference) reads the base's representation, which AdaBN changes: adapt_folder
+    # refits it on the setup's people where it can, else the adapted model has none
+    extra.pop("reference_head", None)
     extra["adapted"] = {"base_model": cfg.name, **record, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     if labels is not None and len(labels):
         extra["train_prior"] = train_prior_of(labels, len(cfg.classes))
@@ -249,4 +252,26 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
     record = {k: v for k, v in report.items() if k not in ("base_model",)}
     record["summary"] = what
     adapted.cfg = adapted_config(base, name or adapted.cfg.name, record, labels)
+    if labels is not None and len(labels):
+        _fit_reference_head(adapted, crops, labels, subjects, mirror, report, say)
     return adapted, report
+
+
+def _fit_reference_head(adapted: nn.Module, crops, labels, subjects, mirror: bool, report: dict, say) -> None:
+    """The setup's referenced head (vrfer.reference) on the adapted representation, where the labelled folder has
+    people with 2+ neutral photos (each face read against the person's other neutral photos); else none, said."""
+    from .reference import fit_head_on_people, with_head
+    feats = logits_and_features(adapted, crops)[1]
+    flipped = logits_and_features(adapted, np.ascontiguousarray(crops[:, :, ::-1]))[1] if mirror else None
+    try:
+        head = fit_head_on_people(adapted, feats, labels, subjects, flipped,
+                                  fitted_on=[{"data": report.get("labelled", "?"), "people": report.get("people"),
+                                              "faces": report.get("faces")}])
+    except VrferError:
+        report["reference_head"] = None
+        say("no referenced head: it needs people with 2 or more neutral photos each (vrfer.reference); "
+            "--reference auto and neutral calibrations are not available with this adapted model")
+        return
+    adapted.cfg = with_head(adapted.cfg, head)
+    report["reference_head"] = {"people": report.get("people"), "blend": head.blend}
+    say("fitted a referenced head on the setup's neutral photos (the wearer's reference, vrfer.reference)")
