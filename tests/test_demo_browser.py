@@ -187,7 +187,8 @@ def test_demo_page_calibrates_the_wearer_step_by_step(browser_paths, tmp_path):
                 time.sleep(0.2)
             assert body().get_attribute("data-calibration") == "done"
             assert {c for c in CLASSES if c != "contempt"} <= asked
-            assert "calibrated (7 expressions)" in driver.find_element(By.ID, "calibstate").text
+            state = driver.find_element(By.ID, "calibstate").text
+            assert "calibrated (7 expressions" in state and "your relaxed face from" in state
             link = driver.find_element(By.ID, "saveprofile")
             assert link.is_displayed()
             profile = json.loads(driver.execute_async_script(
