@@ -351,4 +351,20 @@ def reference_lines(cfg) -> list[str]:
         "`(1 - blend) * LogSoftmax(logits) + blend * LogSoftmax(W (rep - reference) + b)`, then softmax. Without a "
         "reference the answer is the plain one.",
         "",
+        "```csharp",
+        "// w, b, blend: vrfer_config -> extra -> reference_head (weight, bias, blend); logits, rep: the graph's outputs",
+        "static float[] Referenced(double[][] w, double[] b, double blend, float[] logits, float[] rep, float[] reference)",
+        "{",
+        "    int C = logits.Length; var zr = new double[C]; var z = new double[C];",
+        "    for (int c = 0; c < C; c++) { zr[c] = b[c]; for (int d = 0; d < rep.Length; d++) "
+        "zr[c] += w[c][d] * ((double)rep[d] - reference[d]); }",
+        "    double[] LogSoftmax(Func<int, double> x) { double m = double.MinValue, s = 0; var o = new double[C];",
+        "        for (int c = 0; c < C; c++) m = Math.Max(m, x(c)); for (int c = 0; c < C; c++) s += Math.Exp(x(c) - m);",
+        "        for (int c = 0; c < C; c++) o[c] = x(c) - m - Math.Log(s); return o; }",
+        "    var lg = LogSoftmax(c => logits[c]); var lr = LogSoftmax(c => zr[c]);",
+        "    for (int c = 0; c < C; c++) z[c] = (1 - blend) * lg[c] + blend * lr[c];",
+        "    var p = LogSoftmax(c => z[c]); return Array.ConvertAll(p, v => (float)Math.Exp(v));",
+        "}",
+        "```",
+        "",
     ]
