@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ..errors import VrferError
-from ._options import add_model_arg, add_postprocess_args, item_error, model_source
+from ._options import add_model_arg, add_postprocess_args, add_reference_arg, item_error, model_source
 
 
 def add_parser(sub) -> None:
@@ -37,6 +37,7 @@ def add_parser(sub) -> None:
                    help="one JSON object per face: vrfer predict --json's fields plus explained, "
                         "explained_score and png")
     add_postprocess_args(p)
+    add_reference_arg(p)
     p.set_defaults(fn=run)
 
 
@@ -50,6 +51,8 @@ def run(a) -> int:
     if a.target is not None and a.target not in source.cfg.classes:
         raise VrferError(f"unknown class {a.target!r}; classes: {', '.join(source.cfg.classes)}")
     pipeline = Pipeline(source, face, "torch", prior=a.prior, prior_tau=a.prior_tau, classes=a.classes)
+    if a.reference not in (None, "auto", "off"):    # a photo is no stream: only a reference FILE changes it
+        pipeline.set_reference(Path(a.reference))    # the probabilities then are the referenced answer's
     existed = Path(a.out).exists()
     out = output_dir(a.out)
 
