@@ -330,7 +330,7 @@ def test_an_interrupted_batch_exits_130_in_one_line_and_the_same_command_finishe
 
     import psutil
     model = _small_model(tmp_path)
-    n, frames = 6, 400
+    n, frames = 10, 400     # enough videos left after the first commit even when a busy machine commits in bursts
     videos = _long_videos(tmp_path / "in", n, frames)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "vrfer", "batch", str(tmp_path / "in"), "--out", str(out), "--workers", "2",
