@@ -46,8 +46,8 @@ def referenced_model(tmp_path, seed: int = 0):
     """A small model file with a referenced head fitted on a labelled noise folder (neutral = class 0)."""
     m = small_model(seed)
     root = labelled_folder(tmp_path / "people", people=3, sessions=("a", "b"), classes=(0, 1, 2, 3))
-    from vrfer.reference import fit_on_folders
-    h = fit_on_folders(m, [root], face="none", occlusion="none", progress=False)
+    from vrfer.adapt import fit_reference_head
+    h = fit_reference_head(m, [root], face="none", occlusion="none", progress=False)
     path = tmp_path / "ref.safetensors"
     save_model(m, path, with_head(m.cfg, h))
     return path, m, root

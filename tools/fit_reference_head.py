@@ -22,7 +22,8 @@ from safetensors import safe_open
 from vrfer.errors import VrferError
 from vrfer.loader import resolve, torch_model
 from vrfer.models.registry import save_model
-from vrfer.reference import REFERENCE_BLEND, REFERENCE_L2, fit_on_folders, with_head
+from vrfer.adapt import fit_reference_head
+from vrfer.reference import REFERENCE_BLEND, REFERENCE_L2, with_head
 
 
 def main() -> int:
@@ -37,7 +38,7 @@ def main() -> int:
     a = ap.parse_args()
     try:
         model = torch_model(a.model)
-        head = fit_on_folders(model, a.folders, a.face, a.occlusion, a.lam, a.blend, log=print)
+        head = fit_reference_head(model, a.folders, a.face, a.occlusion, a.lam, a.blend, log=print)
         half = False
         weights = resolve(a.model, "torch").weights
         if weights is not None:

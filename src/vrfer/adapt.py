@@ -275,3 +275,33 @@ def _fit_reference_head(adapted: nn.Module, crops, labels, subjects, mirror: boo
     adapted.cfg = with_head(adapted.cfg, head)
     report["reference_head"] = {"people": report.get("people"), "blend": head.blend}
     say("fitted a referenced head on the setup's neutral photos (the wearer's reference, vrfer.reference)")
+
+
+def fit_reference_head(model, roots, face: str = "detect", occlusion: str = "headset", lam: float | None = None,
+                        blend: float | None = None, mirror: bool = True, threads: int | None = None,
+                        progress: bool = True, log=None):
+    """The referenced head (vrfer.reference) fitted on labelled folders of people (vrfer.datasets.folder: labels.csv with a
+    `subject` column and neutral photos), read as `vrfer evaluate --dataset folder` reads them (face, occlusion:
+    "headset" paints vrfer's synthetic headset over the eyes). Each folder's people are its own (a subject name
+    is prefixed with the folder's). The head records what it was fitted on (`fitted_on`: with each folder's data
+    fingerprint, so that an evaluation can tell whether the head saw the data it scores)."""
+    from .evaluate import folder_faces, subjects_of
+    from .reference import REFERENCE_BLEND, REFERENCE_L2, fit_head_on_people
+    lam = REFERENCE_L2 if lam is None else lam
+    blend = REFERENCE_BLEND if blend is None else blend
+    say = log or (lambda _line: None)
+    feats, flipped, labels, subjects, fitted_on = [], [], [], [], []
+    for root in roots:
+        items, crops, found, _, info = folder_faces(model, root, face, occlusion, False, threads, progress)
+        items = [it for it, f in zip(items, found) if f]
+        people = subjects_of(items)
+        feats.append(logits_and_features(model, crops)[1])
+        flipped.append(logits_and_features(model, np.ascontiguousarray(crops[:, :, ::-1]))[1] if mirror else None)
+        labels.append(np.array([it.label for it in items], np.int64))
+        subjects.append(np.array([f"{root}/{p}" for p in people]))
+        fitted_on.append({"data": str(root).rstrip("/").split("/")[-1], "faces": int(len(items)),
+                          "people": int(len(np.unique(people))), "face": face, "occlusion": occlusion,
+                          "data_fingerprint": info["data_fingerprint"]})
+        say(f"{root}: {plural(len(items), 'face')} of {plural(fitted_on[-1]['people'], 'person')}")
+    return fit_head_on_people(model, np.concatenate(feats), np.concatenate(labels), np.concatenate(subjects),
+                              np.concatenate(flipped) if mirror else None, lam, blend, fitted_on)

@@ -138,7 +138,6 @@ def enrol(model, features: np.ndarray, labels, person: str = "", lam: float = PR
     make a reference only (a refit on one class would only push every answer towards it).
     model_sha256: model_fingerprint(model) where the caller has it already (a Pipeline keeps it).
     blend: the refit's share in the rows (None: default_blend, by whether the model is adapted)."""
-    from .reference import NEUTRAL
     from .representation import fit_head, head
     cfg = model.cfg
     labels = np.asarray([cfg.classes.index(v) if isinstance(v, str) else int(v) for v in labels], np.int64)
@@ -150,7 +149,7 @@ def enrol(model, features: np.ndarray, labels, person: str = "", lam: float = PR
     if not 0.0 <= blend <= 1.0:
         raise VrferError(f"blend {blend}: expected a number from 0 to 1")
     features = np.asarray(features, np.float32)
-    neutral = labels == list(cfg.classes).index(NEUTRAL) if NEUTRAL in cfg.classes else np.zeros(len(labels), bool)
+    neutral = labels == list(cfg.classes).index("neutral") if "neutral" in cfg.classes else np.zeros(len(labels), bool)
     reference = features[neutral].astype(np.float64).mean(axis=0).astype(np.float32) if neutral.any() else None
     layer = head(model)
     w0, b0 = layer.weight.detach().numpy(), layer.bias.detach().numpy()

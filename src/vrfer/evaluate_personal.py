@@ -43,37 +43,16 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     An enrolment of fewer than MIN_ENROLLED_CLASSES classes is not scored. K=0: every face of the session (video-like enrolment).
     With both, the profile is made on top of the person's leave-one-out adapted model.
     Faces where no face was found are left out of these figures (counted in no_face).
-    reference="neutral"|"auto": also the answer read against each person's reference (vrfer.reference), taken
-    from that person's OTHER photos only (other sessions where labels.csv has them; neutral: their neutral photos;
-    auto: those the generic answer calls confidently neutral, no labels); a face with no such photo keeps the
-    generic answer (counted in no_reference). The result's top-level accuracy, mean_class_recall and per_class are
-    then the referenced answer's (`generic` holds the plain one on the same faces); `head_saw_this_data` says
-    whether the model's referenced head was fitted on this very data (by its data fingerprint). With adapt="loo",
-    each person's adaptation also fits a referenced head on the other people (`adapted_loo_referenced`).
+    reference="neutral"|"auto": also the answer read against each person's reference (_score_referenced); with
+    adapt="loo", each adaptation also fits a referenced head on the other people (`adapted_loo_referenced`).
     log: a function taking one line of progress (or None)."""
     from .errors import VrferError
     from .loader import torch_model
     from .postprocess import PostProcess
     from .representation import logits_and_features
-    if adapt not in (None, "loo"):
-        raise VrferError(f"--adapt {adapt!r}: expected loo")
-    if calibrate is not None and calibrate < 0:
-        raise VrferError(f"--calibrate {calibrate}: expected K >= 0 faces per class (0: all of the session)")
-    if isinstance(draws, bool) or not isinstance(draws, int) or not 1 <= draws <= MAX_DRAWS:
-        raise VrferError(f"--draws {draws}: expected a whole number from 1 to {MAX_DRAWS}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
-        raise VrferError(f"--seed {seed}: expected a whole number >= 0")   # was: numpy's ValueError, "internal"
-    if reference not in (None, "neutral", "auto"):
-        raise VrferError(f"--reference {reference!r}: expected neutral or auto")
+    _check_options(adapt, calibrate, draws, seed, reference)
     model = torch_model(model)
-    from .reference import head_of
-    head = None
-    if reference:
-        from .representation import head as last_layer
-        head = head_of(model.cfg, last_layer(model).in_features)
-        if head is None:
-            raise VrferError(f"model {model.cfg.name!r} has no referenced head: --reference needs one "
-                             "(tools/fit_reference_head.py, or vrfer adapt on a folder with neutral photos)")
+    head = _referenced_head(model) if reference else None
     items, crops, found, rec, info = folder_faces(model, root, face, occlusion, skip_bad, threads, progress)
     items = [it for it, f in zip(items, found) if f]
     data = _people_sessions(items)
@@ -87,41 +66,22 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     say(f"generic answer: {100 * res['generic']['accuracy']:.2f}% on {plural(len(labels), 'face')} of {plural(res['people'], 'person')}")
 
     if reference:
-        from .reference import person_references
-        sessions = None if data["no_sessions"] else data["sessions"]
-        refs = person_references(feats, logits, labels, subjects, sessions, reference, model.cfg.classes)
-        pred = generic_post.apply(softmax(head.logits(logits, feats, refs))).argmax(1)
-        saw = sorted(d.get("data", "?") for d in head.fitted_on if d.get("data_fingerprint") == info["data_fingerprint"])
-        res["referenced"] = {**scores(labels, pred), "reference": reference,
-                             "no_reference": int((~np.isfinite(refs).all(axis=1)).sum()),
-                             "head_fitted_on": [d.get("data", "?") for d in head.fitted_on], "blend": head.blend}
-        res["head_saw_this_data"] = bool(saw)
-        res.update({k: res["referenced"][k] for k in ("accuracy", "mean_class_recall", "per_class")})
-        say(f"referenced ({reference}): {100 * res['accuracy']:.2f}% on the same faces"
-            + (" (the head was fitted on this data: not an honest figure)" if saw else ""))
+        _score_referenced(res, head, reference, logits, feats, data, generic_post, info, model.cfg.classes, say)
 
     if adapt == "loo" and res["people"] < 2:
         raise VrferError(f"--adapt loo fits on the other people: {root} has faces of {plural(res['people'], 'person')} "
                          "(its subject column)")
     if calibrate:
-        most = max((int(np.sum((subjects == p) & (labels == c) & (data["sessions"] == s)))
-                    for p, c, s in set(zip(subjects.tolist(), labels.tolist(), data["sessions"].tolist()))), default=0)
-        if data["no_sessions"]:
-            most = max((int(np.sum((subjects == p) & (labels == c))) for p, c in set(zip(subjects.tolist(),
-                        labels.tolist()))), default=0)
-        if calibrate > most:
-            raise VrferError(f"--calibrate {calibrate}: this folder has at most {most} faces of one class in one "
-                             f"{'person' if data['no_sessions'] else 'session'}; give K up to {most} (0: all)")
+        _check_k(calibrate, data)
     per_person = {}     # person -> (model, logits, feats, post, faces) the calibration starts from
     if adapt == "loo":
         pred, per_person, pred_ref = _adapt_loo(model, crops, labels, subjects, post, reference,
                                                 None if data["no_sessions"] else data["sessions"])
         res["adapted_loo"] = scores(labels, pred)
-        say(f"adapted, leave-one-person-out: {100 * res['adapted_loo']['accuracy']:.2f}%")
         if pred_ref is not None:
             res["adapted_loo_referenced"] = scores(labels, pred_ref)
-            say(f"adapted + referenced ({reference}), leave-one-person-out: "
-                f"{100 * res['adapted_loo_referenced']['accuracy']:.2f}%")
+        say(f"adapted, leave-one-person-out: {100 * res['adapted_loo']['accuracy']:.2f}%" + (
+            f"; adapted + referenced: {100 * res['adapted_loo_referenced']['accuracy']:.2f}%" if reference else ""))
     if calibrate is None:
         return res
 
@@ -140,6 +100,70 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     say(f"calibrated (K={calibrate}): {100 * res['calibration']['calibrated']['accuracy']:.2f}% against "
         f"{100 * res['calibration']['unprofiled']['accuracy']:.2f}% unprofiled on the same faces")
     return res
+
+
+def _check_options(adapt, calibrate, draws, seed, reference) -> None:
+    """evaluate_personal's options, each refused in one line naming it."""
+    from .errors import VrferError
+    if adapt not in (None, "loo"):
+        raise VrferError(f"--adapt {adapt!r}: expected loo")
+    if calibrate is not None and calibrate < 0:
+        raise VrferError(f"--calibrate {calibrate}: expected K >= 0 faces per class (0: all of the session)")
+    if isinstance(draws, bool) or not isinstance(draws, int) or not 1 <= draws <= MAX_DRAWS:
+        raise VrferError(f"--draws {draws}: expected a whole number from 1 to {MAX_DRAWS}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+        raise VrferError(f"--seed {seed}: expected a whole number >= 0")   # was: numpy's ValueError, "internal"
+    if reference not in (None, "neutral", "auto"):
+        raise VrferError(f"--reference {reference!r}: expected neutral or auto")
+
+
+def _check_k(calibrate: int, data: dict) -> None:
+    """VrferError when K exceeds the most faces of one class in one session (one person, without sessions)."""
+    from .errors import VrferError
+    labels, subjects = data["labels"], data["subjects"]
+    most = max((int(np.sum((subjects == p) & (labels == c) & (data["sessions"] == s)))
+                for p, c, s in set(zip(subjects.tolist(), labels.tolist(), data["sessions"].tolist()))), default=0)
+    if data["no_sessions"]:
+        most = max((int(np.sum((subjects == p) & (labels == c))) for p, c in set(zip(subjects.tolist(),
+                    labels.tolist()))), default=0)
+    if calibrate > most:
+        raise VrferError(f"--calibrate {calibrate}: this folder has at most {most} faces of one class in one "
+                         f"{'person' if data['no_sessions'] else 'session'}; give K up to {most} (0: all)")
+
+
+def _referenced_head(model):
+    """The model's referenced head (vrfer.reference); VrferError when it has none."""
+    from .errors import VrferError
+    from .reference import head_of
+    from .representation import head as last_layer
+    head = head_of(model.cfg, last_layer(model).in_features)
+    if head is None:
+        raise VrferError(f"model {model.cfg.name!r} has no referenced head: --reference needs one "
+                         "(tools/fit_reference_head.py, or vrfer adapt on a folder with neutral photos)")
+    return head
+
+
+def _score_referenced(res: dict, head, reference: str, logits, feats, data: dict, post, info: dict, classes,
+                      say) -> None:
+    """evaluate_personal's referenced answer: each face read against its person's reference (vrfer.reference),
+    taken from that person's OTHER photos only (other sessions where labels.csv has them; neutral: their neutral
+    photos; auto: those the generic answer calls confidently neutral, no labels); a face with no such photo keeps the
+    generic answer (counted in no_reference). The result's top-level accuracy, mean_class_recall and per_class
+    become the referenced answer's (`generic` holds the plain one on the same faces); `head_saw_this_data` says
+    whether the model's referenced head was fitted on this very data (by its data fingerprint)."""
+    from .reference import person_references
+    labels, subjects = data["labels"], data["subjects"]
+    sessions = None if data["no_sessions"] else data["sessions"]
+    refs = person_references(feats, logits, labels, subjects, sessions, reference, classes)
+    pred = post.apply(softmax(head.logits(logits, feats, refs))).argmax(1)
+    saw = sorted(d.get("data", "?") for d in head.fitted_on if d.get("data_fingerprint") == info["data_fingerprint"])
+    res["referenced"] = {**scores(labels, pred), "reference": reference,
+                         "no_reference": int((~np.isfinite(refs).all(axis=1)).sum()),
+                         "head_fitted_on": [d.get("data", "?") for d in head.fitted_on], "blend": head.blend}
+    res["head_saw_this_data"] = bool(saw)
+    res.update({k: res["referenced"][k] for k in ("accuracy", "mean_class_recall", "per_class")})
+    say(f"referenced ({reference}): {100 * res['accuracy']:.2f}% on the same faces"
+        + (" (the head was fitted on this data: not an honest figure)" if saw else ""))
 
 
 def _people_sessions(items) -> dict:

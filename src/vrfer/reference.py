@@ -270,35 +270,6 @@ def fit_head_on_people(model, features: np.ndarray, labels: np.ndarray, subjects
     return ReferencedHead(w, b, float(blend), float(lam), list(fitted_on or []))
 
 
-def fit_on_folders(model, roots, face: str = "detect", occlusion: str = "headset", lam: float = REFERENCE_L2,
-                   blend: float = REFERENCE_BLEND, mirror: bool = REFERENCE_MIRROR, threads: int | None = None,
-                   progress: bool = True, log=None) -> ReferencedHead:
-    """The referenced head fitted on labelled folders of people (vrfer.datasets.folder: labels.csv with a
-    `subject` column and neutral photos), read as `vrfer evaluate --dataset folder` reads them (face, occlusion:
-    "headset" paints vrfer's synthetic headset over the eyes). Each folder's people are its own (a subject name
-    is prefixed with the folder's). The head records what it was fitted on (`fitted_on`: with each folder's data
-    fingerprint, so that an evaluation can tell whether the head saw the data it scores)."""
-    from .evaluate import folder_faces, subjects_of
-    from .outputs import plural
-    from .representation import logits_and_features
-    say = log or (lambda _line: None)
-    feats, flipped, labels, subjects, fitted_on = [], [], [], [], []
-    for root in roots:
-        items, crops, found, _, info = folder_faces(model, root, face, occlusion, False, threads, progress)
-        items = [it for it, f in zip(items, found) if f]
-        people = subjects_of(items)
-        feats.append(logits_and_features(model, crops)[1])
-        flipped.append(logits_and_features(model, np.ascontiguousarray(crops[:, :, ::-1]))[1] if mirror else None)
-        labels.append(np.array([it.label for it in items], np.int64))
-        subjects.append(np.array([f"{root}/{p}" for p in people]))
-        fitted_on.append({"data": str(root).rstrip("/").split("/")[-1], "faces": int(len(items)),
-                          "people": int(len(np.unique(people))), "face": face, "occlusion": occlusion,
-                          "data_fingerprint": info["data_fingerprint"]})
-        say(f"{root}: {plural(len(items), 'face')} of {plural(fitted_on[-1]['people'], 'person')}")
-    return fit_head_on_people(model, np.concatenate(feats), np.concatenate(labels), np.concatenate(subjects),
-                              np.concatenate(flipped) if mirror else None, lam, blend, fitted_on)
-
-
 __all__ = ["AUTO_NEUTRAL", "AUTO_RATE", "AUTO_WARMUP", "REFERENCE_BLEND", "REFERENCE_L2", "ReferencedHead",
-           "RunningReference", "auto_reference", "check_reference", "fit_head_on_people", "fit_on_folders", "head_of",
+           "RunningReference", "auto_reference", "check_reference", "fit_head_on_people", "head_of",
            "leave_one_out_references", "person_references", "with_head"]
