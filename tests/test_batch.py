@@ -335,7 +335,10 @@ def test_an_interrupted_batch_exits_130_in_one_line_and_the_same_command_finishe
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "vrfer", "batch", str(tmp_path / "in"), "--out", str(out), "--workers", "2",
            "--model", str(model), "--face", "none", "--json", "--no-progress"]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # a test run started in the background of a non-interactive shell inherits SIGINT ignored (as every background
+    # job does, and Python then keeps it so): the command gets the terminal's default, as when a person runs it
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for(lambda: _committed(out) >= 1 or p.poll() is not None, 180, "the first committed video")
         workers = psutil.Process(p.pid).children(recursive=True)
