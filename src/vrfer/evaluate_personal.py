@@ -81,7 +81,7 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
                              f"{'person' if data['no_sessions'] else 'session'}; give K up to {most} (0: all)")
     per_person = {}     # person -> (model, logits, feats, post, faces) the calibration starts from
     if adapt == "loo":
-        pred, per_person = _adapt_loo(model, crops, labels, subjects, post)
+        pred, per_person = _adapt_loo(model, crops, labels, subjects, post, progress)
         res["adapted_loo"] = scores(labels, pred)
         say(f"adapted, leave-one-person-out: {100 * res['adapted_loo']['accuracy']:.2f}%")
     if calibrate is None:
@@ -90,7 +90,7 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     def starts(person, own):
         return per_person.get(person) or (model, logits[own], feats[own], generic_post, own)
 
-    runs_base, runs_cal, pairs = _calibration_draws(data, starts, calibrate, draws, seed)
+    runs_base, runs_cal, pairs = _calibration_draws(data, starts, calibrate, draws, seed, progress)
     base_name = "adapted_loo" if adapt == "loo" else "generic"
     res["calibration"] = {
         "k": calibrate, "draws": draws if calibrate else 1, "seed": seed, "starts_from": base_name,
@@ -118,14 +118,17 @@ def _people_sessions(items) -> dict:
             "files": np.array([it.path.name for it in items]), "one_class": one_class}
 
 
-def _adapt_loo(model, crops, labels, subjects, post):
+def _adapt_loo(model, crops, labels, subjects, post, progress: bool = False):
     """Each person's faces scored by an adaptation (vrfer.adapt) fitted on the other people only: the predictions,
     and per person (adapted model, logits, representations, post-processing, the person's face indices)."""
+    from tqdm import tqdm
+
     from .adapt import adapt_arrays
     from .postprocess import PostProcess
     from .representation import logits_and_features
     pred, per_person = np.zeros_like(labels), {}
-    for person in np.unique(subjects):
+    for person in tqdm(np.unique(subjects), desc="adapt, leave-one-person-out", unit="person", leave=False,
+                       disable=None if progress else True):
         fit = subjects != person
         m = adapt_arrays(model, crops[fit], labels[fit])
         lg, ft = logits_and_features(m, crops[~fit])
@@ -136,18 +139,23 @@ def _adapt_loo(model, crops, labels, subjects, post):
     return pred, per_person
 
 
-def _calibration_draws(data: dict, starts, calibrate: int, draws: int, seed: int):
+def _calibration_draws(data: dict, starts, calibrate: int, draws: int, seed: int, progress: bool = False):
     """evaluate_personal's calibration, `draws` times (seeded): per draw the unprofiled and the calibrated scores
     on the same faces, and the first draw's enrolments (person, session, enrolled, scored). starts(person, own):
     the (model, logits, representations, post-processing, face indices) a person's profiles start from."""
+    from tqdm import tqdm
+
     from .calibration import enrol
     from .errors import VrferError
     labels, subjects, sessions = data["labels"], data["subjects"], data["sessions"]
     rng = np.random.default_rng(seed)
     runs_base, runs_cal, pairs = [], [], []
+    people = np.unique(subjects)
+    bar = tqdm(total=(draws if calibrate else 1) * len(people), desc="calibration draws x people", unit="person",
+               leave=False, disable=None if progress else True)
     for draw in range(draws if calibrate else 1):
         base_pred, cal_pred, truth = [], [], []
-        for person in np.unique(subjects):
+        for person in people:
             own = np.flatnonzero(subjects == person)
             m, lg, ft, p, idx = starts(person, own)
             pos = {int(i): k for k, i in enumerate(idx)}
@@ -164,12 +172,14 @@ def _calibration_draws(data: dict, starts, calibrate: int, draws: int, seed: int
                 truth.append(labels[scored])
                 if draw == 0:
                     pairs.append((person, s, len(enrolled), len(scored)))
+            bar.update(1)
         if not truth:
             raise VrferError("no person has a face to score outside the enrolment session (calibration needs "
                              "two sessions, or two photos of an expression, per person)")
         t = np.concatenate(truth)
         runs_base.append(scores(t, np.concatenate(base_pred)))
         runs_cal.append(scores(t, np.concatenate(cal_pred)))
+    bar.close()
     return runs_base, runs_cal, pairs
 
 

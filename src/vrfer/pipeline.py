@@ -230,10 +230,8 @@ def _header_size(fp) -> tuple[int, int] | None:
 
 
 def _file_kind(path: Path) -> str:
-    import stat
-    mode = path.stat().st_mode
-    return ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
-            else "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a plain file")
+    from .profile_check import _kind     # one wording for what a path is, for images, videos and profiles
+    return _kind(path.stat().st_mode)
 
 
 # ------------------------------------------------------------------------------------------- 2. faces

@@ -126,17 +126,16 @@ def run(a) -> int:
     paths = list(a.paths)
     for cam in a.camera or []:
         paths.append(f"cam:{cam}")
-    if a.samples or not paths:
-        if not a.samples:
-            print(f"vrfer: no PATH given: running on the bundled samples ({samples_path()})", file=sys.stderr)
-        paths.append(str(samples_path()))
     if a.max_frames is not None and a.max_frames < 1:
         raise VrferError("--max-frames must be at least 1")
     items, bad = expand_inputs(paths)
-    sample_dir = samples_path()
-    for it in items:  # show bundled samples as samples/NAME, not by their install path
-        if it.kind != "camera" and Path(str(it.path)).parent == sample_dir:
+    if a.samples or not paths:
+        if not a.samples:
+            print(f"vrfer: no PATH given: running on the bundled samples ({samples_path()})", file=sys.stderr)
+        samples, _ = expand_inputs([str(samples_path())])
+        for it in samples:  # the samples vrfer adds show as samples/NAME; a path the user gave shows as given
             it.name = f"samples/{Path(str(it.path)).name}"
+        items += samples
 
     rec = Recognizer(model=model_source(a, a.backend), face=a.face, backend=a.backend, alpha=a.smooth, threads=a.threads,
                      prior=a.prior, prior_tau=a.prior_tau, classes=a.classes, profile=a.profile)
