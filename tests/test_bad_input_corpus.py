@@ -672,6 +672,7 @@ def client(onnx_client, capfd, corpus):
     ("bomb", 1, "10000x10000 = 100.0 megapixels"),
     ("missing", 1, "file not found"),
     ("folder", 1, "not a regular file"),
+    ("tiny", 1, "1x1 pixels: too small"),        # as vrfer (MIN_SIDE); was: answered
 ])
 def test_onnx_client_on_each_image(client, corpus, key, code, words):
     path = {"missing": "/nonexistent/face.png", "folder": str(corpus["ferplus"])}.get(key, f"@{key}")
@@ -707,6 +708,8 @@ def test_onnx_client_goes_on_past_a_bad_image_and_exits_1(client):
     ("MODEL", ["--prior-tau", "nan"], "--prior-tau"),
     ("MODEL", ["--classes", "boredom"], "boredom"),
     ("MODEL", ["--classes", " , "], "--classes"),
+    ("MODEL", ["--face", "0,0,100000,100000"], "within 16384 pixels"),        # as vrfer (MAX_BOX); was: 10 GB padded
+    ("MODEL", ["--detected", "0,0,1e12,1e12"], "within 16384 pixels"),        # was: numpy's traceback
 ])
 def test_onnx_client_bad_model_or_options_stop_with_2(client, model, argv, words):
     if model == "RETINAFACE":
@@ -1069,3 +1072,35 @@ def test_calibrate_takes_the_spellings_labels_csv_takes_and_refuses_a_folder_of_
 def test_an_unknown_option_points_at_the_commands_own_help(run):
     rc, out, err, new = run("predict", "@face", "--bogus", "3")
     assert rc == 2 and "unrecognized arguments: --bogus 3 (see vrfer predict --help)" in one_line(err)
+
+
+def test_onnx_client_refuses_the_profiles_and_takes_the_images_vrfer_refuses_and_takes(client, run, corpus, tmp_path,
+                                                                                    good_profile):
+    """examples/onnx_client.py mirrors vrfer's limits (no vrfer inside): each profile vrfer refuses is refused in
+    one line naming it with exit 2 (was: 383-wide rows, 1e38, "0.5", true accepted; NaN read; a deep file a
+    RecursionError traceback; a pipe blocked forever); a BOM is read; a JPEG over 64 megapixels is decoded at a
+    smaller scale as vrfer does (was: refused), so both answer it alike."""
+    import json
+    good = tmp_path / "good.json"
+    good.write_bytes(b"\xef\xbb\xbf" + json.dumps(good_profile).encode())
+    rc, out, err = client("MODEL", "@face", "--profile", str(good))
+    assert rc == 0 and err == [] and json.loads(out)["label"] == "happiness"
+    cases = [(prof, words) for prof, words in _profile_cases(good_profile)]
+    deep, big, fifo, nan = (tmp_path / n for n in ("deep.json", "big.json", "fifo.json", "nan.json"))
+    deep.write_text("[" * 100000 + "]" * 100000)
+    big.write_bytes(b" " * (5 * 2 ** 20))
+    os.mkfifo(fifo)
+    nan.write_text(json.dumps(good_profile).replace(json.dumps(good_profile["bias"]), "[NaN]"))
+    files = [(deep, "nested over 20"), (big, "at most 4 MB"), (fifo, "not a regular file"), (nan, "finite")]
+    for i, (prof, words) in enumerate(cases):
+        files.append((tmp_path / f"bad{i}.json", words))
+        files[-1][0].write_text(json.dumps(prof))
+    for path, words in files:
+        rc, out, err = client("MODEL", "@face", "--profile", str(path))
+        assert rc == 2 and out == "" and words in one_line(err, path.name), (words, err)
+    jpeg = tmp_path / "big.jpg"                       # 8200x8000 = 65.6 megapixels, over the limit of 64
+    Image.fromarray(face_like(400)).resize((8200, 8000)).save(jpeg, quality=80)
+    rc, out, err = client("MODEL", str(jpeg))
+    assert rc == 0 and err == []
+    rc2, out2, err2, _ = run("predict", str(jpeg), "--face", "none", "--json", "--backend", "onnx")
+    assert rc2 == 0 and json.loads(out2)["label"] == json.loads(out)["label"]
