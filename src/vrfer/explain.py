@@ -46,6 +46,8 @@ def _target_index(target, cfg, probs: np.ndarray) -> int:
     if target is None:
         return int(np.argmax(probs))
     if isinstance(target, str):
+        from .classes import class_name
+        target = target if target in cfg.classes else class_name(target)
         if target not in cfg.classes:
             raise VrferError(f"unknown class {target!r}; classes: {', '.join(cfg.classes)}")
         return cfg.classes.index(target)

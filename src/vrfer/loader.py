@@ -139,8 +139,8 @@ def _onnx_file(spec: str, backend: str) -> ModelSource:
     if backend == "torch":
         raise VrferError(f"{spec}: an ONNX file runs with --backend onnx (or auto), not torch")
     path = Path(spec)
-    if not path.is_file():
-        raise VrferError(f"{path}: ONNX file not found")
+    from .profile_check import regular_file
+    regular_file(path, "ONNX file")
     from .onnx_backend import config_from_metadata, read_metadata
     return ModelSource(spec, config_from_metadata(read_metadata(path), spec), "onnx", None, path)
 

@@ -73,7 +73,9 @@ def parse_classes(classes, all_classes) -> tuple[str, ...] | None:
     set is refused (an answer among no classes has no meaning; a shell's unset variable usually made it)."""
     if classes is None:
         return None
+    from .classes import class_name     # the spellings labels.csv and calibrate take ("happy", "Angry")
     names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if str(c).strip()]
+    names = [class_name(c) if c not in all_classes else c for c in names]
     if not names:
         # named as both the CLI (--classes) and serve's HTTP/WebSocket parameter (classes) call it
         raise VrferError(f"classes {classes!r}: no class named; give some of: {', '.join(all_classes)} "

@@ -34,18 +34,27 @@ def _kind(mode: int) -> str:
             else "a folder" if stat.S_ISDIR(mode) else "not a plain file")
 
 
-def read_regular(path, what: str, max_bytes: int) -> bytes:
-    """The bytes of a regular file of at most max_bytes; VrferError (naming the path) for anything else.
-    A pipe or device is refused from its stat, never opened (opening a FIFO blocks until a writer comes)."""
+def regular_file(path, what: str) -> os.stat_result:
+    """The stat of a regular file; VrferError naming the path for a missing one ("{what} not found"), a folder,
+    pipe or device (said as such: "/dev/null: model file not found" misled), or one that cannot be looked at."""
     path = Path(path)
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise VrferError(f"{path}: {what} not found") from None
     except OSError as e:
         raise VrferError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise VrferError(f"{path}: not a regular file ({_kind(st.st_mode)}); a {what} is a file")
+        article = "an" if what[:1].lower() in "aeio" else "a"
+        raise VrferError(f"{path}: not a regular file ({_kind(st.st_mode)}); {article} {what} is a file")
+    return st
+
+
+def read_regular(path, what: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most max_bytes; VrferError (naming the path) for anything else.
+    A pipe or device is refused from its stat, never opened (opening a FIFO blocks until a writer comes)."""
+    path = Path(path)
+    st = regular_file(path, what)
     if st.st_size > max_bytes:
         raise VrferError(f"{path}: {st.st_size / 2 ** 20:.1f} MB; a {what} is at most {max_bytes // 2 ** 20} MB")
     try:

@@ -80,7 +80,16 @@ def expand_inputs(paths: list[str]) -> tuple[list[Item], list[tuple[str, str]]]:
         if cam is not None:
             items.append(Item("camera", f"cam:{cam}", cam))
             continue
+        if str(p) == "":            # Path("") is the working folder: an unset shell variable must not walk it
+            bad.append((repr(p), "empty path"))
+            continue
         path = Path(p)
+        try:
+            path.stat()
+        except OSError as e:        # a name too long, a symlink loop, a path through a file: said, not raised
+            bad.append((str(p), "file not found" if isinstance(e, (FileNotFoundError, NotADirectoryError))
+                        else f"cannot read it ({e.strerror or e})"))
+            continue
         if path.is_dir():
             found = []
             for root, dirs, files in os.walk(path):
@@ -96,11 +105,9 @@ def expand_inputs(paths: list[str]) -> tuple[list[Item], list[tuple[str, str]]]:
             if not found:
                 bad.append((str(p), "no image or video files in this folder"))
             items.extend(found)
-        elif path.exists():
+        else:
             kind = "video" if path.suffix.lower() in VIDEO_EXTS else "image"
             items.append(Item(kind, str(p), str(p), path.name))
-        else:
-            bad.append((str(p), "file not found"))
     return items, bad
 
 
