@@ -187,8 +187,8 @@ def explain_image(pipeline, path, out_dir, target=None, taken: set | None = None
     from .results import DECIMALS, FacePrediction
     model = pipeline.classifier.model
     cfg = pipeline.cfg
+    faces, crops, probs = pipeline.run(path)      # the path as given: Path("") would be the working folder
     path, out_dir = Path(path), Path(out_dir)
-    faces, crops, probs = pipeline.run(path)
     taken = set() if taken is None else taken
     results = []
     for i, (f, crop, p) in enumerate(zip(faces, crops, probs)):

@@ -141,6 +141,8 @@ def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | Non
             raise VrferError("empty image (0 bytes)")
         fp = io.BytesIO(bytes(src))
     elif isinstance(src, (str, os.PathLike)):
+        if str(src) == "":      # Path("") is the working folder
+            raise VrferError("empty path")
         path = Path(src)
         if not path.exists():
             raise VrferError("file not found")

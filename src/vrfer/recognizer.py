@@ -251,7 +251,7 @@ class Recognizer:
                                                  if frame is None else "")) from None
         except VrferError as e:
             if isinstance(image, (str, os.PathLike)):   # a caller with many paths needs to know which one
-                raise type(e)(f"{image}: {e}") from None
+                raise type(e)(f"{str(image) or repr(image)}: {e}") from None
             raise
         smoothed = (self._smoother.update([f.box for f in faces], probs) if self._smoother is not None
                     else [None] * len(faces))
