@@ -22,18 +22,36 @@ def run(inputs, out, workers: int | None = None, address: str | None = None, mod
     out/failures.csv, the report (vrfer.batch.report: summary, episodes, timelines, index.html); inputs already committed by an earlier run into `out` are skipped. Returns the output folder;
     `report` (a dict) receives the run's numbers."""
     from ..recognizer import expand_inputs
-    from .engine import require, run_job
-    from .job import Job
+    from .engine import check_workers, require, run_job
+    from .job import Job, item_key
+    from .unit import recognizer
     require()
+    if address is None:
+        check_workers(workers)
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]                   # one path, not its characters
     from ..loader import resolve
     source = resolve(model, backend, option="--model")         # a bad model: one line, before any cluster starts
     options = {"model": str(model), "backend": backend, "face": face, "smooth": smooth, "prior": prior,
                "prior_tau": prior_tau, "classes": classes, "profile": None if profile is None else str(profile),
                "threads": threads}
+    recognizer(options)     # face, smoothing, prior, classes, profile: checked here, once, as each worker reads them
     items, bad = expand_inputs([str(p) for p in inputs])
     job = Job(out)
+    own = {job.frames.resolve(), job.timelines.resolve()}     # --out inside an input folder: the job's own
+    keys, unique = set(), []                                   # timelines are never inputs; an input named
+    for it in items:                                           # twice (a folder and a file in it) runs once
+        if it.kind == "camera":
+            bad.append((it.name, "a webcam never ends: batch takes video files and photos (vrfer predict reads "
+                                 "a webcam)"))
+            continue
+        p = Path(str(it.path)).resolve()
+        if own & set(p.parents) or item_key(it.path) in keys:
+            continue
+        keys.add(item_key(it.path))
+        unique.append(it)
     job.open({**{k: v for k, v in options.items() if k != "threads"}, "model_sha256": source.fingerprint})
-    numbers = run_job(job, [it for it in items if it.kind != "camera"], bad, options, workers, address, progress)
+    numbers = run_job(job, unique, bad, options, workers, address, progress)
     if report is not None:
         report.update(numbers)
     return job.dir

@@ -24,21 +24,34 @@ def require() -> None:
                          "(dask, distributed, pyarrow, pandas)") from None
 
 
+def check_workers(workers: int | None) -> int:
+    """The local cluster's worker processes: 1 to the number of cores (default: all of them); more only wait for
+    each other, and 100000 of them never started (was: a 5-minute hang)."""
+    cores = os.cpu_count() or 1
+    if workers is None:
+        return cores
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= cores:
+        raise VrferError(f"--workers {workers}: expected 1 to {cores} (one worker process per core at most; "
+                         f"this machine has {cores})")
+    return workers
+
+
 def client(workers: int | None = None, address: str | None = None):
     """A dask.distributed Client: of a new local cluster, or of the scheduler at `address`."""
     import logging
+    import warnings
 
     from distributed import Client, LocalCluster
     if address:
         try:
             return Client(address, timeout=30)
-        except (OSError, TimeoutError) as e:
+        except (OSError, TimeoutError, ValueError) as e:      # ValueError: no port, an unknown protocol
             raise VrferError(f"--address {address}: cannot reach a Dask scheduler there ({e})") from None
-    n = workers or os.cpu_count() or 1
-    if n < 1:
-        raise VrferError("--workers must be at least 1")
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR)
+    n = check_workers(workers)
+    with warnings.catch_warnings():       # the scheduler's unused HTTP port: 8787 taken is no matter here
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=logging.ERROR)
     return Client(cluster)
 
 
@@ -64,6 +77,8 @@ def run_job(job, items, bad, options: dict, workers=None, address=None, progress
             it = futures[fut]
             try:
                 res = fut.result()
+                if "error" in res:            # the input's VrferError, as run_item returns it
+                    raise VrferError(res["error"])
             except VrferError as e:
                 failures.append((it.name, str(e)))
             except Exception as e:  # noqa: BLE001 -- one input's problem (or a task failed past Dask's retries) ends no job

@@ -38,8 +38,17 @@ def fingerprint(rec) -> str | None:
 
 def run_item(item, options: dict, staging: Path) -> dict:
     """Rows of one input (a vrfer.recognizer.Item) written to a new file in `staging`; returns what the client
-    commits: key, source, kind, frames, lost, rows, fps and the staged file. VrferError for an input that cannot
-    be used (nothing is staged then)."""
+    commits: key, source, kind, frames, lost, rows, fps and the staged file; {"error": message} for an input that
+    cannot be used (nothing is staged then; returned, not raised: Dask's worker logs a raised one with its
+    traceback on stderr)."""
+    from ..errors import VrferError
+    try:
+        return _run_item(item, options, staging)
+    except VrferError as e:
+        return {"error": str(e)}
+
+
+def _run_item(item, options: dict, staging: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
