@@ -247,7 +247,7 @@ def parse_face(spec):
             return s
         parts = s.split(",")
     else:
-        parts = list(spec)
+        parts = list(spec) if isinstance(spec, (list, tuple, np.ndarray)) else []   # face=5: refused below
     try:
         box = tuple(int(round(float(v))) for v in parts)
     except (TypeError, ValueError, OverflowError):

@@ -73,6 +73,8 @@ def parse_classes(classes, all_classes) -> tuple[str, ...] | None:
     set is refused (an answer among no classes has no meaning; a shell's unset variable usually made it)."""
     if classes is None:
         return None
+    if not isinstance(classes, (str, list, tuple, set, frozenset)):
+        raise VrferError(f"classes={type(classes).__name__}: expected class names, 'a,b,c' or a list")
     from .classes import class_name     # the spellings labels.csv and calibrate take ("happy", "Angry")
     names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if str(c).strip()]
     names = [class_name(c) if c not in all_classes else c for c in names]

@@ -129,6 +129,8 @@ def video_frames(src, max_frames: int | None = None, progress_name: str | None =
     whole: a file that ends before the frames its header announces (up to max_frames) is an error after the
     last frame read (calibrate, adapt --unlabelled, enrol use every frame they are given, never part silently)."""
     import cv2
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
+        raise VrferError(f"max_frames {max_frames!r}: expected a whole number >= 1 (None: every frame)")
     cam = src if isinstance(src, int) else parse_camera(str(src))
     if cam is None:
         check_video_file(src)
@@ -291,9 +293,18 @@ class Recognizer:
         video files (every frame, up to max_frames, is a face of that class); or a list of (image, class)
         pairs. Each image's best face is used; an image without a face is an error naming it."""
         from .calibration import enrol
-        pairs = list(examples.items()) if isinstance(examples, dict) else [(lbl, im) for im, lbl in examples]
+        from .classes import class_name
+        if isinstance(examples, dict):
+            pairs = list(examples.items())
+        elif isinstance(examples, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2
+                                                         for p in examples):
+            pairs = [(lbl, im) for im, lbl in examples]
+        else:
+            raise VrferError("examples: expected {class name: images} or a list of (image, class name) pairs, not "
+                             f"{type(examples).__name__}")
         crops, labels = [], []
         for label, imgs in pairs:
+            label = class_name(label) if isinstance(label, str) and label not in self.classes else label
             if label not in self.classes:
                 raise VrferError(f"unknown class {label!r}; classes: {', '.join(self.classes)}")
             for img in (imgs if isinstance(imgs, (list, tuple)) else [imgs]):
