@@ -25,14 +25,14 @@ def require() -> None:
 
 
 def check_workers(workers: int | None) -> int:
-    """The local cluster's worker processes: 1 to the number of cores (default: all of them); more only wait for
-    each other, and 100000 of them never started (was: a 5-minute hang)."""
+    """The local cluster's worker processes: 1 to two per core (default: one per core); more only wait for each
+    other, and 100000 of them never started (was: a 5-minute hang)."""
     cores = os.cpu_count() or 1
     if workers is None:
         return cores
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= cores:
-        raise VrferError(f"--workers {workers}: expected 1 to {cores} (one worker process per core at most; "
-                         f"this machine has {cores})")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 2 * cores:
+        raise VrferError(f"--workers {workers}: expected 1 to {2 * cores} (two worker processes per core at most; "
+                         f"this machine has {cores} cores)")
     return workers
 
 
