@@ -1255,3 +1255,18 @@ def test_batch_checks_its_options_once_names_each_failure_and_runs_an_input_once
     rc, o, err, new = run("batch", str(src), "--out", str(src / "job"), "--workers", "1", "--face", "none",
                           "--no-progress", "--json")
     assert rc == 0 and json.loads(o)["inputs"] == 1            # its own timeline PNG is no input of the next run
+
+
+def test_predict_out_never_writes_over_an_input_or_one_copy_over_another(run, corpus, tmp_path):
+    d = tmp_path / "photos"
+    (d / "a").mkdir(parents=True)
+    (d / "b").mkdir()
+    shutil.copy(corpus["face"], d / "a" / "x.png")
+    shutil.copy(corpus["rgba"], d / "b" / "x.png")
+    before = (d / "a" / "x.png").read_bytes()
+    rc, out, err, new = run("predict", str(d), "--face", "none", "--out", str(d))     # was: photos overwritten
+    assert rc == 2 and out == "" and "written over the input photo" in one_line(err, "x.png")
+    assert (d / "a" / "x.png").read_bytes() == before and sorted(p.name for p in d.rglob("*")) == ["a", "b", "x.png",
+                                                                                                     "x.png"]
+    rc, out, err, new = run("predict", str(d / "a" / "x.png"), str(d / "b" / "x.png"), "--face", "none", "--out", "o")
+    assert rc == 0 and {"o/x.png", "o/x_2.png"} <= new              # was: one o/x.png, the second over the first
