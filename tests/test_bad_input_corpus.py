@@ -1102,7 +1102,7 @@ def test_onnx_client_refuses_the_profiles_and_takes_the_images_vrfer_refuses_and
     Image.fromarray(face_like(400)).resize((8200, 8000)).save(jpeg, quality=80)
     rc, out, err = client("MODEL", str(jpeg))
     assert rc == 0 and err == []
-    rc2, out2, err2, _ = run("predict", str(jpeg), "--face", "none", "--json", "--backend", "onnx")
+    rc2, out2, _, _ = run("predict", str(jpeg), "--face", "none", "--json", "--backend", "onnx")
     assert rc2 == 0 and json.loads(out2)["label"] == json.loads(out)["label"]
 
 
@@ -1163,7 +1163,7 @@ def test_labels_csv_with_a_column_twice_or_a_huge_field_and_split_on_a_folder(ru
 def test_class_spellings_labels_csv_takes_are_taken_by_every_option(run, corpus, tmp_path):
     import json
     rc, out, err, new = run("predict", "@face", "--face", "none", "--classes", "happy,sad", "--json")
-    assert rc == 0 and set(k for k, v in json.loads(out)["probs"].items() if v) == {"happiness", "sadness"}
+    assert rc == 0 and {k for k, v in json.loads(out)["probs"].items() if v} == {"happiness", "sadness"}
     prior = tmp_path / "prior.json"
     prior.write_bytes(b"\xef\xbb\xbf" + json.dumps({"happy": 1, "neutral": 1, "surprise": 1, "sadness": 1, "anger": 1,
                                                      "disgust": 1, "fear": 1, "contempt": 1}).encode())

@@ -232,7 +232,9 @@ def _header_size(fp) -> tuple[int, int] | None:
 
 
 def _file_kind(path: Path) -> str:
-    from .profile_check import _kind     # one wording for what a path is, for images, videos and profiles
+    from .profile_check import (
+        _kind,  # one wording for what a path is, for images, videos and profiles
+    )
     return _kind(path.stat().st_mode)
 
 
@@ -415,8 +417,8 @@ class Pipeline:
     def check_profile(self, profile, where: str | None = None):
         """A profile (a vrfer.calibration.Profile, a profile file, or its JSON object) checked against this
         pipeline's model by vrfer.profile_check: the one door, for the API, the CLI and serve."""
-        from .profile_check import check_profile
         from .calibration import Profile
+        from .profile_check import check_profile
         if not isinstance(profile, (Profile, dict, str, os.PathLike)):
             raise VrferError(f"profile={type(profile).__name__}: a profile is a vrfer.calibration.Profile, a profile "
                              "file's path or its JSON object (a dict)")

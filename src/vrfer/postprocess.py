@@ -3,7 +3,6 @@ a class prior (logit adjustment) and a class subset, read once from the model's 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -12,7 +11,6 @@ import numpy as np
 
 from .classes import CLASSES
 from .errors import VrferError
-
 
 PRIOR_NAMES = ("train", "uniform")
 
@@ -57,7 +55,7 @@ def _prior_values(prior, classes) -> np.ndarray:
             where = f"--prior {text}"
             prior = read_prior_file(text, len(classes))
     if isinstance(prior, dict):
-        from .classes import class_name     # the spellings labels.csv takes ("happy")
+        from .classes import class_name  # the spellings labels.csv takes ("happy")
         prior = {k if k in classes or not isinstance(k, str) else class_name(k): v for k, v in prior.items()}
         unknown = sorted(set(prior) - set(classes))
         missing = [c for c in classes if c not in prior]
@@ -82,7 +80,9 @@ def parse_classes(classes, all_classes) -> tuple[str, ...] | None:
         return None
     if not isinstance(classes, (str, list, tuple, set, frozenset)):
         raise VrferError(f"classes={type(classes).__name__}: expected class names, 'a,b,c' or a list")
-    from .classes import class_name     # the spellings labels.csv and calibrate take ("happy", "Angry")
+    from .classes import (
+        class_name,  # the spellings labels.csv and calibrate take ("happy", "Angry")
+    )
     names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if str(c).strip()]
     names = [class_name(c) if c not in all_classes else c for c in names]
     if not names:

@@ -42,8 +42,7 @@ def run(inputs, out, workers: int | None = None, address: str | None = None, mod
     keys, unique = set(), []                                   # timelines are never inputs; an input named
     for it in items:                                           # twice (a folder and a file in it) runs once
         if it.kind == "camera":
-            bad.append((it.name, "a webcam never ends: batch takes video files and photos (vrfer predict reads "
-                                 "a webcam)"))
+            bad.append((it.name, "a webcam never ends: batch takes video files and photos (predict reads a webcam)"))
             continue
         p = Path(str(it.path)).resolve()
         if own & set(p.parents) or item_key(it.path) in keys:

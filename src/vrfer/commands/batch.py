@@ -8,7 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-from ._options import add_model_arg, add_postprocess_args, add_profile_arg, item_error, model_source
+from ._options import (
+    add_model_arg,
+    add_postprocess_args,
+    add_profile_arg,
+    item_error,
+    model_source,
+)
 
 
 def add_parser(sub) -> None:

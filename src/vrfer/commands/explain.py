@@ -48,7 +48,9 @@ def run(a) -> int:
     face = parse_face(a.face)
     source = model_source(a)
     if a.target is not None and a.target not in source.cfg.classes:
-        from ..classes import class_name      # the spellings labels.csv and calibrate take ("happy")
+        from ..classes import (
+            class_name,  # the spellings labels.csv and calibrate take ("happy")
+        )
         a.target = class_name(a.target)
     if a.target is not None and a.target not in source.cfg.classes:
         raise VrferError(f"unknown class {a.target!r}; classes: {', '.join(source.cfg.classes)}")
