@@ -127,7 +127,7 @@ def resolve_model(name) -> ResolvedModel:
             raise VrferError(f"{name}: a run folder without best.safetensors (training has not saved a model yet)")
     if path.suffix == ".safetensors" or os.sep in name:
         from ..profile_check import regular_file
-        regular_file(name, "model file")
+        regular_file(path, "model file")   # a run folder: its best.safetensors
         return ResolvedModel(read_config(path), path)
     raise UnknownModelError(f"unknown model {name!r}; known: {', '.join(sorted(list(_ARCHS) + list(bundled)))} "
                             "(or give a path to a .safetensors file or a training run folder)")
