@@ -266,8 +266,15 @@ def read_profile(path: str):
 
     def no_constant(name):
         raise ValueError(f"{name}: numbers must be finite")
+
+    def once(pairs):        # a key written twice by hand: json would keep the last one silently
+        keys = [k for k, _ in pairs]
+        twice = next((k for k in keys if keys.count(k) > 1), None)
+        if twice is not None:
+            raise ValueError(f"key {twice[:40]!r} given twice")
+        return dict(pairs)
     try:
-        return json.loads(text, parse_constant=no_constant)
+        return json.loads(text, parse_constant=no_constant, object_pairs_hook=once)
     except ValueError as e:
         raise Stop(f"{path}: damaged profile (not JSON: {e})") from None
 

@@ -1270,3 +1270,15 @@ def test_predict_out_never_writes_over_an_input_or_one_copy_over_another(run, co
                                                                                                      "x.png"]
     rc, out, err, new = run("predict", str(d / "a" / "x.png"), str(d / "b" / "x.png"), "--face", "none", "--out", "o")
     assert rc == 0 and {"o/x.png", "o/x_2.png"} <= new              # was: one o/x.png, the second over the first
+
+
+def test_a_profile_with_a_key_written_twice_is_refused_by_vrfer_and_the_onnx_client(run, client, tmp_path,
+                                                                                     good_profile):
+    import json
+    text = json.dumps(good_profile).replace('"bias":', '"bias": [0.5], "bias":', 1)   # was: the last one, silently
+    bad = tmp_path / "twice.json"
+    bad.write_text(text)
+    rc, out, err, new = run("predict", "@face", "--face", "none", "--profile", str(bad))
+    assert rc == 2 and "key 'bias' given twice" in one_line(err, "twice.json")
+    rc, out, err = client("MODEL", "@face", "--profile", str(bad))
+    assert rc == 2 and "key 'bias' given twice" in one_line(err, "twice.json")

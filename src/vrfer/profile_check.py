@@ -104,8 +104,15 @@ def parse_json(data, where: str, what: str = "profile"):
 
     def no_constant(name):
         raise ValueError(f"{name}: numbers must be finite")
+
+    def once(pairs):        # a key written twice by hand: json would keep the last one silently
+        keys = [k for k, _ in pairs]
+        twice = next((k for k in keys if keys.count(k) > 1), None)
+        if twice is not None:
+            raise ValueError(f"key {twice[:40]!r} given twice")
+        return dict(pairs)
     try:
-        return json.loads(data, parse_constant=no_constant)
+        return json.loads(data, parse_constant=no_constant, object_pairs_hook=once)
     except RecursionError:      # unreachable after the depth check; kept as the last guard
         raise VrferError(f"{where}: damaged {what} (nested too deep)") from None
     except ValueError as e:
