@@ -1282,3 +1282,16 @@ def test_a_profile_with_a_key_written_twice_is_refused_by_vrfer_and_the_onnx_cli
     assert rc == 2 and "key 'bias' given twice" in one_line(err, "twice.json")
     rc, out, err = client("MODEL", "@face", "--profile", str(bad))
     assert rc == 2 and "key 'bias' given twice" in one_line(err, "twice.json")
+
+
+def test_batch_run_in_python_says_what_it_takes(corpus, tmp_path):
+    pytest.importorskip("distributed")
+    import vrfer.batch
+    from vrfer.errors import VrferError
+    video = str(corpus["video_truncated"])
+    for kw, words in (({"out": None}, "out=None: expected the job's folder"),            # was: TypeError
+                      ({"out": str(tmp_path / "j"), "workers": "2"}, "--workers '2': expected a whole number"),
+                      ({"out": str(tmp_path / "j"), "face": "sideways"}, "face 'sideways'")):
+        with pytest.raises(VrferError, match=re.escape(words)):
+            vrfer.batch.run([video], **kw)
+    assert not (tmp_path / "j").exists()              # refused before the job's folder is made

@@ -5,7 +5,8 @@ report.py: summary.csv/.parquet, episodes.csv, timelines/*.png and index.html, w
 Not yet: live per-frame progress, the killed-worker test.
 
     import vrfer.batch
-    out = vrfer.batch.run(["videos/"], "out/", workers=2)     # -> Path("out/")
+    if __name__ == "__main__":              # the workers are new processes that import this script
+        out = vrfer.batch.run(["videos/"], "out/", workers=2)     # -> Path("out/")
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def run(inputs, out, workers: int | None = None, address: str | None = None, mod
         check_workers(workers)
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]                   # one path, not its characters
+    if not isinstance(out, (str, Path)) or str(out) == "":
+        from ..errors import VrferError
+        raise VrferError(f"out={out!r}: expected the job's folder (a path)")
     from ..loader import resolve
     source = resolve(model, backend, option="--model")         # a bad model: one line, before any cluster starts
     options = {"model": str(model), "backend": backend, "face": face, "smooth": smooth, "prior": prior,

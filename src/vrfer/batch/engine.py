@@ -31,7 +31,7 @@ def check_workers(workers: int | None) -> int:
     if workers is None:
         return cores
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 2 * cores:
-        raise VrferError(f"--workers {workers}: expected 1 to {2 * cores} (two worker processes per core at most; "
+        raise VrferError(f"--workers {workers!r}: expected a whole number, 1 to {2 * cores} (two worker processes per core at most; "
                          f"this machine has {cores} cores)")
     return workers
 
@@ -50,8 +50,13 @@ def client(workers: int | None = None, address: str | None = None):
     n = check_workers(workers)
     with warnings.catch_warnings():       # the scheduler's unused HTTP port: 8787 taken is no matter here
         warnings.filterwarnings("ignore", message="Port .* is already in use")
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        try:
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=None, silence_logs=logging.ERROR)
+        except RuntimeError as e:         # "Nanny failed to start": most often a script without a main guard
+            raise VrferError(f"the local Dask cluster did not start ({e}): a script that calls vrfer.batch.run "
+                             "must call it under `if __name__ == \"__main__\":` (each worker is a new Python "
+                             "process that imports the script)") from None
     return Client(cluster)
 
 
