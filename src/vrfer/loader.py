@@ -142,7 +142,7 @@ def _onnx_file(spec: str, backend: str) -> ModelSource:
     if backend == "torch":
         raise VrferError(f"{spec}: an ONNX file runs with --backend onnx (or auto), not torch")
     path = Path(spec)
-    from .profile_check import regular_file
+    from .files import regular_file
     regular_file(path, "ONNX file")
     from .onnx_backend import config_from_metadata, read_metadata
     return ModelSource(spec, config_from_metadata(read_metadata(path), spec), "onnx", None, path)

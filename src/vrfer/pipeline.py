@@ -232,10 +232,10 @@ def _header_size(fp) -> tuple[int, int] | None:
 
 
 def _file_kind(path: Path) -> str:
-    from .profile_check import (
-        _kind,  # one wording for what a path is, for images, videos and profiles
+    from .files import (
+        kind,  # one wording for what a path is, for images, videos, models and profiles
     )
-    return _kind(path.stat().st_mode)
+    return kind(path.stat().st_mode)
 
 
 # ------------------------------------------------------------------------------------------- 2. faces

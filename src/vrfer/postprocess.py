@@ -32,7 +32,7 @@ MAX_PRIOR_BYTES = 2 ** 20      # 8 numbers; a megabyte is plenty
 def read_prior_file(path, n_classes: int = len(CLASSES)):
     """--prior FILE: the JSON it holds (a list of class frequencies in class order, or {class: value}), read
     as it is; VrferError naming the file when it cannot be read. PostProcess checks the values."""
-    from .profile_check import parse_json, read_regular
+    from .files import parse_json, read_regular
     where = f"--prior {path}"
     if not Path(path).exists() and not Path(path).is_symlink():
         raise VrferError(f"{where}: expected train, uniform or a JSON file of {n_classes} class frequencies "

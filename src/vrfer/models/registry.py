@@ -126,7 +126,7 @@ def resolve_model(name) -> ResolvedModel:
         if not path.is_file():
             raise VrferError(f"{name}: a run folder without best.safetensors (training has not saved a model yet)")
     if path.suffix == ".safetensors" or os.sep in name:
-        from ..profile_check import regular_file
+        from ..files import regular_file
         regular_file(path, "model file")   # a run folder: its best.safetensors
         return ResolvedModel(read_config(path), path)
     raise UnknownModelError(f"unknown model {name!r}; known: {', '.join(sorted(list(_ARCHS) + list(bundled)))} "
