@@ -20,6 +20,12 @@ logits become dot(representation, weight_c) + bias_c from the graph's `represent
 softmax and the post-processing. A profile made for other weights than the file's `vrfer_model_sha256` is
 refused.
 
+What it takes, it takes within vrfer's own limits (vrfer.pipeline, vrfer.profile_check, mirrored below), so that
+an input vrfer refuses is refused here too, in one line: images of at most 64 megapixels (a larger JPEG is
+decoded at a smaller scale) and at least 8 pixels a side; face boxes within 16384 pixels; profiles that are
+regular files of at most 4 MB, nested at most 20 deep, whose rows have exactly the model's representation
+width, whose numbers are JSON numbers (not text, not true/false), finite and within +-1000.
+
 Exit codes, as vrfer's: 0 done; 1 done, but some images could not be used (each named in one line on
 stderr, the others are still answered); 2 stopped: a bad option or a model file it cannot use (one line).
 """
@@ -30,6 +36,7 @@ import argparse
 import json
 import math
 import os
+import stat
 import sys
 import warnings
 
@@ -38,7 +45,14 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-MAX_PIXELS = 64_000_000        # vrfer's limit: larger images are refused before they are decoded
+# vrfer's limits on what a user brings, mirrored (vrfer.pipeline, vrfer.profile_check): the same input is refused
+# here as there, in one line
+MAX_PIXELS = 64_000_000        # larger images are refused before they are decoded (a JPEG is decoded smaller)
+MIN_SIDE = 8                   # smaller images cannot hold a face
+MAX_BOX = 16384                # largest coordinate of a face box given as an option, in pixels
+MAX_PROFILE_BYTES = 4 * 2 ** 20
+MAX_DEPTH = 20                 # a profile nests 3 deep ({"weight": [[...]]})
+MAX_ABS = 1000.0               # a profile's numbers: finite and within +-MAX_ABS
 Image.MAX_IMAGE_PIXELS = None  # this script checks the size itself, from the header (MAX_PIXELS)
 
 
@@ -65,7 +79,12 @@ def open_image(path: str):
     except OSError as e:
         raise Unusable(f"cannot read image: {e}") from None
     w, h = im.size
-    if w * h > MAX_PIXELS:
+    if w * h > MAX_PIXELS and im.format == "JPEG":      # decoded at 1/2, 1/4 or 1/8 scale, as vrfer does
+        k = 2
+        while k < 8 and (w // k) * (h // k) > MAX_PIXELS:
+            k *= 2
+        im.draft(im.mode if im.mode in ("L", "RGB") else "RGB", (w // k, h // k))
+    if im.size[0] * im.size[1] > MAX_PIXELS:
         im.close()
         raise Unusable(f"image too large: {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is "
                        f"{MAX_PIXELS / 1e6:.1f} megapixels")
@@ -209,37 +228,126 @@ def post_process(probs: np.ndarray, post: dict, classes: list[str]) -> np.ndarra
     return e / e.sum()
 
 
+def read_profile(path: str):
+    """A profile file's JSON value, read as vrfer reads one: a regular file (a pipe or device is refused, never
+    opened: opening a pipe waits for a writer), at most MAX_PROFILE_BYTES, UTF-8 (a BOM is accepted), nested at
+    most MAX_DEPTH deep, no NaN or Infinity; Stop naming the path otherwise."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise Stop(f"{path}: profile not found") from None
+    except OSError as e:
+        raise Stop(f"{path}: cannot read the profile ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise Stop(f"{path}: not a regular file; a profile is a file")
+    if st.st_size > MAX_PROFILE_BYTES:
+        raise Stop(f"{path}: {st.st_size / 2 ** 20:.1f} MB; a profile is at most {MAX_PROFILE_BYTES // 2 ** 20} MB")
+    try:
+        with open(path, "rb") as f:
+            text = f.read(MAX_PROFILE_BYTES + 1).decode("utf-8-sig")
+    except OSError as e:
+        raise Stop(f"{path}: cannot read the profile ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise Stop(f"{path}: damaged profile (not UTF-8 text: byte {e.start})") from None
+    depth = deepest = 0
+    in_str = esc = False
+    for ch in text:                     # nesting, before parsing: json recurses once per level
+        if in_str:
+            esc, in_str = (False, True) if esc else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    if deepest > MAX_DEPTH:
+        raise Stop(f"{path}: damaged profile (nested over {MAX_DEPTH} deep)")
+
+    def no_constant(name):
+        raise ValueError(f"{name}: numbers must be finite")
+
+    def once(pairs):        # a key written twice by hand: json would keep the last one silently
+        keys = [k for k, _ in pairs]
+        twice = next((k for k in keys if keys.count(k) > 1), None)
+        if twice is not None:
+            raise ValueError(f"key {twice[:40]!r} given twice")
+        return dict(pairs)
+    try:
+        return json.loads(text, parse_constant=no_constant, object_pairs_hook=once)
+    except ValueError as e:
+        raise Stop(f"{path}: damaged profile (not JSON: {e})") from None
+
+
+def profile_numbers(values, name: str, n: int, why: str) -> np.ndarray:
+    """A JSON list of exactly n numbers (not text, not true/false), finite, within +-MAX_ABS -> float32;
+    ValueError naming `name`."""
+    if not isinstance(values, list):
+        raise ValueError(f"`{name}` must be a list of numbers, not {type(values).__name__}")
+    if len(values) != n:
+        raise ValueError(f"`{name}` has {len(values)} numbers, {n} expected{why}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"`{name}` must hold numbers, not {type(v).__name__} ({str(v)[:20]!r})")
+        if not (abs(v) <= MAX_ABS):     # an int too large for a float, inf and nan fail too
+            raise ValueError(f"`{name}` holds {str(v)[:20]}: numbers must be finite and within +-{MAX_ABS:g}")
+    return np.array(values, np.float32)
+
+
 def load_profile(path: str, sess, spec: dict) -> tuple[list[int], np.ndarray, np.ndarray]:
     """A vrfer profile file -> (rows of the enrolled classes, weight (K, D), bias (K,)), float32 as vrfer reads
-    them; Stop when it is not one, or was made for other weights than this file's (spec["calibration"])."""
+    them; Stop when it is not one, was made for other weights than this file's (spec["calibration"]), or is
+    refused by vrfer's checks (vrfer.profile_check, mirrored: fields, types, the representation width, bounds)."""
     if "calibration" not in spec:
         raise Stop("this ONNX file has no representation output (exported by an older vrfer): export it again "
                    "to use a profile")
-    try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except FileNotFoundError:
-        raise Stop(f"{path}: profile not found") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise Stop(f"{path}: cannot read the profile ({e})") from None
-    if not isinstance(d, dict) or d.get("format") != "vrfer-profile" or d.get("version") != 1:
-        raise Stop(f"{path}: not a vrfer profile (version 1)")
-    ours = sess.get_modelmeta().custom_metadata_map.get("vrfer_model_sha256", "")
-    theirs = str(d.get("model_sha256", ""))
-    if not ours or theirs != ours:
-        raise Stop(f"{path}: profile made for model {d.get('model')!r} (weights {theirs[:12]}), not for this file's "
-                   f"weights ({ours[:12] or 'not recorded'}): calibrate again with this model")
+    d = read_profile(path)
     classes = spec["classes"]
-    try:
-        rows = [classes.index(c) for c in d["classes"]]
-        weight = np.asarray(d["weight"], np.float32)
-        bias = np.asarray(d["bias"], np.float32)
-    except (KeyError, ValueError, TypeError) as e:
-        raise Stop(f"{path}: damaged profile ({type(e).__name__}: {e})") from None
     dim = spec["representation"]["shape"][1]
-    if weight.shape != (len(rows), dim) or bias.shape != (len(rows),):
-        raise Stop(f"{path}: damaged profile (`weight` must be {len(rows)} rows of {dim}, `bias` {len(rows)} numbers)")
-    return rows, weight, bias
+    try:
+        if not isinstance(d, dict) or d.get("format") != "vrfer-profile":
+            raise ValueError('not a vrfer profile (no "format": "vrfer-profile")')
+        if isinstance(d.get("version"), bool) or d.get("version") != 1:
+            raise ValueError(f"profile version {d.get('version')!r}, this client reads 1")
+        for key in ("classes", "weight", "bias", "counts", "model", "model_sha256"):
+            if key not in d:
+                raise ValueError(f"no {key!r} field")
+        for key in ("model", "model_sha256", "person", "created"):
+            if key in d and not isinstance(d[key], str):
+                raise ValueError(f"`{key}` must be text, not {type(d[key]).__name__}")
+    except ValueError as e:
+        raise Stop(f"{path}: damaged profile ({e})") from None
+    ours = sess.get_modelmeta().custom_metadata_map.get("vrfer_model_sha256", "")
+    theirs = d["model_sha256"]
+    if not ours or theirs != ours:      # said first: made for other weights explains any other misfit
+        raise Stop(f"{path}: profile made for model {d['model']!r} (weights {theirs[:12]}), not for this file's "
+                   f"weights ({ours[:12] or 'not recorded'}): calibrate again with this model")
+    try:
+        names = d["classes"]
+        if not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names):
+            raise ValueError("`classes` must be a list of class names")
+        if len(set(names)) != len(names):
+            raise ValueError("`classes` must name each enrolled class once")
+        unknown = [c for c in names if c not in classes]
+        if unknown:
+            raise ValueError(f"names class {unknown[0][:40]!r}, which the model does not have")
+        if not isinstance(d["weight"], list) or len(d["weight"]) != len(names):
+            raise ValueError(f"`weight` must be {len(names)} rows (one per class in `classes`)")
+        weight = np.stack([profile_numbers(r, f"weight[{i}]", dim, " (the model's representation width)")
+                           for i, r in enumerate(d["weight"])])
+        bias = profile_numbers(d["bias"], "bias", len(names), " (one per class, as `weight` has rows)")
+        counts = d["counts"]
+        if not isinstance(counts, dict) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                   for n in counts.values()):
+            raise ValueError("`counts` must map each class to a whole number of faces")
+        for key in ("lam", "blend"):
+            if key in d:
+                profile_numbers([d[key]], key, 1, "")
+        if not 0.0 <= d.get("blend", 1.0) <= 1.0:
+            raise ValueError("`blend` must be a number from 0 to 1")
+    except ValueError as e:
+        raise Stop(f"{path}: damaged profile ({e})") from None
+    return [classes.index(c) for c in names], weight, bias
 
 
 def calibrated_probs(logits: np.ndarray, rep: np.ndarray, profile) -> np.ndarray:
@@ -307,6 +415,9 @@ def options(a, spec: dict) -> tuple[dict, list[float] | None, bool, list[float] 
     if box is not None and min(box[2:]) <= 0:
         raise Stop(f"{'--detected' if detected else '--face'} {a.detected or a.face}: width and height must "
                    "be above 0")
+    if box is not None and max(abs(v) for v in box) > MAX_BOX:   # the crop is padded out to the box
+        raise Stop(f"{'--detected' if detected else '--face'} {a.detected or a.face}: x, y, w and h must be "
+                   f"within {MAX_BOX} pixels")
     if a.landmarks and not detected:
         raise Stop("--landmarks goes with --detected (the detector's box)")
     landmarks = numbers("--landmarks", a.landmarks, 10) if a.landmarks else None
@@ -321,6 +432,8 @@ def answer(path: str, sess, spec: dict, post: dict, box, detected: bool, profile
     classes = spec["classes"]
     gray = to_gray(load_image(path), spec)
     h, w = gray.shape
+    if min(h, w) < MIN_SIDE:
+        raise Unusable(f"image is {w}x{h} pixels: too small to hold a face")
     box = [0, 0, w, h] if box is None else box
     face = crop(gray, *face_square(box, detected, spec, landmarks), spec)
     x = {spec["input_name"]: model_input(face, spec)}

@@ -672,6 +672,7 @@ def client(onnx_client, capfd, corpus):
     ("bomb", 1, "10000x10000 = 100.0 megapixels"),
     ("missing", 1, "file not found"),
     ("folder", 1, "not a regular file"),
+    ("tiny", 1, "1x1 pixels: too small"),        # as vrfer (MIN_SIDE); was: answered
 ])
 def test_onnx_client_on_each_image(client, corpus, key, code, words):
     path = {"missing": "/nonexistent/face.png", "folder": str(corpus["ferplus"])}.get(key, f"@{key}")
@@ -707,6 +708,8 @@ def test_onnx_client_goes_on_past_a_bad_image_and_exits_1(client):
     ("MODEL", ["--prior-tau", "nan"], "--prior-tau"),
     ("MODEL", ["--classes", "boredom"], "boredom"),
     ("MODEL", ["--classes", " , "], "--classes"),
+    ("MODEL", ["--face", "0,0,100000,100000"], "within 16384 pixels"),        # as vrfer (MAX_BOX); was: 10 GB padded
+    ("MODEL", ["--detected", "0,0,1e12,1e12"], "within 16384 pixels"),        # was: numpy's traceback
 ])
 def test_onnx_client_bad_model_or_options_stop_with_2(client, model, argv, words):
     if model == "RETINAFACE":
@@ -1069,3 +1072,226 @@ def test_calibrate_takes_the_spellings_labels_csv_takes_and_refuses_a_folder_of_
 def test_an_unknown_option_points_at_the_commands_own_help(run):
     rc, out, err, new = run("predict", "@face", "--bogus", "3")
     assert rc == 2 and "unrecognized arguments: --bogus 3 (see vrfer predict --help)" in one_line(err)
+
+
+def test_onnx_client_refuses_the_profiles_and_takes_the_images_vrfer_refuses_and_takes(client, run, corpus, tmp_path,
+                                                                                    good_profile):
+    """examples/onnx_client.py mirrors vrfer's limits (no vrfer inside): each profile vrfer refuses is refused in
+    one line naming it with exit 2 (was: 383-wide rows, 1e38, "0.5", true accepted; NaN read; a deep file a
+    RecursionError traceback; a pipe blocked forever); a BOM is read; a JPEG over 64 megapixels is decoded at a
+    smaller scale as vrfer does (was: refused), so both answer it alike."""
+    import json
+    good = tmp_path / "good.json"
+    good.write_bytes(b"\xef\xbb\xbf" + json.dumps(good_profile).encode())
+    rc, out, err = client("MODEL", "@face", "--profile", str(good))
+    assert rc == 0 and err == [] and json.loads(out)["label"] == "happiness"
+    cases = [(prof, words) for prof, words in _profile_cases(good_profile)]
+    deep, big, fifo, nan = (tmp_path / n for n in ("deep.json", "big.json", "fifo.json", "nan.json"))
+    deep.write_text("[" * 100000 + "]" * 100000)
+    big.write_bytes(b" " * (5 * 2 ** 20))
+    os.mkfifo(fifo)
+    nan.write_text(json.dumps(good_profile).replace(json.dumps(good_profile["bias"]), "[NaN]"))
+    files = [(deep, "nested over 20"), (big, "at most 4 MB"), (fifo, "not a regular file"), (nan, "finite")]
+    for i, (prof, words) in enumerate(cases):
+        files.append((tmp_path / f"bad{i}.json", words))
+        files[-1][0].write_text(json.dumps(prof))
+    for path, words in files:
+        rc, out, err = client("MODEL", "@face", "--profile", str(path))
+        assert rc == 2 and out == "" and words in one_line(err, path.name), (words, err)
+    jpeg = tmp_path / "big.jpg"                       # 8200x8000 = 65.6 megapixels, over the limit of 64
+    Image.fromarray(face_like(400)).resize((8200, 8000)).save(jpeg, quality=80)
+    rc, out, err = client("MODEL", str(jpeg))
+    assert rc == 0 and err == []
+    rc2, out2, _, _ = run("predict", str(jpeg), "--face", "none", "--json", "--backend", "onnx")
+    assert rc2 == 0 and json.loads(out2)["label"] == json.loads(out)["label"]
+
+
+# ------------------------------------------------------- odd inputs a new user brings (issue 34, the last round)
+
+def test_odd_paths_are_named_in_one_line_and_an_empty_one_never_means_the_working_folder(run, corpus, tmp_path):
+    long_name = str(tmp_path / ("y" * 300 + ".png"))                # was: internal error OSError (name too long)
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop)                                            # was: "file not found"
+    shutil.copy(corpus["face"], run.work / "here.png")               # would be read if "" meant the working folder
+    rc, out, err, new = run("predict", "", long_name, str(loop), "--face", "none", "--json")
+    assert rc == 1 and out == "" and len(err) == 3
+    assert "'': empty path" in err[0] and "File name too long" in err[1] and "symbolic links" in err[2]
+    rc, out, err, new = run("explain", "", "--face", "none", "--out", "x")
+    assert rc == 1 and "'': empty path" in one_line(err) and not new        # was: ": is a folder, not an image"
+    rc, out, err, new = run("adapt", "--unlabelled", "", "--face", "none", "--out", "a.safetensors")
+    assert rc == 2 and "--unlabelled '': empty path" in one_line(err) and not new
+    rc, out, err, new = run("evaluate", "--dataset", "folder", "--root", "", "--face", "none")
+    assert rc == 2 and "labelled folder '': empty path" in one_line(err)
+    rc, out, err, new = run("predict", "@face", "--face", "none", "--model", "/dev/null")
+    assert rc == 2 and "/dev/null: not a regular file (a character device)" in one_line(err)   # was: "not found"
+
+
+def test_a_path_into_the_bundled_samples_prints_as_given(run):
+    from vrfer.recognizer import samples_path
+    given = str(samples_path() / "fer-anger-fer0032565.png")
+    rc, out, err, new = run("predict", given, "--face", "none", "--json")
+    assert rc == 0 and out.count(f'"source": "{given}"') == 1                # was: "samples/fer-anger-..."
+
+
+def test_serve_video_follows_predicts_rule_the_extension_decides(run, corpus, tmp_path):
+    """An mp4 named .jpg is "not an image" in predict, and serve --video refuses it: a file is a video by its
+    extension (vrfer.recognizer.VIDEO_EXTS) everywhere (was: it played in serve)."""
+    mp4_as_jpg = tmp_path / "clip.jpg"
+    shutil.copy(corpus["video_truncated"].with_name("whole.avi"), mp4_as_jpg)
+    rc, out, err, new = run("predict", str(mp4_as_jpg), "--face", "none")
+    assert rc == 1 and "not an image" in one_line(err, "clip.jpg")
+    rc, out, err, new = run("serve", "--port", "0", "--video", str(mp4_as_jpg))
+    assert rc == 2 and "by its extension" in one_line(err, "clip.jpg")
+    fifo = tmp_path / "fifo.mp4"
+    os.mkfifo(fifo)
+    rc, out, err, new = run("serve", "--port", "0", "--video", str(fifo))
+    assert rc == 2 and "a pipe" in one_line(err, "fifo.mp4")               # was: "video file not found"
+
+
+def test_labels_csv_with_a_column_twice_or_a_huge_field_and_split_on_a_folder(run, corpus, tmp_path):
+    for name, text, words in (("twice", "file,label_name,label_name\nf0.png,happy,sad\n", "column 'label_name' twice"),
+                              ("huge", "file,label_name\nf0.png," + "x" * 200000 + "\n", "row 2: not a CSV row")):
+        d = tmp_path / name                  # twice: was the last column, silently; huge: internal error csv.Error
+        shutil.copytree(corpus["labelled_bad"], d)
+        (d / "labels.csv").write_text(text)
+        rc, out, err, new = run("evaluate", "--dataset", "folder", "--root", str(d), "--face", "none")
+        assert rc == 2 and words in one_line(err, "labels.csv")
+    rc, out, err, new = run("evaluate", "--dataset", "folder", "--root", "@labelled_bad", "--split", "holdout")
+    assert rc == 2 and "--split holdout" in one_line(err)                    # was: ignored silently
+
+
+def test_class_spellings_labels_csv_takes_are_taken_by_every_option(run, corpus, tmp_path):
+    import json
+    rc, out, err, new = run("predict", "@face", "--face", "none", "--classes", "happy,sad", "--json")
+    assert rc == 0 and {k for k, v in json.loads(out)["probs"].items() if v} == {"happiness", "sadness"}
+    prior = tmp_path / "prior.json"
+    prior.write_bytes(b"\xef\xbb\xbf" + json.dumps({"happy": 1, "neutral": 1, "surprise": 1, "sadness": 1, "anger": 1,
+                                                     "disgust": 1, "fear": 1, "contempt": 1}).encode())
+    rc, out, err, new = run("predict", "@face", "--face", "none", "--prior", str(prior))
+    assert rc == 0 and err == []                                            # was: BOM refused, "unknown happy"
+    rc, out, err, new = run("explain", "@face", "--face", "none", "--out", "x", "--target", "happy", "--json")
+    assert rc == 0 and json.loads(out)["explained"] == "happiness"
+
+
+def test_a_prior_file_is_read_as_a_profile_is(run, corpus, tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)                 # was: internal error RecursionError
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)                                               # was: blocked forever
+    for path, words in ((deep, "nested over"), (fifo, "a pipe"), (Path("/dev/zero"), "a character device")):
+        rc, out, err, new = run("predict", "@face", "--face", "none", "--prior", str(path))   # /dev/zero: memory
+        assert rc == 2 and words in one_line(err, f"--prior {path}")
+
+
+def test_outputs_of_another_kind_are_refused_before_any_work(run, corpus):
+    shutil.copy(corpus["face"], run.work / "photo.png")
+    rc, out, err, new = run("calibrate", f"happiness={corpus['face']}", "--face", "none", "--out", "photo.png")
+    assert rc == 2 and ".json file" in one_line(err, "photo.png")           # was: the photo overwritten
+    assert (run.work / "photo.png").read_bytes() == corpus["face"].read_bytes()
+    rc, out, err, new = run("adapt", "--unlabelled", "@face", "--face", "none", "--out", "a.onnx")
+    assert rc == 2 and ".safetensors file" in one_line(err, "a.onnx")
+
+
+def test_the_python_api_says_what_it_takes(corpus, tmp_path):
+    from vrfer.errors import VrferError
+    from vrfer.recognizer import Recognizer
+    rec = Recognizer(face="none")
+    for call, words in ((lambda: Recognizer(model=5), "model=int: expected a model name"),      # was: ".cfg"
+                        (lambda: Recognizer(face=5), "face 5: expected x,y,w,h"),                 # was: TypeError
+                        (lambda: Recognizer(face="none", classes=5), "classes=int"),             # was: TypeError
+                        (lambda: list(rec.video(str(corpus["video_truncated"]), max_frames=0)), "max_frames 0"),
+                        (lambda: rec.enrol(str(corpus["face"]), use=False), "examples: expected"),  # was: unpack
+                        (lambda: rec.predict(""), "'': empty path")):
+        with pytest.raises(VrferError, match=re.escape(words)):
+            call()
+    assert rec.enrol({"happy": str(corpus["face"])}, use=False).classes == ["happiness"]
+
+
+def test_serve_refuses_a_misspelt_or_repeated_query_parameter(corpus):
+    import json
+
+    import httpx
+    from websockets.sync.client import connect
+
+    from vrfer.serve.app import ServeConfig, ServerThread, create_app
+    cfg = ServeConfig(model="vrfer-lower", face="none", port=0)
+    face = corpus["face"].read_bytes()
+    with ServerThread(create_app(cfg), cfg) as srv:
+        for query, words in (("clases=neutral", "unknown setting 'clases'"),      # was: ignored, all 8 classes
+                             ("classes=neutral&classes=happiness", "'classes' given 2 times")):   # was: one dropped
+            r = httpx.post(f"{srv.url}/predict?{query}", content=face, timeout=60)
+            assert r.status_code == 400 and r.json()["code"] == "bad_param" and words in r.json()["message"]
+            with connect(srv.url.replace("http", "ws", 1) + "/ws?" + query, open_timeout=20) as ws:
+                ev = json.loads(ws.recv(timeout=20))
+                assert ev["code"] == "bad_param" and words in ev["message"]
+        r = httpx.post(f"{srv.url}/predict?classes=happy,sad&token=", content=face, timeout=60)
+        assert r.status_code == 200 and {k for k, v in r.json()["faces"][0]["probs"].items() if v} == \
+            {"happiness", "sadness"}
+        with connect(srv.url.replace("http", "ws", 1) + "/ws", open_timeout=20) as ws:
+            json.loads(ws.recv(timeout=20))
+            ws.send(json.dumps({"type": "calibrate", "action": "start", "label": "happy", "frames": 1}))
+            assert json.loads(ws.recv(timeout=20))["label"] == "happiness"        # was: bad_param
+
+
+def test_batch_checks_its_options_once_names_each_failure_and_runs_an_input_once(run, corpus, tmp_path):
+    pytest.importorskip("distributed")
+    pytest.importorskip("pyarrow")
+    import json
+    for argv, words in ((["--profile", str(corpus["face"])], "damaged profile"),   # was: a traceback per input
+                        (["--workers", "100000"], "--workers 100000: expected a whole number, 1 to"),  # was: a hang
+                        (["--address", "bogus"], "--address bogus"),                  # was: internal error
+                        (["--out", "/proc/job"], "--out /proc/job: cannot write")):   # was: internal error
+        out = [] if "--out" in argv else ["--out", "job"]
+        rc, o, err, new = run("batch", "@video_truncated", *out, *argv, "--face", "none", "--no-progress")
+        assert rc == 2 and words in one_line(err), err
+    src = tmp_path / "in"
+    src.mkdir()
+    write_video(src / "v.avi", 3)
+    rc, o, err, new = run("batch", str(src), str(src / "v.avi"), "", "cam:0", "--out", str(src / "job"),
+                          "--workers", "1", "--face", "none", "--no-progress", "--json")
+    assert rc == 1 and json.loads(o)["done"] == 1 and json.loads(o)["frames"] == 3   # once, not twice
+    assert len(err) == 2 and "'': empty path" in err[0] and "cam:0: a webcam never ends" in err[1]
+    assert len(list((src / "job" / "timelines").glob("*.png"))) == 1
+    rc, o, err, new = run("batch", str(src), "--out", str(src / "job"), "--workers", "1", "--face", "none",
+                          "--no-progress", "--json")
+    assert rc == 0 and json.loads(o)["inputs"] == 1            # its own timeline PNG is no input of the next run
+
+
+def test_predict_out_never_writes_over_an_input_or_one_copy_over_another(run, corpus, tmp_path):
+    d = tmp_path / "photos"
+    (d / "a").mkdir(parents=True)
+    (d / "b").mkdir()
+    shutil.copy(corpus["face"], d / "a" / "x.png")
+    shutil.copy(corpus["rgba"], d / "b" / "x.png")
+    before = (d / "a" / "x.png").read_bytes()
+    rc, out, err, new = run("predict", str(d), "--face", "none", "--out", str(d))     # was: photos overwritten
+    assert rc == 2 and out == "" and "written over the input photo" in one_line(err, "x.png")
+    assert (d / "a" / "x.png").read_bytes() == before and sorted(p.name for p in d.rglob("*")) == ["a", "b", "x.png",
+                                                                                                     "x.png"]
+    rc, out, err, new = run("predict", str(d / "a" / "x.png"), str(d / "b" / "x.png"), "--face", "none", "--out", "o")
+    assert rc == 0 and {"o/x.png", "o/x_2.png"} <= new              # was: one o/x.png, the second over the first
+
+
+def test_a_profile_with_a_key_written_twice_is_refused_by_vrfer_and_the_onnx_client(run, client, tmp_path,
+                                                                                     good_profile):
+    import json
+    text = json.dumps(good_profile).replace('"bias":', '"bias": [0.5], "bias":', 1)   # was: the last one, silently
+    bad = tmp_path / "twice.json"
+    bad.write_text(text)
+    rc, out, err, new = run("predict", "@face", "--face", "none", "--profile", str(bad))
+    assert rc == 2 and "key 'bias' given twice" in one_line(err, "twice.json")
+    rc, out, err = client("MODEL", "@face", "--profile", str(bad))
+    assert rc == 2 and "key 'bias' given twice" in one_line(err, "twice.json")
+
+
+def test_batch_run_in_python_says_what_it_takes(corpus, tmp_path):
+    pytest.importorskip("distributed")
+    import vrfer.batch
+    from vrfer.errors import VrferError
+    video = str(corpus["video_truncated"])
+    for kw, words in (({"out": None}, "out=None: expected the job's folder"),            # was: TypeError
+                      ({"out": str(tmp_path / "j"), "workers": "2"}, "--workers '2': expected a whole number"),
+                      ({"out": str(tmp_path / "j"), "face": "sideways"}, "face 'sideways'")):
+        with pytest.raises(VrferError, match=re.escape(words)):
+            vrfer.batch.run([video], **kw)
+    assert not (tmp_path / "j").exists()              # refused before the job's folder is made

@@ -730,7 +730,7 @@ def test_ws_calibrate_load_accepts_what_serve_profile_accepts_for_an_exported_mo
 def test_ws_calibration_refusals_keep_the_connection(server, faces):
     with open_ws(server) as (ws, _):
         for msg, code in [({"type": "calibrate"}, "bad_message"),
-                          ({"type": "calibrate", "action": "start", "label": "joy"}, "bad_param"),
+                          ({"type": "calibrate", "action": "start", "label": "boredom"}, "bad_param"),
                           ({"type": "calibrate", "action": "start", "label": "fear", "frames": 0}, "bad_param"),
                           ({"type": "calibrate", "action": "finish"}, "bad_message"),
                           ({"type": "calibrate", "action": "load", "profile": {"format": "x"}}, "bad_param")]:

@@ -162,6 +162,8 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
         crops.append(rec.crops(img, [max(faces, key=lambda f: f.score)])[0])
 
     for src in sources:
+        if str(src) == "":      # Path("") is the working folder: an unset shell variable must not walk it
+            raise VrferError("--unlabelled '': empty path")
         path = Path(src)
         if not path.exists():
             raise VrferError(f"{src}: file not found")

@@ -76,7 +76,7 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     per_person = {}     # person -> (model, logits, feats, post, faces) the calibration starts from
     if adapt == "loo":
         pred, per_person, pred_ref = _adapt_loo(model, crops, labels, subjects, post, reference,
-                                                None if data["no_sessions"] else data["sessions"])
+                                                None if data["no_sessions"] else data["sessions"], progress)
         res["adapted_loo"] = scores(labels, pred)
         if pred_ref is not None:
             res["adapted_loo_referenced"] = scores(labels, pred_ref)
@@ -88,7 +88,7 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     def starts(person, own):
         return per_person.get(person) or (model, logits[own], feats[own], generic_post, own)
 
-    runs_base, runs_cal, pairs = _calibration_draws(data, starts, calibrate, draws, seed)
+    runs_base, runs_cal, pairs = _calibration_draws(data, starts, calibrate, draws, seed, progress)
     base_name = "adapted_loo" if adapt == "loo" else "generic"
     res["calibration"] = {
         "k": calibrate, "draws": draws if calibrate else 1, "seed": seed, "starts_from": base_name,
@@ -180,18 +180,21 @@ def _people_sessions(items) -> dict:
             "files": np.array([it.path.name for it in items]), "one_class": one_class}
 
 
-def _adapt_loo(model, crops, labels, subjects, post, reference=None, sessions=None):
+def _adapt_loo(model, crops, labels, subjects, post, reference=None, sessions=None, progress: bool = False):
     """Each person's faces scored by an adaptation (vrfer.adapt) fitted on the other people only: the predictions,
     per person (adapted model, logits, representations, post-processing, the person's face indices), and with
     `reference` the predictions of the adapted model with a referenced head also fitted on the other people
     (vrfer.reference.fit_head_on_people, on the adapted representation), else None."""
+    from tqdm import tqdm
+
     from .adapt import adapt_arrays
     from .postprocess import PostProcess
     from .reference import fit_head_on_people, person_references
     from .representation import logits_and_features
     pred, per_person = np.zeros_like(labels), {}
     pred_ref = np.zeros_like(labels) if reference else None
-    for person in np.unique(subjects):
+    for person in tqdm(np.unique(subjects), desc="adapt, leave-one-person-out", unit="person", leave=False,
+                       disable=None if progress else True):
         fit = subjects != person
         m = adapt_arrays(model, crops[fit], labels[fit])
         lg, ft = logits_and_features(m, crops[~fit])
@@ -209,18 +212,23 @@ def _adapt_loo(model, crops, labels, subjects, post, reference=None, sessions=No
     return pred, per_person, pred_ref
 
 
-def _calibration_draws(data: dict, starts, calibrate: int, draws: int, seed: int):
+def _calibration_draws(data: dict, starts, calibrate: int, draws: int, seed: int, progress: bool = False):
     """evaluate_personal's calibration, `draws` times (seeded): per draw the unprofiled and the calibrated scores
     on the same faces, and the first draw's enrolments (person, session, enrolled, scored). starts(person, own):
     the (model, logits, representations, post-processing, face indices) a person's profiles start from."""
+    from tqdm import tqdm
+
     from .calibration import enrol
     from .errors import VrferError
     labels, subjects, sessions = data["labels"], data["subjects"], data["sessions"]
     rng = np.random.default_rng(seed)
     runs_base, runs_cal, pairs = [], [], []
+    people = np.unique(subjects)
+    bar = tqdm(total=(draws if calibrate else 1) * len(people), desc="calibration draws x people", unit="person",
+               leave=False, disable=None if progress else True)
     for draw in range(draws if calibrate else 1):
         base_pred, cal_pred, truth = [], [], []
-        for person in np.unique(subjects):
+        for person in people:
             own = np.flatnonzero(subjects == person)
             m, lg, ft, p, idx = starts(person, own)
             pos = {int(i): k for k, i in enumerate(idx)}
@@ -237,12 +245,14 @@ def _calibration_draws(data: dict, starts, calibrate: int, draws: int, seed: int
                 truth.append(labels[scored])
                 if draw == 0:
                     pairs.append((person, s, len(enrolled), len(scored)))
+            bar.update(1)
         if not truth:
             raise VrferError("no person has a face to score outside the enrolment session (calibration needs "
                              "two sessions, or two photos of an expression, per person)")
         t = np.concatenate(truth)
         runs_base.append(scores(t, np.concatenate(base_pred)))
         runs_cal.append(scores(t, np.concatenate(cal_pred)))
+    bar.close()
     return runs_base, runs_cal, pairs
 
 

@@ -46,6 +46,8 @@ def _target_index(target, cfg, probs: np.ndarray) -> int:
     if target is None:
         return int(np.argmax(probs))
     if isinstance(target, str):
+        from .classes import class_name
+        target = target if target in cfg.classes else class_name(target)
         if target not in cfg.classes:
             raise VrferError(f"unknown class {target!r}; classes: {', '.join(cfg.classes)}")
         return cfg.classes.index(target)
@@ -185,8 +187,8 @@ def explain_image(pipeline, path, out_dir, target=None, taken: set | None = None
     from .results import DECIMALS, FacePrediction
     model = pipeline.classifier.model
     cfg = pipeline.cfg
+    faces, crops, probs = pipeline.run(path)      # the path as given: Path("") would be the working folder
     path, out_dir = Path(path), Path(out_dir)
-    faces, crops, probs = pipeline.run(path)
     taken = set() if taken is None else taken
     results = []
     for i, (f, crop, p) in enumerate(zip(faces, crops, probs)):

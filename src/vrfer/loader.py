@@ -106,6 +106,9 @@ def resolve(model, backend: str = "auto", allow_untrained: bool = False, option:
     if backend not in BACKENDS:
         raise VrferError(f"unknown backend {backend!r}; expected {', '.join(BACKENDS)}")
     if not isinstance(model, (str, os.PathLike)):
+        if not hasattr(model, "state_dict"):    # not a network at all (None, 5): say what a model is
+            raise VrferError(f"model={type(model).__name__}: expected a model name (e.g. 'vrfer-lower'), a "
+                             ".safetensors or .onnx path, a training run folder or a model from vrfer.create_model")
         if not hasattr(model, "cfg"):
             raise VrferError("model carries no vrfer config (.cfg); create it with vrfer.create_model or "
                              "vrfer.load_model")
@@ -139,8 +142,8 @@ def _onnx_file(spec: str, backend: str) -> ModelSource:
     if backend == "torch":
         raise VrferError(f"{spec}: an ONNX file runs with --backend onnx (or auto), not torch")
     path = Path(spec)
-    if not path.is_file():
-        raise VrferError(f"{path}: ONNX file not found")
+    from .files import regular_file
+    regular_file(path, "ONNX file")
     from .onnx_backend import config_from_metadata, read_metadata
     return ModelSource(spec, config_from_metadata(read_metadata(path), spec), "onnx", None, path)
 

@@ -36,9 +36,12 @@ def output_dir(path, option: str = "--out", create: bool = True) -> Path:
     return path
 
 
-def output_file(path, option: str = "--out") -> Path:
-    """A file path that can be written (its folder created if missing); an existing folder is refused."""
+def output_file(path, option: str = "--out", suffix: str | None = None, what: str = "") -> Path:
+    """A file path that can be written (its folder created if missing); an existing folder is refused, and with
+    `suffix` a name with another ending (a profile written over face.png was a photo lost)."""
     path = Path(path)
+    if suffix and path.suffix.lower() != suffix:
+        raise VrferError(f"{option} {path}: {what or 'the output'} is a {suffix} file; give a name ending in {suffix}")
     if path.is_dir():
         raise VrferError(f"{option} {path}: is a folder; give a file name")
     output_dir(path.parent if str(path.parent) else Path("."), option=f"{option} {path}: folder")

@@ -141,6 +141,8 @@ def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | Non
             raise VrferError("empty image (0 bytes)")
         fp = io.BytesIO(bytes(src))
     elif isinstance(src, (str, os.PathLike)):
+        if str(src) == "":      # Path("") is the working folder
+            raise VrferError("empty path")
         path = Path(src)
         if not path.exists():
             raise VrferError("file not found")
@@ -230,10 +232,10 @@ def _header_size(fp) -> tuple[int, int] | None:
 
 
 def _file_kind(path: Path) -> str:
-    import stat
-    mode = path.stat().st_mode
-    return ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
-            else "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a plain file")
+    from .files import (
+        kind,  # one wording for what a path is, for images, videos, models and profiles
+    )
+    return kind(path.stat().st_mode)
 
 
 # ------------------------------------------------------------------------------------------- 2. faces
@@ -247,7 +249,7 @@ def parse_face(spec):
             return s
         parts = s.split(",")
     else:
-        parts = list(spec)
+        parts = list(spec) if isinstance(spec, (list, tuple, np.ndarray)) else []   # face=5: refused below
     try:
         box = tuple(int(round(float(v))) for v in parts)
     except (TypeError, ValueError, OverflowError):
@@ -456,8 +458,8 @@ class Pipeline:
     def check_profile(self, profile, where: str | None = None):
         """A profile (a vrfer.calibration.Profile, a profile file, or its JSON object) checked against this
         pipeline's model by vrfer.profile_check: the one door, for the API, the CLI and serve."""
-        from .profile_check import check_profile
         from .calibration import Profile
+        from .profile_check import check_profile
         if not isinstance(profile, (Profile, dict, str, os.PathLike)):
             raise VrferError(f"profile={type(profile).__name__}: a profile is a vrfer.calibration.Profile, a profile "
                              "file's path or its JSON object (a dict)")

@@ -3,7 +3,6 @@ a class prior (logit adjustment) and a class subset, read once from the model's 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -12,7 +11,6 @@ import numpy as np
 
 from .classes import CLASSES
 from .errors import VrferError
-
 
 PRIOR_NAMES = ("train", "uniform")
 
@@ -28,17 +26,22 @@ def train_prior(cfg) -> np.ndarray | None:
     return p / p.sum()
 
 
+MAX_PRIOR_BYTES = 2 ** 20      # 8 numbers; a megabyte is plenty
+
+
 def read_prior_file(path, n_classes: int = len(CLASSES)):
     """--prior FILE: the JSON it holds (a list of class frequencies in class order, or {class: value}), read
     as it is; VrferError naming the file when it cannot be read. PostProcess checks the values."""
+    from .files import parse_json, read_regular
     where = f"--prior {path}"
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
+    if not Path(path).exists() and not Path(path).is_symlink():
         raise VrferError(f"{where}: expected train, uniform or a JSON file of {n_classes} class frequencies "
-                         "(file not found)") from None
-    except (OSError, ValueError) as e:
-        raise VrferError(f"{where}: cannot read it as JSON ({e})") from None
+                         "(file not found)")
+    try:    # as a profile is read: a regular file (a pipe hung, /dev/zero filled memory), small, BOM, nesting
+        return parse_json(read_regular(path, "prior file", MAX_PRIOR_BYTES), where, "prior file")
+    except VrferError as e:
+        msg = str(e)
+        raise VrferError(msg if msg.startswith(where) else f"{where}: {msg.removeprefix(f'{path}: ')}") from None
 
 
 def _prior_values(prior, classes) -> np.ndarray:
@@ -52,6 +55,8 @@ def _prior_values(prior, classes) -> np.ndarray:
             where = f"--prior {text}"
             prior = read_prior_file(text, len(classes))
     if isinstance(prior, dict):
+        from .classes import class_name  # the spellings labels.csv takes ("happy")
+        prior = {k if k in classes or not isinstance(k, str) else class_name(k): v for k, v in prior.items()}
         unknown = sorted(set(prior) - set(classes))
         missing = [c for c in classes if c not in prior]
         if unknown or missing:
@@ -73,7 +78,13 @@ def parse_classes(classes, all_classes) -> tuple[str, ...] | None:
     set is refused (an answer among no classes has no meaning; a shell's unset variable usually made it)."""
     if classes is None:
         return None
+    if not isinstance(classes, (str, list, tuple, set, frozenset)):
+        raise VrferError(f"classes={type(classes).__name__}: expected class names, 'a,b,c' or a list")
+    from .classes import (
+        class_name,  # the spellings labels.csv and calibrate take ("happy", "Angry")
+    )
     names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if str(c).strip()]
+    names = [class_name(c) if c not in all_classes else c for c in names]
     if not names:
         # named as both the CLI (--classes) and serve's HTTP/WebSocket parameter (classes) call it
         raise VrferError(f"classes {classes!r}: no class named; give some of: {', '.join(all_classes)} "

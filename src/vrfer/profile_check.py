@@ -4,7 +4,7 @@ refused in one line (VrferError; serve answers `bad_param`) instead of failing e
 
 What is checked (the same limits are mirrored in examples/onnx_client.py, which runs without vrfer):
 - the file: a regular file (a pipe or device is refused at once, never read), at most MAX_PROFILE_BYTES, UTF-8
-  (a BOM is accepted), JSON nested at most MAX_DEPTH deep;
+  (a BOM is accepted), JSON nested at most vrfer.files.MAX_DEPTH deep, no key twice (vrfer.files reads it);
 - the fields: `format`, `version` (a whole number, not true/false), `classes` (strings, each once, each a class of
   the model), `weight` (one row of exactly the model's representation width per class), `bias`, `counts`;
   numbers are JSON numbers (not strings, not true/false), finite, and |x| <= MAX_ABS;
@@ -13,94 +13,16 @@ What is checked (the same limits are mirrored in examples/onnx_client.py, which 
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import stat
-from pathlib import Path
 
 import numpy as np
 
 from .errors import VrferError
+from .files import parse_json, read_regular
 
 MAX_PROFILE_BYTES = 4 * 2 ** 20   # a profile of 8 classes x 1280 numbers is ~200 KB as JSON
-MAX_DEPTH = 20                    # a profile nests 3 deep ({"weight": [[...]]})
 MAX_ABS = 1000.0                  # a trained last layer's numbers are within +-10; the refit stays near them
-
-
-def _kind(mode: int) -> str:
-    return ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
-            else "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a folder" if stat.S_ISDIR(mode) else "not a plain file")
-
-
-def read_regular(path, what: str, max_bytes: int) -> bytes:
-    """The bytes of a regular file of at most max_bytes; VrferError (naming the path) for anything else.
-    A pipe or device is refused from its stat, never opened (opening a FIFO blocks until a writer comes)."""
-    path = Path(path)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise VrferError(f"{path}: {what} not found") from None
-    except OSError as e:
-        raise VrferError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise VrferError(f"{path}: not a regular file ({_kind(st.st_mode)}); a {what} is a file")
-    if st.st_size > max_bytes:
-        raise VrferError(f"{path}: {st.st_size / 2 ** 20:.1f} MB; a {what} is at most {max_bytes // 2 ** 20} MB")
-    try:
-        with open(path, "rb", opener=lambda p, f: os.open(p, f | getattr(os, "O_NONBLOCK", 0))) as fh:
-            data = fh.read(max_bytes + 1)
-    except OSError as e:
-        raise VrferError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
-    if len(data) > max_bytes:
-        raise VrferError(f"{path}: over {max_bytes // 2 ** 20} MB; a {what} is at most {max_bytes // 2 ** 20} MB")
-    return data
-
-
-def _depth(text: str) -> int:
-    """The deepest nesting of [ and { outside strings (checked before parsing: json recurses per level)."""
-    depth = deepest = 0
-    in_str = esc = False
-    for ch in text:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
-
-
-def parse_json(data, where: str, what: str = "profile"):
-    """JSON bytes or text -> the value; a UTF-8 BOM accepted; nesting over MAX_DEPTH, NaN/Infinity and bad
-    UTF-8 refused in one line naming `where`."""
-    if isinstance(data, (bytes, bytearray)):
-        try:
-            data = bytes(data).decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise VrferError(f"{where}: damaged {what} (not UTF-8 text: byte {e.start})") from None
-    elif data.startswith("\ufeff"):
-        data = data[1:]
-    if _depth(data) > MAX_DEPTH:
-        raise VrferError(f"{where}: damaged {what} (nested over {MAX_DEPTH} deep)")
-
-    def no_constant(name):
-        raise ValueError(f"{name}: numbers must be finite")
-    try:
-        return json.loads(data, parse_constant=no_constant)
-    except RecursionError:      # unreachable after the depth check; kept as the last guard
-        raise VrferError(f"{where}: damaged {what} (nested too deep)") from None
-    except ValueError as e:
-        raise VrferError(f"{where}: damaged {what} (not JSON: {e})") from None
 
 
 def _number(v, name: str) -> float:

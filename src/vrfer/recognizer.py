@@ -80,7 +80,16 @@ def expand_inputs(paths: list[str]) -> tuple[list[Item], list[tuple[str, str]]]:
         if cam is not None:
             items.append(Item("camera", f"cam:{cam}", cam))
             continue
+        if str(p) == "":            # Path("") is the working folder: an unset shell variable must not walk it
+            bad.append((repr(p), "empty path"))
+            continue
         path = Path(p)
+        try:
+            path.stat()
+        except OSError as e:        # a name too long, a symlink loop, a path through a file: said, not raised
+            bad.append((str(p), "file not found" if isinstance(e, (FileNotFoundError, NotADirectoryError))
+                        else f"cannot read it ({e.strerror or e})"))
+            continue
         if path.is_dir():
             found = []
             for root, dirs, files in os.walk(path):
@@ -96,11 +105,9 @@ def expand_inputs(paths: list[str]) -> tuple[list[Item], list[tuple[str, str]]]:
             if not found:
                 bad.append((str(p), "no image or video files in this folder"))
             items.extend(found)
-        elif path.exists():
+        else:
             kind = "video" if path.suffix.lower() in VIDEO_EXTS else "image"
             items.append(Item(kind, str(p), str(p), path.name))
-        else:
-            bad.append((str(p), "file not found"))
     return items, bad
 
 
@@ -122,6 +129,8 @@ def video_frames(src, max_frames: int | None = None, progress_name: str | None =
     whole: a file that ends before the frames its header announces (up to max_frames) is an error after the
     last frame read (calibrate, adapt --unlabelled, enrol use every frame they are given, never part silently)."""
     import cv2
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
+        raise VrferError(f"max_frames {max_frames!r}: expected a whole number >= 1 (None: every frame)")
     cam = src if isinstance(src, int) else parse_camera(str(src))
     if cam is None:
         check_video_file(src)
@@ -289,7 +298,7 @@ class Recognizer:
                                                  if frame is None else "")) from None
         except VrferError as e:
             if isinstance(image, (str, os.PathLike)):   # a caller with many paths needs to know which one
-                raise type(e)(f"{image}: {e}") from None
+                raise type(e)(f"{str(image) or repr(image)}: {e}") from None
             raise
         smoothed = (self._smoother.update([f.box for f in faces], probs) if self._smoother is not None
                     else [None] * len(faces))
@@ -329,9 +338,18 @@ class Recognizer:
         video files (every frame, up to max_frames, is a face of that class); or a list of (image, class)
         pairs. Each image's best face is used; an image without a face is an error naming it."""
         from .calibration import enrol
-        pairs = list(examples.items()) if isinstance(examples, dict) else [(lbl, im) for im, lbl in examples]
+        from .classes import class_name
+        if isinstance(examples, dict):
+            pairs = list(examples.items())
+        elif isinstance(examples, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2
+                                                         for p in examples):
+            pairs = [(lbl, im) for im, lbl in examples]
+        else:
+            raise VrferError("examples: expected {class name: images} or a list of (image, class name) pairs, not "
+                             f"{type(examples).__name__}")
         crops, labels = [], []
         for label, imgs in pairs:
+            label = class_name(label) if isinstance(label, str) and label not in self.classes else label
             if label not in self.classes:
                 raise VrferError(f"unknown class {label!r}; classes: {', '.join(self.classes)}")
             for img in (imgs if isinstance(imgs, (list, tuple)) else [imgs]):

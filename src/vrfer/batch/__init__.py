@@ -5,7 +5,8 @@ report.py: summary.csv/.parquet, episodes.csv, timelines/*.png and index.html, w
 The progress bar counts frames as the workers read them (unit.py publishes, engine.py shows).
 
     import vrfer.batch
-    out = vrfer.batch.run(["videos/"], "out/", workers=2)     # -> Path("out/")
+    if __name__ == "__main__":              # the workers are new processes that import this script
+        out = vrfer.batch.run(["videos/"], "out/", workers=2)     # -> Path("out/")
 """
 
 from __future__ import annotations
@@ -24,9 +25,17 @@ def run(inputs, out, workers: int | None = None, address: str | None = None, mod
     `report` (a dict) receives the run's numbers. reference: as Recognizer's (None: "auto" where the model has a
     referenced head, as `vrfer predict` does, else none)."""
     from ..recognizer import expand_inputs
-    from .engine import require, run_job
-    from .job import Job
+    from .engine import check_workers, require, run_job
+    from .job import Job, item_key
+    from .unit import recognizer
     require()
+    if address is None:
+        check_workers(workers)
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]                   # one path, not its characters
+    if not isinstance(out, (str, Path)) or str(out) == "":
+        from ..errors import VrferError
+        raise VrferError(f"out={out!r}: expected the job's folder (a path)")
     from ..loader import resolve
     from ..reference import default_mode
     source = resolve(model, backend, option="--model")         # a bad model: one line, before any cluster starts
@@ -34,10 +43,22 @@ def run(inputs, out, workers: int | None = None, address: str | None = None, mod
                "prior_tau": prior_tau, "classes": classes, "profile": None if profile is None else str(profile),
                "threads": threads,
                "reference": reference if reference is not None else default_mode(source.cfg)}
+    recognizer(options)     # face, smoothing, prior, classes, profile, reference: checked here, once, as each worker reads them
     items, bad = expand_inputs([str(p) for p in inputs])
     job = Job(out)
+    own = {job.frames.resolve(), job.timelines.resolve()}     # --out inside an input folder: the job's own
+    keys, unique = set(), []                                   # timelines are never inputs; an input named
+    for it in items:                                           # twice (a folder and a file in it) runs once
+        if it.kind == "camera":
+            bad.append((it.name, "a webcam never ends: batch takes video files and photos (predict reads a webcam)"))
+            continue
+        p = Path(str(it.path)).resolve()
+        if own & set(p.parents) or item_key(it.path) in keys:
+            continue
+        keys.add(item_key(it.path))
+        unique.append(it)
     job.open({**{k: v for k, v in options.items() if k != "threads"}, "model_sha256": source.fingerprint})
-    numbers = run_job(job, [it for it in items if it.kind != "camera"], bad, options, workers, address, progress)
+    numbers = run_job(job, unique, bad, options, workers, address, progress)
     if report is not None:
         report.update(numbers)
     return job.dir

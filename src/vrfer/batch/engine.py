@@ -24,24 +24,42 @@ def require() -> None:
                          "(dask, distributed, pyarrow, pandas)") from None
 
 
+def check_workers(workers: int | None) -> int:
+    """The local cluster's worker processes: 1 to two per core (default: one per core); more only wait for each
+    other, and 100000 of them never started (was: a 5-minute hang)."""
+    cores = os.cpu_count() or 1
+    if workers is None:
+        return cores
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 2 * cores:
+        raise VrferError(f"--workers {workers!r}: expected a whole number, 1 to {2 * cores} (two worker processes per core at most; "
+                         f"this machine has {cores} cores)")
+    return workers
+
+
 def client(workers: int | None = None, address: str | None = None):
     """A dask.distributed Client: of a new local cluster, or of the scheduler at `address`."""
     import logging
+    import warnings
 
     from distributed import Client, LocalCluster
     if address:
         try:
             return Client(address, timeout=30)
-        except (OSError, TimeoutError) as e:
+        except (OSError, TimeoutError, ValueError) as e:      # ValueError: no port, an unknown protocol
             raise VrferError(f"--address {address}: cannot reach a Dask scheduler there ({e})") from None
-    n = workers or os.cpu_count() or 1
-    if n < 1:
-        raise VrferError("--workers must be at least 1")
+    n = check_workers(workers)
     # no dashboard; the scheduler's HTTP server on a free port (on its default, 8787, a second cluster on the machine
     # would print a warning); the workers ignore Ctrl-C (vrfer.batch.unit.dask_setup): the client stops them
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                           preload=["vrfer.batch.unit"], silence_logs=logging.ERROR)
+    with warnings.catch_warnings():       # the scheduler's unused HTTP port: 8787 taken is no matter here
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
+        try:
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                                   preload=["vrfer.batch.unit"], silence_logs=logging.ERROR)
+        except RuntimeError as e:         # "Nanny failed to start": most often a script without a main guard
+            raise VrferError(f"the local Dask cluster did not start ({e}): a script that calls vrfer.batch.run "
+                             "must call it under `if __name__ == \"__main__\":` (each worker is a new Python "
+                             "process that imports the script)") from None
     return Client(cluster)
 
 
@@ -91,6 +109,8 @@ def run_job(job, items, bad, options: dict, workers=None, address=None, progress
                 live.pop(item_key(it.path), None)
                 try:
                     res = fut.result()
+                    if "error" in res:        # the input's VrferError, as run_item returns it
+                        raise VrferError(res["error"])
                 except VrferError as e:
                     failures.append((it.name, str(e)))
                 except Exception as e:  # noqa: BLE001 -- one input's problem (or a task failed past Dask's retries) ends no job

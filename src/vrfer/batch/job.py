@@ -40,8 +40,8 @@ class Job:
 
     def open(self, spec: dict) -> None:
         """Make the folders; write job.json, or check a rerun's options against it."""
-        if self.dir.exists() and not self.dir.is_dir():
-            raise VrferError(f"--out {self.dir}: exists and is not a folder")
+        from ..outputs import output_dir
+        output_dir(self.dir)              # a file, or a folder that cannot be made or written: one line
         for d in (self.frames, self.timelines, self.staging):
             d.mkdir(parents=True, exist_ok=True)
         f = self.dir / "job.json"

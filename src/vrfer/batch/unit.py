@@ -42,9 +42,18 @@ def dask_setup(worker) -> None:
 
 def run_item(item, options: dict, staging: Path, topic: str | None = None) -> dict:
     """Rows of one input (a vrfer.recognizer.Item) written to a new file in `staging`; returns what the client
-    commits: key, source, kind, frames, lost, rows, fps and the staged file. VrferError for an input that cannot
-    be used (nothing is staged then). topic: on a Dask worker, publish {"key", "frames"} (frames read so far) on
-    that event topic every PROGRESS_EVERY seconds (vrfer.batch.engine's progress bar)."""
+    commits: key, source, kind, frames, lost, rows, fps and the staged file; {"error": message} for an input that
+    cannot be used (nothing is staged then; returned, not raised: Dask's worker logs a raised one with its
+    traceback on stderr). topic: on a Dask worker, publish {"key", "frames"} (frames read so far) on that event
+    topic every PROGRESS_EVERY seconds (vrfer.batch.engine's progress bar)."""
+    from ..errors import VrferError
+    try:
+        return _run_item(item, options, staging, topic)
+    except VrferError as e:
+        return {"error": str(e)}
+
+
+def _run_item(item, options: dict, staging: Path, topic: str | None = None) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 

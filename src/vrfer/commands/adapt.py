@@ -49,8 +49,7 @@ def run(a) -> int:
     from ..threads import use_torch_threads
     if a.folder is None and not a.unlabelled:
         raise VrferError("give a labelled FOLDER of the setup, --unlabelled PATH, or both")
-    if not a.out.endswith(".safetensors"):
-        raise VrferError(f"--out {a.out}: the adapted model is a .safetensors file")
+    output_file(a.out, suffix=".safetensors", what="the adapted model")      # refused before any work
     base = model_source(a).torch_model()
     out = output_file(a.out)
     use_torch_threads(a.threads)

@@ -3,10 +3,19 @@ resumable (rerun the same command), exactly-once (vrfer.batch). Exit 1 when any 
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
+from pathlib import Path
 
-from ._options import add_model_arg, add_postprocess_args, add_profile_arg, add_reference_arg, model_source
+from ._options import (
+    add_model_arg,
+    add_postprocess_args,
+    add_profile_arg,
+    add_reference_arg,
+    item_error,
+    model_source,
+)
 
 
 def add_parser(sub) -> None:
@@ -36,15 +45,17 @@ def add_parser(sub) -> None:
 
 def run(a) -> int:
     from ..batch import run as batch_run
-    from ..batch.engine import require
-    from ..errors import VrferError
+    from ..batch.engine import check_workers, require
     require()
-    if a.workers is not None and a.workers < 1:
-        raise VrferError("--workers must be at least 1")
+    if a.address is None:
+        check_workers(a.workers)
     model_source(a, a.backend)               # the one reading of --model: a bad one is one line, before any cluster
     report: dict = {}
     batch_run(a.inputs, a.out, a.workers, a.address, a.model, a.backend, a.face, a.smooth, a.prior, a.prior_tau,
               a.classes, a.profile, 1, not a.no_progress, report, reference=a.reference)
+    with open(Path(a.out) / "failures.csv", newline="") as fh:     # each named on stderr, as predict names them
+        for row in list(csv.reader(fh))[1:]:
+            item_error(*row)
     if a.json:
         print(json.dumps(report))
     else:

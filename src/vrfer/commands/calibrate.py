@@ -42,7 +42,7 @@ def run(a) -> int:
         raise VrferError("give CLASS=PATH pairs (e.g. happiness=smile.jpg) or --folder DIR")
     if a.max_frames < 1:
         raise VrferError(f"--max-frames {a.max_frames}: at least 1")
-    out = output_file(a.out)
+    out = output_file(a.out, suffix=".json", what="a profile")
     rec = Recognizer(model_source(a), face=a.face, backend="torch", threads=a.threads)
     examples: list = []
     for ex in a.examples:

@@ -21,7 +21,7 @@ def add_parser(sub):
                    help="folder: any folder with a labels.csv (columns file, label or label_name), e.g. CK+48 "
                         "(default: ferplus)")
     p.add_argument("--root", required=True, help="dataset root folder")
-    p.add_argument("--split", default="test", help="ferplus: train|valid|test; affectnet: train|validation (valid and test "
+    p.add_argument("--split", default=None, help="ferplus: train|valid|test; affectnet: train|validation (valid and test "
                                                    "name its validation set: AffectNet has no test split); "
                                                    "not used for folder (default: test)")
     p.add_argument("--face", choices=["none", "detect"], default="none",
@@ -64,6 +64,11 @@ def run(a) -> int:
     from ..outputs import output_dir
     from ..postprocess import PostProcess
     from ..threads import use_torch_threads
+    if a.dataset == "folder" and a.split is not None:      # was: ignored silently, whatever it said
+        raise VrferError(f"--split {a.split}: a labelled folder is one split (its labels.csv): leave --split out")
+    if a.dataset == "affectnet" and a.split not in (None, "train", "valid", "validation", "test"):
+        raise VrferError(f"--split {a.split}: AffectNet has train and validation (valid and test name validation)")
+    a.split = a.split or "test"
     use_torch_threads(a.threads)
     model = model_source(a).torch_model()
     post = PostProcess(model.cfg, a.prior, a.prior_tau, a.classes)

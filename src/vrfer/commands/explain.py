@@ -49,6 +49,11 @@ def run(a) -> int:
     face = parse_face(a.face)
     source = model_source(a)
     if a.target is not None and a.target not in source.cfg.classes:
+        from ..classes import (
+            class_name,  # the spellings labels.csv and calibrate take ("happy")
+        )
+        a.target = class_name(a.target)
+    if a.target is not None and a.target not in source.cfg.classes:
         raise VrferError(f"unknown class {a.target!r}; classes: {', '.join(source.cfg.classes)}")
     pipeline = Pipeline(source, face, "torch", prior=a.prior, prior_tau=a.prior_tau, classes=a.classes)
     if a.reference not in (None, "auto", "off"):    # a photo is no stream: only a reference FILE changes it
@@ -67,7 +72,7 @@ def run(a) -> int:
                 written += 1
         except VrferError as e:
             failed += 1
-            item_error(path, str(e))       # worded as predict words a per-file failure
+            item_error(path or "''", str(e))       # worded as predict words a per-file failure
     if not written and not existed:
         out.rmdir()  # nothing to show: leave no empty folder behind
     if failed:   # as vrfer predict: some inputs could not be used -> 1

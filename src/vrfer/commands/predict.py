@@ -128,6 +128,26 @@ def _out_path(out_dir: Path, item) -> Path:
     return out_dir / rel
 
 
+def _out_paths(out_dir: Path, items, option: str) -> dict:
+    """id(item) -> where its annotated copy goes: one file per photo (two photos named x.png from two folders
+    were written to one x.png, the last one kept: the second is x_2.png), never over an input photo (--out
+    naming the input folder overwrote the photos with their annotated copies): VrferError before any work."""
+    inputs = {Path(str(it.path)).resolve() for it in items if it.kind == "image"}
+    targets, taken = {}, set()
+    for it in items:
+        if it.kind != "image":
+            continue
+        p, n = _out_path(out_dir, it), 2
+        while p in taken:
+            p, n = _out_path(out_dir, it).with_stem(f"{_out_path(out_dir, it).stem}_{n}"), n + 1
+        if p.resolve() in inputs:
+            raise VrferError(f"--out {option}: the annotated copy of {it.name} would be written over the input photo "
+                             f"{p}: choose another folder")
+        taken.add(p)
+        targets[id(it)] = p
+    return targets
+
+
 def run(a) -> int:
     from ..outputs import output_dir
     from ..recognizer import Recognizer, expand_inputs, samples_path
@@ -135,17 +155,16 @@ def run(a) -> int:
     paths = list(a.paths)
     for cam in a.camera or []:
         paths.append(f"cam:{cam}")
-    if a.samples or not paths:
-        if not a.samples:
-            print(f"vrfer: no PATH given: running on the bundled samples ({samples_path()})", file=sys.stderr)
-        paths.append(str(samples_path()))
     if a.max_frames is not None and a.max_frames < 1:
         raise VrferError("--max-frames must be at least 1")
     items, bad = expand_inputs(paths)
-    sample_dir = samples_path()
-    for it in items:  # show bundled samples as samples/NAME, not by their install path
-        if it.kind != "camera" and Path(str(it.path)).parent == sample_dir:
+    if a.samples or not paths:
+        if not a.samples:
+            print(f"vrfer: no PATH given: running on the bundled samples ({samples_path()})", file=sys.stderr)
+        samples, _ = expand_inputs([str(samples_path())])
+        for it in samples:  # the samples vrfer adds show as samples/NAME; a path the user gave shows as given
             it.name = f"samples/{Path(str(it.path)).name}"
+        items += samples
 
     source = model_source(a, a.backend)
     rec = Recognizer(model=source, face=a.face, backend=a.backend, alpha=a.smooth, threads=a.threads,
@@ -153,9 +172,10 @@ def run(a) -> int:
                      reference=reference_setting(a, source))
     mode = "json" if a.json else "csv" if a.csv else "table"
     writer = _Writer(mode, rec.classes, rec.alpha is not None)
-    out_dir = None
+    out_dir, targets = None, {}
     if a.out and any(it.kind == "image" for it in items):
         out_dir = output_dir(a.out)          # only when there is a photo to annotate
+        targets = _out_paths(out_dir, items, a.out)
     if a.out:
         for it in items:
             if it.kind != "image":
@@ -171,7 +191,7 @@ def run(a) -> int:
                 for p in preds:
                     writer.write(p, (img.shape[1], img.shape[0]))
                 if out_dir is not None:
-                    _write_annotated(rec, img, preds, _out_path(out_dir, item))
+                    _write_annotated(rec, img, preds, targets[id(item)])
             else:
                 _, size = _video_header(item)
                 for _, preds in video_predictions(rec, item, a.max_frames, progress=not a.no_progress):

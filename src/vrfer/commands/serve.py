@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 from ..errors import VrferError
 from ..threads import add_threads_option
@@ -63,6 +64,7 @@ def add_parser(sub) -> None:
 def build_config(a):
     from ..pipeline import parse_face
     from ..postprocess import read_prior_file
+    from ..recognizer import VIDEO_EXTS, check_video_file
     from ..serve.app import ServeConfig, check_bind
     from ..serve.protocol import DEFAULT_MAX_FRAME_BYTES, Params, ProtocolError
 
@@ -86,8 +88,14 @@ def build_config(a):
         raise VrferError("--max-connections: at least 1")
     if not 0 < a.source_fps < math.inf:   # written so that nan fails too
         raise VrferError(f"--source-fps {a.source_fps}: must be a number > 0")
-    if a.video is not None and not os.path.isfile(a.video):
-        raise VrferError(f"{a.video}: video file not found")
+    if a.video is not None:
+        try:
+            check_video_file(a.video)                     # a folder or a pipe is not "not found"
+        except VrferError as e:
+            raise VrferError(f"{a.video}: {e}") from None
+    if a.video is not None and Path(a.video).suffix.lower() not in VIDEO_EXTS:   # the rule predict follows too
+        raise VrferError(f"{a.video}: not a video file name: vrfer takes a file as a video by its extension "
+                         f"({', '.join(sorted(VIDEO_EXTS))}), any other as an image")
     cfg = ServeConfig(model=model_source(a, a.backend), face=parse_face(a.face), backend=a.backend, profile=a.profile, host=a.host, port=a.port,
                       token=a.token or None, camera=a.camera, video=a.video, loop_video=not a.no_loop,
                       source_fps=a.source_fps, params=params, max_frame_bytes=max_bytes,

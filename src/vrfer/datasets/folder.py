@@ -56,6 +56,8 @@ def _label(row: dict, where: str) -> int:
 def read_labels(root, skip_bad: bool = False) -> tuple[list[LabelledImage], BadData]:
     """The images listed in ROOT/labels.csv with their class index. A bad row stops the read with one
     line naming it, unless skip_bad (then bad rows are counted in the returned BadData's counts)."""
+    if str(root) == "":         # Path("") is the working folder: an unset shell variable must not read it
+        raise VrferError("labelled folder '': empty path")
     root = Path(root)
     if not root.is_dir():
         raise VrferError(f"{root}: a file, not a folder (a labelled folder holds labels.csv and its images)"
@@ -74,6 +76,9 @@ def read_labels(root, skip_bad: bool = False) -> tuple[list[LabelledImage], BadD
             if "file" not in cols or not ({"label", "label_name"} & set(cols)):
                 raise VrferError(f"{path}: header {','.join(cols) or '(empty)'} lacks `file` and `label` or "
                                  "`label_name`")
+            twice = sorted({c for c in cols if cols.count(c) > 1})
+            if twice:                  # csv.DictReader would keep the last one silently
+                raise VrferError(f"{path}: header names column {twice[0]!r} twice")
             reader.fieldnames = cols
             for n, row in enumerate(reader, start=2):  # row 1 is the header
                 where = f"{path} row {n}"
@@ -108,6 +113,8 @@ def read_labels(root, skip_bad: bool = False) -> tuple[list[LabelledImage], BadD
                                            (row.get("session") or "").strip()))
     except UnicodeDecodeError:
         raise VrferError(f"{path}: not a UTF-8 text CSV file") from None
+    except csv.Error as e:          # a field over csv's limit (128 KB), a broken quote at the end...
+        raise VrferError(f"{path} row {reader.line_num + 1}: not a CSV row ({e})") from None
     if not items:
         raise VrferError(f"{path}: lists no usable image")
     return items, bad

@@ -126,8 +126,8 @@ def resolve_model(name) -> ResolvedModel:
         if not path.is_file():
             raise VrferError(f"{name}: a run folder without best.safetensors (training has not saved a model yet)")
     if path.suffix == ".safetensors" or os.sep in name:
-        if not path.is_file():
-            raise VrferError(f"{name}: model file not found")
+        from ..files import regular_file
+        regular_file(path, "model file")   # a run folder: its best.safetensors
         return ResolvedModel(read_config(path), path)
     raise UnknownModelError(f"unknown model {name!r}; known: {', '.join(sorted(list(_ARCHS) + list(bundled)))} "
                             "(or give a path to a .safetensors file or a training run folder)")

@@ -41,6 +41,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..classes import class_name
 from ..errors import VrferError
 from ..postprocess import PostProcess
 from ..pretrained import DEFAULT_MODEL
@@ -359,6 +360,8 @@ class Session:
         pipe = self.state.predictor.pipeline
         if action == "start":
             label, frames = msg.get("label"), msg.get("frames", CAPTURE_FRAMES)
+            if isinstance(label, str) and label not in self.state.classes:
+                label = class_name(label)       # the spellings labels.csv and `vrfer calibrate` take ("happy")
             if label not in self.state.classes:
                 raise ProtocolError("bad_param", f"calibrate start: \"label\" must be one of "
                                                  f"{', '.join(self.state.classes)}")
@@ -595,6 +598,15 @@ async def stats(request: Request):
     return JSONResponse({**state.snapshot(), "sessions": [{"id": s.id, **s.stats_row()} for s in list(state.sessions)]})
 
 
+def _query(params) -> dict:
+    """A request's query as a dict; ProtocolError for a name given twice (one of the values was dropped)."""
+    names = [k for k, _ in params.multi_items()]
+    twice = next((k for k in names if names.count(k) > 1), None)
+    if twice is not None:
+        raise ProtocolError("bad_param", f"{str(twice)[:40]!r} given {names.count(twice)} times in the query")
+    return dict(params)
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     n = request.headers.get("content-length")
     if n is not None and n.isdigit() and int(n) > limit:
@@ -615,7 +627,9 @@ async def predict(request: Request):
     t0 = time.perf_counter()
     limit = state.config.max_frame_bytes
     try:
-        q = state.config.params.updated({k: v for k, v in request.query_params.items()
+        query = _query(request.query_params)
+        state.config.params.updated(query, strict=True, also=("token",))       # a misspelt name is refused
+        q = state.config.params.updated({k: v for k, v in query.items()
                                          if k in ("crop", "arrays", "prior", "prior_tau", "classes")})
         post = post_process(state, q)
         crop = q.crop
@@ -701,7 +715,7 @@ async def _ws_session(websocket: WebSocket, listen_only: bool) -> None:
         return
     await websocket.accept()
     try:
-        params = state.config.params.updated(dict(query))
+        params = state.config.params.updated(_query(query), strict=True, also=("token", "subscribe"))
         session = Session(state, websocket, params, subscribed=False, listen_only=listen_only)
     except ProtocolError as e:
         await websocket.send_text(json.dumps(error_event(e.code, e.message)))

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from ..classes import CLASSES
+from ..classes import CLASSES, class_name
 from ..errors import VrferError
 from ..results import DECIMALS, FacePrediction
 from ..smoothing import check_alpha
@@ -70,13 +70,15 @@ class Params:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def updated(self, values: dict, strict: bool = False) -> "Params":
+    def updated(self, values: dict, strict: bool = False, also: tuple = ()) -> "Params":
         """A copy with `values` (strings from a query or JSON values) applied; raises ProtocolError.
-        strict: an unknown key is an error (a config message holds settings only; a query also holds
-        the token and such, so there unknown keys are left alone)."""
+        strict: an unknown key is an error (a config message holds settings only; a query also holds the
+        token and such: `also`, the other names it may hold, are left alone; a misspelt setting was ignored)."""
         known = {f.name for f in fields(self)}
         changes = {}
         for key, raw in values.items():
+            if key in also:
+                continue
             if key not in known:
                 if strict:
                     raise ProtocolError("bad_param", f"unknown setting {str(key)[:40]!r}; settings: "
@@ -101,7 +103,7 @@ def _convert(key: str, raw):
             names = raw.split(",") if isinstance(raw, str) else raw
             if not isinstance(names, (list, tuple)) or not all(isinstance(c, str) for c in names):
                 raise ValueError
-            return tuple(c.strip() for c in names if c.strip())
+            return tuple(c if c in CLASSES else class_name(c) for c in (c.strip() for c in names) if c)
         if key in ("crop", "arrays", "track"):
             if isinstance(raw, bool):
                 return raw
