@@ -294,8 +294,8 @@ def profile_numbers(values, name: str, n: int, why: str) -> np.ndarray:
     return np.array(values, np.float32)
 
 
-def load_profile(path: str, sess, spec: dict) -> tuple[list[int], np.ndarray, np.ndarray]:
-    """A vrfer profile file -> (rows of the enrolled classes, weight (K, D), bias (K,)), float32 as vrfer reads
+def load_profile(path: str, sess, spec: dict) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None]:
+    """A vrfer profile file -> (rows of the enrolled classes, weight (K, D), bias (K,), reference (D,) or None), float32 as vrfer reads
     them; Stop when it is not one, was made for other weights than this file's (spec["calibration"]), or is
     refused by vrfer's checks (vrfer.profile_check, mirrored: fields, types, the representation width, bounds)."""
     if "calibration" not in spec:
@@ -324,8 +324,10 @@ def load_profile(path: str, sess, spec: dict) -> tuple[list[int], np.ndarray, np
                    f"weights ({ours[:12] or 'not recorded'}): calibrate again with this model")
     try:
         names = d["classes"]
-        if not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names):
+        if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
             raise ValueError("`classes` must be a list of class names")
+        if not names and "reference" not in d:
+            raise ValueError("`classes` is empty and there is no `reference`: the profile changes nothing")
         if len(set(names)) != len(names):
             raise ValueError("`classes` must name each enrolled class once")
         unknown = [c for c in names if c not in classes]
@@ -334,7 +336,9 @@ def load_profile(path: str, sess, spec: dict) -> tuple[list[int], np.ndarray, np
         if not isinstance(d["weight"], list) or len(d["weight"]) != len(names):
             raise ValueError(f"`weight` must be {len(names)} rows (one per class in `classes`)")
         weight = np.stack([profile_numbers(r, f"weight[{i}]", dim, " (the model's representation width)")
-                           for i, r in enumerate(d["weight"])])
+                           for i, r in enumerate(d["weight"])]) if names else np.zeros((0, dim), np.float32)
+        reference = (profile_numbers(d["reference"], "reference", dim, " (the model's representation width)")
+                     if "reference" in d else None)
         bias = profile_numbers(d["bias"], "bias", len(names), " (one per class, as `weight` has rows)")
         counts = d["counts"]
         if not isinstance(counts, dict) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
@@ -347,14 +351,39 @@ def load_profile(path: str, sess, spec: dict) -> tuple[list[int], np.ndarray, np
             raise ValueError("`blend` must be a number from 0 to 1")
     except ValueError as e:
         raise Stop(f"{path}: damaged profile ({e})") from None
-    return [classes.index(c) for c in names], weight, bias
+    return [classes.index(c) for c in names], weight, bias, reference
 
 
-def calibrated_probs(logits: np.ndarray, rep: np.ndarray, profile) -> np.ndarray:
-    """spec["calibration"]: the enrolled classes' logits from the profile's rows (float64, as vrfer), softmax."""
-    rows, weight, bias = profile
+def referenced_head(sess) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The model's referenced head (vrfer.reference), from the file's `vrfer_config` -> extra -> reference_head:
+    (weight (C, D), bias (C,), blend), float64, or None when it has none."""
+    try:
+        head = json.loads(sess.get_modelmeta().custom_metadata_map.get("vrfer_config", "{}")).get("extra", {})
+        head = head.get("reference_head")
+        if not head:
+            return None
+        return (np.asarray(head["weight"], np.float64), np.asarray(head["bias"], np.float64),
+                float(head["blend"]))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise Stop(f"the file's referenced head is damaged ({e})") from None
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max()
+    return z - np.log(np.exp(z).sum())
+
+
+def calibrated_probs(logits: np.ndarray, rep: np.ndarray, profile, head=None, reference=None) -> np.ndarray:
+    """spec["calibration"]: the enrolled classes' logits from the profile's rows (float64, as vrfer); then, with a
+    reference and the file's referenced head, the blend vrfer.reference gives:
+    (1 - blend) * log_softmax(z) + blend * log_softmax(W (rep - reference) + b); softmax."""
+    rows, weight, bias = profile[:3] if profile is not None else ([], np.zeros((0, len(rep))), np.zeros(0))
     z = logits.astype(np.float64)
-    z[rows] = weight.astype(np.float64) @ rep.astype(np.float64) + bias.astype(np.float64)
+    if len(rows):
+        z[rows] = weight.astype(np.float64) @ rep.astype(np.float64) + bias.astype(np.float64)
+    if reference is not None and head is not None:
+        w, b, blend = head
+        z = (1 - blend) * log_softmax(z) + blend * log_softmax(w @ (rep.astype(np.float64) - reference) + b)
     e = np.exp(z - z.max())
     return e / e.sum()
 
@@ -427,7 +456,8 @@ def options(a, spec: dict) -> tuple[dict, list[float] | None, bool, list[float] 
     return post, box, detected, landmarks
 
 
-def answer(path: str, sess, spec: dict, post: dict, box, detected: bool, profile=None, landmarks=None) -> dict:
+def answer(path: str, sess, spec: dict, post: dict, box, detected: bool, profile=None, landmarks=None,
+           head=None, reference=None) -> dict:
     """One image -> the JSON object `vrfer predict --json` prints for it."""
     classes = spec["classes"]
     gray = to_gray(load_image(path), spec)
@@ -437,11 +467,11 @@ def answer(path: str, sess, spec: dict, post: dict, box, detected: bool, profile
     box = [0, 0, w, h] if box is None else box
     face = crop(gray, *face_square(box, detected, spec, landmarks), spec)
     x = {spec["input_name"]: model_input(face, spec)}
-    if profile is None:
+    if profile is None and (reference is None or head is None):
         probs = sess.run([spec["output_names"][1]], x)[0][0]
     else:
         logits, rep = sess.run([spec["output_names"][0], spec["representation"]["output"]], x)
-        probs = calibrated_probs(logits[0], rep[0], profile)
+        probs = calibrated_probs(logits[0], rep[0], profile, head, reference)
     p = post_process(probs, post, classes)
     k = int(np.argmax(p))
     return {"source": path, "frame": None, "box": [int(round(v)) for v in box], "label": classes[k],
@@ -465,15 +495,26 @@ def main(argv=None) -> int:
     ap.add_argument("--prior-tau", type=float, help="strength of the prior shift (default: the file's)")
     ap.add_argument("--classes", help="answer only among these classes (default: the file's)")
     ap.add_argument("--profile", metavar="FILE.json", help="a person's calibration profile (vrfer calibrate)")
+    ap.add_argument("--reference", metavar="FILE.json",
+                    help="read the face against the wearer's neutral reference, from a profile carrying one "
+                         "(vrfer calibrate neutral=...), with the file's referenced head: as vrfer predict --reference")
     a = ap.parse_args(argv)
     failed = 0
     try:
         sess, spec = load_model(a.model)
         post, box, detected, landmarks = options(a, spec)
         profile = load_profile(a.profile, sess, spec) if a.profile else None
+        head = referenced_head(sess) if (a.profile or a.reference) and "calibration" in spec else None
+        reference = profile[3] if profile is not None and head is not None else None   # a profile's own, as vrfer
+        if a.reference:
+            if head is None:
+                raise Stop("this ONNX file has no referenced head: it cannot read a face against a reference")
+            reference = load_profile(a.reference, sess, spec)[3]
+            if reference is None:
+                raise Stop(f"{a.reference}: the profile carries no reference (calibrate with neutral=... to make one)")
         for path in a.images:
             try:
-                row = answer(path, sess, spec, post, box, detected, profile, landmarks)
+                row = answer(path, sess, spec, post, box, detected, profile, landmarks, head, reference)
             except Unusable as e:
                 failed += 1
                 print(f"onnx_client: {path}: {e}", file=sys.stderr, flush=True)

@@ -306,3 +306,27 @@ def test_a_graph_without_the_representation_gives_way_to_pytorch_under_auto_only
     assert type(calibrated.classifier).__name__ == "TorchClassifier"
     with pytest.raises(VrferError, match="no `representation` output"):
         Pipeline(str(old), face="none", profile=profile_file)
+
+
+def test_a_wearers_reference_gives_the_same_answer_through_the_api_predict_and_the_onnx_client(
+        images, onnx_file, tmp_path, capsys, private_cache):
+    """A reference-only profile (vrfer calibrate neutral=...) read by the bundled model's referenced head: the API,
+    `vrfer predict --reference` on the float ONNX graph and on the exported file, and examples/onnx_client.py
+    --reference give the same answer (1e-5), which differs from the plain one (serve: tests/test_serve.py)."""
+    ref_file = tmp_path / "relaxed.json"
+    assert main(["calibrate", f"neutral={samples_path() / 'fer-neutral-fer0032232.png'}", "--face", "none",
+                 "--out", str(ref_file)]) == 0
+    capsys.readouterr()
+    path = images["gray"]
+    api = Recognizer("vrfer-lower", face="none", backend="torch", reference=ref_file, threads=1).predict(path)[0]
+    ref = vec(api.probs)
+    common = ["--face", "none", "--json", "--threads", 1, "--reference", ref_file]
+    rows = cli_json(capsys, "predict", path, "--backend", "onnx", *common)
+    agree("predict --reference --backend onnx", ref, rows[0]["probs"])
+    rows = cli_json(capsys, "predict", path, "--model", onnx_file, *common)
+    agree("predict --reference --model exported.onnx", ref, rows[0]["probs"])
+    out = client(onnx_file, path, "--reference", ref_file)
+    assert out.returncode == 0, out.stderr
+    agree("onnx_client --reference", ref, json.loads(out.stdout)["probs"])
+    plain = Recognizer("vrfer-lower", face="none", backend="torch", reference="off", threads=1).predict(path)[0]
+    assert float(np.abs(vec(plain.probs) - ref).max()) > 1e-4      # the reference is in the answer
