@@ -149,6 +149,16 @@ def test_batch_on_a_real_2_worker_cluster_commits_each_video_once_and_lists_the_
     rows = pq.read_table(tmp_path / "out" / "frames").to_pylist()
     assert sorted((r["source"].rsplit("/", 1)[1], r["frame"]) for r in rows) == \
         [("v3.avi", i) for i in range(3)] + [("v4.avi", i) for i in range(4)]
+    # the rows the cluster wrote are `vrfer predict --json`'s on the same videos, same model, backend and smoothing
+    assert main(["predict", str(src / "v3.avi"), str(src / "v4.avi"), "--model", str(model), "--face", "none",
+                 "--smooth", "0.4", "--json", "--no-progress"]) == 0
+    predicted = {(d["source"], d["frame"]): d for d in map(json.loads, capfd.readouterr().out.splitlines())}
+    assert len(predicted) == len(rows) == 7
+    for r in rows:
+        d = predicted[(r["source"], r["frame"])]
+        assert (r["label"], r["score"], r["smoothed_label"]) == (d["label"], d["score"], d["smoothed_label"])
+        assert [r[c] for c in CLASSES] == [d["probs"][c] for c in CLASSES]
+        assert [r["x"], r["y"], r["w"], r["h"]] == d["box"]
 
 
 # --- the report (vrfer.batch.report): summary, episodes, timelines, index.html --------------------------------------
