@@ -344,6 +344,20 @@ def test_vrfer_calibrate_makes_the_profile_predict_uses(tmp_path, capsys):
     assert "skipped 1 rows of labels.csv: missing_image 1" in capsys.readouterr().err
 
 
+def test_an_adapted_model_file_with_a_damaged_last_layer_is_refused_in_one_line(tmp_path):
+    """vrfer.profile_check.check_head, wired where a model file is read: an adapted layer a user brings."""
+    from dataclasses import replace
+    m = small_model()
+    with torch.no_grad():
+        m.classifier.weight[0, 0] = float("inf")
+    m.cfg = replace(m.cfg, extra={**m.cfg.extra, "adapted": {"faces": 3}})
+    bad = tmp_path / "adapted.safetensors"
+    save_model(m, bad)
+    with pytest.raises(VrferError, match="damaged adapted model"):
+        from vrfer.models.registry import load_checkpoint
+        load_checkpoint(bad)
+
+
 # ------------------------------------------------------------------------------- honest evaluation
 
 def test_no_face_is_scored_by_a_fit_that_saw_its_person_or_session(tmp_path, monkeypatch):

@@ -298,3 +298,4 @@ def test_the_api_enrols_a_neutral_face_and_a_video_stream_learns_the_reference(t
     auto._running.threshold = 0.0          # every frame counts as neutral-looking (a random model says little)
     list(auto.video(str(video)))
     assert auto._running.settled and auto.reference_mode == "auto"
+

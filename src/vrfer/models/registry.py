@@ -232,6 +232,10 @@ def load_checkpoint(path, **overrides) -> nn.Module:
     if missing or unexpected:
         raise VrferError(f"{path}: weights do not fit architecture {cfg.arch!r} "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    if (cfg.extra or {}).get("adapted") and isinstance(getattr(model, "classifier", None), nn.Linear):
+        from ..profile_check import check_head      # an adapted last layer is something a user brings: checked
+        check_head(model.classifier.weight.detach().numpy(), model.classifier.bias.detach().numpy(),
+                   len(cfg.classes), str(path))
     return model
 
 
