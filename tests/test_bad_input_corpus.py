@@ -1295,3 +1295,20 @@ def test_batch_run_in_python_says_what_it_takes(corpus, tmp_path):
         with pytest.raises(VrferError, match=re.escape(words)):
             vrfer.batch.run([video], **kw)
     assert not (tmp_path / "j").exists()              # refused before the job's folder is made
+
+
+def test_an_animation_and_a_file_named_as_a_folder_are_said_not_read_in_part(run, tmp_path):
+    """An animated GIF (or multi-page TIFF, APNG) is not silently read as its first frame; `face.png/` is not read
+    as face.png (Path drops the slash): each one line naming it, exit 1 (issue 34)."""
+    from PIL import Image
+    frames = [Image.fromarray(np.full((60, 60), v, np.uint8)) for v in (10, 200)]
+    anim = tmp_path / "anim.gif"
+    frames[0].save(anim, save_all=True, append_images=frames[1:])
+    code, out, lines, _ = run("predict", anim, "--face", "none")
+    assert code == 1 and out == ""
+    one_line(lines, anim, "2 frames")
+    face = tmp_path / "face.png"
+    frames[0].save(face)
+    code, out, lines, _ = run("predict", f"{face}/", "--face", "none")
+    assert code == 1 and out == ""
+    one_line(lines, f"{face}/", "not a folder")

@@ -175,6 +175,10 @@ def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | Non
     except OSError as e:
         raise VrferError(f"cannot read image: {e}") from None
     with im:
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1 and im.format in ("GIF", "PNG", "WEBP", "TIFF"):   # not JPEG: a camera's MPO holds a preview
+            raise VrferError(f"an image of {frames} frames (an animation or a multi-page file): vrfer reads one "
+                             "picture, not the first of many silently; give a video file, or one frame")
         w, h = im.size
         if w * h > max_pixels:
             if im.format == "JPEG" and shrink_jpeg:

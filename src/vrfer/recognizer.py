@@ -85,9 +85,12 @@ def expand_inputs(paths: list[str]) -> tuple[list[Item], list[tuple[str, str]]]:
             continue
         path = Path(p)
         try:
+            os.stat(str(p))         # the text as given: Path drops a trailing slash, and "face.png/" is no folder
             path.stat()
         except OSError as e:        # a name too long, a symlink loop, a path through a file: said, not raised
-            bad.append((str(p), "file not found" if isinstance(e, (FileNotFoundError, NotADirectoryError))
+            bad.append((str(p), "not a folder (a file named with a trailing /)" if isinstance(e, NotADirectoryError)
+                        and path.is_file() else "file not found" if isinstance(e, (FileNotFoundError,
+                                                                                    NotADirectoryError))
                         else f"cannot read it ({e.strerror or e})"))
             continue
         if path.is_dir():
