@@ -1312,3 +1312,26 @@ def test_an_animation_and_a_file_named_as_a_folder_are_said_not_read_in_part(run
     code, out, lines, _ = run("predict", f"{face}/", "--face", "none")
     assert code == 1 and out == ""
     one_line(lines, f"{face}/", "not a folder")
+
+
+def test_adapt_skip_bad_skips_a_truncated_video_whole_and_counts_it(run, tmp_path):
+    """adapt --unlabelled with --skip-bad: a truncated video is skipped as a whole (none of its frames used) and
+    counted, as an unreadable image is; without --skip-bad it stops naming it (issue 34)."""
+    import cv2
+
+    from test_adapt_calibrate import labelled_folder
+    folder = labelled_folder(tmp_path / "setup", people=2, sessions=("a",), classes=(1, 2))
+    video = tmp_path / "cut.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (48, 48))
+    for _ in range(40):
+        w.write(np.full((48, 48, 3), 128, np.uint8))
+    w.release()
+    data = video.read_bytes()
+    video.write_bytes(data[:len(data) // 2])                 # the header still announces 40 frames
+    out = tmp_path / "a.safetensors"
+    code, _, lines, _ = run("adapt", folder, "--unlabelled", video, "--face", "none", "--out", out)
+    assert code == 2 and any(str(video) in line for line in lines)
+    code, said, lines, _ = run("adapt", folder, "--unlabelled", video, "--face", "none", "--out", out, "--skip-bad",
+                               "--no-estimate")
+    assert code == 0, lines
+    assert "1 unreadable image or video skipped" in said + "\n".join(lines)

@@ -154,12 +154,12 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
     from .recognizer import IMAGE_EXTS, VIDEO_EXTS, load_image, video_frames
     crops, counts = [], {"images": 0, "frames": 0, "no_face": 0}
 
-    def take(img) -> None:
+    def take(img, into=crops) -> None:
         faces = rec.find_faces(img)
         if not faces:
             counts["no_face"] += 1
             return
-        crops.append(rec.crops(img, [max(faces, key=lambda f: f.score)])[0])
+        into.append(rec.crops(img, [max(faces, key=lambda f: f.score)])[0])
 
     for src in sources:
         if str(src) == "":      # Path("") is the working folder: an unset shell variable must not walk it
@@ -173,12 +173,20 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
             raise VrferError(f"{src}: a folder without images or videos")
         for f in files:
             if f.suffix.lower() in VIDEO_EXTS:
+                own, seen = [], 0       # a video counts only when read to its end: never a part of it silently
+                no_face = counts["no_face"]
                 try:
                     for frame in video_frames(f, max_frames, whole=True):
-                        counts["frames"] += 1
-                        take(frame)
+                        seen += 1
+                        take(frame, own)
                 except VrferError as e:
-                    raise VrferError(f"{f}: {e}") from None
+                    if not skip_bad:
+                        raise VrferError(f"{f}: {e}") from None
+                    counts["unreadable"] = counts.get("unreadable", 0) + 1     # --skip-bad: skipped, counted
+                    counts["no_face"] = no_face
+                    continue
+                crops.extend(own)
+                counts["frames"] += seen
             else:
                 try:
                     take(load_image(f))
@@ -232,7 +240,7 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
         say(f"unlabelled: {plural(len(extra), 'face')} from {plural(counts['images'], 'image')} and "
             f"{plural(counts['frames'], 'video frame')}"
             + (f" (no face found in {counts['no_face']} of them)" if counts["no_face"] else "")
-            + (f"; {plural(counts['unreadable'], 'unreadable image')} skipped" if counts.get("unreadable") else ""))
+            + (f"; {plural(counts['unreadable'], 'unreadable image or video')} skipped" if counts.get("unreadable") else ""))
     if (crops is None or not len(crops)) and (extra is None or not len(extra)):
         raise VrferError("no face of the setup to adapt on (give a labelled folder, unlabelled faces, or both)")
     if estimate and labels is not None and len(np.unique(subjects)) < MIN_PEOPLE_LOO:

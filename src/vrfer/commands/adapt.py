@@ -31,7 +31,7 @@ def add_parser(sub):
                         "(for a camera that sees the face from one side)")
     p.add_argument("--no-estimate", action="store_true",
                    help="skip the leave-one-person-out estimate (one fit per person)")
-    p.add_argument("--skip-bad", action="store_true", help="skip bad rows and unreadable images and count them")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad rows, unreadable images and unreadable or truncated videos, and count them")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     add_threads_option(p)
     p.set_defaults(fn=run)
