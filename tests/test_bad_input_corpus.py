@@ -1049,7 +1049,7 @@ def test_adapt_skip_bad_skips_an_unreadable_unlabelled_image_as_its_help_says(ru
     shutil.copy(corpus["text"], d / "b.jpg")                         # was: exit 2 although --skip-bad
     rc, out, err, new = run("adapt", "--unlabelled", str(d), "--face", "none", "--out", "a.safetensors",
                             "--skip-bad")
-    assert rc == 0 and "a.safetensors" in new and "1 unreadable image skipped" in out + "\n".join(err)
+    assert rc == 0 and "a.safetensors" in new and "1 unreadable image or video skipped" in out + "\n".join(err)
     rc, out, err, new = run("adapt", "--unlabelled", str(d), "--face", "none", "--out", "b.safetensors")
     assert rc == 2 and not new and "not an image" in one_line(err, "b.jpg")
 
