@@ -1122,6 +1122,8 @@ def test_odd_paths_are_named_in_one_line_and_an_empty_one_never_means_the_workin
     assert rc == 2 and "--unlabelled '': empty path" in one_line(err) and not new
     rc, out, err, new = run("evaluate", "--dataset", "folder", "--root", "", "--face", "none")
     assert rc == 2 and "labelled folder '': empty path" in one_line(err)
+    rc, out, err, new = run("data", "summary", "--dataset", "ferplus", "--root", "")
+    assert rc == 2 and "--root '': empty path" in one_line(err)              # was: "." named, not the empty path
     rc, out, err, new = run("predict", "@face", "--face", "none", "--model", "/dev/null")
     assert rc == 2 and "/dev/null: not a regular file (a character device)" in one_line(err)   # was: "not found"
 

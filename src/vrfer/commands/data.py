@@ -31,6 +31,9 @@ def add_parser(sub) -> None:
 
 
 def run(a) -> int:
+    if str(a.root) == "":       # Path("") is the working folder: an unset shell variable must not read it
+        from ..errors import VrferError
+        raise VrferError("--root '': empty path")
     if a.dataset == "ferplus":
         from ..datasets.ferplus import summary
         out = summary(a.root, a.mode, a.votes, a.skip_bad, splits=a.split)
