@@ -1,6 +1,6 @@
 """Dask against Ray for the job shape of `vrfer batch` (issue 32): start-up, memory, frames/s, install size.
 
-    python benchmarks/bench_ray_vs_dask.py                          # 4 videos x 60 frames, 3 starts each: ~2-4 min
+    python benchmarks/bench_ray_vs_dask.py                          # 4 videos x 45 frames, 3 starts each: ~4 min
     python benchmarks/bench_ray_vs_dask.py --videos 2 --frames 30 --starts 1     # a quick look
 
 Ray is not a dependency of vrfer: install it beside vrfer's batch extra to run this (`pip install ray`); without
@@ -46,7 +46,7 @@ from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batch import make_videos  # noqa: E402
+from bench_batch import make_videos
 
 ENGINES = ("dask", "ray")
 IDLE_S = 2.0
@@ -81,12 +81,45 @@ class TreeSampler:
                 self.peak, self.nproc = mib, n
             time.sleep(0.1)
 
+    def listing(self) -> tuple[list[list], int]:
+        """[name, RSS MiB] of each process of the tree; and how many processes of the engine (a command line
+        naming Ray's, started after this process) are outside it (a daemon would escape the sum)."""
+        import psutil
+        tree = [self.me, *self.me.children(recursive=True)]
+        names = []
+        for p in tree:
+            try:
+                names.append([_label(p, p.pid == self.me.pid), round(p.memory_info().rss / 2**20)])
+            except psutil.Error:
+                pass
+        pids, born, outside = {p.pid for p in tree}, self.me.create_time(), 0
+        for p in psutil.process_iter(["pid", "cmdline", "create_time"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if p.info["pid"] not in pids and (p.info["create_time"] or 0) >= born and re.search(r"ray/|ray::|raylet|gcs_server", cmd):
+                outside += 1
+        return names, outside
+
     def reset(self) -> None:
         self.peak, self.nproc = 0.0, 0
 
     def stop(self) -> None:
         self._stop.set()
         self._t.join()
+
+
+def _label(p, driver: bool) -> str:
+    """A short name for a process of the tree."""
+    if driver:
+        return "driver"
+    name, args = p.name(), p.cmdline()
+    if not name.startswith("python"):
+        return name
+    if "--multiprocessing-fork" in args:
+        return "worker (multiprocessing)"
+    if "-c" in args:
+        return "python -c " + args[args.index("-c") + 1].split(";")[0][-30:]
+    script = next((a for a in args[1:] if a.endswith(".py")), None)
+    return Path(script).name if script else name
 
 
 def _noop_pid(_k: int) -> int:
@@ -108,6 +141,8 @@ def drive(engine: str, videos: list[str], frames: int) -> dict:
     if engine == "ray":
         import ray
     else:
+        import distributed  # noqa: F401  (vrfer.batch.engine imports it inside client(): timed here, not there)
+
         from vrfer.batch.engine import client
     imported = time.perf_counter() - t0
     sampler = TreeSampler()
@@ -124,6 +159,7 @@ def drive(engine: str, videos: list[str], frames: int) -> dict:
         startup = time.perf_counter() - t
         time.sleep(IDLE_S)
         idle, idle_n = sampler.peak, sampler.nproc
+        listing = sampler.listing()
         sampler.reset()
         t = time.perf_counter()
         out = ray.get([task.remote(it, options, staging) for it in items])
@@ -139,6 +175,7 @@ def drive(engine: str, videos: list[str], frames: int) -> dict:
         startup = time.perf_counter() - t
         time.sleep(IDLE_S)
         idle, idle_n = sampler.peak, sampler.nproc
+        listing = sampler.listing()
         sampler.reset()
         t = time.perf_counter()
         out = c.gather([c.submit(run_item, it, options, staging, pure=False) for it in items])
@@ -152,7 +189,7 @@ def drive(engine: str, videos: list[str], frames: int) -> dict:
     if bad:
         sys.exit(f"bench_ray_vs_dask: {engine}: a task failed or read too few frames: {bad[0]}")
     return {"import_s": imported, "startup_s": startup, "idle_mib": idle, "idle_procs": idle_n, "job_mib": job,
-            "job_procs": job_n, "work_s": work, "fps": len(videos) * frames / work}
+            "job_procs": job_n, "listing": listing, "work_s": work, "fps": len(videos) * frames / work}
 
 
 # ---------------------------------------------------------------------------------------------- in the parent process
@@ -217,7 +254,7 @@ def run_driver(engine: str, videos: list[str], frames: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--videos", type=int, default=4)
-    ap.add_argument("--frames", type=int, default=60, help="frames per video (30 fps, 640x480)")
+    ap.add_argument("--frames", type=int, default=45, help="frames per video (30 fps, 640x480)")
     ap.add_argument("--starts", type=int, default=3, help="starts of each engine (min and median reported)")
     ap.add_argument("--driver", choices=ENGINES, help=argparse.SUPPRESS)
     ap.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
@@ -272,6 +309,11 @@ def main() -> None:
         print(f"{label:{w}}" + "".join(f"{mm(e, k, fmt, best):>24}" for e in engines))
     print(f"{'install size, MiB':{w}}" + "".join(f"{sizes[e][0]:>24.0f}" for e in engines))
     print("(best / median of the starts: min for times and memory, max for frames/s)")
+    for e in engines:
+        names, outside = runs[e][-1]["listing"]
+        print(f"{e}, idle, the last start: {len(names)} processes (name, RSS MiB): "
+              + ", ".join(f"{n} {m}" for n, m in names)
+              + (f"; {outside} Ray processes outside the driver's tree (not summed)" if e == "ray" else ""))
     for e in engines:
         print(f"{e} adds to vrfer: {', '.join(sizes[e][1])}")
 
