@@ -310,6 +310,9 @@ def main() -> None:
     print(f"{'install size, MiB':{w}}" + "".join(f"{sizes[e][0]:>24.0f}" for e in engines))
     print("(best / median of the starts: min for times and memory, max for frames/s)")
     for e in engines:
+        print(f"{e}, each start in order: start-up s " + ", ".join(f"{r['startup_s']:.2f}" for r in runs[e])
+              + "; frames/s " + ", ".join(f"{r['fps']:.1f}" for r in runs[e]))
+    for e in engines:
         names, outside = runs[e][-1]["listing"]
         print(f"{e}, idle, the last start: {len(names)} processes (name, RSS MiB): "
               + ", ".join(f"{n} {m}" for n, m in names)
