@@ -21,7 +21,7 @@ pulls its head, vrfer.adapt) and stored in the model's config (cfg.extra["refere
 Where a reference comes from:
 - explicit: the mean of a neutral enrolment (`vrfer calibrate neutral=relaxed.mp4`), carried by the profile
   (vrfer.calibration.Profile.reference), bound to the model's weights as profiles are;
-- automatic (`RunningReference`): per stream, from the frames the answer itself calls confidently neutral; a
+- automatic (`RunningReference`): per stream, from the frames the plain answer calls confidently neutral; a
   VR wearer is mostly neutral. Until AUTO_WARMUP such frames are seen it gives nothing, so the answer during
   warm-up is exactly the generic one; then it follows slowly (AUTO_RATE per neutral frame), and a new stream (a
   lost face, `reset`) starts over.
