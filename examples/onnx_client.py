@@ -465,7 +465,8 @@ def answer(path: str, sess, spec: dict, post: dict, box, detected: bool, profile
     if min(h, w) < MIN_SIDE:
         raise Unusable(f"image is {w}x{h} pixels: too small to hold a face")
     box = [0, 0, w, h] if box is None else box
-    face = crop(gray, *face_square(box, detected, spec, landmarks), spec)
+    square = face_square(box, detected, spec, landmarks)
+    face = crop(gray, *square, spec)
     x = {spec["input_name"]: model_input(face, spec)}
     if profile is None and (reference is None or head is None):
         probs = sess.run([spec["output_names"][1]], x)[0][0]
@@ -474,7 +475,8 @@ def answer(path: str, sess, spec: dict, post: dict, box, detected: bool, profile
         probs = calibrated_probs(logits[0], rep[0], profile, head, reference)
     p = post_process(probs, post, classes)
     k = int(np.argmax(p))
-    return {"source": path, "frame": None, "box": [int(round(v)) for v in box], "label": classes[k],
+    return {"source": path, "frame": None, "box": [int(round(v)) for v in box], "square": list(square),
+            "label": classes[k],
             "score": round(float(p[k]), 6), "probs": {c: round(float(v), 6) for c, v in zip(classes, p)}}
 
 

@@ -140,6 +140,7 @@ def test_every_path_gives_the_same_probabilities(kind, face, images, onnx_file, 
     assert out.returncode == 0, out.stderr
     row = json.loads(out.stdout)
     agree("examples/onnx_client.py", ref, row["probs"], box, row["box"])
+    assert row["square"] == list(api[0].square)          # the square the model read, as predict reports it (issue 33)
 
 
 def test_the_client_applies_the_prior_and_classes_the_file_records(images, tmp_path, capsys, private_cache):
