@@ -175,10 +175,7 @@ def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | Non
     except OSError as e:
         raise VrferError(f"cannot read image: {e}") from None
     with im:
-        frames = getattr(im, "n_frames", 1)
-        if frames > 1 and im.format in ("GIF", "PNG", "WEBP", "TIFF"):   # not JPEG: a camera's MPO holds a preview
-            raise VrferError(f"an image of {frames} frames (an animation or a multi-page file): vrfer reads one "
-                             "picture, not the first of many silently; give a video file, or one frame")
+        _one_picture(im)
         w, h = im.size
         if w * h > max_pixels:
             if im.format == "JPEG" and shrink_jpeg:
@@ -205,6 +202,15 @@ def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | Non
     if min(arr.shape[:2]) < 1:
         raise VrferError("image has no pixels")
     return arr
+
+
+def _one_picture(im) -> None:
+    """VrferError for an animation or a multi-page file: vrfer reads one picture, never the first of many silently
+    (not JPEG: a camera's MPO file holds a preview beside the photo)."""
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1 and im.format in ("GIF", "PNG", "WEBP", "TIFF"):
+        raise VrferError(f"an image of {frames} frames (an animation or a multi-page file): vrfer reads one "
+                         "picture, not the first of many silently; give a video file, or one frame")
 
 
 def _too_large(w: int, h: int, max_pixels: int) -> ImageTooLargeError:
