@@ -91,6 +91,10 @@ def test_a_video_units_rows_equal_predict_json_and_commit_into_the_job(tmp_path,
     table = pq.read_table(job.frames).to_pylist()
     assert [(r["frame"], r["label"], [r[c] for c in CLASSES], r["smoothed_label"]) for r in table] == \
         [(d["frame"], d["label"], list(d["probs"].values()), d["smoothed_label"]) for d in want]
+    # a worker whose file at the model's path holds other weights than the job names: that input fails, in words
+    other = run_item(Item("video", str(video), str(video)), {"model": str(model), "face": "none", "smooth": 0.4,
+                                                              "threads": 1, "model_sha256": "0" * 64}, job.staging)
+    assert "other weights" in other["error"] and "same path on every worker" in other["error"]
 
 
 def test_recognizer_video_table_gives_the_batch_rows_of_a_video(tmp_path):

@@ -57,7 +57,8 @@ def run(inputs, out, workers: int | None = None, address: str | None = None, mod
             continue
         keys.add(item_key(it.path))
         unique.append(it)
-    job.open({**{k: v for k, v in options.items() if k != "threads"}, "model_sha256": source.fingerprint})
+    options["model_sha256"] = source.fingerprint     # each worker checks the weights it loads against it
+    job.open({k: v for k, v in options.items() if k != "threads"})
     numbers = run_job(job, unique, bad, options, workers, address, progress)
     if report is not None:
         report.update(numbers)

@@ -55,6 +55,8 @@ def run_item(item, options: dict, staging: Path, topic: str | None = None) -> di
 
 def _run_item(item, options: dict, staging: Path, topic: str | None = None) -> dict:
     import pyarrow as pa
+
+    from ..errors import VrferError
     import pyarrow.parquet as pq
 
     from ..commands.predict import photo_predictions, video_predictions
@@ -62,6 +64,10 @@ def _run_item(item, options: dict, staging: Path, topic: str | None = None) -> d
     key = item_key(item.path)
     rec = recognizer(options)
     sha, profile, ref = R.fingerprint(rec), options.get("profile"), R.reference_column(rec)
+    want = options.get("model_sha256")
+    if want and sha and sha != want:        # on a cluster: another file at the same path on this worker
+        raise VrferError(f"this worker's model {options['model']} has other weights ({sha[:12]}) than the job's "
+                         f"({want[:12]}): the same model file must be at the same path on every worker")
     notes: list[str] = []
     if item.kind == "image":
         _, preds = photo_predictions(rec, item)
