@@ -7,22 +7,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
+from bench_calibration import cpu_name  # benchmarks/ is on sys.path when a script here runs
 
 from vrfer.recognizer import Recognizer, samples_path
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def per_frame(recs, img, reps):

@@ -159,13 +159,6 @@ def confident_neutral(probs: np.ndarray, classes, threshold: float = AUTO_NEUTRA
     return probs[:, list(classes).index(NEUTRAL)] >= threshold
 
 
-def auto_reference(features: np.ndarray, probs: np.ndarray, classes) -> np.ndarray | None:
-    """A reference from unlabelled faces of one person: the mean representation of those answered confidently
-    neutral (confident_neutral), or None when there is none."""
-    keep = confident_neutral(probs, classes)
-    return None if not keep.any() else np.asarray(features, np.float64)[keep].mean(axis=0).astype(np.float32)
-
-
 class RunningReference:
     """The automatic reference of one stream (a video's tracked face, a webcam, a serve connection): see the
     module docstring. `observe` takes each frame's wearer face, before its answer is given."""
@@ -271,5 +264,5 @@ def fit_head_on_people(model, features: np.ndarray, labels: np.ndarray, subjects
 
 
 __all__ = ["AUTO_NEUTRAL", "AUTO_RATE", "AUTO_WARMUP", "REFERENCE_BLEND", "REFERENCE_L2", "ReferencedHead",
-           "RunningReference", "auto_reference", "check_reference", "fit_head_on_people", "head_of",
+           "RunningReference", "check_reference", "fit_head_on_people", "head_of",
            "leave_one_out_references", "person_references", "with_head"]
