@@ -134,7 +134,8 @@ def adapted_config(model: nn.Module, name: str, record: dict, labels: np.ndarray
     extra = dict(cfg.extra or {})
     # a referenced head (vrfer.reference) reads the base's representation, which AdaBN changes: adapt_folder
     # refits it on the setup's people where it can, else the adapted model has none
-    extra.pop("reference_head", None)
+    from .reference import HEAD_KEY
+    extra.pop(HEAD_KEY, None)
     extra["adapted"] = {"base_model": cfg.name, **record, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     if labels is not None and len(labels):
         extra["train_prior"] = train_prior_of(labels, len(cfg.classes))
@@ -288,7 +289,7 @@ def _fit_reference_head(adapted: nn.Module, crops, labels, subjects, mirror: boo
 
 
 def fit_reference_head(model, roots, face: str = "detect", occlusion: str = "headset", lam: float | None = None,
-                        blend: float | None = None, mirror: bool = True, threads: int | None = None,
+                        blend: float | None = None, mirror: bool | None = None, threads: int | None = None,
                         progress: bool = True, log=None):
     """The referenced head (vrfer.reference) fitted on labelled folders of people (vrfer.datasets.folder: labels.csv with a
     `subject` column and neutral photos), read as `vrfer evaluate --dataset folder` reads them (face, occlusion:
@@ -296,7 +297,8 @@ def fit_reference_head(model, roots, face: str = "detect", occlusion: str = "hea
     is prefixed with the folder's). The head records what it was fitted on (`fitted_on`: with each folder's data
     fingerprint, so that an evaluation can tell whether the head saw the data it scores)."""
     from .evaluate import folder_faces, subjects_of
-    from .reference import REFERENCE_BLEND, REFERENCE_L2, fit_head_on_people
+    from .reference import REFERENCE_BLEND, REFERENCE_L2, REFERENCE_MIRROR, fit_head_on_people
+    mirror = REFERENCE_MIRROR if mirror is None else mirror
     lam = REFERENCE_L2 if lam is None else lam
     blend = REFERENCE_BLEND if blend is None else blend
     say = log or (lambda _line: None)
