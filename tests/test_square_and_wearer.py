@@ -122,3 +122,86 @@ def test_predict_json_the_api_and_serve_give_the_same_boxes_squares_and_order(re
                 ws_events.append([(f["box"], f["square"]) for f in ev["faces"]])
     assert cli == api == http == ws_events[0]
     assert ws_events[1] == api[:1]       # the tracker follows one face: the wearer
+
+
+@pytest.fixture
+def surer_small_face(monkeypatch, tmp_path):
+    """The two faces of two_faces with their scores swapped, the small face the surer one (the detector's order),
+    the large one still the wearer by box area x score; every detector of the test answers them. -> (path of the
+    image in a labelled folder, the large face, the small one)."""
+    from dataclasses import replace
+
+    canvas, _ = two_faces()
+    (root := tmp_path / "set").mkdir()
+    cv2.imwrite(str(root / "two.png"), canvas)
+    (root / "labels.csv").write_text("file,label\ntwo.png,1\n")
+    big, small = get_detector(threads=1).detect(canvas)
+    assert big.box[2] > small.box[2]
+    big, small = replace(big, score=0.3), replace(small, score=0.99)
+    assert wearer_first([small, big])[0] is big
+
+    class Swapped:
+        def detect(self, image):
+            return [replace(small), replace(big)]
+
+    monkeypatch.setattr("vrfer.faces.get_detector", lambda *a, **kw: Swapped())
+    return root / "two.png", big, small
+
+
+def test_evaluate_and_adapt_read_the_wearer_not_the_surest_face(surer_small_face):
+    """evaluate (its crops and where it paints the headset) and adapt's unlabelled faces take the wearer too."""
+    from vrfer.adapt import unlabelled_faces
+    from vrfer.evaluate import folder_faces
+    from vrfer.faces import draw_headset
+
+    path, big, small = surer_small_face
+    rec = Recognizer(face="detect", threads=1)
+    img = load_image(path)
+    wearer, other = rec.crops(img, [big])[0], rec.crops(img, [small])[0]
+    assert not np.array_equal(wearer, other)
+    crops = folder_faces(DEFAULT_MODEL, path.parent, face="detect", threads=1, progress=False)[1]
+    assert np.array_equal(crops, [wearer])
+    crops = folder_faces(DEFAULT_MODEL, path.parent, face="detect", occlusion="headset", threads=1, progress=False)[1]
+    assert np.array_equal(crops, rec.crops(draw_headset(img, big.box), [big]))
+    assert np.array_equal(unlabelled_faces(rec, [path])[0], [wearer])
+
+
+def test_a_large_doubtful_face_leads_a_small_sure_one_in_predict_the_api_and_serve(surer_small_face, capfd):
+    from vrfer.serve.app import ServeConfig, ServerThread, create_app
+    from vrfer.serve.engine import Predictor
+
+    path, big, small = surer_small_face
+    api = [(list(p.box), list(p.square)) for p in Recognizer(threads=1).predict(path)]
+    assert [b for b, _ in api] == [list(big.int_box()), list(small.int_box())]
+    assert main(["predict", "--threads", "1", "--json", str(path)]) == 0
+    cli = [(d["box"], d["square"]) for d in map(json.loads, capfd.readouterr().out.splitlines())]
+    cfg = ServeConfig(model=DEFAULT_MODEL, face="detect", port=0)
+    with ServerThread(create_app(cfg, Predictor(DEFAULT_MODEL, "detect", threads=1)), cfg) as srv:
+        ev = httpx.post(srv.url + "/predict", content=path.read_bytes(), timeout=60).json()
+    assert cli == api == [(f["box"], f["square"]) for f in ev["faces"]]
+
+def test_predict_out_draws_the_square_the_model_read_beside_the_box(rec, tmp_path):
+    """`vrfer predict --out`: each face's square (vrfer.recognizer.SQUARE_BGR) is drawn, its outline and, framed
+    again, the rows the model reads (the lower half for a visible-half model)."""
+    from vrfer.recognizer import SQUARE_BGR
+
+    canvas, _ = two_faces()
+    path = tmp_path / "two.png"
+    cv2.imwrite(str(path), canvas)
+    assert main(["predict", "--threads", "1", "--out", str(tmp_path / "ann"), str(path)]) == 0
+    out = cv2.imread(str(tmp_path / "ann" / "two.png"))
+    assert out.shape[:2] == canvas.shape       # no scaling: the square's pixels are the image's
+    cfg = rec.cfg
+    hidden = cfg.occlusion if cfg.input_mode != "full" else 0.0
+
+    def drawn(y, x0, x1) -> float:     # the share of a row's pixels in the square's colour
+        row = out[min(max(y, 0), out.shape[0] - 1), max(x0, 0):min(x1, out.shape[1])]
+        return float(np.all(row == SQUARE_BGR, axis=1).mean())
+
+    preds = rec.predict(path)
+    assert len(preds) == 2
+    for p in preds:
+        x, y, s = p.square
+        for row in (y + round(hidden * s), y + s):     # where the read rows start, the square's bottom (the top
+            assert drawn(row, x, x + s) > 0.8, (p.square, row)     # may lie under the label)
+        assert drawn(y + round(hidden * s) + 4, x + 4, x + s - 4) < 0.1     # an outline, not a fill

@@ -146,9 +146,9 @@ def adapted_config(model: nn.Module, name: str, record: dict, labels: np.ndarray
 
 def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = False,
                      skip_bad: bool = False) -> tuple[np.ndarray, dict]:
-    """Face crops (the best face of each image or video frame) from image files, folders of images and
-    video files of the setup, through predict's path. Returns (crops, counts): counts of images and frames
-    read and of those where no face was found."""
+    """Face crops (the wearer's face of each image or video frame, vrfer.faces.wearer_first) from image files,
+    folders of images and video files of the setup, through predict's path. Returns (crops, counts): counts of
+    images and frames read and of those where no face was found."""
     from pathlib import Path
 
     from .errors import NoFaceError
@@ -160,7 +160,7 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
         if not faces:
             counts["no_face"] += 1
             return
-        into.append(rec.crops(img, [max(faces, key=lambda f: f.score)])[0])
+        into.append(rec.crops(img, faces[:1])[0])      # the wearer (wearer_first)
 
     for src in sources:
         if str(src) == "":      # Path("") is the working folder: an unset shell variable must not walk it

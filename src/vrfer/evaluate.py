@@ -77,12 +77,13 @@ def folder_faces(model, root, face: str = "none", occlusion: str = "none", skip_
                  threads: int | None = None, progress: bool = True):
     """The face crops of a labelled folder (vrfer.datasets.folder), read and cropped through predict's path
     (read, find the face or take the image as the crop, FER+-framed crop). With face="detect" the
-    best-scoring face is used; an image where none is found is counted in `no_face`. occlusion: "upper-half"
-    blacks out the top of each crop; "headset" paints vrfer's synthetic headset (vrfer.faces.draw_headset)
-    over the eyes of the whole photo before the face is looked for, placed from the face found in the clean
-    photo (with face="none": from the whole image). A bad row or unreadable image stops with one line naming
-    it, unless skip_bad. Returns (items, crops (M, 48, 48), found (N,) bool, rec, info): items are the
-    folder's rows that could be read (N), crops those of the rows where a face was found."""
+    wearer's face is used (the first, vrfer.faces.wearer_first: the rule of every answer); an image where none
+    is found is counted in `no_face`. occlusion: "upper-half" blacks out the top of each crop; "headset" paints
+    vrfer's synthetic headset (vrfer.faces.draw_headset) over the eyes of the whole photo before the face is
+    looked for, placed from the wearer's face in the clean photo (with face="none": from the whole image). A bad
+    row or unreadable image stops with one line naming it, unless skip_bad. Returns (items, crops (M, 48, 48),
+    found (N,) bool, rec, info): items are the folder's rows that could be read (N), crops those of the rows
+    where a face was found."""
     import hashlib
 
     from tqdm import tqdm
@@ -108,7 +109,7 @@ def folder_faces(model, root, face: str = "none", occlusion: str = "none", skip_
                     ref = rec.find_faces(img)
                     h, w = img.shape[:2]
                     if ref or face != "detect":
-                        box = max(ref, key=lambda f: f.score).box if face == "detect" else (0, 0, w, h)
+                        box = ref[0].box if face == "detect" else (0, 0, w, h)     # the wearer
                         img = draw_headset(img, box)
                 faces = rec.find_faces(img)
             except VrferError as e:
@@ -121,7 +122,7 @@ def folder_faces(model, root, face: str = "none", occlusion: str = "none", skip_
                 found.append(False)
                 continue
             found.append(True)
-            crops.append(rec.crops(img, [max(faces, key=lambda f: f.score)])[0])
+            crops.append(rec.crops(img, faces[:1])[0])      # the wearer (wearer_first)
     if not kept:
         raise VrferError(f"{root}: no image could be evaluated")
     crops = np.stack(crops) if crops else np.zeros((0, 48, 48), np.uint8)

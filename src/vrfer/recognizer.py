@@ -339,7 +339,8 @@ class Recognizer:
 
         examples: {class name: images} where images is one or a list of paths, numpy arrays, PIL images, or
         video files (every frame, up to max_frames, is a face of that class); or a list of (image, class)
-        pairs. Each image's best face is used; an image without a face is an error naming it."""
+        pairs. Each image's wearer (its first face, vrfer.faces.wearer_first) is used; an image without a face is
+        an error naming it."""
         from .calibration import enrol
         from .classes import class_name
         if isinstance(examples, dict):
@@ -394,8 +395,9 @@ class Recognizer:
         return profile
 
     def annotate(self, image: np.ndarray, preds: list[FacePrediction]) -> np.ndarray:
-        """A BGR copy of the image with each face's box and label drawn."""
-        return annotate(image, preds)
+        """A BGR copy of the image with each face's box and label, and the square this model read (annotate)."""
+        cfg = self.cfg
+        return annotate(image, preds, hidden=cfg.occlusion if cfg.input_mode != "full" else 0.0)
 
     def video_table(self, src, max_frames: int | None = None, progress: bool = False, name: str | None = None):
         """`video` as a pandas DataFrame: one row per face per frame, the columns of `vrfer batch`'s frame rows
@@ -415,9 +417,15 @@ def _quiet_opencv() -> None:
         pass
 
 
-def annotate(image: np.ndarray, preds: list[FacePrediction], min_side: int = 256) -> np.ndarray:
-    """A BGR copy of the image with each face's box and label drawn; small images (a 48x48 face
-    crop) are first scaled up to `min_side` so that the label can be read."""
+SQUARE_BGR = (255, 160, 0)      # the square the model read (annotate); the detector's box is green
+
+
+def annotate(image: np.ndarray, preds: list[FacePrediction], min_side: int = 256,
+             hidden: float = 0.0) -> np.ndarray:
+    """A BGR copy of the image with each face's box (green) and label drawn, and the square the model read
+    (FacePrediction.square, blue: a thin outline, the rows the model reads framed thick; hidden: the fraction
+    of the square's top rows it does not read, the headset's half for a visible-half model). Small images (a
+    48x48 face crop) are first scaled up to `min_side` so that the label can be read."""
     import cv2
     out = to_bgr(np.asarray(image)).copy()
     k = 1
@@ -428,6 +436,10 @@ def annotate(image: np.ndarray, preds: list[FacePrediction], min_side: int = 256
     for p in preds:
         x, y, bw, bh = (v * k for v in p.box)
         t = max(1, round(min(h, w) / 250))
+        if p.square is not None:
+            sx, sy, side = (v * k for v in p.square)
+            cv2.rectangle(out, (sx, sy), (sx + side, sy + side), SQUARE_BGR, t)
+            cv2.rectangle(out, (sx, sy + round(hidden * side)), (sx + side, sy + side), SQUARE_BGR, 2 * t)
         cv2.rectangle(out, (x, y), (x + bw, y + bh), (40, 220, 40), t)
         text = f"{p.label} {p.score:.2f}"
         scale = max(0.4, min(h, w) / 700)

@@ -45,8 +45,8 @@ def add_parser(sub) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON lines, one object per face")
     fmt.add_argument("--csv", action="store_true", help="CSV with a header row, one row per face")
-    p.add_argument("--out", metavar="DIR", help="write photos annotated with box and label to DIR (photos "
-                   "only, not video frames; default: none written)")
+    p.add_argument("--out", metavar="DIR", help="write photos annotated with box, label and the square the model "
+                   "read to DIR (photos only, not video frames; default: none written)")
     p.add_argument("--smooth", type=float, default=None, metavar="ALPHA",
                    help="video/webcam: exponential moving average of the probabilities, "
                         "s = ALPHA*p + (1-ALPHA)*s_prev: ALPHA in (0, 1] is the weight of the newest frame, "
