@@ -20,7 +20,7 @@ face's `square`, with vrfer-lower's crop geometry). Scored:
 per headset type, yaw and pitch, face width and extras (boom, hands). Times are per photo (full detection).
 
     python benchmarks/headset_scenes.py [--split tune|test] [--scenes 300] [--empty 60] [--seed 0]
-           [--write DIR] [--examples out.png] [--json out.json]
+           [--search photo|frame] [--no-check] [--write DIR] [--examples out.png] [--json out.json]
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SETS = {"faces-dev": "faces-dev/images", "taiwanese-dev": "taiwanese-dev", "jaffe": "jaffe"}
 
 
-def sources(split: str, root: Path = SHARED / "data", limit: int = 120) -> list[Source]:
+def sources(split: str, root: Path = SHARED / "data", limit: int = 120, sets=tuple(SETS)) -> list[Source]:
     """Clean photos with one sure face (score >= 0.9, at least 100 px wide): the people of the scenes."""
     det = get_detector()
     out = []
-    for name, sub in SETS.items():
+    for name in sets:
+        sub = SETS[name]
         files = sorted(p for p in (root / sub).glob("*") if p.suffix.lower() in (".jpg", ".png", ".tiff"))
         files = files[(0 if split == "tune" else 1)::2][:limit]
         for p in files:
@@ -61,9 +62,9 @@ def sources(split: str, root: Path = SHARED / "data", limit: int = 120) -> list[
     return out
 
 
-def build(split: str, n_scenes: int, n_empty: int, seed: int) -> list[tuple[np.ndarray, list, str]]:
+def build(split: str, n_scenes: int, n_empty: int, seed: int, sets=tuple(SETS)) -> list[tuple[np.ndarray, list, str]]:
     """The set: (image, people, kind) for n_scenes people photos, then n_empty mouth-free ones."""
-    srcs = sources(split)
+    srcs = sources(split, sets=sets)
     rng = np.random.default_rng(seed if split == "tune" else seed + 10_000)
     out = []
     for _ in range(n_scenes):
@@ -167,14 +168,21 @@ def main(argv=None) -> int:
     ap.add_argument("--write", help="also write the photos and their truth (truth.json) to this folder")
     ap.add_argument("--examples", help="write a grid of 12 annotated photos to this PNG")
     ap.add_argument("--json", help="write the report to this file")
+    ap.add_argument("--search", choices=("photo", "frame"), default="photo",
+                    help="photo: the pipeline's search of a photo (detect_photo); frame: the detector's video-frame "
+                         "search (detect, what vrfer did for photos before issue 33)")
+    ap.add_argument("--no-check", action="store_true", help="without the model's mouth check (vrfer.mouth_check)")
     a = ap.parse_args(argv)
     from vrfer.pipeline import Pipeline
     data = build(a.split, a.scenes, a.empty, a.seed)
     if a.write:
         write(data, Path(a.write))
-    pipe = Pipeline(a.model, threads=1)
+    pipe = Pipeline(a.model, threads=1, detector=searcher(a.search))
+    if a.no_check:
+        pipe._mouth_check = None
     tally, false_by_kind, times, shown = run(data, pipe, 12 if a.examples else 0)
-    rep = {"split": a.split, "seed": a.seed, **report(tally, false_by_kind, times)}
+    rep = {"split": a.split, "seed": a.seed, "search": a.search, "mouth_check": pipe.mouth_check is not None,
+           "model": a.model, **report(tally, false_by_kind, times)}
     print(json.dumps(rep, indent=1))
     if a.json:
         Path(a.json).write_text(json.dumps(rep, indent=1))
@@ -182,6 +190,19 @@ def main(argv=None) -> int:
         shown += [np.zeros_like(shown[0])] * (-len(shown) % 4)
         cv2.imwrite(a.examples, np.vstack([np.hstack(shown[i:i + 4]) for i in range(0, len(shown), 4)]))
     return 0
+
+
+class _FrameSearch:
+    """A detector offering only its video-frame search (Pipeline.find_faces then calls detect)."""
+
+    def __init__(self, det):
+        self.detect = det.detect
+
+
+def searcher(search: str):
+    from vrfer.faces import RetinaFaceDetector
+    det = RetinaFaceDetector(threads=1)
+    return det if search == "photo" else _FrameSearch(det)
 
 
 def write(data, folder: Path) -> None:

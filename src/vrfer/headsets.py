@@ -444,7 +444,7 @@ def scene(sources: list[Source], rng: np.random.Generator, size: tuple = (800, 6
     """A VR-venue photo: 1-3 people from `sources` (the first and largest wears a headset; each other one
     does by chance), turned up to +-40 degrees yaw and +-35 pitch, faces 40-260 px wide, hands with
     controllers near the wearers, on a patterned wall. Returns the BGR image and its people (a person whose
-    mouth another one covers is left out of the truth: nobody can read it)."""
+    mouth another person or their own headset covers is left out of the truth: nobody can read it)."""
     w, h = size
     canvas = background(rng, w, h)
     n = int(rng.choice([1, 2, 3], p=[0.55, 0.3, 0.15]))
@@ -465,8 +465,11 @@ def scene(sources: list[Source], rng: np.random.Generator, size: tuple = (800, 6
         truth = {"headset": None, "extras": []}
         if p["headset"]:
             scam = Camera(cam.c[0] * s + off[0], cam.c[1] * s + off[1], p["fw"], p["yaw"], p["pitch"])
+            before = canvas.copy()
             canvas[:], truth = draw_real_headset(canvas, np.asarray(src.landmarks) * s + off, p["fw"], rng, scam,
                                                  p["headset"])
+            if _drawn_over(before, canvas, (p["x"], p["y"]), p["fw"]):
+                continue    # seen from above, the headset's front hangs over the mouth: nobody can read it
         people.append(Person((p["x"], p["y"]), p["fw"], truth["headset"], p["yaw"], p["pitch"], truth["extras"]))
     _hands(canvas, people, rng)
     return canvas, people
@@ -482,6 +485,14 @@ def _hands(canvas, people: list[Person], rng) -> None:
                 hy = q.mouth[1] + rng.uniform(-0.8, 1.2) * q.face_width
                 if all(math.hypot(hx - o.mouth[0], hy - o.mouth[1]) > 0.6 * size_ + 0.3 * o.face_width for o in people):
                     q.extras.append("hand-" + draw_hand(canvas, hx, hy, size_, rng))
+
+
+def _drawn_over(before: np.ndarray, after: np.ndarray, point, face_width: float) -> bool:
+    """Whether a drawing changed the photo around `point` (a disc of 6% of the face width)."""
+    r = max(1, int(round(0.06 * face_width)))
+    x, y = int(round(point[0])), int(round(point[1]))
+    a, b = before[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1], after[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1]
+    return a.size > 0 and float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) > 8.0
 
 
 def _covered(cover: np.ndarray, point) -> bool:

@@ -277,7 +277,7 @@ def find_faces(image: np.ndarray, face, detector=None, tracker=None) -> list[Fac
 
     "none": the whole image; a box: that box (VrferError when it lies outside the image); "detect":
     the tracker's face when a tracker (video, one face followed between frames) is given, else every
-    face the detector finds (possibly none), the wearer first (vrfer.faces.wearer_first: the rule of every
+    face the detector finds searching the image as a photo (detect_photo; possibly none), the wearer first (vrfer.faces.wearer_first: the rule of every
     answer)."""
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE:
@@ -290,7 +290,9 @@ def find_faces(image: np.ndarray, face, detector=None, tracker=None) -> list[Fac
         return [Face((float(x), float(y), float(bw), float(bh)), 1.0)]
     if tracker is not None:
         return list(tracker.update(image))
-    return wearer_first(detector.detect(image))
+    # a photo is searched harder than a video frame where the detector offers it (RetinaFaceDetector.detect_photo)
+    search = getattr(detector, "detect_photo", None) or detector.detect
+    return wearer_first(search(image))
 
 
 def crop_faces(image: np.ndarray, faces: list[Face], face, crop=None) -> np.ndarray:
@@ -347,6 +349,8 @@ class Pipeline:
         if profile is not None:
             self.set_profile(profile)
         self._detector = detector
+        self._mouth_check = False   # read from the config on first use (vrfer.mouth_check)
+        self._plain = None          # the classifier without flip averaging, for the mouth check under tta_flip
         if self.face == "detect" and detector is None:
             _ = self.detector   # now: a missing detector is a setup error, said once
 
@@ -362,10 +366,38 @@ class Pipeline:
         if self.face != "detect":
             return None
         from .tracking import FaceTracker
-        return FaceTracker(self.detector)
+        return FaceTracker(self.detector, verify=self.with_mouth)
 
     def find_faces(self, image: np.ndarray, tracker=None) -> list[Face]:
-        return find_faces(image, self.face, self.detector if self.face == "detect" else None, tracker)
+        """The faces of a loaded image, the wearer first: find_faces, and for a photo (no tracker) only the
+        detected faces that pass the model's mouth check (a tracker checks the face it acquires itself)."""
+        faces = find_faces(image, self.face, self.detector if self.face == "detect" else None, tracker)
+        return self.with_mouth(image, faces) if tracker is None and self.face == "detect" else faces
+
+    @property
+    def mouth_check(self):
+        """The model's mouth check (vrfer.mouth_check), None when it has none."""
+        if self._mouth_check is False:   # the weights file's config (a bundled int8 graph carries an older copy)
+            from .mouth_check import KEY, check_of
+            cfg = self.source.cfg if KEY in (getattr(self.source.cfg, "extra", None) or {}) else self.cfg
+            self._mouth_check = check_of(cfg)
+        return self._mouth_check
+
+    def with_mouth(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
+        """The detected faces whose visible half holds a mouth by the model's mouth check (all of them when the
+        model has none): a headset's front, a hand round a controller, a wall or a chin taken for a face is
+        dropped. One pass of the model over the faces' crops, without flip averaging."""
+        check = self.mouth_check
+        if check is None or not faces:
+            return faces
+        if self._tta_flip:
+            if self._plain is None:
+                self._plain = self.source.classifier(self.threads, False)
+            clf = self._plain
+        else:
+            clf = self._calibrating_classifier()
+        _, feats = clf.logits_and_features(np.ascontiguousarray(self.crops(image, faces)))
+        return [f for f, k in zip(faces, check.keeps(feats)) if k]
 
     def crops(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         return crop_faces(image, faces, self.face, self.crop)

@@ -95,13 +95,16 @@ class FaceTracker:
     numbered, so the result does not depend on wall-clock time). track_face_px: face size (pixels) in the
     region pass; context: region side per face side; track_threshold: score a face needs in the region
     (low: it is where the face just was). deadband / size_deadband: the hysteresis. max_missed: frames
-    the last box is held when the face is not seen.
+    the last box is held when the face is not seen. verify: (frame, faces) -> the faces worth acquiring (the
+    pipeline's mouth check), None: all.
     """
 
     def __init__(self, detector, fps: float = 30.0, track_face_px: int = 160, context: float = 1.5,
                  track_threshold: float = 0.05, deadband: float = 0.04, size_deadband: float = 0.06,
-                 max_missed: int = 5, min_cutoff: float = 3.0, beta: float = 2.0, second_look_px: int | None = 320):
+                 max_missed: int = 5, min_cutoff: float = 3.0, beta: float = 2.0, second_look_px: int | None = 320,
+                 verify=None):
         self.detector = detector
+        self.verify = verify     # (frame, faces) -> the faces worth following (vrfer.pipeline: the mouth check)
         self.fps = float(fps)
         self.track_face_px = int(track_face_px)
         self.context = float(context)
@@ -206,6 +209,8 @@ class FaceTracker:
                 return [Face(self.box, 0.0, self.landmarks(), held=True)]
         self.searched += 1
         faces = self.detector.detect(bgr)
+        if faces and self.verify is not None:
+            faces = self.verify(bgr, faces)
         if not faces:
             self.box, self.face = None, None
             return []
