@@ -1,0 +1,200 @@
+"""Faces behind real-looking headsets (issue 33): where the model reads, and faces where there are none.
+
+Builds a seeded set of VR-venue photos with vrfer.headsets (headsets of six types with textured fronts, dimples,
+logos, reflections, straps, headphones, cables and microphone booms; heads turned up to +-40 degrees yaw and
++-35 pitch; 1-3 people, bystanders without headsets, faces 40-260 px wide, hands with controllers, patterned
+walls and shirts), and photos without any visible mouth (a headset alone, hands with controllers, a wall).
+People come from clean photos of faces-dev, taiwanese-dev and JAFFE (the clean photo's RetinaFace landmarks give
+the mouth); `--split tune` uses the even-numbered photos of each set, `--split test` the odd ones.
+
+Each photo goes through the pipeline's own path (vrfer.pipeline.Pipeline: find_faces, then crops, which sets each
+face's `square`, with vrfer-lower's crop geometry). Scored:
+
+    wearers read      headset wearers whose mouth (centre of the mouth corners) lies in the visible (lower)
+                      half of a reported square: the part the model reads
+    in upper half     ... whose mouth lies in a square's upper half (blacked out): read from chin and collar
+    missed            ... with no square holding the mouth
+    false faces       reported squares whose visible half holds nobody's mouth, per photo (people photos and
+                      mouth-free photos apart)
+
+per headset type, yaw and pitch, face width and extras (boom, hands). Times are per photo (full detection).
+
+    python benchmarks/headset_scenes.py [--split tune|test] [--scenes 300] [--empty 60] [--seed 0]
+           [--write DIR] [--examples out.png] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from vrfer.faces import get_detector
+from vrfer.headsets import Source, distractor, scene
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SETS = {"faces-dev": "faces-dev/images", "taiwanese-dev": "taiwanese-dev", "jaffe": "jaffe"}
+
+
+def sources(split: str, root: Path = SHARED / "data", limit: int = 120) -> list[Source]:
+    """Clean photos with one sure face (score >= 0.9, at least 100 px wide): the people of the scenes."""
+    det = get_detector()
+    out = []
+    for name, sub in SETS.items():
+        files = sorted(p for p in (root / sub).glob("*") if p.suffix.lower() in (".jpg", ".png", ".tiff"))
+        files = files[(0 if split == "tune" else 1)::2][:limit]
+        for p in files:
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if img is None or min(img.shape[:2]) < 200:
+                continue
+            faces = det.detect(img)
+            if len(faces) == 1 and faces[0].score >= 0.9 and faces[0].box[2] >= 100:
+                out.append(Source(img, faces[0].landmarks, faces[0].box))
+    if not out:
+        raise SystemExit(f"no source photos under {root}")
+    return out
+
+
+def build(split: str, n_scenes: int, n_empty: int, seed: int) -> list[tuple[np.ndarray, list, str]]:
+    """The set: (image, people, kind) for n_scenes people photos, then n_empty mouth-free ones."""
+    srcs = sources(split)
+    rng = np.random.default_rng(seed if split == "tune" else seed + 10_000)
+    out = []
+    for _ in range(n_scenes):
+        img, people = scene(srcs, rng)
+        out.append((img, people, "people"))
+    for _ in range(n_empty):
+        img, kind = distractor(rng)
+        out.append((img, [], kind))
+    return out
+
+
+def in_visible_half(sq, point) -> bool:
+    x, y, s = sq
+    return x <= point[0] <= x + s and y + s / 2 <= point[1] <= y + s
+
+
+def in_upper_half(sq, point) -> bool:
+    x, y, s = sq
+    return x <= point[0] <= x + s and y <= point[1] < y + s / 2
+
+
+def score_photo(squares, people) -> tuple[list[str], int]:
+    """Each person's outcome ("read", "upper", "missed") and the number of false squares."""
+    outcome = []
+    for p in people:
+        if any(in_visible_half(q, p.mouth) for q in squares):
+            outcome.append("read")
+        elif any(in_upper_half(q, p.mouth) for q in squares):
+            outcome.append("upper")
+        else:
+            outcome.append("missed")
+    false = sum(not any(in_visible_half(q, p.mouth) for p in people) for q in squares)
+    return outcome, false
+
+
+def bins(p) -> list[str]:
+    yaw, pitch = abs(p.yaw), p.pitch
+    out = [f"type {p.headset}", "yaw <15" if yaw < 15 else "yaw 15-30" if yaw < 30 else "yaw 30-40",
+           "pitch < -15 (from below)" if pitch < -15 else "pitch > 15 (from above)" if pitch > 15 else "pitch +-15",
+           "face <80 px" if p.face_width < 80 else "face 80-150 px" if p.face_width < 150 else "face >=150 px"]
+    out += [f"with {e.split('-')[0]}" for e in set(p.extras) if e.split("-")[0] in ("boom", "hand", "headphones")]
+    return out
+
+
+def run(data, pipeline, examples: int = 0):
+    """Score every photo; returns the tallies and up to `examples` annotated photos."""
+    tally = defaultdict(lambda: defaultdict(int))
+    false_by_kind, times, shown = defaultdict(list), [], []
+    for img, people, kind in tqdm(data, desc="photos", unit="photo"):
+        t0 = time.perf_counter()
+        faces = pipeline.find_faces(img)
+        if faces:
+            pipeline.crops(img, faces)
+        times.append(time.perf_counter() - t0)
+        squares = [f.square for f in faces]
+        outcome, false = score_photo(squares, people)
+        false_by_kind[kind].append(false)
+        for p, o in zip(people, outcome):
+            groups = ["all wearers"] + bins(p) if p.headset else ["bystanders"]
+            for g in groups:
+                tally[g][o] += 1
+        if len(shown) < examples:
+            shown.append(annotate(img, squares, people))
+    return tally, false_by_kind, times, shown
+
+
+def annotate(img, squares, people) -> np.ndarray:
+    out = img.copy()
+    for x, y, s in squares:
+        cv2.rectangle(out, (x, y), (x + s, y + s // 2), (0, 0, 255), 2)
+        cv2.rectangle(out, (x, y + s // 2), (x + s, y + s), (0, 220, 0), 2)
+    for p in people:
+        cv2.circle(out, (int(p.mouth[0]), int(p.mouth[1])), 5, (255, 0, 255) if p.headset else (255, 200, 0), -1)
+    return cv2.resize(out, (400, 300), interpolation=cv2.INTER_AREA)
+
+
+def report(tally, false_by_kind, times) -> dict:
+    rows = {}
+    for g, c in sorted(tally.items(), key=lambda kv: (kv[0] != "all wearers", kv[0])):
+        n = sum(c.values())
+        rows[g] = {"n": n, **{k: round(c[k] / n, 4) for k in ("read", "upper", "missed")}}
+    people_false = false_by_kind.pop("people", [])
+    empty = [v for vs in false_by_kind.values() for v in vs]
+    t = np.array(times) * 1000
+    return {"people": rows,
+            "false_per_people_photo": round(float(np.mean(people_false)), 4) if people_false else None,
+            "false_per_mouth_free_photo": round(float(np.mean(empty)), 4) if empty else None,
+            "mouth_free_by_kind": {k: round(float(np.mean(v)), 3) for k, v in false_by_kind.items()},
+            "photos": len(times), "ms_per_photo": {"min": round(float(t.min()), 1),
+                                                   "median": round(float(np.median(t)), 1),
+                                                   "p90": round(float(np.percentile(t, 90)), 1)}}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--split", choices=("tune", "test"), default="tune")
+    ap.add_argument("--scenes", type=int, default=300)
+    ap.add_argument("--empty", type=int, default=60, help="photos with no visible mouth")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="vrfer-lower", help="whose crop geometry places the squares")
+    ap.add_argument("--write", help="also write the photos and their truth (truth.json) to this folder")
+    ap.add_argument("--examples", help="write a grid of 12 annotated photos to this PNG")
+    ap.add_argument("--json", help="write the report to this file")
+    a = ap.parse_args(argv)
+    from vrfer.pipeline import Pipeline
+    data = build(a.split, a.scenes, a.empty, a.seed)
+    if a.write:
+        write(data, Path(a.write))
+    pipe = Pipeline(a.model, threads=1)
+    tally, false_by_kind, times, shown = run(data, pipe, 12 if a.examples else 0)
+    rep = {"split": a.split, "seed": a.seed, **report(tally, false_by_kind, times)}
+    print(json.dumps(rep, indent=1))
+    if a.json:
+        Path(a.json).write_text(json.dumps(rep, indent=1))
+    if a.examples and shown:
+        shown += [np.zeros_like(shown[0])] * (-len(shown) % 4)
+        cv2.imwrite(a.examples, np.vstack([np.hstack(shown[i:i + 4]) for i in range(0, len(shown), 4)]))
+    return 0
+
+
+def write(data, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = []
+    for i, (img, people, kind) in enumerate(data):
+        name = f"{i:04d}-{kind}.jpg"
+        cv2.imwrite(str(folder / name), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        truth.append({"image": name, "kind": kind, "people": [
+            {"mouth": list(p.mouth), "face_width": p.face_width, "headset": p.headset, "yaw": p.yaw,
+             "pitch": p.pitch, "extras": p.extras} for p in people]})
+    (folder / "truth.json").write_text(json.dumps(truth, indent=1))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
