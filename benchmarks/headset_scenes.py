@@ -11,11 +11,12 @@ Each photo goes through the pipeline's own path (vrfer.pipeline.Pipeline: find_f
 face's `square`, with vrfer-lower's crop geometry). Scored:
 
     wearers read      headset wearers whose mouth (centre of the mouth corners) lies in the visible (lower)
-                      half of a reported square: the part the model reads
+                      half of a reported square: the part the model reads (wearers whose own headset's front
+                      hides the mouth, seen from above, are not scored)
     in upper half     ... whose mouth lies in a square's upper half (blacked out): read from chin and collar
     missed            ... with no square holding the mouth
-    false faces       reported squares whose visible half holds nobody's mouth, per photo (people photos and
-                      mouth-free photos apart)
+    false faces       reported squares whose visible half holds nobody's mouth (hidden ones included), per
+                      photo (people photos and mouth-free photos apart)
 
 per headset type, yaw and pitch, face width and extras (boom, hands). Times are per photo (full detection).
 
@@ -87,9 +88,13 @@ def in_upper_half(sq, point) -> bool:
 
 
 def score_photo(squares, people) -> tuple[list[str], int]:
-    """Each person's outcome ("read", "upper", "missed") and the number of false squares."""
+    """Each visible person's outcome ("read", "upper", "missed") and the number of false squares (a square on
+    a person whose own headset hides the mouth is neither)."""
     outcome = []
     for p in people:
+        if not p.visible:
+            outcome.append("hidden")
+            continue
         if any(in_visible_half(q, p.mouth) for q in squares):
             outcome.append("read")
         elif any(in_upper_half(q, p.mouth) for q in squares):
@@ -123,6 +128,8 @@ def run(data, pipeline, examples: int = 0):
         outcome, false = score_photo(squares, people)
         false_by_kind[kind].append(false)
         for p, o in zip(people, outcome):
+            if o == "hidden":
+                continue
             groups = ["all wearers"] + bins(p) if p.headset else ["bystanders"]
             for g in groups:
                 tally[g][o] += 1
@@ -213,7 +220,7 @@ def write(data, folder: Path) -> None:
         cv2.imwrite(str(folder / name), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
         truth.append({"image": name, "kind": kind, "people": [
             {"mouth": list(p.mouth), "face_width": p.face_width, "headset": p.headset, "yaw": p.yaw,
-             "pitch": p.pitch, "extras": p.extras} for p in people]})
+             "pitch": p.pitch, "extras": p.extras, "visible": p.visible} for p in people]})
     (folder / "truth.json").write_text(json.dumps(truth, indent=1))
 
 

@@ -94,3 +94,39 @@ def test_the_shipped_model_checks_for_a_mouth_in_the_half_it_reads():
     _, feats = pipe.logits_and_features(np.concatenate([faces, junk]))
     keep = check.keeps(feats)
     assert keep[:len(faces)].all() and not keep[len(faces):].any()
+
+
+def test_a_sample_wearer_behind_each_headset_is_read_at_the_mouth():
+    """The bundled sample photo with a real-looking headset of every type, head turned 20 degrees: the pipeline
+    finds the face and the square it reads holds the mouth in its visible (lower) half."""
+    from pathlib import Path
+
+    import cv2
+
+    from vrfer.pipeline import Pipeline
+    path = Path(__file__).resolve().parents[1] / "src" / "vrfer" / "samples" / "photo-happiness-Cameron_Diaz_0001.jpg"
+    img = cv2.imread(str(path))
+    pipe = Pipeline("vrfer-lower", threads=1)
+    clean = pipe.find_faces(img)[0]
+    for i, kind in enumerate(HEADSET_TYPES):
+        photo, truth = headset_photo(img, clean.landmarks, clean.box[2], np.random.default_rng(i), kind, yaw=20,
+                                     extras=("straps",))
+        faces = pipe.find_faces(photo)
+        assert faces, kind
+        pipe.crops(photo, faces[:1])
+        x, y, s = faces[0].square
+        mx, my = truth["mouth"]
+        assert x <= mx <= x + s and y + s / 2 <= my <= y + s, kind
+
+
+def test_a_tracker_acquires_only_what_its_check_keeps():
+    from vrfer.faces import Face
+    from vrfer.tracking import FaceTracker
+
+    class One:
+        def detect(self, image):
+            return [Face((40.0, 40.0, 80.0, 100.0), 0.9)]
+
+    frame = np.zeros((200, 200, 3), np.uint8)
+    assert FaceTracker(One(), verify=lambda img, faces: []).update(frame) == []
+    assert len(FaceTracker(One(), verify=lambda img, faces: faces).update(frame)) == 1

@@ -39,6 +39,7 @@ class Person:
     yaw: float = 0.0
     pitch: float = 0.0
     extras: list = field(default_factory=list)
+    visible: bool = True     # False: their own headset hangs over the mouth (seen from above); nobody can read it
 
 
 # ------------------------------------------------------------------------------------------- camera
@@ -444,7 +445,7 @@ def scene(sources: list[Source], rng: np.random.Generator, size: tuple = (800, 6
     """A VR-venue photo: 1-3 people from `sources` (the first and largest wears a headset; each other one
     does by chance), turned up to +-40 degrees yaw and +-35 pitch, faces 40-260 px wide, hands with
     controllers near the wearers, on a patterned wall. Returns the BGR image and its people (a person whose
-    mouth another person or their own headset covers is left out of the truth: nobody can read it)."""
+    mouth another person covers is left out; one whose own headset hides the mouth is marked not visible)."""
     w, h = size
     canvas = background(rng, w, h)
     n = int(rng.choice([1, 2, 3], p=[0.55, 0.3, 0.15]))
@@ -468,9 +469,9 @@ def scene(sources: list[Source], rng: np.random.Generator, size: tuple = (800, 6
             before = canvas.copy()
             canvas[:], truth = draw_real_headset(canvas, np.asarray(src.landmarks) * s + off, p["fw"], rng, scam,
                                                  p["headset"])
-            if _drawn_over(before, canvas, (p["x"], p["y"]), p["fw"]):
-                continue    # seen from above, the headset's front hangs over the mouth: nobody can read it
         people.append(Person((p["x"], p["y"]), p["fw"], truth["headset"], p["yaw"], p["pitch"], truth["extras"]))
+        if p["headset"] and _drawn_over(before, canvas, (p["x"], p["y"]), p["fw"]):
+            people[-1].visible = False   # seen from above, the headset's front hangs over the mouth
     _hands(canvas, people, rng)
     return canvas, people
 
@@ -488,11 +489,12 @@ def _hands(canvas, people: list[Person], rng) -> None:
 
 
 def _drawn_over(before: np.ndarray, after: np.ndarray, point, face_width: float) -> bool:
-    """Whether a drawing changed the photo around `point` (a disc of 6% of the face width)."""
-    r = max(1, int(round(0.06 * face_width)))
+    """Whether a drawing hid the mouth at `point`: over half of the square of side 16% of the face width round
+    it changed (a headset's edge over the upper lip leaves the mouth readable)."""
+    r = max(1, int(round(0.08 * face_width)))
     x, y = int(round(point[0])), int(round(point[1]))
     a, b = before[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1], after[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1]
-    return a.size > 0 and float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) > 8.0
+    return a.size > 0 and float((np.abs(a.astype(np.int16) - b.astype(np.int16)).max(-1) > 20).mean()) > 0.5
 
 
 def _covered(cover: np.ndarray, point) -> bool:

@@ -386,7 +386,9 @@ class Pipeline:
     def with_mouth(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
         """The detected faces whose visible half holds a mouth by the model's mouth check (all of them when the
         model has none): a headset's front, a hand round a controller, a wall or a chin taken for a face is
-        dropped. One pass of the model over the faces' crops, without flip averaging."""
+        dropped. A face whose square covers half the photo or more is kept unchecked: the photo is a face crop
+        (small, blurred ones fail the check; faces-dev). One pass of the model over the crops, without flip
+        averaging."""
         check = self.mouth_check
         if check is None or not faces:
             return faces
@@ -397,7 +399,8 @@ class Pipeline:
         else:
             clf = self._calibrating_classifier()
         _, feats = clf.logits_and_features(np.ascontiguousarray(self.crops(image, faces)))
-        return [f for f, k in zip(faces, check.keeps(feats)) if k]
+        area = 0.5 * image.shape[0] * image.shape[1]    # a face photo (its square covers half of it or more) is a
+        return [f for f, k in zip(faces, check.keeps(feats)) if k or f.square[2] ** 2 >= area]   # face as given
 
     def crops(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         return crop_faces(image, faces, self.face, self.crop)
