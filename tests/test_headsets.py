@@ -130,3 +130,19 @@ def test_a_tracker_acquires_only_what_its_check_keeps():
     frame = np.zeros((200, 200, 3), np.uint8)
     assert FaceTracker(One(), verify=lambda img, faces: []).update(frame) == []
     assert len(FaceTracker(One(), verify=lambda img, faces: faces).update(frame)) == 1
+
+
+def test_a_photo_search_keeps_every_face_the_frame_search_finds():
+    """detect_photo (a photo) looks further than detect (a video frame) and never reports less."""
+    from vrfer.faces import get_detector, iou
+    import cv2
+    from pathlib import Path
+    det = get_detector()
+    sample = cv2.imread(str(Path(__file__).resolve().parents[1] / "src" / "vrfer" / "samples"
+                            / "photo-surprise-Anna_Chicherova_0001.jpg"))
+    face = det.detect(sample)[0]
+    src = [Source(sample, face.landmarks, face.box)]
+    for seed in range(3):
+        im, _ = scene(src, np.random.default_rng(seed))
+        fast, photo = det.detect(im), det.detect_photo(im)
+        assert all(any(iou(f.box, g.box) > 0.9 for g in photo) for f in fast)

@@ -315,6 +315,9 @@ def crop_faces(image: np.ndarray, faces: list[Face], face, crop=None) -> np.ndar
 OWN = object()   # `probabilities(reference=OWN)`: the pipeline's own fixed reference (None: no reference)
 
 
+FACE_CROP_SIDE = 640    # a photo this small (VGA) whose face fills half of it is a face crop (Pipeline.with_mouth)
+
+
 def _has_head(cfg) -> bool:
     from .reference import HEAD_KEY
     return HEAD_KEY in (getattr(cfg, "extra", None) or {})
@@ -386,8 +389,8 @@ class Pipeline:
     def with_mouth(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
         """The detected faces whose visible half holds a mouth by the model's mouth check (all of them when the
         model has none): a headset's front, a hand round a controller, a wall or a chin taken for a face is
-        dropped. A face whose square covers half the photo or more is kept unchecked: the photo is a face crop
-        (small, blurred ones fail the check; faces-dev). One pass of the model over the crops, without flip
+        dropped. In a photo of at most FACE_CROP_SIDE pixels a face whose square covers half of it or more is
+        kept unchecked: the photo is a face crop (small, blurred ones fail the check; faces-dev). One pass of the model over the crops, without flip
         averaging."""
         check = self.mouth_check
         if check is None or not faces:
@@ -399,8 +402,9 @@ class Pipeline:
         else:
             clf = self._calibrating_classifier()
         _, feats = clf.logits_and_features(np.ascontiguousarray(self.crops(image, faces)))
-        area = 0.5 * image.shape[0] * image.shape[1]    # a face photo (its square covers half of it or more) is a
-        return [f for f, k in zip(faces, check.keeps(feats)) if k or f.square[2] ** 2 >= area]   # face as given
+        h, w = image.shape[:2]     # a face crop: a photo of at most FACE_CROP_SIDE px, half of it or more the square
+        crop = max(h, w) <= FACE_CROP_SIDE
+        return [f for f, k in zip(faces, check.keeps(feats)) if k or (crop and f.square[2] ** 2 >= 0.5 * h * w)]
 
     def crops(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         return crop_faces(image, faces, self.face, self.crop)
