@@ -4,10 +4,9 @@ Behind a real headset the face detector also boxes things that are not faces: a 
 round a controller, a patterned shirt or wall, or a real face's chin and collar when it took the visible lower face
 for a whole one (issue 33). Their detector scores and keypoints look like a face's; what they lack is a mouth in the
 visible half, the lower half of the square vrfer cuts and the only part the lower-face model reads. The model's
-representation of that half (the last layer's input, which every backend gives) tells the two apart far better than
-hand-made features: on the detector's candidates in held-out VR-venue scenes, a logistic regression on the
-representation kept 3% of the mouth-free squares at 95% of the faces kept, HOG features 27% and a small CNN on the
-pixels 26% (tools/fit_mouth_check.py, docs/RESULTS.md "Real headsets").
+representation of that half (the last layer's input, which every backend gives) tells the two apart far better
+than HOG features or a small CNN on the pixels did in a throw-away comparison (docs/RESULTS.md, "Real-looking
+headsets"; fitted by tools/fit_mouth_check.py).
 
 The check is a head on the representation, stored in the model's config (`extra["mouth_check"]`, beside the
 referenced head): the network's weights and fingerprint are untouched, and a model without it (vrfer-full, a
