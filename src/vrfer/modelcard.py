@@ -128,6 +128,7 @@ def card_markdown(cfg, card: dict) -> str:
             "",
         ] if "calibration" in card else []),
         *reference_lines(cfg),
+        *mouth_check_lines(cfg),
         "## From Unity (C#)",
         "",
         unity_csharp(cfg, card),
@@ -331,6 +332,24 @@ def _csharp_calibration(card: dict) -> tuple[str, str]:
         for (int k = 0; k < z.Length; k++) total += z[k] = Math.Exp(z[k] - max);
         return Array.ConvertAll(z, v => (float)(v / total));
     }}"""
+
+
+def mouth_check_lines(cfg) -> list[str]:
+    """The model card's paragraph on the mouth check (vrfer.mouth_check), when the model has one."""
+    from .mouth_check import KEY
+    check = (cfg.extra or {}).get(KEY)
+    if not check:
+        return []
+    return [
+        "## Is it a face? (the mouth check)",
+        "",
+        "Behind a headset a face detector also boxes headset fronts, hands round controllers and patterned walls. "
+        "vrfer reports a detected face only when, from the `representation` of its crop: "
+        f"{check['formula']} (weight, mean, scale, bias and threshold {check['threshold']:g} in `vrfer_config` -> "
+        "extra -> mouth_check); a photo of at most 640 px whose face's square covers half of it is kept unchecked. "
+        "Apply it to each face your own detector finds before trusting the answer.",
+        "",
+    ]
 
 
 def reference_lines(cfg) -> list[str]:
