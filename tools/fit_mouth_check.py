@@ -121,11 +121,9 @@ def main(argv=None) -> int:
                     help="clean face photos: the even-numbered ones, found and behind the synthetic headset, are faces")
     ap.add_argument("--out", required=True, help="the model file to write (may be the bundled file itself)")
     a = ap.parse_args(argv)
-    from safetensors import safe_open
-
     from vrfer.datasets.ferplus import load_ferplus
     from vrfer.loader import resolve, torch_model
-    from vrfer.models.registry import save_model
+    from vrfer.models.registry import is_half, save_model
     from vrfer.mouth_check import fit, with_check
     from vrfer.representation import logits_and_features
     model = torch_model(a.model)
@@ -156,12 +154,8 @@ def main(argv=None) -> int:
     scene_p = check.probability(feats[:len(labels)])
     info["no_mouth_kept"] = round(float((scene_p[labels == 0] >= check.threshold).mean()), 4)
     info["faces_kept"] = round(float(check.keeps(feats[len(labels):]).mean()), 4)
-    half = False
-    weights = resolve(a.model, "torch").weights
-    if weights is not None:
-        with safe_open(str(weights), "numpy") as f:
-            half = str(f.get_tensor(next(iter(f.keys()))).dtype) == "float16"   # keep the file's precision
-    save_model(model, Path(a.out), with_check(model.cfg, check), half=half)
+    weights = resolve(a.model, "torch").weights    # keep the file's precision
+    save_model(model, Path(a.out), with_check(model.cfg, check), half=weights is not None and is_half(weights))
     print(json.dumps({"threshold": check.threshold, **info}, indent=1))
     return 0
 

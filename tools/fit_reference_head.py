@@ -17,11 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from safetensors import safe_open
-
 from vrfer.errors import VrferError
 from vrfer.loader import resolve, torch_model
-from vrfer.models.registry import save_model
+from vrfer.models.registry import is_half, save_model
 from vrfer.adapt import fit_reference_head
 from vrfer.reference import REFERENCE_BLEND, REFERENCE_L2, with_head
 
@@ -39,12 +37,8 @@ def main() -> int:
     try:
         model = torch_model(a.model)
         head = fit_reference_head(model, a.folders, a.face, a.occlusion, a.lam, a.blend, log=print)
-        half = False
-        weights = resolve(a.model, "torch").weights
-        if weights is not None:
-            with safe_open(str(weights), "numpy") as f:
-                half = str(f.get_tensor(next(iter(f.keys()))).dtype) == "float16"   # keep the file's precision
-        save_model(model, Path(a.out), with_head(model.cfg, head), half=half)
+        weights = resolve(a.model, "torch").weights    # keep the file's precision
+        save_model(model, Path(a.out), with_head(model.cfg, head), half=weights is not None and is_half(weights))
     except VrferError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -186,6 +186,13 @@ def pretrained_path(fname: str) -> Path:
     return Path(str(resources.files("vrfer.pretrained").joinpath(fname)))
 
 
+def is_half(weights) -> bool:
+    """Whether a .safetensors weights file stores its tensors as float16 (a head refitted into it keeps that)."""
+    from safetensors import safe_open
+    with safe_open(str(weights), "numpy") as f:
+        return str(f.get_tensor(next(iter(f.keys()))).dtype) == "float16"
+
+
 def save_model(model: nn.Module, path, cfg: ModelConfig | None = None, half: bool = False) -> None:
     """Write weights + config as one safetensors file (loadable without unpickling).
 
