@@ -249,7 +249,8 @@ def draw_real_headset(image: np.ndarray, landmarks, face_width: float, rng: np.r
     if "straps" in extras:
         for s in (-1, 1):   # side straps from the body to behind the ears
             _strap(out, cam, [(cx + s * hw, (top + bottom) / 2, -0.3 * depth),
-                              (eye[0] + s * 0.62 * face_width, eye[1], 0.45 * face_width)], strap_col, 0.09 * face_width)
+                              (eye[0] + s * 0.62 * face_width, eye[1], 0.45 * face_width)],
+                   strap_col, 0.09 * face_width)
         drawn.append("straps")
     _shell(out, cam, rear3, front3, colour)
     _draw_front(out, cam, rng, kind, front, (fx0, fy0, fx1, fy1, -depth), colour)
@@ -493,7 +494,8 @@ def _drawn_over(before: np.ndarray, after: np.ndarray, point, face_width: float)
     it changed (a headset's edge over the upper lip leaves the mouth readable)."""
     r = max(1, int(round(0.08 * face_width)))
     x, y = int(round(point[0])), int(round(point[1]))
-    a, b = before[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1], after[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1]
+    win = (slice(max(0, y - r), y + r + 1), slice(max(0, x - r), x + r + 1))
+    a, b = before[win], after[win]
     return a.size > 0 and float((np.abs(a.astype(np.int16) - b.astype(np.int16)).max(-1) > 20).mean()) > 0.5
 
 

@@ -277,8 +277,8 @@ def find_faces(image: np.ndarray, face, detector=None, tracker=None) -> list[Fac
 
     "none": the whole image; a box: that box (VrferError when it lies outside the image); "detect":
     the tracker's face when a tracker (video, one face followed between frames) is given, else every
-    face the detector finds searching the image as a photo (detect_photo; possibly none), the wearer first (vrfer.faces.wearer_first: the rule of every
-    answer)."""
+    face the detector finds searching the image as a photo (detect_photo; possibly none), the wearer first
+    (vrfer.faces.wearer_first: the rule of every answer)."""
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise VrferError(f"image is {w}x{h} pixels: too small to hold a face")
@@ -390,8 +390,8 @@ class Pipeline:
         """The detected faces whose visible half holds a mouth by the model's mouth check (all of them when the
         model has none): a headset's front, a hand round a controller, a wall or a chin taken for a face is
         dropped. In a photo of at most FACE_CROP_SIDE pixels a face whose square covers half of it or more is
-        kept unchecked: the photo is a face crop (small, blurred ones fail the check; faces-dev). One pass of the model over the crops, without flip
-        averaging."""
+        kept unchecked: the photo is a face crop (small, blurred ones fail the check; faces-dev). One pass of
+        the model over the crops, without flip averaging."""
         check = self.mouth_check
         if check is None or not faces:
             return faces
