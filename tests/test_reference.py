@@ -295,7 +295,7 @@ def test_the_api_enrols_a_neutral_face_and_a_video_stream_learns_the_reference(t
         w.write(cv2.cvtColor(crops[2], cv2.COLOR_GRAY2BGR))
     w.release()
     auto = Recognizer(str(path), face="none", backend="torch", reference="auto")
-    auto._running.threshold = 0.0          # every frame counts as neutral-looking (a random model says little)
+    auto.session.running.threshold = 0.0         # every frame counts as neutral-looking (a random model says little)
     list(auto.video(str(video)))
-    assert auto._running.settled and auto.reference_mode == "auto"
+    assert auto.session.running.settled and auto.reference_mode == "auto"
 

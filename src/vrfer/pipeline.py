@@ -473,12 +473,13 @@ class Pipeline:
         return self._ref_head
 
     def set_reference(self, reference) -> None:
-        """Read the wearer's face against a fixed reference: a profile (object, file or JSON object) that carries
-        one, the D numbers themselves, or None (none). VrferError when the model has no referenced head, or the
-        reference does not fit it."""
-        if reference is None:
-            self.reference = None
-            return
+        """Read the wearer's face against a fixed reference (`reference_vector`), or None (none)."""
+        self.reference = None if reference is None else self.reference_vector(reference)
+
+    def reference_vector(self, reference) -> np.ndarray:
+        """A fixed reference checked against this model: a profile (object, file or JSON object) that carries one,
+        or the D numbers themselves. VrferError when the model has no referenced head, or the reference does not
+        fit it."""
         from .calibration import Profile
         from .reference import check_reference
         if isinstance(reference, (Profile, dict, str, os.PathLike)):
@@ -490,7 +491,7 @@ class Pipeline:
         if self.referenced_head is None:
             raise VrferError(f"model {self.cfg.name!r} has no referenced head: it cannot read a face against a "
                              "reference (vrfer adapt fits one on a folder with neutral photos)")
-        self.reference = check_reference(reference, self.representation_width())
+        return check_reference(reference, self.representation_width())
 
     def representation_width(self) -> int:
         """D, the width of the representation a profile's rows multiply (vrfer.representation)."""
@@ -536,28 +537,48 @@ class Pipeline:
                 z = wearer if len(z) == 1 else np.concatenate([wearer, z[1:]])
         return softmax(z)
 
-    def probabilities_and_representation(self, crops: np.ndarray, profile=None,
-                                         reference=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """uint8 crops -> (probabilities as `answer` gives them, the model's own logits, representations): one
-        pass of the model, for callers that keep a profile or reference per stream (vrfer serve's connections)."""
-        logits, feats = self.logits_and_features(crops)
-        return self.answer(logits, feats, profile, reference), logits, feats
+    def model_outputs(self, crops: np.ndarray, representation: bool = False):
+        """uint8 crops -> (the model's own probabilities (N, C) float64, logits (N, C), representations (N, D)): one
+        pass of the model; logits and representations only when asked for (else None)."""
+        if len(crops) == 0:
+            return np.zeros((0, len(self.classes)), np.float64), None, None
+        if representation:
+            logits, feats = self.logits_and_features(crops)
+            return softmax(np.asarray(logits, np.float64)), logits, feats
+        return np.asarray(self.classifier.predict_proba(np.ascontiguousarray(crops)), dtype=np.float64), None, None
 
-    def probabilities(self, crops: np.ndarray, reference=OWN) -> np.ndarray:
+    def model_faces(self, image: np.ndarray, faces: list[Face], representation: bool = False):
+        """A loaded image's faces -> what the model saw of each (vrfer.session.ModelFace), for a session to answer."""
+        from .session import ModelFace
+        crops = self.crops(image, faces)
+        probs, logits, feats = self.model_outputs(crops, representation)
+        return [ModelFace(f, probs[i], None if logits is None else logits[i], None if feats is None else feats[i],
+                          crops[i]) for i, f in enumerate(faces)]
+
+    def enrol(self, crops: np.ndarray, labels, person: str = ""):
+        """A person's profile (vrfer.calibration.enrol) from the crops of their faces and the labels: the one
+        enrolment of the API, `vrfer calibrate` and serve's calibration. Fitted on the float32 PyTorch
+        representation whichever backend answers: one profile for every backend."""
+        from .calibration import enrol
+        from .representation import logits_and_features
+        model = self.torch_model()
+        _, feats = logits_and_features(model, np.ascontiguousarray(crops))
+        return enrol(model, feats, labels, person=person, model_sha256=self.model_sha256())
+
+    def probabilities(self, crops: np.ndarray, reference=OWN, profile=OWN) -> np.ndarray:
         """uint8 (N, 48, 48) crops -> the model's own probabilities (N, C), float64, calibrated by the
         profile when there is one, the wearer's (the first) read against the reference (`reference`: OWN, the
         pipeline's fixed one; None: none; the D numbers or a RunningReference) when there is one; not adjusted by a
-        prior or class subset."""
-        if len(crops) == 0:
-            return np.zeros((0, len(self.classes)), np.float64)
+        prior or class subset. profile: OWN (the pipeline's), None or a Profile."""
         reference = self.reference if reference is OWN else reference
-        if self.profile is not None or reference is not None:
-            return self.probabilities_and_representation(crops, self.profile, reference)[0]
-        return np.asarray(self.classifier.predict_proba(np.ascontiguousarray(crops)), dtype=np.float64)
+        profile = self.profile if profile is OWN else profile
+        need = len(crops) > 0 and (profile is not None or reference is not None)
+        probs, logits, feats = self.model_outputs(crops, need)
+        return self.answer(logits, feats, profile, reference) if need else probs
 
-    def classify(self, crops: np.ndarray, post: PostProcess | None = None, reference=OWN) -> np.ndarray:
+    def classify(self, crops: np.ndarray, post: PostProcess | None = None, reference=OWN, profile=OWN) -> np.ndarray:
         """uint8 crops -> reported probabilities (N, C): `probabilities`, adjusted by `post` (default self.post)."""
-        return (post or self.post).apply(self.probabilities(crops, reference))
+        return (post or self.post).apply(self.probabilities(crops, reference, profile))
 
     def run(self, image, tracker=None, reference=OWN) -> tuple[list[Face], np.ndarray, np.ndarray]:
         """An image (anything load_image takes) -> (faces, their crops, their reported probabilities).

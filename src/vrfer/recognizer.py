@@ -32,7 +32,7 @@ from .faces import to_bgr
 from .pipeline import Pipeline, load_image
 from .pretrained import DEFAULT_MODEL
 from .results import FacePrediction
-from .smoothing import Smoother
+from .session import Session
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm",
               ".jfif"}
@@ -204,11 +204,6 @@ class Recognizer:
     def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "auto", alpha: float | None = None,
                  threads: int | None = None, tta_flip: bool = False, detector=None, prior=None,
                  prior_tau: float | None = None, classes=None, profile=None, reference=None):
-        # vrfer.smoothing.Smoother checks ALPHA (the one check of it, vrfer.smoothing.check_alpha); 1: no smoothing
-        self._smoother = None if alpha is None else Smoother(alpha)
-        if self._smoother is not None and self._smoother.alpha == 1.0:
-            self._smoother = None
-        self.alpha = None if self._smoother is None else self._smoother.alpha
         from .threads import use_torch_threads
         self.threads = use_torch_threads(threads)   # vrfer.threads: one meaning of --threads everywhere
         self.pipeline = Pipeline(model, face, backend, threads, tta_flip, detector, prior, prior_tau, classes,
@@ -218,48 +213,36 @@ class Recognizer:
         self.classes = self.pipeline.classes
         self.backend = backend
         self._tracker = None
-        self._running = None
-        self.set_reference(reference)
+        # the one session path (vrfer.session): profile, reference, prior and smoothing, as serve's connections
+        self.session = Session(self.pipeline, alpha=alpha, reference=reference)
+        if self.session.alpha == 1.0:       # the API's alpha 1: no smoothing (answers without `smoothed`)
+            self.session.set_alpha(None)
+        self.alpha = self.session.alpha
 
     @property
     def detector(self):
         return self.pipeline.detector
 
     def reset(self) -> None:
-        """Forget the previous frames (smoothing state and tracked face): a new stream starts."""
-        if self._smoother is not None:
-            self._smoother.reset()
+        """Forget the previous frames (smoothing state, tracked face, automatic reference): a new stream starts."""
+        self.session.reset()
         if self._tracker is not None:
             self._tracker.reset()
-        if self._running is not None:
-            self._running.reset()
 
     def set_reference(self, reference) -> None:
         """Change the reference (see the class docstring for what `reference` may be)."""
-        self._running = None
-        if isinstance(reference, str) and reference in ("auto", "off"):
-            if reference == "off":
-                self.pipeline.set_reference(None)
-            else:                   # a fixed reference in use (a profile's) stays: explicit beats automatic
-                if self.pipeline.referenced_head is None:
-                    raise VrferError(f"model {self.cfg.name!r} has no referenced head: reference=\"auto\" needs one")
-                from .reference import RunningReference
-                self._running = RunningReference(self.classes)
-        elif reference is not None:
-            self.pipeline.set_reference(reference)
+        self.session.set_reference(reference)
 
     @property
     def reference(self):
         """The reference in use: the fixed D numbers, the running reference's current ones (None during its
         warm-up), or None."""
-        if self.pipeline.reference is not None:
-            return self.pipeline.reference
-        return None if self._running is None else self._running.vector
+        return self.session.reference_vector
 
     @property
     def reference_mode(self) -> str:
         """"fixed", "auto" or "off"."""
-        return "fixed" if self.pipeline.reference is not None else "auto" if self._running is not None else "off"
+        return self.session.reference_mode
 
     # -- the pipeline's steps, for callers that batch them (vrfer.evaluate) -------------------------
     def find_faces(self, image: np.ndarray, track: bool = False):
@@ -273,8 +256,10 @@ class Recognizer:
         return self.pipeline.crops(image, faces)
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
-        """Face crops -> reported probabilities (N, 8), with this recognizer's prior and classes."""
-        return self.pipeline.classify(crops)
+        """Face crops -> reported probabilities (N, 8), with this recognizer's profile, fixed reference, prior and
+        classes."""
+        s = self.session
+        return self.pipeline.classify(crops, s.post, s.reference, s.profile)
 
     def predict(self, image, source: str | None = None, frame: int | None = None,
                 track: bool = False, stream: bool | None = None) -> list[FacePrediction]:
@@ -289,25 +274,23 @@ class Recognizer:
             source = str(image) if isinstance(image, (str, os.PathLike)) else ""
         if track and self._tracker is None:
             self._tracker = self.pipeline.new_tracker()
-        # an explicit reference beats the automatic one
-        running = self._running if self.pipeline.reference is None and (track if stream is None else stream) else None
+        stream = track if stream is None else stream
         try:
-            faces, _, probs = self.pipeline.run(image, self._tracker if track else None,
-                                                **({"reference": running} if running is not None else {}))
+            img = load_image(image)
+            faces = self.pipeline.find_faces(img, self._tracker if track else None)
+            if not faces:
+                raise NoFaceError("no face found")
+            seen = self.pipeline.model_faces(img, faces, self.session.wants_representation(stream))
         except NoFaceError:
-            if running is not None:
-                running.reset()     # the face is lost: the next one may be someone else
+            if stream:
+                self.session.lost()     # the face is lost: the next one may be someone else
             raise NoFaceError("no face found" + (" (try --face none for a face crop, or --face x,y,w,h)"
                                                  if frame is None else "")) from None
         except VrferError as e:
             if isinstance(image, (str, os.PathLike)):   # a caller with many paths needs to know which one
                 raise type(e)(f"{str(image) or repr(image)}: {e}") from None
             raise
-        smoothed = (self._smoother.update([f.box for f in faces], probs) if self._smoother is not None
-                    else [None] * len(faces))
-        return [FacePrediction.of(f.int_box(), p, self.classes, s, f.score if self.face == "detect" else None,
-                                  f.held, source, frame, f.square)
-                for f, p, s in zip(faces, probs, smoothed)]
+        return self.session.answer(seen, frame, source, stream)
 
     def video(self, src, max_frames: int | None = None, progress: bool = False,
               name: str | None = None) -> Iterator[tuple[int, list[FacePrediction] | None]]:
@@ -327,12 +310,12 @@ class Recognizer:
     @property
     def profile(self):
         """The person's calibration profile in use, or None."""
-        return self.pipeline.profile
+        return self.session.profile
 
     def set_profile(self, profile) -> None:
         """Use a profile (a vrfer.calibration.Profile or a profile file) for the answers; None: no calibration.
         VrferError when it was made for another model's weights."""
-        self.pipeline.set_profile(profile)
+        self.session.set_profile(profile)
 
     def enrol(self, examples, person: str = "", max_frames: int = 300, use: bool = True):
         """A calibration profile from labelled faces of one person, used from now on (use=True).
@@ -341,7 +324,6 @@ class Recognizer:
         video files (every frame, up to max_frames, is a face of that class); or a list of (image, class)
         pairs. Each image's wearer (its first face, vrfer.faces.wearer_first) is used; an image without a face is
         an error naming it."""
-        from .calibration import enrol
         from .classes import class_name
         if isinstance(examples, dict):
             pairs = list(examples.items())
@@ -385,11 +367,7 @@ class Recognizer:
                     raise NoFaceError(f"{img}: no face found in any of its {n} frames")
         if not crops:
             raise VrferError("no face to calibrate on")
-        from .representation import logits_and_features
-        model = self.pipeline.torch_model()
-        # fitted on the float32 PyTorch representation whichever backend answers: one profile for every backend
-        _, feats = logits_and_features(model, np.stack(crops))
-        profile = enrol(model, feats, labels, person=person, model_sha256=self.pipeline.model_sha256())
+        profile = self.pipeline.enrol(np.stack(crops), labels, person)
         if use:
             self.set_profile(profile)
         return profile

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
@@ -45,16 +44,15 @@ from ..classes import class_name
 from ..errors import VrferError
 from ..postprocess import PostProcess
 from ..pretrained import DEFAULT_MODEL
-from ..results import FacePrediction
-from ..smoothing import Smoother
-from .engine import EngineBusy, InferenceEngine, Predictor, Stream
+from ..session import AUTO, MAX_CAPTURED
+from ..session import Session as WearerSession
+from .engine import EngineBusy, FrameResult, InferenceEngine, Predictor, Stream
 from .protocol import (
     CALIBRATE_ACTIONS,
     REFERENCE_ACTIONS,
     CAPTURE_FRAMES,
     DEFAULT_MAX_FRAME_BYTES,
     MAX_CAPTURE_FRAMES,
-    MAX_CAPTURED,
     DEFAULT_MAX_PIXELS,
     PROTOCOL_VERSION,
     Debouncer,
@@ -156,18 +154,6 @@ def post_process(state: ServerState, params: Params) -> PostProcess:
         raise ProtocolError("bad_param", str(e)) from None
 
 
-def answer(faces: list[dict], post: PostProcess, classes, smoother: Smoother | None = None, frame=None,
-           source: str | None = None) -> list[FacePrediction]:
-    """The engine's faces (the model's probabilities) -> the reported ones (vrfer.results.FacePrediction):
-    adjusted by the prior and class subset, and smoothed by `smoother` (one stream's; a frame without a face
-    leaves it as it is)."""
-    probs = [post.apply(f["probs"]) for f in faces]
-    smoothed = smoother.update([f["box"] for f in faces], probs) if smoother is not None and faces else \
-        [None] * len(faces)
-    return [FacePrediction.of(f["box"], p, classes, s, f.get("face_score"), f.get("held", False), source or "",
-                              frame, f.get("square")) for f, p, s in zip(faces, probs, smoothed)]
-
-
 class Session:
     """One WebSocket connection: its parameters, smoothing, newest pending frame and outbox."""
 
@@ -185,49 +171,37 @@ class Session:
         self.out_wake = asyncio.Event()
         self.stats = collections.Counter()
         self.max_outbox = 0
-        self.tracks = {None: self._track(), "source": self._track()}   # own frames / broadcast frames
         self.stream = Stream(track=params.track)                       # face tracking of own frames
-        # calibration to this connection's wearer (vrfer.calibration): the profile in use, the expression
-        # being captured ([label, frames left]) and the representations captured so far
-        self.profile = None
-        self.capture: list | None = None
-        self.enrolled: tuple[list, list] = ([], [])
-        # the wearer's neutral reference (vrfer.reference): a fixed one (a neutral calibration, a profile's, the
-        # server's --profile's), else a running one learnt from this connection's own frames when the model has a
-        # referenced head
+        # the wearer's session (vrfer.session: the one path of the API and serve): profile, reference (a fixed
+        # one, a profile's or the server's --profile's; else a running one learnt from this connection's own
+        # frames when the model has a referenced head), calibration capture, prior and smoothing. Channel None:
+        # this connection's own frames; "source": the server's broadcast camera
         pipe = state.predictor.pipeline
-        self.reference = pipe.reference
-        self.running = None
-        self._auto_reference()
-
-    def _auto_reference(self) -> None:
-        from ..reference import RunningReference
-        pipe = self.state.predictor.pipeline
-        self.running = RunningReference(self.state.classes) if pipe.referenced_head is not None else None
+        self.wearer = WearerSession(pipe, self.post, params.alpha, AUTO if pipe.referenced_head is not None else None,
+                                    max_captured=MAX_CAPTURED)
+        self.debouncers = {None: self._debouncer(), "source": self._debouncer()}
 
     @property
     def wants_representation(self) -> bool:
-        return (self.profile is not None or self.capture is not None or self.reference is not None
-                or self.running is not None)
+        return self.wearer.wants_representation()
 
-    def _track(self):
+    def _debouncer(self) -> Debouncer:
         p = self.params
-        return Smoother(p.alpha), Debouncer(self.state.classes, p.threshold, p.min_frames, p.min_seconds)
+        return Debouncer(self.state.classes, p.threshold, p.min_frames, p.min_seconds)
 
     def apply_params(self, params: Params) -> None:
         self.post = post_process(self.state, params)
         self.params = params
         self.stream.track = params.track
-        for smoother, deb in self.tracks.values():
-            smoother.alpha = params.alpha
+        self.wearer.post = self.post
+        self.wearer.set_alpha(params.alpha)
+        for deb in self.debouncers.values():
             deb.threshold, deb.min_frames, deb.min_seconds = params.threshold, params.min_frames, params.min_seconds
 
     def reset(self) -> None:
         self.stream.reset()
-        if self.running is not None:
-            self.running.reset()
-        for smoother, deb in self.tracks.values():
-            smoother.reset()
+        self.wearer.reset()
+        for deb in self.debouncers.values():
             deb.reset()
 
     # --- outgoing
@@ -311,10 +285,10 @@ class Session:
             self.error(e.code, e.message)
 
     def _reference_state(self) -> dict:
-        mode = "fixed" if self.reference is not None else "auto" if self.running is not None else "off"
-        vec = self.reference if self.reference is not None else (self.running.vector if self.running else None)
-        return {"type": "reference", "mode": mode, "settled": vec is not None,
-                "frames": int(self.running.count) if mode == "auto" else None,
+        w = self.wearer
+        vec = w.reference_vector
+        return {"type": "reference", "mode": w.reference_mode, "settled": vec is not None,
+                "frames": int(w.running.count) if w.reference_mode == AUTO else None,
                 "reference": None if vec is None else [round(float(v), 6) for v in vec]}
 
     def _reference(self, msg: dict) -> None:
@@ -340,24 +314,23 @@ class Session:
                         raise VrferError("reference set: \"reference\" must be a list of numbers (or give \"profile\")")
                     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vec):
                         raise VrferError("reference set: \"reference\" must hold numbers only")
-                self.reference = check_reference(vec, pipe.representation_width(), "reference set")
+                self.wearer.set_reference(check_reference(vec, pipe.representation_width(), "reference set"))
             except VrferError as e:
                 raise ProtocolError("bad_param", str(e)) from None
         elif action == "clear":
-            self.reference, self.running = None, None
+            self.wearer.clear_reference()
         elif action == "auto":
-            self.reference = None
-            self._auto_reference()
+            self.wearer.clear_reference()
+            self.wearer.set_reference(AUTO)
         self.send(self._reference_state())
 
     def _calibrate(self, msg: dict) -> None:
         """The "calibrate" message (docs/PROTOCOL.md): capture frames of one expression, make the profile from
         what was captured, load a saved one, or clear it."""
-        from ..calibration import enrol
         action = msg.get("action")
         if action not in CALIBRATE_ACTIONS:
             raise ProtocolError("bad_message", f"calibrate needs \"action\": one of {', '.join(CALIBRATE_ACTIONS)}")
-        pipe = self.state.predictor.pipeline
+        w = self.wearer
         if action == "start":
             label, frames = msg.get("label"), msg.get("frames", CAPTURE_FRAMES)
             if isinstance(label, str) and label not in self.state.classes:
@@ -368,74 +341,33 @@ class Session:
             if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_CAPTURE_FRAMES:
                 raise ProtocolError("bad_param", f"calibrate start: \"frames\" must be a whole number, 1 to "
                                                  f"{MAX_CAPTURE_FRAMES}")
-            if len(self.enrolled[1]) >= MAX_CAPTURED:
+            if len(w.captured[1]) >= MAX_CAPTURED:
                 raise ProtocolError("bad_param", f"calibrate start: {MAX_CAPTURED} faces captured already, the most "
                                                  "a connection keeps: send calibrate finish or clear")
-            self.capture = [label, frames]
+            w.start_capture(label, frames)
             self.send({"type": "calibration", "action": "start", "label": label, "frames": frames})
         elif action == "stop":
-            self.capture = None
-            self.send({"type": "calibration", "action": "stop", "counts": self.capture_counts()})
+            w.stop_capture()
+            self.send({"type": "calibration", "action": "stop", "counts": w.capture_counts()})
         elif action == "clear":
-            self.capture, self.profile, self.enrolled = None, None, ([], [])
-            self.reference = None
-            self._auto_reference()
+            w.clear_calibration()
             self.send({"type": "calibration", "action": "clear"})
         elif action == "finish":
-            feats, labels = self.enrolled
-            if not labels:
+            if not w.captured[1]:
                 raise ProtocolError("bad_message", "calibrate finish: no face captured yet (send calibrate start "
                                                    "with a label, then frames)")
-            self.capture = None
-            self.profile = enrol(pipe.torch_model(), np.stack(feats), labels, person=str(msg.get("person", ""))[:64],
-                                 model_sha256=pipe.model_sha256())
-            if self.profile.reference is not None and pipe.referenced_head is not None:
-                self.reference = self.profile.reference      # a relaxed face was captured: the wearer's reference
-            self.send({"type": "profile", "profile": self.profile.to_json()})
+            profile = w.finish(person=str(msg.get("person", ""))[:64])
+            self.send({"type": "profile", "profile": profile.to_json()})
         else:   # load
             try:
                 prof = msg.get("profile")
                 if not isinstance(prof, dict):               # a JSON object, never a path a client names
                     raise VrferError("calibrate load: damaged profile (not a vrfer profile: a JSON object is needed)")
-                prof = pipe.check_profile(prof, "calibrate load")     # vrfer.profile_check, against this model
+                prof = w.pipeline.check_profile(prof, "calibrate load")     # vrfer.profile_check, against this model
             except VrferError as e:
                 raise ProtocolError("bad_param", str(e)) from None
-            self.profile = prof
-            if prof.reference is not None and pipe.referenced_head is not None:
-                self.reference = prof.reference
+            w.set_profile(prof)
             self.send({"type": "profile", "profile": prof.to_json()})
-
-    def capture_counts(self) -> dict:
-        return {c: self.enrolled[1].count(c) for c in self.state.classes if c in self.enrolled[1]}
-
-    def _calibrated(self, faces: list[dict], own: bool = True) -> list[dict]:
-        """Take what a calibration needs from the model's faces: capture the main face of a frame while
-        capturing, answer with this connection's profile, and drop the logits and representations."""
-        # a held face (the tracker kept its last box: vrfer.tracking) is not this frame's face: not captured
-        if faces and self.capture is not None and "representation" in faces[0] and not faces[0].get("held"):
-            label = self.capture[0]
-            self.enrolled[0].append(faces[0]["representation"])
-            self.enrolled[1].append(label)
-            self.capture[1] -= 1
-            if self.capture[1] <= 0 or len(self.enrolled[1]) >= MAX_CAPTURED:   # a connection keeps MAX_CAPTURED
-                self.capture = None
-                self.send({"type": "calibration", "action": "captured", "label": label,
-                           "counts": self.capture_counts()})
-        out = [dict(f) for f in faces]
-        logits = [f.pop("logits", None) for f in out]
-        reps = [f.pop("representation", None) for f in out]
-        if out and all(r is not None for r in reps) and (self.profile is not None or self.reference is not None
-                                                           or self.running is not None):
-            pipe = self.state.predictor.pipeline
-            # the one path of profile rows and reference (vrfer.pipeline.Pipeline.answer); the wearer is faces[0]
-            ref = self.reference if self.reference is not None else (
-                None if faces[0].get("held") or not own else self.running)
-            probs = pipe.answer(np.stack(logits), np.stack(reps), self.profile or pipe.profile, ref)
-            for f, p in zip(out, probs):
-                f["probs"] = p
-        elif not out and own and self.running is not None:
-            self.running.reset()            # the face is lost: the next one may be someone else
-        return out
 
     def _frame_message(self, msg: dict) -> None:
         data = msg.get("data")
@@ -477,12 +409,15 @@ class Session:
             self.state.counters["frames_processed"] += 1
             self.deliver(result, fid, (time.perf_counter() - t0) * 1000, None)
 
-    def deliver(self, result: dict, fid, latency_ms: float, source: str | None) -> None:
-        smoother, deb = self.tracks["source" if source else None]
-        faces = self._calibrated(result["faces"], own=source is None)
-        preds = answer(faces, self.post, self.state.classes, smoother, fid, source)
+    def deliver(self, result: FrameResult, fid, latency_ms: float, source: str | None) -> None:
+        channel = "source" if source else None
+        preds = self.wearer.answer(result.faces, fid, source or "", stream=True, channel=channel)
+        if self.wearer.just_captured is not None:
+            self.send({"type": "calibration", "action": "captured", "label": self.wearer.just_captured,
+                       "counts": self.wearer.capture_counts()})
+        deb = self.debouncers[channel]
         change = deb.update(list(preds[0].smoothed.values())) if preds else None
-        crop = faces[0].get("crop") if faces and self.params.crop else None
+        crop = result.crop if self.params.crop else None
         self.send(prediction_event(fid, preds, latency_ms=latency_ms, dropped=self.stats["dropped"], source=source,
                                    crop=crop, stable=deb.current, arrays=self.params.arrays))
         if change is not None:
@@ -495,7 +430,7 @@ class Session:
                 "dropped": self.stats["dropped"], "errors": self.stats["errors"],
                 "events_dropped": self.stats["events_dropped"], "pending": int(self.pending is not None),
                 "outbox": len(self.outbox), "max_outbox": self.max_outbox, "subscribed": self.subscribed,
-                "captured": len(self.enrolled[1])}
+                "captured": len(self.wearer.captured[1])}
 
 
 def client_id(msg: dict):
@@ -638,18 +573,18 @@ async def predict(request: Request):
             data = await _multipart_image(request, limit)
         else:
             data = await _read_body(request, limit)
-        result = await state.engine.infer(data, crop=crop)
+        one = WearerSession(state.predictor.pipeline, post)       # one photo: the server's profile, no stream
+        result = await state.engine.infer(data, crop=crop, rep=one.wants_representation(stream=False))
     except ProtocolError as e:
         status = {"frame_too_large": 413, "image_too_large": 413, "internal": 500}.get(e.code, 400)
         return _error_response(state, status, e.code, e.message)
     except EngineBusy as e:
         return _error_response(state, 503, "busy", str(e), {"Retry-After": "1"})
     state.counters["http_predictions"] += 1
-    faces = result["faces"]
-    ev = prediction_event(None, answer(faces, post, state.classes), latency_ms=(time.perf_counter() - t0) * 1000,
-                          crop=faces[0].get("crop") if faces and crop else None, arrays=q.arrays)
+    ev = prediction_event(None, one.answer(result.faces, stream=False), latency_ms=(time.perf_counter() - t0) * 1000,
+                          crop=result.crop if crop else None, arrays=q.arrays)
     del ev["frame"], ev["stable"]
-    ev["width"], ev["height"] = result["width"], result["height"]
+    ev["width"], ev["height"] = result.width, result.height
     ev["model"] = state.model_info["name"]
     return JSONResponse(ev)
 

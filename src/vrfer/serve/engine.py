@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -88,51 +89,45 @@ class Predictor:
         full detection). Use it only from the engine's worker (under its lock)."""
         return self.pipeline.new_tracker()
 
-    def predict(self, image: np.ndarray, want_crop: bool = False) -> list[dict]:
-        faces = self.predict_batch([image], [want_crop])[0]
-        if isinstance(faces, Exception):
-            raise faces
-        return faces
+    def predict(self, image: np.ndarray, want_crop: bool = False, want_rep: bool = False) -> "FrameResult":
+        result = self.predict_batch([image], [want_crop], None, [want_rep])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def predict_batch(self, images: list[np.ndarray], want_crops: list[bool], trackers: list | None = None,
                       want_reps: list[bool] | None = None) -> list:
-        """-> per image its faces [{box, square, face_score, held, probs (the model's, class order), crop (PNG data
-        URL, first face, when wanted), logits and representation (the model's own, when wanted: a connection that
-        calibrates)}], the wearer first (vrfer.faces.wearer_first), or a ProtocolError for that image."""
+        """-> per image a FrameResult (its faces as the model saw them, vrfer.session.ModelFace, the wearer first:
+        vrfer.faces.wearer_first; logits and representations where wanted: a connection with a profile, a
+        reference or a calibration), or a ProtocolError for that image. Every face of the batch goes through the
+        classifier in one call; nothing of a wearer is applied here (each connection's vrfer.session.Session does)."""
+        from ..session import ModelFace
         pipe = self.pipeline
-        out: list = [None] * len(images)
-        crops, owners = [], []
+        want_reps = want_reps or [False] * len(images)
+        found: list = [None] * len(images)
+        crops = []
         for i, (im, tracker) in enumerate(zip(images, trackers or [None] * len(images))):
             try:
                 faces = pipe.find_faces(im, tracker)
-                c = pipe.crops(im, faces)
+                found[i] = (faces, pipe.crops(im, faces))
             except VrferError as e:
-                out[i] = ProtocolError("bad_image", str(e)[:300])
+                found[i] = ProtocolError("bad_image", str(e)[:300])
                 continue
-            # face_score and held (the tracker did not see the face and kept its last box) as vrfer.results writes them
-            out[i] = [{"box": list(f.int_box()), "square": list(f.square), "_crop": c[j], "held": f.held,
-                       "face_score": float(f.score) if pipe.face == "detect" else None}
-                      for j, f in enumerate(faces)]
-            crops.append(c)
-            owners += [(i, j) for j in range(len(c))]
-        rep = bool(want_reps) and any(want_reps) and bool(crops)
-        # frames of many connections in one batch: no reference here (each connection reads its own wearer against
-        # its own, vrfer.serve.app); the server's profile rows apply to every face
-        if rep:     # one pass gives the answers and what a connection's own profile or reference needs
-            probs, logits, feats = pipe.probabilities_and_representation(np.concatenate(crops), pipe.profile)
-        else:
-            probs = pipe.probabilities(np.concatenate(crops), reference=None) if crops else None
-        for k, (i, j) in enumerate(owners):
-            out[i][j]["probs"] = probs[k]
-            if rep and want_reps[i]:
-                out[i][j]["logits"], out[i][j]["representation"] = logits[k], feats[k]
-        for faces, want in zip(out, want_crops):
-            if isinstance(faces, Exception):
+            crops.append(found[i][1])
+        rep = any(w for w, f in zip(want_reps, found) if not isinstance(f, Exception))
+        probs, logits, feats = pipe.model_outputs(np.concatenate(crops) if crops else np.zeros((0, 1, 1), np.uint8),
+                                                  rep)
+        out, k = [], 0
+        for im, f, want_crop, want_rep in zip(images, found, want_crops, want_reps):
+            if isinstance(f, Exception):
+                out.append(f)
                 continue
-            for f in faces:     # the wearer first, as vrfer.pipeline.find_faces ordered them
-                crop = f.pop("_crop")
-                if want and f is faces[0]:
-                    f["crop"] = model_view_png(crop, self.cfg)
+            faces, c = f
+            mine = [ModelFace(face, probs[k + j], logits[k + j] if want_rep else None,
+                              feats[k + j] if want_rep else None, c[j]) for j, face in enumerate(faces)]
+            k += len(faces)
+            view = model_view_png(c[0], self.cfg) if want_crop and len(faces) else None
+            out.append(FrameResult(mine, int(im.shape[1]), int(im.shape[0]), view))
         return out
 
     def info(self) -> dict:
@@ -151,6 +146,18 @@ class Predictor:
 
 
 # ------------------------------------------------------------------------------------------ the engine
+
+@dataclass
+class FrameResult:
+    """One frame through the model: its faces as the model saw them (vrfer.session.ModelFace, the wearer first),
+    the frame's size, the wearer's crop as the model saw it (a PNG data URL) when asked for, and the batch's time."""
+
+    faces: list
+    width: int
+    height: int
+    crop: str | None = None
+    infer_ms: float = 0.0
+
 
 class Stream:
     """One stream of frames (a WebSocket connection, the camera): its face tracker, made and used only
@@ -222,7 +229,7 @@ class InferenceEngine:
         self.stats["max_queue"] = max(self.stats["max_queue"], n + 1)
         return job.future
 
-    async def infer(self, data, crop: bool = False, stream: Stream | None = None, rep: bool = False) -> dict:
+    async def infer(self, data, crop: bool = False, stream: Stream | None = None, rep: bool = False) -> FrameResult:
         return await asyncio.wrap_future(self.submit(data, crop, stream, rep))
 
     def _tracker(self, stream: Stream | None):
@@ -242,16 +249,17 @@ class InferenceEngine:
             return decode_frame(bytes(data), self.max_pixels)
         return np.asarray(data)
 
-    def _many(self, jobs: list[_Job], images: list[np.ndarray]) -> list[dict]:
+    def _many(self, jobs: list[_Job], images: list[np.ndarray]) -> list:
         t = time.perf_counter()
         trackers = [self._tracker(j.stream) for j in jobs]
         results = self.predictor.predict_batch(images, [j.crop for j in jobs], trackers, [j.rep for j in jobs])
         ms = (time.perf_counter() - t) * 1000
         self.stats["infer_ms_total"] += ms
         self.stats["batches"] = self.stats.get("batches", 0) + 1
-        return [faces if isinstance(faces, Exception) else
-                {"faces": faces, "width": int(im.shape[1]), "height": int(im.shape[0]), "infer_ms": ms}
-                for faces, im in zip(results, images)]
+        for r in results:
+            if not isinstance(r, Exception):
+                r.infer_ms = ms
+        return results
 
     def _run(self) -> None:
         while True:

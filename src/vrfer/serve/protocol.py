@@ -36,7 +36,6 @@ REFERENCE_ACTIONS = ("get", "set", "clear", "auto")   # the wearer's neutral ref
 CALIBRATE_ACTIONS = ("start", "stop", "finish", "load", "clear")
 CAPTURE_FRAMES = 30          # frames a "calibrate start" captures unless told ("frames")
 MAX_CAPTURE_FRAMES = 1000
-MAX_CAPTURED = 2000          # faces one connection keeps for its calibration (~1.5 KB each: ~3 MB), over all starts
 
 
 class ProtocolError(ValueError):
