@@ -1236,8 +1236,6 @@ def test_serve_refuses_a_misspelt_or_repeated_query_parameter(corpus):
 
 
 def test_batch_checks_its_options_once_names_each_failure_and_runs_an_input_once(run, corpus, tmp_path):
-    pytest.importorskip("distributed")
-    pytest.importorskip("pyarrow")
     import json
     for argv, words in ((["--profile", str(corpus["face"])], "damaged profile"),   # was: a traceback per input
                         (["--workers", "100000"], "--workers 100000: expected a whole number, 1 to"),  # was: a hang
@@ -1287,7 +1285,6 @@ def test_a_profile_with_a_key_written_twice_is_refused_by_vrfer_and_the_onnx_cli
 
 
 def test_batch_run_in_python_says_what_it_takes(corpus, tmp_path):
-    pytest.importorskip("distributed")
     import vrfer.batch
     from vrfer.errors import VrferError
     video = str(corpus["video_truncated"])

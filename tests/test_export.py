@@ -8,14 +8,11 @@ import math
 import pytest
 import torch
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-
-from vrfer.errors import VrferError  # noqa: E402
-from vrfer.export import MAX_FLOAT_DIFF, export_model  # noqa: E402
-from vrfer.modelcard import card_markdown, unity_csharp  # noqa: E402
-from vrfer.models import create_model  # noqa: E402
-from vrfer.postprocess import PostProcess  # noqa: E402
+from vrfer.errors import VrferError
+from vrfer.export import MAX_FLOAT_DIFF, export_model
+from vrfer.modelcard import card_markdown, unity_csharp
+from vrfer.models import create_model
+from vrfer.postprocess import PostProcess
 
 PRIOR = [0.34, 0.27, 0.12, 0.14, 0.09, 0.01, 0.02, 0.01]
 
