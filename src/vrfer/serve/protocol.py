@@ -234,6 +234,67 @@ def error_event(code: str, message: str, frame=None) -> dict:
     return ev
 
 
+def error_body(code: str, message: str) -> dict:
+    """An HTTP error response's JSON body (an error_event without time or frame)."""
+    return {"type": "error", "code": code, "message": message}
+
+
+def hello_event(session: int, model: str, classes, config: dict, max_frame_bytes: int, source: str | None) -> dict:
+    """The first event of every connection."""
+    return {"type": "hello", "protocol": PROTOCOL_VERSION, "session": session, "model": model,
+            "classes": list(classes), "config": config, "max_frame_bytes": max_frame_bytes, "source": source}
+
+
+def config_event(config: dict) -> dict:
+    return {"type": "config", "config": config}
+
+
+def subscribed_event(source: str) -> dict:
+    return {"type": "subscribed", "source": source}
+
+
+def unsubscribed_event() -> dict:
+    return {"type": "unsubscribed"}
+
+
+def reset_event() -> dict:
+    return {"type": "reset"}
+
+
+def pong_event(client_id) -> dict:
+    return {"type": "pong", "time": round(time.time(), 4), "id": client_id}
+
+
+def stats_event(row: dict) -> dict:
+    return {"type": "stats", **row}
+
+
+def reference_event(mode: str, vector, frames: int | None) -> dict:
+    """The wearer's reference in use: mode "fixed", "auto" or "off"; vector None while none (or warming up);
+    frames: the neutral-looking frames an automatic one has seen."""
+    return {"type": "reference", "mode": mode, "settled": vector is not None, "frames": frames,
+            "reference": None if vector is None else [round(float(v), 6) for v in vector]}
+
+
+def calibration_event(action: str, label: str | None = None, frames: int | None = None,
+                      counts: dict | None = None) -> dict:
+    """A calibration step: start (label, frames), captured (label, counts), stop (counts) or clear."""
+    ev = {"type": "calibration", "action": action}
+    for key, value in (("label", label), ("frames", frames), ("counts", counts)):
+        if value is not None:
+            ev[key] = value
+    return ev
+
+
+def profile_event(profile: dict) -> dict:
+    """The profile a connection answers with from now on (the profile file's JSON)."""
+    return {"type": "profile", "profile": profile}
+
+
+def source_ended_event(source: str) -> dict:
+    return {"type": "source_ended", "source": source, "time": round(time.time(), 4)}
+
+
 def parse_client_message(text: str) -> dict:
     """A text message -> a dict with a known "type"; raises ProtocolError for anything else."""
     if len(text) > 16 * 1024 * 1024:
