@@ -35,7 +35,8 @@ SETTLE = 3
 
 def video(photo: Path, noise: float, seed: int):
     import cv2
-    from vrfer.faces import RetinaFaceDetector, draw_headset
+    from vrfer.faces import RetinaFaceDetector
+    from vrfer.occlusion import draw_headset
     img = cv2.imread(str(photo))
     faces = RetinaFaceDetector(threads=1).detect(img)
     if not faces:

@@ -32,7 +32,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vrfer.faces import RetinaFaceDetector, draw_headset, iou, square_box
+from vrfer.faces import RetinaFaceDetector, iou, square_box
+from vrfer.occlusion import draw_headset
 from vrfer.tracking import FaceTracker
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

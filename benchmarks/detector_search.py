@@ -71,10 +71,10 @@ from vrfer.faces import (  # noqa: E402
     Face,
     RetinaFaceDetector,
     crop_square,
-    draw_headset,
     face_square,
     iou,
 )
+from vrfer.occlusion import draw_headset  # noqa: E402
 
 IOU_FOUND = 0.3
 VARIANTS = ("clean", "headset", "bulky", "small", "small bulky", "frame")

@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def faces_dev(model: str, folder: Path) -> dict:
-    from vrfer.faces import draw_headset, get_detector, iou
+    from vrfer.faces import get_detector, iou
+    from vrfer.occlusion import draw_headset
     from vrfer.pipeline import Pipeline
     pipe, det = Pipeline(model, threads=1), get_detector(threads=1)
     res = {"photos": 0, "found_clean": 0, "found_headset": 0, "mouth_read_headset": 0}

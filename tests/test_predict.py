@@ -106,7 +106,7 @@ def test_detect_finds_the_face_in_a_real_photo_and_frames_it(capfd, model):
 @needs_data(PHOTO)
 def test_detect_finds_the_face_behind_a_synthetic_headset(model):
     import cv2
-    from vrfer.faces import draw_headset
+    from vrfer.occlusion import draw_headset
     from vrfer.recognizer import Recognizer
     rec = Recognizer(model)
     img = cv2.imread(str(PHOTO))
@@ -457,8 +457,8 @@ def test_usage_errors_exit_2_with_one_line(capfd, model, tmp_path, args, message
 
 
 def test_a_missing_face_detector_is_a_setup_error_said_once(capfd, model, tmp_path, monkeypatch):
-    from vrfer import faces
-    monkeypatch.setattr(faces, "_DEFAULT", {})
+    from vrfer.faces import registry
+    monkeypatch.setattr(registry, "_SHARED", {})
     monkeypatch.setenv("VRFER_RETINAFACE_ONNX", str(tmp_path / "nowhere.onnx"))
     a, b = save(face_image(), tmp_path / "a.png"), save(face_image(), tmp_path / "b.png")
     rc, out, err = vrfer(capfd, a, b, "--model", model)

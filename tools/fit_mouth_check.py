@@ -78,7 +78,7 @@ def photo_examples(folder: Path, det, crop) -> np.ndarray:
     (vrfer.faces.draw_headset): tight face crops and small, blurred photos, which scenes lack."""
     import cv2
 
-    from vrfer.faces import draw_headset
+    from vrfer.occlusion import draw_headset
     out = []
     for p in tqdm(sorted(q for q in folder.glob("*") if q.suffix.lower() in (".jpg", ".png"))[0::2],
                   desc="photos", unit="photo"):

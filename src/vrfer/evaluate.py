@@ -13,7 +13,7 @@ import numpy as np
 from .classes import CLASSES
 from .datasets.base import FaceSet
 from .inference import predict_proba
-from .occlusion import occlude_upper
+from .occlusion import draw_headset, occlude_upper
 
 OCCLUSIONS = ("none", "upper-half")
 
@@ -90,7 +90,6 @@ def folder_faces(model, root, face: str = "none", occlusion: str = "none", skip_
 
     from .datasets.folder import read_labels
     from .errors import VrferError
-    from .faces import draw_headset
     from .recognizer import Recognizer, load_image
     if occlusion not in FOLDER_OCCLUSIONS:
         raise ValueError(f"occlusion must be one of {FOLDER_OCCLUSIONS}")

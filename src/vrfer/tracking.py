@@ -36,7 +36,9 @@ import math
 
 import numpy as np
 
-from .faces import Face, iou, to_bgr, wearer_first
+from .faces.colour import to_bgr
+from .faces.geometry import Face, iou, wearer_first
+from .faces.registry import find_in_region
 
 GRID = 8                 # pixels: the re-detection square's corner and side snap to this grid
 
@@ -162,7 +164,7 @@ class FaceTracker:
         with the tracked one after mapping through this pass size's calibration (_corrected); a pass size
         not yet calibrated compares raw boxes, with the wider tolerance of a first look."""
         x, y, side = region(self.box, self.context)
-        found = self.detector.in_region(bgr, x, y, side, int(round(face_px * self.context)), threshold)
+        found = find_in_region(self.detector, bgr, x, y, side, int(round(face_px * self.context)), threshold)
         bw, bh = self.box[2], self.box[3]
         # the same face keeps its size from one frame to the next, once the region pass's box is mapped into
         # the full search's geometry (_corrected). A pass size's first look has no mapping yet: when BlazeFace
