@@ -42,6 +42,7 @@ class BlazeFace:
 
     def __init__(self, threads: int | None = None, nms: float = 0.3):
         import onnxruntime as ort
+
         from ..threads import ort_options
         graph = pretrained_onnx("blazeface_short_range.onnx", "VRFER_BLAZEFACE_ONNX", "BlazeFace face detector")
         try:

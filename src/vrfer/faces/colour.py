@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def to_gray(image: np.ndarray) -> np.ndarray:
     """uint8 (H, W) or BGR (H, W, 3) or BGRA (H, W, 4) -> uint8 (H, W)."""
     import cv2

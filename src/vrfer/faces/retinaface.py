@@ -43,7 +43,15 @@ import numpy as np
 from ..errors import VrferError
 from .blazeface import BlazeFace
 from .colour import to_bgr
-from .geometry import DETECTOR_NAME, FER_SIZE, Box, Face, centre_inside, crop_square, iou
+from .geometry import (
+    DETECTOR_NAME,
+    FER_SIZE,
+    Box,
+    Face,
+    centre_inside,
+    crop_square,
+    iou,
+)
 from .weights import pretrained_onnx
 
 
