@@ -3,7 +3,7 @@ in accuracy: the detector box's crop (the FER+ framing from the box, vrfer.faces
 keypoint crop (the same framing placed from the nose and mouth, vrfer.faces.keypoint_square), side by side.
 
 For each photo of faces-dev, JAFFE and taiwanese-dev: detect on the clean photo (the reference face), draw
-vrfer's synthetic headset from that box (vrfer.faces.draw_headset, as benchmarks/detect_headset.py), detect
+vrfer's synthetic headset from that box (vrfer.occlusion.draw_headset, as benchmarks/detect_headset.py), detect
 again (found: IoU > 0.3 with the reference). Per data set and crop:
 
     headset share   share of the pixels of the crop's lower half (what vrfer-lower looks at) that are

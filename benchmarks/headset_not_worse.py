@@ -6,7 +6,7 @@
 
 faces-dev: for each of the 510 photos of ../shared/data/faces-dev, the clean photo's best RetinaFace face is the
 reference; the pipeline of `vrfer predict` (Pipeline.find_faces: wearer first, photo search, mouth check) is run on the
-clean photo and on it behind vrfer's flat synthetic headset (vrfer.faces.draw_headset over the reference box). Printed:
+clean photo and on it behind vrfer's flat synthetic headset (vrfer.occlusion.draw_headset over the reference box). Printed:
 photos whose pipeline finds a face overlapping the reference (IoU > 0.3), clean and behind the headset, and those whose
 wearer's square holds the reference's mouth (mouth corners' centre) in its read (lower) half. The code before issue
 33: run this file with the old package first on the path, e.g.

@@ -75,7 +75,7 @@ def scene_examples(data, det, crop):
 
 def photo_examples(folder: Path, det, crop) -> np.ndarray:
     """Faces of the even-numbered clean photos in `folder`, as found and as behind vrfer's synthetic headset
-    (vrfer.faces.draw_headset): tight face crops and small, blurred photos, which scenes lack."""
+    (vrfer.occlusion.draw_headset): tight face crops and small, blurred photos, which scenes lack."""
     import cv2
 
     from vrfer.occlusion import draw_headset
