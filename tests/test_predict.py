@@ -266,6 +266,16 @@ def test_a_video_gives_one_result_per_frame(capfd, model, tmp_path):
     assert all(d["source"] == str(video) and "smoothed" not in d for d in rows)
 
 
+def test_predict_opens_a_video_file_for_its_header_once_and_once_for_its_frames(capfd, model, tmp_path, monkeypatch):
+    import cv2
+    video = write_video(tmp_path / "clip.avi", fer_faces(3))
+    opened, real = [], cv2.VideoCapture
+    monkeypatch.setattr(cv2, "VideoCapture", lambda *args: opened.append(args) or real(*args))
+    rc, out, _ = vrfer(capfd, video, "--model", model, "--face", "none", "--json")
+    assert rc == 0 and len(json_lines(out)) == 3
+    assert opened == [(str(video),)] * 2
+
+
 def test_smoothing_is_an_exponential_moving_average_of_the_frame_probabilities(capfd, model, tmp_path):
     video = write_video(tmp_path / "clip.avi", fer_faces(8))
     alpha = 0.3   # the weight of the newest frame, as serve's alpha (vrfer.smoothing)
