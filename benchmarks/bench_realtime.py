@@ -87,7 +87,8 @@ def headset_frame(photo: Path) -> np.ndarray:
     """A face behind a synthetic headset, 300 px, in a 640x480 frame (the photo as it is when it carries
     a headset already, e.g. the bundled samples)."""
     import cv2
-    from vrfer.faces import RetinaFaceDetector, draw_headset
+    from vrfer.faces import RetinaFaceDetector
+    from vrfer.occlusion import draw_headset
     img = cv2.imread(str(photo))
     if "samples" not in photo.parts:
         faces = RetinaFaceDetector(threads=1).detect(img)

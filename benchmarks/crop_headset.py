@@ -3,7 +3,7 @@ in accuracy: the detector box's crop (the FER+ framing from the box, vrfer.faces
 keypoint crop (the same framing placed from the nose and mouth, vrfer.faces.keypoint_square), side by side.
 
 For each photo of faces-dev, JAFFE and taiwanese-dev: detect on the clean photo (the reference face), draw
-vrfer's synthetic headset from that box (vrfer.faces.draw_headset, as benchmarks/detect_headset.py), detect
+vrfer's synthetic headset from that box (vrfer.occlusion.draw_headset, as benchmarks/detect_headset.py), detect
 again (found: IoU > 0.3 with the reference). Per data set and crop:
 
     headset share   share of the pixels of the crop's lower half (what vrfer-lower looks at) that are
@@ -52,7 +52,8 @@ def labelled_photos(name: str) -> list[tuple[Path, str]]:
 
 def detections(name: str, limit: int, cache: Path | None) -> list[dict]:
     """Per photo: the clean face, BlazeFace's clean face (for --fit) and the headset face (None: not found)."""
-    from vrfer.faces import draw_headset, get_detector, iou
+    from vrfer.faces import get_detector, iou
+    from vrfer.occlusion import draw_headset
     from vrfer.pipeline import load_image
     key = cache.with_name(f"{cache.stem}-{name}-{limit}{cache.suffix}") if cache else None
     if key and key.is_file():
@@ -77,7 +78,8 @@ def detections(name: str, limit: int, cache: Path | None) -> list[dict]:
 
 def headset_share(shape, ref_box, square) -> float:
     """Share of the lower half of the crop `square` that is synthetic headset drawn from ref_box."""
-    from vrfer.faces import FER_SIZE, crop_square, draw_headset
+    from vrfer.faces import FER_SIZE, crop_square
+    from vrfer.occlusion import draw_headset
     mask = draw_headset(np.zeros(shape[:2], np.uint8), ref_box, color=(255, 255, 255))
     half = crop_square(mask, *square, FER_SIZE)[FER_SIZE // 2:]
     return float(half.mean() / 255.0)
@@ -91,7 +93,8 @@ def square_iou(a, b) -> float:
 def measure(rows: list[dict], pipe) -> dict:
     """The table's figures for one data set, per crop rule."""
     from vrfer.classes import CLASSES
-    from vrfer.faces import draw_headset, face_square
+    from vrfer.faces import face_square
+    from vrfer.occlusion import draw_headset
     from vrfer.pipeline import crop_faces, load_image
     found = [r for r in rows if r["clean"] is not None]
     out = {"photos": len(rows), "clean found": len(found),

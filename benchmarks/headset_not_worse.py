@@ -6,7 +6,7 @@
 
 faces-dev: for each of the 510 photos of ../shared/data/faces-dev, the clean photo's best RetinaFace face is the
 reference; the pipeline of `vrfer predict` (Pipeline.find_faces: wearer first, photo search, mouth check) is run on the
-clean photo and on it behind vrfer's flat synthetic headset (vrfer.faces.draw_headset over the reference box). Printed:
+clean photo and on it behind vrfer's flat synthetic headset (vrfer.occlusion.draw_headset over the reference box). Printed:
 photos whose pipeline finds a face overlapping the reference (IoU > 0.3), clean and behind the headset, and those whose
 wearer's square holds the reference's mouth (mouth corners' centre) in its read (lower) half. The code before issue
 33: run this file with the old package first on the path, e.g.
@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def faces_dev(model: str, folder: Path) -> dict:
-    from vrfer.faces import draw_headset, get_detector, iou
+    from vrfer.faces import get_detector, iou
+    from vrfer.occlusion import draw_headset
     from vrfer.pipeline import Pipeline
     pipe, det = Pipeline(model, threads=1), get_detector(threads=1)
     res = {"photos": 0, "found_clean": 0, "found_headset": 0, "mouth_read_headset": 0}

@@ -7,8 +7,8 @@ import pytest
 from conftest import FACES_DEV, FER_TEST, needs_data
 
 from vrfer.errors import VrferError
-from vrfer.faces import (CROP_SIDE_PER_WIDTH, FER_SIZE, align_crop, crop_square, draw_headset, iou,
-                         square_box)
+from vrfer.faces import CROP_SIDE_PER_WIDTH, FER_SIZE, align_crop, crop_square, iou, square_box
+from vrfer.occlusion import draw_headset
 
 PHOTO = FACES_DEV / "Aaron_Peirsol_0001.jpg"
 

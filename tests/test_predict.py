@@ -106,7 +106,7 @@ def test_detect_finds_the_face_in_a_real_photo_and_frames_it(capfd, model):
 @needs_data(PHOTO)
 def test_detect_finds_the_face_behind_a_synthetic_headset(model):
     import cv2
-    from vrfer.faces import draw_headset
+    from vrfer.occlusion import draw_headset
     from vrfer.recognizer import Recognizer
     rec = Recognizer(model)
     img = cv2.imread(str(PHOTO))
@@ -264,6 +264,16 @@ def test_a_video_gives_one_result_per_frame(capfd, model, tmp_path):
     assert rc == 0 and err == []
     assert [d["frame"] for d in rows] == list(range(6))
     assert all(d["source"] == str(video) and "smoothed" not in d for d in rows)
+
+
+def test_predict_opens_a_video_file_for_its_header_once_and_once_for_its_frames(capfd, model, tmp_path, monkeypatch):
+    import cv2
+    video = write_video(tmp_path / "clip.avi", fer_faces(3))
+    opened, real = [], cv2.VideoCapture
+    monkeypatch.setattr(cv2, "VideoCapture", lambda *args: opened.append(args) or real(*args))
+    rc, out, _ = vrfer(capfd, video, "--model", model, "--face", "none", "--json")
+    assert rc == 0 and len(json_lines(out)) == 3
+    assert opened == [(str(video),)] * 2
 
 
 def test_smoothing_is_an_exponential_moving_average_of_the_frame_probabilities(capfd, model, tmp_path):
@@ -457,8 +467,8 @@ def test_usage_errors_exit_2_with_one_line(capfd, model, tmp_path, args, message
 
 
 def test_a_missing_face_detector_is_a_setup_error_said_once(capfd, model, tmp_path, monkeypatch):
-    from vrfer import faces
-    monkeypatch.setattr(faces, "_DEFAULT", {})
+    from vrfer.faces import registry
+    monkeypatch.setattr(registry, "_SHARED", {})
     monkeypatch.setenv("VRFER_RETINAFACE_ONNX", str(tmp_path / "nowhere.onnx"))
     a, b = save(face_image(), tmp_path / "a.png"), save(face_image(), tmp_path / "b.png")
     rc, out, err = vrfer(capfd, a, b, "--model", model)

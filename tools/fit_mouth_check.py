@@ -75,10 +75,10 @@ def scene_examples(data, det, crop):
 
 def photo_examples(folder: Path, det, crop) -> np.ndarray:
     """Faces of the even-numbered clean photos in `folder`, as found and as behind vrfer's synthetic headset
-    (vrfer.faces.draw_headset): tight face crops and small, blurred photos, which scenes lack."""
+    (vrfer.occlusion.draw_headset): tight face crops and small, blurred photos, which scenes lack."""
     import cv2
 
-    from vrfer.faces import draw_headset
+    from vrfer.occlusion import draw_headset
     out = []
     for p in tqdm(sorted(q for q in folder.glob("*") if q.suffix.lower() in (".jpg", ".png"))[0::2],
                   desc="photos", unit="photo"):

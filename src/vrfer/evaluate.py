@@ -13,7 +13,7 @@ import numpy as np
 from .classes import CLASSES
 from .datasets.base import FaceSet
 from .inference import predict_proba
-from .occlusion import occlude_upper
+from .occlusion import draw_headset, occlude_upper
 
 OCCLUSIONS = ("none", "upper-half")
 
@@ -79,7 +79,7 @@ def folder_faces(model, root, face: str = "none", occlusion: str = "none", skip_
     (read, find the face or take the image as the crop, FER+-framed crop). With face="detect" the
     wearer's face is used (the first, vrfer.faces.wearer_first: the rule of every answer); an image where none
     is found is counted in `no_face`. occlusion: "upper-half" blacks out the top of each crop; "headset" paints
-    vrfer's synthetic headset (vrfer.faces.draw_headset) over the eyes of the whole photo before the face is
+    vrfer's synthetic headset (vrfer.occlusion.draw_headset) over the eyes of the whole photo before the face is
     looked for, placed from the wearer's face in the clean photo (with face="none": from the whole image). A bad
     row or unreadable image stops with one line naming it, unless skip_bad. Returns (items, crops (M, 48, 48),
     found (N,) bool, rec, info): items are the folder's rows that could be read (N), crops those of the rows
@@ -90,7 +90,6 @@ def folder_faces(model, root, face: str = "none", occlusion: str = "none", skip_
 
     from .datasets.folder import read_labels
     from .errors import VrferError
-    from .faces import draw_headset
     from .recognizer import Recognizer, load_image
     if occlusion not in FOLDER_OCCLUSIONS:
         raise ValueError(f"occlusion must be one of {FOLDER_OCCLUSIONS}")

@@ -1,5 +1,5 @@
 """Headsets that look real, and VR-venue scenes built from them: test and tuning data for face detection behind
-a headset (issue 33). vrfer.faces.draw_headset is the flat box the classifier was trained against; this module
+a headset (issue 33). vrfer.occlusion.draw_headset is the flat box the classifier was trained against; this module
 draws what a camera at a VR venue sees.
 
 A headset is built in 3D around a frontal face (from its 5 clean landmarks) and seen through a pinhole camera

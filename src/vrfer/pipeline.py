@@ -354,14 +354,16 @@ class Pipeline:
         self._detector = detector
         self._mouth_check = False   # read from the config on first use (vrfer.mouth_check)
         self._plain = None          # the classifier without flip averaging, for the mouth check under tta_flip
-        if self.face == "detect" and detector is None:
+        if self.face == "detect" and not hasattr(detector, "detect"):
             _ = self.detector   # now: a missing detector is a setup error, said once
 
     @property
     def detector(self):
-        if self._detector is None:
-            from .faces import get_detector
-            self._detector = get_detector(threads=self.threads)
+        """The face detector: the one given, or the shared one of the registry name given (None: the default,
+        vrfer.faces.registry)."""
+        if self._detector is None or isinstance(self._detector, str):
+            from .faces.registry import DEFAULT_DETECTOR, get_detector
+            self._detector = get_detector(self._detector or DEFAULT_DETECTOR, threads=self.threads)
         return self._detector
 
     def new_tracker(self):

@@ -4,7 +4,7 @@ data from the constants and the model config the code uses: what an exported ONN
 
 from __future__ import annotations
 
-from .faces import DETECTOR_NAME, FER_SIZE
+from .faces.geometry import DETECTOR_NAME, FER_SIZE
 from .occlusion import visible_rows
 from .postprocess import PostProcess
 

@@ -1,5 +1,5 @@
-"""What several commands share, declared once: the --model option and its one reading (`model_source`), the
-post-processing options, --profile, and the one-line report of a problem with one input item."""
+"""What several commands share, declared once: the --model option and its one reading (`model_source`), --detector,
+the post-processing options, --profile, and the one-line report of a problem with one input item."""
 
 from __future__ import annotations
 
@@ -33,6 +33,16 @@ def model_source(a, backend: str = "torch"):
                          ".safetensors file or a run folder), not an exported ONNX file")
     return resolve(a.model, backend, allow_untrained=bool(allow), option="--model",
                    untrained_option="--allow-untrained" if allow is not None else "")
+
+
+def add_detector_arg(p) -> None:
+    """--detector: which registered face detector finds the faces under --face detect (vrfer.faces.registry)."""
+    from ..faces.registry import DEFAULT_DETECTOR, list_detectors
+    names = list_detectors()
+    p.add_argument("--detector", choices=names, default=DEFAULT_DETECTOR, metavar="NAME",
+                   help=f"the face detector with --face detect, a registered name: {', '.join(names)} (default: "
+                        f"{DEFAULT_DETECTOR}, RetinaFace with BlazeFace's second opinion; blazeface: BlazeFace alone, "
+                        "no keypoints, so the box's square is cut)")
 
 
 def add_postprocess_args(p) -> None:

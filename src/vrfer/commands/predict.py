@@ -17,6 +17,7 @@ from ..errors import VrferError
 from ..results import DECIMALS
 from ..threads import add_threads_option
 from ._options import (
+    add_detector_arg,
     add_model_arg,
     add_postprocess_args,
     add_profile_arg,
@@ -42,6 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--face", default="detect", metavar="detect|none|x,y,w,h",
                    help="detect: find the faces (default); none: each image is already a face crop; "
                         "x,y,w,h: a fixed face region (a fixed camera; may start with a minus sign)")
+    add_detector_arg(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON lines, one object per face")
     fmt.add_argument("--csv", action="store_true", help="CSV with a header row, one row per face")
@@ -169,7 +171,7 @@ def run(a) -> int:
     source = model_source(a, a.backend)
     rec = Recognizer(model=source, face=a.face, backend=a.backend, alpha=a.smooth, threads=a.threads,
                      prior=a.prior, prior_tau=a.prior_tau, classes=a.classes, profile=a.profile,
-                     reference=reference_setting(a, source))
+                     reference=reference_setting(a, source), detector=a.detector)
     mode = "json" if a.json else "csv" if a.csv else "table"
     writer = _Writer(mode, rec.classes, rec.alpha is not None)
     out_dir, targets = None, {}
@@ -193,10 +195,10 @@ def run(a) -> int:
                 if out_dir is not None:
                     _write_annotated(rec, img, preds, targets[id(item)])
             else:
-                _, size = _video_header(item)
-                for _, preds in video_predictions(rec, item, a.max_frames, progress=not a.no_progress):
+                header = _video_header(item)     # read once: its frame count and size
+                for _, preds in video_predictions(rec, item, a.max_frames, progress=not a.no_progress, header=header):
                     for p in preds or []:
-                        writer.write(p, size)
+                        writer.write(p, header[1])
         except VrferError as e:
             failed += 1
             item_error(item.name, str(e))
@@ -223,13 +225,15 @@ def photo_predictions(rec, item):
     return img, rec.predict(img, source=item.name)
 
 
-def video_predictions(rec, item, max_frames: int | None = None, progress: bool = False, note=item_error):
+def video_predictions(rec, item, max_frames: int | None = None, progress: bool = False, note=item_error,
+                      header: tuple | None = None):
     """The per-frame path of one video file or webcam (`vrfer predict`'s and `vrfer batch`'s): (frame index,
     predictions or None where no face was found), the face tracked and smoothed by `rec` (Recognizer.video).
     After the last frame: VrferError when no frame had a face, or when a video file ended before the frame count
-    its header announces (every frame was asked for); note(name, message) for frames without a face."""
+    its header announces (every frame was asked for); note(name, message) for frames without a face. header:
+    _video_header(item) when the caller has read it already (the file is then opened once more, for its frames)."""
     frames = seen = 0
-    header, _ = _video_header(item)
+    header, _ = header or _video_header(item)
     for i, preds in rec.video(item.path, max_frames=max_frames, name=item.name, progress=progress):
         frames += 1
         seen += bool(preds)

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..classes import CLASSES
 from ..errors import VrferError
-from ..faces import CropGeometry
+from ..faces.geometry import CropGeometry
 from ..occlusion import visible_rows
 from ..outputs import public_mode
 from ..pretrained import DEFAULT_MODEL
