@@ -963,7 +963,7 @@ def test_serve_calibrate_load_refuses_a_misfit_profile_and_captures_are_bounded(
 
     from websockets.sync.client import connect
 
-    from vrfer.serve import app as serve_app
+    from vrfer.serve import connection as serve_app
     from vrfer.serve.app import ServeConfig, ServerThread, create_app
     cfg = ServeConfig(model="vrfer-lower", face="none", port=0)
     frame = corpus["face"].read_bytes()

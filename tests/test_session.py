@@ -27,12 +27,13 @@ def seen(pipe: Pipeline, crops: np.ndarray, held: bool = False, representation: 
 
 
 def test_the_api_and_a_serve_connection_hold_the_same_session():
-    from vrfer.serve import app
-    tree = ast.parse((SRC / "serve" / "app.py").read_text())
-    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
-    # serve neither smooths, nor learns a reference, nor fits a profile itself: the session does
-    assert not names & {"Smoother", "RunningReference", "enrol", "FacePrediction"}
-    assert app.WearerSession is Session
+    from vrfer.serve import app, connection
+    for path in (SRC / "serve" / name for name in ("app.py", "connection.py", "engine.py")):
+        tree = ast.parse(path.read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        # serve neither smooths, nor learns a reference, nor fits a profile itself: the session does
+        assert not names & {"Smoother", "RunningReference", "enrol", "PostProcess"}, path.name
+    assert app.WearerSession is connection.WearerSession is Session
     assert isinstance(Recognizer("vrfer-lower", face="none").session, Session)
 
 
