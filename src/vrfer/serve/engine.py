@@ -73,11 +73,11 @@ class Predictor:
     """The server's model and face finding: vrfer.pipeline.Pipeline, with every face of a batch of frames
     going through the classifier in one call. Not thread-safe: the engine calls it under a lock.
 
-    Probabilities come back as the model gives them; each connection applies its own prior and class
-    subset (vrfer.postprocess.PostProcess) and smoothing."""
+    Faces come back as the model saw them (vrfer.session.ModelFace); each connection's vrfer.session.Session
+    applies the wearer's profile and reference, its prior and class subset, and smoothing."""
 
     def __init__(self, model: str, face="detect", backend: str = "auto", threads: int | None = None, profile=None):
-        # a profile (vrfer.calibration) calibrates the model's probabilities for every connection
+        # a profile (vrfer.calibration): every connection's session starts with it
         self.pipeline = Pipeline(model, face, backend, threads, profile=profile)
         self.face = self.pipeline.face
         self.backend = backend
