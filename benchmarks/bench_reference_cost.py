@@ -47,7 +47,7 @@ def main():
 
 
 def _face(rec, path):
-    from vrfer.pipeline import load_image
+    from vrfer.images import load_image
     im = load_image(path)
     return im, rec.pipeline.find_faces(im)
 

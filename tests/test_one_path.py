@@ -16,7 +16,7 @@ from PIL import Image
 
 from vrfer.classes import CLASSES
 from vrfer.cli import main
-from vrfer.pipeline import load_image
+from vrfer.images import load_image
 from vrfer.recognizer import Recognizer, samples_path
 
 REPO = Path(__file__).resolve().parents[1]

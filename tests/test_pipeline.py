@@ -13,7 +13,8 @@ from PIL import Image
 from vrfer.classes import CLASSES
 from vrfer.errors import ImageTooLargeError, NoFaceError, VrferError
 from vrfer.models import create_model, resolve_model, save_model
-from vrfer.pipeline import Pipeline, crop_faces, find_faces, load_image, parse_face
+from vrfer.pipeline import Pipeline, crop_faces, find_faces, parse_face
+from vrfer.images import load_image
 from vrfer.pipeline_spec import GRAY_SHIFT, GRAY_WEIGHTS_RGB, preprocessing_spec
 from vrfer.postprocess import PostProcess, adjust_probs
 from vrfer.smoothing import Smoother

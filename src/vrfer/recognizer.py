@@ -29,7 +29,8 @@ import numpy as np
 from .classes import CLASSES
 from .errors import NoFaceError, VrferError, native_stderr_silenced
 from .faces import to_bgr
-from .pipeline import Pipeline, load_image
+from .pipeline import Pipeline
+from .images import load_image
 from .pretrained import DEFAULT_MODEL
 from .results import FacePrediction
 from .session import Session
@@ -120,7 +121,7 @@ def check_video_file(path) -> None:
     if not Path(path).exists():
         raise VrferError("file not found")
     if not stat.S_ISREG(Path(path).stat().st_mode):
-        from .pipeline import _file_kind
+        from .images import _file_kind
         raise VrferError(f"not a regular file ({_file_kind(Path(path))}); a video is a file")
 
 

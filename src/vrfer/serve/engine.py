@@ -22,7 +22,8 @@ import numpy as np
 
 from ..errors import ImageTooLargeError, VrferError
 from ..occlusion import apply_input_mode
-from ..pipeline import Pipeline, load_image
+from ..pipeline import Pipeline
+from ..images import load_image
 from .protocol import ProtocolError
 
 log = logging.getLogger("vrfer.serve")
@@ -38,7 +39,7 @@ class EngineBusy(Exception):
 # ------------------------------------------------------------------------------------------ decoding
 
 def decode_frame(data: bytes, max_pixels: int) -> np.ndarray:
-    """JPEG/PNG/WebP/BMP/GIF bytes -> uint8 gray or BGR array, by vrfer.pipeline.load_image (the loader
+    """JPEG/PNG/WebP/BMP/GIF bytes -> uint8 gray or BGR array, by vrfer.images.load_image (the loader
     every command uses: EXIF orientation, 16-bit, alpha...); the pixel limit is checked before decoding.
     ProtocolError (bad_image / image_too_large) for anything else."""
     try:
