@@ -59,7 +59,8 @@ def load_classifier(model: str | None, backend: str, threads: int | None = None)
 
 def test_frame() -> np.ndarray:
     import cv2
-    from vrfer.recognizer import load_image, samples_path
+    from vrfer.recognizer import load_image
+    from vrfer.inputs import samples_path
     photo = sorted(samples_path().glob("photo-*"))[0]
     face = load_image(photo)
     face = cv2.cvtColor(face, cv2.COLOR_GRAY2BGR) if face.ndim == 2 else face

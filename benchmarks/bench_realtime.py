@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.photo is None:
-        from vrfer.recognizer import samples_path
+        from vrfer.inputs import samples_path
         a.photo = sorted(samples_path().glob("photo-*"))[0]
     if a.part:
         for r in part(a.part, a.threads, a.seconds, a.photo):

@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vrfer.faces import get_detector
-from vrfer.headsets import Source, distractor, scene
+from vrfer.scenes import Source, distractor, scene
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SETS = {"faces-dev": "faces-dev/images", "taiwanese-dev": "taiwanese-dev", "jaffe": "jaffe"}

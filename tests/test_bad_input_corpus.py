@@ -1129,7 +1129,7 @@ def test_odd_paths_are_named_in_one_line_and_an_empty_one_never_means_the_workin
 
 
 def test_a_path_into_the_bundled_samples_prints_as_given(run):
-    from vrfer.recognizer import samples_path
+    from vrfer.inputs import samples_path
     given = str(samples_path() / "fer-anger-fer0032565.png")
     rc, out, err, new = run("predict", given, "--face", "none", "--json")
     assert rc == 0 and out.count(f'"source": "{given}"') == 1                # was: "samples/fer-anger-..."

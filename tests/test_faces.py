@@ -117,7 +117,7 @@ def test_the_detector_finds_nothing_in_flat_or_noise_images(detector):
 def webcam_frame(photo_name: str, size: int, x: int = 150, y: int = 100) -> np.ndarray:
     """A bundled headset photo scaled to size x size on a flat 640x480 frame (a webcam-sized picture)."""
     import cv2
-    from vrfer.recognizer import samples_path
+    from vrfer.inputs import samples_path
     face = cv2.resize(read(samples_path() / photo_name), (size, size), interpolation=cv2.INTER_AREA)
     frame = np.full((480, 640, 3), (70, 80, 90), np.uint8)
     frame[y:y + size, x:x + size] = face
@@ -162,7 +162,7 @@ def test_an_unsure_blazeface_box_where_the_scan_had_a_candidate_is_reported(dete
 
 def test_a_face_that_fills_the_image_is_looked_at_again_with_a_border(detector):
     from vrfer.faces import Face
-    from vrfer.recognizer import samples_path
+    from vrfer.inputs import samples_path
     photo = read(samples_path() / ANNA)                                        # 350x350, the face fills it
     assert detector.blazeface.detect(photo, threshold=0.3) == []             # unpadded, BlazeFace misses it
     ref = detector.detect(photo)[0]                                            # RetinaFace's box
@@ -172,7 +172,7 @@ def test_a_face_that_fills_the_image_is_looked_at_again_with_a_border(detector):
 
 def test_two_headset_faces_in_one_frame_are_both_reported(detector):
     import cv2
-    from vrfer.recognizer import samples_path
+    from vrfer.inputs import samples_path
     face = cv2.resize(read(samples_path() / ANNA), (160, 160), interpolation=cv2.INTER_AREA)
     frame = np.full((480, 640, 3), (70, 80, 90), np.uint8)
     frame[150:310, 40:200] = face

@@ -4,7 +4,8 @@ and drawn over the eyes, not over the mouth."""
 import numpy as np
 import pytest
 
-from vrfer.headsets import HEADSET_TYPES, Camera, Source, distractor, headset_photo, scene
+from vrfer.headsets import HEADSET_TYPES, Camera, headset_photo
+from vrfer.scenes import Source, distractor, scene
 
 
 def _face(size=200):

@@ -17,7 +17,8 @@ from PIL import Image
 from vrfer.classes import CLASSES
 from vrfer.cli import main
 from vrfer.images import load_image
-from vrfer.recognizer import Recognizer, samples_path
+from vrfer.recognizer import Recognizer
+from vrfer.inputs import samples_path
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-5

@@ -29,7 +29,7 @@ from websockets.sync.client import connect as ws_connect
 
 from vrfer.classes import CLASSES
 from vrfer.fingerprint import weights_fingerprint
-from vrfer.recognizer import samples_path
+from vrfer.inputs import samples_path
 from vrfer.serve.app import ServeConfig, ServerThread, create_app
 from vrfer.serve.engine import Predictor
 from vrfer.serve.protocol import Debouncer, Params, ProtocolError

@@ -16,7 +16,8 @@ from vrfer.cli import main
 from vrfer.faces import Face, get_detector, wearer_first
 from vrfer.images import load_image
 from vrfer.pretrained import DEFAULT_MODEL
-from vrfer.recognizer import Recognizer, samples_path
+from vrfer.recognizer import Recognizer
+from vrfer.inputs import samples_path
 
 HAPPY = samples_path() / "photo-happiness-Cameron_Diaz_0001.jpg"
 SURPRISE = samples_path() / "photo-surprise-Anna_Chicherova_0001.jpg"

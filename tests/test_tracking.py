@@ -17,7 +17,7 @@ from vrfer.classes import CLASSES
 from vrfer.cli import main
 from vrfer.faces import RetinaFaceDetector, face_square, square_box
 from vrfer.pipeline import crop_faces
-from vrfer.recognizer import samples_path
+from vrfer.inputs import samples_path
 from vrfer.tracking import FaceTracker, OneEuroFilter, region
 
 FACE = 220            # pixels: side of the pasted photo

@@ -152,7 +152,8 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
     from pathlib import Path
 
     from .errors import NoFaceError
-    from .recognizer import IMAGE_EXTS, VIDEO_EXTS, load_image, video_frames
+    from .recognizer import load_image
+    from .inputs import is_video, media_files, video_frames
     crops, counts = [], {"images": 0, "frames": 0, "no_face": 0}
 
     def take(img, into=crops) -> None:
@@ -168,12 +169,11 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
         path = Path(src)
         if not path.exists():
             raise VrferError(f"{src}: file not found")
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS) \
-            if path.is_dir() else [path]
+        files = media_files(path) if path.is_dir() else [path]
         if not files:
             raise VrferError(f"{src}: a folder without images or videos")
         for f in files:
-            if f.suffix.lower() in VIDEO_EXTS:
+            if is_video(f):
                 own, seen = [], 0       # a video counts only when read to its end: never a part of it silently
                 no_face = counts["no_face"]
                 try:

@@ -24,7 +24,7 @@ def run(inputs, out, workers: int | None = None, address: str | None = None, mod
     out/failures.csv, the report (vrfer.batch.report: summary, episodes, timelines, index.html); inputs already committed by an earlier run into `out` are skipped. Returns the output folder;
     `report` (a dict) receives the run's numbers. reference: as Recognizer's (None: "auto" where the model has a
     referenced head, as `vrfer predict` does, else none)."""
-    from ..recognizer import expand_inputs
+    from ..inputs import expand_inputs
     from .engine import check_workers, require, run_job
     from .job import Job, item_key
     from .unit import recognizer

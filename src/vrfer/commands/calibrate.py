@@ -38,7 +38,8 @@ def run(a) -> int:
 
     from ..errors import VrferError
     from ..outputs import output_file
-    from ..recognizer import IMAGE_EXTS, VIDEO_EXTS, Recognizer
+    from ..recognizer import Recognizer
+    from ..inputs import media_files
     if not a.examples and not a.folder:
         raise VrferError("give CLASS=PATH pairs (e.g. happiness=smile.jpg) or --folder DIR")
     if a.max_frames < 1:
@@ -57,7 +58,7 @@ def run(a) -> int:
         p = Path(path)
         if not p.exists():
             raise VrferError(f"{path}: file not found")
-        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS) if p.is_dir() else [p]
+        files = media_files(p) if p.is_dir() else [p]
         if not files:
             raise VrferError(f"{path}: a folder without images or videos")
         examples += [(str(f), label) for f in files]
