@@ -474,9 +474,9 @@ def test_reproduce_bad_options(run, corpus, argv, words):
     (["--opset", "7"], "opset 7"),
     (["--out", "/proc/vrfer/x.onnx"], "/proc/vrfer/x.onnx"),
     (["--out", "model.txt"], "model.txt"),
-    (["--calibration-faces", "20"], "--calibration-faces goes with --quantize int8"),
-    (["--quantize", "int8", "--calibrate", "ferplus=x", "--calibration-faces", "5"], "at least 10"),
-    (["--quantize", "int8", "--calibrate", "ferplus=x", "--calibration-faces", "0"], "at least 10"),  # was: 2000
+    (["--int8-faces", "20"], "--int8-faces goes with --quantize int8"),
+    (["--quantize", "int8", "--int8-data", "ferplus=x", "--int8-faces", "5"], "at least 10"),
+    (["--quantize", "int8", "--int8-data", "ferplus=x", "--int8-faces", "0"], "at least 10"),  # was: 2000
 ])
 def test_export_bad_options(run, corpus, argv, words):
     args = {"--model": "vrfer-lower", "--out": "m.onnx"}
@@ -858,11 +858,11 @@ def test_predict_refuses_a_missing_profile_and_runs_one_on_the_onnx_backend(run,
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--calibrate", "1", "--seed", "-5"], "--seed -5"),                 # was: internal error ValueError
-    (["--calibrate", "1", "--draws", "100000000"], "1 to 100"),          # was: no bound, no progress
-    (["--seed", "3"], "--seed goes with --calibrate"),                    # was: silently ignored
-    (["--draws", "3"], "--draws goes with --calibrate"),
-    (["--calibrate", "1", "--out", "x"], "--out"),                        # was: silently ignored
+    (["--enrol", "1", "--seed", "-5"], "--seed -5"),                 # was: internal error ValueError
+    (["--enrol", "1", "--draws", "100000000"], "1 to 100"),          # was: no bound, no progress
+    (["--seed", "3"], "--seed goes with --enrol"),                    # was: silently ignored
+    (["--draws", "3"], "--draws goes with --enrol"),
+    (["--enrol", "1", "--out", "x"], "--out"),                        # was: silently ignored
     (["--adapt", "loo", "--out", "x"], "--out"),
 ])
 def test_evaluate_seed_draws_and_out_are_bounded_and_never_ignored(run, corpus, argv, words):
@@ -873,8 +873,8 @@ def test_evaluate_seed_draws_and_out_are_bounded_and_never_ignored(run, corpus, 
 @pytest.mark.parametrize("argv, words", [
     (["--dataset", "ferplus", "--root", "@ferplus", "--adapt", "loo"], "--dataset folder"),
     (["--dataset", "ferplus", "--root", "@ferplus", "--occlusion", "headset"], "--dataset folder"),
-    (["--dataset", "folder", "--root", "@labelled_unreadable", "--calibrate", "-1", "--skip-bad"], "K >= 0"),
-    (["--dataset", "folder", "--root", "@labelled_unreadable", "--calibrate", "1", "--draws", "0", "--skip-bad"],
+    (["--dataset", "folder", "--root", "@labelled_unreadable", "--enrol", "-1", "--skip-bad"], "K >= 0"),
+    (["--dataset", "folder", "--root", "@labelled_unreadable", "--enrol", "1", "--draws", "0", "--skip-bad"],
      "--draws"),
     (["--dataset", "folder", "--root", "@labelled_unreadable", "--adapt", "loo", "--skip-bad"], "subject"),
 ])

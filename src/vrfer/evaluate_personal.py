@@ -1,5 +1,5 @@
 """Adaptation to a setup and calibration to a person, scored honestly on a labelled folder of people
-(`vrfer evaluate --dataset folder --adapt loo --calibrate K`): no face is ever scored by a fit that saw its
+(`vrfer evaluate --dataset folder --adapt loo --enrol K`): no face is ever scored by a fit that saw its
 person (adaptation, leave-one-person-out) or its session (calibration)."""
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def _check_options(adapt, calibrate, draws, seed, reference) -> None:
     if adapt not in (None, "loo"):
         raise VrferError(f"--adapt {adapt!r}: expected loo")
     if calibrate is not None and calibrate < 0:
-        raise VrferError(f"--calibrate {calibrate}: expected K >= 0 faces per class (0: all of the session)")
+        raise VrferError(f"--enrol {calibrate}: expected K >= 0 faces per class (0: all of the session)")
     if isinstance(draws, bool) or not isinstance(draws, int) or not 1 <= draws <= MAX_DRAWS:
         raise VrferError(f"--draws {draws}: expected a whole number from 1 to {MAX_DRAWS}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
@@ -127,7 +127,7 @@ def _check_k(calibrate: int, data: dict) -> None:
         most = max((int(np.sum((subjects == p) & (labels == c))) for p, c in set(zip(subjects.tolist(),
                     labels.tolist()))), default=0)
     if calibrate > most:
-        raise VrferError(f"--calibrate {calibrate}: this folder has at most {most} faces of one class in one "
+        raise VrferError(f"--enrol {calibrate}: this folder has at most {most} faces of one class in one "
                          f"{'person' if data['no_sessions'] else 'session'}; give K up to {most} (0: all)")
 
 

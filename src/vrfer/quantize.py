@@ -1,10 +1,10 @@
-"""int8 classifier: static quantisation of the exported ONNX graph with onnxruntime, calibrated on FER+ faces.
+"""int8 classifier: static quantisation of the exported ONNX graph with onnxruntime, its ranges set on FER+ faces.
 
-    vrfer export --model vrfer-lower --format onnx --quantize int8 --calibrate ferplus=../shared/data/ferplus \\
+    vrfer export --model vrfer-lower --format onnx --quantize int8 --int8-data ferplus=../shared/data/ferplus \\
         --out src/vrfer/pretrained/vrfer-lower-int8.onnx
 
 How (onnxruntime.quantization, measured fastest here; docs/RESULTS.md): QDQ format, weights int8 per
-output channel, activations uint8 with ranges from MinMax calibration on CALIBRATION_FACES FER+ train
+output channel, activations uint8 with ranges from MinMax calibration on RANGE_FACES FER+ train
 faces (a seeded sample, prepared exactly as for inference: vrfer.preprocess.prepare). onnxruntime then
 runs the convolutions as int8 matrix products (VNNI / AMX on CPUs that have them).
 
@@ -25,31 +25,32 @@ import numpy as np
 
 from .errors import VrferError, native_stderr_silenced
 
-CALIBRATION_FACES = 2000
-CALIBRATION_SEED = 0
+RANGE_FACES = 2000
+RANGE_SEED = 0
 METADATA_KEY = "vrfer_quantization"
 
 
-def calibration_faces(root, n: int = CALIBRATION_FACES, seed: int = CALIBRATION_SEED) -> np.ndarray:
+def range_faces(root, n: int = RANGE_FACES, seed: int = RANGE_SEED) -> np.ndarray:
     """A seeded sample of n FER+ train faces, uint8 (n, 48, 48)."""
     from .datasets.ferplus import load_ferplus
     train = load_ferplus(root, "train", "majority")
     if len(train.images) == 0:
-        raise VrferError(f"{root}: no FER+ train faces to calibrate on")
+        raise VrferError(f"{root}: no FER+ train faces to set the int8 ranges on")
     idx = np.sort(np.random.default_rng(seed).choice(len(train.images), min(n, len(train.images)), replace=False))
     return np.ascontiguousarray(train.images[idx])
 
 
-def parse_calibrate(text: str) -> str:
-    """'ferplus=DIR' -> DIR (the only calibration data so far)."""
+def parse_int8_data(text: str) -> str:
+    """'ferplus=DIR' -> DIR (the only data for the int8 ranges so far)."""
     name, sep, root = str(text).partition("=")
     if not sep or name != "ferplus" or not root:
-        raise VrferError(f"--calibrate {text!r}: expected ferplus=DIR (FER+ train faces calibrate the int8 ranges)")
+        raise VrferError(f"--int8-data {text!r}: expected ferplus=DIR (FER+ train faces set the int8 ranges)")
     return root
 
 
-def quantize_int8(float_onnx, out, faces: np.ndarray, calibration: str = "") -> Path:
-    """Write an int8 (QDQ) version of a vrfer float32 ONNX file, calibrated on uint8 face crops (N, H, W)."""
+def quantize_int8(float_onnx, out, faces: np.ndarray, ranges_from: str = "") -> Path:
+    """Write an int8 (QDQ) version of a vrfer float32 ONNX file, its activation ranges set on uint8 face crops (N, H, W)
+    (onnxruntime's "calibration"; vrfer keeps that word for a person's profile, vrfer.calibration)."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -88,7 +89,7 @@ def quantize_int8(float_onnx, out, faces: np.ndarray, calibration: str = "") -> 
     del m.metadata_props[:]
     info = {"dtype": "int8", "format": "QDQ", "weights": "int8 per channel, 7-bit range", "activations": "uint8 per tensor",
             "float32": "the classifier head (Gemm, Softmax)",
-            "calibration": calibration or f"{len(faces)} faces", "calibrate_method": "MinMax"}
+            "calibration": ranges_from or f"{len(faces)} faces", "calibrate_method": "MinMax"}
     for k, v in {**meta, METADATA_KEY: json.dumps(info)}.items():
         m.metadata_props.add(key=k, value=v)
     m.producer_name = "vrfer"
@@ -102,15 +103,15 @@ def quantize_int8(float_onnx, out, faces: np.ndarray, calibration: str = "") -> 
     return out
 
 
-def quantize_model(model, out, root, n: int = CALIBRATION_FACES, opset: int | None = None, post=None) -> Path:
+def quantize_model(model, out, root, n: int = RANGE_FACES, opset: int | None = None, post=None) -> Path:
     """The int8 file of a model object: its float32 export (vrfer.onnx_backend.export_onnx, with `post`, a
     vrfer.postprocess.PostProcess) quantised with ranges from n FER+ train faces under `root`; it records the
     fingerprint of the model's weights, as every export does."""
     from .onnx_backend import DEFAULT_OPSET, export_onnx
-    faces = calibration_faces(root, n)
+    faces = range_faces(root, n)
     with tempfile.TemporaryDirectory() as d:
         f32 = export_onnx(model, Path(d) / "float32.onnx", DEFAULT_OPSET if opset is None else opset, post)
-        return quantize_int8(f32, out, faces, calibration=f"{len(faces)} FER+ train faces (seed {CALIBRATION_SEED})")
+        return quantize_int8(f32, out, faces, ranges_from=f"{len(faces)} FER+ train faces (seed {RANGE_SEED})")
 
 
 CHECK_FACES = 1000        # FER+ valid faces the int8 file is checked on
@@ -167,5 +168,5 @@ def bundled_int8(name: str, weights=None) -> Path | None:
     return path
 
 
-__all__ = ["bundled_int8", "CALIBRATION_FACES", "calibration_faces", "parse_calibrate", "quantize_int8", "quantization_info",
+__all__ = ["bundled_int8", "RANGE_FACES", "range_faces", "parse_int8_data", "quantize_int8", "quantization_info",
            "matches_weights", "quantize_model", "check_int8"]

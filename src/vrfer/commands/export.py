@@ -1,7 +1,7 @@
 """`vrfer export`: a trained model as an ONNX file (Unity Sentis, onnxruntime) plus its model card.
 
     vrfer export --model vrfer-lower --format onnx --out vrfer-lower.onnx
-    vrfer export --model vrfer-lower --format onnx --quantize int8 --calibrate ferplus=DIR \
+    vrfer export --model vrfer-lower --format onnx --quantize int8 --int8-data ferplus=DIR \
         --out src/vrfer/pretrained/vrfer-lower-int8.onnx          # the int8 graph vrfer ships (vrfer.quantize)
 
 writes vrfer-lower.onnx, vrfer-lower.json (the card as data: classes, preprocessing, opset, I/O names)
@@ -32,12 +32,12 @@ def add_parser(sub) -> None:
     p.add_argument("--no-check", action="store_true",
                    help="skip comparing onnxruntime's output with PyTorch's on sample faces")
     p.add_argument("--quantize", choices=["int8"], help="int8 static quantisation (onnxruntime, QDQ): faster, most "
-                   "on CPUs with VNNI/AMX (docs/RESULTS.md, 'int8 classifier'); needs --calibrate")
-    p.add_argument("--calibrate", metavar="ferplus=DIR",
+                   "on CPUs with VNNI/AMX (docs/RESULTS.md, 'int8 classifier'); needs --int8-data")
+    p.add_argument("--int8-data", metavar="ferplus=DIR",
                    help="faces that set the int8 ranges: a seeded sample of FER+ train faces under DIR")
-    p.add_argument("--calibration-faces", type=int_in(10, note="fewer cannot set the int8 ranges"), default=None,
+    p.add_argument("--int8-faces", type=int_in(10, note="fewer cannot set the int8 ranges"), default=None,
                    metavar="N",
-                   help="how many FER+ train faces calibrate (default 2000)")
+                   help="how many FER+ train faces set the int8 ranges (default 2000)")
     p.set_defaults(fn=run)
 
 
@@ -46,7 +46,7 @@ def run(a) -> int:
     from ..onnx_backend import DEFAULT_OPSET, SENTIS_MAX_OPSET, check_opset
     from ..outputs import output_file
     from ..postprocess import PostProcess
-    from ..quantize import parse_calibrate
+    from ..quantize import parse_int8_data
 
     opset = check_opset(a.opset if a.opset is not None else DEFAULT_OPSET)
     out = Path(a.out)
@@ -56,13 +56,13 @@ def run(a) -> int:
     post = PostProcess(model.cfg, a.prior, a.prior_tau, a.classes)
     for path in (out, out.with_suffix(".json"), out.with_suffix(".md")):
         output_file(path)
-    if a.quantize and not a.calibrate:
-        raise VrferError("--quantize int8 needs --calibrate ferplus=DIR (FER+ train faces set the int8 ranges)")
-    if not a.quantize and (a.calibrate or a.calibration_faces is not None):
-        raise VrferError(f"{'--calibrate' if a.calibrate else '--calibration-faces'} goes with --quantize int8")
+    if a.quantize and not a.int8_data:
+        raise VrferError("--quantize int8 needs --int8-data ferplus=DIR (FER+ train faces set the int8 ranges)")
+    if not a.quantize and (a.int8_data or a.int8_faces is not None):
+        raise VrferError(f"{'--int8-data' if a.int8_data else '--int8-faces'} goes with --quantize int8")
     done = export(model, out, a.format, opset=opset, post=post, check=not a.no_check,
-                  int8_calibrate=parse_calibrate(a.calibrate) if a.quantize else None,
-                  calibration_faces=a.calibration_faces)
+                  int8_data=parse_int8_data(a.int8_data) if a.quantize else None,
+                  int8_faces=a.int8_faces)
     check = done.card.get("check", {})
     if a.quantize:
         agree = f", same top class as float32 on {check['agreement']:.2%} of {check['faces']}" if check else ""
