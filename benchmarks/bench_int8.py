@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     from vrfer.models import create_model
     from vrfer.occlusion import occlude_upper
     from vrfer.onnx_backend import OnnxClassifier
-    from vrfer.quantize import quantization_info
+    from vrfer.onnx_backend import quantization_info
     from vrfer.threads import use_torch_threads
 
     use_torch_threads(0)

@@ -112,7 +112,7 @@ def part(name: str, threads: int, seconds: float, photo: Path) -> list[dict]:
     from vrfer.faces import RetinaFaceDetector, pretrained_onnx, retinaface_onnx
     from vrfer.onnx_backend import OnnxClassifier, cached_onnx
     from vrfer.loader import resolve
-    from vrfer.quantize import bundled_int8
+    from vrfer.onnx_backend import bundled_int8
     from vrfer.recognizer import Recognizer
     from vrfer.threads import use_torch_threads
     from vrfer.tracking import FaceTracker

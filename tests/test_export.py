@@ -1,4 +1,4 @@
-"""vrfer.export and vrfer.modelcard as a library: the ONNX file and its card, without the command line."""
+"""vrfer.export and vrfer.export.modelcard as a library: the ONNX file and its card, without the command line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from vrfer.errors import VrferError
 from vrfer.export import MAX_FLOAT_DIFF, export_model
-from vrfer.modelcard import card_markdown, unity_csharp
+from vrfer.export.modelcard import card_markdown, unity_csharp
 from vrfer.models import create_model
 from vrfer.postprocess import PostProcess
 
@@ -53,7 +53,8 @@ def test_an_exported_file_keeps_the_crop_it_was_exported_with():
     # how vrfer crops for it; a file written before configs carried the crop keeps the rule its spec states
     from dataclasses import replace
 
-    from vrfer.onnx_backend import config_from_metadata, onnx_metadata
+    from vrfer.onnx_backend import config_from_metadata
+    from vrfer.export.onnx import onnx_metadata
     m = model()
     meta = onnx_metadata(replace(m.cfg, crop={"rule": "box"}), opset=15)
     pinned = json.loads(meta["vrfer_config"])["crop"]

@@ -24,7 +24,7 @@ def _entry_points(tmp_path):
     from vrfer.evaluate import evaluate, evaluate_folder
     from vrfer.evaluate_personal import evaluate_personal
     from vrfer.explain import explain
-    from vrfer.onnx_backend import export_onnx
+    from vrfer.export.onnx import export_onnx
     faces = _faces()
     return {
         "Recognizer": lambda m: vrfer.Recognizer(m, face="none"),

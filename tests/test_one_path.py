@@ -54,7 +54,7 @@ def images(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory) -> Path:
-    from vrfer.onnx_backend import export_onnx
+    from vrfer.export.onnx import export_onnx
     return export_onnx("vrfer-lower", tmp_path_factory.mktemp("onnx") / "vrfer-lower.onnx")
 
 
@@ -209,7 +209,7 @@ def test_a_calibration_profile_gives_the_same_answer_through_predict_serve_and_t
     import httpx
 
     from vrfer.onnx_backend import OnnxClassifier
-    from vrfer.quantize import bundled_int8
+    from vrfer.onnx_backend import bundled_int8
     from vrfer.serve.app import ServeConfig, ServerThread, create_app
     prof = profile_file
     path = images["gray"]
@@ -293,7 +293,7 @@ def test_a_graph_without_the_representation_gives_way_to_pytorch_under_auto_only
     calibrates with the PyTorch model of the same weights; the file itself, as --model, is refused."""
     import onnx
 
-    import vrfer.quantize
+    import vrfer.onnx_backend
     from vrfer.errors import VrferError
     from vrfer.pipeline import Pipeline
     m = onnx.load(str(onnx_file))
@@ -302,7 +302,7 @@ def test_a_graph_without_the_representation_gives_way_to_pytorch_under_auto_only
     m.graph.output.extend(kept)
     old = tmp_path / "two-outputs.onnx"
     onnx.save(m, str(old))
-    monkeypatch.setattr(vrfer.quantize, "bundled_int8", lambda *args: old)
+    monkeypatch.setattr(vrfer.onnx_backend, "bundled_int8", lambda *args: old)
     assert type(Pipeline("vrfer-lower", face="none").classifier).__name__ == "OnnxClassifier"
     calibrated = Pipeline("vrfer-lower", face="none", profile=profile_file)
     assert type(calibrated.classifier).__name__ == "TorchClassifier"

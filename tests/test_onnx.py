@@ -13,7 +13,8 @@ from vrfer.errors import VrferError
 from vrfer.inference import TorchClassifier
 from vrfer.loader import load_classifier
 from vrfer.models import create_model, save_model
-from vrfer.onnx_backend import DEFAULT_OPSET, OnnxClassifier, export_onnx, pinned_crop, read_metadata
+from vrfer.onnx_backend import OnnxClassifier, read_metadata
+from vrfer.export.onnx import DEFAULT_OPSET, export_onnx, pinned_crop
 
 TOL = 1e-4
 

@@ -1,4 +1,4 @@
-"""Specification of the int8 classifier (vrfer.quantize): made from any model by one command, shipped for
+"""Specification of the int8 classifier (vrfer.export.int8): made from any model by one command, shipped for
 the default model and used only with the weights it was made from, and answering like the float32 model on
 real FER+ faces."""
 
@@ -12,8 +12,9 @@ import torch
 from fakedata import make_rows, write_folders
 
 from vrfer.cli import main
-from vrfer.onnx_backend import OnnxClassifier, pinned_crop
-from vrfer.quantize import bundled_int8, matches_weights, quantization_info
+from vrfer.onnx_backend import OnnxClassifier
+from vrfer.export.onnx import pinned_crop
+from vrfer.onnx_backend import bundled_int8, matches_weights, quantization_info
 
 REGENERATE = ("vrfer export --model vrfer-lower --format onnx --quantize int8 --int8-data ferplus=../shared/data/ferplus "
               "--out src/vrfer/pretrained/vrfer-lower-int8.onnx")

@@ -12,7 +12,7 @@ The classifiers, the pipeline, the server and the commands take a ModelSource, n
     >>> clf = src.classifier(threads=1)              # .cfg, .predict_proba(crops)
 
 Backends: "auto" (an .onnx file runs as it is; a bundled model runs its shipped int8 graph when that was made
-from the installed weights, vrfer.quantize.bundled_int8; else PyTorch float32), "torch" (PyTorch float32),
+from the installed weights, vrfer.onnx_backend.bundled_int8; else PyTorch float32), "torch" (PyTorch float32),
 "onnx" (onnxruntime: the .onnx file given, or the model's float32 export, made once into the cache).
 """
 
@@ -123,7 +123,7 @@ def resolve(model, backend: str = "auto", allow_untrained: bool = False, option:
         return ModelSource(spec, module.cfg, "onnx" if backend == "onnx" else "torch", module=module)
     cfg, weights = resolve_trained(spec, option, untrained_option)
     if backend == "auto":
-        from .quantize import bundled_int8
+        from .onnx_backend import bundled_int8
         int8 = bundled_int8(spec, weights)
         return ModelSource(spec, cfg, "onnx" if int8 else "torch", weights, int8)
     if backend == "onnx":

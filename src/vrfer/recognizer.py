@@ -43,7 +43,7 @@ class Recognizer:
     face: "detect" (find faces), "none" (the image is the face crop), or a fixed region (x, y, w, h)
         / "x,y,w,h" (the face square is cut from it as given).
     backend: "auto" (default: a bundled model's int8 ONNX graph when one ships for the installed weights,
-        vrfer.quantize; otherwise PyTorch), "torch" (float32) or "onnx" (vrfer.onnx_backend.OnnxClassifier).
+        vrfer.export.int8; otherwise PyTorch), "torch" (float32) or "onnx" (vrfer.onnx_backend.OnnxClassifier).
     alpha: smoothing across successive frames (predict calls on a stream, or `video`): the weight of
         the newest frame in an exponential moving average (vrfer.smoothing), in (0, 1]; None or 1: off.
         `reset()` starts a new stream.

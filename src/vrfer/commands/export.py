@@ -2,7 +2,7 @@
 
     vrfer export --model vrfer-lower --format onnx --out vrfer-lower.onnx
     vrfer export --model vrfer-lower --format onnx --quantize int8 --int8-data ferplus=DIR \
-        --out src/vrfer/pretrained/vrfer-lower-int8.onnx          # the int8 graph vrfer ships (vrfer.quantize)
+        --out src/vrfer/pretrained/vrfer-lower-int8.onnx          # the int8 graph vrfer ships (vrfer.export.int8)
 
 writes vrfer-lower.onnx, vrfer-lower.json (the card as data: classes, preprocessing, opset, I/O names)
 and vrfer-lower.md (the same for people, with C# to feed the model from Unity): vrfer.export.export_model.
@@ -43,10 +43,10 @@ def add_parser(sub) -> None:
 
 def run(a) -> int:
     from ..export import check_out, export
-    from ..onnx_backend import DEFAULT_OPSET, SENTIS_MAX_OPSET, check_opset
+    from ..export.onnx import DEFAULT_OPSET, SENTIS_MAX_OPSET, check_opset
     from ..outputs import output_file
     from ..postprocess import PostProcess
-    from ..quantize import parse_int8_data
+    from ..export.int8 import parse_int8_data
 
     opset = check_opset(a.opset if a.opset is not None else DEFAULT_OPSET)
     out = Path(a.out)
