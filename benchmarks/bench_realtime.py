@@ -115,7 +115,7 @@ def part(name: str, threads: int, seconds: float, photo: Path) -> list[dict]:
     from vrfer.onnx_backend import bundled_int8
     from vrfer.recognizer import Recognizer
     from vrfer.threads import use_torch_threads
-    from vrfer.tracking import FaceTracker
+    from vrfer.faces.tracking import FaceTracker
 
     use_torch_threads(threads)
     rows = []

@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     from vrfer.faces import iou, square_box
     from vrfer.recognizer import Recognizer
     try:
-        from vrfer.tracking import FaceTracker
+        from vrfer.faces.tracking import FaceTracker
     except ImportError:       # an earlier vrfer: the tracker lived in vrfer.faces
         from vrfer.faces import FaceTracker
 

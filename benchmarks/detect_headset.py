@@ -34,7 +34,7 @@ import numpy as np
 
 from vrfer.faces import RetinaFaceDetector, iou, square_box
 from vrfer.occlusion import draw_headset
-from vrfer.tracking import FaceTracker
+from vrfer.faces.tracking import FaceTracker
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -246,7 +246,7 @@ def test_crops_of_detected_fer_faces_are_framed_like_the_fer_crop_itself(detecto
 
 @needs_data(PHOTO)
 def test_the_tracker_follows_a_face_through_frames_and_holds_it_briefly(detector):
-    from vrfer.tracking import FaceTracker
+    from vrfer.faces.tracking import FaceTracker
     img = read(PHOTO)
     tracker = FaceTracker(detector, max_missed=2)
     first = tracker.update(img)

@@ -1,11 +1,11 @@
-"""The real-looking headsets and VR-venue scenes (vrfer.headsets): seeded, truthful about where each mouth is,
+"""The real-looking headsets and VR-venue scenes (vrfer.faces.headsets): seeded, truthful about where each mouth is,
 and drawn over the eyes, not over the mouth."""
 
 import numpy as np
 import pytest
 
-from vrfer.headsets import HEADSET_TYPES, Camera, headset_photo
-from vrfer.scenes import Source, distractor, scene
+from vrfer.faces.headsets import HEADSET_TYPES, Camera, headset_photo
+from vrfer.faces.scenes import Source, distractor, scene
 
 
 def _face(size=200):
@@ -78,7 +78,7 @@ def test_a_photo_without_a_visible_mouth_has_no_face(kind, tmp_path, capfd):
 
 
 def test_the_shipped_model_checks_for_a_mouth_in_the_half_it_reads():
-    """vrfer-lower carries a mouth check (vrfer.mouth_check): the FER+ sample faces pass it, noise and flat
+    """vrfer-lower carries a mouth check (vrfer.faces.mouth_check): the FER+ sample faces pass it, noise and flat
     grey do not; the network's weights are what they were (the check sits in the config)."""
     from pathlib import Path
 
@@ -122,7 +122,7 @@ def test_a_sample_wearer_behind_each_headset_is_read_at_the_mouth():
 
 def test_a_tracker_acquires_only_what_its_check_keeps():
     from vrfer.faces import Face
-    from vrfer.tracking import FaceTracker
+    from vrfer.faces.tracking import FaceTracker
 
     class One:
         def detect(self, image):

@@ -1,4 +1,4 @@
-"""Fit a model's mouth check (vrfer.mouth_check) and write the model with it.
+"""Fit a model's mouth check (vrfer.faces.mouth_check) and write the model with it.
 
     python tools/fit_mouth_check.py [--model vrfer-lower] [--scenes 400] [--empty 100] [--seed 100] [--fer 4000]
            [--keep 0.97] --out src/vrfer/pretrained/vrfer-lower.safetensors
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     from vrfer.datasets.ferplus import load_ferplus
     from vrfer.loader import resolve, torch_model
     from vrfer.models.registry import is_half, save_model
-    from vrfer.mouth_check import fit, with_check
+    from vrfer.faces.mouth_check import fit, with_check
     from vrfer.representation import logits_and_features
     model = torch_model(a.model)
     crop = model.cfg.crop_geometry

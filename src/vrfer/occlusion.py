@@ -6,7 +6,7 @@ about half the compute, which is what the CPU models do.
 
 The same occlusion drawn on a photo: `draw_headset`, vrfer's synthetic VR headset over the eyes and brows of a
 face box (evaluate's headset occlusion, the benchmarks' headset faces); `paint_headset` paints one on training
-crops (randomised, on the crop itself). vrfer.headsets draws real-looking headsets in scenes.
+crops (randomised, on the crop itself). vrfer.faces.headsets draws real-looking headsets in scenes.
 """
 
 from __future__ import annotations

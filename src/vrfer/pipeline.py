@@ -151,7 +151,7 @@ class Pipeline:
         if profile is not None:
             self.set_profile(profile)
         self._detector = detector
-        self._mouth_check = False   # read from the config on first use (vrfer.mouth_check)
+        self._mouth_check = False   # read from the config on first use (vrfer.faces.mouth_check)
         self._plain = None          # the classifier without flip averaging, for the mouth check under tta_flip
         if self.face == "detect" and not hasattr(detector, "detect"):
             _ = self.detector   # now: a missing detector is a setup error, said once
@@ -169,7 +169,7 @@ class Pipeline:
         """A tracker that follows the main face from frame to frame (face="detect"), else None."""
         if self.face != "detect":
             return None
-        from .tracking import FaceTracker
+        from .faces.tracking import FaceTracker
         return FaceTracker(self.detector, verify=self.with_mouth)
 
     def find_faces(self, image: np.ndarray, tracker=None) -> list[Face]:
@@ -180,9 +180,9 @@ class Pipeline:
 
     @property
     def mouth_check(self):
-        """The model's mouth check (vrfer.mouth_check), None when it has none."""
+        """The model's mouth check (vrfer.faces.mouth_check), None when it has none."""
         if self._mouth_check is False:   # the weights file's config (a bundled int8 graph carries an older copy)
-            from .mouth_check import KEY, check_of
+            from .faces.mouth_check import KEY, check_of
             cfg = self.source.cfg if KEY in (getattr(self.source.cfg, "extra", None) or {}) else self.cfg
             self._mouth_check = check_of(cfg)
         return self._mouth_check

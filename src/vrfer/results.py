@@ -10,7 +10,7 @@ Python API (vrfer.recognizer.Recognizer.predict) all report a FacePrediction, wr
   the model read, of which a visible-half model reads the lower half. `box` is the detector's box (or the given
   region); the square is placed from it by the model's crop rule (vrfer.faces.CropGeometry).
 - Order: the faces of one image come wearer first (vrfer.faces.wearer_first, the one rule).
-- `held`: the face tracker (vrfer.tracking) did not see the face in this frame and kept its last box; what is
+- `held`: the face tracker (vrfer.faces.tracking) did not see the face in this frame and kept its last box; what is
   in that box was scored. Always false for a photo, a fixed box, or detection without tracking.
 """
 

@@ -335,8 +335,8 @@ def _csharp_calibration(card: dict) -> tuple[str, str]:
 
 
 def mouth_check_lines(cfg) -> list[str]:
-    """The model card's paragraph on the mouth check (vrfer.mouth_check), when the model has one."""
-    from ..mouth_check import KEY
+    """The model card's paragraph on the mouth check (vrfer.faces.mouth_check), when the model has one."""
+    from ..faces.mouth_check import KEY
     check = (cfg.extra or {}).get(KEY)
     if not check:
         return []

@@ -9,7 +9,7 @@
     blazeface.py   BlazeFace, its fast second opinion, and a detector of its own
     weights.py     the detectors' ONNX weights shipped in vrfer/pretrained (pretrained_onnx)
 
-Following a face through video frames: vrfer.tracking. The synthetic headset drawn on photos: vrfer.occlusion.
+Following a face through video frames: vrfer.faces.tracking. The synthetic headset drawn on photos: vrfer.occlusion.
 
 Every name below can be imported from here (`from vrfer.faces import Face, get_detector`); each is loaded from
 its file on first use, so that importing one part (the crop geometry, or the registry for the CLI's choices)

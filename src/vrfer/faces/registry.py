@@ -1,5 +1,5 @@
 """A place to plug in a face detector (as timm's model registry): every command, the API and serve take their
-detector from here, by name, and the tracker (vrfer.tracking) uses only the FaceDetector protocol below.
+detector from here, by name, and the tracker (vrfer.faces.tracking) uses only the FaceDetector protocol below.
 
     from vrfer.faces import create_detector, list_detectors, register_detector
     list_detectors()                                    # ['blazeface', 'retinaface']

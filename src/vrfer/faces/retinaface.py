@@ -12,7 +12,7 @@ scans the whole image at a small size (320 px), then, if nothing scores >= 0.5, 
 640 px (large faces, and faces that fill the photo: already-cropped faces) and "zooms": it re-runs the
 detector on a square region around each weak candidate, scaled so that the face is ~400 px tall, and
 reports the candidates that this second look confirms. Following a face through video frames is
-vrfer.tracking.FaceTracker. benchmarks/detect_headset.py measures all of this.
+vrfer.faces.tracking.FaceTracker. benchmarks/detect_headset.py measures all of this.
 
 The full search is too slow for a real-time loop when a headset face is missed by that first scan
 (the 640 px pass and the zooms). So between the scan and the slow passes `detect` asks a second, much
@@ -24,9 +24,9 @@ tracking behind a headset"; `RetinaFaceDetector(blazeface=False)` is the detecto
 
 A photo is searched harder than a video frame (`detect_photo`, what vrfer.pipeline uses for every photo): after
 `detect`, a scan at up to 960 px and zoomed looks at its best candidates that no face covers. Behind real-looking
-headsets (vrfer.headsets: bulky fronts, turned heads, several people, small faces) the wearer's face often
+headsets (vrfer.faces.headsets: bulky fronts, turned heads, several people, small faces) the wearer's face often
 scores too low for the fast passes. Every face a photo search reports, and the face a tracker acquires, then has
-to pass the model's mouth check (vrfer.mouth_check, applied in vrfer.pipeline): a headset's front, a hand round a
+to pass the model's mouth check (vrfer.faces.mouth_check, applied in vrfer.pipeline): a headset's front, a hand round a
 controller or a patterned wall is boxed as a face by both detectors, but holds no mouth in the half the model
 reads. benchmarks/headset_scenes.py measures both.
 

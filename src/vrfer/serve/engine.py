@@ -86,7 +86,7 @@ class Predictor:
 
     def new_tracker(self):
         """A face tracker for one stream (a WebSocket connection, the camera), or None: with face="detect"
-        it follows the main face from frame to frame (vrfer.tracking.FaceTracker, ~15x cheaper than a
+        it follows the main face from frame to frame (vrfer.faces.tracking.FaceTracker, ~15x cheaper than a
         full detection). Use it only from the engine's worker (under its lock)."""
         return self.pipeline.new_tracker()
 

@@ -1,4 +1,4 @@
-"""VR-venue photos of people in real-looking headsets (vrfer.headsets), with their ground truth: test and tuning
+"""VR-venue photos of people in real-looking headsets (vrfer.faces.headsets), with their ground truth: test and tuning
 data for face detection behind a headset (issue 33).
 
 Hands holding controllers, bystanders without a headset, small faces and patterned backgrounds make a scene

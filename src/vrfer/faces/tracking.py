@@ -1,7 +1,7 @@
 """Following one face through video frames, steadily: the face tracker used by `vrfer predict` (videos,
 webcams), `vrfer serve` (/ws, --camera, --video) and `Recognizer.predict(..., track=True)`.
 
-    from vrfer.tracking import FaceTracker
+    from vrfer.faces.tracking import FaceTracker
     tracker = FaceTracker(detector)          # any vrfer.faces.FaceDetector (vrfer.faces.registry)
     faces = tracker.update(frame)            # [Face] (the main face) or [] ; tracker.reset() for a new stream
 
@@ -37,9 +37,9 @@ import math
 
 import numpy as np
 
-from .faces.colour import to_bgr
-from .faces.geometry import Face, iou, wearer_first
-from .faces.registry import find_in_region
+from .colour import to_bgr
+from .geometry import Face, iou, wearer_first
+from .registry import find_in_region
 
 GRID = 8                 # pixels: the re-detection square's corner and side snap to this grid
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import VrferError
+from ..errors import VrferError
 
 KEY = "mouth_check"
 

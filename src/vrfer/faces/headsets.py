@@ -1,6 +1,6 @@
 """Headsets that look real: test and tuning data for face detection behind a headset (issue 33).
 vrfer.occlusion.draw_headset is the flat box the classifier was trained against; this module draws what a camera at
-a VR venue sees (vrfer.scenes puts them on people in whole photos).
+a VR venue sees (vrfer.faces.scenes puts them on people in whole photos).
 
 A headset is built in 3D around a frontal face (from its 5 clean landmarks) and seen through a pinhole camera
 turned by the head's yaw and pitch: the face photo is a plane (z = 0) warped by the same camera, the headset's
