@@ -24,11 +24,11 @@ def main(argv=None) -> int:
 
     from vrfer.datasets.ferplus import load_ferplus
     from vrfer.evaluate import bootstrap_ci
-    from vrfer.inference import TorchClassifier
+    from vrfer.inference.torch_backend import TorchClassifier
     from vrfer.models import create_model
     from vrfer.occlusion import occlude_upper
-    from vrfer.onnx_backend import OnnxClassifier
-    from vrfer.onnx_backend import quantization_info
+    from vrfer.inference.onnx_backend import OnnxClassifier
+    from vrfer.inference.onnx_backend import quantization_info
     from vrfer.threads import use_torch_threads
 
     use_torch_threads(0)

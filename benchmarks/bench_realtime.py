@@ -110,9 +110,9 @@ def fer_faces(n: int) -> np.ndarray:
 def part(name: str, threads: int, seconds: float, photo: Path) -> list[dict]:
     """Rows measured in this (pinned) process."""
     from vrfer.faces import RetinaFaceDetector, pretrained_onnx, retinaface_onnx
-    from vrfer.onnx_backend import OnnxClassifier, cached_onnx
-    from vrfer.loader import resolve
-    from vrfer.onnx_backend import bundled_int8
+    from vrfer.inference.onnx_backend import OnnxClassifier, cached_onnx
+    from vrfer.inference.loader import resolve
+    from vrfer.inference.onnx_backend import bundled_int8
     from vrfer.recognizer import Recognizer
     from vrfer.threads import use_torch_threads
     from vrfer.faces.tracking import FaceTracker

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vrfer.preprocess import Augment, prepare
+from vrfer.inference.preprocess import Augment, prepare
 from vrfer.training.recipe import load_recipe, recipe_names
 from vrfer.training.trainer import build_model
 

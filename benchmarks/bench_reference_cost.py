@@ -48,7 +48,7 @@ def main():
 
 
 def _face(rec, path):
-    from vrfer.images import load_image
+    from vrfer.inference.images import load_image
     im = load_image(path)
     return im, rec.pipeline.find_faces(im)
 

@@ -54,7 +54,7 @@ def detections(name: str, limit: int, cache: Path | None) -> list[dict]:
     """Per photo: the clean face, BlazeFace's clean face (for --fit) and the headset face (None: not found)."""
     from vrfer.faces import get_detector, iou
     from vrfer.occlusion import draw_headset
-    from vrfer.images import load_image
+    from vrfer.inference.images import load_image
     key = cache.with_name(f"{cache.stem}-{name}-{limit}{cache.suffix}") if cache else None
     if key and key.is_file():
         return pickle.loads(key.read_bytes())
@@ -95,8 +95,8 @@ def measure(rows: list[dict], pipe) -> dict:
     from vrfer.classes import CLASSES
     from vrfer.faces import face_square
     from vrfer.occlusion import draw_headset
-    from vrfer.pipeline import crop_faces
-    from vrfer.images import load_image
+    from vrfer.inference.pipeline import crop_faces
+    from vrfer.inference.images import load_image
     found = [r for r in rows if r["clean"] is not None]
     out = {"photos": len(rows), "clean found": len(found),
            "headset found": sum(r["headset"] is not None for r in found)}
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
     data = {name: detections(name, a.limit, a.cache) for name in a.sets.split(",")}
     if a.fit:
         return fit(data)
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     pipe = Pipeline(a.model, face="detect", backend="torch", threads=1)
     print(f"{a.model}, torch backend, default answers; detector {pipe.detector.name} (1 thread); CPU: {cpu_name()}")
     table({name: measure(rows, pipe) for name, rows in data.items()})

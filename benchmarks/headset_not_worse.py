@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def faces_dev(model: str, folder: Path) -> dict:
     from vrfer.faces import get_detector, iou
     from vrfer.occlusion import draw_headset
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     pipe, det = Pipeline(model, threads=1), get_detector(threads=1)
     res = {"photos": 0, "found_clean": 0, "found_headset": 0, "mouth_read_headset": 0}
     for p in sorted(folder.iterdir()):
@@ -57,7 +57,7 @@ def faces_dev(model: str, folder: Path) -> dict:
 
 
 def check_time(model: str, reps: int) -> dict:
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     pipe = Pipeline(model, threads=1)
     img = cv2.imread(str(ROOT / "src" / "vrfer" / "samples" / "photo-surprise-Anna_Chicherova_0001.jpg"))
     img = cv2.copyMakeBorder(img, 200, 200, 300, 300, cv2.BORDER_CONSTANT, value=(90, 90, 90))

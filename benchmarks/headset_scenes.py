@@ -7,7 +7,7 @@ walls and shirts), and photos without any visible mouth (a headset alone, hands 
 People come from clean photos of faces-dev, taiwanese-dev and JAFFE (the clean photo's RetinaFace landmarks give
 the mouth); `--split tune` uses the even-numbered photos of each set, `--split test` the odd ones.
 
-Each photo goes through the pipeline's own path (vrfer.pipeline.Pipeline: find_faces, then crops, which sets each
+Each photo goes through the pipeline's own path (vrfer.inference.pipeline.Pipeline: find_faces, then crops, which sets each
 face's `square`, with vrfer-lower's crop geometry). Scored:
 
     wearers read      headset wearers whose mouth (centre of the mouth corners) lies in the visible (lower)
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
                          "search (detect, what vrfer did for photos before issue 33)")
     ap.add_argument("--no-check", action="store_true", help="without the model's mouth check (vrfer.faces.mouth_check)")
     a = ap.parse_args(argv)
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     data = build(a.split, a.scenes, a.empty, a.seed)
     if a.write:
         write(data, Path(a.write))

@@ -1010,7 +1010,7 @@ def test_serve_calibrate_load_refuses_a_misfit_profile_and_captures_are_bounded(
 
 def test_a_float_image_just_outside_0_1_is_still_a_0_1_image_and_a_wild_one_is_refused():
     from vrfer.errors import VrferError
-    from vrfer.images import image_from_array
+    from vrfer.inference.images import image_from_array
     img = face_like().astype(np.float32) / 255.0
     want = image_from_array(img)
     for nudge in (1.0001, -0.008):                 # was: read as a 0-255 image (near-black)

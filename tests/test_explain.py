@@ -12,9 +12,9 @@ from PIL import Image, ImageDraw
 from vrfer.cli import main
 from vrfer.errors import VrferError
 from vrfer.explain import explain, panels, render
-from vrfer.inference import TorchClassifier
+from vrfer.inference.torch_backend import TorchClassifier
 from vrfer.models import create_model, save_model
-from vrfer.pipeline import parse_face
+from vrfer.inference.pipeline import parse_face
 from vrfer.inputs import samples_path
 
 

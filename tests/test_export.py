@@ -12,7 +12,7 @@ from vrfer.errors import VrferError
 from vrfer.export import MAX_FLOAT_DIFF, export_model
 from vrfer.export.modelcard import card_markdown, unity_csharp
 from vrfer.models import create_model
-from vrfer.postprocess import PostProcess
+from vrfer.inference.postprocess import PostProcess
 
 PRIOR = [0.34, 0.27, 0.12, 0.14, 0.09, 0.01, 0.02, 0.01]
 
@@ -53,7 +53,7 @@ def test_an_exported_file_keeps_the_crop_it_was_exported_with():
     # how vrfer crops for it; a file written before configs carried the crop keeps the rule its spec states
     from dataclasses import replace
 
-    from vrfer.onnx_backend import config_from_metadata
+    from vrfer.inference.onnx_backend import config_from_metadata
     from vrfer.export.onnx import onnx_metadata
     m = model()
     meta = onnx_metadata(replace(m.cfg, crop={"rule": "box"}), opset=15)

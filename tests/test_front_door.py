@@ -1,4 +1,4 @@
-"""One front door for models (vrfer.loader.resolve, vrfer.models.create_model): every entry point of the Python API
+"""One front door for models (vrfer.inference.loader.resolve, vrfer.models.create_model): every entry point of the Python API
 takes a trained model's name, file or run folder, or a model object, and refuses an architecture name (random
 weights) with one sentence that says how to ask for random weights, instead of answering with them."""
 

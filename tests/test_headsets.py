@@ -65,7 +65,7 @@ def test_a_photo_without_a_visible_mouth_has_no_face(kind, tmp_path, capfd):
     import cv2
 
     from vrfer.cli import main
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     pipe = Pipeline("vrfer-lower", threads=1)
     for seed in range(4):
         img, _ = distractor(np.random.default_rng(seed), kind=kind)
@@ -84,7 +84,7 @@ def test_the_shipped_model_checks_for_a_mouth_in_the_half_it_reads():
 
     from PIL import Image
 
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     pipe = Pipeline("vrfer-lower", face="none", threads=1)
     check = pipe.mouth_check
     assert check is not None and 0 < check.threshold < 1
@@ -104,7 +104,7 @@ def test_a_sample_wearer_behind_each_headset_is_read_at_the_mouth():
 
     import cv2
 
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     path = Path(__file__).resolve().parents[1] / "src" / "vrfer" / "samples" / "photo-happiness-Cameron_Diaz_0001.jpg"
     img = cv2.imread(str(path))
     pipe = Pipeline("vrfer-lower", threads=1)

@@ -5,7 +5,7 @@ import torch
 
 from vrfer.models import create_model
 from vrfer.occlusion import apply_input_mode, hflip, lower_half, occlude_upper
-from vrfer.preprocess import Augment, prepare
+from vrfer.inference.preprocess import Augment, prepare
 
 
 def test_occlusion_blacks_out_exactly_the_top_half_of_the_rows():

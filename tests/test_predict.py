@@ -278,7 +278,7 @@ def test_predict_opens_a_video_file_once_for_its_header_and_frames(capfd, model,
 
 def test_smoothing_is_an_exponential_moving_average_of_the_frame_probabilities(capfd, model, tmp_path):
     video = write_video(tmp_path / "clip.avi", fer_faces(8))
-    alpha = 0.3   # the weight of the newest frame, as serve's alpha (vrfer.smoothing)
+    alpha = 0.3   # the weight of the newest frame, as serve's alpha (vrfer.inference.smoothing)
     rc, out, _ = vrfer(capfd, video, "--model", model, "--face", "none", "--json", "--smooth", alpha)
     rows = json_lines(out)
     assert rc == 0 and len(rows) == 8

@@ -12,9 +12,9 @@ import torch
 from fakedata import make_rows, write_folders
 
 from vrfer.cli import main
-from vrfer.onnx_backend import OnnxClassifier
+from vrfer.inference.onnx_backend import OnnxClassifier
 from vrfer.export.onnx import pinned_crop
-from vrfer.onnx_backend import bundled_int8, matches_weights, quantization_info
+from vrfer.inference.onnx_backend import bundled_int8, matches_weights, quantization_info
 
 REGENERATE = ("vrfer export --model vrfer-lower --format onnx --quantize int8 --int8-data ferplus=../shared/data/ferplus "
               "--out src/vrfer/pretrained/vrfer-lower-int8.onnx")
@@ -47,7 +47,7 @@ def test_the_default_recognizer_uses_the_int8_graph_only_where_one_ships():
 def test_export_makes_an_int8_model_from_any_model_in_one_command(fresh_model, tmp_path, capsys, private_cache):
     from vrfer.models import create_model
     from vrfer.fingerprint import MODEL_SHA256_KEY, weights_fingerprint
-    from vrfer.onnx_backend import read_metadata
+    from vrfer.inference.onnx_backend import read_metadata
     root = write_folders(tmp_path / "fer", make_rows(n_per_split=40))
     out = tmp_path / "m-int8.onnx"
     rc = main(["export", "--model", fresh_model, "--format", "onnx", "--quantize", "int8",
@@ -78,7 +78,7 @@ def test_bad_quantisation_arguments_give_one_error_line(fresh_model, tmp_path, c
 
 def test_the_int8_model_answers_like_the_float32_model_on_real_ferplus(ferplus_root):
     from vrfer.datasets.ferplus import load_ferplus
-    from vrfer.inference import TorchClassifier
+    from vrfer.inference.torch_backend import TorchClassifier
     from vrfer.models import create_model
     from vrfer.occlusion import occlude_upper
     test = load_ferplus(ferplus_root, "test", "majority")

@@ -66,7 +66,7 @@ def make_steered_model(path: Path, face_a: bytes, face_b: bytes, face="none") ->
     from torch import nn
 
     from vrfer.models import create_model, save_model
-    from vrfer.images import load_image
+    from vrfer.inference.images import load_image
     from vrfer.serve.engine import Predictor
 
     torch.manual_seed(0)
@@ -757,8 +757,8 @@ def test_ws_reference_set_clear_and_auto_give_the_apis_answers(steered_model, fa
     referenced head), or set by the client; the same frame and reference give the API's answer; clear turns it off;
     a reference of the wrong width is refused with bad_param and the connection goes on."""
     from vrfer.models.registry import load_checkpoint, save_model
-    from vrfer.pipeline import Pipeline
-    from vrfer.images import load_image
+    from vrfer.inference.pipeline import Pipeline
+    from vrfer.inference.images import load_image
     from vrfer.recognizer import Recognizer
     from vrfer.reference import ReferencedHead, with_head
     m = load_checkpoint(steered_model)

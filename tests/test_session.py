@@ -1,4 +1,4 @@
-"""One session path (vrfer.session.Session), as specifications: the API's Recognizer and each serve connection
+"""One session path (vrfer.inference.session.Session), as specifications: the API's Recognizer and each serve connection
 answer a wearer's frames through the same object, so a profile, a reference (fixed or automatic), a calibration,
 the prior and smoothing behave alike everywhere; serve adds only transport."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from vrfer.faces import Face
-from vrfer.pipeline import Pipeline
+from vrfer.inference.pipeline import Pipeline
 from vrfer.recognizer import Recognizer
-from vrfer.session import ModelFace, Session
+from vrfer.inference.session import ModelFace, Session
 
 from test_reference import faces, referenced_model
 

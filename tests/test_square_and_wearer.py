@@ -14,7 +14,7 @@ import pytest
 
 from vrfer.cli import main
 from vrfer.faces import Face, get_detector, wearer_first
-from vrfer.images import load_image
+from vrfer.inference.images import load_image
 from vrfer.pretrained import DEFAULT_MODEL
 from vrfer.recognizer import Recognizer
 from vrfer.inputs import samples_path

@@ -16,7 +16,7 @@ import pytest
 from vrfer.classes import CLASSES
 from vrfer.cli import main
 from vrfer.faces import RetinaFaceDetector, face_square, square_box
-from vrfer.pipeline import crop_faces
+from vrfer.inference.pipeline import crop_faces
 from vrfer.inputs import samples_path
 from vrfer.faces.tracking import FaceTracker, OneEuroFilter, region
 

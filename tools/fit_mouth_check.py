@@ -122,10 +122,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="the model file to write (may be the bundled file itself)")
     a = ap.parse_args(argv)
     from vrfer.datasets.ferplus import load_ferplus
-    from vrfer.loader import resolve, torch_model
+    from vrfer.inference.loader import resolve, torch_model
     from vrfer.models.registry import is_half, save_model
     from vrfer.faces.mouth_check import fit, with_check
-    from vrfer.representation import logits_and_features
+    from vrfer.inference.representation import logits_and_features
     model = torch_model(a.model)
     crop = model.cfg.crop_geometry
     cache = Path.home() / ".cache" / "vrfer" / f"mouth_check_crops_{a.scenes}_{a.empty}_{a.seed}.npz"

@@ -12,7 +12,7 @@ import numpy as np
 
 from .classes import CLASSES
 from .datasets.base import FaceSet
-from .inference import predict_proba
+from .inference.torch_backend import predict_proba
 from .occlusion import draw_headset, occlude_upper
 
 OCCLUSIONS = ("none", "upper-half")
@@ -54,11 +54,11 @@ def _post_info(post) -> dict:
 
 def evaluate(model, data: FaceSet, occlusion: str = "none", tta_flip: bool = False, post=None) -> dict:
     """Test `model` on `data`; occlusion 'upper-half' blacks out the top half of every face first.
-    post: a vrfer.postprocess.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
+    post: a vrfer.inference.postprocess.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
     None: the model's own default, as predict's (PostProcess(model.cfg)). model: a model object, or a trained
-    model's name, file or run folder (an architecture name is refused: vrfer.loader.torch_model)."""
-    from .loader import torch_model
-    from .postprocess import PostProcess
+    model's name, file or run folder (an architecture name is refused: vrfer.inference.loader.torch_model)."""
+    from .inference.loader import torch_model
+    from .inference.postprocess import PostProcess
     model = torch_model(model)
     if occlusion not in OCCLUSIONS:
         raise ValueError(f"occlusion must be one of {OCCLUSIONS}")
@@ -147,10 +147,10 @@ def predict_folder(model, root, face: str = "none", occlusion: str = "none", ski
 def evaluate_folder(model, root, face: str = "none", occlusion: str = "none", skip_bad: bool = False,
                     threads: int | None = None, progress: bool = True, post=None) -> dict:
     """Test `model` on a labelled folder (see predict_folder); a face not found counts as wrong.
-    post: a vrfer.postprocess.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
+    post: a vrfer.inference.postprocess.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
     None: the model's own default, as predict's."""
-    from .loader import torch_model
-    from .postprocess import PostProcess
+    from .inference.loader import torch_model
+    from .inference.postprocess import PostProcess
     model = torch_model(model)
     post = PostProcess(model.cfg) if post is None else post
     labels, probs, info = predict_folder(model, root, face, occlusion, skip_bad, threads, progress)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .classes import CLASSES
-from .postprocess import softmax
+from .inference.postprocess import softmax
 from .evaluate import folder_faces, scores, subjects_of
 from .outputs import plural
 
@@ -47,9 +47,9 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     adapt="loo", each adaptation also fits a referenced head on the other people (`adapted_loo_referenced`).
     log: a function taking one line of progress (or None)."""
     from .errors import VrferError
-    from .loader import torch_model
-    from .postprocess import PostProcess
-    from .representation import logits_and_features
+    from .inference.loader import torch_model
+    from .inference.postprocess import PostProcess
+    from .inference.representation import logits_and_features
     _check_options(adapt, calibrate, draws, seed, reference)
     model = torch_model(model)
     head = _referenced_head(model) if reference else None
@@ -135,7 +135,7 @@ def _referenced_head(model):
     """The model's referenced head (vrfer.reference); VrferError when it has none."""
     from .errors import VrferError
     from .reference import head_of
-    from .representation import head as last_layer
+    from .inference.representation import head as last_layer
     head = head_of(model.cfg, last_layer(model).in_features)
     if head is None:
         raise VrferError(f"model {model.cfg.name!r} has no referenced head: --reference needs one "
@@ -188,9 +188,9 @@ def _adapt_loo(model, crops, labels, subjects, post, reference=None, sessions=No
     from tqdm import tqdm
 
     from .adapt import adapt_arrays
-    from .postprocess import PostProcess
+    from .inference.postprocess import PostProcess
     from .reference import fit_head_on_people, person_references
-    from .representation import logits_and_features
+    from .inference.representation import logits_and_features
     pred, per_person = np.zeros_like(labels), {}
     pred_ref = np.zeros_like(labels) if reference else None
     for person in tqdm(np.unique(subjects), desc="adapt, leave-one-person-out", unit="person", leave=False,

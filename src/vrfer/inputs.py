@@ -108,7 +108,7 @@ def check_video_file(path) -> None:
     if not Path(path).exists():
         raise VrferError("file not found")
     if not stat.S_ISREG(Path(path).stat().st_mode):
-        from .images import _file_kind
+        from .inference.images import _file_kind
         raise VrferError(f"not a regular file ({_file_kind(Path(path))}); a video is a file")
 
 

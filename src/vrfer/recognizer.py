@@ -5,14 +5,14 @@
     for p in rec.predict("photo.jpg"):      # a path, a numpy BGR/gray array or a PIL image
         print(p.box, p.label, p.probs)
 
-The path from image to answer is vrfer.pipeline (shared with explain, serve and the exported model
+The path from image to answer is vrfer.inference.pipeline (shared with explain, serve and the exported model
 card): find each face (vrfer.faces: RetinaFace, also behind a headset), cut the square crop that FER+
 training faces are framed by, scale it to 48x48 grayscale, and hand the full square to the classifier
 (its input mode takes the lower half itself). With face="none" the image already is the face crop;
 with face=(x, y, w, h) a fixed region (a fixed camera in a VR rig) is the crop.
 
 Video and webcams: one result per frame and face; the face is tracked from frame to frame, and
-`alpha` = ALPHA in (0, 1] turns on an exponential moving average of the probabilities (vrfer.smoothing):
+`alpha` = ALPHA in (0, 1] turns on an exponential moving average of the probabilities (vrfer.inference.smoothing):
 smoothed_t = ALPHA * probs_t + (1 - ALPHA) * smoothed_{t-1} (1: off; 0.2: about the last 5 frames).
 """
 
@@ -26,29 +26,29 @@ import numpy as np
 from .classes import CLASSES
 from .errors import NoFaceError, VrferError
 from .faces import to_bgr
-from .pipeline import Pipeline
-from .images import load_image
+from .inference.pipeline import Pipeline
+from .inference.images import load_image
 from .inputs import Video, is_video, parse_camera, video_frames
 from .pretrained import DEFAULT_MODEL
 from .results import FacePrediction
-from .session import Session
+from .inference.session import Session
 
 # ----------------------------------------------------------------------------------------- recognizer
 
 class Recognizer:
-    """Facial expressions of headset wearers in photos, frames and video (vrfer.pipeline.Pipeline, plus
+    """Facial expressions of headset wearers in photos, frames and video (vrfer.inference.pipeline.Pipeline, plus
     smoothing over frames and face tracking in video).
 
     model: bundled model name or .safetensors path (or a loaded model object for the torch backend).
     face: "detect" (find faces), "none" (the image is the face crop), or a fixed region (x, y, w, h)
         / "x,y,w,h" (the face square is cut from it as given).
     backend: "auto" (default: a bundled model's int8 ONNX graph when one ships for the installed weights,
-        vrfer.export.int8; otherwise PyTorch), "torch" (float32) or "onnx" (vrfer.onnx_backend.OnnxClassifier).
+        vrfer.export.int8; otherwise PyTorch), "torch" (float32) or "onnx" (vrfer.inference.onnx_backend.OnnxClassifier).
     alpha: smoothing across successive frames (predict calls on a stream, or `video`): the weight of
-        the newest frame in an exponential moving average (vrfer.smoothing), in (0, 1]; None or 1: off.
+        the newest frame in an exponential moving average (vrfer.inference.smoothing), in (0, 1]; None or 1: off.
         `reset()` starts a new stream.
     prior, prior_tau, classes: the class prior the answers assume and the classes they may name
-        (vrfer.postprocess.PostProcess; default: the plain model over all 8 classes).
+        (vrfer.inference.postprocess.PostProcess; default: the plain model over all 8 classes).
     threads: CPU threads of the network and the detector (vrfer.threads: None -> 1, 0 -> one per core;
         sets PyTorch's process-wide thread count).
     profile: a person's calibration (vrfer.calibration.Profile, a profile file or its JSON object).
@@ -72,7 +72,7 @@ class Recognizer:
         self.classes = self.pipeline.classes
         self.backend = backend
         self._tracker = None
-        # the one session path (vrfer.session): profile, reference, prior and smoothing, as serve's connections
+        # the one session path (vrfer.inference.session): profile, reference, prior and smoothing, as serve's connections
         self.session = Session(self.pipeline, alpha=alpha, reference=reference)
         if self.session.alpha == 1.0:       # the API's alpha 1: no smoothing (answers without `smoothed`)
             self.session.set_alpha(None)
@@ -105,13 +105,13 @@ class Recognizer:
 
     # -- the pipeline's steps, for callers that batch them (vrfer.evaluate) -------------------------
     def find_faces(self, image: np.ndarray, track: bool = False):
-        """Faces in a loaded image (vrfer.pipeline.find_faces); track=True follows the previous call's face."""
+        """Faces in a loaded image (vrfer.inference.pipeline.find_faces); track=True follows the previous call's face."""
         if track and self._tracker is None:
             self._tracker = self.pipeline.new_tracker()
         return self.pipeline.find_faces(image, self._tracker if track else None)
 
     def crops(self, image: np.ndarray, faces) -> np.ndarray:
-        """uint8 (N, 48, 48) face crops (vrfer.pipeline.crop_faces)."""
+        """uint8 (N, 48, 48) face crops (vrfer.inference.pipeline.crop_faces)."""
         return self.pipeline.crops(image, faces)
 
     def classify(self, crops: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ def run(inputs, out, workers: int | None = None, address: str | None = None, mod
     if not isinstance(out, (str, Path)) or str(out) == "":
         from ..errors import VrferError
         raise VrferError(f"out={out!r}: expected the job's folder (a path)")
-    from ..loader import resolve
+    from ..inference.loader import resolve
     from ..reference import default_mode
     source = resolve(model, backend, option="--model")         # a bad model: one line, before any cluster starts
     options = {"model": str(model), "backend": backend, "face": face, "smooth": smooth, "prior": prior,

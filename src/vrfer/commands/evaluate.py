@@ -62,7 +62,7 @@ def run(a) -> int:
     from ..errors import VrferError
     from ..evaluate import confusion_png, evaluate, evaluate_folder
     from ..outputs import output_dir
-    from ..postprocess import PostProcess
+    from ..inference.postprocess import PostProcess
     from ..threads import use_torch_threads
     if a.dataset == "folder" and a.split is not None:      # was: ignored silently, whatever it said
         raise VrferError(f"--split {a.split}: a labelled folder is one split (its labels.csv): leave --split out")

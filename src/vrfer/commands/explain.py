@@ -4,7 +4,7 @@
     vrfer explain faces/*.png --face none --out cams/      # each image is a face crop
     vrfer explain photo.jpg --face 120,80,200,200 --out cams/ --json
 
-The faces, crops and probabilities are vrfer predict's (vrfer.pipeline): the same image gives the same
+The faces, crops and probabilities are vrfer predict's (vrfer.inference.pipeline): the same image gives the same
 answer in both.
 """
 
@@ -52,7 +52,7 @@ def add_parser(sub) -> None:
 def run(a) -> int:
     from ..explain import explain_image
     from ..outputs import output_dir
-    from ..pipeline import Pipeline, parse_face
+    from ..inference.pipeline import Pipeline, parse_face
 
     face = parse_face(a.face)
     source = model_source(a)

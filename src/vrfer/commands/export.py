@@ -45,7 +45,7 @@ def run(a) -> int:
     from ..export import check_out, export
     from ..export.onnx import DEFAULT_OPSET, SENTIS_MAX_OPSET, check_opset
     from ..outputs import output_file
-    from ..postprocess import PostProcess
+    from ..inference.postprocess import PostProcess
     from ..export.int8 import parse_int8_data
 
     opset = check_opset(a.opset if a.opset is not None else DEFAULT_OPSET)

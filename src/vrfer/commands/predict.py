@@ -220,7 +220,7 @@ def run(a) -> int:
 def photo_predictions(rec, item):
     """The path of one photo (`vrfer predict`'s and `vrfer batch`'s): (the loaded image, its predictions); a photo
     is a stream of its own (no smoothing or tracking carried over). NoFaceError when no face is found."""
-    from ..images import load_image
+    from ..inference.images import load_image
     rec.reset()
     img = load_image(item.path)
     return img, rec.predict(img, source=item.name)

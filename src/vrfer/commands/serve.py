@@ -61,8 +61,8 @@ def add_parser(sub) -> None:
 
 
 def build_config(a):
-    from ..pipeline import parse_face
-    from ..postprocess import read_prior_file
+    from ..inference.pipeline import parse_face
+    from ..inference.postprocess import read_prior_file
     from ..inputs import VIDEO_EXTS, check_video_file, is_video
     from ..serve.app import ServeConfig, check_bind
     from ..serve.protocol import DEFAULT_MAX_FRAME_BYTES, Params, ProtocolError

@@ -6,7 +6,7 @@
 
 Each writes FILE.onnx, FILE.json (the card as data: classes, preprocessing, opset, I/O names) and FILE.md (the
 same for people, with C# to feed the model from Unity): vrfer.export.modelcard. The preprocessing in the file is
-vrfer.pipeline_spec.preprocessing_spec: written from the code that `vrfer predict` runs.
+vrfer.inference.pipeline_spec.preprocessing_spec: written from the code that `vrfer predict` runs.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def sample_faces(n: int = 8, size: int = 48):
 def check_float(model, path) -> float:
     """Largest difference between the probabilities of the float32 ONNX file at `path` and of the PyTorch model
     on sample faces; VrferError above MAX_FLOAT_DIFF."""
-    from ..inference import TorchClassifier
-    from ..onnx_backend import OnnxClassifier
+    from ..inference.torch_backend import TorchClassifier
+    from ..inference.onnx_backend import OnnxClassifier
     faces = sample_faces(8, model.cfg.image_size)
     p_onnx = OnnxClassifier(str(path)).predict_proba(faces)
     p_torch = TorchClassifier(model).predict_proba(faces)
@@ -58,7 +58,7 @@ def export_model(model, out, opset: int | None = None, post=None, check: bool = 
                  int8_faces: int | None = None) -> Exported:
     """Write a model object (with .cfg) as the ONNX file `out` and its model card (out.json, out.md).
 
-    post: the post-processing the file records (vrfer.postprocess.PostProcess; None: the plain model).
+    post: the post-processing the file records (vrfer.inference.postprocess.PostProcess; None: the plain model).
     int8_data: a FER+ root: the file is int8 (vrfer.export.int8), its ranges set by int8_faces
     (default vrfer.export.int8.RANGE_FACES) train faces. Every file records the fingerprint of the weights
     (vrfer.fingerprint). check: compare the file with the PyTorch model (float32: on sample

@@ -5,13 +5,13 @@
 
 How (onnxruntime.quantization, measured fastest here; docs/RESULTS.md): QDQ format, weights int8 per
 output channel, activations uint8 with ranges from MinMax calibration on RANGE_FACES FER+ train
-faces (a seeded sample, prepared exactly as for inference: vrfer.preprocess.prepare). onnxruntime then
+faces (a seeded sample, prepared exactly as for inference: vrfer.inference.preprocess.prepare). onnxruntime then
 runs the convolutions as int8 matrix products (VNNI / AMX on CPUs that have them).
 
 The int8 file keeps the float model's vrfer metadata (config, preprocessing: OnnxClassifier and Unity read
 it the same way, and `vrfer_model_sha256`, the fingerprint of the float weights it was made from: vrfer.fingerprint)
 and adds `vrfer_quantization`: how it was made. A shipped int8 file is never used with weights it was not made
-from (vrfer.onnx_backend.matches_weights).
+from (vrfer.inference.onnx_backend.matches_weights).
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ def quantize_int8(float_onnx, out, faces: np.ndarray, ranges_from: str = "") -> 
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from ..onnx_backend import QUANTIZATION_KEY, config_from_metadata, read_metadata
+    from ..inference.onnx_backend import QUANTIZATION_KEY, config_from_metadata, read_metadata
     from .onnx import INPUT_NAME
-    from ..preprocess import prepare
+    from ..inference.preprocess import prepare
 
     meta = read_metadata(float_onnx)
     cfg = config_from_metadata(meta, str(float_onnx))
@@ -105,7 +105,7 @@ def quantize_int8(float_onnx, out, faces: np.ndarray, ranges_from: str = "") -> 
 
 def quantize_model(model, out, root, n: int = RANGE_FACES, opset: int | None = None, post=None) -> Path:
     """The int8 file of a model object: its float32 export (vrfer.export.onnx.export_onnx, with `post`, a
-    vrfer.postprocess.PostProcess) quantised with ranges from n FER+ train faces under `root`; it records the
+    vrfer.inference.postprocess.PostProcess) quantised with ranges from n FER+ train faces under `root`; it records the
     fingerprint of the model's weights, as every export does."""
     from .onnx import DEFAULT_OPSET, export_onnx
     faces = range_faces(root, n)
@@ -123,8 +123,8 @@ def check_int8(model, path, root) -> dict:
     `root`: {"faces", "agreement" (same top class), "max_abs_diff" (of the probabilities)}. VrferError below
     MIN_AGREEMENT (a broken quantisation)."""
     from ..datasets.ferplus import load_ferplus
-    from ..inference import TorchClassifier
-    from ..onnx_backend import OnnxClassifier
+    from ..inference.torch_backend import TorchClassifier
+    from ..inference.onnx_backend import OnnxClassifier
     valid = load_ferplus(root, "valid", "majority").images[:CHECK_FACES]
     p8 = OnnxClassifier(str(path)).predict_proba(valid)
     p32 = TorchClassifier(model).predict_proba(valid)

@@ -1,13 +1,13 @@
-"""ONNX export of a vrfer model (`vrfer export --format onnx`; the runtime side is vrfer.onnx_backend).
+"""ONNX export of a vrfer model (`vrfer export --format onnx`; the runtime side is vrfer.inference.onnx_backend).
 
 The exported graph takes the *normalised* model input (N, C, H, W) float32 and returns `logits` and
 `probs` (softmax), both (N, 8) in vrfer's class order, and `representation` (N, D): the input of the
-model's last layer (vrfer.representation), what a calibration profile (vrfer.calibration) is applied to.
+model's last layer (vrfer.inference.representation), what a calibration profile (vrfer.calibration) is applied to.
 Everything needed to build that input from a face crop is written into the ONNX file's metadata
 (metadata_props):
 
     vrfer_config         the vrfer ModelConfig as JSON (what OnnxClassifier rebuilds `.cfg` from)
-    vrfer_preprocessing  JSON (vrfer.pipeline_spec.preprocessing_spec, written from the code): how an image
+    vrfer_preprocessing  JSON (vrfer.inference.pipeline_spec.preprocessing_spec, written from the code): how an image
                          becomes the input (loading, gray formula, face square, padding, resize, input
                          mode, mean/std) and what is done to the output (class prior, class subset);
                          examples/onnx_client.py follows it without vrfer
@@ -62,7 +62,7 @@ def output_names(rep_dim: int | None) -> list[str]:
 
 class _WithProbs(nn.Module):
     """model -> (logits, softmax(logits)[, representation]): Unity code reads probabilities without its own
-    softmax, and calibrates with the representation (vrfer.representation)."""
+    softmax, and calibrates with the representation (vrfer.inference.representation)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -73,7 +73,7 @@ class _WithProbs(nn.Module):
         if not self.with_representation:
             logits = self.model(x)
             return logits, torch.softmax(logits, dim=1)
-        from ..representation import grabbed_representation
+        from ..inference.representation import grabbed_representation
         with grabbed_representation(self.model) as grabbed:
             logits = self.model(x)
         return logits, torch.softmax(logits, dim=1), grabbed[0]
@@ -98,16 +98,16 @@ def check_opset(opset: int) -> int:
 # ----------------------------------------------------------------------------------------------- metadata
 
 def preprocessing_spec(cfg, post=None, rep_dim: int | None = None) -> dict:
-    """vrfer.pipeline_spec.preprocessing_spec (image -> face crop -> input -> answer, as data) plus the graph's
+    """vrfer.inference.pipeline_spec.preprocessing_spec (image -> face crop -> input -> answer, as data) plus the graph's
     input and output names, and (rep_dim: the graph has the representation output) how a calibration
     profile is applied: what the exported file carries as "vrfer_preprocessing"."""
-    from ..pipeline_spec import preprocessing_spec as pipeline_spec
+    from ..inference.pipeline_spec import preprocessing_spec as pipeline_spec
     spec = {**pipeline_spec(cfg, post), "input_name": INPUT_NAME, "output_names": output_names(rep_dim)}
     if rep_dim:
         from ..calibration import PROFILE_FORMAT, PROFILE_FORMULA
         spec["representation"] = {
             "output": REPRESENTATION, "shape": ["batch", int(rep_dim)], "dtype": "float32",
-            "meaning": "the input of the model's last layer (vrfer.representation): logits = representation "
+            "meaning": "the input of the model's last layer (vrfer.inference.representation): logits = representation "
                        "@ W.T + b with the model's own last layer W, b"}
         spec["calibration"] = {
             "profile": f"a JSON file with \"format\": \"{PROFILE_FORMAT}\" (vrfer calibrate): model_sha256, "
@@ -214,7 +214,7 @@ def export_onnx(model, path, opset: int = DEFAULT_OPSET, post=None) -> Path:
     Dynamic batch axis; input `input` (N, C, H, W) float32, outputs `logits` and `probs` (N, 8) and
     `representation` (N, D).
     The preprocessing is in the file's metadata (see the module docstring), with the post-processing
-    `post` (vrfer.postprocess.PostProcess; default vrfer's: the plain model) that clients should apply.
+    `post` (vrfer.inference.postprocess.PostProcess; default vrfer's: the plain model) that clients should apply.
     """
     opset = check_opset(opset)
     model = module_of(model)

@@ -96,7 +96,7 @@ class Face:
     and which detector found it (its registered name, vrfer.faces.registry: "retinaface", "blazeface"; their
     scores are not on one scale). held: the
     face tracker (vrfer.faces.tracking) did not see the face in this frame and kept its last box (score 0).
-    square: the whole-pixel square (x, y, side) the face was cut from (vrfer.pipeline.crop_faces sets it when it
+    square: the whole-pixel square (x, y, side) the face was cut from (vrfer.inference.pipeline.crop_faces sets it when it
     cuts the face; None before), which every answer reports beside the box."""
 
     box: tuple

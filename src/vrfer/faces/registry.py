@@ -35,7 +35,7 @@ class FaceDetector(Protocol):
     the face otherwise maps them into that geometry (as BlazeFace does), or its crops are framed off.
 
     Optional, found by name (getattr):
-      detect_photo(image) -> list[Face]: a harder search for a whole photo (vrfer.pipeline.find_faces; without
+      detect_photo(image) -> list[Face]: a harder search for a whole photo (vrfer.inference.pipeline.find_faces; without
         it, detect).
       in_region(bgr, x, y, side, out_side, threshold) -> list[Face]: the faces scoring >= threshold in the
         square (x, y, side) of the image looked at scaled to out_side pixels, boxes in image pixels: the

@@ -22,11 +22,11 @@ it is fairly sure (>= 0.3) and the first scan had a candidate at the same place:
 agreeing. How many headset faces each finds and how fast: docs/RESULTS.md, "Face detection and
 tracking behind a headset"; `RetinaFaceDetector(blazeface=False)` is the detector without it.
 
-A photo is searched harder than a video frame (`detect_photo`, what vrfer.pipeline uses for every photo): after
+A photo is searched harder than a video frame (`detect_photo`, what vrfer.inference.pipeline uses for every photo): after
 `detect`, a scan at up to 960 px and zoomed looks at its best candidates that no face covers. Behind real-looking
 headsets (vrfer.faces.headsets: bulky fronts, turned heads, several people, small faces) the wearer's face often
 scores too low for the fast passes. Every face a photo search reports, and the face a tracker acquires, then has
-to pass the model's mouth check (vrfer.faces.mouth_check, applied in vrfer.pipeline): a headset's front, a hand round a
+to pass the model's mouth check (vrfer.faces.mouth_check, applied in vrfer.inference.pipeline): a headset's front, a hand round a
 controller or a patterned wall is boxed as a face by both detectors, but holds no mouth in the half the model
 reads. benchmarks/headset_scenes.py measures both.
 

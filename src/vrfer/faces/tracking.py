@@ -107,7 +107,7 @@ class FaceTracker:
                  max_missed: int = 5, min_cutoff: float = 3.0, beta: float = 2.0, second_look_px: int | None = 320,
                  verify=None):
         self.detector = detector
-        self.verify = verify     # (frame, faces) -> the faces worth following (vrfer.pipeline: the mouth check)
+        self.verify = verify     # (frame, faces) -> the faces worth following (vrfer.inference.pipeline: the mouth check)
         self.fps = float(fps)
         self.track_face_px = int(track_face_px)
         self.context = float(context)

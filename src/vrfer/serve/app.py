@@ -16,7 +16,7 @@ counted) and a short outbox (oldest predictions dropped first), so a slow or sta
 bounded amount of memory and never holds up the others.
 
 The rooms: state.py (ServeConfig, ServerState), guard.py (token, origin, Host checks), connection.py (one
-WebSocket connection; its wearer is a vrfer.session.Session, as the API's), engine.py (the model's worker thread),
+WebSocket connection; its wearer is a vrfer.inference.session.Session, as the API's), engine.py (the model's worker thread),
 protocol.py (every message's shape), source.py (a camera or video the server reads), this file (routes, the
 broadcast of the source's frames, the app).
 """
@@ -38,7 +38,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import VrferError
-from ..session import Session as WearerSession
+from ..inference.session import Session as WearerSession
 from .connection import Connection
 from .engine import EngineBusy, Predictor, Stream
 from .guard import authorized, deny, guard, host_ok, origin_ok

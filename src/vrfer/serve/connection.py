@@ -1,5 +1,5 @@
 """One WebSocket connection of `vrfer serve`: its parameters, newest pending frame, outbox and counters, and the
-messages it takes (docs/PROTOCOL.md). Its wearer is answered by vrfer.session.Session, the object the Python API
+messages it takes (docs/PROTOCOL.md). Its wearer is answered by vrfer.inference.session.Session, the object the Python API
 uses (capture, profile, reference, prior, smoothing): a connection adds only transport, and the change events
 (vrfer.serve.protocol.Debouncer)."""
 
@@ -16,8 +16,8 @@ from starlette.websockets import WebSocket
 
 from ..classes import class_name
 from ..errors import VrferError
-from ..session import AUTO, MAX_CAPTURED
-from ..session import Session as WearerSession
+from ..inference.session import AUTO, MAX_CAPTURED
+from ..inference.session import Session as WearerSession
 from .engine import EngineBusy, FrameResult, Stream
 from .protocol import (
     CALIBRATE_ACTIONS,
@@ -62,7 +62,7 @@ class Connection:
         self.stats = collections.Counter()
         self.max_outbox = 0
         self.stream = Stream(track=params.track)                       # face tracking of own frames
-        # the wearer's session (vrfer.session: the one path of the API and serve): profile, reference (a fixed
+        # the wearer's session (vrfer.inference.session: the one path of the API and serve): profile, reference (a fixed
         # one, a profile's or the server's --profile's; else a running one learnt from this connection's own
         # frames when the model has a referenced head), calibration capture, prior and smoothing. Channel None:
         # this connection's own frames; "source": the server's broadcast camera

@@ -1,5 +1,5 @@
 """The `vrfer serve` wire protocol: message shapes, per-connection parameters and the change debouncer
-(smoothing is vrfer.smoothing's, the prior and class subset vrfer.pipeline's, as everywhere in vrfer).
+(smoothing is vrfer.inference.smoothing's, the prior and class subset vrfer.inference.pipeline's, as everywhere in vrfer).
 
 Pure logic, no I/O: the server (vrfer.serve.app) and the tests both use it. docs/PROTOCOL.md
 describes the same messages for client authors.
@@ -17,7 +17,7 @@ import numpy as np
 from ..classes import CLASSES, class_name
 from ..errors import VrferError
 from ..results import DECIMALS, FacePrediction
-from ..smoothing import check_alpha
+from ..inference.smoothing import check_alpha
 
 PROTOCOL_VERSION = 1
 
@@ -61,7 +61,7 @@ class Params:
     crop: bool = False           # add a PNG of the face rows the model sees ("crop", a data URL)
     arrays: bool = False         # probs/smoothed as lists in class order (Unity's JsonUtility) instead of dicts
     track: bool = True           # with --face detect: follow the main face between frames (one face, cheap)
-    prior: object = None         # train | uniform | class frequencies (vrfer.postprocess.PostProcess);
+    prior: object = None         # train | uniform | class frequencies (vrfer.inference.postprocess.PostProcess);
                                  # None: the model's own default (cfg.extra["default_post"])
     prior_tau: float | None = None  # strength of the prior shift (None: the model's default, else 1)
     classes: tuple = ()          # answer only among these classes (empty: all)
@@ -127,7 +127,7 @@ def _convert(key: str, raw):
         if not math.isfinite(v):
             raise ValueError
         if key == "alpha":
-            check_alpha(v)      # the range of ALPHA, as everywhere (vrfer.smoothing)
+            check_alpha(v)      # the range of ALPHA, as everywhere (vrfer.inference.smoothing)
         if key == "threshold" and not 0.0 <= v <= 1.0:
             raise ValueError
         if key == "min_seconds" and not 0.0 <= v <= 3600.0:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..errors import VrferError
-from ..postprocess import PostProcess
+from ..inference.postprocess import PostProcess
 from ..pretrained import DEFAULT_MODEL
 from .engine import InferenceEngine, Predictor
 from .protocol import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_PIXELS, Params, ProtocolError

@@ -29,10 +29,10 @@ from ..datasets import load_split
 from ..datasets.base import FaceSet, concat
 from ..errors import VrferError
 from ..evaluate import metrics
-from ..inference import predict_proba
-from ..loader import resolve
+from ..inference.torch_backend import predict_proba
+from ..inference.loader import resolve
 from ..models.registry import create_model, load_checkpoint, save_model
-from ..preprocess import Augment, prepare
+from ..inference.preprocess import Augment, prepare
 from . import dsd
 from .ema import WeightEMA
 from .recipe import total_epochs, with_defaults
@@ -386,7 +386,7 @@ class Criterion:
         self.supcon, self.supcon_T = recipe["loss"]["supcon"], recipe["loss"]["supcon_temperature"]
         self._rep: list = []
         if self.supcon:      # the last layer's input, grabbed on every training forward pass
-            from ..representation import head
+            from ..inference.representation import head
             head(model).register_forward_pre_hook(lambda _m, inp: self._rep.append(inp[0].flatten(1)))
 
     def __call__(self, logits, labels, targets, x_teacher, g: torch.Generator):

@@ -1,4 +1,4 @@
-"""Step 1 of the pipeline (vrfer.pipeline): any image -> uint8 gray (H, W) or BGR (H, W, 3).
+"""Step 1 of the pipeline (vrfer.inference.pipeline): any image -> uint8 gray (H, W) or BGR (H, W, 3).
 
 `load_image` reads a file, bytes, a numpy array or a PIL image: 8/16-bit, gray/colour/alpha/palette/CMYK, EXIF
 orientation; a damaged, animated, too large or too small picture is refused in one line (VrferError)."""
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageTooLargeError, VrferError
+from ..errors import ImageTooLargeError, VrferError
 
 MAX_PIXELS = 64_000_000          # larger images are refused (JPEGs are decoded at a reduced scale)
 MIN_SIDE = 8                     # smaller images cannot hold a face
@@ -208,7 +208,7 @@ def _header_size(fp) -> tuple[int, int] | None:
 
 
 def _file_kind(path: Path) -> str:
-    from .files import (
+    from ..files import (
         kind,  # one wording for what a path is, for images, videos, models and profiles
     )
     return kind(path.stat().st_mode)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .occlusion import apply_input_mode, paint_headset
+from ..occlusion import apply_input_mode, paint_headset
 
 
 @dataclass(frozen=True)

@@ -2,20 +2,20 @@
 Python API (vrfer.recognizer.Recognizer) and the exported model card all follow.
 
 1. load:      any image (file, bytes, numpy array, PIL image) -> uint8 gray (H, W) or BGR (H, W, 3)
-              (vrfer.images.load_image: 8/16-bit, gray/colour/alpha/palette/CMYK, EXIF orientation)
+              (vrfer.inference.images.load_image: 8/16-bit, gray/colour/alpha/palette/CMYK, EXIF orientation)
 2. faces:     `face` = "detect" (RetinaFace with BlazeFace's second opinion, vrfer.faces), "none" (the image
               is the face) or a box x, y, w, h (`parse_face` reads all three)
 3. crop:      each face -> a uint8 48x48 grayscale square (vrfer.faces.crop_region: the FER+ framing
               for a detected face; the box centred in a square of its longer side otherwise; the
               border replicated where the square leaves the image; area-averaged when shrinking)
-4. classify:  the crops -> the model's probabilities (torch or onnxruntime, vrfer.preprocess.prepare)
+4. classify:  the crops -> the model's probabilities (torch or onnxruntime, vrfer.inference.preprocess.prepare)
 5. adjust:    `PostProcess` / `adjust_probs`: an optional class prior and class subset
 
-Step 5 lives in vrfer.postprocess; vrfer.pipeline_spec.preprocessing_spec writes steps 1-5 down as data (from
+Step 5 lives in vrfer.inference.postprocess; vrfer.inference.pipeline_spec.preprocessing_spec writes steps 1-5 down as data (from
 the constants the code uses), for the ONNX file's metadata and examples/onnx_client.py, which repeats them
 without vrfer.
 
-    >>> from vrfer.pipeline import Pipeline, adjust_probs
+    >>> from vrfer.inference.pipeline import Pipeline, adjust_probs
     >>> pipe = Pipeline("vrfer-lower", face="none")          # or "detect", or (x, y, w, h)
     >>> faces, crops, probs = pipe.run("face.png")           # probs: (faces, 8), vrfer.classes order
     >>> adjust_probs(probs, pipe.cfg, prior="uniform")        # the model must store its training prior
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import NoFaceError, VrferError
-from .faces import (
+from ..errors import NoFaceError, VrferError
+from ..faces import (
     FER_SIZE,
     Face,
     check_box,
@@ -42,7 +42,7 @@ from .faces import (
 from .images import MIN_SIDE, load_image
 from .loader import resolve
 from .postprocess import PostProcess, adjust_probs, softmax  # noqa: F401  (adjust_probs: the pipeline's step 5)
-from .pretrained import DEFAULT_MODEL
+from ..pretrained import DEFAULT_MODEL
 
 MAX_BOX = 16384                  # largest coordinate of a fixed face box (--face x,y,w,h), in pixels
 
@@ -118,7 +118,7 @@ FACE_CROP_SIDE = 640    # a photo this small (VGA) whose face fills half of it i
 
 
 def _has_head(cfg) -> bool:
-    from .reference import HEAD_KEY
+    from ..reference import HEAD_KEY
     return HEAD_KEY in (getattr(cfg, "extra", None) or {})
 
 
@@ -126,8 +126,8 @@ class Pipeline:
     """One model, one face setting, one post-processing: images -> faces with probabilities.
 
     model: bundled model name, .safetensors file, run folder, .onnx file, a loaded model, or a
-    vrfer.loader.ModelSource (what `resolve` made of one). face: "detect", "none" or a box (x, y, w, h) /
-    "x,y,w,h". backend: "auto", "torch" or "onnx" (vrfer.loader). threads: vrfer.threads (None -> 1, 0 -> one per core).
+    vrfer.inference.loader.ModelSource (what `resolve` made of one). face: "detect", "none" or a box (x, y, w, h) /
+    "x,y,w,h". backend: "auto", "torch" or "onnx" (vrfer.inference.loader). threads: vrfer.threads (None -> 1, 0 -> one per core).
     prior, prior_tau, classes: see PostProcess (default: the model's own setting, cfg.extra["default_post"]).
     """
 
@@ -137,7 +137,7 @@ class Pipeline:
         self.face = parse_face(face)
         self.threads = threads
         self.backend = backend
-        self.source = resolve(model, backend)   # the one reading of the model spec (vrfer.loader)
+        self.source = resolve(model, backend)   # the one reading of the model spec (vrfer.inference.loader)
         self._tta_flip = tta_flip
         self._torch = None
         self.classifier = self.source.classifier(threads, tta_flip)
@@ -161,7 +161,7 @@ class Pipeline:
         """The face detector: the one given, or the shared one of the registry name given (None: the default,
         vrfer.faces.registry)."""
         if self._detector is None or isinstance(self._detector, str):
-            from .faces.registry import DEFAULT_DETECTOR, get_detector
+            from ..faces.registry import DEFAULT_DETECTOR, get_detector
             self._detector = get_detector(self._detector or DEFAULT_DETECTOR, threads=self.threads)
         return self._detector
 
@@ -169,7 +169,7 @@ class Pipeline:
         """A tracker that follows the main face from frame to frame (face="detect"), else None."""
         if self.face != "detect":
             return None
-        from .faces.tracking import FaceTracker
+        from ..faces.tracking import FaceTracker
         return FaceTracker(self.detector, verify=self.with_mouth)
 
     def find_faces(self, image: np.ndarray, tracker=None) -> list[Face]:
@@ -182,7 +182,7 @@ class Pipeline:
     def mouth_check(self):
         """The model's mouth check (vrfer.faces.mouth_check), None when it has none."""
         if self._mouth_check is False:   # the weights file's config (a bundled int8 graph carries an older copy)
-            from .faces.mouth_check import KEY, check_of
+            from ..faces.mouth_check import KEY, check_of
             cfg = self.source.cfg if KEY in (getattr(self.source.cfg, "extra", None) or {}) else self.cfg
             self._mouth_check = check_of(cfg)
         return self._mouth_check
@@ -212,7 +212,7 @@ class Pipeline:
 
     def _calibrating_classifier(self):
         """The classifier a profile is applied through: the one answering when it gives the representation
-        (PyTorch, or an ONNX graph with the `representation` output, vrfer.onnx_backend). Under backend
+        (PyTorch, or an ONNX graph with the `representation` output, vrfer.inference.onnx_backend). Under backend
         "auto", a graph without it (a shipped int8 file exported before that output) gives way to the
         PyTorch model of the same weights; an .onnx file or backend "onnx" without it is refused."""
         if self._tta_flip:
@@ -240,7 +240,7 @@ class Pipeline:
         from the PyTorch weights, or, for an .onnx file given as the model, as recorded in its metadata at
         export (vrfer.fingerprint.MODEL_SHA256_KEY)."""
         if not hasattr(self, "_fingerprint"):
-            from .fingerprint import MODEL_SHA256_KEY
+            from ..fingerprint import MODEL_SHA256_KEY
             recorded = getattr(self.classifier, "model_sha256", None)
             if self.source.is_onnx_file:
                 if not recorded:
@@ -268,7 +268,7 @@ class Pipeline:
     def referenced_head(self):
         """The model's referenced head (vrfer.reference.ReferencedHead), or None when the model has none."""
         if self._ref_head is False:
-            from .reference import head_of
+            from ..reference import head_of
             cfg = self.source.cfg if _has_head(self.source.cfg) else self.cfg
             self._ref_head = head_of(cfg, self.representation_width()) if _has_head(cfg) else None
         return self._ref_head
@@ -281,8 +281,8 @@ class Pipeline:
         """A fixed reference checked against this model: a profile (object, file or JSON object) that carries one,
         or the D numbers themselves. VrferError when the model has no referenced head, or the reference does not
         fit it."""
-        from .calibration import Profile
-        from .reference import check_reference
+        from ..calibration import Profile
+        from ..reference import check_reference
         if isinstance(reference, (Profile, dict, str, os.PathLike)):
             where = str(reference) if isinstance(reference, (str, os.PathLike)) else "profile"
             prof = self.check_profile(reference)
@@ -295,7 +295,7 @@ class Pipeline:
         return check_reference(reference, self.representation_width())
 
     def representation_width(self) -> int:
-        """D, the width of the representation a profile's rows multiply (vrfer.representation)."""
+        """D, the width of the representation a profile's rows multiply (vrfer.inference.representation)."""
         clf = self._calibrating_classifier()
         if hasattr(clf, "model"):
             from .representation import head
@@ -309,8 +309,8 @@ class Pipeline:
     def check_profile(self, profile, where: str | None = None):
         """A profile (a vrfer.calibration.Profile, a profile file, or its JSON object) checked against this
         pipeline's model by vrfer.profile_check: the one door, for the API, the CLI and serve."""
-        from .calibration import Profile
-        from .profile_check import check_profile
+        from ..calibration import Profile
+        from ..profile_check import check_profile
         if not isinstance(profile, (Profile, dict, str, os.PathLike)):
             raise VrferError(f"profile={type(profile).__name__}: a profile is a vrfer.calibration.Profile, a profile "
                              "file's path or its JSON object (a dict)")
@@ -320,7 +320,7 @@ class Pipeline:
 
     def logits_and_features(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 crops -> (logits (N, C), representations (N, D)) from the classifier that answers
-        (vrfer.representation; the ONNX graph's `representation` output)."""
+        (vrfer.inference.representation; the ONNX graph's `representation` output)."""
         return self._calibrating_classifier().logits_and_features(np.ascontiguousarray(crops))
 
     def answer(self, logits: np.ndarray, feats: np.ndarray, profile=None, reference=None) -> np.ndarray:
@@ -349,7 +349,7 @@ class Pipeline:
         return np.asarray(self.classifier.predict_proba(np.ascontiguousarray(crops)), dtype=np.float64), None, None
 
     def model_faces(self, image: np.ndarray, faces: list[Face], representation: bool = False):
-        """A loaded image's faces -> what the model saw of each (vrfer.session.ModelFace), for a session to answer."""
+        """A loaded image's faces -> what the model saw of each (vrfer.inference.session.ModelFace), for a session to answer."""
         from .session import ModelFace
         crops = self.crops(image, faces)
         probs, logits, feats = self.model_outputs(crops, representation)
@@ -360,7 +360,7 @@ class Pipeline:
         """A person's profile (vrfer.calibration.enrol) from the crops of their faces and the labels: the one
         enrolment of the API, `vrfer calibrate` and serve's calibration. Fitted on the float32 PyTorch
         representation whichever backend answers: one profile for every backend."""
-        from .calibration import enrol
+        from ..calibration import enrol
         from .representation import logits_and_features
         model = self.torch_model()
         _, feats = logits_and_features(model, np.ascontiguousarray(crops))

@@ -1,9 +1,9 @@
-"""The onnxruntime classifier, with the same interface as vrfer.inference.TorchClassifier: an exported vrfer
+"""The onnxruntime classifier, with the same interface as vrfer.inference.torch_backend.TorchClassifier: an exported vrfer
 graph (vrfer.export.onnx: its outputs and metadata) or a .safetensors file exported once into the cache
 (`cached_onnx`), and the int8 graph shipped beside a bundled model when it was made from the installed weights
 (`bundled_int8`).
 
-    >>> clf = load_classifier("vrfer-lower", "onnx")  # vrfer.loader: exports once to the cache, then loads it
+    >>> clf = load_classifier("vrfer-lower", "onnx")  # vrfer.inference.loader: exports once to the cache, then loads it
     >>> clf.predict_proba(crops)                     # uint8 (N, H, W) square faces -> (N, 8)
 """
 
@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import VrferError
-from .export.onnx import DEFAULT_OPSET, EXPORT_FORMAT, REPRESENTATION, check_opset, export_bytes, export_onnx, module_of
-from .fingerprint import MODEL_SHA256_KEY
+from ..errors import VrferError
+from ..export.onnx import DEFAULT_OPSET, EXPORT_FORMAT, REPRESENTATION, check_opset, export_bytes, export_onnx, module_of
+from ..fingerprint import MODEL_SHA256_KEY
 from .preprocess import prepare
 
 QUANTIZATION_KEY = "vrfer_quantization"    # an int8 graph's metadata: how it was made (vrfer.export.int8)
@@ -38,7 +38,7 @@ def read_metadata(path) -> dict[str, str]:
 def config_from_metadata(meta: dict[str, str], where: str = "ONNX model"):
     from dataclasses import replace
 
-    from .models import ModelConfig
+    from ..models import ModelConfig
     if "vrfer_config" not in meta:
         raise VrferError(f"{where}: carries no vrfer config in its metadata (export it with `vrfer export`)")
     try:
@@ -68,7 +68,7 @@ def _file_sha256(path) -> str:
 
 def cached_onnx(weights, opset: int = DEFAULT_OPSET) -> Path:
     """The float32 ONNX export of a .safetensors file, made once into the cache (keyed by the file's hash)."""
-    from .datasets.base import cache_dir
+    from ..datasets.base import cache_dir
     opset = check_opset(opset)
     weights = Path(weights)
     if not weights.is_file():
@@ -83,11 +83,11 @@ def cached_onnx(weights, opset: int = DEFAULT_OPSET) -> Path:
 # ---------------------------------------------------------------------------------------------- classifier
 
 class OnnxClassifier:
-    """Face crops -> probabilities with onnxruntime (CPU). Same interface as vrfer.inference.TorchClassifier.
+    """Face crops -> probabilities with onnxruntime (CPU). Same interface as vrfer.inference.torch_backend.TorchClassifier.
 
-    `model`: an .onnx file written by vrfer, or a model object (exported in memory). vrfer.loader makes the
+    `model`: an .onnx file written by vrfer, or a model object (exported in memory). vrfer.inference.loader makes the
     file for a model name (the shipped int8 graph, or the float32 export in the cache).
-    `.cfg` is rebuilt from the ONNX metadata; preprocessing is vrfer.preprocess.prepare, as for PyTorch.
+    `.cfg` is rebuilt from the ONNX metadata; preprocessing is vrfer.inference.preprocess.prepare, as for PyTorch.
     """
 
     def __init__(self, model, intra_op_threads: int | None = None, tta_flip: bool = False,
@@ -96,7 +96,7 @@ class OnnxClassifier:
             import onnxruntime as ort
         except ImportError:
             raise VrferError("onnxruntime is not installed (pip install onnxruntime)") from None
-        from .threads import ort_options
+        from ..threads import ort_options
         opts = ort_options(intra_op_threads)   # None -> vrfer.threads.DEFAULT_THREADS, no spinning
 
         if isinstance(model, nn.Module):     # exported in memory (a model object, e.g. untrained)
@@ -105,7 +105,7 @@ class OnnxClassifier:
             path = Path(model)
             if path.suffix != ".onnx":
                 raise VrferError(f"{path}: OnnxClassifier runs an .onnx file or a model object; for a model name "
-                                 "use vrfer.loader.load_classifier(name, 'onnx')")
+                                 "use vrfer.inference.loader.load_classifier(name, 'onnx')")
             if not path.is_file():
                 raise VrferError(f"{path}: ONNX file not found")
             source, where = str(path), str(path)
@@ -154,7 +154,7 @@ class OnnxClassifier:
 
     def logits_and_features(self, crops) -> tuple[np.ndarray, np.ndarray]:
         """uint8 face crops (N, H, W) -> (logits (N, C), representation (N, D)), float32, as
-        vrfer.representation.logits_and_features gives them from the PyTorch model."""
+        vrfer.inference.representation.logits_and_features gives them from the PyTorch model."""
         if not self.has_representation:
             raise VrferError(f"{self.path or 'this ONNX model'}: has no `{REPRESENTATION}` output (exported by an "
                              "older vrfer): export it again to calibrate with it")
@@ -187,18 +187,18 @@ def quantization_info(path) -> dict | None:
 def matches_weights(path, weights_file) -> bool:
     """Was the int8 file at `path` made from exactly these float weights? (The fingerprint it records from the
     float export, vrfer.fingerprint, against the file's.)"""
-    from .fingerprint import weights_fingerprint
+    from ..fingerprint import weights_fingerprint
     recorded = read_metadata(path).get(MODEL_SHA256_KEY)
     return bool(recorded) and quantization_info(path) is not None and recorded == weights_fingerprint(weights_file)
 
 
 def bundled_int8(name: str, weights=None) -> Path | None:
     """The int8 graph shipped for the bundled model `name` (vrfer/pretrained/NAME-int8.onnx) when it was made from
-    the very weights file `weights` (the one vrfer.loader resolved for it; None: the bundled file); None otherwise
+    the very weights file `weights` (the one vrfer.inference.loader resolved for it; None: the bundled file); None otherwise
     (no such file, not a bundled name, or stale weights)."""
     from importlib import resources
 
-    from .models.registry import bundled_models, pretrained_path
+    from ..models.registry import bundled_models, pretrained_path
     if name not in bundled_models():
         return None
     weights = weights if weights is not None else pretrained_path(bundled_models()[name].weights)
