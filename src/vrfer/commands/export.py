@@ -43,24 +43,41 @@ def add_parser(sub) -> None:
 
 def run(a) -> int:
     from ..export import check_out, export
-    from ..export.onnx import DEFAULT_OPSET, SENTIS_MAX_OPSET, check_opset
     from ..outputs import output_file
     from ..inference.postprocess import PostProcess
-    from ..export.int8 import parse_int8_data
 
-    opset = check_opset(a.opset if a.opset is not None else DEFAULT_OPSET)
     out = Path(a.out)
     check_out(out, a.format)          # before loading anything
+    if a.format != "onnx" and (a.quantize or a.opset is not None or a.int8_data or a.int8_faces is not None):
+        raise VrferError("--opset, --quantize, --int8-data and --int8-faces go with --format onnx")
+    opset = _opset(a) if a.format == "onnx" else None
     source = model_source(a)
     model = source.torch_model()
     post = PostProcess(model.cfg, a.prior, a.prior_tau, a.classes)
+    if a.format != "onnx":            # another registered format (vrfer.export.register_format): its writer
+        output_file(out)
+        export(model, out, a.format, post=post)
+        print(f"wrote {out} ({a.format})")
+        return 0
     for path in (out, out.with_suffix(".json"), out.with_suffix(".md")):
         output_file(path)
+    return _onnx(a, model, out, post, opset)
+
+
+def _opset(a) -> int:
+    from ..export.onnx import DEFAULT_OPSET, check_opset
+    return check_opset(a.opset if a.opset is not None else DEFAULT_OPSET)
+
+
+def _onnx(a, model, out: Path, post, opset: int) -> int:
+    from ..export import export
+    from ..export.int8 import parse_int8_data
+    from ..export.onnx import SENTIS_MAX_OPSET
     if a.quantize and not a.int8_data:
         raise VrferError("--quantize int8 needs --int8-data ferplus=DIR (FER+ train faces set the int8 ranges)")
     if not a.quantize and (a.int8_data or a.int8_faces is not None):
         raise VrferError(f"{'--int8-data' if a.int8_data else '--int8-faces'} goes with --quantize int8")
-    done = export(model, out, a.format, opset=opset, post=post, check=not a.no_check,
+    done = export(model, out, "onnx", opset=opset, post=post, check=not a.no_check,
                   int8_data=parse_int8_data(a.int8_data) if a.quantize else None,
                   int8_faces=a.int8_faces)
     check = done.card.get("check", {})
