@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 # `import vrfer.evaluate` the package attribute would be the module, not the function.
 _API = {
     "Recognizer": ("recognizer", "Recognizer"),
-    "load_model": ("loader", "resolve"),
+    "load_model": ("inference.loader", "resolve"),
     "create_model": ("models", "create_model"),
     "list_models": ("models", "list_models"),
     "save_model": ("models", "save_model"),
