@@ -29,7 +29,13 @@ from vrfer.evaluate import folder_faces, scores
 from vrfer.evaluate_personal import _people_sessions
 from vrfer.loader import resolve, torch_model
 from vrfer.postprocess import PostProcess, softmax
-from vrfer.reference import (NEUTRAL, REFERENCE_BLEND, REFERENCE_L2, ReferencedHead, leave_one_out_references)
+from vrfer.reference import (
+    NEUTRAL,
+    REFERENCE_BLEND,
+    REFERENCE_L2,
+    ReferencedHead,
+    leave_one_out_references,
+)
 from vrfer.representation import fit_head, head, logits_and_features
 
 SETS = ("taiwanese-dev", "jaffe")
@@ -241,9 +247,74 @@ def main():
         Path(a.json).write_text(json.dumps(res, indent=1))
 
 
+ADAPTED_DESIGNS = {
+    "as evaluate (lam 0.01, blend 0.7, with the adapted logits)": {"fixed": (REFERENCE_L2, REFERENCE_BLEND)},
+    "lam/blend chosen on the other data set's LOPO": {},
+    "chosen on the other set, blended with the generic logits": {"generic_z": True},
+    "chosen on the other set, fitted on the other people + the other data set": {"pool": True},
+    "chosen on the other set, head on the generic representation": {"generic_f": True},
+}
+
+
+def _adapted_grid(design, sets, adapted, name, W0, b0, post, lams, blends):
+    """LOPO predictions of `name` for each (lam, blend): person p scored by the referenced head fitted on the
+    other people (through p's leave-out adaptation), blended with p's adapted (or the generic) logits."""
+    d = sets[name]
+    other = next(s for s in SETS if s != name)
+    preds = {(lam, b): np.zeros(len(d["labels"]), np.int64) for lam in lams for b in blends}
+    for p, a in adapted.items():
+        out = d["subjects"] == p
+        src = {s: ((sets[s]["ft"], sets[s]["fft"]) if design.get("generic_f") else (a[f"{s}|ft"], a[f"{s}|fft"]))
+               for s in SETS}
+        Wa, ba = (W0, b0) if design.get("generic_f") else (a["W"], a["b"])
+        z = d["lg"][out] if design.get("generic_z") else a[f"{name}|lg"][out]
+        parts = [(*src[name], d, np.flatnonzero(~out))]
+        if design.get("pool"):
+            parts.append((*src[other], sets[other], np.arange(len(sets[other]["labels"]))))
+        for lam in lams:
+            Wb = fit(design, Wa, ba, parts, lam)
+            for b in blends:
+                preds[lam, b][out] = predict(design, Wb, b, z, *src[name], d, np.flatnonzero(out), post)
+    return preds
+
+
 def adapted_lopo(model, sets, fp, say) -> dict:
-    """Adapted + referenced, leave-one-person-out on each data set (filled in below)."""
-    return {}
+    """Adapted + referenced, leave-one-person-out on each data set: each person's faces scored by the adaptation
+    fitted on the other people (vrfer.adapt.adapt_arrays, as `vrfer evaluate --adapt loo`) and a referenced head
+    fitted on the other people's adapted representation; lam and blend chosen on the OTHER data set's LOPO grid."""
+    layer = head(model)
+    W0, b0 = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+    adapted = {s: load_adapted(model, sets, s, fp) for s in SETS}
+    post = PostProcess(adapted_config_of(model))
+    out = {"adapted alone": {s: summary(sets[s]["labels"], _adapted_alone(sets[s], adapted[s], post)) for s in SETS}}
+    say(f"adapted alone: {out['adapted alone']}")
+    for name, design in ADAPTED_DESIGNS.items():
+        dz = {**design, "scale0": 1.0}
+        lams, blends = ([design["fixed"][0]], [design["fixed"][1]]) if "fixed" in design else (LAMS, BLENDS)
+        grids = {s: _adapted_grid(dz, sets, adapted[s], s, W0, b0, post, lams, blends) for s in SETS}
+        row = {}
+        for s in SETS:
+            chooser = s if "fixed" in design else next(o for o in SETS if o != s)
+            acc = {k: (v == sets[chooser]["labels"]).mean() for k, v in grids[chooser].items()}
+            lam, b = max(acc, key=acc.get)
+            row[s] = {**summary(sets[s]["labels"], grids[s][lam, b]), "lam": lam, "blend": b, "chosen_on": chooser}
+        out[name] = row
+        say(f"{name}: " + "; ".join(f"{s} {r['accuracy']}% / {r['mean_class_recall']} / {r['neutral_recall']} "
+                                    f"(lam {r['lam']}, blend {r['blend']})" for s, r in row.items()))
+    return out
+
+
+def adapted_config_of(model):
+    from vrfer.adapt import adapted_config
+    return adapted_config(model, "adapted", {}, np.arange(len(model.cfg.classes)))
+
+
+def _adapted_alone(d, adapted, post):
+    pred = np.zeros(len(d["labels"]), np.int64)
+    for p, a in adapted.items():
+        out = d["subjects"] == p
+        pred[out] = post.apply(a[f"{d['name']}|lg"][out], logits=True).argmax(1)
+    return pred
 
 
 if __name__ == "__main__":
