@@ -110,18 +110,22 @@ def refs_of(ft, fft, d, rows, mirror_ref: bool, sessions: bool):
                                     d["sessions"][rows] if sessions and not d["no_sessions"] else None)
 
 
-def spread_of(ft, d, rows):
-    """Each face's person spread: the RMS distance of the person's OTHER neutral faces from their mean (NaN where
-    the person has fewer than 3 other neutral faces)."""
+def spread_of(ft, d, rows, kind="spread3", sessions: bool = False):
+    """Each face's person scale, from the person's OTHER neutral faces (other sessions where `sessions`):
+    "spreadK": their RMS distance from their mean (NaN where the person has fewer than K such faces);
+    "norm": the length of their mean (the reference's length)."""
     subj, neu = d["subjects"][rows], _neutral(d)[rows]
+    sess = d["sessions"][rows] if sessions and not d["no_sessions"] else None
     x = ft[rows]
     out = np.full(len(x), np.nan)
+    least = 1 if kind == "norm" else int(kind[-1])
     for p in np.unique(subj):
         own = np.flatnonzero(subj == p)
         for i in own:
-            pool = own[neu[own] & (own != i)]
-            if len(pool) >= 3:
-                out[i] = np.sqrt(((x[pool] - x[pool].mean(0)) ** 2).sum(1).mean())
+            pool = own[neu[own] & (own != i) & (True if sess is None else sess[own] != sess[i])]
+            if len(pool) >= least:
+                m = x[pool].mean(0)
+                out[i] = np.linalg.norm(m) if kind == "norm" else np.sqrt(((x[pool] - m) ** 2).sum(1).mean())
     return out
 
 
@@ -136,7 +140,7 @@ def features(design, ft, fft, d, rows, sessions: bool, scale0: float):
         x = ft[rows] - refs_of(ft, fft, d, rows, False, sessions)
         xm = fft[rows] - refs_of(fft, fft, d, rows, False, sessions)
     if design.get("scale"):
-        s = spread_of(ft, d, rows)[:, None] / scale0
+        s = spread_of(ft, d, rows, design["scale"], sessions)[:, None] / scale0
         x, xm = x / s, xm / s
     return x, xm
 
@@ -197,21 +201,25 @@ DESIGNS = {
     "nested lam/blend": {},
     "nested, mirrored reference": {"mirror_ref": True},
     "nested, mirrored reference + test-time flip": {"mirror_ref": True, "tta": True},
-    "nested, per-person scale": {"scale": True},
+    "nested, per-person scale (spread of 3+ other neutral faces)": {"scale": "spread3"},
+    "nested, per-person scale (spread of 2+ other neutral faces)": {"scale": "spread2"},
+    "nested, per-person scale (length of the reference)": {"scale": "norm"},
     "nested, no mirrored training faces": {"mirror": False},
 }
 
 
-def lodo(model, sets, post, say) -> dict:
+def lodo(model, sets, post, say, only=None) -> dict:
     layer = head(model)
     W0, b0 = layer.weight.detach().numpy(), layer.bias.detach().numpy()
     out = {}
     for name, design in DESIGNS.items():
+        if only and name not in only:
+            continue
         row = {}
         for fit_on, scored in (("jaffe", "taiwanese-dev"), ("taiwanese-dev", "jaffe")):
             A, B = sets[fit_on], sets[scored]
             dz = dict(design)
-            dz["scale0"] = float(np.nanmedian(spread_of(A["ft"], A, np.arange(len(A["labels"]))))) \
+            dz["scale0"] = float(np.nanmedian(spread_of(A["ft"], A, np.arange(len(A["labels"])), design["scale"]))) \
                 if design.get("scale") else 1.0
             if "fixed" in design:
                 lam, blend, grid = *design["fixed"], None
@@ -233,6 +241,7 @@ def main():
     ap.add_argument("--model", default="vrfer-lower")
     ap.add_argument("--json", default=None)
     ap.add_argument("--part", choices=["lodo", "adapted", "all"], default="all")
+    ap.add_argument("--designs", nargs="*", default=None, help="only these LODO designs (their names)")
     a = ap.parse_args()
     model = torch_model(a.model)
     fp = resolve(a.model, "torch").fingerprint or "?"
@@ -240,7 +249,7 @@ def main():
     post = PostProcess(model.cfg)
     res = {}
     if a.part in ("lodo", "all"):
-        res["lodo"] = lodo(model, sets, post, print)
+        res["lodo"] = lodo(model, sets, post, print, a.designs)
     if a.part in ("adapted", "all"):
         res["adapted"] = adapted_lopo(model, sets, fp, print)
     if a.json:
