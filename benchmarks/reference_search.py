@@ -160,10 +160,10 @@ def fit(design, W0, b0, parts, lam):
     return fit_head(x, y, W0, b0, lam, rows=sorted(set(y.tolist())), iters=500)
 
 
-def predict(design, Wb, blend, z, ft, fft, d, rows, post):
+def predict(design, Wb, blend, z, ft, fft, d, rows, post, sessions: bool = True):
     """The referenced answer (class indices) of faces `rows`, scored against their person's other neutral faces
     (other sessions, as evaluate), blended with logits z (rows'); a face without reference keeps z's answer."""
-    x, _ = features(design, ft, fft, d, rows, True, design["scale0"])
+    x, _ = features(design, ft, fft, d, rows, sessions, design["scale0"])
     h = ReferencedHead(Wb[0], Wb[1], blend)
     return post.apply(softmax(_blend(h, z, x))).argmax(1)
 
@@ -183,9 +183,13 @@ def nested_choice(design, W0, b0, d, ft, fft, z, post):
             out = d["subjects"] == p
             Wb = fit(design, W0, b0, [(ft, fft, d, np.flatnonzero(~out))], lam)
             for b in BLENDS:
-                preds[b][out] = predict(design, Wb, b, z[out], ft, fft, d, np.flatnonzero(out), post)
+                preds[b][out] = predict(design, Wb, b, z[out], ft, fft, d, np.flatnonzero(out), post,
+                                        "floor" not in design)
         for j, b in enumerate(BLENDS):
             acc[i, j] = (preds[b] == d["labels"]).mean()
+            neutral = d["labels"] == 0
+            if (preds[b][neutral] == 0).mean() < design.get("floor", 0.0):
+                acc[i, j] = -1 + acc[i, j] / 10     # below the neutral floor: chosen only if nothing reaches it
     i, j = np.unravel_index(np.argmax(acc), acc.shape)
     return LAMS[i], BLENDS[j], acc
 
@@ -205,6 +209,8 @@ DESIGNS = {
     "nested, per-person scale (spread of 2+ other neutral faces)": {"scale": "spread2"},
     "nested, per-person scale (length of the reference)": {"scale": "norm"},
     "nested, no mirrored training faces": {"mirror": False},
+    "nested, neutral recall >= 0.9 (every face referenced, all sessions)": {"floor": 0.9},
+    "nested, neutral recall >= 0.9, mirrored reference": {"floor": 0.9, "mirror_ref": True},
 }
 
 
@@ -280,10 +286,15 @@ def _adapted_grid(design, sets, adapted, name, W0, b0, post, lams, blends):
         parts = [(*src[name], d, np.flatnonzero(~out))]
         if design.get("pool"):
             parts.append((*src[other], sets[other], np.arange(len(sets[other]["labels"]))))
+        rows = np.flatnonzero(out)
+        # a face without a reference is answered by the adapted model (what it answers without one)
+        bare = ~np.isfinite(features(design, *src[name], d, rows, True, design["scale0"])[0]).all(1)
         for lam in lams:
             Wb = fit(design, Wa, ba, parts, lam)
             for b in blends:
-                preds[lam, b][out] = predict(design, Wb, b, z, *src[name], d, np.flatnonzero(out), post)
+                pr = predict(design, Wb, b, z, *src[name], d, rows, post)
+                pr[bare] = post.apply(a[f"{name}|lg"][out][bare], logits=True).argmax(1)
+                preds[lam, b][out] = pr
     return preds
 
 
