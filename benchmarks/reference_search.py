@@ -246,7 +246,7 @@ def main():
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--model", default="vrfer-lower")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--part", choices=["lodo", "adapted", "all"], default="all")
+    ap.add_argument("--part", choices=["lodo", "adapted", "neutral", "all"], default="all")
     ap.add_argument("--designs", nargs="*", default=None, help="only these LODO designs (their names)")
     a = ap.parse_args()
     model = torch_model(a.model)
@@ -258,6 +258,8 @@ def main():
         res["lodo"] = lodo(model, sets, post, print, a.designs)
     if a.part in ("adapted", "all"):
         res["adapted"] = adapted_lopo(model, sets, fp, print)
+    if a.part in ("neutral", "all"):
+        res["adapted_neutral"] = adapted_neutral(model, sets, fp, print)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
 
@@ -321,6 +323,32 @@ def adapted_lopo(model, sets, fp, say) -> dict:
         out[name] = row
         say(f"{name}: " + "; ".join(f"{s} {r['accuracy']}% / {r['mean_class_recall']} / {r['neutral_recall']} "
                                     f"(lam {r['lam']}, blend {r['blend']})" for s, r in row.items()))
+    return out
+
+
+def adapted_neutral(model, sets, fp, say, shifts=(0.0, 0.5, 1.0, 1.5, 2.0)) -> dict:
+    """Why adaptation answers neutral rarely on taiwanese-dev: the adapted model's answers on the neutral faces
+    (leave-one-person-out), its mean P(neutral) on neutral and other faces, and accuracy / neutral recall when the
+    neutral logit is raised by a constant (not a design: it shows the prior the adaptation learnt)."""
+    out = {}
+    for s in SETS:
+        d, adapted = sets[s], load_adapted(model, sets, s, fp)
+        z = np.zeros((len(d["labels"]), len(model.cfg.classes)))
+        for p, a in adapted.items():
+            z[d["subjects"] == p] = a[f"{s}|lg"][d["subjects"] == p]
+        neu = d["labels"] == 0
+        prob = softmax(z)
+        row = {"neutral_share": round(float(neu.mean()), 3),
+               "answers_on_neutral_faces": dict(zip(model.cfg.classes, np.bincount(z[neu].argmax(1), minlength=len(
+                   model.cfg.classes)).tolist())),
+               "mean_p_neutral": {"neutral faces": round(float(prob[neu, 0].mean()), 3),
+                                  "other faces": round(float(prob[~neu, 0].mean()), 3)}}
+        for c in shifts:
+            pred = (z + np.eye(z.shape[1])[0] * c).argmax(1)
+            row[f"neutral logit +{c}"] = {"accuracy": round(100 * float((pred == d["labels"]).mean()), 2),
+                                          "neutral_recall": round(float((pred[neu] == 0).mean()), 2)}
+        out[s] = row
+        say(f"{s}, adapted (LOPO): {row}")
     return out
 
 
