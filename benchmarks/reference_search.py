@@ -4,10 +4,15 @@
 Every hyperparameter (lam, blend) of a variant is chosen by nested leave-one-person-out INSIDE the fitting data set
 (fit on its other people, score each person against their own neutral reference; the best mean accuracy over the
 grid), never on the scored set; then the head is fitted on the whole fitting set and scored on the other set. The same
-rule both ways. The figures match `vrfer evaluate --dataset folder --root DATA --face detect --occlusion headset
---model HEAD --reference neutral --adapt loo` (the script checks the shipped design against that arithmetic).
+rule both ways. The arithmetic is `vrfer evaluate --dataset folder --root DATA --face detect --occlusion headset
+--model HEAD --reference neutral --adapt loo`'s: the shipped design's row and "as evaluate" reproduce its figures
+(docs/RESULTS.md, "The wearer's neutral reference (issue 31)", where every row is reported).
 
-    nice python benchmarks/reference_search.py --data ../shared/data [--json OUT]
+    OMP_NUM_THREADS=1 nice python benchmarks/reference_search.py --data ../shared/data [--json OUT] \
+        [--part lodo|adapted|neutral] [--designs NAME ...]
+
+(one BLAS thread: the small L-BFGS fits are ~10x faster than with threads fighting over a busy machine; all parts
+~40 min on 2 shared cores, the first run longer: it detects the faces and adapts once per person.)
 
 Representations are cached under ~/.cache/vrfer/reference_search (the pipeline's crops with the synthetic headset,
 the generic model's representation of each crop and of its mirror image, and for each person the leave-that-person-out
