@@ -32,8 +32,8 @@ from tqdm import tqdm
 from vrfer.adapt import adapt_arrays
 from vrfer.evaluate import folder_faces, scores
 from vrfer.evaluate_personal import _people_sessions
-from vrfer.loader import resolve, torch_model
-from vrfer.postprocess import PostProcess, softmax
+from vrfer.inference.loader import resolve, torch_model
+from vrfer.inference.postprocess import PostProcess, softmax
 from vrfer.reference import (
     NEUTRAL,
     REFERENCE_BLEND,
@@ -41,7 +41,7 @@ from vrfer.reference import (
     ReferencedHead,
     leave_one_out_references,
 )
-from vrfer.representation import fit_head, head, logits_and_features
+from vrfer.inference.representation import fit_head, head, logits_and_features
 
 SETS = ("taiwanese-dev", "jaffe")
 LAMS = (0.001, 0.003, 0.01, 0.03, 0.1)
