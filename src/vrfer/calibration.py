@@ -39,6 +39,8 @@ import numpy as np
 
 from .errors import VrferError
 from .fingerprint import model_fingerprint
+from .inference.representation import fit_head, head
+from .inference.postprocess import softmax
 
 PROFILE_FORMAT = "vrfer-profile"
 PROFILE_VERSION = 1
@@ -78,7 +80,6 @@ class Profile:
 
     def probabilities(self, logits: np.ndarray, features: np.ndarray, all_classes) -> np.ndarray:
         """The calibrated answers (N, C), float64: softmax of `apply`."""
-        from .inference.postprocess import softmax
         return softmax(self.apply(logits, features, all_classes))
 
     def check_model(self, cfg, sha256: str) -> None:
@@ -138,7 +139,6 @@ def enrol(model, features: np.ndarray, labels, person: str = "", lam: float = PR
     make a reference only (a refit on one class would only push every answer towards it).
     model_sha256: model_fingerprint(model) where the caller has it already (a Pipeline keeps it).
     blend: the refit's share in the rows (None: default_blend, by whether the model is adapted)."""
-    from .inference.representation import fit_head, head
     cfg = model.cfg
     labels = np.asarray([cfg.classes.index(v) if isinstance(v, str) else int(v) for v in labels], np.int64)
     if len(labels) == 0:

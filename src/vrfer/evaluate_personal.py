@@ -7,9 +7,15 @@ from __future__ import annotations
 import numpy as np
 
 from .classes import CLASSES
-from .inference.postprocess import softmax
+from .inference.postprocess import PostProcess, softmax
 from .evaluate import folder_faces, scores, subjects_of
 from .outputs import plural
+from .errors import VrferError
+from .inference.loader import torch_model
+from .inference.representation import head as last_layer, logits_and_features
+from .reference import fit_head_on_people, head_of, person_references
+from .adapt import adapt_arrays
+from .calibration import enrol
 
 
 def _spread(runs: list[dict]) -> dict:
@@ -46,10 +52,6 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     reference="neutral"|"auto": also the answer read against each person's reference (_score_referenced); with
     adapt="loo", each adaptation also fits a referenced head on the other people (`adapted_loo_referenced`).
     log: a function taking one line of progress (or None)."""
-    from .errors import VrferError
-    from .inference.loader import torch_model
-    from .inference.postprocess import PostProcess
-    from .inference.representation import logits_and_features
     _check_options(adapt, calibrate, draws, seed, reference)
     model = torch_model(model)
     head = _referenced_head(model) if reference else None
@@ -104,7 +106,6 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
 
 def _check_options(adapt, calibrate, draws, seed, reference) -> None:
     """evaluate_personal's options, each refused in one line naming it."""
-    from .errors import VrferError
     if adapt not in (None, "loo"):
         raise VrferError(f"--adapt {adapt!r}: expected loo")
     if calibrate is not None and calibrate < 0:
@@ -119,7 +120,6 @@ def _check_options(adapt, calibrate, draws, seed, reference) -> None:
 
 def _check_k(calibrate: int, data: dict) -> None:
     """VrferError when K exceeds the most faces of one class in one session (one person, without sessions)."""
-    from .errors import VrferError
     labels, subjects = data["labels"], data["subjects"]
     most = max((int(np.sum((subjects == p) & (labels == c) & (data["sessions"] == s)))
                 for p, c, s in set(zip(subjects.tolist(), labels.tolist(), data["sessions"].tolist()))), default=0)
@@ -133,9 +133,6 @@ def _check_k(calibrate: int, data: dict) -> None:
 
 def _referenced_head(model):
     """The model's referenced head (vrfer.reference); VrferError when it has none."""
-    from .errors import VrferError
-    from .reference import head_of
-    from .inference.representation import head as last_layer
     head = head_of(model.cfg, last_layer(model).in_features)
     if head is None:
         raise VrferError(f"model {model.cfg.name!r} has no referenced head: --reference needs one "
@@ -151,7 +148,6 @@ def _score_referenced(res: dict, head, reference: str, logits, feats, data: dict
     generic answer (counted in no_reference). The result's top-level accuracy, mean_class_recall and per_class
     become the referenced answer's (`generic` holds the plain one on the same faces); `head_saw_this_data` says
     whether the model's referenced head was fitted on this very data (by its data fingerprint)."""
-    from .reference import person_references
     labels, subjects = data["labels"], data["subjects"]
     sessions = None if data["no_sessions"] else data["sessions"]
     refs = person_references(feats, logits, labels, subjects, sessions, reference, classes)
@@ -187,10 +183,6 @@ def _adapt_loo(model, crops, labels, subjects, post, reference=None, sessions=No
     (vrfer.reference.fit_head_on_people, on the adapted representation), else None."""
     from tqdm import tqdm
 
-    from .adapt import adapt_arrays
-    from .inference.postprocess import PostProcess
-    from .reference import fit_head_on_people, person_references
-    from .inference.representation import logits_and_features
     pred, per_person = np.zeros_like(labels), {}
     pred_ref = np.zeros_like(labels) if reference else None
     for person in tqdm(np.unique(subjects), desc="adapt, leave-one-person-out", unit="person", leave=False,
@@ -218,8 +210,6 @@ def _calibration_draws(data: dict, starts, calibrate: int, draws: int, seed: int
     the (model, logits, representations, post-processing, face indices) a person's profiles start from."""
     from tqdm import tqdm
 
-    from .calibration import enrol
-    from .errors import VrferError
     labels, subjects, sessions = data["labels"], data["subjects"], data["sessions"]
     rng = np.random.default_rng(seed)
     runs_base, runs_cal, pairs = [], [], []

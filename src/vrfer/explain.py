@@ -24,6 +24,7 @@ from .errors import VrferError
 from .inference.loader import torch_model
 from .occlusion import visible_rows
 from .inference.preprocess import prepare
+from .results import DECIMALS, FacePrediction
 
 DISPLAY = 192  # pixels per panel side in the PNG
 
@@ -184,7 +185,6 @@ def explain_image(pipeline, path, out_dir, target=None, taken: set | None = None
     Returns one dict per face: predict's JSON fields (vrfer.results.FacePrediction.to_dict) plus
     `explained` (the class the heat map shows: `target`, else the predicted one), its probability
     `explained_score` and `png`. Raises VrferError for an unreadable image, NoFaceError for no face."""
-    from .results import DECIMALS, FacePrediction
     model = pipeline.classifier.model
     cfg = pipeline.cfg
     faces, crops, probs = pipeline.run(path)      # the path as given: Path("") would be the working folder

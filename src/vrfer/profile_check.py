@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import VrferError
 from .files import parse_json, read_regular
+from .calibration import Profile, PROFILE_FORMAT, PROFILE_L2, PROFILE_VERSION
 
 MAX_PROFILE_BYTES = 4 * 2 ** 20   # a profile of 8 classes x 1280 numbers is ~200 KB as JSON
 MAX_ABS = 1000.0                  # a trained last layer's numbers are within +-10; the refit stays near them
@@ -54,7 +55,6 @@ def check_array(a: np.ndarray, name: str) -> None:
 
 def profile_fields(d, classes, width: int | None):
     """A profile's JSON object -> (classes, counts, weight, bias, lam, blend), checked; ValueError or KeyError."""
-    from .calibration import PROFILE_FORMAT, PROFILE_L2, PROFILE_VERSION
     if not isinstance(d, dict) or d.get("format") != PROFILE_FORMAT:
         raise ValueError(f"not a vrfer profile (no \"format\": \"{PROFILE_FORMAT}\")")
     v = d.get("version")
@@ -111,7 +111,6 @@ def check_profile(src, cfg=None, width: int | None = None, sha256: str | None = 
     or a vrfer.calibration.Profile -> a checked Profile. cfg (the model's config: class names), width (the
     model's representation width) and sha256 (its model_fingerprint): what it must fit, each skipped when None.
     VrferError in one line naming `where` (default: the path, else "profile") for anything else."""
-    from .calibration import Profile
     if isinstance(src, (str, os.PathLike)) and not (isinstance(src, str) and src.lstrip().startswith("{")):
         where = where or str(src)
         src = parse_json(read_regular(src, "profile", MAX_PROFILE_BYTES), where)

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import VrferError
+from .profile_check import check_array, MAX_ABS, numbers
+from .inference.representation import fit_head, head
 
 REFERENCE_L2 = 0.01       # lam of the pull towards the generic last layer (leave-one-dataset-out, docs/RESULTS.md)
 REFERENCE_BLEND = 0.7     # w: the referenced head's share of the answer's log-probabilities (same measurement)
@@ -91,7 +93,6 @@ class ReferencedHead:
     @classmethod
     def from_json(cls, d, classes: int, width: int | None = None, where: str = "model") -> "ReferencedHead":
         """The head from a model config's JSON, checked (shape against the model, finite, bounded)."""
-        from .profile_check import MAX_ABS, numbers
         try:
             if not isinstance(d, dict):
                 raise TypeError("must be a JSON object")
@@ -138,7 +139,6 @@ def with_head(cfg, head: ReferencedHead):
 
 def check_reference(vector, width: int, where: str = "reference") -> np.ndarray:
     """A reference (D,) as float32: the model's representation width, finite, bounded; VrferError otherwise."""
-    from .profile_check import check_array
     try:
         r = np.asarray(vector, np.float32)
     except (TypeError, ValueError):
@@ -244,7 +244,6 @@ def fit_head_on_people(model, features: np.ndarray, labels: np.ndarray, subjects
     other neutral face is left out); mirrored: the representations of the mirrored faces, read against the
     mirrored reference (REFERENCE_MIRROR). Logistic regression pulled towards the model's own last layer
     (vrfer.inference.representation.fit_head); classes without a face keep the generic row."""
-    from .inference.representation import fit_head, head
     labels = np.asarray(labels, np.int64)
     neutral = labels == list(model.cfg.classes).index(NEUTRAL)
     xs, ys = [], []

@@ -13,8 +13,9 @@ from pathlib import Path
 from .errors import VrferError
 from .evaluate import confusion_png, evaluate
 from .models import create_model
-from .training.recipe import load_recipe, load_recorded
+from .training.recipe import flatten, load_recipe, load_recorded
 from .training.trainer import CHECKPOINT, train
+from .datasets.ferplus import load_ferplus
 
 FAMILIES = {  # model -> (stage-1 recipe, stage-2 recipe)
     "vrfer-cnn": ("cpu-full", "cpu-lower"),
@@ -50,7 +51,6 @@ def recipe_changes(recorded: dict, asked: dict) -> list[str]:
     """The dotted keys in which a run's recorded recipe differs from the asked one. `model` is left out (a
     run records the architecture it ran, which an init_from file decides), and init_from compares as the
     file it names."""
-    from .training.recipe import flatten
 
     def norm(r: dict) -> dict:
         flat = {k: v for k, v in flatten(r).items() if k != "model"}
@@ -63,7 +63,6 @@ def recipe_changes(recorded: dict, asked: dict) -> list[str]:
 
 def reproduce(root: str, families: list[str], runs: Path, out: Path, affectnet_root: str | None = None,
               overrides: list[str] = (), tta_flip: bool = False, quiet: bool = False, skip_bad: bool = False) -> dict:
-    from .datasets.ferplus import load_ferplus
     for fam in families:
         if fam not in FAMILIES:
             raise VrferError(f"unknown model family {fam!r}; known: {', '.join(FAMILIES)}")

@@ -43,6 +43,12 @@ from .images import MIN_SIDE, load_image
 from .loader import resolve
 from .postprocess import PostProcess, adjust_probs, softmax  # noqa: F401  (adjust_probs: the pipeline's step 5)
 from ..pretrained import DEFAULT_MODEL
+from ..reference import check_reference, HEAD_KEY
+from ..faces.tracking import FaceTracker
+from ..calibration import enrol, Profile
+from ..profile_check import check_profile
+from .session import ModelFace
+from .representation import logits_and_features
 
 MAX_BOX = 16384                  # largest coordinate of a fixed face box (--face x,y,w,h), in pixels
 
@@ -118,7 +124,6 @@ FACE_CROP_SIDE = 640    # a photo this small (VGA) whose face fills half of it i
 
 
 def _has_head(cfg) -> bool:
-    from ..reference import HEAD_KEY
     return HEAD_KEY in (getattr(cfg, "extra", None) or {})
 
 
@@ -169,7 +174,6 @@ class Pipeline:
         """A tracker that follows the main face from frame to frame (face="detect"), else None."""
         if self.face != "detect":
             return None
-        from ..faces.tracking import FaceTracker
         return FaceTracker(self.detector, verify=self.with_mouth)
 
     def find_faces(self, image: np.ndarray, tracker=None) -> list[Face]:
@@ -281,8 +285,6 @@ class Pipeline:
         """A fixed reference checked against this model: a profile (object, file or JSON object) that carries one,
         or the D numbers themselves. VrferError when the model has no referenced head, or the reference does not
         fit it."""
-        from ..calibration import Profile
-        from ..reference import check_reference
         if isinstance(reference, (Profile, dict, str, os.PathLike)):
             where = str(reference) if isinstance(reference, (str, os.PathLike)) else "profile"
             prof = self.check_profile(reference)
@@ -309,8 +311,6 @@ class Pipeline:
     def check_profile(self, profile, where: str | None = None):
         """A profile (a vrfer.calibration.Profile, a profile file, or its JSON object) checked against this
         pipeline's model by vrfer.profile_check: the one door, for the API, the CLI and serve."""
-        from ..calibration import Profile
-        from ..profile_check import check_profile
         if not isinstance(profile, (Profile, dict, str, os.PathLike)):
             raise VrferError(f"profile={type(profile).__name__}: a profile is a vrfer.calibration.Profile, a profile "
                              "file's path or its JSON object (a dict)")
@@ -350,7 +350,6 @@ class Pipeline:
 
     def model_faces(self, image: np.ndarray, faces: list[Face], representation: bool = False):
         """A loaded image's faces -> what the model saw of each (vrfer.inference.session.ModelFace), for a session to answer."""
-        from .session import ModelFace
         crops = self.crops(image, faces)
         probs, logits, feats = self.model_outputs(crops, representation)
         return [ModelFace(f, probs[i], None if logits is None else logits[i], None if feats is None else feats[i],
@@ -360,8 +359,6 @@ class Pipeline:
         """A person's profile (vrfer.calibration.enrol) from the crops of their faces and the labels: the one
         enrolment of the API, `vrfer calibrate` and serve's calibration. Fitted on the float32 PyTorch
         representation whichever backend answers: one profile for every backend."""
-        from ..calibration import enrol
-        from .representation import logits_and_features
         model = self.torch_model()
         _, feats = logits_and_features(model, np.ascontiguousarray(crops))
         return enrol(model, feats, labels, person=person, model_sha256=self.model_sha256())

@@ -52,6 +52,7 @@ from .protocol import (
     source_ended_event,
 )
 from .state import ServeConfig, ServerState, check_bind, post_process
+from ..threads import use_torch_threads
 
 __all__ = ["ServeConfig", "ServerThread", "create_app", "check_bind", "uvicorn_config", "listen_socket"]
 
@@ -299,7 +300,6 @@ def create_app(config: ServeConfig, predictor: Predictor | None = None) -> Starl
     """Load the model (raises VrferError for a bad model/source) and build the ASGI app."""
     from contextlib import asynccontextmanager
     check_bind(config)
-    from ..threads import use_torch_threads
     use_torch_threads(config.threads)
     predictor = predictor or Predictor(config.model, config.face, config.backend, threads=config.threads,
                                        profile=config.profile)

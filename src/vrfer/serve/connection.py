@@ -42,6 +42,7 @@ from .protocol import (
     unsubscribed_event,
 )
 from .state import ServerState, post_process
+from ..reference import check_reference
 
 
 class Connection:
@@ -182,7 +183,6 @@ class Connection:
     def _reference(self, msg: dict) -> None:
         """The "reference" message (docs/PROTOCOL.md): get, set (the D numbers, or a profile carrying them), clear
         (none) or auto (a running reference from this connection's frames)."""
-        from ..reference import check_reference
         action = msg.get("action")
         if action not in REFERENCE_ACTIONS:
             raise ProtocolError("bad_message", f"reference needs \"action\": one of {', '.join(REFERENCE_ACTIONS)}")

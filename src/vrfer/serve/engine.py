@@ -25,6 +25,7 @@ from ..occlusion import apply_input_mode
 from ..inference.pipeline import Pipeline
 from ..inference.images import load_image
 from .protocol import ProtocolError
+from ..inference.session import ModelFace
 
 log = logging.getLogger("vrfer.serve")
 
@@ -102,7 +103,6 @@ class Predictor:
         vrfer.faces.wearer_first; logits and representations where wanted: a connection with a profile, a
         reference or a calibration), or a ProtocolError for that image. Every face of the batch goes through the
         classifier in one call; nothing of a wearer is applied here (each connection's vrfer.inference.session.Session does)."""
-        from ..inference.session import ModelFace
         pipe = self.pipeline
         want_reps = want_reps or [False] * len(images)
         found: list = [None] * len(images)
