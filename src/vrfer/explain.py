@@ -25,6 +25,7 @@ from .inference.loader import torch_model
 from .occlusion import visible_rows
 from .inference.preprocess import prepare
 from .results import DECIMALS, FacePrediction
+from .classes import class_name
 
 DISPLAY = 192  # pixels per panel side in the PNG
 
@@ -47,7 +48,6 @@ def _target_index(target, cfg, probs: np.ndarray) -> int:
     if target is None:
         return int(np.argmax(probs))
     if isinstance(target, str):
-        from .classes import class_name
         target = target if target in cfg.classes else class_name(target)
         if target not in cfg.classes:
             raise VrferError(f"unknown class {target!r}; classes: {', '.join(cfg.classes)}")

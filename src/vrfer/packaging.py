@@ -22,6 +22,7 @@ from .errors import VrferError
 from .inference.postprocess import PostProcess, train_prior
 from .models.registry import load_checkpoint, read_config, save_model
 from .outputs import output_file
+from .training.recipe import load_recorded
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 RECIPE_KEYS = ("name", "seed", "input_mode", "model")     # what a packaged model records of its run's recipe
@@ -95,7 +96,6 @@ def package_model(run, name: str, trained_on: str, description: str = "", result
     model = load_checkpoint(Path(run))
     recipe = None
     if (Path(run) / "recipe.json").is_file():
-        from .training.recipe import load_recorded
         recipe = load_recorded(Path(run))
     bundled = Path(str(resources.files("vrfer.pretrained"))) / f"{name}.safetensors"
     if not out and bundled.exists() and not force:

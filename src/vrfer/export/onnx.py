@@ -42,6 +42,7 @@ from ..fingerprint import model_fingerprint, MODEL_SHA256_KEY
 from ..models.registry import create_model
 from ..inference.pipeline_spec import preprocessing_spec as pipeline_spec
 from ..inference.representation import grabbed_representation
+from ..calibration import PROFILE_FORMAT, PROFILE_FORMULA
 
 DEFAULT_OPSET = 15          # highest opset Unity Sentis imports (7-15)
 SENTIS_MAX_OPSET = 15
@@ -104,7 +105,6 @@ def preprocessing_spec(cfg, post=None, rep_dim: int | None = None) -> dict:
     profile is applied: what the exported file carries as "vrfer_preprocessing"."""
     spec = {**pipeline_spec(cfg, post), "input_name": INPUT_NAME, "output_names": output_names(rep_dim)}
     if rep_dim:
-        from ..calibration import PROFILE_FORMAT, PROFILE_FORMULA
         spec["representation"] = {
             "output": REPRESENTATION, "shape": ["batch", int(rep_dim)], "dtype": "float32",
             "meaning": "the input of the model's last layer (vrfer.inference.representation): logits = representation "

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import VrferError
 from ..models.registry import build, load_checkpoint, resolve_model, resolve_trained
 from ..files import regular_file
-from .onnx_backend import config_from_metadata, read_metadata
+from .onnx_backend import bundled_int8, cached_onnx, config_from_metadata, OnnxClassifier, read_metadata
 from .torch_backend import TorchClassifier
 
 BACKENDS = ("auto", "torch", "onnx")
@@ -85,7 +85,6 @@ class ModelSource:
     def classifier(self, threads: int | None = None, tta_flip: bool = False):
         """The classifier of this source: .cfg, .predict_proba(crops), .logits_and_features(crops)."""
         if self.backend == "onnx":
-            from .onnx_backend import OnnxClassifier
             return OnnxClassifier(self.module if self.graph is None else self.graph, intra_op_threads=threads,
                                   tta_flip=tta_flip)
         return TorchClassifier(self.torch_model(), tta_flip=tta_flip)
@@ -123,11 +122,9 @@ def resolve(model, backend: str = "auto", allow_untrained: bool = False, option:
         return ModelSource(spec, module.cfg, "onnx" if backend == "onnx" else "torch", module=module)
     cfg, weights = resolve_trained(spec, option, untrained_option)
     if backend == "auto":
-        from .onnx_backend import bundled_int8
         int8 = bundled_int8(spec, weights)
         return ModelSource(spec, cfg, "onnx" if int8 else "torch", weights, int8)
     if backend == "onnx":
-        from .onnx_backend import cached_onnx
         return ModelSource(spec, cfg, "onnx", weights, cached_onnx(weights))
     return ModelSource(spec, cfg, "torch", weights)
 

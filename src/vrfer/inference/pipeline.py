@@ -43,12 +43,15 @@ from .images import MIN_SIDE, load_image
 from .loader import resolve
 from .postprocess import PostProcess, adjust_probs, softmax  # noqa: F401  (adjust_probs: the pipeline's step 5)
 from ..pretrained import DEFAULT_MODEL
-from ..reference import check_reference, HEAD_KEY
+from ..reference import check_reference, HEAD_KEY, head_of
 from ..faces.tracking import FaceTracker
 from ..calibration import enrol, Profile
 from ..profile_check import check_profile
 from .session import ModelFace
-from .representation import logits_and_features
+from .representation import head, logits_and_features
+from ..faces.registry import DEFAULT_DETECTOR, get_detector
+from ..faces.mouth_check import check_of, KEY
+from ..fingerprint import MODEL_SHA256_KEY
 
 MAX_BOX = 16384                  # largest coordinate of a fixed face box (--face x,y,w,h), in pixels
 
@@ -166,7 +169,6 @@ class Pipeline:
         """The face detector: the one given, or the shared one of the registry name given (None: the default,
         vrfer.faces.registry)."""
         if self._detector is None or isinstance(self._detector, str):
-            from ..faces.registry import DEFAULT_DETECTOR, get_detector
             self._detector = get_detector(self._detector or DEFAULT_DETECTOR, threads=self.threads)
         return self._detector
 
@@ -186,7 +188,6 @@ class Pipeline:
     def mouth_check(self):
         """The model's mouth check (vrfer.faces.mouth_check), None when it has none."""
         if self._mouth_check is False:   # the weights file's config (a bundled int8 graph carries an older copy)
-            from ..faces.mouth_check import KEY, check_of
             cfg = self.source.cfg if KEY in (getattr(self.source.cfg, "extra", None) or {}) else self.cfg
             self._mouth_check = check_of(cfg)
         return self._mouth_check
@@ -244,7 +245,6 @@ class Pipeline:
         from the PyTorch weights, or, for an .onnx file given as the model, as recorded in its metadata at
         export (vrfer.fingerprint.MODEL_SHA256_KEY)."""
         if not hasattr(self, "_fingerprint"):
-            from ..fingerprint import MODEL_SHA256_KEY
             recorded = getattr(self.classifier, "model_sha256", None)
             if self.source.is_onnx_file:
                 if not recorded:
@@ -272,7 +272,6 @@ class Pipeline:
     def referenced_head(self):
         """The model's referenced head (vrfer.reference.ReferencedHead), or None when the model has none."""
         if self._ref_head is False:
-            from ..reference import head_of
             cfg = self.source.cfg if _has_head(self.source.cfg) else self.cfg
             self._ref_head = head_of(cfg, self.representation_width()) if _has_head(cfg) else None
         return self._ref_head
@@ -300,11 +299,9 @@ class Pipeline:
         """D, the width of the representation a profile's rows multiply (vrfer.inference.representation)."""
         clf = self._calibrating_classifier()
         if hasattr(clf, "model"):
-            from .representation import head
             return head(clf.model).in_features
         width = getattr(clf, "representation_width", None)
         if not isinstance(width, int):      # a graph with a symbolic width: the PyTorch model's
-            from .representation import head
             width = head(self.torch_model()).in_features
         return width
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classes import CLASSES
+from ..classes import class_name, CLASSES
 from ..errors import VrferError
 from ..files import parse_json, read_regular
 
@@ -55,7 +55,6 @@ def _prior_values(prior, classes) -> np.ndarray:
             where = f"--prior {text}"
             prior = read_prior_file(text, len(classes))
     if isinstance(prior, dict):
-        from ..classes import class_name  # the spellings labels.csv takes ("happy")
         prior = {k if k in classes or not isinstance(k, str) else class_name(k): v for k, v in prior.items()}
         unknown = sorted(set(prior) - set(classes))
         missing = [c for c in classes if c not in prior]

@@ -27,6 +27,7 @@ from ..errors import VrferError
 from ..faces import Face
 from ..results import FacePrediction
 from .smoothing import Smoother, check_alpha
+from ..reference import RunningReference
 
 OFF, AUTO = "off", "auto"
 MAX_CAPTURED = 2000      # faces one session keeps for a calibration (serve's limit, docs/PROTOCOL.md)
@@ -105,7 +106,6 @@ class Session:
                 if not self.has_head:
                     raise VrferError(f"model {self.pipeline.cfg.name!r} has no referenced head: reference=\"auto\" "
                                      "needs one")
-                from ..reference import RunningReference
                 self.running = RunningReference(self.classes)
             return
         self.reference = self.pipeline.reference_vector(reference)

@@ -53,6 +53,7 @@ from .protocol import (
 )
 from .state import ServeConfig, ServerState, check_bind, post_process
 from ..threads import use_torch_threads
+from .source import FrameSource
 
 __all__ = ["ServeConfig", "ServerThread", "create_app", "check_bind", "uvicorn_config", "listen_socket"]
 
@@ -309,7 +310,6 @@ def create_app(config: ServeConfig, predictor: Predictor | None = None) -> Starl
     except ProtocolError as e:
         raise VrferError(e.message) from None
     if config.camera is not None or config.video is not None:
-        from .source import FrameSource
         state.source = FrameSource(config.camera, config.video, loop=config.loop_video, max_fps=config.source_fps)
 
     @asynccontextmanager
