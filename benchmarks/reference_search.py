@@ -1,4 +1,4 @@
-"""Issue 31: designs of the referenced head (vrfer.reference), each chosen honestly and scored leave-one-dataset-out
+"""Issue 31: designs of the referenced head (vrfer.personal.reference), each chosen honestly and scored leave-one-dataset-out
 (LODO) and, on top of adaptation, leave-one-person-out (LOPO).
 
 Every hyperparameter (lam, blend) of a variant is chosen by nested leave-one-person-out INSIDE the fitting data set
@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vrfer.adapt import adapt_arrays
+from vrfer.personal.adapt import adapt_arrays
 from vrfer.evaluate import folder_faces, scores
-from vrfer.evaluate_personal import _people_sessions
+from vrfer.personal.evaluate_personal import _people_sessions
 from vrfer.inference.loader import resolve, torch_model
 from vrfer.inference.postprocess import PostProcess, softmax
-from vrfer.reference import (
+from vrfer.personal.reference import (
     NEUTRAL,
     REFERENCE_BLEND,
     REFERENCE_L2,
@@ -76,7 +76,7 @@ def load(model, root: Path, fingerprint: str) -> dict:
 
 
 def load_adapted(model, sets: dict, name: str, fingerprint: str) -> dict:
-    """For each person of `name`: the adaptation fitted on the other people of `name` (vrfer.adapt.adapt_arrays, as
+    """For each person of `name`: the adaptation fitted on the other people of `name` (vrfer.personal.adapt.adapt_arrays, as
     `--adapt loo` fits it), and its logits / representations of every crop of every data set (and mirrored)."""
     cache = Path.home() / ".cache" / "vrfer" / "reference_search"
     d = sets[name]
@@ -141,7 +141,7 @@ def features(design, ft, fft, d, rows, sessions: bool, scale0: float):
         r = refs_of(ft, fft, d, rows, True, sessions)
         x = (ft[rows] + fft[rows]) / 2 - r if design.get("tta") else ft[rows] - r
         xm = x if design.get("tta") else fft[rows] - r
-    else:           # as vrfer.reference: a mirrored face against the mirrored faces' reference
+    else:           # as vrfer.personal.reference: a mirrored face against the mirrored faces' reference
         x = ft[rows] - refs_of(ft, fft, d, rows, False, sessions)
         xm = fft[rows] - refs_of(fft, fft, d, rows, False, sessions)
     if design.get("scale"):
@@ -152,7 +152,7 @@ def features(design, ft, fft, d, rows, sessions: bool, scale0: float):
 
 def fit(design, W0, b0, parts, lam):
     """The head's (W, b) fitted on parts [(ft, fft, d, rows)] (each face read against its person's other neutral
-    faces, all sessions, as vrfer.reference.fit_head_on_people), pulled towards (W0, b0)."""
+    faces, all sessions, as vrfer.personal.reference.fit_head_on_people), pulled towards (W0, b0)."""
     xs, ys = [], []
     for ft, fft, d, rows in parts:
         x, xm = features(design, ft, fft, d, rows, False, design["scale0"])
@@ -312,7 +312,7 @@ def _adapted_grid(design, sets, adapted, name, W0, b0, post, lams, blends):
 
 def adapted_lopo(model, sets, fp, say) -> dict:
     """Adapted + referenced, leave-one-person-out on each data set: each person's faces scored by the adaptation
-    fitted on the other people (vrfer.adapt.adapt_arrays, as `vrfer evaluate --adapt loo`) and a referenced head
+    fitted on the other people (vrfer.personal.adapt.adapt_arrays, as `vrfer evaluate --adapt loo`) and a referenced head
     fitted on the other people's adapted representation; lam and blend chosen on the OTHER data set's LOPO grid."""
     layer = head(model)
     W0, b0 = layer.weight.detach().numpy(), layer.bias.detach().numpy()
@@ -363,7 +363,7 @@ def adapted_neutral(model, sets, fp, say, shifts=(0.0, 0.5, 1.0, 1.5, 2.0)) -> d
 
 
 def adapted_config_of(model):
-    from vrfer.adapt import adapted_config
+    from vrfer.personal.adapt import adapted_config
     return adapted_config(model, "adapted", {}, np.arange(len(model.cfg.classes)))
 
 

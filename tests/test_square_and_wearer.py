@@ -151,7 +151,7 @@ def surer_small_face(monkeypatch, tmp_path):
 
 def test_evaluate_and_adapt_read_the_wearer_not_the_surest_face(surer_small_face):
     """evaluate (its crops and where it paints the headset) and adapt's unlabelled faces take the wearer too."""
-    from vrfer.adapt import unlabelled_faces
+    from vrfer.personal.adapt import unlabelled_faces
     from vrfer.evaluate import folder_faces
     from vrfer.occlusion import draw_headset
 

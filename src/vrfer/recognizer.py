@@ -53,8 +53,8 @@ class Recognizer:
         (vrfer.inference.postprocess.PostProcess; default: the plain model over all 8 classes).
     threads: CPU threads of the network and the detector (vrfer.threads: None -> 1, 0 -> one per core;
         sets PyTorch's process-wide thread count).
-    profile: a person's calibration (vrfer.calibration.Profile, a profile file or its JSON object).
-    reference: the wearer's face read as a change from their neutral face (vrfer.reference): None (default: the
+    profile: a person's calibration (vrfer.personal.calibration.Profile, a profile file or its JSON object).
+    reference: the wearer's face read as a change from their neutral face (vrfer.personal.reference): None (default: the
         profile's reference when it carries one, else none), "off", "auto" (a running reference per stream:
         `video`, or predict calls with track=True or stream=True; `reset()` and a lost face start it over; a
         profile's own reference,
@@ -169,14 +169,14 @@ class Recognizer:
                 preds = None
             yield i, preds
 
-    # -- calibration to one person (vrfer.calibration) ------------------------------------------------
+    # -- calibration to one person (vrfer.personal.calibration) ------------------------------------------------
     @property
     def profile(self):
         """The person's calibration profile in use, or None."""
         return self.session.profile
 
     def set_profile(self, profile) -> None:
-        """Use a profile (a vrfer.calibration.Profile or a profile file) for the answers; None: no calibration.
+        """Use a profile (a vrfer.personal.calibration.Profile or a profile file) for the answers; None: no calibration.
         VrferError when it was made for another model's weights."""
         self.session.set_profile(profile)
 

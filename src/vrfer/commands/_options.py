@@ -62,16 +62,16 @@ def add_postprocess_args(p) -> None:
 
 
 def add_profile_arg(p) -> None:
-    """--profile (vrfer.calibration)."""
+    """--profile (vrfer.personal.calibration)."""
     p.add_argument("--profile", metavar="FILE", default=None,
                    help="a person's calibration profile (made by `vrfer calibrate` for this --model); applied to "
                         "the representation the backend gives (PyTorch, or an ONNX graph with that output)")
 
 
 def add_reference_arg(p) -> None:
-    """--reference (vrfer.reference): the wearer's face read as a change from their neutral face."""
+    """--reference (vrfer.personal.reference): the wearer's face read as a change from their neutral face."""
     p.add_argument("--reference", metavar="auto|off|FILE", default=None,
-                   help="read the wearer's face as a change from their neutral face (vrfer.reference): auto (videos "
+                   help="read the wearer's face as a change from their neutral face (vrfer.personal.reference): auto (videos "
                         "and webcams: a running reference from the frames that look neutral; a photo is answered as "
                         "it is), off, or FILE, a profile carrying a reference (`vrfer calibrate neutral=relaxed.mp4`); "
                         "a --profile's own reference is used unless off (default: auto when the model has a "
@@ -83,7 +83,7 @@ def reference_setting(a, source) -> str:
     (a vrfer.inference.loader.ModelSource) has a referenced head, else "off"."""
     if a.reference is not None:
         return a.reference
-    from ..reference import default_mode
+    from ..personal.reference import default_mode
     return default_mode(source.cfg)
 
 

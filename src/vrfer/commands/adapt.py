@@ -8,7 +8,7 @@ from ._options import add_model_arg, model_source
 
 def add_parser(sub):
     p = sub.add_parser("adapt", help="adapt a model to your own setup from labelled and/or unlabelled faces of it",
-                       description="Adapt a model to a setup (vrfer.adapt): AdaBN re-estimates the network's "
+                       description="Adapt a model to a setup (vrfer.personal.adapt): AdaBN re-estimates the network's "
                                    "normalisation on faces of the setup (no labels needed), and a new last layer is "
                                    "fitted on labelled faces (pulled towards the generic one). Writes one model file "
                                    "that predict, serve, evaluate, export and the API take with --model FILE, and "
@@ -42,7 +42,7 @@ def run(a) -> int:
     import sys
     from pathlib import Path
 
-    from ..adapt import adapt_folder
+    from ..personal.adapt import adapt_folder
     from ..errors import VrferError
     from ..models.registry import save_model
     from ..outputs import output_file

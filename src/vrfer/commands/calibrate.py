@@ -8,7 +8,7 @@ from ._options import add_detector_arg, add_model_arg, model_source
 
 def add_parser(sub):
     p = sub.add_parser("calibrate", help="make a person's calibration profile from labelled faces of them",
-                       description="A calibration profile for one person (vrfer.calibration): the model's last "
+                       description="A calibration profile for one person (vrfer.personal.calibration): the model's last "
                                    "layer refitted on that person's faces for the classes given; the other classes "
                                    "keep the model's answer. Give CLASS=PATH pairs (a photo, a folder of photos or "
                                    "a video of that expression, e.g. happiness=smile.mp4) and/or --folder with a "

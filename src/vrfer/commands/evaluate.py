@@ -46,7 +46,7 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, default=None, help="with --enrol: seed of the draws, >= 0 (default: 0)")
     p.add_argument("--reference", choices=["neutral", "auto"], default=None,
                    help="folder only (needs a subject column): read each face against the person's reference "
-                        "(vrfer.reference) made from their OTHER photos (neutral: their neutral photos; auto: those "
+                        "(vrfer.personal.reference) made from their OTHER photos (neutral: their neutral photos; auto: those "
                         "the generic answer calls neutral); the figures are the referenced answer's, beside the "
                         "generic one on the same faces")
     p.add_argument("--tta-flip", action="store_true", help="average with the mirrored face")
@@ -134,10 +134,10 @@ def run(a) -> int:
 
 
 def _personal(a, model, post) -> int:
-    """evaluate --adapt / --enrol / --reference: vrfer.evaluate_personal.evaluate_personal, printed."""
+    """evaluate --adapt / --enrol / --reference: vrfer.personal.evaluate_personal.evaluate_personal, printed."""
     import sys
 
-    from ..evaluate_personal import evaluate_personal
+    from ..personal.evaluate_personal import evaluate_personal
     from ..outputs import plural
     log = (lambda line: print(line, file=sys.stderr)) if a.json else None
     res = evaluate_personal(model, a.root, a.face, a.occlusion, a.adapt, a.enrol, a.draws, a.seed, post,

@@ -53,7 +53,7 @@ def parse_int8_data(text: str) -> str:
 
 def quantize_int8(float_onnx, out, faces: np.ndarray, ranges_from: str = "") -> Path:
     """Write an int8 (QDQ) version of a vrfer float32 ONNX file, its activation ranges set on uint8 face crops (N, H, W)
-    (onnxruntime's "calibration"; vrfer keeps that word for a person's profile, vrfer.calibration)."""
+    (onnxruntime's "calibration"; vrfer keeps that word for a person's profile, vrfer.personal.calibration)."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import VrferError
 from ..inference.onnx_backend import MODEL_SHA256_KEY, quantization_info, read_metadata, REPRESENTATION
 from ..faces.mouth_check import KEY
-from ..reference import HEAD_KEY
+from ..personal.reference import HEAD_KEY
 
 
 def model_card(cfg, onnx_path: Path, opset: int, max_diff: float | None = None,
@@ -352,7 +352,7 @@ def mouth_check_lines(cfg) -> list[str]:
 
 
 def reference_lines(cfg) -> list[str]:
-    """The model card's paragraph on the referenced head (vrfer.reference), when the model has one."""
+    """The model card's paragraph on the referenced head (vrfer.personal.reference), when the model has one."""
     head = (cfg.extra or {}).get(HEAD_KEY)
     if not head:
         return []

@@ -2,7 +2,7 @@
 
 The exported graph takes the *normalised* model input (N, C, H, W) float32 and returns `logits` and
 `probs` (softmax), both (N, 8) in vrfer's class order, and `representation` (N, D): the input of the
-model's last layer (vrfer.inference.representation), what a calibration profile (vrfer.calibration) is applied to.
+model's last layer (vrfer.inference.representation), what a calibration profile (vrfer.personal.calibration) is applied to.
 Everything needed to build that input from a face crop is written into the ONNX file's metadata
 (metadata_props):
 
@@ -42,7 +42,7 @@ from ..fingerprint import model_fingerprint, MODEL_SHA256_KEY
 from ..models.registry import create_model
 from ..inference.pipeline_spec import preprocessing_spec as pipeline_spec
 from ..inference.representation import grabbed_representation
-from ..calibration import PROFILE_FORMAT, PROFILE_FORMULA
+from ..personal.calibration import PROFILE_FORMAT, PROFILE_FORMULA
 
 DEFAULT_OPSET = 15          # highest opset Unity Sentis imports (7-15)
 SENTIS_MAX_OPSET = 15

@@ -43,10 +43,10 @@ from .images import MIN_SIDE, load_image
 from .loader import resolve
 from .postprocess import PostProcess, adjust_probs, softmax  # noqa: F401  (adjust_probs: the pipeline's step 5)
 from ..pretrained import DEFAULT_MODEL
-from ..reference import check_reference, HEAD_KEY, head_of
+from ..personal.reference import check_reference, HEAD_KEY, head_of
 from ..faces.tracking import FaceTracker
-from ..calibration import enrol, Profile
-from ..profile_check import check_profile
+from ..personal.calibration import enrol, Profile
+from ..personal.profile_check import check_profile
 from .session import ModelFace
 from .representation import head, logits_and_features
 from ..faces.registry import DEFAULT_DETECTOR, get_detector
@@ -154,7 +154,7 @@ class Pipeline:
         self.post = PostProcess(self.cfg, prior, prior_tau, classes)
         self.crop = self.cfg.crop_geometry    # how a detected face's square is placed: the model's own
         self.profile = None
-        self.reference = None       # the wearer's fixed reference (D,), vrfer.reference; None: none
+        self.reference = None       # the wearer's fixed reference (D,), vrfer.personal.reference; None: none
         self._ref_head = False      # the model's referenced head, read on first use
         if profile is not None:
             self.set_profile(profile)
@@ -259,8 +259,8 @@ class Pipeline:
         return self._fingerprint
 
     def set_profile(self, profile) -> None:
-        """Calibrate to one person: a vrfer.calibration.Profile, a profile file, its JSON object (a dict), or
-        None (no calibration). VrferError when it is damaged or made for other weights (vrfer.profile_check)."""
+        """Calibrate to one person: a vrfer.personal.calibration.Profile, a profile file, its JSON object (a dict), or
+        None (no calibration). VrferError when it is damaged or made for other weights (vrfer.personal.profile_check)."""
         if profile is None:
             self.profile = None
             return
@@ -270,7 +270,7 @@ class Pipeline:
 
     @property
     def referenced_head(self):
-        """The model's referenced head (vrfer.reference.ReferencedHead), or None when the model has none."""
+        """The model's referenced head (vrfer.personal.reference.ReferencedHead), or None when the model has none."""
         if self._ref_head is False:
             cfg = self.source.cfg if _has_head(self.source.cfg) else self.cfg
             self._ref_head = head_of(cfg, self.representation_width()) if _has_head(cfg) else None
@@ -306,10 +306,10 @@ class Pipeline:
         return width
 
     def check_profile(self, profile, where: str | None = None):
-        """A profile (a vrfer.calibration.Profile, a profile file, or its JSON object) checked against this
-        pipeline's model by vrfer.profile_check: the one door, for the API, the CLI and serve."""
+        """A profile (a vrfer.personal.calibration.Profile, a profile file, or its JSON object) checked against this
+        pipeline's model by vrfer.personal.profile_check: the one door, for the API, the CLI and serve."""
         if not isinstance(profile, (Profile, dict, str, os.PathLike)):
-            raise VrferError(f"profile={type(profile).__name__}: a profile is a vrfer.calibration.Profile, a profile "
+            raise VrferError(f"profile={type(profile).__name__}: a profile is a vrfer.personal.calibration.Profile, a profile "
                              "file's path or its JSON object (a dict)")
         if isinstance(profile, str):
             profile = Path(profile)      # a string is a path here (JSON text comes as a dict)
@@ -322,10 +322,10 @@ class Pipeline:
 
     def answer(self, logits: np.ndarray, feats: np.ndarray, profile=None, reference=None) -> np.ndarray:
         """The model's logits and representations of a frame's faces (wearer first) -> the probabilities (N, C),
-        float64, before post-processing: the profile's rows (vrfer.calibration), then the wearer's face read
-        against the reference (vrfer.reference). The one place both are applied, for the API, the CLI and serve.
+        float64, before post-processing: the profile's rows (vrfer.personal.calibration), then the wearer's face read
+        against the reference (vrfer.personal.reference). The one place both are applied, for the API, the CLI and serve.
         profile: a Profile, or None for none. reference: None (none), the D numbers, or a
-        vrfer.reference.RunningReference, which sees the wearer's face first (the automatic reference)."""
+        vrfer.personal.reference.RunningReference, which sees the wearer's face first (the automatic reference)."""
         z = profile.apply(logits, feats, self.classes) if profile is not None else np.asarray(logits, np.float64)
         if reference is not None and len(z):
             if not isinstance(reference, np.ndarray):           # a RunningReference: it sees the wearer first
@@ -353,7 +353,7 @@ class Pipeline:
                           crops[i]) for i, f in enumerate(faces)]
 
     def enrol(self, crops: np.ndarray, labels, person: str = ""):
-        """A person's profile (vrfer.calibration.enrol) from the crops of their faces and the labels: the one
+        """A person's profile (vrfer.personal.calibration.enrol) from the crops of their faces and the labels: the one
         enrolment of the API, `vrfer calibrate` and serve's calibration. Fitted on the float32 PyTorch
         representation whichever backend answers: one profile for every backend."""
         model = self.torch_model()

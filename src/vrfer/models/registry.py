@@ -24,7 +24,7 @@ from ..outputs import public_mode
 from ..pretrained import DEFAULT_MODEL
 from ..files import regular_file
 from .importers import load_backbone_weights
-from ..profile_check import check_head
+from ..personal.profile_check import check_head
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classes import CLASSES
-from .inference.postprocess import PostProcess, softmax
-from .evaluate import folder_faces, scores, subjects_of
-from .outputs import plural
-from .errors import VrferError
-from .inference.loader import torch_model
-from .inference.representation import head as last_layer, logits_and_features
+from ..classes import CLASSES
+from ..inference.postprocess import PostProcess, softmax
+from ..evaluate import folder_faces, scores, subjects_of
+from ..outputs import plural
+from ..errors import VrferError
+from ..inference.loader import torch_model
+from ..inference.representation import head as last_layer, logits_and_features
 from .reference import fit_head_on_people, head_of, person_references
 from .adapt import adapt_arrays
 from .calibration import enrol
@@ -38,10 +38,10 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
                       reference: str | None = None) -> dict:
     """Adaptation and calibration of `model`, scored so that no face is scored by a fit that saw it.
 
-    adapt="loo": each person's faces are scored by an adaptation (vrfer.adapt: AdaBN + a new last layer)
+    adapt="loo": each person's faces are scored by an adaptation (vrfer.personal.adapt: AdaBN + a new last layer)
     fitted on the other people only, beside the generic answer on the same faces.
     calibrate=K: per person and enrolment session, K faces per class drawn (seeded, `draws` times) from that
-    ONE session make a profile (vrfer.calibration), scored on the person's OTHER sessions only, among the
+    ONE session make a profile (vrfer.personal.calibration), scored on the person's OTHER sessions only, among the
     enrolled classes, beside the unprofiled answer on the same faces. A session of one class only (e.g.
     taiwanese-dev's neutral photos, taken apart from the others) is added to every enrolment and never
     scored. Without a `session` column all of a person's photos are one sitting: K faces per class are
@@ -132,7 +132,7 @@ def _check_k(calibrate: int, data: dict) -> None:
 
 
 def _referenced_head(model):
-    """The model's referenced head (vrfer.reference); VrferError when it has none."""
+    """The model's referenced head (vrfer.personal.reference); VrferError when it has none."""
     head = head_of(model.cfg, last_layer(model).in_features)
     if head is None:
         raise VrferError(f"model {model.cfg.name!r} has no referenced head: --reference needs one "
@@ -142,7 +142,7 @@ def _referenced_head(model):
 
 def _score_referenced(res: dict, head, reference: str, logits, feats, data: dict, post, info: dict, classes,
                       say) -> None:
-    """evaluate_personal's referenced answer: each face read against its person's reference (vrfer.reference),
+    """evaluate_personal's referenced answer: each face read against its person's reference (vrfer.personal.reference),
     taken from that person's OTHER photos only (other sessions where labels.csv has them; neutral: their neutral
     photos; auto: those the generic answer calls confidently neutral, no labels); a face with no such photo keeps the
     generic answer (counted in no_reference). The result's top-level accuracy, mean_class_recall and per_class
@@ -177,10 +177,10 @@ def _people_sessions(items) -> dict:
 
 
 def _adapt_loo(model, crops, labels, subjects, post, reference=None, sessions=None, progress: bool = False):
-    """Each person's faces scored by an adaptation (vrfer.adapt) fitted on the other people only: the predictions,
+    """Each person's faces scored by an adaptation (vrfer.personal.adapt) fitted on the other people only: the predictions,
     per person (adapted model, logits, representations, post-processing, the person's face indices), and with
     `reference` the predictions of the adapted model with a referenced head also fitted on the other people
-    (vrfer.reference.fit_head_on_people, on the adapted representation), else None."""
+    (vrfer.personal.reference.fit_head_on_people, on the adapted representation), else None."""
     from tqdm import tqdm
 
     pred, per_person = np.zeros_like(labels), {}
