@@ -361,8 +361,7 @@ def test_an_adapted_model_file_with_a_damaged_last_layer_is_refused_in_one_line(
 # ------------------------------------------------------------------------------- honest evaluation
 
 def test_no_face_is_scored_by_a_fit_that_saw_its_person_or_session(tmp_path, monkeypatch):
-    import vrfer.personal.adapt
-    import vrfer.personal.calibration
+    import vrfer.personal.evaluate_personal as ep
     from vrfer.evaluate import folder_faces
     from vrfer.personal.evaluate_personal import evaluate_personal
     root = labelled_folder(tmp_path / "set", people=3, sessions=("a", "b", "c"))
@@ -381,8 +380,8 @@ def test_no_face_is_scored_by_a_fit_that_saw_its_person_or_session(tmp_path, mon
         enrolled.append(f)
         return real_enrol(model, f, labels, *a, **k)
 
-    monkeypatch.setattr(vrfer.personal.adapt, "adapt_arrays", spy_adapt)
-    monkeypatch.setattr(vrfer.personal.calibration, "enrol", spy_enrol)
+    monkeypatch.setattr(ep, "adapt_arrays", spy_adapt)     # where evaluate_personal looks them up
+    monkeypatch.setattr(ep, "enrol", spy_enrol)
     res = evaluate_personal(m, root, "none", adapt="loo", calibrate=1, draws=2, progress=False)
     # three fits, each on the two people it does not score
     assert sorted(map(sorted, fitted_people)) == [["p0", "p1"], ["p0", "p2"], ["p1", "p2"]]

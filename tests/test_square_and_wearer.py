@@ -145,7 +145,7 @@ def surer_small_face(monkeypatch, tmp_path):
         def detect(self, image):
             return [replace(small), replace(big)]
 
-    monkeypatch.setattr("vrfer.faces.registry.get_detector", lambda *a, **kw: Swapped())
+    monkeypatch.setattr("vrfer.inference.pipeline.get_detector", lambda *a, **kw: Swapped())   # where it is looked up
     return root / "two.png", big, small
 
 
