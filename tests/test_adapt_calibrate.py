@@ -370,7 +370,7 @@ def test_no_face_is_scored_by_a_fit_that_saw_its_person_or_session(tmp_path, mon
     by_crop = {c.tobytes(): it.path.name for it, c in zip(items, crops)}
     feats = logits_and_features(m, crops)[1]
     fitted_people, enrolled = [], []
-    real_adapt, real_enrol = vrfer.personal.adapt.adapt_arrays, vrfer.personal.calibration.enrol
+    real_adapt, real_enrol = ep.adapt_arrays, ep.enrol
 
     def spy_adapt(model, c, labels, *a, **k):
         fitted_people.append({by_crop[x.tobytes()].split("_")[0] for x in c})
