@@ -1,4 +1,5 @@
-"""What several commands share, declared once: the --model option and its one reading (`model_source`), --detector,
+"""What several commands share, declared once: the --model option and its one reading (`model_source`), --face,
+--backend, --detector,
 the post-processing options, --profile, and the one-line report of a problem with one input item."""
 
 from __future__ import annotations
@@ -33,6 +34,31 @@ def model_source(a, backend: str = "torch"):
                          ".safetensors file or a run folder), not an exported ONNX file")
     return resolve(a.model, backend, allow_untrained=bool(allow), option="--model",
                    untrained_option="--allow-untrained" if allow is not None else "")
+
+
+FACE_HELP = {
+    "detect": "detect: find the faces, as predict does{default}",
+    "none": "none: each image is already a face crop (a non-square one is padded to a square with its edge pixels)"
+            "{default}",
+    "box": "x,y,w,h: a fixed face box in pixels (a fixed camera; may start with a minus sign)",
+}
+
+
+def add_face_arg(p, boxes: bool = True, default: str = "detect", note: str = "") -> None:
+    """--face: how the face is found. boxes: the command also takes a fixed box x,y,w,h (predict, serve, batch,
+    explain); else detect or none (commands that read labelled folders: evaluate, adapt, calibrate)."""
+    kinds = ["detect", "none"] + (["box"] if boxes else [])
+    text = "; ".join(FACE_HELP[k].format(default=" (default)" if k == default else "") for k in kinds)
+    kw = {"metavar": "detect|none|x,y,w,h"} if boxes else {"choices": ["detect", "none"]}
+    p.add_argument("--face", default=default, help=text + (f"; {note}" if note else ""), **kw)
+
+
+def add_backend_arg(p) -> None:
+    """--backend of the commands that run a model for answers (predict, serve, batch: vrfer.inference.loader)."""
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto (default): the int8 ONNX graph shipped with a bundled model (speed and accuracy: "
+                        "docs/RESULTS.md, 'int8 classifier'), else PyTorch; torch: float32 PyTorch; onnx: float32 "
+                        "onnxruntime (or the .onnx file given as --model)")
 
 
 def add_detector_arg(p) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..threads import add_threads_option
-from ._options import add_model_arg, model_source
+from ._options import add_face_arg, add_model_arg, model_source
 
 
 def add_parser(sub):
@@ -23,9 +23,7 @@ def add_parser(sub):
     add_model_arg(p)
     p.add_argument("--out", required=True, metavar="FILE.safetensors", help="the adapted model file to write")
     p.add_argument("--name", default=None, help="the adapted model's name (default: the --out file's stem)")
-    p.add_argument("--face", choices=["detect", "none"], default="detect",
-                   help="detect: find the face in each photo, as predict does; none: the photos are face crops "
-                        "(default: detect)")
+    add_face_arg(p, boxes=False)
     p.add_argument("--no-mirror", action="store_true",
                    help="fit the last layer on the labelled faces as they are only, not also on their mirror images "
                         "(for a camera that sees the face from one side)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..threads import add_threads_option
-from ._options import add_detector_arg, add_model_arg, model_source
+from ._options import add_detector_arg, add_face_arg, add_model_arg, model_source
 
 
 def add_parser(sub):
@@ -24,8 +24,7 @@ def add_parser(sub):
     add_model_arg(p)
     p.add_argument("--out", required=True, metavar="FILE.json", help="the profile file to write (JSON)")
     p.add_argument("--person", default="", help="a name for the person, stored in the profile (default: none)")
-    p.add_argument("--face", choices=["detect", "none"], default="detect",
-                   help="detect: find the face, as predict does; none: the images are face crops (default: detect)")
+    add_face_arg(p, boxes=False)
     add_detector_arg(p)
     p.add_argument("--max-frames", type=int, default=300, metavar="N",
                    help="at most N frames of each video (default: %(default)s)")

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from ..threads import add_threads_option
-from ._options import add_model_arg, add_postprocess_args, model_source
+from ._options import add_face_arg, add_model_arg, add_postprocess_args, model_source
 
 
 def add_parser(sub):
@@ -24,9 +24,7 @@ def add_parser(sub):
     p.add_argument("--split", default=None, help="ferplus: train|valid|test; affectnet: train|validation (valid and test "
                                                    "name its validation set: AffectNet has no test split); "
                                                    "not used for folder (default: test)")
-    p.add_argument("--face", choices=["none", "detect"], default="none",
-                   help="folder only: none = each image is a face crop (as predict --face none); detect = find "
-                        "the face first, as predict does on photos (default: none)")
+    add_face_arg(p, boxes=False, default="none", note="folder only")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip bad rows and unreadable images and count them (default: stop at the first, "
                         "naming it)")
