@@ -36,6 +36,14 @@ def check_workers(workers: int | None) -> int:
     return workers
 
 
+# Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in each worker it spawns (to hand freed memory back to the OS). Any
+# such setting turns off glibc's adaptive mmap threshold: each frame-sized buffer (a 640x480 frame is 900 KiB) is then
+# a fresh mmap, about 1,000 page faults a frame, and a worker computed 12-25% slower than the same task in Ray or
+# a plain process (docs/SETUP.md, "Dask or Ray"). The local cluster's workers go without it (OMP_NUM_THREADS=1 etc.
+# kept); a value in the environment of `vrfer batch` still wins, as Dask has it.
+NANNY_ENV = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+
 def client(workers: int | None = None, address: str | None = None):
     """A dask.distributed Client: of a new local cluster, or of the scheduler at `address`."""
     import logging
@@ -47,10 +55,11 @@ def client(workers: int | None = None, address: str | None = None):
             return Client(address, timeout=30)
         except (OSError, TimeoutError, ValueError) as e:      # ValueError: no port, an unknown protocol
             raise VrferError(f"--address {address}: cannot reach a Dask scheduler there ({e})") from None
+    import dask
     n = check_workers(workers)
     # no dashboard; the scheduler's HTTP server on a free port (on its default, 8787, a second cluster on the machine
     # would print a warning); the workers ignore Ctrl-C (vrfer.batch.unit.dask_setup): the client stops them
-    with warnings.catch_warnings():       # the scheduler's unused HTTP port: 8787 taken is no matter here
+    with warnings.catch_warnings(), dask.config.set(NANNY_ENV):   # 8787 taken is no matter here
         warnings.filterwarnings("ignore", message="Port .* is already in use")
         try:
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
