@@ -2,7 +2,7 @@
 
     python benchmarks/bench_ray_vs_dask.py                          # 4 videos x 45 frames, 3 starts each: ~4 min
     python benchmarks/bench_ray_vs_dask.py --videos 2 --frames 30 --starts 1     # a quick look
-    python benchmarks/bench_ray_vs_dask.py --videos 8 --frames 300 --dask-trim   # docs/SETUP.md's last table
+    python benchmarks/bench_ray_vs_dask.py --videos 8 --frames 300 --dask-defaults   # SETUP.md's last table
 
 Ray is not a dependency of vrfer: install it beside vrfer's batch extra to run this (`pip install ray`); without
 it the Ray rows say so and the Dask rows are still measured.
@@ -12,7 +12,9 @@ task vrfer.batch.unit.run_item (what `vrfer batch` runs on a worker: the default
 process, vrfer's Recognizer over every frame through commands.predict.video_predictions, rows staged in Parquet),
 on a local cluster of 2 worker processes with 1 thread each (--threads 1):
 
-    Dask  vrfer.batch.engine.client(2): LocalCluster, 2 single-threaded worker processes (as `vrfer batch` starts it)
+    Dask  vrfer.batch.engine.client(2): LocalCluster, 2 single-threaded worker processes (as `vrfer batch` starts it:
+          without MALLOC_TRIM_THRESHOLD_ and the worker profiler, vrfer.batch.engine.WORKER_CONFIG; --dask-defaults
+          adds a third engine, the same with Dask's own settings, as vrfer batch had them before)
     Ray   ray.init(num_cpus=2, include_dashboard=False), run_item as a remote function with num_cpus=1
 
 Each engine is started --starts times, each time in a new Python process (the driver; imports timed apart), in
@@ -52,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_batch import make_videos
 
 ENGINES = ("dask", "ray")
-TRIM = "dask+trim"       # --dask-trim: Dask with its nanny's MALLOC_TRIM_THRESHOLD_=65536 (vrfer.batch.engine.NANNY_ENV)
+DEFAULTS = "dask-defaults"     # --dask-defaults: Dask's own worker settings, without vrfer.batch.engine.WORKER_CONFIG
 IDLE_S = 2.0
 
 
@@ -151,8 +153,6 @@ def _options() -> dict:
 
 def drive(engine: str, videos: list[str], frames: int) -> dict:
     """One start of `engine` in this process: the figures of the module docstring, as a dict."""
-    if engine == TRIM:                    # in the environment of the driver, it wins over vrfer's NANNY_ENV
-        os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"
     t0 = time.perf_counter()
     from vrfer.batch.unit import run_item
     from vrfer.recognizer import Item
@@ -161,7 +161,10 @@ def drive(engine: str, videos: list[str], frames: int) -> dict:
     else:
         import distributed  # noqa: F401  (vrfer.batch.engine imports it inside client(): timed here, not there)
 
+        from vrfer.batch import engine as batch_engine
         from vrfer.batch.engine import client
+        if engine == DEFAULTS:
+            batch_engine.WORKER_CONFIG = {}
     imported = time.perf_counter() - t0
     sampler = TreeSampler()
     staging = tempfile.mkdtemp(prefix=f"bench_{engine}_")
@@ -278,10 +281,10 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=4)
     ap.add_argument("--frames", type=int, default=45, help="frames per video (30 fps, 640x480)")
     ap.add_argument("--starts", type=int, default=3, help="starts of each engine (min and median reported)")
-    ap.add_argument("--dask-trim", action="store_true",
-                    help="also Dask as its nanny starts workers by default, MALLOC_TRIM_THRESHOLD_=65536 (what "
-                         "vrfer batch's local cluster turns off: vrfer.batch.engine.NANNY_ENV)")
-    ap.add_argument("--driver", choices=(*ENGINES, TRIM), help=argparse.SUPPRESS)
+    ap.add_argument("--dask-defaults", action="store_true",
+                    help="also Dask with its own worker settings (MALLOC_TRIM_THRESHOLD_=65536, the profiler on), "
+                         "which vrfer batch's local cluster changes (vrfer.batch.engine.WORKER_CONFIG)")
+    ap.add_argument("--driver", choices=(*ENGINES, DEFAULTS), help=argparse.SUPPRESS)
     ap.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.driver:
@@ -293,9 +296,9 @@ def main() -> None:
                 text=True).stdout.splitlines() if line.startswith("Model name")), "?")
     sizes = install_sizes()
     engines = [e for e in ENGINES if sizes[e] is not None]
-    if a.dask_trim and sizes["dask"] is not None:
-        engines.insert(1, TRIM)
-        sizes[TRIM] = sizes["dask"]
+    if a.dask_defaults and sizes["dask"] is not None:
+        engines.insert(1, DEFAULTS)
+        sizes[DEFAULTS] = sizes["dask"]
     tmp = Path(tempfile.mkdtemp(prefix="bench_ray_vs_dask"))
     runs: dict[str, list[dict]] = {e: [] for e in engines}
     try:

@@ -1,4 +1,5 @@
-"""The Dask side of `vrfer batch`: a local cluster (one single-threaded worker process per core, on 127.0.0.1) or
+"""The Dask side of `vrfer batch`: a local cluster (one single-threaded worker process per core, on 127.0.0.1,
+without two Dask defaults that slow this job: WORKER_CONFIG) or
 a running one (--address), one task per input, and the client's commit of each finished task (vrfer.batch.job).
 A task whose worker died is retried by Dask; its rows count only once the client commits them, so none twice."""
 
@@ -36,12 +37,16 @@ def check_workers(workers: int | None) -> int:
     return workers
 
 
-# Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in each worker it spawns (to hand freed memory back to the OS). Any
-# such setting turns off glibc's adaptive mmap threshold: each frame-sized buffer (a 640x480 frame is 900 KiB) is then
-# a fresh mmap, about 1,000 page faults a frame, and a worker computed 12-25% slower than the same task in Ray or
-# a plain process (docs/SETUP.md, "Dask or Ray"). The local cluster's workers go without it (OMP_NUM_THREADS=1 etc.
-# kept); a value in the environment of `vrfer batch` still wins, as Dask has it.
-NANNY_ENV = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+# Two Dask defaults that cost a worker of this job CPU on every frame (docs/SETUP.md, "Dask or Ray", measured):
+# - the nanny sets MALLOC_TRIM_THRESHOLD_=65536 in each worker it spawns (to hand freed memory back to the OS); any
+#   such setting turns off glibc's adaptive mmap threshold, so each frame-sized buffer (a 640x480 frame: 900 KiB) is a
+#   fresh mmap: about 1,000 page faults and 1.4 ms of system CPU a frame more than Ray or a plain process;
+# - the worker's statistical profiler wakes the event loop every 10 ms to sample the task's stack (for a dashboard
+#   the local cluster does not start), taking the GIL from the task 100 times a second.
+# The local cluster's workers go without both (the nanny's OMP_NUM_THREADS=1 etc. kept); a MALLOC_TRIM_THRESHOLD_ in
+# the environment of `vrfer batch` still wins, as Dask has it. docs/BATCH.md: the same for a cluster's workers.
+WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                 "distributed.worker.profile.enabled": False}
 
 
 def client(workers: int | None = None, address: str | None = None):
@@ -59,7 +64,7 @@ def client(workers: int | None = None, address: str | None = None):
     n = check_workers(workers)
     # no dashboard; the scheduler's HTTP server on a free port (on its default, 8787, a second cluster on the machine
     # would print a warning); the workers ignore Ctrl-C (vrfer.batch.unit.dask_setup): the client stops them
-    with warnings.catch_warnings(), dask.config.set(NANNY_ENV):   # 8787 taken is no matter here
+    with warnings.catch_warnings(), dask.config.set(WORKER_CONFIG):   # 8787 taken is no matter here
         warnings.filterwarnings("ignore", message="Port .* is already in use")
         try:
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
