@@ -105,16 +105,18 @@ class TreeSampler:
                 outside += 1
         return names, outside
 
-    def counters(self) -> dict[int, tuple[int, float, float]]:
-        """{pid: (minor page faults, user CPU s, system CPU s)} of each process of the tree (/proc; {} elsewhere)."""
+    def counters(self) -> dict[int, tuple]:
+        """{pid: (minor page faults, user CPU s, system CPU s, name)} of each process of the tree (/proc; {}
+        elsewhere)."""
         import psutil
         tick, out = os.sysconf("SC_CLK_TCK"), {}
         for p in [self.me, *self.me.children(recursive=True)]:
             try:
                 f = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                name = _label(p, p.pid == self.me.pid)
             except (OSError, IndexError, psutil.Error):
                 continue
-            out[p.pid] = (int(f[7]), int(f[11]) / tick, int(f[12]) / tick)     # minflt, utime, stime
+            out[p.pid] = (int(f[7]), int(f[11]) / tick, int(f[12]) / tick, name)     # minflt, utime, stime
         return out
 
     def reset(self) -> None:
@@ -210,11 +212,14 @@ def drive(engine: str, videos: list[str], frames: int) -> dict:
     if bad:
         sys.exit(f"bench_ray_vs_dask: {engine}: a task failed or read too few frames: {bad[0]}")
     n = len(videos) * frames
-    delta = [[c1[p][k] - c0.get(p, (0, 0.0, 0.0))[k] for k in range(3)] for p in c1]      # the job's, per process
-    faults, user, system = (sum(d[k] for d in delta) for k in range(3))
+    delta = {p: [c1[p][k] - c0.get(p, (0, 0.0, 0.0))[k] for k in range(3)] for p in c1}   # the job's, per process
+    faults, user, system = (sum(d[k] for d in delta.values()) for k in range(3))
+    by_proc: dict[str, float] = {}                                  # CPU s (user + system) by process name
+    for p, d in delta.items():
+        by_proc[c1[p][3]] = by_proc.get(c1[p][3], 0.0) + d[1] + d[2]
     return {"import_s": imported, "startup_s": startup, "idle_mib": idle, "idle_procs": idle_n, "job_mib": job,
             "job_procs": job_n, "listing": listing, "work_s": work, "fps": n / work, "faults_per_frame": faults / n,
-            "user_ms_per_frame": 1000 * user / n, "sys_ms_per_frame": 1000 * system / n}
+            "user_ms_per_frame": 1000 * user / n, "sys_ms_per_frame": 1000 * system / n, "cpu_by_proc": by_proc}
 
 
 # ---------------------------------------------------------------------------------------------- in the parent process
@@ -349,6 +354,10 @@ def main() -> None:
               + "; CPU user+system ms a frame " + ", ".join(f"{r['user_ms_per_frame']:.2f}+{r['sys_ms_per_frame']:.2f}"
                                                             for r in runs[e])
               + "; page faults a frame " + ", ".join(f"{r['faults_per_frame']:.0f}" for r in runs[e]))
+    for e in engines:
+        print(f"{e}, CPU s of the job by process (same names summed), each start: " + "; ".join(
+            ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["cpu_by_proc"].items(), key=lambda kv: -kv[1]))
+            for r in runs[e]))
     for e in engines:
         names, outside = runs[e][-1]["listing"]
         print(f"{e}, idle, the last start: {len(names)} processes (name, RSS MiB): "
