@@ -40,7 +40,7 @@ def check_workers(workers: int | None) -> int:
 # Two Dask defaults that cost a worker of this job CPU on every frame (docs/SETUP.md, "Dask or Ray", measured):
 # - the nanny sets MALLOC_TRIM_THRESHOLD_=65536 in each worker it spawns (to hand freed memory back to the OS); any
 #   such setting turns off glibc's adaptive mmap threshold, so each frame-sized buffer (a 640x480 frame: 900 KiB) is a
-#   fresh mmap: about 1,000 page faults and 1.4 ms of system CPU a frame more than Ray or a plain process;
+#   fresh mmap: about 1,000 page faults and 1-2 ms of system CPU a frame more than in Ray or a plain process;
 # - the worker's statistical profiler wakes the event loop every 10 ms to sample the task's stack (for a dashboard
 #   the local cluster does not start), taking the GIL from the task 100 times a second.
 # The local cluster's workers go without both (the nanny's OMP_NUM_THREADS=1 etc. kept); a MALLOC_TRIM_THRESHOLD_ in
