@@ -2,6 +2,7 @@
 
     python benchmarks/bench_ray_vs_dask.py                          # 4 videos x 45 frames, 3 starts each: ~4 min
     python benchmarks/bench_ray_vs_dask.py --videos 2 --frames 30 --starts 1     # a quick look
+    python benchmarks/bench_ray_vs_dask.py --videos 8 --frames 300 --dask-defaults   # SETUP.md's last table
 
 Ray is not a dependency of vrfer: install it beside vrfer's batch extra to run this (`pip install ray`); without
 it the Ray rows say so and the Dask rows are still measured.
@@ -11,7 +12,9 @@ task vrfer.batch.unit.run_item (what `vrfer batch` runs on a worker: the default
 process, vrfer's Recognizer over every frame through commands.predict.video_predictions, rows staged in Parquet),
 on a local cluster of 2 worker processes with 1 thread each (--threads 1):
 
-    Dask  vrfer.batch.engine.client(2): LocalCluster, 2 single-threaded worker processes (as `vrfer batch` starts it)
+    Dask  vrfer.batch.engine.client(2): LocalCluster, 2 single-threaded worker processes (as `vrfer batch` starts it:
+          without MALLOC_TRIM_THRESHOLD_ and the worker profiler, vrfer.batch.engine.WORKER_CONFIG; --dask-defaults
+          adds a third engine, the same with Dask's own settings, as vrfer batch had them before)
     Ray   ray.init(num_cpus=2, include_dashboard=False), run_item as a remote function with num_cpus=1
 
 Each engine is started --starts times, each time in a new Python process (the driver; imports timed apart), in
@@ -20,7 +23,9 @@ LocalCluster until 2 distinct worker processes have each run a no-op task; then 
 video, one task each, models loaded cold in the workers: what one `vrfer batch` run sees). A thread in the driver
 samples every 0.1 s the RSS of the driver and all its descendant processes (psutil; summed, so pages shared between
 processes count once per process) and the number of processes: idle = the largest sum in the idle 2 s, job = the
-largest during the job. frames/s = frames of all videos / seconds of the job (submit to last result).
+largest during the job. frames/s = frames of all videos / seconds of the job (submit to last result). CPU (user
+and system) and minor page faults of the job: /proc/PID/stat of every process of the driver's tree, after the job
+less before it, summed, per frame (Linux; the workers' first video includes their imports and model load).
 
 Install size: the files (importlib.metadata RECORD) of the engine's distributions and of every distribution they
 need that vrfer itself (its core dependencies, pyarrow and pandas: the job's rows) does not.
@@ -49,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_batch import make_videos
 
 ENGINES = ("dask", "ray")
+DEFAULTS = "dask-defaults"     # --dask-defaults: Dask's own worker settings, without vrfer.batch.engine.WORKER_CONFIG
 IDLE_S = 2.0
 
 
@@ -99,6 +105,20 @@ class TreeSampler:
                 outside += 1
         return names, outside
 
+    def counters(self) -> dict[int, tuple]:
+        """{pid: (minor page faults, user CPU s, system CPU s, name)} of each process of the tree (/proc; {}
+        elsewhere)."""
+        import psutil
+        tick, out = os.sysconf("SC_CLK_TCK"), {}
+        for p in [self.me, *self.me.children(recursive=True)]:
+            try:
+                f = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                name = _label(p, p.pid == self.me.pid)
+            except (OSError, IndexError, psutil.Error):
+                continue
+            out[p.pid] = (int(f[7]), int(f[11]) / tick, int(f[12]) / tick, name)     # minflt, utime, stime
+        return out
+
     def reset(self) -> None:
         self.peak, self.nproc = 0.0, 0
 
@@ -143,7 +163,10 @@ def drive(engine: str, videos: list[str], frames: int) -> dict:
     else:
         import distributed  # noqa: F401  (vrfer.batch.engine imports it inside client(): timed here, not there)
 
+        from vrfer.batch import engine as batch_engine
         from vrfer.batch.engine import client
+        if engine == DEFAULTS:
+            batch_engine.WORKER_CONFIG = {}
     imported = time.perf_counter() - t0
     sampler = TreeSampler()
     staging = tempfile.mkdtemp(prefix=f"bench_{engine}_")
@@ -161,9 +184,9 @@ def drive(engine: str, videos: list[str], frames: int) -> dict:
         idle, idle_n = sampler.peak, sampler.nproc
         listing = sampler.listing()
         sampler.reset()
-        t = time.perf_counter()
+        t, c0 = time.perf_counter(), sampler.counters()
         out = ray.get([task.remote(it, options, staging) for it in items])
-        work = time.perf_counter() - t
+        work, c1 = time.perf_counter() - t, sampler.counters()
         job, job_n = sampler.peak, sampler.nproc
         ray.shutdown()
     else:
@@ -177,9 +200,9 @@ def drive(engine: str, videos: list[str], frames: int) -> dict:
         idle, idle_n = sampler.peak, sampler.nproc
         listing = sampler.listing()
         sampler.reset()
-        t = time.perf_counter()
+        t, c0 = time.perf_counter(), sampler.counters()
         out = c.gather([c.submit(run_item, it, options, staging, pure=False) for it in items])
-        work = time.perf_counter() - t
+        work, c1 = time.perf_counter() - t, sampler.counters()
         job, job_n = sampler.peak, sampler.nproc
         c.close()
         c.cluster.close()
@@ -188,8 +211,15 @@ def drive(engine: str, videos: list[str], frames: int) -> dict:
     bad = [o for o in out if "error" in o or o.get("frames") != frames]
     if bad:
         sys.exit(f"bench_ray_vs_dask: {engine}: a task failed or read too few frames: {bad[0]}")
+    n = len(videos) * frames
+    delta = {p: [c1[p][k] - c0.get(p, (0, 0.0, 0.0))[k] for k in range(3)] for p in c1}   # the job's, per process
+    faults, user, system = (sum(d[k] for d in delta.values()) for k in range(3))
+    by_proc: dict[str, float] = {}                                  # CPU s (user + system) by process name
+    for p, d in delta.items():
+        by_proc[c1[p][3]] = by_proc.get(c1[p][3], 0.0) + d[1] + d[2]
     return {"import_s": imported, "startup_s": startup, "idle_mib": idle, "idle_procs": idle_n, "job_mib": job,
-            "job_procs": job_n, "listing": listing, "work_s": work, "fps": len(videos) * frames / work}
+            "job_procs": job_n, "listing": listing, "work_s": work, "fps": n / work, "faults_per_frame": faults / n,
+            "user_ms_per_frame": 1000 * user / n, "sys_ms_per_frame": 1000 * system / n, "cpu_by_proc": by_proc}
 
 
 # ---------------------------------------------------------------------------------------------- in the parent process
@@ -256,7 +286,10 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=4)
     ap.add_argument("--frames", type=int, default=45, help="frames per video (30 fps, 640x480)")
     ap.add_argument("--starts", type=int, default=3, help="starts of each engine (min and median reported)")
-    ap.add_argument("--driver", choices=ENGINES, help=argparse.SUPPRESS)
+    ap.add_argument("--dask-defaults", action="store_true",
+                    help="also Dask with its own worker settings (MALLOC_TRIM_THRESHOLD_=65536, the profiler on), "
+                         "which vrfer batch's local cluster changes (vrfer.batch.engine.WORKER_CONFIG)")
+    ap.add_argument("--driver", choices=(*ENGINES, DEFAULTS), help=argparse.SUPPRESS)
     ap.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.driver:
@@ -268,6 +301,9 @@ def main() -> None:
                 text=True).stdout.splitlines() if line.startswith("Model name")), "?")
     sizes = install_sizes()
     engines = [e for e in ENGINES if sizes[e] is not None]
+    if a.dask_defaults and sizes["dask"] is not None:
+        engines.insert(1, DEFAULTS)
+        sizes[DEFAULTS] = sizes["dask"]
     tmp = Path(tempfile.mkdtemp(prefix="bench_ray_vs_dask"))
     runs: dict[str, list[dict]] = {e: [] for e in engines}
     try:
@@ -294,16 +330,19 @@ def main() -> None:
         s = sizes[e]
         if s is None:
             print(f"{e}: not installed (pip install {'ray' if e == 'ray' else 'vrfer[batch]'}): not measured")
-    versions = {e: metadata.version("distributed" if e == "dask" else "ray") for e in engines}
+    versions = {e: metadata.version("ray" if e == "ray" else "distributed") for e in engines}
     w = 28
     print(f"{'':{w}}" + "".join(f"{e + ' ' + versions[e]:>24}" for e in engines))
     rows = [("import in the driver, s", "import_s", ".2f", min),
             ("cluster start-up, s", "startup_s", ".2f", min),
             ("RSS idle, MiB (all procs)", "idle_mib", ".0f", min),
-            ("processes idle", "idle_procs", "d", min),
+            ("processes idle", "idle_procs", "g", min),
             ("RSS peak in the job, MiB", "job_mib", ".0f", min),
-            ("processes in the job", "job_procs", "d", min),
+            ("processes in the job", "job_procs", "g", min),
             ("job frames/s", "fps", ".1f", max),
+            ("job CPU user, ms a frame", "user_ms_per_frame", ".2f", min),
+            ("job CPU system, ms a frame", "sys_ms_per_frame", ".2f", min),
+            ("job minor page faults/frame", "faults_per_frame", ".0f", min),
             ("driver process wall, s", "process_s", ".1f", min)]
     for label, k, fmt, best in rows:
         print(f"{label:{w}}" + "".join(f"{mm(e, k, fmt, best):>24}" for e in engines))
@@ -311,14 +350,22 @@ def main() -> None:
     print("(best / median of the starts: min for times and memory, max for frames/s)")
     for e in engines:
         print(f"{e}, each start in order: start-up s " + ", ".join(f"{r['startup_s']:.2f}" for r in runs[e])
-              + "; frames/s " + ", ".join(f"{r['fps']:.1f}" for r in runs[e]))
+              + "; frames/s " + ", ".join(f"{r['fps']:.1f}" for r in runs[e])
+              + "; CPU user+system ms a frame " + ", ".join(f"{r['user_ms_per_frame']:.2f}+{r['sys_ms_per_frame']:.2f}"
+                                                            for r in runs[e])
+              + "; page faults a frame " + ", ".join(f"{r['faults_per_frame']:.0f}" for r in runs[e]))
+    for e in engines:
+        print(f"{e}, CPU s of the job by process (same names summed), each start: " + "; ".join(
+            ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["cpu_by_proc"].items(), key=lambda kv: -kv[1]))
+            for r in runs[e]))
     for e in engines:
         names, outside = runs[e][-1]["listing"]
         print(f"{e}, idle, the last start: {len(names)} processes (name, RSS MiB): "
               + ", ".join(f"{n} {m}" for n, m in names)
               + (f"; {outside} Ray processes outside the driver's tree (not summed)" if e == "ray" else ""))
-    for e in engines:
-        print(f"{e} adds to vrfer: {', '.join(sizes[e][1])}")
+    for e in ENGINES:
+        if e in engines:
+            print(f"{e} adds to vrfer: {', '.join(sizes[e][1])}")
 
 
 if __name__ == "__main__":

@@ -421,3 +421,40 @@ def test_a_worker_killed_in_the_middle_of_a_video_still_gives_every_frame_exactl
     assert (report["done"], report["failed"], report["frames"]) == (n, 0, n * frames)
     assert _committed(out) == n and not os.listdir(out / ".staging")
     _each_frame_once(out, videos, frames)
+
+
+def test_the_local_clusters_workers_keep_mallocs_adaptive_mmap_threshold_and_do_not_profile(monkeypatch):
+    """Dask's nanny would set MALLOC_TRIM_THRESHOLD_ in each worker, which turns glibc's adaptive mmap threshold off:
+    every frame-sized buffer a fresh mmap, ~225 page faults per 640x480 frame buffer (docs/SETUP.md, "Dask or Ray").
+    vrfer batch's local cluster leaves it out (its other settings, OMP_NUM_THREADS=1, kept); a buffer allocated
+    and freed over and over then faults in no fresh pages. Nor does a worker run Dask's profiler
+    (vrfer.batch.engine.WORKER_CONFIG)."""
+    import os
+    import sys
+
+    from vrfer.batch.engine import client as local_cluster
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+
+    def in_worker():
+        import resource
+
+        import numpy as np
+        np.ones((480, 640, 3), np.uint8)
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(50):
+            frame = np.ones((480, 640, 3), np.uint8)
+            del frame
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 50
+        import dask
+        return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"),
+                dask.config.get("distributed.worker.profile.enabled"), faults)
+
+    client = local_cluster(1)
+    try:
+        [(trim, omp, profile, faults)] = client.run(in_worker).values()
+    finally:
+        client.close()
+        client.cluster.close()
+    assert (trim, omp, profile) == (None, "1", False)
+    if sys.platform.startswith("linux"):        # glibc's malloc; with the threshold set: ~225 a buffer
+        assert faults < 20, faults

@@ -1,4 +1,5 @@
-"""The Dask side of `vrfer batch`: a local cluster (one single-threaded worker process per core, on 127.0.0.1) or
+"""The Dask side of `vrfer batch`: a local cluster (one single-threaded worker process per core, on 127.0.0.1,
+without two Dask defaults that slow this job: WORKER_CONFIG) or
 a running one (--address), one task per input, and the client's commit of each finished task (vrfer.batch.job).
 A task whose worker died is retried by Dask; its rows count only once the client commits them, so none twice."""
 
@@ -36,6 +37,18 @@ def check_workers(workers: int | None) -> int:
     return workers
 
 
+# Two Dask defaults that cost a worker of this job CPU on every frame (docs/SETUP.md, "Dask or Ray", measured):
+# - the nanny sets MALLOC_TRIM_THRESHOLD_=65536 in each worker it spawns (to hand freed memory back to the OS); any
+#   such setting turns off glibc's adaptive mmap threshold, so each frame-sized buffer (a 640x480 frame: 900 KiB) is a
+#   fresh mmap: about 1,000 page faults and 1-2 ms of system CPU a frame more than in Ray or a plain process;
+# - the worker's statistical profiler wakes the event loop every 10 ms to sample the task's stack (for a dashboard
+#   the local cluster does not start), taking the GIL from the task 100 times a second.
+# The local cluster's workers go without both (the nanny's OMP_NUM_THREADS=1 etc. kept); a MALLOC_TRIM_THRESHOLD_ in
+# the environment of `vrfer batch` still wins, as Dask has it. docs/BATCH.md: the same for a cluster's workers.
+WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                 "distributed.worker.profile.enabled": False}
+
+
 def client(workers: int | None = None, address: str | None = None):
     """A dask.distributed Client: of a new local cluster, or of the scheduler at `address`."""
     import logging
@@ -47,10 +60,11 @@ def client(workers: int | None = None, address: str | None = None):
             return Client(address, timeout=30)
         except (OSError, TimeoutError, ValueError) as e:      # ValueError: no port, an unknown protocol
             raise VrferError(f"--address {address}: cannot reach a Dask scheduler there ({e})") from None
+    import dask
     n = check_workers(workers)
     # no dashboard; the scheduler's HTTP server on a free port (on its default, 8787, a second cluster on the machine
     # would print a warning); the workers ignore Ctrl-C (vrfer.batch.unit.dask_setup): the client stops them
-    with warnings.catch_warnings():       # the scheduler's unused HTTP port: 8787 taken is no matter here
+    with warnings.catch_warnings(), dask.config.set(WORKER_CONFIG):   # 8787 taken is no matter here
         warnings.filterwarnings("ignore", message="Port .* is already in use")
         try:
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
