@@ -16,7 +16,8 @@ import argparse
 
 
 from vrfer.datasets.ferplus import load_ferplus
-from vrfer.evaluate import metrics, predict_folder
+from vrfer.evaluate import predict_folder
+from vrfer.metrics import metrics
 from vrfer.inference import predict_proba
 from vrfer.models import create_model
 from vrfer.occlusion import occlude_upper

@@ -1,8 +1,5 @@
-"""Accuracy with a bootstrap interval, per-class recall and a confusion matrix (also as PNG).
-
-Accuracy alone hides the rare classes a VR scene most needs (fear, anger, disgust, sadness), so every
-result also carries the mean per-class recall over the classes present in the data.
-"""
+"""A model tested on a data set or a labelled folder: the scores of vrfer.metrics (accuracy with a bootstrap
+interval, per-class recall, mean per-class recall, confusion matrix), and the confusion matrix as PNG."""
 
 from __future__ import annotations
 
@@ -13,36 +10,10 @@ import numpy as np
 from .classes import CLASSES
 from .datasets.base import FaceSet
 from .inference import predict_proba
+from .metrics import metrics
 from .occlusion import occlude_upper
 
 OCCLUSIONS = ("none", "upper-half")
-
-
-def bootstrap_ci(correct: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean of a 0/1 vector (seeded: deterministic)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(correct), (n_boot, len(correct)))
-    means = correct[idx].mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def metrics(labels: np.ndarray, pred: np.ndarray) -> dict:
-    """Accuracy (95% bootstrap CI), per-class recall, mean per-class recall over the classes present,
-    and the confusion matrix. pred may hold -1 (no answer, e.g. no face found): it counts as wrong."""
-    labels, pred = np.asarray(labels, np.int64), np.asarray(pred, np.int64)
-    correct = (pred == labels).astype(np.float64)
-    k = len(CLASSES)
-    cm = np.zeros((k, k), np.int64)
-    answered = pred >= 0
-    np.add.at(cm, (labels[answered], pred[answered]), 1)
-    support = np.bincount(labels, minlength=k)
-    per_class = {c: (float(cm[i, i] / support[i]) if support[i] else None) for i, c in enumerate(CLASSES)}
-    lo, hi = bootstrap_ci(correct)
-    return {"accuracy": float(correct.mean()), "n": int(len(correct)), "ci95": [lo, hi],
-            "mean_class_recall": float(np.mean([v for v in per_class.values() if v is not None])),
-            "per_class": per_class, "support": {c: int(s) for c, s in zip(CLASSES, support)},
-            "predicted_share": {c: float(v) for c, v in zip(CLASSES, cm.sum(0) / max(1, len(labels)))},
-            "confusion": cm.tolist()}
 
 
 def _post_info(post) -> dict:
@@ -63,9 +34,10 @@ def evaluate(model, data: FaceSet, occlusion: str = "none", tta_flip: bool = Fal
     if occlusion not in OCCLUSIONS:
         raise ValueError(f"occlusion must be one of {OCCLUSIONS}")
     post = PostProcess(model.cfg) if post is None else post
+    data = data.with_classes(model.cfg.classes)   # the faces of the model's classes, labelled in its order
     images = occlude_upper(data.images, model.cfg.occlusion) if occlusion == "upper-half" else data.images
     probs = post.apply(predict_proba(model, images, tta_flip=tta_flip))
-    res = metrics(data.labels, probs.argmax(1))
+    res = metrics(data.labels, probs.argmax(1), model.cfg.classes)
     res.update(occlusion=occlusion, tta_flip=tta_flip, data_fingerprint=data.fingerprint(), **_post_info(post))
     return res
 
@@ -170,14 +142,15 @@ def confusion_png(result: dict, path, title: str) -> Path:
     import matplotlib.pyplot as plt
     cm = np.asarray(result["confusion"], dtype=np.float64)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    names = list(result["per_class"])   # the classes scored, in the model's order
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(CLASSES)):
-        for j in range(len(CLASSES)):
+    for i in range(len(names)):
+        for j in range(len(names)):
             ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
                     color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
-    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted"); ax.set_ylabel("true")
     ax.set_title(f"{title}\naccuracy {100 * result['accuracy']:.2f}%, mean per-class recall "
                  f"{result['mean_class_recall']:.3f} (n={result['n']})", fontsize=10)
