@@ -42,9 +42,10 @@ def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float
     return -mean_pos.mean()
 
 
-def load_teachers(spec: str, device) -> list | None:
+def load_teachers(spec: str, device, classes: tuple | None = None) -> list | None:
     """`distill.teacher`: one model, or several joined by "+" (an ensemble). Every member must take the
-    same input, since all of them see the one augmented face prepared for the first."""
+    same input, since all of them see the one augmented face prepared for the first, and answer with the
+    student's `classes` (None: any)."""
     if not spec:
         return None
     names = [n.strip() for n in spec.split("+")]
@@ -54,6 +55,10 @@ def load_teachers(spec: str, device) -> list | None:
         if key(m.cfg) != key(members[0].cfg):
             raise VrferError(f"distill.teacher: {name} takes another input than {names[0]} "
                              "(an ensemble's members must share image size, channels, mean/std and input mode)")
+    for name, m in zip(names, members):
+        if classes is not None and tuple(m.cfg.classes) != tuple(classes):
+            raise VrferError(f"distill.teacher: {name} answers with other classes ({', '.join(m.cfg.classes)}) "
+                             f"than the model it teaches ({', '.join(classes)})")
     return members
 
 

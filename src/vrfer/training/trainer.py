@@ -199,7 +199,7 @@ def train(recipe: Recipe, roots: dict[str, str], out_dir, resume: bool = False, 
     elif run.main:
         (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
 
-    teacher = load_teachers(recipe.distill.teacher, device) if recipe.distill.weight > 0 else None
+    teacher = load_teachers(recipe.distill.teacher, device, model.cfg.classes) if recipe.distill.weight > 0 else None
     criterion = Criterion(recipe, setup.la_offset, teacher, model)
     net = ddp(model, world, device)
     step_sched = None if o.schedule == "plateau" else sched  # plateau steps once an epoch, in end_epoch
