@@ -123,6 +123,9 @@ def test_a_three_class_set_trained_for_one_step(tmp_path, data, fresh_class_sets
     assert probs.shape == (len(test), 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
     res = evaluate(model, test)
     assert list(res["per_class"]) == list(names) and res["n"] == sum(CLASSES[i] in names for i in test.labels)
+    from vrfer.evaluate import evaluate_folder
+    with pytest.raises(VrferError, match="takes a model of vrfer's classes"):   # labels.csv is in CLASSES order
+        evaluate_folder(model, tmp_path)
 
 
 def test_a_recipe_names_its_class_set_or_lists_it_and_a_bad_one_is_one_line(tmp_path, data, capsys):

@@ -9,6 +9,7 @@ import numpy as np
 
 from .classes import CLASSES
 from .datasets.base import FaceSet
+from .errors import VrferError
 from .inference import predict_proba
 from .metrics import metrics
 from .occlusion import occlude_upper
@@ -61,7 +62,6 @@ def folder_faces(model, root, face: str = "none", occlusion: str = "none", skip_
     from tqdm import tqdm
 
     from .datasets.folder import read_labels
-    from .errors import VrferError
     from .faces import draw_headset
     from .recognizer import Recognizer, load_image
     if occlusion not in FOLDER_OCCLUSIONS:
@@ -111,7 +111,7 @@ def predict_folder(model, root, face: str = "none", occlusion: str = "none", ski
     """Labels and class probabilities of a labelled folder (folder_faces); an image where no face is
     found gets a row of NaN probabilities. Returns (labels (N,), probs (N, 8), info)."""
     items, crops, found, rec, info = folder_faces(model, root, face, occlusion, skip_bad, threads, progress)
-    probs = np.full((len(items), len(CLASSES)), np.nan)
+    probs = np.full((len(items), len(rec.cfg.classes)), np.nan)
     if len(crops):  # classified in batches, as evaluate() does: the same probabilities, far faster
         probs[found] = np.concatenate([rec.classify(crops[i:i + 256]) for i in range(0, len(crops), 256)])
     return np.array([it.label for it in items], np.int64), probs, info
@@ -125,6 +125,9 @@ def evaluate_folder(model, root, face: str = "none", occlusion: str = "none", sk
     from .loader import torch_model
     from .postprocess import PostProcess
     model = torch_model(model)
+    if tuple(model.cfg.classes) != CLASSES:   # a folder's labels.csv is read in vrfer's class order
+        raise VrferError(f"evaluating a labelled folder takes a model of vrfer's classes ({', '.join(CLASSES)}); "
+                         f"{model.cfg.name} answers with {', '.join(model.cfg.classes)}")
     post = PostProcess(model.cfg) if post is None else post
     labels, probs, info = predict_folder(model, root, face, occlusion, skip_bad, threads, progress)
     found = ~np.isnan(probs).any(1)
@@ -174,7 +177,6 @@ def scores(labels: np.ndarray, pred: np.ndarray) -> dict:
 
 def subjects_of(items) -> np.ndarray:
     """The person in each photo of a labelled folder (labels.csv `subject`); VrferError where one is missing."""
-    from .errors import VrferError
     subjects = np.array([it.subject for it in items])
     if (subjects == "").all():
         raise VrferError("adaptation and calibration need a `subject` column in labels.csv (the person in each "
