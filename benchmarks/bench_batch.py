@@ -46,7 +46,7 @@ def make_videos(folder: Path, n: int, frames: int) -> list[Path]:
     """n synthetic videos of `frames` frames from the bundled sample photos (see the module docstring)."""
     import cv2
 
-    from vrfer.recognizer import samples_path
+    from vrfer.inputs import samples_path
     photos = sorted(samples_path().glob("photo-*.jpg"))
     out = []
     for k in range(n):
@@ -85,7 +85,7 @@ def probe(videos: list[Path], frames: int, repeats: int) -> dict:
 
     from vrfer.batch.engine import client
     from vrfer.batch.unit import run_item
-    from vrfer.recognizer import Item
+    from vrfer.inputs import Item
 
     def rss_mib():
         import psutil

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     from vrfer.calibration import enrol
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     pipe = Pipeline(a.model, face="none", backend="torch", threads=1)
     model = pipe.torch_model()
     rng = np.random.default_rng(0)

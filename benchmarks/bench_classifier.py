@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vrfer.inference import TorchClassifier
+from vrfer.inference.torch_backend import TorchClassifier
 from vrfer.models import create_model
 from vrfer.models.registry import count_params, get_config
-from vrfer.preprocess import prepare
+from vrfer.inference.preprocess import prepare
 
 SHARED = Path(os.environ.get("VRFER_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 
@@ -59,7 +59,7 @@ def load(name: str, mode: str):
 
 
 def bench(name: str, mode: str, crops: np.ndarray, a) -> list[dict]:
-    from vrfer.onnx_backend import OnnxClassifier
+    from vrfer.inference.onnx_backend import OnnxClassifier
     model = load(name, mode)
     cfg = model.cfg
     rows = []

@@ -23,12 +23,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from vrfer.datasets.ferplus import load_ferplus
-    from vrfer.inference import TorchClassifier
+    from vrfer.inference.torch_backend import TorchClassifier
     from vrfer.metrics import bootstrap_ci
     from vrfer.models import create_model
     from vrfer.occlusion import occlude_upper
-    from vrfer.onnx_backend import OnnxClassifier
-    from vrfer.quantize import quantization_info
+    from vrfer.inference.onnx_backend import OnnxClassifier
+    from vrfer.inference.onnx_backend import quantization_info
     from vrfer.threads import use_torch_threads
 
     use_torch_threads(0)

@@ -9,7 +9,7 @@
 The frame: a sample photo with a synthetic headset, scaled to a 300 px face and put on a 640x480
 background. --model: a bundled model name or .safetensors file; without one, the default model when it
 is installed, else an untrained 'vrfer-cnn-small' (visible-half input), which has the same speed.
---backend onnx times vrfer.onnx_backend.OnnxClassifier instead (when it exists).
+--backend onnx times vrfer.inference.onnx_backend.OnnxClassifier instead (when it exists).
 
     python benchmarks/bench_pipeline.py [--threads 1] [--seconds 2] [--backend torch|onnx]
 """
@@ -43,7 +43,7 @@ def fmt(times: list[float]) -> str:
 def load_classifier(model: str | None, backend: str, threads: int | None = None):
     from vrfer.models import create_model
     from vrfer.models.registry import bundled_models
-    from vrfer.loader import load_classifier as _load_classifier
+    from vrfer.inference.loader import load_classifier as _load_classifier
     from vrfer.pretrained import DEFAULT_MODEL
     if model is None:
         if DEFAULT_MODEL in bundled_models():
@@ -59,7 +59,8 @@ def load_classifier(model: str | None, backend: str, threads: int | None = None)
 
 def test_frame() -> np.ndarray:
     import cv2
-    from vrfer.recognizer import load_image, samples_path
+    from vrfer.recognizer import load_image
+    from vrfer.inputs import samples_path
     photo = sorted(samples_path().glob("photo-*"))[0]
     face = load_image(photo)
     face = cv2.cvtColor(face, cv2.COLOR_GRAY2BGR) if face.ndim == 2 else face

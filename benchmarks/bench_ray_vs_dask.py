@@ -137,7 +137,7 @@ def drive(engine: str, videos: list[str], frames: int) -> dict:
     """One start of `engine` in this process: the figures of the module docstring, as a dict."""
     t0 = time.perf_counter()
     from vrfer.batch.unit import run_item
-    from vrfer.recognizer import Item
+    from vrfer.inputs import Item
     if engine == "ray":
         import ray
     else:

@@ -87,7 +87,8 @@ def headset_frame(photo: Path) -> np.ndarray:
     """A face behind a synthetic headset, 300 px, in a 640x480 frame (the photo as it is when it carries
     a headset already, e.g. the bundled samples)."""
     import cv2
-    from vrfer.faces import RetinaFaceDetector, draw_headset
+    from vrfer.faces import RetinaFaceDetector
+    from vrfer.occlusion import draw_headset
     img = cv2.imread(str(photo))
     if "samples" not in photo.parts:
         faces = RetinaFaceDetector(threads=1).detect(img)
@@ -109,12 +110,12 @@ def fer_faces(n: int) -> np.ndarray:
 def part(name: str, threads: int, seconds: float, photo: Path) -> list[dict]:
     """Rows measured in this (pinned) process."""
     from vrfer.faces import RetinaFaceDetector, pretrained_onnx, retinaface_onnx
-    from vrfer.onnx_backend import OnnxClassifier, cached_onnx
-    from vrfer.loader import resolve
-    from vrfer.quantize import bundled_int8
+    from vrfer.inference.onnx_backend import OnnxClassifier, cached_onnx
+    from vrfer.inference.loader import resolve
+    from vrfer.inference.onnx_backend import bundled_int8
     from vrfer.recognizer import Recognizer
     from vrfer.threads import use_torch_threads
-    from vrfer.tracking import FaceTracker
+    from vrfer.faces.tracking import FaceTracker
 
     use_torch_threads(threads)
     rows = []
@@ -224,7 +225,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.photo is None:
-        from vrfer.recognizer import samples_path
+        from vrfer.inputs import samples_path
         a.photo = sorted(samples_path().glob("photo-*"))[0]
     if a.part:
         for r in part(a.part, a.threads, a.seconds, a.photo):

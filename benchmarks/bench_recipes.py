@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vrfer.preprocess import prepare
+from vrfer.inference.preprocess import prepare
 from vrfer.training.model import build_model
 from vrfer.training.recipe import load_recipe, recipe_names
 

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from vrfer.evaluate import folder_faces, scores, subjects_of
-from vrfer.loader import torch_model
-from vrfer.pipeline import Pipeline
-from vrfer.postprocess import softmax
+from vrfer.inference.loader import torch_model
+from vrfer.inference.pipeline import Pipeline
+from vrfer.inference.postprocess import softmax
 from vrfer.reference import AUTO_WARMUP, RunningReference
-from vrfer.representation import logits_and_features
+from vrfer.inference.representation import logits_and_features
 
 FPS = 30
 NEUTRAL_SHARE = 0.8

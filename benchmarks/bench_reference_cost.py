@@ -12,7 +12,8 @@ import time
 import numpy as np
 from bench_calibration import cpu_name  # benchmarks/ is on sys.path when a script here runs
 
-from vrfer.recognizer import Recognizer, samples_path
+from vrfer.recognizer import Recognizer
+from vrfer.inputs import samples_path
 
 
 def per_frame(recs, img, reps):
@@ -47,7 +48,7 @@ def main():
 
 
 def _face(rec, path):
-    from vrfer.pipeline import load_image
+    from vrfer.inference.images import load_image
     im = load_image(path)
     return im, rec.pipeline.find_faces(im)
 

@@ -30,7 +30,8 @@ FACES_DEV = SHARED / "data" / "faces-dev" / "images"
 
 def headset_frame(photo) -> np.ndarray:
     import cv2
-    from vrfer.faces import RetinaFaceDetector, draw_headset
+    from vrfer.faces import RetinaFaceDetector
+    from vrfer.occlusion import draw_headset
     img = cv2.imread(str(photo))
     face = RetinaFaceDetector(threads=1).detect(img)[0]
     img = cv2.resize(draw_headset(img, face.box), (300, 300), interpolation=cv2.INTER_AREA)

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_tracking.py [--photos 20] [--noise 2]
 
-For each of the first --photos faces-dev photos: the synthetic headset is drawn (vrfer.faces.draw_headset,
+For each of the first --photos faces-dev photos: the synthetic headset is drawn (vrfer.occlusion.draw_headset,
 from the box found on the clean photo), the photo is scaled to 260 px and moved over a 640x480 background
 on a known path, 30 frames per second:
 
@@ -35,7 +35,8 @@ SETTLE = 3
 
 def video(photo: Path, noise: float, seed: int):
     import cv2
-    from vrfer.faces import RetinaFaceDetector, draw_headset
+    from vrfer.faces import RetinaFaceDetector
+    from vrfer.occlusion import draw_headset
     img = cv2.imread(str(photo))
     faces = RetinaFaceDetector(threads=1).detect(img)
     if not faces:
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
     from vrfer.faces import iou, square_box
     from vrfer.recognizer import Recognizer
     try:
-        from vrfer.tracking import FaceTracker
+        from vrfer.faces.tracking import FaceTracker
     except ImportError:       # an earlier vrfer: the tracker lived in vrfer.faces
         from vrfer.faces import FaceTracker
 

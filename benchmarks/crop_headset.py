@@ -3,7 +3,7 @@ in accuracy: the detector box's crop (the FER+ framing from the box, vrfer.faces
 keypoint crop (the same framing placed from the nose and mouth, vrfer.faces.keypoint_square), side by side.
 
 For each photo of faces-dev, JAFFE and taiwanese-dev: detect on the clean photo (the reference face), draw
-vrfer's synthetic headset from that box (vrfer.faces.draw_headset, as benchmarks/detect_headset.py), detect
+vrfer's synthetic headset from that box (vrfer.occlusion.draw_headset, as benchmarks/detect_headset.py), detect
 again (found: IoU > 0.3 with the reference). Per data set and crop:
 
     headset share   share of the pixels of the crop's lower half (what vrfer-lower looks at) that are
@@ -52,8 +52,9 @@ def labelled_photos(name: str) -> list[tuple[Path, str]]:
 
 def detections(name: str, limit: int, cache: Path | None) -> list[dict]:
     """Per photo: the clean face, BlazeFace's clean face (for --fit) and the headset face (None: not found)."""
-    from vrfer.faces import draw_headset, get_detector, iou
-    from vrfer.pipeline import load_image
+    from vrfer.faces import get_detector, iou
+    from vrfer.occlusion import draw_headset
+    from vrfer.inference.images import load_image
     key = cache.with_name(f"{cache.stem}-{name}-{limit}{cache.suffix}") if cache else None
     if key and key.is_file():
         return pickle.loads(key.read_bytes())
@@ -77,7 +78,8 @@ def detections(name: str, limit: int, cache: Path | None) -> list[dict]:
 
 def headset_share(shape, ref_box, square) -> float:
     """Share of the lower half of the crop `square` that is synthetic headset drawn from ref_box."""
-    from vrfer.faces import FER_SIZE, crop_square, draw_headset
+    from vrfer.faces import FER_SIZE, crop_square
+    from vrfer.occlusion import draw_headset
     mask = draw_headset(np.zeros(shape[:2], np.uint8), ref_box, color=(255, 255, 255))
     half = crop_square(mask, *square, FER_SIZE)[FER_SIZE // 2:]
     return float(half.mean() / 255.0)
@@ -91,8 +93,10 @@ def square_iou(a, b) -> float:
 def measure(rows: list[dict], pipe) -> dict:
     """The table's figures for one data set, per crop rule."""
     from vrfer.classes import CLASSES
-    from vrfer.faces import draw_headset, face_square
-    from vrfer.pipeline import crop_faces, load_image
+    from vrfer.faces import face_square
+    from vrfer.occlusion import draw_headset
+    from vrfer.inference.pipeline import crop_faces
+    from vrfer.inference.images import load_image
     found = [r for r in rows if r["clean"] is not None]
     out = {"photos": len(rows), "clean found": len(found),
            "headset found": sum(r["headset"] is not None for r in found)}
@@ -200,7 +204,7 @@ def main(argv=None) -> int:
     data = {name: detections(name, a.limit, a.cache) for name in a.sets.split(",")}
     if a.fit:
         return fit(data)
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     pipe = Pipeline(a.model, face="detect", backend="torch", threads=1)
     print(f"{a.model}, torch backend, default answers; detector {pipe.detector.name} (1 thread); CPU: {cpu_name()}")
     table({name: measure(rows, pipe) for name, rows in data.items()})

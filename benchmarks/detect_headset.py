@@ -1,7 +1,7 @@
 """How often the face detector still finds a face behind a (synthetic) VR headset.
 
 For each photo of faces-dev: detect on the clean photo to get the reference box, draw the headset over
-eyes and brows from that box (vrfer.faces.draw_headset), detect again, and count the face as found when
+eyes and brows from that box (vrfer.occlusion.draw_headset), detect again, and count the face as found when
 the best detection overlaps the reference with IoU > 0.3. Two headset drawings: "rounded" (rounded
 corners, strap, seam: the default of draw_headset) and "plain" (a plain dark rectangle). Per stage:
 
@@ -32,8 +32,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vrfer.faces import RetinaFaceDetector, draw_headset, iou, square_box
-from vrfer.tracking import FaceTracker
+from vrfer.faces import RetinaFaceDetector, iou, square_box
+from vrfer.occlusion import draw_headset
+from vrfer.faces.tracking import FaceTracker
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -26,7 +26,7 @@ Images: the faces-dev photos whose clean face vrfer finds (every --stride-th); t
 detection (box and 5 landmarks). Variants, all seeded:
 
     clean          the photo
-    headset        vrfer.faces.draw_headset over eyes and brows (the default drawing)
+    headset        vrfer.occlusion.draw_headset over eyes and brows (the default drawing)
     bulky          a bulkier, lower headset: from 10% above the face box down to the nose tip, 25% wider
                    than the face (draw_headset's drawing on a box chosen so that its plate lands there)
     small          the headset photo scaled so that the face box is 40-80 px wide, pasted at a random place
@@ -71,10 +71,10 @@ from vrfer.faces import (  # noqa: E402
     Face,
     RetinaFaceDetector,
     crop_square,
-    draw_headset,
     face_square,
     iou,
 )
+from vrfer.occlusion import draw_headset  # noqa: E402
 
 IOU_FOUND = 0.3
 VARIANTS = ("clean", "headset", "bulky", "small", "small bulky", "frame")

@@ -37,7 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detect_headset import SHARED, no_face_images, webcam_frame  # noqa: E402
 
-from vrfer.faces import Face, RetinaFaceDetector, draw_headset, iou, retinaface_onnx  # noqa: E402
+from vrfer.faces import Face, RetinaFaceDetector, iou, retinaface_onnx  # noqa: E402
+from vrfer.occlusion import draw_headset  # noqa: E402
 
 
 def frames_from(files, det) -> list:

@@ -1,6 +1,6 @@
 """Averaging the probabilities of several models (lower-half or full-face alike: each sees its own input) on
 FER+ valid and test and CK+48 (`--face none`), plain and with the prior shift of the first model
-(vrfer.postprocess.PostProcess, `--prior uniform`, tau 0.25, 0.5), each model alone and all together.
+(vrfer.inference.postprocess.PostProcess, `--prior uniform`, tau 0.25, 0.5), each model alone and all together.
 
     python benchmarks/ensemble.py MODEL MODEL [...] [--root ../shared/data/ferplus] [--ck ../shared/data/ckplus48]
 """
@@ -20,10 +20,10 @@ def main(argv=None) -> int:
 
     from vrfer.datasets import load_split
     from vrfer.evaluate import predict_folder
-    from vrfer.inference import predict_proba
+    from vrfer.inference.torch_backend import predict_proba
     from vrfer.metrics import metrics
     from vrfer.models import create_model
-    from vrfer.postprocess import PostProcess
+    from vrfer.inference.postprocess import PostProcess
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+")

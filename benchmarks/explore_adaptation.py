@@ -17,11 +17,11 @@ import argparse, os, numpy as np, torch, torch.nn.functional as F
 torch.set_num_threads(1)   # measurements: one thread, pinned with taskset
 from vrfer.models import create_model
 from vrfer.adapt import adabn
-from vrfer.representation import fit_head
-from vrfer.representation import logits_and_features, head
-from vrfer.postprocess import PostProcess
+from vrfer.inference.representation import fit_head
+from vrfer.inference.representation import logits_and_features, head
+from vrfer.inference.postprocess import PostProcess
 from vrfer.evaluate import scores
-from vrfer.preprocess import prepare
+from vrfer.inference.preprocess import prepare
 
 MODEL = create_model("vrfer-lower")
 LAYER = head(MODEL)
@@ -349,7 +349,7 @@ SPLIT = 21   # vrfer-cnn: features[:21] frozen (under the fold's AdaBN), feature
 @torch.no_grad()
 def _below(m, crops, flip=False):
     c = np.ascontiguousarray(crops[:, :, ::-1]) if flip else crops
-    from vrfer.preprocess import prepare
+    from vrfer.inference.preprocess import prepare
     return torch.cat([m.features[:SPLIT](prepare(c[i:i + 256], m.cfg)) for i in range(0, len(c), 256)])
 
 def _tail(m, a):
@@ -578,8 +578,8 @@ def mirrored(name):
               f"mcr {100*mcr:5.1f}", flush=True)
     # more training faces still: 4 randomly shifted / rotated / scaled (and flipped) copies of each, as the network's
     # training augments them (Augment of the cpu-lower recipe, and half of it)
-    from vrfer.preprocess import Augment
-    from vrfer.representation import grabbed_representation
+    from vrfer.augment import Augment
+    from vrfer.inference.representation import grabbed_representation
     for shift, rot, sc in ((0.06, 10.0, 0.05), (0.03, 5.0, 0.03)):
         aug, n_aug = Augment(flip=True, shift=shift, rotate=rot, scale=sc), 4
 

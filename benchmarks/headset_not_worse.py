@@ -6,7 +6,7 @@
 
 faces-dev: for each of the 510 photos of ../shared/data/faces-dev, the clean photo's best RetinaFace face is the
 reference; the pipeline of `vrfer predict` (Pipeline.find_faces: wearer first, photo search, mouth check) is run on the
-clean photo and on it behind vrfer's flat synthetic headset (vrfer.faces.draw_headset over the reference box). Printed:
+clean photo and on it behind vrfer's flat synthetic headset (vrfer.occlusion.draw_headset over the reference box). Printed:
 photos whose pipeline finds a face overlapping the reference (IoU > 0.3), clean and behind the headset, and those whose
 wearer's square holds the reference's mouth (mouth corners' centre) in its read (lower) half. The code before issue
 33: run this file with the old package first on the path, e.g.
@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def faces_dev(model: str, folder: Path) -> dict:
-    from vrfer.faces import draw_headset, get_detector, iou
-    from vrfer.pipeline import Pipeline
+    from vrfer.faces import get_detector, iou
+    from vrfer.occlusion import draw_headset
+    from vrfer.inference.pipeline import Pipeline
     pipe, det = Pipeline(model, threads=1), get_detector(threads=1)
     res = {"photos": 0, "found_clean": 0, "found_headset": 0, "mouth_read_headset": 0}
     for p in sorted(folder.iterdir()):
@@ -56,7 +57,7 @@ def faces_dev(model: str, folder: Path) -> dict:
 
 
 def check_time(model: str, reps: int) -> dict:
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     pipe = Pipeline(model, threads=1)
     img = cv2.imread(str(ROOT / "src" / "vrfer" / "samples" / "photo-surprise-Anna_Chicherova_0001.jpg"))
     img = cv2.copyMakeBorder(img, 200, 200, 300, 300, cv2.BORDER_CONSTANT, value=(90, 90, 90))

@@ -1,13 +1,13 @@
 """Faces behind real-looking headsets (issue 33): where the model reads, and faces where there are none.
 
-Builds a seeded set of VR-venue photos with vrfer.headsets (headsets of six types with textured fronts, dimples,
+Builds a seeded set of VR-venue photos with vrfer.faces.headsets (headsets of six types with textured fronts, dimples,
 logos, reflections, straps, headphones, cables and microphone booms; heads turned up to +-40 degrees yaw and
 +-35 pitch; 1-3 people, bystanders without headsets, faces 40-260 px wide, hands with controllers, patterned
 walls and shirts), and photos without any visible mouth (a headset alone, hands with controllers, a wall).
 People come from clean photos of faces-dev, taiwanese-dev and JAFFE (the clean photo's RetinaFace landmarks give
 the mouth); `--split tune` uses the even-numbered photos of each set, `--split test` the odd ones.
 
-Each photo goes through the pipeline's own path (vrfer.pipeline.Pipeline: find_faces, then crops, which sets each
+Each photo goes through the pipeline's own path (vrfer.inference.pipeline.Pipeline: find_faces, then crops, which sets each
 face's `square`, with vrfer-lower's crop geometry). Scored:
 
     wearers read      headset wearers whose mouth (centre of the mouth corners) lies in the visible (lower)
@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vrfer.faces import get_detector
-from vrfer.headsets import Source, distractor, scene
+from vrfer.faces.scenes import Source, distractor, scene
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SETS = {"faces-dev": "faces-dev/images", "taiwanese-dev": "taiwanese-dev", "jaffe": "jaffe"}
@@ -178,9 +178,9 @@ def main(argv=None) -> int:
     ap.add_argument("--search", choices=("photo", "frame"), default="photo",
                     help="photo: the pipeline's search of a photo (detect_photo); frame: the detector's video-frame "
                          "search (detect, what vrfer did for photos before issue 33)")
-    ap.add_argument("--no-check", action="store_true", help="without the model's mouth check (vrfer.mouth_check)")
+    ap.add_argument("--no-check", action="store_true", help="without the model's mouth check (vrfer.faces.mouth_check)")
     a = ap.parse_args(argv)
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     data = build(a.split, a.scenes, a.empty, a.seed)
     if a.write:
         write(data, Path(a.write))

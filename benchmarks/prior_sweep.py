@@ -1,7 +1,7 @@
 """Accuracy against mean per-class recall as the inference-time prior correction changes.
 
 For each model and each tau, the answer is predict's with `--prior uniform --prior-tau TAU`
-(vrfer.postprocess.PostProcess: logit - tau * log train_prior; tau 0 is the plain model, tau 1 answers as if
+(vrfer.inference.postprocess.PostProcess: logit - tau * log train_prior; tau 0 is the plain model, tau 1 answers as if
 every class were equally frequent). Prints one markdown
 table: FER+ valid (where the default is chosen), FER+ test, and CK+48 (measured only, never used to
 choose). The training prior is the one stored with the model (cfg.extra["train_prior"]).
@@ -17,11 +17,11 @@ import argparse
 
 from vrfer.datasets.ferplus import load_ferplus
 from vrfer.evaluate import predict_folder
+from vrfer.inference.torch_backend import predict_proba
 from vrfer.metrics import metrics
-from vrfer.inference import predict_proba
 from vrfer.models import create_model
 from vrfer.occlusion import occlude_upper
-from vrfer.postprocess import PostProcess
+from vrfer.inference.postprocess import PostProcess
 
 
 def main() -> None:

@@ -31,8 +31,8 @@ CASES = {   # name -> evaluate arguments after --model
     "jaffe-adapted": "--dataset folder --root {d}/jaffe --face detect --occlusion headset --adapt loo",
     "taiwanese-generic": "--dataset folder --root {d}/taiwanese-dev --face detect --occlusion headset",
     "taiwanese-adapted": "--dataset folder --root {d}/taiwanese-dev --face detect --occlusion headset --adapt loo",
-    "jaffe-calibrated": "--dataset folder --root {d}/jaffe --face detect --occlusion headset --calibrate 1 --draws 5",
-    "taiwanese-calibrated": "--dataset folder --root {d}/taiwanese-dev --face detect --occlusion headset --calibrate 1 "
+    "jaffe-calibrated": "--dataset folder --root {d}/jaffe --face detect --occlusion headset --enrol 1 --draws 5",
+    "taiwanese-calibrated": "--dataset folder --root {d}/taiwanese-dev --face detect --occlusion headset --enrol 1 "
                             "--draws 5",
 }
 

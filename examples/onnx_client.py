@@ -20,7 +20,7 @@ logits become dot(representation, weight_c) + bias_c from the graph's `represent
 softmax and the post-processing. A profile made for other weights than the file's `vrfer_model_sha256` is
 refused.
 
-What it takes, it takes within vrfer's own limits (vrfer.pipeline, vrfer.profile_check, mirrored below), so that
+What it takes, it takes within vrfer's own limits (vrfer.inference.pipeline, vrfer.profile_check, mirrored below), so that
 an input vrfer refuses is refused here too, in one line: images of at most 64 megapixels (a larger JPEG is
 decoded at a smaller scale) and at least 8 pixels a side; face boxes within 16384 pixels; profiles that are
 regular files of at most 4 MB, nested at most 20 deep, whose rows have exactly the model's representation
@@ -45,7 +45,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# vrfer's limits on what a user brings, mirrored (vrfer.pipeline, vrfer.profile_check): the same input is refused
+# vrfer's limits on what a user brings, mirrored (vrfer.inference.pipeline, vrfer.profile_check): the same input is refused
 # here as there, in one line
 MAX_PIXELS = 64_000_000        # larger images are refused before they are decoded (a JPEG is decoded smaller)
 MIN_SIDE = 8                   # smaller images cannot hold a face

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from vrfer.adapt import adabn, adapt_arrays
-from vrfer.representation import fit_head
+from vrfer.inference.representation import fit_head
 from vrfer.calibration import enrol
 from vrfer.fingerprint import model_fingerprint
 from vrfer.profile_check import check_profile as load_profile
@@ -23,7 +23,7 @@ from vrfer.errors import VrferError
 from vrfer.models import create_model
 from vrfer.models.registry import save_model
 from vrfer.recognizer import Recognizer
-from vrfer.representation import head, logits_and_features
+from vrfer.inference.representation import head, logits_and_features
 
 from conftest import TAIWANESE, needs_data
 
@@ -64,7 +64,7 @@ def test_adabn_sets_the_normalisation_statistics_to_the_new_faces_and_keeps_the_
     a = adabn(m, bright)
     bn0 = next(x for x in a.modules() if isinstance(x, torch.nn.BatchNorm2d))
     conv0 = next(x for x in a.modules() if isinstance(x, torch.nn.Conv2d))
-    from vrfer.preprocess import prepare
+    from vrfer.inference.preprocess import prepare
     with torch.no_grad():
         out = conv0(prepare(bright, a.cfg))
     assert torch.allclose(bn0.running_mean, out.mean((0, 2, 3)), atol=1e-3)

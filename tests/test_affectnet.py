@@ -16,7 +16,7 @@ from PIL import Image
 
 from vrfer.classes import CLASS_INDEX, CLASSES
 from vrfer.cli import main
-from vrfer.datasets import affectnet
+from vrfer.datasets import affectnet, affectnet_images
 from vrfer.datasets.affectnet import count_affectnet, load_affectnet, select_rows, summary
 from vrfer.datasets.base import FaceSet, concat
 from vrfer.datasets.ferplus import load_ferplus
@@ -421,7 +421,7 @@ def test_the_cache_is_used_and_notices_a_changed_image_or_list(tree, cache, monk
     def no_decoding(*a, **k):
         raise AssertionError("decoded although the cache is valid")
     with monkeypatch.context() as m:
-        m.setattr(affectnet, "_decode_face", no_decoding)
+        m.setattr(affectnet_images, "_decode_face", no_decoding)
         again = load_affectnet(tree["root"], "train", cap=CAP)
     assert again.names == first.names and np.array_equal(again.images, first.images)
 

@@ -474,9 +474,9 @@ def test_reproduce_bad_options(run, corpus, argv, words):
     (["--opset", "7"], "opset 7"),
     (["--out", "/proc/vrfer/x.onnx"], "/proc/vrfer/x.onnx"),
     (["--out", "model.txt"], "model.txt"),
-    (["--calibration-faces", "20"], "--calibration-faces goes with --quantize int8"),
-    (["--quantize", "int8", "--calibrate", "ferplus=x", "--calibration-faces", "5"], "at least 10"),
-    (["--quantize", "int8", "--calibrate", "ferplus=x", "--calibration-faces", "0"], "at least 10"),  # was: 2000
+    (["--int8-faces", "20"], "--int8-faces goes with --quantize int8"),
+    (["--quantize", "int8", "--int8-data", "ferplus=x", "--int8-faces", "5"], "at least 10"),
+    (["--quantize", "int8", "--int8-data", "ferplus=x", "--int8-faces", "0"], "at least 10"),  # was: 2000
 ])
 def test_export_bad_options(run, corpus, argv, words):
     args = {"--model": "vrfer-lower", "--out": "m.onnx"}
@@ -858,11 +858,11 @@ def test_predict_refuses_a_missing_profile_and_runs_one_on_the_onnx_backend(run,
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--calibrate", "1", "--seed", "-5"], "--seed -5"),                 # was: internal error ValueError
-    (["--calibrate", "1", "--draws", "100000000"], "1 to 100"),          # was: no bound, no progress
-    (["--seed", "3"], "--seed goes with --calibrate"),                    # was: silently ignored
-    (["--draws", "3"], "--draws goes with --calibrate"),
-    (["--calibrate", "1", "--out", "x"], "--out"),                        # was: silently ignored
+    (["--enrol", "1", "--seed", "-5"], "--seed -5"),                 # was: internal error ValueError
+    (["--enrol", "1", "--draws", "100000000"], "1 to 100"),          # was: no bound, no progress
+    (["--seed", "3"], "--seed goes with --enrol"),                    # was: silently ignored
+    (["--draws", "3"], "--draws goes with --enrol"),
+    (["--enrol", "1", "--out", "x"], "--out"),                        # was: silently ignored
     (["--adapt", "loo", "--out", "x"], "--out"),
 ])
 def test_evaluate_seed_draws_and_out_are_bounded_and_never_ignored(run, corpus, argv, words):
@@ -873,8 +873,8 @@ def test_evaluate_seed_draws_and_out_are_bounded_and_never_ignored(run, corpus, 
 @pytest.mark.parametrize("argv, words", [
     (["--dataset", "ferplus", "--root", "@ferplus", "--adapt", "loo"], "--dataset folder"),
     (["--dataset", "ferplus", "--root", "@ferplus", "--occlusion", "headset"], "--dataset folder"),
-    (["--dataset", "folder", "--root", "@labelled_unreadable", "--calibrate", "-1", "--skip-bad"], "K >= 0"),
-    (["--dataset", "folder", "--root", "@labelled_unreadable", "--calibrate", "1", "--draws", "0", "--skip-bad"],
+    (["--dataset", "folder", "--root", "@labelled_unreadable", "--enrol", "-1", "--skip-bad"], "K >= 0"),
+    (["--dataset", "folder", "--root", "@labelled_unreadable", "--enrol", "1", "--draws", "0", "--skip-bad"],
      "--draws"),
     (["--dataset", "folder", "--root", "@labelled_unreadable", "--adapt", "loo", "--skip-bad"], "subject"),
 ])
@@ -963,7 +963,7 @@ def test_serve_calibrate_load_refuses_a_misfit_profile_and_captures_are_bounded(
 
     from websockets.sync.client import connect
 
-    from vrfer.serve import app as serve_app
+    from vrfer.serve import connection as serve_app
     from vrfer.serve.app import ServeConfig, ServerThread, create_app
     cfg = ServeConfig(model="vrfer-lower", face="none", port=0)
     frame = corpus["face"].read_bytes()
@@ -1010,7 +1010,7 @@ def test_serve_calibrate_load_refuses_a_misfit_profile_and_captures_are_bounded(
 
 def test_a_float_image_just_outside_0_1_is_still_a_0_1_image_and_a_wild_one_is_refused():
     from vrfer.errors import VrferError
-    from vrfer.pipeline import image_from_array
+    from vrfer.inference.images import image_from_array
     img = face_like().astype(np.float32) / 255.0
     want = image_from_array(img)
     for nudge in (1.0001, -0.008):                 # was: read as a 0-255 image (near-black)
@@ -1129,7 +1129,7 @@ def test_odd_paths_are_named_in_one_line_and_an_empty_one_never_means_the_workin
 
 
 def test_a_path_into_the_bundled_samples_prints_as_given(run):
-    from vrfer.recognizer import samples_path
+    from vrfer.inputs import samples_path
     given = str(samples_path() / "fer-anger-fer0032565.png")
     rc, out, err, new = run("predict", given, "--face", "none", "--json")
     assert rc == 0 and out.count(f'"source": "{given}"') == 1                # was: "samples/fer-anger-..."

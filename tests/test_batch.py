@@ -74,7 +74,7 @@ def test_a_video_units_rows_equal_predict_json_and_commit_into_the_job(tmp_path,
     from vrfer.batch.unit import run_item
     from vrfer.cli import main
     from vrfer.models.registry import create_model, save_model
-    from vrfer.recognizer import Item
+    from vrfer.inputs import Item
     torch.manual_seed(0)
     model = tmp_path / "m.safetensors"
     save_model(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half"), model)
@@ -104,7 +104,8 @@ def test_recognizer_video_table_gives_the_batch_rows_of_a_video(tmp_path):
     from test_predict import fer_faces, write_video
 
     from vrfer.batch.unit import run_item
-    from vrfer.recognizer import Item, Recognizer
+    from vrfer.recognizer import Recognizer
+    from vrfer.inputs import Item
     model = _small_model(tmp_path)
     video = write_video(tmp_path / "clip.avi", fer_faces(6))
     options = {"model": str(model), "face": "none", "smooth": 0.4, "threads": 1}

@@ -12,7 +12,7 @@ import pytest
 from vrfer.errors import VrferError
 from vrfer.faces import (KP_CENTRE, KP_SIDE_PER_WIDTH, Face, align_crop, face_roll, face_square,
                          keypoint_square, square_box)
-from vrfer.pipeline import crop_faces
+from vrfer.inference.pipeline import crop_faces
 
 BOX = (100.0, 50.0, 80.0, 110.0)
 NOSE = np.array([140.0, 115.0])
@@ -95,7 +95,7 @@ def test_crop_faces_cuts_the_square_of_the_rule_asked_for():
 def test_the_spec_reports_the_keypoint_geometry():
     from vrfer.faces import CROP_RULE
     from vrfer.models import create_model
-    from vrfer.pipeline_spec import preprocessing_spec
+    from vrfer.inference.pipeline_spec import preprocessing_spec
     det = preprocessing_spec(create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half").cfg)["square"]["detect"]
     assert det["rule"] == CROP_RULE
     assert det["keypoints"]["side_per_width"] == KP_SIDE_PER_WIDTH and det["keypoints"]["centre"] == list(KP_CENTRE)
@@ -109,7 +109,7 @@ def test_the_onnx_client_places_the_square_exactly_as_vrfer_does():
 
     from vrfer.faces import CropGeometry
     from vrfer.models import create_model
-    from vrfer.pipeline_spec import preprocessing_spec
+    from vrfer.inference.pipeline_spec import preprocessing_spec
     path = Path(__file__).resolve().parents[1] / "examples" / "onnx_client.py"
     spec_ = importlib.util.spec_from_file_location("onnx_client", path)
     client = importlib.util.module_from_spec(spec_)

@@ -12,10 +12,10 @@ from PIL import Image, ImageDraw
 from vrfer.cli import main
 from vrfer.errors import VrferError
 from vrfer.explain import explain, panels, render
-from vrfer.inference import TorchClassifier
+from vrfer.inference.torch_backend import TorchClassifier
 from vrfer.models import create_model, save_model
-from vrfer.pipeline import parse_face
-from vrfer.recognizer import samples_path
+from vrfer.inference.pipeline import parse_face
+from vrfer.inputs import samples_path
 
 
 def face(size: int = 48, seed: int = 0, smile: bool = True) -> np.ndarray:

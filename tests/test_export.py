@@ -1,4 +1,4 @@
-"""vrfer.export and vrfer.modelcard as a library: the ONNX file and its card, without the command line."""
+"""vrfer.export and vrfer.export.modelcard as a library: the ONNX file and its card, without the command line."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from vrfer.errors import VrferError
-from vrfer.export import MAX_FLOAT_DIFF, export_model
-from vrfer.modelcard import card_markdown, unity_csharp
+from vrfer.export import FORMATS, MAX_FLOAT_DIFF, export_model
+from vrfer.export.modelcard import card_markdown, unity_csharp
 from vrfer.models import create_model
-from vrfer.postprocess import PostProcess
+from vrfer.inference.postprocess import PostProcess
 
 PRIOR = [0.34, 0.27, 0.12, 0.14, 0.09, 0.01, 0.02, 0.01]
 
@@ -53,7 +53,8 @@ def test_an_exported_file_keeps_the_crop_it_was_exported_with():
     # how vrfer crops for it; a file written before configs carried the crop keeps the rule its spec states
     from dataclasses import replace
 
-    from vrfer.onnx_backend import config_from_metadata, onnx_metadata
+    from vrfer.inference.onnx_backend import config_from_metadata
+    from vrfer.export.onnx import onnx_metadata
     m = model()
     meta = onnx_metadata(replace(m.cfg, crop={"rule": "box"}), opset=15)
     pinned = json.loads(meta["vrfer_config"])["crop"]
@@ -77,3 +78,35 @@ def test_an_export_format_is_one_entry_in_the_registry(tmp_path, monkeypatch):
         ex.export(model, tmp_path / "m.onnx", "npz")
     with pytest.raises(VrferError, match="unknown export format 'tflite'; expected onnx, npz"):
         ex.export(model, tmp_path / "m.tflite", "tflite")
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_every_registered_export_format_writes_its_file_through_the_command(name, tmp_path, capsys):
+    from vrfer.cli import main
+    from vrfer.models import save_model
+    model = tmp_path / "m.safetensors"
+    save_model(create_model("vrfer-cnn-small", pretrained=False), model)
+    out = tmp_path / f"m{FORMATS[name].suffix}"
+    assert main(["export", "--model", str(model), "--format", name, "--out", str(out), "--no-check"]) == 0
+    assert out.is_file() and out.stat().st_size > 0
+
+
+def test_a_toy_format_registered_by_its_writer_is_offered_by_the_command(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    import vrfer.export as ex
+    from vrfer.cli import main
+    from vrfer.models import save_model
+
+    def write_npz(model, out, **kw):
+        np.savez(out, **{k: v.detach().numpy() for k, v in model.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(ex, "FORMATS", dict(ex.FORMATS))
+    ex.register_format("npz", ".npz", write_npz)
+    model = tmp_path / "m.safetensors"
+    save_model(create_model("vrfer-cnn-small", pretrained=False), model)
+    assert main(["export", "--model", str(model), "--format", "npz", "--out", str(tmp_path / "m.npz"),
+                 "--no-check"]) == 0
+    assert sorted(np.load(tmp_path / "m.npz").files) == sorted(create_model("vrfer-cnn-small",
+                                                                            pretrained=False).state_dict())

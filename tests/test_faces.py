@@ -7,8 +7,8 @@ import pytest
 from conftest import FACES_DEV, FER_TEST, needs_data
 
 from vrfer.errors import VrferError
-from vrfer.faces import (CROP_SIDE_PER_WIDTH, FER_SIZE, align_crop, crop_square, draw_headset, iou,
-                         square_box)
+from vrfer.faces import CROP_SIDE_PER_WIDTH, FER_SIZE, align_crop, crop_square, iou, square_box
+from vrfer.occlusion import draw_headset
 
 PHOTO = FACES_DEV / "Aaron_Peirsol_0001.jpg"
 
@@ -117,7 +117,7 @@ def test_the_detector_finds_nothing_in_flat_or_noise_images(detector):
 def webcam_frame(photo_name: str, size: int, x: int = 150, y: int = 100) -> np.ndarray:
     """A bundled headset photo scaled to size x size on a flat 640x480 frame (a webcam-sized picture)."""
     import cv2
-    from vrfer.recognizer import samples_path
+    from vrfer.inputs import samples_path
     face = cv2.resize(read(samples_path() / photo_name), (size, size), interpolation=cv2.INTER_AREA)
     frame = np.full((480, 640, 3), (70, 80, 90), np.uint8)
     frame[y:y + size, x:x + size] = face
@@ -162,7 +162,7 @@ def test_an_unsure_blazeface_box_where_the_scan_had_a_candidate_is_reported(dete
 
 def test_a_face_that_fills_the_image_is_looked_at_again_with_a_border(detector):
     from vrfer.faces import Face
-    from vrfer.recognizer import samples_path
+    from vrfer.inputs import samples_path
     photo = read(samples_path() / ANNA)                                        # 350x350, the face fills it
     assert detector.blazeface.detect(photo, threshold=0.3) == []             # unpadded, BlazeFace misses it
     ref = detector.detect(photo)[0]                                            # RetinaFace's box
@@ -172,7 +172,7 @@ def test_a_face_that_fills_the_image_is_looked_at_again_with_a_border(detector):
 
 def test_two_headset_faces_in_one_frame_are_both_reported(detector):
     import cv2
-    from vrfer.recognizer import samples_path
+    from vrfer.inputs import samples_path
     face = cv2.resize(read(samples_path() / ANNA), (160, 160), interpolation=cv2.INTER_AREA)
     frame = np.full((480, 640, 3), (70, 80, 90), np.uint8)
     frame[150:310, 40:200] = face
@@ -246,7 +246,7 @@ def test_crops_of_detected_fer_faces_are_framed_like_the_fer_crop_itself(detecto
 
 @needs_data(PHOTO)
 def test_the_tracker_follows_a_face_through_frames_and_holds_it_briefly(detector):
-    from vrfer.tracking import FaceTracker
+    from vrfer.faces.tracking import FaceTracker
     img = read(PHOTO)
     tracker = FaceTracker(detector, max_missed=2)
     first = tracker.update(img)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 
 from vrfer.fingerprint import MODEL_SHA256_KEY, model_fingerprint, weights_fingerprint
-from vrfer.loader import resolve
+from vrfer.inference.loader import resolve
 from vrfer.models import create_model, save_model
 from vrfer.models.registry import bundled_models, pretrained_path
-from vrfer.onnx_backend import read_metadata
+from vrfer.inference.onnx_backend import read_metadata
 
 
 def test_the_file_and_the_model_loaded_from_it_give_one_fingerprint(tmp_path):

@@ -164,7 +164,7 @@ def test_folder_probabilities_are_the_plain_models_so_the_prior_is_applied_once(
     from dataclasses import replace
 
     from vrfer.evaluate import evaluate_folder, predict_folder
-    from vrfer.postprocess import PostProcess, adjust_probs
+    from vrfer.inference.postprocess import PostProcess, adjust_probs
     root = write_folder(tmp_path / "f", [(f"{i}.png", i % 7 + 1, "") for i in range(14)])
     plain = create_model("vrfer-cnn-small", pretrained=False, input_mode="visible-half")
     prior = [0.349, 0.291, 0.125, 0.121, 0.084, 0.005, 0.021, 0.005]

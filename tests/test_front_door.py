@@ -1,4 +1,4 @@
-"""One front door for models (vrfer.loader.resolve, vrfer.models.create_model): every entry point of the Python API
+"""One front door for models (vrfer.inference.loader.resolve, vrfer.models.create_model): every entry point of the Python API
 takes a trained model's name, file or run folder, or a model object, and refuses an architecture name (random
 weights) with one sentence that says how to ask for random weights, instead of answering with them."""
 
@@ -24,7 +24,7 @@ def _entry_points(tmp_path):
     from vrfer.evaluate import evaluate, evaluate_folder
     from vrfer.evaluate_personal import evaluate_personal
     from vrfer.explain import explain
-    from vrfer.onnx_backend import export_onnx
+    from vrfer.export.onnx import export_onnx
     faces = _faces()
     return {
         "Recognizer": lambda m: vrfer.Recognizer(m, face="none"),

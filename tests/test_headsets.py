@@ -1,10 +1,11 @@
-"""The real-looking headsets and VR-venue scenes (vrfer.headsets): seeded, truthful about where each mouth is,
+"""The real-looking headsets and VR-venue scenes (vrfer.faces.headsets): seeded, truthful about where each mouth is,
 and drawn over the eyes, not over the mouth."""
 
 import numpy as np
 import pytest
 
-from vrfer.headsets import HEADSET_TYPES, Camera, Source, distractor, headset_photo, scene
+from vrfer.faces.headsets import HEADSET_TYPES, Camera, headset_photo
+from vrfer.faces.scenes import Source, distractor, scene
 
 
 def _face(size=200):
@@ -64,7 +65,7 @@ def test_a_photo_without_a_visible_mouth_has_no_face(kind, tmp_path, capfd):
     import cv2
 
     from vrfer.cli import main
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     pipe = Pipeline("vrfer-lower", threads=1)
     for seed in range(4):
         img, _ = distractor(np.random.default_rng(seed), kind=kind)
@@ -77,13 +78,13 @@ def test_a_photo_without_a_visible_mouth_has_no_face(kind, tmp_path, capfd):
 
 
 def test_the_shipped_model_checks_for_a_mouth_in_the_half_it_reads():
-    """vrfer-lower carries a mouth check (vrfer.mouth_check): the FER+ sample faces pass it, noise and flat
+    """vrfer-lower carries a mouth check (vrfer.faces.mouth_check): the FER+ sample faces pass it, noise and flat
     grey do not; the network's weights are what they were (the check sits in the config)."""
     from pathlib import Path
 
     from PIL import Image
 
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     pipe = Pipeline("vrfer-lower", face="none", threads=1)
     check = pipe.mouth_check
     assert check is not None and 0 < check.threshold < 1
@@ -103,7 +104,7 @@ def test_a_sample_wearer_behind_each_headset_is_read_at_the_mouth():
 
     import cv2
 
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     path = Path(__file__).resolve().parents[1] / "src" / "vrfer" / "samples" / "photo-happiness-Cameron_Diaz_0001.jpg"
     img = cv2.imread(str(path))
     pipe = Pipeline("vrfer-lower", threads=1)
@@ -121,7 +122,7 @@ def test_a_sample_wearer_behind_each_headset_is_read_at_the_mouth():
 
 def test_a_tracker_acquires_only_what_its_check_keeps():
     from vrfer.faces import Face
-    from vrfer.tracking import FaceTracker
+    from vrfer.faces.tracking import FaceTracker
 
     class One:
         def detect(self, image):

@@ -80,7 +80,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_graph_sees_the_imports_it_should():
     g = import_graph()
-    assert "vrfer.pipeline" in g["vrfer.recognizer"] and "vrfer.loader" in g["vrfer.pipeline"]
+    assert "vrfer.inference.pipeline" in g["vrfer.recognizer"] and "vrfer.inference.loader" in g["vrfer.inference.pipeline"]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 

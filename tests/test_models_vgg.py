@@ -11,7 +11,7 @@ from torch import nn
 
 import vrfer
 from vrfer.models.vgg import LRN, VGG13Barsoum, VGGF, VGGFace
-from vrfer.preprocess import prepare
+from vrfer.inference.preprocess import prepare
 from vrfer.training import dsd
 
 ARCHS = ["vgg-face", "vgg-f", "vgg13-barsoum", "vrfer-cnn", "vrfer-cnn-small", "efficientnet-lite0"]

@@ -16,8 +16,9 @@ from PIL import Image
 
 from vrfer.classes import CLASSES
 from vrfer.cli import main
-from vrfer.pipeline import load_image
-from vrfer.recognizer import Recognizer, samples_path
+from vrfer.inference.images import load_image
+from vrfer.recognizer import Recognizer
+from vrfer.inputs import samples_path
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-5
@@ -53,7 +54,7 @@ def images(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory) -> Path:
-    from vrfer.onnx_backend import export_onnx
+    from vrfer.export.onnx import export_onnx
     return export_onnx("vrfer-lower", tmp_path_factory.mktemp("onnx") / "vrfer-lower.onnx")
 
 
@@ -207,8 +208,8 @@ def test_a_calibration_profile_gives_the_same_answer_through_predict_serve_and_t
     the representation output), as the ONNX client does on that file."""
     import httpx
 
-    from vrfer.onnx_backend import OnnxClassifier
-    from vrfer.quantize import bundled_int8
+    from vrfer.inference.onnx_backend import OnnxClassifier
+    from vrfer.inference.onnx_backend import bundled_int8
     from vrfer.serve.app import ServeConfig, ServerThread, create_app
     prof = profile_file
     path = images["gray"]
@@ -292,16 +293,16 @@ def test_a_graph_without_the_representation_gives_way_to_pytorch_under_auto_only
     calibrates with the PyTorch model of the same weights; the file itself, as --model, is refused."""
     import onnx
 
-    import vrfer.quantize
+    import vrfer.inference.onnx_backend
     from vrfer.errors import VrferError
-    from vrfer.pipeline import Pipeline
+    from vrfer.inference.pipeline import Pipeline
     m = onnx.load(str(onnx_file))
     kept = [o for o in m.graph.output if o.name != "representation"]
     del m.graph.output[:]
     m.graph.output.extend(kept)
     old = tmp_path / "two-outputs.onnx"
     onnx.save(m, str(old))
-    monkeypatch.setattr(vrfer.quantize, "bundled_int8", lambda *args: old)
+    monkeypatch.setattr(vrfer.inference.onnx_backend, "bundled_int8", lambda *args: old)
     assert type(Pipeline("vrfer-lower", face="none").classifier).__name__ == "OnnxClassifier"
     calibrated = Pipeline("vrfer-lower", face="none", profile=profile_file)
     assert type(calibrated.classifier).__name__ == "TorchClassifier"

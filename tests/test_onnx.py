@@ -10,10 +10,11 @@ from PIL import Image, ImageDraw
 
 from vrfer.cli import main
 from vrfer.errors import VrferError
-from vrfer.inference import TorchClassifier
-from vrfer.loader import load_classifier
+from vrfer.inference.torch_backend import TorchClassifier
+from vrfer.inference.loader import load_classifier
 from vrfer.models import create_model, save_model
-from vrfer.onnx_backend import DEFAULT_OPSET, OnnxClassifier, export_onnx, pinned_crop, read_metadata
+from vrfer.inference.onnx_backend import OnnxClassifier, read_metadata
+from vrfer.export.onnx import DEFAULT_OPSET, export_onnx, pinned_crop
 
 TOL = 1e-4
 
@@ -123,7 +124,7 @@ def test_the_file_says_what_the_representation_is_and_which_weights_it_holds(tmp
 
 
 def test_the_representation_output_matches_pytorch(saved):
-    from vrfer.representation import logits_and_features
+    from vrfer.inference.representation import logits_and_features
     path = saved("visible-half")
     crops = generated_faces(7)
     clf = load_classifier(str(path), "onnx", threads=1)
@@ -208,7 +209,7 @@ def test_bad_sources_raise_clean_errors(tmp_path, private_cache):
     with pytest.raises(VrferError, match="unknown model"):
         load_classifier("no-such-model", "onnx")
     with pytest.raises(VrferError, match="an .onnx file or a model object"):
-        OnnxClassifier("vrfer-lower")          # names are read by vrfer.loader, not by the classifier
+        OnnxClassifier("vrfer-lower")          # names are read by vrfer.inference.loader, not by the classifier
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
     with pytest.raises(VrferError):

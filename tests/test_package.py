@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from vrfer.cli import main
-from vrfer.inference import TorchClassifier
+from vrfer.inference.torch_backend import TorchClassifier
 from vrfer.models import create_model, save_model
 from vrfer.models.registry import read_config
-from vrfer.postprocess import PostProcess
+from vrfer.inference.postprocess import PostProcess
 
 PRIOR = [0.34, 0.27, 0.12, 0.14, 0.09, 0.01, 0.02, 0.01]
 DEFAULT_POST = {"prior": "uniform", "tau": 0.25}

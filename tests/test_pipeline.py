@@ -1,4 +1,4 @@
-"""vrfer.pipeline: one loader, one face option, one crop, one post-processing; vrfer.smoothing; resolve_model."""
+"""vrfer.inference.pipeline: one loader, one face option, one crop, one post-processing; vrfer.inference.smoothing; resolve_model."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from PIL import Image
 from vrfer.classes import CLASSES
 from vrfer.errors import ImageTooLargeError, NoFaceError, VrferError
 from vrfer.models import create_model, resolve_model, save_model
-from vrfer.pipeline import Pipeline, crop_faces, find_faces, load_image, parse_face
-from vrfer.pipeline_spec import GRAY_SHIFT, GRAY_WEIGHTS_RGB, preprocessing_spec
-from vrfer.postprocess import PostProcess, adjust_probs
-from vrfer.smoothing import Smoother
+from vrfer.inference.pipeline import Pipeline, crop_faces, find_faces, parse_face
+from vrfer.inference.images import load_image
+from vrfer.inference.pipeline_spec import GRAY_SHIFT, GRAY_WEIGHTS_RGB, preprocessing_spec
+from vrfer.inference.postprocess import PostProcess, adjust_probs
+from vrfer.inference.smoothing import Smoother
 
 FER_PRIOR = [0.349, 0.291, 0.125, 0.121, 0.084, 0.005, 0.021, 0.005]    # FER+ train, majority labels
 

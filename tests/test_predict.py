@@ -106,7 +106,7 @@ def test_detect_finds_the_face_in_a_real_photo_and_frames_it(capfd, model):
 @needs_data(PHOTO)
 def test_detect_finds_the_face_behind_a_synthetic_headset(model):
     import cv2
-    from vrfer.faces import draw_headset
+    from vrfer.occlusion import draw_headset
     from vrfer.recognizer import Recognizer
     rec = Recognizer(model)
     img = cv2.imread(str(PHOTO))
@@ -223,7 +223,7 @@ def test_out_writes_annotated_copies_of_photos(capfd, model, tmp_path):
 
 
 def test_samples_run_with_the_samples_flag_and_without_any_path(capfd, model):
-    from vrfer.recognizer import samples_path
+    from vrfer.inputs import samples_path
     files = sorted(p for p in samples_path().iterdir() if p.suffix in (".png", ".jpg"))
     assert 6 <= len(files) <= 12
     assert sum(p.stat().st_size for p in samples_path().iterdir()) < 300_000
@@ -251,7 +251,7 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
 def fer_faces(n: int) -> list[np.ndarray]:
     """n (up to 8) real FER+ faces, 96x96: the samples that ship with vrfer, one per class."""
     import cv2
-    from vrfer.recognizer import samples_path
+    from vrfer.inputs import samples_path
     files = sorted(samples_path().glob("fer-*.png"))[:n]
     assert len(files) == n
     return [cv2.resize(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), (96, 96)) for f in files]
@@ -266,9 +266,19 @@ def test_a_video_gives_one_result_per_frame(capfd, model, tmp_path):
     assert all(d["source"] == str(video) and "smoothed" not in d for d in rows)
 
 
+def test_predict_opens_a_video_file_once_for_its_header_and_frames(capfd, model, tmp_path, monkeypatch):
+    import cv2
+    video = write_video(tmp_path / "clip.avi", fer_faces(3))
+    opened, real = [], cv2.VideoCapture
+    monkeypatch.setattr(cv2, "VideoCapture", lambda *args: opened.append(args) or real(*args))
+    rc, out, _ = vrfer(capfd, video, "--model", model, "--face", "none", "--json")
+    assert rc == 0 and len(json_lines(out)) == 3
+    assert opened == [(str(video),)]
+
+
 def test_smoothing_is_an_exponential_moving_average_of_the_frame_probabilities(capfd, model, tmp_path):
     video = write_video(tmp_path / "clip.avi", fer_faces(8))
-    alpha = 0.3   # the weight of the newest frame, as serve's alpha (vrfer.smoothing)
+    alpha = 0.3   # the weight of the newest frame, as serve's alpha (vrfer.inference.smoothing)
     rc, out, _ = vrfer(capfd, video, "--model", model, "--face", "none", "--json", "--smooth", alpha)
     rows = json_lines(out)
     assert rc == 0 and len(rows) == 8
@@ -457,8 +467,8 @@ def test_usage_errors_exit_2_with_one_line(capfd, model, tmp_path, args, message
 
 
 def test_a_missing_face_detector_is_a_setup_error_said_once(capfd, model, tmp_path, monkeypatch):
-    from vrfer import faces
-    monkeypatch.setattr(faces, "_DEFAULT", {})
+    from vrfer.faces import registry
+    monkeypatch.setattr(registry, "_SHARED", {})
     monkeypatch.setenv("VRFER_RETINAFACE_ONNX", str(tmp_path / "nowhere.onnx"))
     a, b = save(face_image(), tmp_path / "a.png"), save(face_image(), tmp_path / "b.png")
     rc, out, err = vrfer(capfd, a, b, "--model", model)

@@ -1,4 +1,4 @@
-"""Specification of the int8 classifier (vrfer.quantize): made from any model by one command, shipped for
+"""Specification of the int8 classifier (vrfer.export.int8): made from any model by one command, shipped for
 the default model and used only with the weights it was made from, and answering like the float32 model on
 real FER+ faces."""
 
@@ -12,10 +12,11 @@ import torch
 from fakedata import make_rows, write_folders
 
 from vrfer.cli import main
-from vrfer.onnx_backend import OnnxClassifier, pinned_crop
-from vrfer.quantize import bundled_int8, matches_weights, quantization_info
+from vrfer.inference.onnx_backend import OnnxClassifier
+from vrfer.export.onnx import pinned_crop
+from vrfer.inference.onnx_backend import bundled_int8, matches_weights, quantization_info
 
-REGENERATE = ("vrfer export --model vrfer-lower --format onnx --quantize int8 --calibrate ferplus=../shared/data/ferplus "
+REGENERATE = ("vrfer export --model vrfer-lower --format onnx --quantize int8 --int8-data ferplus=../shared/data/ferplus "
               "--out src/vrfer/pretrained/vrfer-lower-int8.onnx")
 
 
@@ -46,11 +47,11 @@ def test_the_default_recognizer_uses_the_int8_graph_only_where_one_ships():
 def test_export_makes_an_int8_model_from_any_model_in_one_command(fresh_model, tmp_path, capsys, private_cache):
     from vrfer.models import create_model
     from vrfer.fingerprint import MODEL_SHA256_KEY, weights_fingerprint
-    from vrfer.onnx_backend import read_metadata
+    from vrfer.inference.onnx_backend import read_metadata
     root = write_folders(tmp_path / "fer", make_rows(n_per_split=40))
     out = tmp_path / "m-int8.onnx"
     rc = main(["export", "--model", fresh_model, "--format", "onnx", "--quantize", "int8",
-               "--calibrate", f"ferplus={root}", "--out", str(out), "--no-check"])
+               "--int8-data", f"ferplus={root}", "--out", str(out), "--no-check"])
     assert rc == 0 and "int8" in capsys.readouterr().out
     info = quantization_info(out)
     assert info["dtype"] == "int8" and read_metadata(out)[MODEL_SHA256_KEY] == weights_fingerprint(fresh_model)
@@ -65,9 +66,9 @@ def test_export_makes_an_int8_model_from_any_model_in_one_command(fresh_model, t
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--quantize", "int8"], "--calibrate"),
-    (["--quantize", "int8", "--calibrate", "affectnet=x"], "ferplus=DIR"),
-    (["--calibrate", "ferplus=x"], "--quantize int8"),
+    (["--quantize", "int8"], "--int8-data"),
+    (["--quantize", "int8", "--int8-data", "affectnet=x"], "ferplus=DIR"),
+    (["--int8-data", "ferplus=x"], "--quantize int8"),
 ])
 def test_bad_quantisation_arguments_give_one_error_line(fresh_model, tmp_path, capsys, args, message):
     rc = main(["export", "--model", fresh_model, "--out", str(tmp_path / "x.onnx"), *args])
@@ -77,7 +78,7 @@ def test_bad_quantisation_arguments_give_one_error_line(fresh_model, tmp_path, c
 
 def test_the_int8_model_answers_like_the_float32_model_on_real_ferplus(ferplus_root):
     from vrfer.datasets.ferplus import load_ferplus
-    from vrfer.inference import TorchClassifier
+    from vrfer.inference.torch_backend import TorchClassifier
     from vrfer.models import create_model
     from vrfer.occlusion import occlude_upper
     test = load_ferplus(ferplus_root, "test", "majority")
@@ -102,7 +103,7 @@ def test_the_int8_weights_use_seven_bits_so_cpus_without_vnni_do_not_saturate(fr
     root = write_folders(tmp_path / "fer", make_rows(n_per_split=40))
     out = tmp_path / "m-int8.onnx"
     assert main(["export", "--model", fresh_model, "--format", "onnx", "--quantize", "int8",
-                 "--calibrate", f"ferplus={root}", "--out", str(out), "--no-check"]) == 0
+                 "--int8-data", f"ferplus={root}", "--out", str(out), "--no-check"]) == 0
     for path in (out, bundled_int8("vrfer-lower")):
         weights = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
                    if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]

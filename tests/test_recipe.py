@@ -106,7 +106,7 @@ def test_a_three_class_set_trained_for_one_step(tmp_path, data, fresh_class_sets
     those classes, its model carries their names, and predicting and evaluating with it answer among them."""
     from vrfer.datasets.ferplus import load_ferplus
     from vrfer.evaluate import evaluate
-    from vrfer.inference import predict_proba
+    from vrfer.inference.torch_backend import predict_proba
     from vrfer.models import create_model
     from vrfer.models.registry import read_config
     from vrfer.training.trainer import train

@@ -18,8 +18,8 @@ from vrfer.errors import VrferError
 from vrfer.fingerprint import model_fingerprint, weights_fingerprint
 from vrfer.models import create_model
 from vrfer.models.registry import load_checkpoint, save_model
-from vrfer.pipeline import Pipeline
-from vrfer.postprocess import softmax
+from vrfer.inference.pipeline import Pipeline
+from vrfer.inference.postprocess import softmax
 from vrfer.profile_check import check_profile
 from vrfer.recognizer import Recognizer
 from vrfer.reference import (
@@ -32,7 +32,7 @@ from vrfer.reference import (
     person_references,
     with_head,
 )
-from vrfer.representation import head, logits_and_features
+from vrfer.inference.representation import head, logits_and_features
 
 from test_adapt_calibrate import labelled_folder
 

@@ -29,7 +29,7 @@ from websockets.sync.client import connect as ws_connect
 
 from vrfer.classes import CLASSES
 from vrfer.fingerprint import weights_fingerprint
-from vrfer.recognizer import samples_path
+from vrfer.inputs import samples_path
 from vrfer.serve.app import ServeConfig, ServerThread, create_app
 from vrfer.serve.engine import Predictor
 from vrfer.serve.protocol import Debouncer, Params, ProtocolError
@@ -66,7 +66,7 @@ def make_steered_model(path: Path, face_a: bytes, face_b: bytes, face="none") ->
     from torch import nn
 
     from vrfer.models import create_model, save_model
-    from vrfer.pipeline import load_image
+    from vrfer.inference.images import load_image
     from vrfer.serve.engine import Predictor
 
     torch.manual_seed(0)
@@ -757,7 +757,8 @@ def test_ws_reference_set_clear_and_auto_give_the_apis_answers(steered_model, fa
     referenced head), or set by the client; the same frame and reference give the API's answer; clear turns it off;
     a reference of the wrong width is refused with bad_param and the connection goes on."""
     from vrfer.models.registry import load_checkpoint, save_model
-    from vrfer.pipeline import Pipeline, load_image
+    from vrfer.inference.pipeline import Pipeline
+    from vrfer.inference.images import load_image
     from vrfer.recognizer import Recognizer
     from vrfer.reference import ReferencedHead, with_head
     m = load_checkpoint(steered_model)

@@ -1,4 +1,4 @@
-"""One session path (vrfer.session.Session), as specifications: the API's Recognizer and each serve connection
+"""One session path (vrfer.inference.session.Session), as specifications: the API's Recognizer and each serve connection
 answer a wearer's frames through the same object, so a profile, a reference (fixed or automatic), a calibration,
 the prior and smoothing behave alike everywhere; serve adds only transport."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from vrfer.faces import Face
-from vrfer.pipeline import Pipeline
+from vrfer.inference.pipeline import Pipeline
 from vrfer.recognizer import Recognizer
-from vrfer.session import ModelFace, Session
+from vrfer.inference.session import ModelFace, Session
 
 from test_reference import faces, referenced_model
 
@@ -27,12 +27,13 @@ def seen(pipe: Pipeline, crops: np.ndarray, held: bool = False, representation: 
 
 
 def test_the_api_and_a_serve_connection_hold_the_same_session():
-    from vrfer.serve import app
-    tree = ast.parse((SRC / "serve" / "app.py").read_text())
-    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
-    # serve neither smooths, nor learns a reference, nor fits a profile itself: the session does
-    assert not names & {"Smoother", "RunningReference", "enrol", "FacePrediction"}
-    assert app.WearerSession is Session
+    from vrfer.serve import app, connection
+    for path in (SRC / "serve" / name for name in ("app.py", "connection.py", "engine.py")):
+        tree = ast.parse(path.read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        # serve neither smooths, nor learns a reference, nor fits a profile itself: the session does
+        assert not names & {"Smoother", "RunningReference", "enrol", "PostProcess"}, path.name
+    assert app.WearerSession is connection.WearerSession is Session
     assert isinstance(Recognizer("vrfer-lower", face="none").session, Session)
 
 

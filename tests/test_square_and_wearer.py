@@ -14,9 +14,10 @@ import pytest
 
 from vrfer.cli import main
 from vrfer.faces import Face, get_detector, wearer_first
-from vrfer.pipeline import load_image
+from vrfer.inference.images import load_image
 from vrfer.pretrained import DEFAULT_MODEL
-from vrfer.recognizer import Recognizer, samples_path
+from vrfer.recognizer import Recognizer
+from vrfer.inputs import samples_path
 
 HAPPY = samples_path() / "photo-happiness-Cameron_Diaz_0001.jpg"
 SURPRISE = samples_path() / "photo-surprise-Anna_Chicherova_0001.jpg"
@@ -144,7 +145,7 @@ def surer_small_face(monkeypatch, tmp_path):
         def detect(self, image):
             return [replace(small), replace(big)]
 
-    monkeypatch.setattr("vrfer.faces.get_detector", lambda *a, **kw: Swapped())
+    monkeypatch.setattr("vrfer.faces.registry.get_detector", lambda *a, **kw: Swapped())
     return root / "two.png", big, small
 
 
@@ -152,7 +153,7 @@ def test_evaluate_and_adapt_read_the_wearer_not_the_surest_face(surer_small_face
     """evaluate (its crops and where it paints the headset) and adapt's unlabelled faces take the wearer too."""
     from vrfer.adapt import unlabelled_faces
     from vrfer.evaluate import folder_faces
-    from vrfer.faces import draw_headset
+    from vrfer.occlusion import draw_headset
 
     path, big, small = surer_small_face
     rec = Recognizer(face="detect", threads=1)

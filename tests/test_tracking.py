@@ -1,4 +1,4 @@
-"""Specification of the face tracker (vrfer.tracking): steady on a still face, following a moving one, finding
+"""Specification of the face tracker (vrfer.faces.tracking): steady on a still face, following a moving one, finding
 a lost one again; the same through `vrfer predict` on a video file and through `vrfer serve`'s /ws.
 
 The videos are synthetic: a bundled sample photo (a face behind a synthetic headset) pasted on a gray
@@ -16,9 +16,9 @@ import pytest
 from vrfer.classes import CLASSES
 from vrfer.cli import main
 from vrfer.faces import RetinaFaceDetector, face_square, square_box
-from vrfer.pipeline import crop_faces
-from vrfer.recognizer import samples_path
-from vrfer.tracking import FaceTracker, OneEuroFilter, region
+from vrfer.inference.pipeline import crop_faces
+from vrfer.inputs import samples_path
+from vrfer.faces.tracking import FaceTracker, OneEuroFilter, region
 
 FACE = 220            # pixels: side of the pasted photo
 SETTLE = 3            # frames after which a still face must have one box

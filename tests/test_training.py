@@ -221,7 +221,7 @@ def test_distillation_pulls_the_student_towards_the_full_face_teacher(tmp_path, 
     The teacher here is sure of one class ("contempt", rare in the data): the same run with distillation
     weight 0 learns the data's labels, the distilled one the teacher's opinion."""
     from vrfer.datasets.ferplus import load_ferplus
-    from vrfer.inference import predict_proba
+    from vrfer.inference.torch_backend import predict_proba
     from vrfer.models import create_model, save_model
     torch.manual_seed(0)
     teacher = create_model("vrfer-cnn-small", pretrained=False, image_size=24)
@@ -243,7 +243,7 @@ def test_an_ensemble_teacher_teaches_the_mean_of_its_members(tmp_path, data):
     """distill.teacher "a+b": one member sure of contempt, one sure of happiness; the distilled student
     splits its answers between the two, where either teacher alone would pull it all one way."""
     from vrfer.datasets.ferplus import load_ferplus
-    from vrfer.inference import predict_proba
+    from vrfer.inference.torch_backend import predict_proba
     from vrfer.models import create_model, save_model
     for name in ("contempt", "happiness"):
         torch.manual_seed(0)
@@ -440,8 +440,8 @@ def test_the_supcon_term_pulls_each_expression_together_in_the_representation(da
     """Trained on one batch with the same start, a model whose Criterion has loss.supcon ends with a representation
     in which that batch's faces of one expression sit closer together (lower supcon_loss) than a plain run's."""
     from vrfer.models import create_model
-    from vrfer.preprocess import prepare
-    from vrfer.representation import logits_and_features
+    from vrfer.inference.preprocess import prepare
+    from vrfer.inference.representation import logits_and_features
     from vrfer.training.data import load_data
     from vrfer.training.loss import Criterion, supcon_loss
     faces = load_data(tiny(), data)[0]

@@ -1,4 +1,4 @@
-"""Fit a model's mouth check (vrfer.mouth_check) and write the model with it.
+"""Fit a model's mouth check (vrfer.faces.mouth_check) and write the model with it.
 
     python tools/fit_mouth_check.py [--model vrfer-lower] [--scenes 400] [--empty 100] [--seed 100] [--fer 4000]
            [--keep 0.97] --out src/vrfer/pretrained/vrfer-lower.safetensors
@@ -75,10 +75,10 @@ def scene_examples(data, det, crop):
 
 def photo_examples(folder: Path, det, crop) -> np.ndarray:
     """Faces of the even-numbered clean photos in `folder`, as found and as behind vrfer's synthetic headset
-    (vrfer.faces.draw_headset): tight face crops and small, blurred photos, which scenes lack."""
+    (vrfer.occlusion.draw_headset): tight face crops and small, blurred photos, which scenes lack."""
     import cv2
 
-    from vrfer.faces import draw_headset
+    from vrfer.occlusion import draw_headset
     out = []
     for p in tqdm(sorted(q for q in folder.glob("*") if q.suffix.lower() in (".jpg", ".png"))[0::2],
                   desc="photos", unit="photo"):
@@ -122,10 +122,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="the model file to write (may be the bundled file itself)")
     a = ap.parse_args(argv)
     from vrfer.datasets.ferplus import load_ferplus
-    from vrfer.loader import resolve, torch_model
+    from vrfer.inference.loader import resolve, torch_model
     from vrfer.models.registry import is_half, save_model
-    from vrfer.mouth_check import fit, with_check
-    from vrfer.representation import logits_and_features
+    from vrfer.faces.mouth_check import fit, with_check
+    from vrfer.inference.representation import logits_and_features
     model = torch_model(a.model)
     crop = model.cfg.crop_geometry
     cache = Path.home() / ".cache" / "vrfer" / f"mouth_check_crops_{a.scenes}_{a.empty}_{a.seed}.npz"

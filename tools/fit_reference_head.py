@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from vrfer.errors import VrferError
-from vrfer.loader import resolve, torch_model
+from vrfer.inference.loader import resolve, torch_model
 from vrfer.models.registry import is_half, save_model
 from vrfer.adapt import fit_reference_head
 from vrfer.reference import REFERENCE_BLEND, REFERENCE_L2, with_head

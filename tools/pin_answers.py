@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vrfer.recognizer import Recognizer, samples_path
+from vrfer.recognizer import Recognizer
+from vrfer.inputs import samples_path
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "pinned_answers.json"
 CASES = [("vrfer-lower", "torch"), ("vrfer-lower", "onnx"), ("vrfer-lower", "auto"), ("vrfer-full", "torch")]

@@ -5,7 +5,7 @@ Two steps, chosen by measurement on taiwanese-dev and JAFFE (docs/RESULTS.md, "A
 1. AdaBN (Li et al. 2016), needs no labels: the BatchNorm statistics are re-estimated on faces of the
    setup, so the network normalises its activations the way that camera and light make them.
 2. A new last layer, needs labels: multinomial logistic regression on the network's representation
-   (vrfer.representation), pulled towards the generic layer (an L2-SP penalty, Li et al. 2018:
+   (vrfer.inference.representation), pulled towards the generic layer (an L2-SP penalty, Li et al. 2018:
    lam * ||W - W_generic||^2), so a few dozen people do not overfit it; only the rows of classes the labelled
    photos hold are refitted, so classes the setup's photos lack (contempt, usually) keep their generic rows. It is fitted on each labelled face and its
    mirror image (the paper's flip augmentation; HEAD_MIRROR), which gained on both dev sets.
@@ -28,8 +28,8 @@ from torch import nn
 
 from .errors import VrferError
 from .outputs import plural
-from .preprocess import prepare
-from .representation import fit_head, head, logits_and_features
+from .inference.preprocess import prepare
+from .inference.representation import fit_head, head, logits_and_features
 
 HEAD_L2 = 1e-2          # lam of the L2-SP penalty, chosen leave-one-person-out on taiwanese-dev and JAFFE
 HEAD_MIRROR = True      # the head also sees each labelled face mirrored: +0.7 / +2.8 points leave-one-person-out on
@@ -152,7 +152,8 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
     from pathlib import Path
 
     from .errors import NoFaceError
-    from .recognizer import IMAGE_EXTS, VIDEO_EXTS, load_image, video_frames
+    from .recognizer import load_image
+    from .inputs import is_video, media_files, video_frames
     crops, counts = [], {"images": 0, "frames": 0, "no_face": 0}
 
     def take(img, into=crops) -> None:
@@ -168,12 +169,11 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
         path = Path(src)
         if not path.exists():
             raise VrferError(f"{src}: file not found")
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS) \
-            if path.is_dir() else [path]
+        files = media_files(path) if path.is_dir() else [path]
         if not files:
             raise VrferError(f"{src}: a folder without images or videos")
         for f in files:
-            if f.suffix.lower() in VIDEO_EXTS:
+            if is_video(f):
                 own, seen = [], 0       # a video counts only when read to its end: never a part of it silently
                 no_face = counts["no_face"]
                 try:
@@ -213,8 +213,8 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
     from pathlib import Path
 
     from .evaluate import folder_faces, scores, subjects_of
-    from .loader import torch_model
-    from .postprocess import PostProcess
+    from .inference.loader import torch_model
+    from .inference.postprocess import PostProcess
     from .recognizer import Recognizer
     say = log or (lambda _line: None)
     base = torch_model(model)

@@ -2,7 +2,7 @@
 
 The wearer makes each expression for a moment (K = 1 face to a few hundred video frames per expression,
 any subset of the classes). The profile is the model's last layer refitted on those faces, pulled towards
-the running model's own layer (vrfer.representation.fit_head, L2-SP, lam PROFILE_L2), with only the rows of the
+the running model's own layer (vrfer.inference.representation.fit_head, L2-SP, lam PROFILE_L2), with only the rows of the
 enrolled classes free: a class the person did not show keeps the model's answer exactly. Chosen by
 measurement against prototypes (nearest class mean, blended or not with the model's answer) on
 taiwanese-dev across sessions (docs/RESULTS.md, "Adaptation and calibration").
@@ -16,7 +16,7 @@ as the profile's rows: applying a profile does not depend on it.
 A calibrated answer: logits z = model logits, then for each enrolled class c
     z_c = dot(representation, weight_c) + bias_c
 and the model's usual post-processing (prior, class subset) on z. The representation is the input of the
-model's last layer (vrfer.representation).
+model's last layer (vrfer.inference.representation).
 
 The profile file is JSON (never pickle), documented field by field in `Profile.to_json`, and names the
 model it belongs to: its name and the sha256 of its weights (vrfer.fingerprint.model_fingerprint; an ONNX
@@ -24,7 +24,7 @@ file from `vrfer export` records it as vrfer_model_sha256). Reading one is vrfer
 profile for another model, or damaged, is refused.
 
 A profile is applied through whichever backend answers: PyTorch, or an ONNX graph with the `representation`
-output (vrfer.onnx_backend; the shipped int8 graph has it). examples/onnx_client.py repeats `Profile.apply`
+output (vrfer.inference.onnx_backend; the shipped int8 graph has it). examples/onnx_client.py repeats `Profile.apply`
 without vrfer, and the exported model card shows it in C#.
 """
 
@@ -78,7 +78,7 @@ class Profile:
 
     def probabilities(self, logits: np.ndarray, features: np.ndarray, all_classes) -> np.ndarray:
         """The calibrated answers (N, C), float64: softmax of `apply`."""
-        from .postprocess import softmax
+        from .inference.postprocess import softmax
         return softmax(self.apply(logits, features, all_classes))
 
     def check_model(self, cfg, sha256: str) -> None:
@@ -101,7 +101,7 @@ class Profile:
             "model_sha256": self.model_sha256,  # sha256 of the model's weights (vrfer.fingerprint.model_fingerprint)
             "person": self.person,             # free text, may be empty
             "created": self.created,
-            "method": "last-layer rows refitted with an L2 pull towards the model's own (vrfer.representation.fit_head), blended with the model's own rows by `blend`",
+            "method": "last-layer rows refitted with an L2 pull towards the model's own (vrfer.inference.representation.fit_head), blended with the model's own rows by `blend`",
             "lam": self.lam,
             "blend": self.blend,               # rows = blend * refitted + (1 - blend) * the model's own
             "classes": list(self.classes),     # enrolled classes; the others keep the model's logits
@@ -138,7 +138,7 @@ def enrol(model, features: np.ndarray, labels, person: str = "", lam: float = PR
     make a reference only (a refit on one class would only push every answer towards it).
     model_sha256: model_fingerprint(model) where the caller has it already (a Pipeline keeps it).
     blend: the refit's share in the rows (None: default_blend, by whether the model is adapted)."""
-    from .representation import fit_head, head
+    from .inference.representation import fit_head, head
     cfg = model.cfg
     labels = np.asarray([cfg.classes.index(v) if isinstance(v, str) else int(v) for v in labels], np.int64)
     if len(labels) == 0:

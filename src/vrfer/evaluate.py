@@ -10,9 +10,9 @@ import numpy as np
 from .classes import CLASSES
 from .datasets.base import FaceSet
 from .errors import VrferError
-from .inference import predict_proba
+from .inference.torch_backend import predict_proba
 from .metrics import metrics
-from .occlusion import occlude_upper
+from .occlusion import draw_headset, occlude_upper
 
 OCCLUSIONS = ("none", "upper-half")
 
@@ -26,11 +26,11 @@ def _post_info(post) -> dict:
 
 def evaluate(model, data: FaceSet, occlusion: str = "none", tta_flip: bool = False, post=None) -> dict:
     """Test `model` on `data`; occlusion 'upper-half' blacks out the top half of every face first.
-    post: a vrfer.postprocess.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
+    post: a vrfer.inference.postprocess.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
     None: the model's own default, as predict's (PostProcess(model.cfg)). model: a model object, or a trained
-    model's name, file or run folder (an architecture name is refused: vrfer.loader.torch_model)."""
-    from .loader import torch_model
-    from .postprocess import PostProcess
+    model's name, file or run folder (an architecture name is refused: vrfer.inference.loader.torch_model)."""
+    from .inference.loader import torch_model
+    from .inference.postprocess import PostProcess
     model = torch_model(model)
     if occlusion not in OCCLUSIONS:
         raise ValueError(f"occlusion must be one of {OCCLUSIONS}")
@@ -52,7 +52,7 @@ def folder_faces(model, root, face: str = "none", occlusion: str = "none", skip_
     (read, find the face or take the image as the crop, FER+-framed crop). With face="detect" the
     wearer's face is used (the first, vrfer.faces.wearer_first: the rule of every answer); an image where none
     is found is counted in `no_face`. occlusion: "upper-half" blacks out the top of each crop; "headset" paints
-    vrfer's synthetic headset (vrfer.faces.draw_headset) over the eyes of the whole photo before the face is
+    vrfer's synthetic headset (vrfer.occlusion.draw_headset) over the eyes of the whole photo before the face is
     looked for, placed from the wearer's face in the clean photo (with face="none": from the whole image). A bad
     row or unreadable image stops with one line naming it, unless skip_bad. Returns (items, crops (M, 48, 48),
     found (N,) bool, rec, info): items are the folder's rows that could be read (N), crops those of the rows
@@ -62,7 +62,6 @@ def folder_faces(model, root, face: str = "none", occlusion: str = "none", skip_
     from tqdm import tqdm
 
     from .datasets.folder import read_labels
-    from .faces import draw_headset
     from .recognizer import Recognizer, load_image
     if occlusion not in FOLDER_OCCLUSIONS:
         raise ValueError(f"occlusion must be one of {FOLDER_OCCLUSIONS}")
@@ -120,10 +119,10 @@ def predict_folder(model, root, face: str = "none", occlusion: str = "none", ski
 def evaluate_folder(model, root, face: str = "none", occlusion: str = "none", skip_bad: bool = False,
                     threads: int | None = None, progress: bool = True, post=None) -> dict:
     """Test `model` on a labelled folder (see predict_folder); a face not found counts as wrong.
-    post: a vrfer.postprocess.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
+    post: a vrfer.inference.postprocess.PostProcess (--prior, --classes) applied to the probabilities, as predict does;
     None: the model's own default, as predict's."""
-    from .loader import torch_model
-    from .postprocess import PostProcess
+    from .inference.loader import torch_model
+    from .inference.postprocess import PostProcess
     model = torch_model(model)
     if tuple(model.cfg.classes) != CLASSES:   # a folder's labels.csv is read in vrfer's class order
         raise VrferError(f"evaluating a labelled folder takes a model of vrfer's classes ({', '.join(CLASSES)}); "

@@ -1,5 +1,5 @@
 """Adaptation to a setup and calibration to a person, scored honestly on a labelled folder of people
-(`vrfer evaluate --dataset folder --adapt loo --calibrate K`): no face is ever scored by a fit that saw its
+(`vrfer evaluate --dataset folder --adapt loo --enrol K`): no face is ever scored by a fit that saw its
 person (adaptation, leave-one-person-out) or its session (calibration)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .classes import CLASSES
-from .postprocess import softmax
+from .inference.postprocess import softmax
 from .evaluate import folder_faces, scores, subjects_of
 from .outputs import plural
 
@@ -47,9 +47,9 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     adapt="loo", each adaptation also fits a referenced head on the other people (`adapted_loo_referenced`).
     log: a function taking one line of progress (or None)."""
     from .errors import VrferError
-    from .loader import torch_model
-    from .postprocess import PostProcess
-    from .representation import logits_and_features
+    from .inference.loader import torch_model
+    from .inference.postprocess import PostProcess
+    from .inference.representation import logits_and_features
     _check_options(adapt, calibrate, draws, seed, reference)
     model = torch_model(model)
     head = _referenced_head(model) if reference else None
@@ -108,7 +108,7 @@ def _check_options(adapt, calibrate, draws, seed, reference) -> None:
     if adapt not in (None, "loo"):
         raise VrferError(f"--adapt {adapt!r}: expected loo")
     if calibrate is not None and calibrate < 0:
-        raise VrferError(f"--calibrate {calibrate}: expected K >= 0 faces per class (0: all of the session)")
+        raise VrferError(f"--enrol {calibrate}: expected K >= 0 faces per class (0: all of the session)")
     if isinstance(draws, bool) or not isinstance(draws, int) or not 1 <= draws <= MAX_DRAWS:
         raise VrferError(f"--draws {draws}: expected a whole number from 1 to {MAX_DRAWS}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
@@ -127,7 +127,7 @@ def _check_k(calibrate: int, data: dict) -> None:
         most = max((int(np.sum((subjects == p) & (labels == c))) for p, c in set(zip(subjects.tolist(),
                     labels.tolist()))), default=0)
     if calibrate > most:
-        raise VrferError(f"--calibrate {calibrate}: this folder has at most {most} faces of one class in one "
+        raise VrferError(f"--enrol {calibrate}: this folder has at most {most} faces of one class in one "
                          f"{'person' if data['no_sessions'] else 'session'}; give K up to {most} (0: all)")
 
 
@@ -135,7 +135,7 @@ def _referenced_head(model):
     """The model's referenced head (vrfer.reference); VrferError when it has none."""
     from .errors import VrferError
     from .reference import head_of
-    from .representation import head as last_layer
+    from .inference.representation import head as last_layer
     head = head_of(model.cfg, last_layer(model).in_features)
     if head is None:
         raise VrferError(f"model {model.cfg.name!r} has no referenced head: --reference needs one "
@@ -188,9 +188,9 @@ def _adapt_loo(model, crops, labels, subjects, post, reference=None, sessions=No
     from tqdm import tqdm
 
     from .adapt import adapt_arrays
-    from .postprocess import PostProcess
+    from .inference.postprocess import PostProcess
     from .reference import fit_head_on_people, person_references
-    from .representation import logits_and_features
+    from .inference.representation import logits_and_features
     pred, per_person = np.zeros_like(labels), {}
     pred_ref = np.zeros_like(labels) if reference else None
     for person in tqdm(np.unique(subjects), desc="adapt, leave-one-person-out", unit="person", leave=False,

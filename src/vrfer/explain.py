@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import VrferError
-from .loader import torch_model
+from .inference.loader import torch_model
 from .occlusion import visible_rows
-from .preprocess import prepare
+from .inference.preprocess import prepare
 
 DISPLAY = 192  # pixels per panel side in the PNG
 
@@ -179,7 +179,7 @@ def render(crop, heat, probs, cfg, path=None, title: str | None = None, alpha: f
 
 def explain_image(pipeline, path, out_dir, target=None, taken: set | None = None) -> list[dict]:
     """Explain every face of one image the way `vrfer predict` sees it: the same faces, crops and
-    probabilities (vrfer.pipeline.Pipeline, torch backend); write `<stem>_gradcam.png` (or `_face<i>`).
+    probabilities (vrfer.inference.pipeline.Pipeline, torch backend); write `<stem>_gradcam.png` (or `_face<i>`).
 
     Returns one dict per face: predict's JSON fields (vrfer.results.FacePrediction.to_dict) plus
     `explained` (the class the heat map shows: `target`, else the predicted one), its probability

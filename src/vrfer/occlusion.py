@@ -3,12 +3,18 @@
 Georgescu & Ionescu (2019) black out the top half of the rows of the aligned face crop to simulate
 a VR headset. Handing the model only the rows that remain visible carries the same information at
 about half the compute, which is what the CPU models do.
+
+The same occlusion drawn on a photo: `draw_headset`, vrfer's synthetic VR headset over the eyes and brows of a
+face box (evaluate's headset occlusion, the benchmarks' headset faces); `paint_headset` paints one on training
+crops (randomised, on the crop itself). vrfer.faces.headsets draws real-looking headsets in scenes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from .faces.geometry import Box, Face
 
 INPUT_MODES = ("full", "upper-occluded", "visible-half")
 
@@ -88,3 +94,72 @@ def hflip(images):
     if isinstance(images, torch.Tensor):
         return images.flip(-1)
     return np.ascontiguousarray(images[..., ::-1])
+
+
+# ------------------------------------------------------------------------------------------- headset
+
+def _box_from_landmarks(pts: np.ndarray) -> tuple[float, float, float, float]:
+    """Face box from 5 RetinaFace landmarks (or 68 iBUG points), by this detector's median geometry:
+    eyes at 0.375 of the box height, eye distance 0.464 of its width, width 0.73 of its height."""
+    pts = np.asarray(pts, dtype=float)
+    if pts.shape == (68, 2):
+        le, re = pts[36:42].mean(0), pts[42:48].mean(0)
+    elif pts.shape[0] >= 2 and pts.shape[1] == 2:
+        le, re = pts[0], pts[1]
+    else:
+        raise ValueError(f"landmarks of shape {pts.shape}: expected (5, 2) or (68, 2)")
+    d = float(np.hypot(*(re - le)))
+    w = d / 0.464
+    h = w / 0.73
+    ex, ey = (le + re) / 2
+    return ex - 0.485 * w, ey - 0.375 * h, w, h
+
+
+def headset_polygon(box: Box) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Corners (top-left, bottom-right) of the synthetic headset for a face box: over the eyes and
+    brows, from a little above the box to half way down it (the nose tip and mouth stay visible),
+    a little wider than the face."""
+    x, y, w, h = box
+    return ((int(round(x - 0.10 * w)), int(round(y - 0.10 * h))),
+            (int(round(x + 1.10 * w)), int(round(y + 0.50 * h))))
+
+
+def draw_headset(image: np.ndarray, box_or_landmarks, color=(28, 28, 32), strap: bool = True,
+                 style: str = "rounded") -> np.ndarray:
+    """A copy of `image` with a synthetic VR headset over the eyes and brows: a dark rounded rectangle
+    over the upper half of the face box (from 0.1 above it to half way down, 10% wider than the face
+    on each side), with a strap towards the sides of the head.
+
+    box_or_landmarks: a face box (x, y, w, h), a `Face`, or landmarks ((5, 2) RetinaFace order or
+    (68, 2)). style "plain": a plain rectangle, no strap and no seam. Works on gray (H, W) and
+    BGR (H, W, 3) images."""
+    import cv2
+    if isinstance(box_or_landmarks, Face):
+        box = box_or_landmarks.box
+    else:
+        arr = np.asarray(box_or_landmarks, dtype=float)
+        box = _box_from_landmarks(arr) if arr.ndim == 2 else tuple(arr.tolist())
+    if len(box) != 4:
+        raise ValueError("draw_headset needs a box (x, y, w, h) or landmarks")
+    x, y, w, h = box
+    out = np.array(image, copy=True)
+    col = int(round(float(np.mean(color)))) if out.ndim == 2 else tuple(int(c) for c in color)
+    (x0, y0), (x1, y1) = headset_polygon(box)
+    if style == "plain":
+        cv2.rectangle(out, (x0, y0), (x1, y1), col, -1)
+        return out
+    strap_col = (int(round(0.6 * col)) if out.ndim == 2 else tuple(int(0.6 * c) for c in col))
+    if strap:
+        sy0, sy1 = int(round(y + 0.12 * h)), int(round(y + 0.26 * h))
+        cv2.rectangle(out, (int(round(x - 0.35 * w)), sy0), (int(round(x + 1.35 * w)), sy1), strap_col, -1)
+    r = max(1, int(round(0.12 * min(x1 - x0, y1 - y0))))
+    # rounded rectangle: two rectangles and four discs
+    cv2.rectangle(out, (x0 + r, y0), (x1 - r, y1), col, -1)
+    cv2.rectangle(out, (x0, y0 + r), (x1, y1 - r), col, -1)
+    for cx, cy in ((x0 + r, y0 + r), (x1 - r, y0 + r), (x0 + r, y1 - r), (x1 - r, y1 - r)):
+        cv2.circle(out, (cx, cy), r, col, -1, lineType=cv2.LINE_AA)
+    # a faint seam between the front plate and the face cushion, as on real headsets
+    seam = (min(255, col + 18) if out.ndim == 2 else tuple(min(255, c + 18) for c in col))
+    sy = int(round(y0 + 0.82 * (y1 - y0)))
+    cv2.line(out, (x0 + r, sy), (x1 - r, sy), seam, max(1, int(round(0.015 * w))))
+    return out

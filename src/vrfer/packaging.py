@@ -63,7 +63,7 @@ def packaged_config(cfg, name: str, trained_on: str, description: str = "", resu
     """(the config a packaged model gets, where its default_post came from): `cfg` renamed, with every field
     and extra it carries; `results` added to its own. `replaced`: the config of the model the file replaces,
     whose default_post a model without one keeps when it is the same name (a re-shipped model)."""
-    from .postprocess import PostProcess, train_prior
+    from .inference.postprocess import PostProcess, train_prior
     extra = dict(cfg.extra or {})
     if recipe:
         extra["recipe"] = {k: recipe[k] for k in RECIPE_KEYS if k in recipe}

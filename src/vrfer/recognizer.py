@@ -5,191 +5,50 @@
     for p in rec.predict("photo.jpg"):      # a path, a numpy BGR/gray array or a PIL image
         print(p.box, p.label, p.probs)
 
-The path from image to answer is vrfer.pipeline (shared with explain, serve and the exported model
+The path from image to answer is vrfer.inference.pipeline (shared with explain, serve and the exported model
 card): find each face (vrfer.faces: RetinaFace, also behind a headset), cut the square crop that FER+
 training faces are framed by, scale it to 48x48 grayscale, and hand the full square to the classifier
 (its input mode takes the lower half itself). With face="none" the image already is the face crop;
 with face=(x, y, w, h) a fixed region (a fixed camera in a VR rig) is the crop.
 
 Video and webcams: one result per frame and face; the face is tracked from frame to frame, and
-`alpha` = ALPHA in (0, 1] turns on an exponential moving average of the probabilities (vrfer.smoothing):
+`alpha` = ALPHA in (0, 1] turns on an exponential moving average of the probabilities (vrfer.inference.smoothing):
 smoothed_t = ALPHA * probs_t + (1 - ALPHA) * smoothed_{t-1} (1: off; 0.2: about the last 5 frames).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from .classes import CLASSES
-from .errors import NoFaceError, VrferError, native_stderr_silenced
+from .errors import NoFaceError, VrferError
 from .faces import to_bgr
-from .pipeline import Pipeline, load_image
+from .inference.pipeline import Pipeline
+from .inference.images import load_image
+from .inputs import Video, is_video, parse_camera, video_frames
 from .pretrained import DEFAULT_MODEL
 from .results import FacePrediction
-from .session import Session
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm",
-              ".jfif"}
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
-              ".ts", ".mts"}
-
-
-def samples_path() -> Path:
-    """The folder of sample images bundled with vrfer (`vrfer predict --samples` runs on it)."""
-    return Path(str(resources.files("vrfer").joinpath("samples")))
-
-
-# -------------------------------------------------------------------------------------- inputs
-
-@dataclass
-class Item:
-    """One thing to predict on: an image, a video file, or a webcam."""
-
-    kind: str          # "image" | "video" | "camera"
-    name: str          # what the user sees in results and messages
-    path: str | int    # file path, or camera index
-    rel: str = ""      # path relative to the folder it was found in (names annotated copies)
-
-
-def parse_camera(text: str) -> int | None:
-    """'cam:0' / 'camera:1' / 'webcam:0' -> 0 / 1 / 0; anything else -> None."""
-    t = str(text).strip().lower()
-    for prefix in ("cam:", "camera:", "webcam:"):
-        if t.startswith(prefix):
-            rest = t[len(prefix):]
-            if rest.isdigit():
-                return int(rest)
-            raise VrferError(f"{text!r}: a camera is cam:N with N a number, e.g. cam:0")
-    return None
-
-
-def expand_inputs(paths: list[str]) -> tuple[list[Item], list[tuple[str, str]]]:
-    """Paths -> items to run, and (name, problem) for those that cannot be run. Folders are walked
-    recursively for image and video files (other files there are skipped); a file named directly is
-    always tried, whatever its extension."""
-    items: list[Item] = []
-    bad: list[tuple[str, str]] = []
-    for p in paths:
-        cam = parse_camera(p)
-        if cam is not None:
-            items.append(Item("camera", f"cam:{cam}", cam))
-            continue
-        if str(p) == "":            # Path("") is the working folder: an unset shell variable must not walk it
-            bad.append((repr(p), "empty path"))
-            continue
-        path = Path(p)
-        try:
-            os.stat(str(p))         # the text as given: Path drops a trailing slash, and "face.png/" is no folder
-            path.stat()
-        except OSError as e:        # a name too long, a symlink loop, a path through a file: said, not raised
-            bad.append((str(p), "not a folder (a file named with a trailing /)" if isinstance(e, NotADirectoryError)
-                        and path.is_file() else "file not found" if isinstance(e, (FileNotFoundError,
-                                                                                    NotADirectoryError))
-                        else f"cannot read it ({e.strerror or e})"))
-            continue
-        if path.is_dir():
-            found = []
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for f in sorted(files):
-                    if f.startswith("."):
-                        continue
-                    ext = os.path.splitext(f)[1].lower()
-                    if ext in IMAGE_EXTS or ext in VIDEO_EXTS:
-                        fp = Path(root) / f
-                        found.append(Item("video" if ext in VIDEO_EXTS else "image", str(fp), str(fp),
-                                          str(fp.relative_to(path))))
-            if not found:
-                bad.append((str(p), "no image or video files in this folder"))
-            items.extend(found)
-        else:
-            kind = "video" if path.suffix.lower() in VIDEO_EXTS else "image"
-            items.append(Item(kind, str(p), str(p), path.name))
-    return items, bad
-
-
-def check_video_file(path) -> None:
-    """A video file exists and is a regular file: a pipe or device is refused at once (reading one may never end)."""
-    import stat
-    if not Path(path).exists():
-        raise VrferError("file not found")
-    if not stat.S_ISREG(Path(path).stat().st_mode):
-        from .pipeline import _file_kind
-        raise VrferError(f"not a regular file ({_file_kind(Path(path))}); a video is a file")
-
-
-def video_frames(src, max_frames: int | None = None, progress_name: str | None = None,
-                 whole: bool = False) -> Iterator[np.ndarray]:
-    """The BGR frames of a video file or webcam (an int index, or "cam:N"), at most max_frames. VrferError
-    for a missing file, a pipe or device (refused at once: reading one may never end), one OpenCV cannot open,
-    or one without a readable frame. progress_name: show a progress bar (files only) under that name.
-    whole: a file that ends before the frames its header announces (up to max_frames) is an error after the
-    last frame read (calibrate, adapt --unlabelled, enrol use every frame they are given, never part silently)."""
-    import cv2
-    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
-        raise VrferError(f"max_frames {max_frames!r}: expected a whole number >= 1 (None: every frame)")
-    cam = src if isinstance(src, int) else parse_camera(str(src))
-    if cam is None:
-        check_video_file(src)
-    _quiet_opencv()
-    with native_stderr_silenced():
-        cap = cv2.VideoCapture(cam if cam is not None else str(src))
-    if not cap.isOpened():
-        cap.release()
-        raise VrferError("cannot open camera" if cam is not None else
-                         "cannot open video (not a video file, damaged, or an unsupported codec)")
-    total = total_header = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cam is None else 0
-    if max_frames:
-        total = min(total, max_frames) if total else max_frames
-    bar = None
-    if progress_name and cam is None:
-        from tqdm import tqdm
-        bar = tqdm(total=total or None, desc=Path(progress_name).name, unit="frame", leave=False, disable=None)
-    i = 0
-    try:
-        while max_frames is None or i < max_frames:
-            with native_stderr_silenced():
-                ok, frame = cap.read()
-            if not ok or frame is None:
-                break
-            yield frame
-            i += 1
-            if bar is not None:
-                bar.update(1)
-    finally:
-        cap.release()
-        if bar is not None:
-            bar.close()
-    if i == 0:
-        raise VrferError("video has no readable frames")
-    header = int(total_header) if cam is None else 0
-    if whole and header > i and (not max_frames or i < max_frames):
-        raise VrferError(f"video ended after {i} of the {header} frames its header announces (truncated or "
-                         "damaged file)")
-
+from .inference.session import Session
 
 # ----------------------------------------------------------------------------------------- recognizer
 
 class Recognizer:
-    """Facial expressions of headset wearers in photos, frames and video (vrfer.pipeline.Pipeline, plus
+    """Facial expressions of headset wearers in photos, frames and video (vrfer.inference.pipeline.Pipeline, plus
     smoothing over frames and face tracking in video).
 
     model: bundled model name or .safetensors path (or a loaded model object for the torch backend).
     face: "detect" (find faces), "none" (the image is the face crop), or a fixed region (x, y, w, h)
         / "x,y,w,h" (the face square is cut from it as given).
     backend: "auto" (default: a bundled model's int8 ONNX graph when one ships for the installed weights,
-        vrfer.quantize; otherwise PyTorch), "torch" (float32) or "onnx" (vrfer.onnx_backend.OnnxClassifier).
+        vrfer.export.int8; otherwise PyTorch), "torch" (float32) or "onnx" (vrfer.inference.onnx_backend.OnnxClassifier).
     alpha: smoothing across successive frames (predict calls on a stream, or `video`): the weight of
-        the newest frame in an exponential moving average (vrfer.smoothing), in (0, 1]; None or 1: off.
+        the newest frame in an exponential moving average (vrfer.inference.smoothing), in (0, 1]; None or 1: off.
         `reset()` starts a new stream.
     prior, prior_tau, classes: the class prior the answers assume and the classes they may name
-        (vrfer.postprocess.PostProcess; default: the plain model over all 8 classes).
+        (vrfer.inference.postprocess.PostProcess; default: the plain model over all 8 classes).
     threads: CPU threads of the network and the detector (vrfer.threads: None -> 1, 0 -> one per core;
         sets PyTorch's process-wide thread count).
     profile: a person's calibration (vrfer.calibration.Profile, a profile file or its JSON object).
@@ -213,7 +72,7 @@ class Recognizer:
         self.classes = self.pipeline.classes
         self.backend = backend
         self._tracker = None
-        # the one session path (vrfer.session): profile, reference, prior and smoothing, as serve's connections
+        # the one session path (vrfer.inference.session): profile, reference, prior and smoothing, as serve's connections
         self.session = Session(self.pipeline, alpha=alpha, reference=reference)
         if self.session.alpha == 1.0:       # the API's alpha 1: no smoothing (answers without `smoothed`)
             self.session.set_alpha(None)
@@ -246,13 +105,13 @@ class Recognizer:
 
     # -- the pipeline's steps, for callers that batch them (vrfer.evaluate) -------------------------
     def find_faces(self, image: np.ndarray, track: bool = False):
-        """Faces in a loaded image (vrfer.pipeline.find_faces); track=True follows the previous call's face."""
+        """Faces in a loaded image (vrfer.inference.pipeline.find_faces); track=True follows the previous call's face."""
         if track and self._tracker is None:
             self._tracker = self.pipeline.new_tracker()
         return self.pipeline.find_faces(image, self._tracker if track else None)
 
     def crops(self, image: np.ndarray, faces) -> np.ndarray:
-        """uint8 (N, 48, 48) face crops (vrfer.pipeline.crop_faces)."""
+        """uint8 (N, 48, 48) face crops (vrfer.inference.pipeline.crop_faces)."""
         return self.pipeline.crops(image, faces)
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
@@ -294,10 +153,13 @@ class Recognizer:
 
     def video(self, src, max_frames: int | None = None, progress: bool = False,
               name: str | None = None) -> Iterator[tuple[int, list[FacePrediction] | None]]:
-        """Frames of a video file or webcam (an int index, or "cam:N") -> (frame index, predictions);
+        """Frames of a video file or webcam (an int index, "cam:N", or a vrfer.inputs.Video) -> (frame index, predictions);
         predictions is None for a frame where no face was found. Tracks the face and smooths."""
-        cam = src if isinstance(src, int) else parse_camera(str(src))
-        name = name or (f"cam:{cam}" if cam is not None else str(src))
+        if isinstance(src, Video):
+            name = name or src.name
+        else:
+            cam = src if isinstance(src, int) else parse_camera(str(src))
+            name = name or (f"cam:{cam}" if cam is not None else str(src))
         self.reset()
         for i, frame in enumerate(video_frames(src, max_frames, name if progress else None)):
             try:
@@ -339,12 +201,12 @@ class Recognizer:
             if label not in self.classes:
                 raise VrferError(f"unknown class {label!r}; classes: {', '.join(self.classes)}")
             for img in (imgs if isinstance(imgs, (list, tuple)) else [imgs]):
-                is_video = isinstance(img, (str, os.PathLike)) and Path(img).suffix.lower() in VIDEO_EXTS
-                frames = video_frames(img, max_frames, whole=True) if is_video else [img]
+                video = isinstance(img, (str, os.PathLike)) and is_video(img)
+                frames = video_frames(img, max_frames, whole=True) if video else [img]
                 found = n = 0
                 try:
                     for n, frame in enumerate(frames, 1):
-                        where = f"{img} frame {n - 1}" if is_video else (
+                        where = f"{img} frame {n - 1}" if video else (
                             str(img) if isinstance(img, (str, os.PathLike)) else f"a {label} image")
                         try:
                             loaded = load_image(frame)
@@ -352,7 +214,7 @@ class Recognizer:
                         except VrferError as e:
                             raise VrferError(f"{where}: {e}") from None
                         if not faces:
-                            if is_video:
+                            if video:
                                 continue        # a frame without a face in a video is skipped
                             raise NoFaceError(f"{where}: no face found")
                         crops.append(self.pipeline.crops(loaded, faces[:1])[0])   # the wearer (wearer_first)
@@ -360,10 +222,10 @@ class Recognizer:
                         found += 1
                 except VrferError as e:
                     # the video's own errors (cannot open, no frame) name the file; a frame's and an image's already do
-                    if not is_video or str(e).startswith(str(img)):
+                    if not video or str(e).startswith(str(img)):
                         raise
                     raise type(e)(f"{img}: {e}") from None
-                if is_video and not found:
+                if video and not found:
                     raise NoFaceError(f"{img}: no face found in any of its {n} frames")
         if not crops:
             raise VrferError("no face to calibrate on")
@@ -383,16 +245,6 @@ class Recognizer:
         from .batch.rows import video_table
         camera = isinstance(src, int) or parse_camera(str(src)) is not None
         return video_table(self, src, max_frames, progress, name, camera)
-
-
-def _quiet_opencv() -> None:
-    """OpenCV prints warnings of its own (e.g. for a camera index that does not exist) on stderr;
-    vrfer reports such problems itself, in one line."""
-    import cv2
-    try:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    except AttributeError:
-        pass
 
 
 SQUARE_BGR = (255, 160, 0)      # the square the model read (annotate); the detector's box is green
@@ -429,5 +281,4 @@ def annotate(image: np.ndarray, preds: list[FacePrediction], min_side: int = 256
     return out
 
 
-__all__ = ["DEFAULT_MODEL", "FacePrediction", "Recognizer", "samples_path", "load_image", "expand_inputs",
-           "annotate", "CLASSES"]
+__all__ = ["DEFAULT_MODEL", "FacePrediction", "Recognizer", "load_image", "annotate", "CLASSES"]

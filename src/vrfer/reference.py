@@ -2,7 +2,7 @@
 
 A generic model answers "neutral" for most sadness, anger, disgust and fear of a person it never saw: how a face
 looks at rest differs more between people than a mild expression changes it. A **reference** r is the mean
-representation (vrfer.representation: the input of the model's last layer) of the wearer's relaxed face; the
+representation (vrfer.inference.representation: the input of the model's last layer) of the wearer's relaxed face; the
 **referenced head** reads the change f - r of a face's representation f from it:
 
     z_ref   = W_ref (f - r) + b_ref                                   (a linear layer, C x D)
@@ -243,8 +243,8 @@ def fit_head_on_people(model, features: np.ndarray, labels: np.ndarray, subjects
     people; each face read against the mean of its person's OTHER neutral faces (a face whose person has no
     other neutral face is left out); mirrored: the representations of the mirrored faces, read against the
     mirrored reference (REFERENCE_MIRROR). Logistic regression pulled towards the model's own last layer
-    (vrfer.representation.fit_head); classes without a face keep the generic row."""
-    from .representation import fit_head, head
+    (vrfer.inference.representation.fit_head); classes without a face keep the generic row."""
+    from .inference.representation import fit_head, head
     labels = np.asarray(labels, np.int64)
     neutral = labels == list(model.cfg.classes).index(NEUTRAL)
     xs, ys = [], []

@@ -4,13 +4,13 @@ Python API (vrfer.recognizer.Recognizer.predict) all report a FacePrediction, wr
 
 - Label rule: a label is the class of highest probability, taken from the unrounded probabilities (the first in
   class order on a tie). `label` and `score` are those of `probs`, the answer for this image or frame;
-  `smoothed_label` those of `smoothed`, the running average over frames (vrfer.smoothing), when there is one.
+  `smoothed_label` those of `smoothed`, the running average over frames (vrfer.inference.smoothing), when there is one.
 - Rounding: probabilities, scores and the face score are written with DECIMALS decimals.
-- `square`: the square the face was cut from (x, y, side, whole image pixels; vrfer.pipeline.crop_faces): what
+- `square`: the square the face was cut from (x, y, side, whole image pixels; vrfer.inference.pipeline.crop_faces): what
   the model read, of which a visible-half model reads the lower half. `box` is the detector's box (or the given
   region); the square is placed from it by the model's crop rule (vrfer.faces.CropGeometry).
 - Order: the faces of one image come wearer first (vrfer.faces.wearer_first, the one rule).
-- `held`: the face tracker (vrfer.tracking) did not see the face in this frame and kept its last box; what is
+- `held`: the face tracker (vrfer.faces.tracking) did not see the face in this frame and kept its last box; what is
   in that box was scored. Always false for a photo, a fixed box, or detection without tracking.
 """
 
@@ -35,7 +35,7 @@ class FacePrediction:
                                          # for a photo
     box: tuple[int, int, int, int]       # face box x, y, w, h in image pixels
     probs: dict[str, float]              # this frame's answer, the classes in vrfer.classes.CLASSES order
-    smoothed: dict[str, float] | None = None   # EMA of probs over frames, when smoothing is on (vrfer.smoothing)
+    smoothed: dict[str, float] | None = None   # EMA of probs over frames, when smoothing is on (vrfer.inference.smoothing)
     face_score: float | None = None      # detector confidence (None: the face was given, not detected; 0.0 for
                                          # a held face)
     held: bool = False                   # the tracker did not see the face in this frame and kept its last box

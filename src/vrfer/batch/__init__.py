@@ -24,7 +24,7 @@ def run(inputs, out, workers: int | None = None, address: str | None = None, mod
     out/failures.csv, the report (vrfer.batch.report: summary, episodes, timelines, index.html); inputs already committed by an earlier run into `out` are skipped. Returns the output folder;
     `report` (a dict) receives the run's numbers. reference: as Recognizer's (None: "auto" where the model has a
     referenced head, as `vrfer predict` does, else none)."""
-    from ..recognizer import expand_inputs
+    from ..inputs import expand_inputs
     from .engine import check_workers, require, run_job
     from .job import Job, item_key
     from .unit import recognizer
@@ -36,7 +36,7 @@ def run(inputs, out, workers: int | None = None, address: str | None = None, mod
     if not isinstance(out, (str, Path)) or str(out) == "":
         from ..errors import VrferError
         raise VrferError(f"out={out!r}: expected the job's folder (a path)")
-    from ..loader import resolve
+    from ..inference.loader import resolve
     from ..reference import default_mode
     source = resolve(model, backend, option="--model")         # a bad model: one line, before any cluster starts
     options = {"model": str(model), "backend": backend, "face": face, "smooth": smooth, "prior": prior,

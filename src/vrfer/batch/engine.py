@@ -147,9 +147,10 @@ def expected_frames(item) -> int:
     a photo (the progress bar's total)."""
     if item.kind == "image":
         return 1
-    from ..commands.predict import _video_header
+    from ..inputs import Video
     try:
-        return _video_header(item)[0]
+        with Video(item.path) as video:
+            return video.frame_count
     except VrferError:
         return 0
 

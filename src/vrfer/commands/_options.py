@@ -1,5 +1,5 @@
-"""What several commands share, declared once: the --model option and its one reading (`model_source`), the
-post-processing options, --profile, and the one-line report of a problem with one input item."""
+"""What several commands share, declared once: the --model option and its one reading (`model_source`), --detector,
+the post-processing options, --profile, and the one-line report of a problem with one input item."""
 
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ def add_model_arg(p, required: bool = False, allow_untrained: bool = False, onnx
 
 
 def model_source(a, backend: str = "torch"):
-    """The one reading of --model (vrfer.loader.resolve, the front door for models): a ModelSource, or one line
+    """The one reading of --model (vrfer.inference.loader.resolve, the front door for models): a ModelSource, or one line
     that speaks the command's language (its options) when the model cannot be used."""
     from ..errors import VrferError
-    from ..loader import resolve
+    from ..inference.loader import resolve
     allow = getattr(a, "allow_untrained", None)
     if str(a.model).endswith(".onnx") and not hasattr(a, "backend"):   # commands that run PyTorch only
         raise VrferError(f"--model {a.model}: this command needs the model's PyTorch weights (a bundled name, a "
@@ -35,8 +35,18 @@ def model_source(a, backend: str = "torch"):
                    untrained_option="--allow-untrained" if allow is not None else "")
 
 
+def add_detector_arg(p) -> None:
+    """--detector: which registered face detector finds the faces under --face detect (vrfer.faces.registry)."""
+    from ..faces.registry import DEFAULT_DETECTOR, list_detectors
+    names = list_detectors()
+    p.add_argument("--detector", choices=names, default=DEFAULT_DETECTOR, metavar="NAME",
+                   help=f"the face detector with --face detect, a registered name: {', '.join(names)} (default: "
+                        f"{DEFAULT_DETECTOR}, RetinaFace with BlazeFace's second opinion; blazeface: BlazeFace alone, "
+                        "no keypoints, so the box's square is cut)")
+
+
 def add_postprocess_args(p) -> None:
-    """--prior, --prior-tau, --classes (vrfer.postprocess.PostProcess)."""
+    """--prior, --prior-tau, --classes (vrfer.inference.postprocess.PostProcess)."""
     p.add_argument("--prior", default=None, metavar="train|uniform|FILE",
                    help="the class frequencies the answers assume: train (the training data's: the plain "
                         "model), uniform (balanced: probability moves from frequent to rare "
@@ -70,7 +80,7 @@ def add_reference_arg(p) -> None:
 
 def reference_setting(a, source) -> str:
     """What --reference gives Recognizer(reference=...): the value given, or by default "auto" when the model
-    (a vrfer.loader.ModelSource) has a referenced head, else "off"."""
+    (a vrfer.inference.loader.ModelSource) has a referenced head, else "off"."""
     if a.reference is not None:
         return a.reference
     from ..reference import default_mode

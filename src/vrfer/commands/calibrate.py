@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..threads import add_threads_option
-from ._options import add_model_arg, model_source
+from ._options import add_detector_arg, add_model_arg, model_source
 
 
 def add_parser(sub):
@@ -26,6 +26,7 @@ def add_parser(sub):
     p.add_argument("--person", default="", help="a name for the person, stored in the profile (default: none)")
     p.add_argument("--face", choices=["detect", "none"], default="detect",
                    help="detect: find the face, as predict does; none: the images are face crops (default: detect)")
+    add_detector_arg(p)
     p.add_argument("--max-frames", type=int, default=300, metavar="N",
                    help="at most N frames of each video (default: %(default)s)")
     add_threads_option(p)
@@ -37,13 +38,14 @@ def run(a) -> int:
 
     from ..errors import VrferError
     from ..outputs import output_file
-    from ..recognizer import IMAGE_EXTS, VIDEO_EXTS, Recognizer
+    from ..recognizer import Recognizer
+    from ..inputs import media_files
     if not a.examples and not a.folder:
         raise VrferError("give CLASS=PATH pairs (e.g. happiness=smile.jpg) or --folder DIR")
     if a.max_frames < 1:
         raise VrferError(f"--max-frames {a.max_frames}: at least 1")
     out = output_file(a.out, suffix=".json", what="a profile")
-    rec = Recognizer(model_source(a), face=a.face, backend="torch", threads=a.threads)
+    rec = Recognizer(model_source(a), face=a.face, backend="torch", threads=a.threads, detector=a.detector)
     examples: list = []
     for ex in a.examples:
         label, sep, path = ex.partition("=")
@@ -56,7 +58,7 @@ def run(a) -> int:
         p = Path(path)
         if not p.exists():
             raise VrferError(f"{path}: file not found")
-        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS) if p.is_dir() else [p]
+        files = media_files(p) if p.is_dir() else [p]
         if not files:
             raise VrferError(f"{path}: a folder without images or videos")
         examples += [(str(f), label) for f in files]

@@ -37,13 +37,13 @@ def add_parser(sub):
     p.add_argument("--adapt", choices=["loo"], default=None,
                    help="folder only (needs a subject column): also score an adaptation to the folder's setup "
                         "(vrfer adapt), each person by a fit made without them (leave-one-person-out)")
-    p.add_argument("--calibrate", type=int, default=None, metavar="K",
+    p.add_argument("--enrol", type=int, default=None, metavar="K",
                    help="folder only (needs subject; session where there is one): per person, K faces per class "
                         "from ONE session make a profile (vrfer calibrate), scored on that person's OTHER "
                         "sessions beside the unprofiled answer on the same faces; 0: every face of the session")
     p.add_argument("--draws", type=int, default=None, metavar="N",
-                   help="with --calibrate K: N seeded draws of the enrolment faces, 1 to 100 (default: 5)")
-    p.add_argument("--seed", type=int, default=None, help="with --calibrate: seed of the draws, >= 0 (default: 0)")
+                   help="with --enrol K: N seeded draws of the enrolment faces, 1 to 100 (default: 5)")
+    p.add_argument("--seed", type=int, default=None, help="with --enrol: seed of the draws, >= 0 (default: 0)")
     p.add_argument("--reference", choices=["neutral", "auto"], default=None,
                    help="folder only (needs a subject column): read each face against the person's reference "
                         "(vrfer.reference) made from their OTHER photos (neutral: their neutral photos; auto: those "
@@ -62,7 +62,7 @@ def run(a) -> int:
     from ..errors import VrferError
     from ..evaluate import confusion_png, evaluate, evaluate_folder
     from ..outputs import output_dir
-    from ..postprocess import PostProcess
+    from ..inference.postprocess import PostProcess
     from ..threads import use_torch_threads
     if a.dataset == "folder" and a.split is not None:      # was: ignored silently, whatever it said
         raise VrferError(f"--split {a.split}: a labelled folder is one split (its labels.csv): leave --split out")
@@ -76,19 +76,19 @@ def run(a) -> int:
     if a.occlusion == "headset" and a.dataset != "folder":
         raise VrferError("--occlusion headset paints on whole photos: use it with --dataset folder "
                          "(upper-half does the same on data sets of face crops)")
-    if a.calibrate is None and (a.draws is not None or a.seed is not None):
-        raise VrferError(f"{'--draws' if a.draws is not None else '--seed'} goes with --calibrate K (the draws of "
+    if a.enrol is None and (a.draws is not None or a.seed is not None):
+        raise VrferError(f"{'--draws' if a.draws is not None else '--seed'} goes with --enrol K (the draws of "
                          "the enrolment faces)")
     a.draws, a.seed = 5 if a.draws is None else a.draws, 0 if a.seed is None else a.seed
-    if a.adapt or a.calibrate is not None or a.reference:
+    if a.adapt or a.enrol is not None or a.reference:
         if a.out:
-            raise VrferError("--out (the confusion matrix PNG) is not made with --adapt, --calibrate or --reference: "
+            raise VrferError("--out (the confusion matrix PNG) is not made with --adapt, --enrol or --reference: "
                              "leave it out")
         if a.dataset != "folder":
-            raise VrferError("--adapt, --calibrate and --reference score people of a labelled folder: use "
+            raise VrferError("--adapt, --enrol and --reference score people of a labelled folder: use "
                              "--dataset folder")
         if a.tta_flip:
-            raise VrferError("--tta-flip is not available with --adapt, --calibrate or --reference")
+            raise VrferError("--tta-flip is not available with --adapt, --enrol or --reference")
         return _personal(a, model, explicit_post)
     if a.dataset == "folder":
         if a.tta_flip:
@@ -134,13 +134,13 @@ def run(a) -> int:
 
 
 def _personal(a, model, post) -> int:
-    """evaluate --adapt / --calibrate: vrfer.evaluate_personal.evaluate_personal, printed."""
+    """evaluate --adapt / --enrol / --reference: vrfer.evaluate_personal.evaluate_personal, printed."""
     import sys
 
     from ..evaluate_personal import evaluate_personal
     from ..outputs import plural
     log = (lambda line: print(line, file=sys.stderr)) if a.json else None
-    res = evaluate_personal(model, a.root, a.face, a.occlusion, a.adapt, a.calibrate, a.draws, a.seed, post,
+    res = evaluate_personal(model, a.root, a.face, a.occlusion, a.adapt, a.enrol, a.draws, a.seed, post,
                             a.skip_bad, a.threads, log=log, reference=a.reference)
     res.update(model=a.model, dataset="folder", split=Path(a.root).name or "folder")
     if a.json:

@@ -4,7 +4,7 @@
     vrfer explain faces/*.png --face none --out cams/      # each image is a face crop
     vrfer explain photo.jpg --face 120,80,200,200 --out cams/ --json
 
-The faces, crops and probabilities are vrfer predict's (vrfer.pipeline): the same image gives the same
+The faces, crops and probabilities are vrfer predict's (vrfer.inference.pipeline): the same image gives the same
 answer in both.
 """
 
@@ -15,7 +15,14 @@ import sys
 from pathlib import Path
 
 from ..errors import VrferError
-from ._options import add_model_arg, add_postprocess_args, add_reference_arg, item_error, model_source
+from ._options import (
+    add_detector_arg,
+    add_model_arg,
+    add_postprocess_args,
+    add_reference_arg,
+    item_error,
+    model_source,
+)
 
 
 def add_parser(sub) -> None:
@@ -30,6 +37,7 @@ def add_parser(sub) -> None:
                    help="detect: find faces in a photo (default, as vrfer predict); none: the image is the "
                         "face crop (a non-square one is padded to a square with its edge pixels, as predict "
                         "does); x,y,w,h: the face box in pixels")
+    add_detector_arg(p)
     p.add_argument("--target", default=None,
                    help="class to explain (e.g. happiness); default the predicted one. The PNG's title names "
                         "the class explained and its probability")
@@ -44,7 +52,7 @@ def add_parser(sub) -> None:
 def run(a) -> int:
     from ..explain import explain_image
     from ..outputs import output_dir
-    from ..pipeline import Pipeline, parse_face
+    from ..inference.pipeline import Pipeline, parse_face
 
     face = parse_face(a.face)
     source = model_source(a)
@@ -55,7 +63,8 @@ def run(a) -> int:
         a.target = class_name(a.target)
     if a.target is not None and a.target not in source.cfg.classes:
         raise VrferError(f"unknown class {a.target!r}; classes: {', '.join(source.cfg.classes)}")
-    pipeline = Pipeline(source, face, "torch", prior=a.prior, prior_tau=a.prior_tau, classes=a.classes)
+    pipeline = Pipeline(source, face, "torch", detector=a.detector, prior=a.prior, prior_tau=a.prior_tau,
+                        classes=a.classes)
     if a.reference not in (None, "auto", "off"):    # a photo is no stream: only a reference FILE changes it
         pipeline.set_reference(Path(a.reference))    # the probabilities then are the referenced answer's
     existed = Path(a.out).exists()

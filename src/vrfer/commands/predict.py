@@ -17,6 +17,7 @@ from ..errors import VrferError
 from ..results import DECIMALS
 from ..threads import add_threads_option
 from ._options import (
+    add_detector_arg,
     add_model_arg,
     add_postprocess_args,
     add_profile_arg,
@@ -42,6 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--face", default="detect", metavar="detect|none|x,y,w,h",
                    help="detect: find the faces (default); none: each image is already a face crop; "
                         "x,y,w,h: a fixed face region (a fixed camera; may start with a minus sign)")
+    add_detector_arg(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON lines, one object per face")
     fmt.add_argument("--csv", action="store_true", help="CSV with a header row, one row per face")
@@ -150,7 +152,8 @@ def _out_paths(out_dir: Path, items, option: str) -> dict:
 
 def run(a) -> int:
     from ..outputs import output_dir
-    from ..recognizer import Recognizer, expand_inputs, samples_path
+    from ..recognizer import Recognizer
+    from ..inputs import Video, expand_inputs, samples_path
 
     paths = list(a.paths)
     for cam in a.camera or []:
@@ -169,7 +172,7 @@ def run(a) -> int:
     source = model_source(a, a.backend)
     rec = Recognizer(model=source, face=a.face, backend=a.backend, alpha=a.smooth, threads=a.threads,
                      prior=a.prior, prior_tau=a.prior_tau, classes=a.classes, profile=a.profile,
-                     reference=reference_setting(a, source))
+                     reference=reference_setting(a, source), detector=a.detector)
     mode = "json" if a.json else "csv" if a.csv else "table"
     writer = _Writer(mode, rec.classes, rec.alpha is not None)
     out_dir, targets = None, {}
@@ -193,10 +196,10 @@ def run(a) -> int:
                 if out_dir is not None:
                     _write_annotated(rec, img, preds, targets[id(item)])
             else:
-                _, size = _video_header(item)
-                for _, preds in video_predictions(rec, item, a.max_frames, progress=not a.no_progress):
+                video = Video(item.path)          # opened once: its header (frame count, size) and frames
+                for _, preds in video_predictions(rec, item, a.max_frames, progress=not a.no_progress, video=video):
                     for p in preds or []:
-                        writer.write(p, size)
+                        writer.write(p, video.size)
         except VrferError as e:
             failed += 1
             item_error(item.name, str(e))
@@ -217,20 +220,24 @@ def run(a) -> int:
 def photo_predictions(rec, item):
     """The path of one photo (`vrfer predict`'s and `vrfer batch`'s): (the loaded image, its predictions); a photo
     is a stream of its own (no smoothing or tracking carried over). NoFaceError when no face is found."""
-    from ..recognizer import load_image
+    from ..inference.images import load_image
     rec.reset()
     img = load_image(item.path)
     return img, rec.predict(img, source=item.name)
 
 
-def video_predictions(rec, item, max_frames: int | None = None, progress: bool = False, note=item_error):
+def video_predictions(rec, item, max_frames: int | None = None, progress: bool = False, note=item_error,
+                      video=None):
     """The per-frame path of one video file or webcam (`vrfer predict`'s and `vrfer batch`'s): (frame index,
     predictions or None where no face was found), the face tracked and smoothed by `rec` (Recognizer.video).
     After the last frame: VrferError when no frame had a face, or when a video file ended before the frame count
-    its header announces (every frame was asked for); note(name, message) for frames without a face."""
+    its header announces (every frame was asked for); note(name, message) for frames without a face. video: the
+    item's vrfer.inputs.Video when the caller has opened it already (else it is opened here, once)."""
+    from ..inputs import Video
     frames = seen = 0
-    header, _ = _video_header(item)
-    for i, preds in rec.video(item.path, max_frames=max_frames, name=item.name, progress=progress):
+    video = video or Video(item.path)
+    header = video.frame_count
+    for i, preds in rec.video(video, max_frames=max_frames, name=item.name, progress=progress):
         frames += 1
         seen += bool(preds)
         yield i, preds
@@ -242,28 +249,6 @@ def video_predictions(rec, item, max_frames: int | None = None, progress: bool =
     if item.kind == "video" and frames < expected:
         raise VrferError(f"video ended after {frames} of the {header} frames its header announces "
                          "(truncated or damaged file); the frames read are above")
-
-
-def _video_header(item) -> tuple[int, tuple[int, int] | None]:
-    """(frame count the video file's header announces (0: unknown), (width, height) or None)."""
-    if item.kind != "video":
-        return 0, None
-    import cv2
-
-    from ..recognizer import check_video_file
-    check_video_file(item.path)           # a FIFO named .mp4 would block OpenCV for ever
-
-    from ..errors import native_stderr_silenced
-    with native_stderr_silenced():
-        cap = cv2.VideoCapture(str(item.path))
-    try:
-        if not cap.isOpened():
-            return 0, None
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        return max(n, 0), size if min(size) > 0 else None
-    finally:
-        cap.release()
 
 
 def _write_annotated(rec, img, preds, path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 from ..errors import VrferError
 from ..threads import add_threads_option
@@ -62,9 +61,9 @@ def add_parser(sub) -> None:
 
 
 def build_config(a):
-    from ..pipeline import parse_face
-    from ..postprocess import read_prior_file
-    from ..recognizer import VIDEO_EXTS, check_video_file
+    from ..inference.pipeline import parse_face
+    from ..inference.postprocess import read_prior_file
+    from ..inputs import VIDEO_EXTS, check_video_file, is_video
     from ..serve.app import ServeConfig, check_bind
     from ..serve.protocol import DEFAULT_MAX_FRAME_BYTES, Params, ProtocolError
 
@@ -93,7 +92,7 @@ def build_config(a):
             check_video_file(a.video)                     # a folder or a pipe is not "not found"
         except VrferError as e:
             raise VrferError(f"{a.video}: {e}") from None
-    if a.video is not None and Path(a.video).suffix.lower() not in VIDEO_EXTS:   # the rule predict follows too
+    if a.video is not None and not is_video(a.video):                  # the rule predict follows too
         raise VrferError(f"{a.video}: not a video file name: vrfer takes a file as a video by its extension "
                          f"({', '.join(sorted(VIDEO_EXTS))}), any other as an image")
     cfg = ServeConfig(model=model_source(a, a.backend), face=parse_face(a.face), backend=a.backend, profile=a.profile, host=a.host, port=a.port,

@@ -4,7 +4,7 @@ labels.csv has a header row with a `file` column (path relative to ROOT, or to R
 `label` (class index in vrfer's order, vrfer.classes.CLASSES) or `label_name` (a class name, e.g.
 "fear"; "happy"/"angry"/... common spellings are accepted), or both (they must agree). Other columns
 are ignored, except `subject` (the person) and `session` (one sitting of that person), which adaptation and
-calibration need (vrfer adapt, vrfer evaluate --adapt / --calibrate). The CK+48 copy in ../shared/data/ckplus48 is the first such folder.
+calibration need (vrfer adapt, vrfer evaluate --adapt / --enrol). The CK+48 copy in ../shared/data/ckplus48 is the first such folder.
 
 Images may be any size, 8/16-bit, gray or colour: they are read and cropped the way `vrfer predict`
 reads and crops them (vrfer.recognizer), so a folder evaluation gives the answers predict gives.

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..classes import CLASSES
 from ..errors import VrferError
-from ..faces import CropGeometry
+from ..faces.geometry import CropGeometry
 from ..occlusion import visible_rows
 from ..outputs import public_mode
 from ..pretrained import DEFAULT_MODEL
@@ -165,7 +165,7 @@ def create_model(name: str, pretrained: bool = True, backbone_weights=None, **ov
     """The PyTorch model of a registry name, bundled model, .safetensors file or run folder (after timm).
 
     pretrained=True: the trained weights; an architecture name (no trained weights) is refused with one line.
-    pretrained=False: fresh (random) weights of the name's config. The same rule as vrfer.loader.resolve (the front
+    pretrained=False: fresh (random) weights of the name's config. The same rule as vrfer.inference.loader.resolve (the front
     door for a model with its backend) and in the same words: resolve_trained.
     overrides replace config fields (e.g. input_mode="visible-half", image_size=96).
     backbone_weights: a public release of the backbone (vgg-face.mat, vgg_face_dag.pth, ...) whose conv weights
@@ -223,7 +223,7 @@ def read_config(path) -> ModelConfig:
 
 def load_checkpoint(path, **overrides) -> nn.Module:
     """The model in a file written by save_model, or the best weights of a training run folder (the file
-    reader under vrfer.loader.resolve; a user's model name goes through resolve)."""
+    reader under vrfer.inference.loader.resolve; a user's model name goes through resolve)."""
     from safetensors.torch import load_file
     path = Path(path)
     if path.is_dir():

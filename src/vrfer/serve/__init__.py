@@ -21,6 +21,6 @@ def __getattr__(name):
         from . import protocol
         return getattr(protocol, name)
     if name == "Smoother":
-        from ..smoothing import Smoother
+        from ..inference.smoothing import Smoother
         return Smoother
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

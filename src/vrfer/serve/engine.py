@@ -1,6 +1,6 @@
 """Inference for the server: one model, one worker thread, off the event loop.
 
-`Predictor` runs vrfer.pipeline (the path every command follows from image to answer) on batches of
+`Predictor` runs vrfer.inference.pipeline (the path every command follows from image to answer) on batches of
 frames. `InferenceEngine` owns the worker thread: jobs (encoded image bytes or decoded arrays) wait in a
 bounded queue, the worker takes what is waiting (up to a batch), decodes and predicts under one lock,
 and completes each job's future. A frame the server cannot use becomes a ProtocolError for that job.
@@ -22,7 +22,8 @@ import numpy as np
 
 from ..errors import ImageTooLargeError, VrferError
 from ..occlusion import apply_input_mode
-from ..pipeline import Pipeline, load_image
+from ..inference.pipeline import Pipeline
+from ..inference.images import load_image
 from .protocol import ProtocolError
 
 log = logging.getLogger("vrfer.serve")
@@ -38,7 +39,7 @@ class EngineBusy(Exception):
 # ------------------------------------------------------------------------------------------ decoding
 
 def decode_frame(data: bytes, max_pixels: int) -> np.ndarray:
-    """JPEG/PNG/WebP/BMP/GIF bytes -> uint8 gray or BGR array, by vrfer.pipeline.load_image (the loader
+    """JPEG/PNG/WebP/BMP/GIF bytes -> uint8 gray or BGR array, by vrfer.inference.images.load_image (the loader
     every command uses: EXIF orientation, 16-bit, alpha...); the pixel limit is checked before decoding.
     ProtocolError (bad_image / image_too_large) for anything else."""
     try:
@@ -70,14 +71,14 @@ def model_view_png(square: np.ndarray, cfg) -> str:
 # ------------------------------------------------------------------------------------------ the predictor
 
 class Predictor:
-    """The server's model and face finding: vrfer.pipeline.Pipeline, with every face of a batch of frames
+    """The server's model and face finding: vrfer.inference.pipeline.Pipeline, with every face of a batch of frames
     going through the classifier in one call. Not thread-safe: the engine calls it under a lock.
 
-    Probabilities come back as the model gives them; each connection applies its own prior and class
-    subset (vrfer.postprocess.PostProcess) and smoothing."""
+    Faces come back as the model saw them (vrfer.inference.session.ModelFace); each connection's vrfer.inference.session.Session
+    applies the wearer's profile and reference, its prior and class subset, and smoothing."""
 
     def __init__(self, model: str, face="detect", backend: str = "auto", threads: int | None = None, profile=None):
-        # a profile (vrfer.calibration) calibrates the model's probabilities for every connection
+        # a profile (vrfer.calibration): every connection's session starts with it
         self.pipeline = Pipeline(model, face, backend, threads, profile=profile)
         self.face = self.pipeline.face
         self.backend = backend
@@ -85,7 +86,7 @@ class Predictor:
 
     def new_tracker(self):
         """A face tracker for one stream (a WebSocket connection, the camera), or None: with face="detect"
-        it follows the main face from frame to frame (vrfer.tracking.FaceTracker, ~15x cheaper than a
+        it follows the main face from frame to frame (vrfer.faces.tracking.FaceTracker, ~15x cheaper than a
         full detection). Use it only from the engine's worker (under its lock)."""
         return self.pipeline.new_tracker()
 
@@ -97,11 +98,11 @@ class Predictor:
 
     def predict_batch(self, images: list[np.ndarray], want_crops: list[bool], trackers: list | None = None,
                       want_reps: list[bool] | None = None) -> list:
-        """-> per image a FrameResult (its faces as the model saw them, vrfer.session.ModelFace, the wearer first:
+        """-> per image a FrameResult (its faces as the model saw them, vrfer.inference.session.ModelFace, the wearer first:
         vrfer.faces.wearer_first; logits and representations where wanted: a connection with a profile, a
         reference or a calibration), or a ProtocolError for that image. Every face of the batch goes through the
-        classifier in one call; nothing of a wearer is applied here (each connection's vrfer.session.Session does)."""
-        from ..session import ModelFace
+        classifier in one call; nothing of a wearer is applied here (each connection's vrfer.inference.session.Session does)."""
+        from ..inference.session import ModelFace
         pipe = self.pipeline
         want_reps = want_reps or [False] * len(images)
         found: list = [None] * len(images)
@@ -149,7 +150,7 @@ class Predictor:
 
 @dataclass
 class FrameResult:
-    """One frame through the model: its faces as the model saw them (vrfer.session.ModelFace, the wearer first),
+    """One frame through the model: its faces as the model saw them (vrfer.inference.session.ModelFace, the wearer first),
     the frame's size, the wearer's crop as the model saw it (a PNG data URL) when asked for, and the batch's time."""
 
     faces: list

@@ -1,5 +1,5 @@
 """The `vrfer serve` wire protocol: message shapes, per-connection parameters and the change debouncer
-(smoothing is vrfer.smoothing's, the prior and class subset vrfer.pipeline's, as everywhere in vrfer).
+(smoothing is vrfer.inference.smoothing's, the prior and class subset vrfer.inference.pipeline's, as everywhere in vrfer).
 
 Pure logic, no I/O: the server (vrfer.serve.app) and the tests both use it. docs/PROTOCOL.md
 describes the same messages for client authors.
@@ -17,7 +17,7 @@ import numpy as np
 from ..classes import CLASSES, class_name
 from ..errors import VrferError
 from ..results import DECIMALS, FacePrediction
-from ..smoothing import check_alpha
+from ..inference.smoothing import check_alpha
 
 PROTOCOL_VERSION = 1
 
@@ -61,7 +61,7 @@ class Params:
     crop: bool = False           # add a PNG of the face rows the model sees ("crop", a data URL)
     arrays: bool = False         # probs/smoothed as lists in class order (Unity's JsonUtility) instead of dicts
     track: bool = True           # with --face detect: follow the main face between frames (one face, cheap)
-    prior: object = None         # train | uniform | class frequencies (vrfer.postprocess.PostProcess);
+    prior: object = None         # train | uniform | class frequencies (vrfer.inference.postprocess.PostProcess);
                                  # None: the model's own default (cfg.extra["default_post"])
     prior_tau: float | None = None  # strength of the prior shift (None: the model's default, else 1)
     classes: tuple = ()          # answer only among these classes (empty: all)
@@ -127,7 +127,7 @@ def _convert(key: str, raw):
         if not math.isfinite(v):
             raise ValueError
         if key == "alpha":
-            check_alpha(v)      # the range of ALPHA, as everywhere (vrfer.smoothing)
+            check_alpha(v)      # the range of ALPHA, as everywhere (vrfer.inference.smoothing)
         if key == "threshold" and not 0.0 <= v <= 1.0:
             raise ValueError
         if key == "min_seconds" and not 0.0 <= v <= 3600.0:
@@ -232,6 +232,67 @@ def error_event(code: str, message: str, frame=None) -> dict:
     if frame is not None:
         ev["frame"] = frame
     return ev
+
+
+def error_body(code: str, message: str) -> dict:
+    """An HTTP error response's JSON body (an error_event without time or frame)."""
+    return {"type": "error", "code": code, "message": message}
+
+
+def hello_event(session: int, model: str, classes, config: dict, max_frame_bytes: int, source: str | None) -> dict:
+    """The first event of every connection."""
+    return {"type": "hello", "protocol": PROTOCOL_VERSION, "session": session, "model": model,
+            "classes": list(classes), "config": config, "max_frame_bytes": max_frame_bytes, "source": source}
+
+
+def config_event(config: dict) -> dict:
+    return {"type": "config", "config": config}
+
+
+def subscribed_event(source: str) -> dict:
+    return {"type": "subscribed", "source": source}
+
+
+def unsubscribed_event() -> dict:
+    return {"type": "unsubscribed"}
+
+
+def reset_event() -> dict:
+    return {"type": "reset"}
+
+
+def pong_event(client_id) -> dict:
+    return {"type": "pong", "time": round(time.time(), 4), "id": client_id}
+
+
+def stats_event(row: dict) -> dict:
+    return {"type": "stats", **row}
+
+
+def reference_event(mode: str, vector, frames: int | None) -> dict:
+    """The wearer's reference in use: mode "fixed", "auto" or "off"; vector None while none (or warming up);
+    frames: the neutral-looking frames an automatic one has seen."""
+    return {"type": "reference", "mode": mode, "settled": vector is not None, "frames": frames,
+            "reference": None if vector is None else [round(float(v), 6) for v in vector]}
+
+
+def calibration_event(action: str, label: str | None = None, frames: int | None = None,
+                      counts: dict | None = None) -> dict:
+    """A calibration step: start (label, frames), captured (label, counts), stop (counts) or clear."""
+    ev = {"type": "calibration", "action": action}
+    for key, value in (("label", label), ("frames", frames), ("counts", counts)):
+        if value is not None:
+            ev[key] = value
+    return ev
+
+
+def profile_event(profile: dict) -> dict:
+    """The profile a connection answers with from now on (the profile file's JSON)."""
+    return {"type": "profile", "profile": profile}
+
+
+def source_ended_event(source: str) -> dict:
+    return {"type": "source_ended", "source": source, "time": round(time.time(), 4)}
 
 
 def parse_client_message(text: str) -> dict:

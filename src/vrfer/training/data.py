@@ -12,7 +12,7 @@ import torch
 from ..datasets import load_split
 from ..datasets.base import FaceSet, concat
 from ..errors import VrferError
-from ..preprocess import prepare
+from ..inference.preprocess import prepare
 from .recipe import Recipe
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import VrferError
-from ..loader import resolve
+from ..inference.loader import resolve
 from ..models.registry import create_model, load_checkpoint, save_model
 from . import dsd
 from .recipe import Recipe

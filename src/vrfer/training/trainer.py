@@ -22,24 +22,11 @@ from tqdm import tqdm
 
 from ..datasets.base import FaceSet
 from ..errors import VrferError
-from ..inference import predict_proba
+from ..inference.torch_backend import predict_proba
 from ..metrics import metrics
 from . import dsd
-from .checkpoint import (
-    CHECKPOINT,
-    checkpoint,
-    checkpoint_to_resume,
-    restore,
-    save_checkpoint,
-)
-from .data import (
-    balanced_weights,
-    class_prior,
-    epoch_batches,
-    epoch_generator,
-    epoch_order,
-    load_data,
-)
+from .checkpoint import CHECKPOINT, checkpoint, checkpoint_to_resume, restore, save_checkpoint
+from .data import balanced_weights, class_prior, epoch_batches, epoch_generator, epoch_order, load_data
 from .device import autocast_bf16, barrier, ddp, dist_setup
 from .ema import WeightEMA
 from .loss import Criterion, load_teachers

@@ -2,11 +2,11 @@
 
     >>> from vrfer.export import export_model
     >>> export_model(create_model("vrfer-lower"), "vrfer-lower.onnx")          # float32, checked against PyTorch
-    >>> export_model(model, "vrfer-lower-int8.onnx", int8_calibrate="../shared/data/ferplus")   # int8 (vrfer.quantize)
+    >>> export_model(model, "vrfer-lower-int8.onnx", int8_data="../shared/data/ferplus")   # int8 (vrfer.export.int8)
 
 Each writes FILE.onnx, FILE.json (the card as data: classes, preprocessing, opset, I/O names) and FILE.md (the
-same for people, with C# to feed the model from Unity): vrfer.modelcard. The preprocessing in the file is
-vrfer.pipeline_spec.preprocessing_spec: written from the code that `vrfer predict` runs.
+same for people, with C# to feed the model from Unity): vrfer.export.modelcard. The preprocessing in the file is
+vrfer.inference.pipeline_spec.preprocessing_spec: written from the code that `vrfer predict` runs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import VrferError
+from ..errors import VrferError
 
 MAX_FLOAT_DIFF = 1e-3     # onnxruntime and PyTorch probabilities further apart than this: the export is refused
 
@@ -43,8 +43,8 @@ def sample_faces(n: int = 8, size: int = 48):
 def check_float(model, path) -> float:
     """Largest difference between the probabilities of the float32 ONNX file at `path` and of the PyTorch model
     on sample faces; VrferError above MAX_FLOAT_DIFF."""
-    from .inference import TorchClassifier
-    from .onnx_backend import OnnxClassifier
+    from ..inference.torch_backend import TorchClassifier
+    from ..inference.onnx_backend import OnnxClassifier
     faces = sample_faces(8, model.cfg.image_size)
     p_onnx = OnnxClassifier(str(path)).predict_proba(faces)
     p_torch = TorchClassifier(model).predict_proba(faces)
@@ -54,27 +54,27 @@ def check_float(model, path) -> float:
     return max_diff
 
 
-def export_model(model, out, opset: int | None = None, post=None, check: bool = True, int8_calibrate=None,
-                 calibration_faces: int | None = None) -> Exported:
+def export_model(model, out, opset: int | None = None, post=None, check: bool = True, int8_data=None,
+                 int8_faces: int | None = None) -> Exported:
     """Write a model object (with .cfg) as the ONNX file `out` and its model card (out.json, out.md).
 
-    post: the post-processing the file records (vrfer.postprocess.PostProcess; None: the plain model).
-    int8_calibrate: a FER+ root: the file is int8 (vrfer.quantize), its ranges set by calibration_faces
-    (default vrfer.quantize.CALIBRATION_FACES) train faces. Every file records the fingerprint of the weights
+    post: the post-processing the file records (vrfer.inference.postprocess.PostProcess; None: the plain model).
+    int8_data: a FER+ root: the file is int8 (vrfer.export.int8), its ranges set by int8_faces
+    (default vrfer.export.int8.RANGE_FACES) train faces. Every file records the fingerprint of the weights
     (vrfer.fingerprint). check: compare the file with the PyTorch model (float32: on sample
-    faces, to MAX_FLOAT_DIFF; int8: on FER+ valid faces, vrfer.quantize.check_int8)."""
+    faces, to MAX_FLOAT_DIFF; int8: on FER+ valid faces, vrfer.export.int8.check_int8)."""
     from .modelcard import model_card, write_card
-    from .onnx_backend import DEFAULT_OPSET, check_opset, export_onnx
+    from .onnx import DEFAULT_OPSET, check_opset, export_onnx
     opset = check_opset(DEFAULT_OPSET if opset is None else opset)
     out = Path(out)
-    if int8_calibrate is None:
+    if int8_data is None:
         export_onnx(model, out, opset, post)
         card = model_card(model.cfg, out, opset, max_diff=check_float(model, out) if check else None)
     else:
-        from .quantize import CALIBRATION_FACES, check_int8, quantize_model
-        n = CALIBRATION_FACES if calibration_faces is None else calibration_faces
-        quantize_model(model, out, int8_calibrate, n, opset, post)
-        card = model_card(model.cfg, out, opset, check=check_int8(model, out, int8_calibrate) if check else None)
+        from .int8 import RANGE_FACES, check_int8, quantize_model
+        n = RANGE_FACES if int8_faces is None else int8_faces
+        quantize_model(model, out, int8_data, n, opset, post)
+        card = model_card(model.cfg, out, opset, check=check_int8(model, out, int8_data) if check else None)
     json_path, md_path = write_card(out, model.cfg, card)
     return Exported(out, json_path, md_path, card)
 

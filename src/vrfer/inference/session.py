@@ -2,16 +2,16 @@
 the Python API (vrfer.recognizer.Recognizer, and through it `vrfer predict`, `batch` and `calibrate`) and of each
 `vrfer serve` connection (vrfer.serve.app, which adds only the transport).
 
-A frame's faces come in as the model saw them (`ModelFace`, made by vrfer.pipeline.Pipeline.model_faces, or by
+A frame's faces come in as the model saw them (`ModelFace`, made by vrfer.inference.pipeline.Pipeline.model_faces, or by
 serve's engine for a batch of frames of many connections), the wearer first. `Session.answer` then applies, in
 this order:
 
 1. calibration capture: while capturing an expression, the wearer's crop is kept for the profile (`finish`);
-2. the profile's rows and the wearer's reference (vrfer.pipeline.Pipeline.answer: the one place of that
+2. the profile's rows and the wearer's reference (vrfer.inference.pipeline.Pipeline.answer: the one place of that
    arithmetic); the reference is fixed (a neutral enrolment, a profile's, one given) or automatic
    (vrfer.reference.RunningReference: learnt from this stream's own frames, reset when the face is lost);
-3. the prior and class subset (vrfer.postprocess.PostProcess);
-4. smoothing over the stream's frames (vrfer.smoothing.Smoother), one per channel (serve keeps a connection's own
+3. the prior and class subset (vrfer.inference.postprocess.PostProcess);
+4. smoothing over the stream's frames (vrfer.inference.smoothing.Smoother), one per channel (serve keeps a connection's own
    frames and a broadcast camera's apart);
 
 and gives vrfer.results.FacePrediction, the one output type.
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import VrferError
-from .faces import Face
-from .results import FacePrediction
+from ..errors import VrferError
+from ..faces import Face
+from ..results import FacePrediction
 from .smoothing import Smoother, check_alpha
 
 OFF, AUTO = "off", "auto"
@@ -50,7 +50,7 @@ class ModelFace:
 class Session:
     """One stream of one wearer (see the module docstring).
 
-    pipeline: the vrfer.pipeline.Pipeline answering (its profile and fixed reference are the session's to start
+    pipeline: the vrfer.inference.pipeline.Pipeline answering (its profile and fixed reference are the session's to start
     with). post: prior and class subset (default: the pipeline's). alpha: smoothing (`set_alpha`).
     reference: None (the pipeline's fixed one, or none), "off", "auto" (a running reference; a fixed one in use
     stays: explicit beats automatic) or a fixed one (a profile carrying one, its file, or the D numbers).
@@ -75,7 +75,7 @@ class Session:
 
     # -- settings ----------------------------------------------------------------------------------
     def set_alpha(self, alpha: float | None) -> None:
-        """Smoothing weight of the newest frame (vrfer.smoothing.check_alpha); None: off (answers carry no
+        """Smoothing weight of the newest frame (vrfer.inference.smoothing.check_alpha); None: off (answers carry no
         smoothed probabilities; 1 gives them equal to the frame's own)."""
         self.alpha = None if alpha is None else check_alpha(alpha)
         for s in self._smoothers.values():
@@ -94,7 +94,7 @@ class Session:
 
     def set_reference(self, reference) -> None:
         """None: keep the current one; "off": none; "auto": a running reference (a fixed one in use stays);
-        anything else: a fixed one (vrfer.pipeline.Pipeline.reference_vector checks it)."""
+        anything else: a fixed one (vrfer.inference.pipeline.Pipeline.reference_vector checks it)."""
         if reference is None:
             return
         if isinstance(reference, str) and reference in (OFF, AUTO):
@@ -105,7 +105,7 @@ class Session:
                 if not self.has_head:
                     raise VrferError(f"model {self.pipeline.cfg.name!r} has no referenced head: reference=\"auto\" "
                                      "needs one")
-                from .reference import RunningReference
+                from ..reference import RunningReference
                 self.running = RunningReference(self.classes)
             return
         self.reference = self.pipeline.reference_vector(reference)
@@ -205,7 +205,7 @@ class Session:
             self.capture, self.just_captured = None, label
 
     def finish(self, person: str = "", use: bool = True):
-        """The profile of what was captured (vrfer.pipeline.Pipeline.enrol), used from now on (use=True)."""
+        """The profile of what was captured (vrfer.inference.pipeline.Pipeline.enrol), used from now on (use=True)."""
         crops, labels = self.captured
         if not labels:
             raise VrferError("no face captured yet")

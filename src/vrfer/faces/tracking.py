@@ -1,8 +1,8 @@
 """Following one face through video frames, steadily: the face tracker used by `vrfer predict` (videos,
 webcams), `vrfer serve` (/ws, --camera, --video) and `Recognizer.predict(..., track=True)`.
 
-    from vrfer.tracking import FaceTracker
-    tracker = FaceTracker(detector)          # a vrfer.faces.RetinaFaceDetector
+    from vrfer.faces.tracking import FaceTracker
+    tracker = FaceTracker(detector)          # any vrfer.faces.FaceDetector (vrfer.faces.registry)
     faces = tracker.update(frame)            # [Face] (the main face) or [] ; tracker.reset() for a new stream
 
 What a VR scene needs from it: a face that does not move gives the same box in every frame (so the
@@ -23,8 +23,9 @@ away, hand in front) is found again. How:
   only past the same dead band, so they move with the reported box and a still face keeps one crop.
 - Lost faces: a frame where the region pass misses gets a second look at the scale where RetinaFace
   finds faces behind a headset best; when that misses too, the last box is held for `max_missed` frames,
-  then the whole frame is searched (vrfer.faces.RetinaFaceDetector.detect) every frame until the face
-  is back.
+  then the whole frame is searched (the detector's detect) every frame until the face is back.
+- Any detector: the region pass is the detector's own in_region where it has one (RetinaFace), else its detect on
+  the cut-out region (vrfer.faces.registry.find_in_region), so every registered detector can be tracked.
 
 benchmarks/bench_realtime.py measures it on synthetic videos (a face behind a synthetic headset on a
 known path, with still phases and an occlusion): box error, label flips while still, frames to re-find.
@@ -36,7 +37,9 @@ import math
 
 import numpy as np
 
-from .faces import Face, iou, to_bgr, wearer_first
+from .colour import to_bgr
+from .geometry import Face, iou, wearer_first
+from .registry import find_in_region
 
 GRID = 8                 # pixels: the re-detection square's corner and side snap to this grid
 
@@ -91,7 +94,7 @@ def region(box, context: float, grid: int = GRID) -> tuple[float, float, float]:
 class FaceTracker:
     """Follows the main face of a stream of frames (see the module docstring).
 
-    detector: a vrfer.faces.RetinaFaceDetector. fps: the frame rate the filter assumes (frames are
+    detector: a vrfer.faces.FaceDetector (vrfer.faces.registry). fps: the frame rate the filter assumes (frames are
     numbered, so the result does not depend on wall-clock time). track_face_px: face size (pixels) in the
     region pass; context: region side per face side; track_threshold: score a face needs in the region
     (low: it is where the face just was). deadband / size_deadband: the hysteresis. max_missed: frames
@@ -104,7 +107,7 @@ class FaceTracker:
                  max_missed: int = 5, min_cutoff: float = 3.0, beta: float = 2.0, second_look_px: int | None = 320,
                  verify=None):
         self.detector = detector
-        self.verify = verify     # (frame, faces) -> the faces worth following (vrfer.pipeline: the mouth check)
+        self.verify = verify     # (frame, faces) -> the faces worth following (vrfer.inference.pipeline: the mouth check)
         self.fps = float(fps)
         self.track_face_px = int(track_face_px)
         self.context = float(context)
@@ -162,7 +165,7 @@ class FaceTracker:
         with the tracked one after mapping through this pass size's calibration (_corrected); a pass size
         not yet calibrated compares raw boxes, with the wider tolerance of a first look."""
         x, y, side = region(self.box, self.context)
-        found = self.detector.in_region(bgr, x, y, side, int(round(face_px * self.context)), threshold)
+        found = find_in_region(self.detector, bgr, x, y, side, int(round(face_px * self.context)), threshold)
         bw, bh = self.box[2], self.box[3]
         # the same face keeps its size from one frame to the next, once the region pass's box is mapped into
         # the full search's geometry (_corrected). A pass size's first look has no mapping yet: when BlazeFace

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import VrferError
+from ..errors import VrferError
 from .preprocess import prepare
 
 

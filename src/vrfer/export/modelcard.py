@@ -1,7 +1,7 @@
 """The model card of an exported ONNX file: the card as data (FILE.json: classes, preprocessing, opset, I/O
 names, checks), the same for people (FILE.md) and the C# that feeds the model from Unity.
 
-Everything in the card is read back from the ONNX file's own metadata (vrfer.onnx_backend): the card says
+Everything in the card is read back from the ONNX file's own metadata (vrfer.inference.onnx_backend): the card says
 what the file carries. `vrfer export` (vrfer.export) writes it beside every file it makes.
 """
 
@@ -12,14 +12,14 @@ import json
 import math
 from pathlib import Path
 
-from .errors import VrferError
+from ..errors import VrferError
 
 
 def model_card(cfg, onnx_path: Path, opset: int, max_diff: float | None = None,
                check: dict | None = None) -> dict:
     """The card of the ONNX file at onnx_path (made from a model with config cfg), as data. max_diff: the float32
-    check against PyTorch; check: an int8 file's (vrfer.quantize.check_int8)."""
-    from .onnx_backend import MODEL_SHA256_KEY, read_metadata
+    check against PyTorch; check: an int8 file's (vrfer.export.int8.check_int8)."""
+    from ..inference.onnx_backend import MODEL_SHA256_KEY, read_metadata
     meta = read_metadata(onnx_path)
     pre = json.loads(meta["vrfer_preprocessing"])    # the card says what the file itself carries
     pre.pop("opset", None)
@@ -54,7 +54,7 @@ def model_card(cfg, onnx_path: Path, opset: int, max_diff: float | None = None,
         card["results"] = {k: v for k, v in cfg.extra.items() if isinstance(v, (int, float, str, dict, list))}
     if max_diff is not None:
         card["check"] = {"max_abs_diff_probs_vs_pytorch": max_diff}
-    from .quantize import quantization_info
+    from ..inference.onnx_backend import quantization_info
     q = quantization_info(onnx_path)
     if q is not None:
         card["quantization"] = q
@@ -157,7 +157,7 @@ def unity_csharp(cfg, card: dict) -> str:
     get_probs, calib_code = _csharp_calibration(card)
     return f"""```csharp
 // Unity Sentis 2.x (com.unity.sentis; Inference Engine 2.2+ has the same calls in Unity.InferenceEngine).
-// The steps are vrfer's own (vrfer.pipeline), as listed in the file's "vrfer_preprocessing" metadata.
+// The steps are vrfer's own (vrfer.inference.pipeline), as listed in the file's "vrfer_preprocessing" metadata.
 using System;
 using Unity.Sentis;
 using UnityEngine;
@@ -289,7 +289,7 @@ def _csharp_adjust(cfg, post: dict) -> str:
 def _csharp_calibration(card: dict) -> tuple[str, str]:
     """(the line that reads `probs`, the UseProfile/CalibratedProbs members): a profile applies where the file
     has the representation output (card["calibration"]), else plain `probs`."""
-    from .onnx_backend import MODEL_SHA256_KEY, REPRESENTATION
+    from ..inference.onnx_backend import MODEL_SHA256_KEY, REPRESENTATION
     calib = card.get("calibration")
     if not calib:
         return ("var probs = (worker.PeekOutput(\"probs\") as Tensor<float>).DownloadToArray();   // in the order of "
@@ -335,8 +335,8 @@ def _csharp_calibration(card: dict) -> tuple[str, str]:
 
 
 def mouth_check_lines(cfg) -> list[str]:
-    """The model card's paragraph on the mouth check (vrfer.mouth_check), when the model has one."""
-    from .mouth_check import KEY
+    """The model card's paragraph on the mouth check (vrfer.faces.mouth_check), when the model has one."""
+    from ..faces.mouth_check import KEY
     check = (cfg.extra or {}).get(KEY)
     if not check:
         return []
@@ -354,7 +354,7 @@ def mouth_check_lines(cfg) -> list[str]:
 
 def reference_lines(cfg) -> list[str]:
     """The model card's paragraph on the referenced head (vrfer.reference), when the model has one."""
-    from .reference import HEAD_KEY
+    from ..reference import HEAD_KEY
     head = (cfg.extra or {}).get(HEAD_KEY)
     if not head:
         return []

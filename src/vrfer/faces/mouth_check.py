@@ -10,7 +10,7 @@ headsets"; fitted by tools/fit_mouth_check.py).
 
 The check is a head on the representation, stored in the model's config (`extra["mouth_check"]`, beside the
 referenced head): the network's weights and fingerprint are untouched, and a model without it (vrfer-full, a
-user's own) gets no check. vrfer.pipeline.Pipeline applies it to photos and to the face a video's tracker acquires.
+user's own) gets no check. vrfer.inference.pipeline.Pipeline applies it to photos and to the face a video's tracker acquires.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import VrferError
+from ..errors import VrferError
 
 KEY = "mouth_check"
 

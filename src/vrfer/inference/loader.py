@@ -6,13 +6,13 @@ mean/std, input mode, crop geometry), the weights file, the ONNX graph onnxrunti
 the .onnx file given, or the float32 export in the cache), which backend answers, and which weights these are (`fingerprint`, vrfer.fingerprint).
 The classifiers, the pipeline, the server and the commands take a ModelSource, not a name:
 
-    >>> from vrfer.loader import resolve
+    >>> from vrfer.inference.loader import resolve
     >>> src = resolve("vrfer-lower")                 # backend "auto": the shipped int8 graph where it fits
     >>> src.backend, src.graph, src.version
     >>> clf = src.classifier(threads=1)              # .cfg, .predict_proba(crops)
 
 Backends: "auto" (an .onnx file runs as it is; a bundled model runs its shipped int8 graph when that was made
-from the installed weights, vrfer.quantize.bundled_int8; else PyTorch float32), "torch" (PyTorch float32),
+from the installed weights, vrfer.inference.onnx_backend.bundled_int8; else PyTorch float32), "torch" (PyTorch float32),
 "onnx" (onnxruntime: the .onnx file given, or the model's float32 export, made once into the cache).
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from .errors import VrferError
+from ..errors import VrferError
 
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -47,7 +47,7 @@ class ModelSource:
     def fingerprint(self) -> str | None:
         """Which weights these are (vrfer.fingerprint, the one hash): of the weights file, the model object, or
         as an exported .onnx file records it (None for a file exported by an older vrfer)."""
-        from .fingerprint import (
+        from ..fingerprint import (
             MODEL_SHA256_KEY,
             model_fingerprint,
             weights_fingerprint,
@@ -71,7 +71,7 @@ class ModelSource:
         if self.is_onnx_file:
             raise VrferError(f"{self.spec}: an ONNX file holds no PyTorch model; calibrate with the model's name or "
                              ".safetensors file")
-        from .models.registry import load_checkpoint
+        from ..models.registry import load_checkpoint
         return load_checkpoint(self.weights)
 
     def as_torch(self) -> "ModelSource":
@@ -86,7 +86,7 @@ class ModelSource:
             from .onnx_backend import OnnxClassifier
             return OnnxClassifier(self.module if self.graph is None else self.graph, intra_op_threads=threads,
                                   tta_flip=tta_flip)
-        from .inference import TorchClassifier
+        from .torch_backend import TorchClassifier
         return TorchClassifier(self.torch_model(), tta_flip=tta_flip)
 
 
@@ -117,13 +117,13 @@ def resolve(model, backend: str = "auto", allow_untrained: bool = False, option:
     spec = str(model)
     if spec.endswith(".onnx"):
         return _onnx_file(spec, backend)
-    from .models.registry import build, resolve_model, resolve_trained
+    from ..models.registry import build, resolve_model, resolve_trained
     if allow_untrained and resolve_model(spec).weights is None:      # an architecture, as asked
         module = build(resolve_model(spec).cfg)
         return ModelSource(spec, module.cfg, "onnx" if backend == "onnx" else "torch", module=module)
     cfg, weights = resolve_trained(spec, option, untrained_option)
     if backend == "auto":
-        from .quantize import bundled_int8
+        from .onnx_backend import bundled_int8
         int8 = bundled_int8(spec, weights)
         return ModelSource(spec, cfg, "onnx" if int8 else "torch", weights, int8)
     if backend == "onnx":
@@ -142,7 +142,7 @@ def _onnx_file(spec: str, backend: str) -> ModelSource:
     if backend == "torch":
         raise VrferError(f"{spec}: an ONNX file runs with --backend onnx (or auto), not torch")
     path = Path(spec)
-    from .files import regular_file
+    from ..files import regular_file
     regular_file(path, "ONNX file")
     from .onnx_backend import config_from_metadata, read_metadata
     return ModelSource(spec, config_from_metadata(read_metadata(path), spec), "onnx", None, path)

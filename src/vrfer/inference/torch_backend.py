@@ -30,9 +30,9 @@ class TorchClassifier:
     has_representation = True       # logits_and_features works (as for an ONNX graph with that output)
 
     def __init__(self, model, tta_flip: bool = False):
-        if not hasattr(model, "cfg"):     # names are read once, by vrfer.loader (load_classifier(name, "torch"))
+        if not hasattr(model, "cfg"):     # names are read once, by vrfer.inference.loader (load_classifier(name, "torch"))
             raise TypeError("TorchClassifier takes a model object with a vrfer config (.cfg); for a model name use "
-                            "vrfer.loader.load_classifier(name, 'torch')")
+                            "vrfer.inference.loader.load_classifier(name, 'torch')")
         self.model = model.eval()
         self.cfg = model.cfg
         self.tta_flip = tta_flip
@@ -41,7 +41,7 @@ class TorchClassifier:
         return predict_proba(self.model, crops, tta_flip=self.tta_flip)
 
     def logits_and_features(self, crops) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 face crops -> (logits (N, C), representation (N, D)) (vrfer.representation), as the ONNX
+        """uint8 face crops -> (logits (N, C), representation (N, D)) (vrfer.inference.representation), as the ONNX
         backend gives them: what a calibration profile is applied to."""
         from .representation import logits_and_features
         return logits_and_features(self.model, np.ascontiguousarray(crops))

@@ -1,17 +1,17 @@
-"""int8 classifier: static quantisation of the exported ONNX graph with onnxruntime, calibrated on FER+ faces.
+"""int8 classifier: static quantisation of the exported ONNX graph with onnxruntime, its ranges set on FER+ faces.
 
-    vrfer export --model vrfer-lower --format onnx --quantize int8 --calibrate ferplus=../shared/data/ferplus \\
+    vrfer export --model vrfer-lower --format onnx --quantize int8 --int8-data ferplus=../shared/data/ferplus \\
         --out src/vrfer/pretrained/vrfer-lower-int8.onnx
 
 How (onnxruntime.quantization, measured fastest here; docs/RESULTS.md): QDQ format, weights int8 per
-output channel, activations uint8 with ranges from MinMax calibration on CALIBRATION_FACES FER+ train
-faces (a seeded sample, prepared exactly as for inference: vrfer.preprocess.prepare). onnxruntime then
+output channel, activations uint8 with ranges from MinMax calibration on RANGE_FACES FER+ train
+faces (a seeded sample, prepared exactly as for inference: vrfer.inference.preprocess.prepare). onnxruntime then
 runs the convolutions as int8 matrix products (VNNI / AMX on CPUs that have them).
 
 The int8 file keeps the float model's vrfer metadata (config, preprocessing: OnnxClassifier and Unity read
 it the same way, and `vrfer_model_sha256`, the fingerprint of the float weights it was made from: vrfer.fingerprint)
 and adds `vrfer_quantization`: how it was made. A shipped int8 file is never used with weights it was not made
-from (`matches_weights`).
+from (vrfer.inference.onnx_backend.matches_weights).
 """
 
 from __future__ import annotations
@@ -23,40 +23,41 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VrferError, native_stderr_silenced
+from ..errors import VrferError, native_stderr_silenced
 
-CALIBRATION_FACES = 2000
-CALIBRATION_SEED = 0
-METADATA_KEY = "vrfer_quantization"
+RANGE_FACES = 2000
+RANGE_SEED = 0
 
 
-def calibration_faces(root, n: int = CALIBRATION_FACES, seed: int = CALIBRATION_SEED) -> np.ndarray:
+def range_faces(root, n: int = RANGE_FACES, seed: int = RANGE_SEED) -> np.ndarray:
     """A seeded sample of n FER+ train faces, uint8 (n, 48, 48)."""
-    from .datasets.ferplus import load_ferplus
+    from ..datasets.ferplus import load_ferplus
     train = load_ferplus(root, "train", "majority")
     if len(train.images) == 0:
-        raise VrferError(f"{root}: no FER+ train faces to calibrate on")
+        raise VrferError(f"{root}: no FER+ train faces to set the int8 ranges on")
     idx = np.sort(np.random.default_rng(seed).choice(len(train.images), min(n, len(train.images)), replace=False))
     return np.ascontiguousarray(train.images[idx])
 
 
-def parse_calibrate(text: str) -> str:
-    """'ferplus=DIR' -> DIR (the only calibration data so far)."""
+def parse_int8_data(text: str) -> str:
+    """'ferplus=DIR' -> DIR (the only data for the int8 ranges so far)."""
     name, sep, root = str(text).partition("=")
     if not sep or name != "ferplus" or not root:
-        raise VrferError(f"--calibrate {text!r}: expected ferplus=DIR (FER+ train faces calibrate the int8 ranges)")
+        raise VrferError(f"--int8-data {text!r}: expected ferplus=DIR (FER+ train faces set the int8 ranges)")
     return root
 
 
-def quantize_int8(float_onnx, out, faces: np.ndarray, calibration: str = "") -> Path:
-    """Write an int8 (QDQ) version of a vrfer float32 ONNX file, calibrated on uint8 face crops (N, H, W)."""
+def quantize_int8(float_onnx, out, faces: np.ndarray, ranges_from: str = "") -> Path:
+    """Write an int8 (QDQ) version of a vrfer float32 ONNX file, its activation ranges set on uint8 face crops (N, H, W)
+    (onnxruntime's "calibration"; vrfer keeps that word for a person's profile, vrfer.calibration)."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .onnx_backend import INPUT_NAME, config_from_metadata, read_metadata
-    from .preprocess import prepare
+    from ..inference.onnx_backend import QUANTIZATION_KEY, config_from_metadata, read_metadata
+    from .onnx import INPUT_NAME
+    from ..inference.preprocess import prepare
 
     meta = read_metadata(float_onnx)
     cfg = config_from_metadata(meta, str(float_onnx))
@@ -88,8 +89,8 @@ def quantize_int8(float_onnx, out, faces: np.ndarray, calibration: str = "") -> 
     del m.metadata_props[:]
     info = {"dtype": "int8", "format": "QDQ", "weights": "int8 per channel, 7-bit range", "activations": "uint8 per tensor",
             "float32": "the classifier head (Gemm, Softmax)",
-            "calibration": calibration or f"{len(faces)} faces", "calibrate_method": "MinMax"}
-    for k, v in {**meta, METADATA_KEY: json.dumps(info)}.items():
+            "calibration": ranges_from or f"{len(faces)} faces", "calibrate_method": "MinMax"}
+    for k, v in {**meta, QUANTIZATION_KEY: json.dumps(info)}.items():
         m.metadata_props.add(key=k, value=v)
     m.producer_name = "vrfer"
     m.doc_string = (m.doc_string or "") + " int8 (onnxruntime static quantisation, QDQ)."
@@ -102,15 +103,15 @@ def quantize_int8(float_onnx, out, faces: np.ndarray, calibration: str = "") -> 
     return out
 
 
-def quantize_model(model, out, root, n: int = CALIBRATION_FACES, opset: int | None = None, post=None) -> Path:
-    """The int8 file of a model object: its float32 export (vrfer.onnx_backend.export_onnx, with `post`, a
-    vrfer.postprocess.PostProcess) quantised with ranges from n FER+ train faces under `root`; it records the
+def quantize_model(model, out, root, n: int = RANGE_FACES, opset: int | None = None, post=None) -> Path:
+    """The int8 file of a model object: its float32 export (vrfer.export.onnx.export_onnx, with `post`, a
+    vrfer.inference.postprocess.PostProcess) quantised with ranges from n FER+ train faces under `root`; it records the
     fingerprint of the model's weights, as every export does."""
-    from .onnx_backend import DEFAULT_OPSET, export_onnx
-    faces = calibration_faces(root, n)
+    from .onnx import DEFAULT_OPSET, export_onnx
+    faces = range_faces(root, n)
     with tempfile.TemporaryDirectory() as d:
         f32 = export_onnx(model, Path(d) / "float32.onnx", DEFAULT_OPSET if opset is None else opset, post)
-        return quantize_int8(f32, out, faces, calibration=f"{len(faces)} FER+ train faces (seed {CALIBRATION_SEED})")
+        return quantize_int8(f32, out, faces, ranges_from=f"{len(faces)} FER+ train faces (seed {RANGE_SEED})")
 
 
 CHECK_FACES = 1000        # FER+ valid faces the int8 file is checked on
@@ -121,9 +122,9 @@ def check_int8(model, path, root) -> dict:
     """Compare the int8 file at `path` with the float32 PyTorch model on CHECK_FACES FER+ valid faces under
     `root`: {"faces", "agreement" (same top class), "max_abs_diff" (of the probabilities)}. VrferError below
     MIN_AGREEMENT (a broken quantisation)."""
-    from .datasets.ferplus import load_ferplus
-    from .inference import TorchClassifier
-    from .onnx_backend import OnnxClassifier
+    from ..datasets.ferplus import load_ferplus
+    from ..inference.torch_backend import TorchClassifier
+    from ..inference.onnx_backend import OnnxClassifier
     valid = load_ferplus(root, "valid", "majority").images[:CHECK_FACES]
     p8 = OnnxClassifier(str(path)).predict_proba(valid)
     p32 = TorchClassifier(model).predict_proba(valid)
@@ -135,37 +136,4 @@ def check_int8(model, path, root) -> dict:
     return check
 
 
-def quantization_info(path) -> dict | None:
-    """The `vrfer_quantization` metadata of an ONNX file (None for a float model)."""
-    from .onnx_backend import read_metadata
-    v = read_metadata(path).get(METADATA_KEY)
-    return json.loads(v) if v else None
-
-
-def matches_weights(path, weights_file) -> bool:
-    """Was the int8 file at `path` made from exactly these float weights? (The fingerprint it records from the
-    float export, vrfer.fingerprint, against the file's.)"""
-    from .fingerprint import MODEL_SHA256_KEY, weights_fingerprint
-    from .onnx_backend import read_metadata
-    recorded = read_metadata(path).get(MODEL_SHA256_KEY)
-    return bool(recorded) and quantization_info(path) is not None and recorded == weights_fingerprint(weights_file)
-
-
-def bundled_int8(name: str, weights=None) -> Path | None:
-    """The int8 graph shipped for the bundled model `name` (vrfer/pretrained/NAME-int8.onnx) when it was made from
-    the very weights file `weights` (the one vrfer.loader resolved for it; None: the bundled file); None otherwise
-    (no such file, not a bundled name, or stale weights)."""
-    from importlib import resources
-
-    from .models.registry import bundled_models, pretrained_path
-    if name not in bundled_models():
-        return None
-    weights = weights if weights is not None else pretrained_path(bundled_models()[name].weights)
-    path = Path(str(resources.files("vrfer.pretrained").joinpath(f"{name}-int8.onnx")))
-    if not path.is_file() or not Path(weights).is_file() or not matches_weights(path, weights):
-        return None
-    return path
-
-
-__all__ = ["bundled_int8", "CALIBRATION_FACES", "calibration_faces", "parse_calibrate", "quantize_int8", "quantization_info",
-           "matches_weights", "quantize_model", "check_int8"]
+__all__ = ["RANGE_FACES", "range_faces", "parse_int8_data", "quantize_int8", "quantize_model", "check_int8"]

@@ -1,11 +1,11 @@
-"""The pipeline's steps 1-5 (vrfer.pipeline, vrfer.faces, vrfer.preprocess, vrfer.postprocess) written down as
+"""The pipeline's steps 1-5 (vrfer.inference.pipeline, vrfer.faces, vrfer.inference.preprocess, vrfer.inference.postprocess) written down as
 data from the constants and the model config the code uses: what an exported ONNX file carries as its
 "vrfer_preprocessing" metadata and examples/onnx_client.py follows without vrfer."""
 
 from __future__ import annotations
 
-from .faces import DETECTOR_NAME, FER_SIZE
-from .occlusion import visible_rows
+from ..faces.geometry import DETECTOR_NAME, FER_SIZE
+from ..occlusion import visible_rows
 from .postprocess import PostProcess
 
 # OpenCV's BGR -> gray for uint8 (cv2.cvtColor COLOR_BGR2GRAY, what vrfer.faces.to_gray calls), as integers:
@@ -15,7 +15,7 @@ GRAY_SHIFT = 15
 
 
 def preprocessing_spec(cfg, post: PostProcess | None = None) -> dict:
-    """Steps 1-5 as data, from the constants this module and vrfer.faces / vrfer.preprocess use: what the
+    """Steps 1-5 as data, from the constants this module and vrfer.faces / vrfer.inference.preprocess use: what the
     exported ONNX file carries (metadata "vrfer_preprocessing") and examples/onnx_client.py follows."""
     post = post or PostProcess(cfg)
     s = cfg.image_size

