@@ -140,3 +140,16 @@ def test_a_recipe_names_its_class_set_or_lists_it_and_a_bad_one_is_one_line(tmp_
     with pytest.raises(VrferError, match="not those of init_from"):   # a stage started from a model keeps its classes
         from vrfer.training.model import build_model
         build_model(from_dict({"init_from": "vrfer-full", "classes": ["neutral", "happiness"]}))
+
+
+def test_resuming_with_another_recipe_is_refused_naming_the_dotted_keys(tmp_path, data):
+    from dataclasses import replace
+
+    from vrfer.training.trainer import train
+    recipe = from_dict({"model": "vrfer-cnn-small", "image_size": 24, "data": {"limit": 8},
+                        "optim": {"batch_size": 8, "epochs": 1}})
+    run = train(recipe, data, tmp_path / "r", quiet=True)
+    assert train(recipe, data, run, resume=True, quiet=True) == run          # the same recipe: goes on
+    other = replace(recipe, seed=5, optim=replace(recipe.optim, lr=0.5))
+    with pytest.raises(VrferError, match=r"the recipe differs .*\(keys: optim\.lr, seed\)"):
+        train(other, data, run, resume=True, quiet=True)
