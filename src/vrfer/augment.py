@@ -1,5 +1,5 @@
 """The training augmentations' settings: one declaration, read by the recipe (its [augment] table, each value
-checked against its field's `allowed` range) and applied by vrfer.preprocess.prepare. No torch here, so a
+checked against its field's `allowed` range) and applied by vrfer.inference.preprocess.prepare. No torch here, so a
 recipe is checked before torch loads."""
 
 from __future__ import annotations
