@@ -134,8 +134,10 @@ class Data:
     datasets: tuple = key(("ferplus",), choices=DATASETS, items="[1, 2]")   # joint training set, one class order
     label_mode: str = key("majority", choices=_label_modes)  # majority | probability | crossentropy | multi_target
     votes: str = key("label", choices=("label", "fer2013new"))  # FER+ votes: label.csv or fer2013new.csv
-    val: str = key("ferplus", choices=DATASETS)   # dataset whose validation split drives the LR rule and best.safetensors
-    affectnet_cap: int = key(15000, "[0, inf)")   # per-class cap on AffectNet training images (the paper's 88,021); 0: none
+    val: str = key("ferplus", choices=DATASETS)   # dataset whose validation split drives the LR rule and
+                                                  # best.safetensors
+    affectnet_cap: int = key(15000, "[0, inf)")   # per-class cap on AffectNet training images (the paper's 88,021);
+                                                  # 0: none
     skip_bad: bool = False
     limit: int = key(0, "[0, inf)")               # >0: use only this many training images (smoke tests)
     val_limit: int = key(0, "[0, inf)")           # >0: validate on only this many images (0: the whole split)
@@ -156,8 +158,9 @@ class Optim:
     lr_floor: float = key(1e-5, "[0, inf)")
     warmup_epochs: int = key(0, "[0, inf)")       # cosine only
     label_smoothing: float = key(0.0, "[0, 1)")
-    ema: float = key(0.0, "[0, 1)")               # >0: decay of a moving average of the weights (e.g. 0.998), which is
-                                                  # what is validated, chosen as best and saved; 0 = the weights as trained
+    ema: float = key(0.0, "[0, 1)")               # >0: decay of a moving average of the weights (e.g. 0.998), which
+                                                  # is what is validated, chosen as best and saved; 0 = the weights
+                                                  # as trained
 
 
 @dataclass(frozen=True)
