@@ -47,7 +47,8 @@ def phase_of(epoch: int, dense: int, sparse: int) -> str:
 
 def enter_phase(model: nn.Module, epoch: int, cfg, rates: dict[str, float]) -> str:
     """The phase of a 0-based epoch under the recipe's `dsd` section (vrfer.training.recipe.DSD; always 'dense'
-    when it is not enabled), with the model's masks made to match it: attached on entering the sparse phase, removed after it."""
+    when it is not enabled), with the model's masks made to match it: attached on entering the sparse phase,
+    removed after it."""
     if not cfg.enabled:
         return "dense"
     phase = phase_of(epoch, cfg.dense, cfg.sparse)
