@@ -1,6 +1,6 @@
 """What calibration costs: building a profile and a calibrated answer, on one thread.
 
-- enrol: vrfer.calibration.enrol on the representations of 7 classes x 30 faces (the network's pass over
+- enrol: vrfer.personal.calibration.enrol on the representations of 7 classes x 30 faces (the network's pass over
   those faces is counted apart: during a live calibration each frame is classified anyway);
 - per face: Pipeline.classify on one 48x48 crop (batch 1), PyTorch float32, without and with a profile.
 Prints min and median over repeats. Pin it for honest figures: `taskset -c 0 python benchmarks/bench_calibration.py`.
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default="../shared/data/ferplus", help="FER+ folder for real faces")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    from vrfer.calibration import enrol
+    from vrfer.personal.calibration import enrol
     from vrfer.inference.pipeline import Pipeline
     pipe = Pipeline(a.model, face="none", backend="torch", threads=1)
     model = pipe.torch_model()

@@ -1,4 +1,4 @@
-"""The automatic reference (vrfer.reference.RunningReference) on simulated VR sessions, against the explicit neutral
+"""The automatic reference (vrfer.personal.reference.RunningReference) on simulated VR sessions, against the explicit neutral
 reference and the generic answer, leave-one-dataset-out (the head never saw the data set it is scored on).
 
 A session of one person is built from their photos (pipeline crops with vrfer's synthetic headset): mostly neutral
@@ -29,7 +29,7 @@ from vrfer.evaluate import folder_faces, scores, subjects_of
 from vrfer.inference.loader import torch_model
 from vrfer.inference.pipeline import Pipeline
 from vrfer.inference.postprocess import softmax
-from vrfer.reference import AUTO_WARMUP, RunningReference
+from vrfer.personal.reference import AUTO_WARMUP, RunningReference
 from vrfer.inference.representation import logits_and_features
 
 FPS = 30

@@ -1,4 +1,4 @@
-"""What reading the wearer against a reference costs per frame (vrfer.reference): Recognizer.predict on one face crop
+"""What reading the wearer against a reference costs per frame (vrfer.personal.reference): Recognizer.predict on one face crop
 (--face none, so the detector's time is out and the share is the largest it can be), reference off against a fixed
 reference, each backend, one thread. Run pinned: `taskset -c 0 python benchmarks/bench_reference_cost.py`.
 Prints min and median microseconds per frame over --reps calls (after 20 warm-up calls, the two settings interleaved) and the extra share."""

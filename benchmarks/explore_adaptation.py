@@ -1,7 +1,7 @@
 """Exploring adaptation (leave-one-person-out) and calibration (K=1, across sessions) of vrfer-lower on
 taiwanese-dev and JAFFE, with vrfer's synthetic headset over the eyes, on the network's representation.
 
-Protocols mirror vrfer.evaluate_personal.evaluate_personal: a person is never scored by a fit that saw them (adaptation:
+Protocols mirror vrfer.personal.evaluate_personal.evaluate_personal: a person is never scored by a fit that saw them (adaptation:
 AdaBN and the head are fitted on the other people); calibration enrols K=1 face per class from ONE session (+ the
 'neutral' session, always enrolled, never scored) and scores the person's OTHER sessions among the enrolled classes,
 5 seeded draws. Rows marked (transd.) also use the scored person's own UNLABELLED faces (all their photos, every
@@ -16,7 +16,7 @@ First run ~10 min on one core (crops, 15+10 AdaBN folds with and without flip), 
 import argparse, os, numpy as np, torch, torch.nn.functional as F
 torch.set_num_threads(1)   # measurements: one thread, pinned with taskset
 from vrfer.models import create_model
-from vrfer.adapt import adabn
+from vrfer.personal.adapt import adabn
 from vrfer.inference.representation import fit_head
 from vrfer.inference.representation import logits_and_features, head
 from vrfer.inference.postprocess import PostProcess
@@ -146,7 +146,7 @@ def enrolments(ds, rng, k=1, min_classes=3):
 def calib_eval(ds, per_person, cal_fn, k=1, draws=5, seed=0, min_classes=3):
     """per_person: person -> dict(idx=indices into ds (own faces), F=features (len(idx),D), Z=base logits
     (len(idx),C) before post, shift=post shift (C,), W,b = running head).  cal_fn(ctx) -> calibrated logits of
-    the scored faces (before the shift). Mirrors vrfer.evaluate_personal.evaluate_personal (same rng sequence)."""
+    the scored faces (before the shift). Mirrors vrfer.personal.evaluate_personal.evaluate_personal (same rng sequence)."""
     labels, sessions = ds["labels"], ds["sessions"]
     rng = np.random.default_rng(seed)
     rb, rc = [], []
@@ -397,7 +397,7 @@ def finetune_loo(name, configs):
 def first_frames(name):
     """A wearer's first frames, unlabelled: 2 neutral photos per person (file order). Scored on the person's other
     photos INCLUDING their remaining neutral one, so that a push away from 'neutral' shows in its recall."""
-    from vrfer.adapt import adapt_arrays
+    from vrfer.personal.adapt import adapt_arrays
     ds = load(name); y, S, Cr, files = ds["labels"], ds["subjects"], ds["crops"], ds["files"]
     people = np.unique(S)
     first = np.zeros(len(y), bool)

@@ -15,12 +15,12 @@ crop rule "keypoints" (the default since vrfer 2026-12-03), from the box under "
 are not given or do not allow it (a note on stderr says so: the answer can then differ from vrfer's).
 
 `--profile me.json` applies a person's calibration profile (`vrfer calibrate`) as `vrfer predict --profile`
-does (vrfer.calibration.Profile.apply, repeated here: this script imports no vrfer): the enrolled classes'
+does (vrfer.personal.calibration.Profile.apply, repeated here: this script imports no vrfer): the enrolled classes'
 logits become dot(representation, weight_c) + bias_c from the graph's `representation` output, then the
 softmax and the post-processing. A profile made for other weights than the file's `vrfer_model_sha256` is
 refused.
 
-What it takes, it takes within vrfer's own limits (vrfer.inference.pipeline, vrfer.profile_check, mirrored below), so that
+What it takes, it takes within vrfer's own limits (vrfer.inference.pipeline, vrfer.personal.profile_check, mirrored below), so that
 an input vrfer refuses is refused here too, in one line: images of at most 64 megapixels (a larger JPEG is
 decoded at a smaller scale) and at least 8 pixels a side; face boxes within 16384 pixels; profiles that are
 regular files of at most 4 MB, nested at most 20 deep, whose rows have exactly the model's representation
@@ -45,7 +45,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# vrfer's limits on what a user brings, mirrored (vrfer.inference.pipeline, vrfer.profile_check): the same input is refused
+# vrfer's limits on what a user brings, mirrored (vrfer.inference.pipeline, vrfer.personal.profile_check): the same input is refused
 # here as there, in one line
 MAX_PIXELS = 64_000_000        # larger images are refused before they are decoded (a JPEG is decoded smaller)
 MIN_SIDE = 8                   # smaller images cannot hold a face
@@ -297,7 +297,7 @@ def profile_numbers(values, name: str, n: int, why: str) -> np.ndarray:
 def load_profile(path: str, sess, spec: dict) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray | None]:
     """A vrfer profile file -> (rows of the enrolled classes, weight (K, D), bias (K,), reference (D,) or None), float32 as vrfer reads
     them; Stop when it is not one, was made for other weights than this file's (spec["calibration"]), or is
-    refused by vrfer's checks (vrfer.profile_check, mirrored: fields, types, the representation width, bounds)."""
+    refused by vrfer's checks (vrfer.personal.profile_check, mirrored: fields, types, the representation width, bounds)."""
     if "calibration" not in spec:
         raise Stop("this ONNX file has no representation output (exported by an older vrfer): export it again "
                    "to use a profile")
@@ -355,7 +355,7 @@ def load_profile(path: str, sess, spec: dict) -> tuple[list[int], np.ndarray, np
 
 
 def referenced_head(sess) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """The model's referenced head (vrfer.reference), from the file's `vrfer_config` -> extra -> reference_head:
+    """The model's referenced head (vrfer.personal.reference), from the file's `vrfer_config` -> extra -> reference_head:
     (weight (C, D), bias (C,), blend), float64, or None when it has none."""
     try:
         head = json.loads(sess.get_modelmeta().custom_metadata_map.get("vrfer_config", "{}")).get("extra", {})
@@ -375,7 +375,7 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
 
 def calibrated_probs(logits: np.ndarray, rep: np.ndarray, profile, head=None, reference=None) -> np.ndarray:
     """spec["calibration"]: the enrolled classes' logits from the profile's rows (float64, as vrfer); then, with a
-    reference and the file's referenced head, the blend vrfer.reference gives:
+    reference and the file's referenced head, the blend vrfer.personal.reference gives:
     (1 - blend) * log_softmax(z) + blend * log_softmax(W (rep - reference) + b); softmax."""
     rows, weight, bias = profile[:3] if profile is not None else ([], np.zeros((0, len(rep))), np.zeros(0))
     z = logits.astype(np.float64)

@@ -1,4 +1,4 @@
-"""Adaptation to a setup (vrfer.adapt) and calibration to a person (vrfer.calibration), as specifications:
+"""Adaptation to a setup (vrfer.personal.adapt) and calibration to a person (vrfer.personal.calibration), as specifications:
 what each changes, what it keeps, the profile file and its refusals, and an honest evaluation that never
 scores a face with a fit that saw that person (adapt) or that session (calibrate), checked by file name."""
 
@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vrfer.adapt import adabn, adapt_arrays
+from vrfer.personal.adapt import adabn, adapt_arrays
 from vrfer.inference.representation import fit_head
-from vrfer.calibration import enrol
+from vrfer.personal.calibration import enrol
 from vrfer.fingerprint import model_fingerprint
-from vrfer.profile_check import check_profile as load_profile
+from vrfer.personal.profile_check import check_profile as load_profile
 from vrfer.cli import main
 from vrfer.errors import VrferError
 from vrfer.models import create_model
@@ -180,7 +180,7 @@ def test_vrfer_adapt_writes_the_model_and_prints_its_leave_one_person_out_estima
 
 def test_adapt_needs_people_to_leave_out(tmp_path):
     root = labelled_folder(tmp_path / "one", people=1)
-    from vrfer.adapt import adapt_folder
+    from vrfer.personal.adapt import adapt_folder
     said = []
     model, rep = adapt_folder(small_model(), root, face="none", progress=False, log=said.append)
     assert "loo" not in rep          # one person: nothing honest to estimate, and it says so
@@ -345,7 +345,7 @@ def test_vrfer_calibrate_makes_the_profile_predict_uses(tmp_path, capsys):
 
 
 def test_an_adapted_model_file_with_a_damaged_last_layer_is_refused_in_one_line(tmp_path):
-    """vrfer.profile_check.check_head, wired where a model file is read: an adapted layer a user brings."""
+    """vrfer.personal.profile_check.check_head, wired where a model file is read: an adapted layer a user brings."""
     from dataclasses import replace
     m = small_model()
     with torch.no_grad():
@@ -361,17 +361,16 @@ def test_an_adapted_model_file_with_a_damaged_last_layer_is_refused_in_one_line(
 # ------------------------------------------------------------------------------- honest evaluation
 
 def test_no_face_is_scored_by_a_fit_that_saw_its_person_or_session(tmp_path, monkeypatch):
-    import vrfer.adapt
-    import vrfer.calibration
+    import vrfer.personal.evaluate_personal as ep
     from vrfer.evaluate import folder_faces
-    from vrfer.evaluate_personal import evaluate_personal
+    from vrfer.personal.evaluate_personal import evaluate_personal
     root = labelled_folder(tmp_path / "set", people=3, sessions=("a", "b", "c"))
     m = small_model()
     items, crops, found, _, _ = folder_faces(m, root, "none", progress=False)
     by_crop = {c.tobytes(): it.path.name for it, c in zip(items, crops)}
     feats = logits_and_features(m, crops)[1]
     fitted_people, enrolled = [], []
-    real_adapt, real_enrol = vrfer.adapt.adapt_arrays, vrfer.calibration.enrol
+    real_adapt, real_enrol = ep.adapt_arrays, ep.enrol
 
     def spy_adapt(model, c, labels, *a, **k):
         fitted_people.append({by_crop[x.tobytes()].split("_")[0] for x in c})
@@ -381,8 +380,8 @@ def test_no_face_is_scored_by_a_fit_that_saw_its_person_or_session(tmp_path, mon
         enrolled.append(f)
         return real_enrol(model, f, labels, *a, **k)
 
-    monkeypatch.setattr(vrfer.adapt, "adapt_arrays", spy_adapt)
-    monkeypatch.setattr(vrfer.calibration, "enrol", spy_enrol)
+    monkeypatch.setattr(ep, "adapt_arrays", spy_adapt)     # where evaluate_personal looks them up
+    monkeypatch.setattr(ep, "enrol", spy_enrol)
     res = evaluate_personal(m, root, "none", adapt="loo", calibrate=1, draws=2, progress=False)
     # three fits, each on the two people it does not score
     assert sorted(map(sorted, fitted_people)) == [["p0", "p1"], ["p0", "p2"], ["p1", "p2"]]
@@ -398,7 +397,7 @@ def test_no_face_is_scored_by_a_fit_that_saw_its_person_or_session(tmp_path, mon
 
 
 def test_calibration_needs_people_and_says_when_photos_are_one_sitting(tmp_path):
-    from vrfer.evaluate_personal import evaluate_personal
+    from vrfer.personal.evaluate_personal import evaluate_personal
     root = labelled_folder(tmp_path / "sit", people=2, sessions=("x",), per=2)
     lines = (root / "labels.csv").read_text().splitlines()
     (root / "labels.csv").write_text("\n".join([l.rsplit(",", 1)[0] for l in lines]) + "\n")   # no session column
@@ -413,7 +412,7 @@ def test_calibration_needs_people_and_says_when_photos_are_one_sitting(tmp_path)
 @needs_data(TAIWANESE / "labels.csv")
 def test_taiwanese_dev_figures_hold(tmp_path):
     """The figures in docs/RESULTS.md ("Adaptation and calibration"), within a few points."""
-    from vrfer.evaluate_personal import evaluate_personal
+    from vrfer.personal.evaluate_personal import evaluate_personal
     res = evaluate_personal("vrfer-lower", TAIWANESE, "detect", "headset", adapt="loo", calibrate=1, draws=1,
                             progress=False)
     assert res["n"] == 628

@@ -20,9 +20,9 @@ def _faces():
 
 
 def _entry_points(tmp_path):
-    from vrfer.adapt import adapt_folder
+    from vrfer.personal.adapt import adapt_folder
     from vrfer.evaluate import evaluate, evaluate_folder
-    from vrfer.evaluate_personal import evaluate_personal
+    from vrfer.personal.evaluate_personal import evaluate_personal
     from vrfer.explain import explain
     from vrfer.export.onnx import export_onnx
     faces = _faces()

@@ -293,7 +293,7 @@ def test_a_graph_without_the_representation_gives_way_to_pytorch_under_auto_only
     calibrates with the PyTorch model of the same weights; the file itself, as --model, is refused."""
     import onnx
 
-    import vrfer.inference.onnx_backend
+    import vrfer.inference.loader
     from vrfer.errors import VrferError
     from vrfer.inference.pipeline import Pipeline
     m = onnx.load(str(onnx_file))
@@ -302,7 +302,7 @@ def test_a_graph_without_the_representation_gives_way_to_pytorch_under_auto_only
     m.graph.output.extend(kept)
     old = tmp_path / "two-outputs.onnx"
     onnx.save(m, str(old))
-    monkeypatch.setattr(vrfer.inference.onnx_backend, "bundled_int8", lambda *args: old)
+    monkeypatch.setattr(vrfer.inference.loader, "bundled_int8", lambda *args: old)   # where the loader looks it up
     assert type(Pipeline("vrfer-lower", face="none").classifier).__name__ == "OnnxClassifier"
     calibrated = Pipeline("vrfer-lower", face="none", profile=profile_file)
     assert type(calibrated.classifier).__name__ == "TorchClassifier"

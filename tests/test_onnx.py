@@ -110,7 +110,7 @@ def test_metadata_round_trips_into_the_config(tmp_path, mode):
 
 
 def test_the_file_says_what_the_representation_is_and_which_weights_it_holds(tmp_path):
-    from vrfer.calibration import PROFILE_FORMULA
+    from vrfer.personal.calibration import PROFILE_FORMULA
     from vrfer.fingerprint import model_fingerprint
     model = trained_like("vrfer-cnn-small", "visible-half")
     meta = read_metadata(export_onnx(model, tmp_path / "m.onnx"))

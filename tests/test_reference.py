@@ -1,4 +1,4 @@
-"""The wearer's neutral reference (vrfer.reference), as specifications: a face is read as a change from the
+"""The wearer's neutral reference (vrfer.personal.reference), as specifications: a face is read as a change from the
 person's neutral face only when a reference is given or learnt; without one nothing changes; a reference never
 holds the face it scores; the automatic one answers as the generic model until it has seen the wearer relaxed;
 profiles carry a reference bound to the model's weights; every surface gives one answer."""
@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vrfer.calibration import enrol
+from vrfer.personal.calibration import enrol
 from vrfer.cli import main
 from vrfer.errors import VrferError
 from vrfer.fingerprint import model_fingerprint, weights_fingerprint
@@ -20,9 +20,9 @@ from vrfer.models import create_model
 from vrfer.models.registry import load_checkpoint, save_model
 from vrfer.inference.pipeline import Pipeline
 from vrfer.inference.postprocess import softmax
-from vrfer.profile_check import check_profile
+from vrfer.personal.profile_check import check_profile
 from vrfer.recognizer import Recognizer
-from vrfer.reference import (
+from vrfer.personal.reference import (
     AUTO_WARMUP,
     ReferencedHead,
     RunningReference,
@@ -46,7 +46,7 @@ def referenced_model(tmp_path, seed: int = 0):
     """A small model file with a referenced head fitted on a labelled noise folder (neutral = class 0)."""
     m = small_model(seed)
     root = labelled_folder(tmp_path / "people", people=3, sessions=("a", "b"), classes=(0, 1, 2, 3))
-    from vrfer.adapt import fit_reference_head
+    from vrfer.personal.adapt import fit_reference_head
     h = fit_reference_head(m, [root], face="none", occlusion="none", progress=False)
     path = tmp_path / "ref.safetensors"
     save_model(m, path, with_head(m.cfg, h))

@@ -760,7 +760,7 @@ def test_ws_reference_set_clear_and_auto_give_the_apis_answers(steered_model, fa
     from vrfer.inference.pipeline import Pipeline
     from vrfer.inference.images import load_image
     from vrfer.recognizer import Recognizer
-    from vrfer.reference import ReferencedHead, with_head
+    from vrfer.personal.reference import ReferencedHead, with_head
     m = load_checkpoint(steered_model)
     rng = np.random.default_rng(0)
     d = m.classifier.in_features

@@ -145,13 +145,13 @@ def surer_small_face(monkeypatch, tmp_path):
         def detect(self, image):
             return [replace(small), replace(big)]
 
-    monkeypatch.setattr("vrfer.faces.registry.get_detector", lambda *a, **kw: Swapped())
+    monkeypatch.setattr("vrfer.inference.pipeline.get_detector", lambda *a, **kw: Swapped())   # where it is looked up
     return root / "two.png", big, small
 
 
 def test_evaluate_and_adapt_read_the_wearer_not_the_surest_face(surer_small_face):
     """evaluate (its crops and where it paints the headset) and adapt's unlabelled faces take the wearer too."""
-    from vrfer.adapt import unlabelled_faces
+    from vrfer.personal.adapt import unlabelled_faces
     from vrfer.evaluate import folder_faces
     from vrfer.occlusion import draw_headset
 

@@ -1,4 +1,4 @@
-"""Fit the referenced head (vrfer.reference) of a model on labelled folders of people, and write the model with it.
+"""Fit the referenced head (vrfer.personal.reference) of a model on labelled folders of people, and write the model with it.
 
 The network's weights are not touched (its fingerprint stays; profiles and the int8 graph still fit it): only the
 model's config gains `reference_head`. The shipped vrfer-lower's head was made with (docs/RESULTS.md, "The wearer's
@@ -20,8 +20,8 @@ from pathlib import Path
 from vrfer.errors import VrferError
 from vrfer.inference.loader import resolve, torch_model
 from vrfer.models.registry import is_half, save_model
-from vrfer.adapt import fit_reference_head
-from vrfer.reference import REFERENCE_BLEND, REFERENCE_L2, with_head
+from vrfer.personal.adapt import fit_reference_head
+from vrfer.personal.reference import REFERENCE_BLEND, REFERENCE_L2, with_head
 
 
 def main() -> int:

@@ -19,16 +19,16 @@ __version__ = "0.1.0"
 # `import vrfer.evaluate` the package attribute would be the module, not the function.
 _API = {
     "Recognizer": ("recognizer", "Recognizer"),
-    "load_model": ("loader", "resolve"),
+    "load_model": ("inference.loader", "resolve"),
     "create_model": ("models", "create_model"),
     "list_models": ("models", "list_models"),
     "save_model": ("models", "save_model"),
     "model_fingerprint": ("fingerprint", "model_fingerprint"),
     "evaluate_folder": ("evaluate", "evaluate_folder"),
-    "adapt_folder": ("adapt", "adapt_folder"),
+    "adapt_folder": ("personal.adapt", "adapt_folder"),
     "export_model": ("export", "export_model"),
-    "Profile": ("calibration", "Profile"),
-    "load_profile": ("profile_check", "check_profile"),
+    "Profile": ("personal.calibration", "Profile"),
+    "load_profile": ("personal.profile_check", "check_profile"),
 }
 
 __all__ = ["CLASSES", "VrferError", "__version__", "Recognizer", "load_model", "create_model", "list_models",

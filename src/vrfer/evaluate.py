@@ -165,7 +165,7 @@ def confusion_png(result: dict, path, title: str) -> Path:
     return path
 
 
-# ------------------------------------------------------------- per person (vrfer.adapt, vrfer.evaluate_personal)
+# ------------------------------------------------------------- per person (vrfer.personal.adapt, vrfer.personal.evaluate_personal)
 
 def scores(labels: np.ndarray, pred: np.ndarray) -> dict:
     """metrics() without the bootstrap and the confusion matrix: accuracy, mean per-class recall, n, per class."""

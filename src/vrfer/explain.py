@@ -24,6 +24,8 @@ from .errors import VrferError
 from .inference.loader import torch_model
 from .occlusion import visible_rows
 from .inference.preprocess import prepare
+from .results import DECIMALS, FacePrediction
+from .classes import class_name
 
 DISPLAY = 192  # pixels per panel side in the PNG
 
@@ -46,7 +48,6 @@ def _target_index(target, cfg, probs: np.ndarray) -> int:
     if target is None:
         return int(np.argmax(probs))
     if isinstance(target, str):
-        from .classes import class_name
         target = target if target in cfg.classes else class_name(target)
         if target not in cfg.classes:
             raise VrferError(f"unknown class {target!r}; classes: {', '.join(cfg.classes)}")
@@ -184,7 +185,6 @@ def explain_image(pipeline, path, out_dir, target=None, taken: set | None = None
     Returns one dict per face: predict's JSON fields (vrfer.results.FacePrediction.to_dict) plus
     `explained` (the class the heat map shows: `target`, else the predicted one), its probability
     `explained_score` and `png`. Raises VrferError for an unreadable image, NoFaceError for no face."""
-    from .results import DECIMALS, FacePrediction
     model = pipeline.classifier.model
     cfg = pipeline.cfg
     faces, crops, probs = pipeline.run(path)      # the path as given: Path("") would be the working folder

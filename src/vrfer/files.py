@@ -1,7 +1,7 @@
 """Reading the small files a user brings (profiles, --prior files): a regular file (a pipe or device is refused from
 its stat, never opened), bounded in size, UTF-8 (a BOM is accepted), JSON nested at most MAX_DEPTH deep, no NaN or
 Infinity, no key written twice. One wording for what a path is (`kind`), for images, videos, models and these.
-No vrfer imports but errors: every module may use it (vrfer.profile_check, vrfer.inference.postprocess, vrfer.inference.pipeline...)."""
+No vrfer imports but errors: every module may use it (vrfer.personal.profile_check, vrfer.inference.postprocess, vrfer.inference.pipeline...)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import VrferError, native_stderr_silenced
+from .inference.images import _file_kind
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm",
               ".jfif"}
@@ -108,7 +109,6 @@ def check_video_file(path) -> None:
     if not Path(path).exists():
         raise VrferError("file not found")
     if not stat.S_ISREG(Path(path).stat().st_mode):
-        from .inference.images import _file_kind
         raise VrferError(f"not a regular file ({_file_kind(Path(path))}); a video is a file")
 
 

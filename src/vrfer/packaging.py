@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .errors import VrferError
+from .inference.postprocess import PostProcess, train_prior
+from .models.registry import load_checkpoint, read_config, save_model
+from .outputs import output_file
+from .training.recipe import load_recorded
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 RECIPE_KEYS = ("name", "seed", "input_mode", "model")     # what a packaged model records of its run's recipe
@@ -63,7 +67,6 @@ def packaged_config(cfg, name: str, trained_on: str, description: str = "", resu
     """(the config a packaged model gets, where its default_post came from): `cfg` renamed, with every field
     and extra it carries; `results` added to its own. `replaced`: the config of the model the file replaces,
     whose default_post a model without one keeps when it is the same name (a re-shipped model)."""
-    from .inference.postprocess import PostProcess, train_prior
     extra = dict(cfg.extra or {})
     if recipe:
         extra["recipe"] = {k: recipe[k] for k in RECIPE_KEYS if k in recipe}
@@ -89,13 +92,10 @@ def package_model(run, name: str, trained_on: str, description: str = "", result
     model `name` (float16), or to `out`. Replacing a bundled model of that name needs force=True."""
     from importlib import resources
 
-    from .models.registry import load_checkpoint, save_model
-    from .outputs import output_file
     check_name(name)
     model = load_checkpoint(Path(run))
     recipe = None
     if (Path(run) / "recipe.json").is_file():
-        from .training.recipe import load_recorded
         recipe = load_recorded(Path(run)).to_dict()
     bundled = Path(str(resources.files("vrfer.pretrained"))) / f"{name}.safetensors"
     if not out and bundled.exists() and not force:
@@ -111,7 +111,6 @@ def package_model(run, name: str, trained_on: str, description: str = "", result
 
 def _model_config(path: Path):
     """The config of the vrfer model file at `path`, None where there is none (no file, or not a model)."""
-    from .models.registry import read_config
     if not path.is_file():
         return None
     try:

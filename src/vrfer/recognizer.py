@@ -23,7 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .classes import CLASSES
+from .classes import class_name, CLASSES
 from .errors import NoFaceError, VrferError
 from .faces import to_bgr
 from .inference.pipeline import Pipeline
@@ -32,6 +32,8 @@ from .inputs import Video, is_video, parse_camera, video_frames
 from .pretrained import DEFAULT_MODEL
 from .results import FacePrediction
 from .inference.session import Session
+from .threads import use_torch_threads
+from .batch.rows import video_table
 
 # ----------------------------------------------------------------------------------------- recognizer
 
@@ -51,8 +53,8 @@ class Recognizer:
         (vrfer.inference.postprocess.PostProcess; default: the plain model over all 8 classes).
     threads: CPU threads of the network and the detector (vrfer.threads: None -> 1, 0 -> one per core;
         sets PyTorch's process-wide thread count).
-    profile: a person's calibration (vrfer.calibration.Profile, a profile file or its JSON object).
-    reference: the wearer's face read as a change from their neutral face (vrfer.reference): None (default: the
+    profile: a person's calibration (vrfer.personal.calibration.Profile, a profile file or its JSON object).
+    reference: the wearer's face read as a change from their neutral face (vrfer.personal.reference): None (default: the
         profile's reference when it carries one, else none), "off", "auto" (a running reference per stream:
         `video`, or predict calls with track=True or stream=True; `reset()` and a lost face start it over; a
         profile's own reference,
@@ -63,7 +65,6 @@ class Recognizer:
     def __init__(self, model=DEFAULT_MODEL, face="detect", backend: str = "auto", alpha: float | None = None,
                  threads: int | None = None, tta_flip: bool = False, detector=None, prior=None,
                  prior_tau: float | None = None, classes=None, profile=None, reference=None):
-        from .threads import use_torch_threads
         self.threads = use_torch_threads(threads)   # vrfer.threads: one meaning of --threads everywhere
         self.pipeline = Pipeline(model, face, backend, threads, tta_flip, detector, prior, prior_tau, classes,
                                  profile)
@@ -168,14 +169,14 @@ class Recognizer:
                 preds = None
             yield i, preds
 
-    # -- calibration to one person (vrfer.calibration) ------------------------------------------------
+    # -- calibration to one person (vrfer.personal.calibration) ------------------------------------------------
     @property
     def profile(self):
         """The person's calibration profile in use, or None."""
         return self.session.profile
 
     def set_profile(self, profile) -> None:
-        """Use a profile (a vrfer.calibration.Profile or a profile file) for the answers; None: no calibration.
+        """Use a profile (a vrfer.personal.calibration.Profile or a profile file) for the answers; None: no calibration.
         VrferError when it was made for another model's weights."""
         self.session.set_profile(profile)
 
@@ -186,7 +187,6 @@ class Recognizer:
         video files (every frame, up to max_frames, is a face of that class); or a list of (image, class)
         pairs. Each image's wearer (its first face, vrfer.faces.wearer_first) is used; an image without a face is
         an error naming it."""
-        from .classes import class_name
         if isinstance(examples, dict):
             pairs = list(examples.items())
         elif isinstance(examples, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2
@@ -242,7 +242,6 @@ class Recognizer:
     def video_table(self, src, max_frames: int | None = None, progress: bool = False, name: str | None = None):
         """`video` as a pandas DataFrame: one row per face per frame, the columns of `vrfer batch`'s frame rows
         (vrfer.batch.rows); frames without a face give none. Needs pandas and pyarrow (the batch extra)."""
-        from .batch.rows import video_table
         camera = isinstance(src, int) or parse_camera(str(src)) is not None
         return video_table(self, src, max_frames, progress, name, camera)
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from .datasets.ferplus import load_ferplus
 from .errors import VrferError
 from .evaluate import confusion_png, evaluate
 from .models import create_model
@@ -52,6 +53,7 @@ def recipe_changes(recorded: Recipe, asked: Recipe) -> list[str]:
     """The dotted keys in which a run's recorded recipe differs from the asked one. `model` is left out (a
     run records the architecture it ran, which an init_from file decides), and init_from compares as the
     file it names."""
+
     def norm(r: Recipe) -> dict:
         flat = {k: v for k, v in flatten(r.to_dict()).items() if k != "model"}
         if flat.get("init_from"):
@@ -63,7 +65,6 @@ def recipe_changes(recorded: Recipe, asked: Recipe) -> list[str]:
 
 def reproduce(root: str, families: list[str], runs: Path, out: Path, affectnet_root: str | None = None,
               overrides: list[str] = (), tta_flip: bool = False, quiet: bool = False, skip_bad: bool = False) -> dict:
-    from .datasets.ferplus import load_ferplus
     for fam in families:
         if fam not in FAMILIES:
             raise VrferError(f"unknown model family {fam!r}; known: {', '.join(FAMILIES)}")

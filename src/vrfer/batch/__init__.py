@@ -37,7 +37,7 @@ def run(inputs, out, workers: int | None = None, address: str | None = None, mod
         from ..errors import VrferError
         raise VrferError(f"out={out!r}: expected the job's folder (a path)")
     from ..inference.loader import resolve
-    from ..reference import default_mode
+    from ..personal.reference import default_mode
     source = resolve(model, backend, option="--model")         # a bad model: one line, before any cluster starts
     options = {"model": str(model), "backend": backend, "face": face, "smooth": smooth, "prior": prior,
                "prior_tau": prior_tau, "classes": classes, "profile": None if profile is None else str(profile),

@@ -5,9 +5,9 @@ DECIMALS) laid out in columns, as `vrfer predict --csv` names them.
 Columns: source, frame (None for a photo), time (s: frame / the video's frame rate; None for a photo), x, y, w, h
 (face box), track_id, label, score, the class probabilities (one column per class: neutral, happiness, ...),
 smoothed_<class> and smoothed_label (None without smoothing), held, face_score (None when the face was given, not
-detected), model_sha256 (vrfer.calibration.model_fingerprint of the weights answering), profile (the calibration
+detected), model_sha256 (vrfer.personal.calibration.model_fingerprint of the weights answering), profile (the calibration
 profile in use, None when none: in `vrfer batch` the --profile file as given; in Recognizer.video_table the profile's
-person, "" when it names none), reference (how the wearer's face was read, vrfer.reference: "auto", "fixed", or
+person, "" when it names none), reference (how the wearer's face was read, vrfer.personal.reference: "auto", "fixed", or
 None for none; "auto" answers as the generic model until the running reference has seen the wearer relaxed).
 
 track_id: which continuous run of the face in a video the row belongs to: 0 until the face is first lost, then

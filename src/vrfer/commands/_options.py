@@ -1,4 +1,5 @@
-"""What several commands share, declared once: the --model option and its one reading (`model_source`), --detector,
+"""What several commands share, declared once: the --model option and its one reading (`model_source`), --face,
+--backend, --detector,
 the post-processing options, --profile, and the one-line report of a problem with one input item."""
 
 from __future__ import annotations
@@ -35,6 +36,31 @@ def model_source(a, backend: str = "torch"):
                    untrained_option="--allow-untrained" if allow is not None else "")
 
 
+FACE_HELP = {
+    "detect": "detect: find the faces, as predict does{default}",
+    "none": "none: each image is already a face crop (a non-square one is padded to a square with its edge pixels)"
+            "{default}",
+    "box": "x,y,w,h: a fixed face box in pixels (a fixed camera; may start with a minus sign)",
+}
+
+
+def add_face_arg(p, boxes: bool = True, default: str = "detect", note: str = "") -> None:
+    """--face: how the face is found. boxes: the command also takes a fixed box x,y,w,h (predict, serve, batch,
+    explain); else detect or none (commands that read labelled folders: evaluate, adapt, calibrate)."""
+    kinds = ["detect", "none"] + (["box"] if boxes else [])
+    text = "; ".join(FACE_HELP[k].format(default=" (default)" if k == default else "") for k in kinds)
+    kw = {"metavar": "detect|none|x,y,w,h"} if boxes else {"choices": ["detect", "none"]}
+    p.add_argument("--face", default=default, help=text + (f"; {note}" if note else ""), **kw)
+
+
+def add_backend_arg(p) -> None:
+    """--backend of the commands that run a model for answers (predict, serve, batch: vrfer.inference.loader)."""
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto (default): the int8 ONNX graph shipped with a bundled model (speed and accuracy: "
+                        "docs/RESULTS.md, 'int8 classifier'), else PyTorch; torch: float32 PyTorch; onnx: float32 "
+                        "onnxruntime (or the .onnx file given as --model)")
+
+
 def add_detector_arg(p) -> None:
     """--detector: which registered face detector finds the faces under --face detect (vrfer.faces.registry)."""
     from ..faces.registry import DEFAULT_DETECTOR, list_detectors
@@ -62,16 +88,16 @@ def add_postprocess_args(p) -> None:
 
 
 def add_profile_arg(p) -> None:
-    """--profile (vrfer.calibration)."""
+    """--profile (vrfer.personal.calibration)."""
     p.add_argument("--profile", metavar="FILE", default=None,
                    help="a person's calibration profile (made by `vrfer calibrate` for this --model); applied to "
                         "the representation the backend gives (PyTorch, or an ONNX graph with that output)")
 
 
 def add_reference_arg(p) -> None:
-    """--reference (vrfer.reference): the wearer's face read as a change from their neutral face."""
+    """--reference (vrfer.personal.reference): the wearer's face read as a change from their neutral face."""
     p.add_argument("--reference", metavar="auto|off|FILE", default=None,
-                   help="read the wearer's face as a change from their neutral face (vrfer.reference): auto (videos "
+                   help="read the wearer's face as a change from their neutral face (vrfer.personal.reference): auto (videos "
                         "and webcams: a running reference from the frames that look neutral; a photo is answered as "
                         "it is), off, or FILE, a profile carrying a reference (`vrfer calibrate neutral=relaxed.mp4`); "
                         "a --profile's own reference is used unless off (default: auto when the model has a "
@@ -83,7 +109,7 @@ def reference_setting(a, source) -> str:
     (a vrfer.inference.loader.ModelSource) has a referenced head, else "off"."""
     if a.reference is not None:
         return a.reference
-    from ..reference import default_mode
+    from ..personal.reference import default_mode
     return default_mode(source.cfg)
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from ..threads import add_threads_option
-from ._options import add_model_arg, model_source
+from ._options import add_face_arg, add_model_arg, model_source
 
 
 def add_parser(sub):
     p = sub.add_parser("adapt", help="adapt a model to your own setup from labelled and/or unlabelled faces of it",
-                       description="Adapt a model to a setup (vrfer.adapt): AdaBN re-estimates the network's "
+                       description="Adapt a model to a setup (vrfer.personal.adapt): AdaBN re-estimates the network's "
                                    "normalisation on faces of the setup (no labels needed), and a new last layer is "
                                    "fitted on labelled faces (pulled towards the generic one). Writes one model file "
                                    "that predict, serve, evaluate, export and the API take with --model FILE, and "
@@ -23,9 +23,7 @@ def add_parser(sub):
     add_model_arg(p)
     p.add_argument("--out", required=True, metavar="FILE.safetensors", help="the adapted model file to write")
     p.add_argument("--name", default=None, help="the adapted model's name (default: the --out file's stem)")
-    p.add_argument("--face", choices=["detect", "none"], default="detect",
-                   help="detect: find the face in each photo, as predict does; none: the photos are face crops "
-                        "(default: detect)")
+    add_face_arg(p, boxes=False)
     p.add_argument("--no-mirror", action="store_true",
                    help="fit the last layer on the labelled faces as they are only, not also on their mirror images "
                         "(for a camera that sees the face from one side)")
@@ -42,7 +40,7 @@ def run(a) -> int:
     import sys
     from pathlib import Path
 
-    from ..adapt import adapt_folder
+    from ..personal.adapt import adapt_folder
     from ..errors import VrferError
     from ..models.registry import save_model
     from ..outputs import output_file

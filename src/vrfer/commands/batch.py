@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from ._options import (
+    add_backend_arg,
+    add_face_arg,
     add_model_arg,
     add_postprocess_args,
     add_profile_arg,
@@ -31,8 +33,8 @@ def add_parser(sub) -> None:
                    help="join a running Dask scheduler (tcp://HOST:8786) instead of starting a local cluster; "
                         "inputs, DIR and the model must be at the same paths on every worker")
     add_model_arg(p, onnx=True)
-    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto", help="as vrfer predict's")
-    p.add_argument("--face", default="detect", metavar="detect|none|x,y,w,h", help="as vrfer predict's")
+    add_backend_arg(p)
+    add_face_arg(p)
     p.add_argument("--smooth", type=float, default=0.4, metavar="ALPHA",
                    help="smoothing of the probabilities over frames, as vrfer predict's (default 0.4, serve's)")
     add_postprocess_args(p)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from ..threads import add_threads_option
-from ._options import add_detector_arg, add_model_arg, model_source
+from ._options import add_detector_arg, add_face_arg, add_model_arg, model_source
 
 
 def add_parser(sub):
     p = sub.add_parser("calibrate", help="make a person's calibration profile from labelled faces of them",
-                       description="A calibration profile for one person (vrfer.calibration): the model's last "
+                       description="A calibration profile for one person (vrfer.personal.calibration): the model's last "
                                    "layer refitted on that person's faces for the classes given; the other classes "
                                    "keep the model's answer. Give CLASS=PATH pairs (a photo, a folder of photos or "
                                    "a video of that expression, e.g. happiness=smile.mp4) and/or --folder with a "
@@ -24,8 +24,7 @@ def add_parser(sub):
     add_model_arg(p)
     p.add_argument("--out", required=True, metavar="FILE.json", help="the profile file to write (JSON)")
     p.add_argument("--person", default="", help="a name for the person, stored in the profile (default: none)")
-    p.add_argument("--face", choices=["detect", "none"], default="detect",
-                   help="detect: find the face, as predict does; none: the images are face crops (default: detect)")
+    add_face_arg(p, boxes=False)
     add_detector_arg(p)
     p.add_argument("--max-frames", type=int, default=300, metavar="N",
                    help="at most N frames of each video (default: %(default)s)")

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from ..threads import add_threads_option
-from ._options import add_model_arg, add_postprocess_args, model_source
+from ._options import add_face_arg, add_model_arg, add_postprocess_args, model_source
 
 
 def add_parser(sub):
@@ -24,9 +24,7 @@ def add_parser(sub):
     p.add_argument("--split", default=None, help="ferplus: train|valid|test; affectnet: train|validation (valid and test "
                                                    "name its validation set: AffectNet has no test split); "
                                                    "not used for folder (default: test)")
-    p.add_argument("--face", choices=["none", "detect"], default="none",
-                   help="folder only: none = each image is a face crop (as predict --face none); detect = find "
-                        "the face first, as predict does on photos (default: none)")
+    add_face_arg(p, boxes=False, default="none", note="folder only")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip bad rows and unreadable images and count them (default: stop at the first, "
                         "naming it)")
@@ -46,7 +44,7 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, default=None, help="with --enrol: seed of the draws, >= 0 (default: 0)")
     p.add_argument("--reference", choices=["neutral", "auto"], default=None,
                    help="folder only (needs a subject column): read each face against the person's reference "
-                        "(vrfer.reference) made from their OTHER photos (neutral: their neutral photos; auto: those "
+                        "(vrfer.personal.reference) made from their OTHER photos (neutral: their neutral photos; auto: those "
                         "the generic answer calls neutral); the figures are the referenced answer's, beside the "
                         "generic one on the same faces")
     p.add_argument("--tta-flip", action="store_true", help="average with the mirrored face")
@@ -134,10 +132,10 @@ def run(a) -> int:
 
 
 def _personal(a, model, post) -> int:
-    """evaluate --adapt / --enrol / --reference: vrfer.evaluate_personal.evaluate_personal, printed."""
+    """evaluate --adapt / --enrol / --reference: vrfer.personal.evaluate_personal.evaluate_personal, printed."""
     import sys
 
-    from ..evaluate_personal import evaluate_personal
+    from ..personal.evaluate_personal import evaluate_personal
     from ..outputs import plural
     log = (lambda line: print(line, file=sys.stderr)) if a.json else None
     res = evaluate_personal(model, a.root, a.face, a.occlusion, a.adapt, a.enrol, a.draws, a.seed, post,

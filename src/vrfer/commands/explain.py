@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import VrferError
 from ._options import (
     add_detector_arg,
+    add_face_arg,
     add_model_arg,
     add_postprocess_args,
     add_reference_arg,
@@ -33,10 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--out", required=True, help="folder for the PNGs (<name>_gradcam.png)")
     add_model_arg(p, allow_untrained=True)
-    p.add_argument("--face", default="detect", metavar="none|detect|x,y,w,h",
-                   help="detect: find faces in a photo (default, as vrfer predict); none: the image is the "
-                        "face crop (a non-square one is padded to a square with its edge pixels, as predict "
-                        "does); x,y,w,h: the face box in pixels")
+    add_face_arg(p)
     add_detector_arg(p)
     p.add_argument("--target", default=None,
                    help="class to explain (e.g. happiness); default the predicted one. The PNG's title names "

@@ -17,7 +17,9 @@ from ..errors import VrferError
 from ..results import DECIMALS
 from ..threads import add_threads_option
 from ._options import (
+    add_backend_arg,
     add_detector_arg,
+    add_face_arg,
     add_model_arg,
     add_postprocess_args,
     add_profile_arg,
@@ -40,9 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="image files, folders, video files or cam:N (default: the bundled samples)")
     add_model_arg(p, onnx=True)
-    p.add_argument("--face", default="detect", metavar="detect|none|x,y,w,h",
-                   help="detect: find the faces (default); none: each image is already a face crop; "
-                        "x,y,w,h: a fixed face region (a fixed camera; may start with a minus sign)")
+    add_face_arg(p)
     add_detector_arg(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON lines, one object per face")
@@ -54,10 +54,7 @@ def add_parser(sub) -> None:
                         "s = ALPHA*p + (1-ALPHA)*s_prev: ALPHA in (0, 1] is the weight of the newest frame, "
                         "as serve's alpha (default: off; 0.2: about the last 5 frames); adds smoothed and "
                         "smoothed_label, as serve's events: label and score stay this frame's")
-    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                   help="auto (default): the int8 ONNX graph shipped with a bundled model (speed and accuracy: "
-                        "docs/RESULTS.md, 'int8 classifier'), else PyTorch; torch: float32 PyTorch; onnx: float32 "
-                        "onnxruntime (or the .onnx file given as --model)")
+    add_backend_arg(p)
     add_postprocess_args(p)
     add_profile_arg(p)
     add_reference_arg(p)

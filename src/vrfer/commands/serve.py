@@ -13,7 +13,7 @@ import os
 
 from ..errors import VrferError
 from ..threads import add_threads_option
-from ._options import add_model_arg, add_postprocess_args, add_profile_arg, model_source
+from ._options import add_backend_arg, add_face_arg, add_model_arg, add_postprocess_args, add_profile_arg, model_source
 
 
 def add_parser(sub) -> None:
@@ -25,14 +25,8 @@ def add_parser(sub) -> None:
                    help="address to bind (default 127.0.0.1; any other needs --token)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     add_model_arg(p, onnx=True)
-    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                   help="auto (default): the int8 ONNX graph shipped with a bundled model (speed and accuracy: "
-                        "docs/RESULTS.md, 'int8 classifier'), else PyTorch; torch: float32 PyTorch; onnx: float32 "
-                        "onnxruntime (or the .onnx file given as --model)")
-    p.add_argument("--face", default="detect", metavar="detect|none|x,y,w,h",
-                   help="detect: find faces in each frame; none: the frame is the face (a non-square frame "
-                        "is padded to a square with its edge pixels, as vrfer predict does); x,y,w,h: a fixed "
-                        "face box in pixels (default detect)")
+    add_backend_arg(p)
+    add_face_arg(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--camera", type=int, metavar="INDEX",
                      help="read this camera and broadcast events to /ws/events subscribers")

@@ -1,6 +1,6 @@
 """AffectNet's images (vrfer.datasets.affectnet reads the lists): where they are, each face cut by its box to a
 gray square, decoded in threads, and the decoded split cached under cache_dir() (valid while the list's hash and
-every image's size and mtime are unchanged)."""
+every image's size and mtime are unchanged). `sel`: the split's vrfer.datasets.affectnet.Selection."""
 
 from __future__ import annotations
 
@@ -10,16 +10,12 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from ..errors import VrferError
 from .base import cache_dir
-
-if TYPE_CHECKING:
-    from .affectnet import Selection
 
 IMAGE_FOLDERS = ("Manually_Annotated_Images", "Manually_Annotated/Manually_Annotated_Images",
                  "Manually_Annotated_compressed/Manually_Annotated_Images", ".")
@@ -97,7 +93,7 @@ def _workers(workers) -> int:
     return workers or min(16, max(4, 2 * (os.cpu_count() or 1)))
 
 
-def decode_faces(sel: Selection, img_root: Path, size: int, skip_bad: bool, workers):
+def decode_faces(sel, img_root: Path, size: int, skip_bad: bool, workers):
     """Decode the selected rows; with skip_bad, refill a capped class from its seeded order.
 
     -> (kept rows in list order, their images, failures [(row, why, kind)], attempted [(row, stat)]).
@@ -133,13 +129,13 @@ def decode_faces(sel: Selection, img_root: Path, size: int, skip_bad: bool, work
     return kept, images, failures, attempted
 
 
-def cache_file(sel: Selection, img_root: Path, size: int) -> Path:
+def cache_file(sel, img_root: Path, size: int) -> Path:
     h = hashlib.sha256(json.dumps([CACHE_VERSION, str(sel.csv_path.resolve()), str(img_root.resolve()),
                                    sel.split, sel.cap, sel.seed, size]).encode())
     return cache_dir() / f"affectnet-{sel.split}-{h.hexdigest()[:20]}.npz"
 
 
-def load_cache(path: Path, sel: Selection, img_root: Path, size: int, workers):
+def load_cache(path: Path, sel, img_root: Path, size: int, workers):
     """The cached decode if the list and every image it read are unchanged, else None."""
     if not path.is_file():
         return None
@@ -168,7 +164,7 @@ def load_cache(path: Path, sel: Selection, img_root: Path, size: int, workers):
     return kept, images, failures, [(r, tuple(s)) for r, s in zip(attempted, now)]
 
 
-def save_cache(path: Path, sel: Selection, size: int, kept, images, failures, attempted) -> None:
+def save_cache(path: Path, sel, size: int, kept, images, failures, attempted) -> None:
     meta = {"version": CACHE_VERSION, "csv_sha": sel.csv_sha, "size": size,
             "failures": [[r.line, why, kind] for r, why, kind in failures]}
     try:

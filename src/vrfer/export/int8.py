@@ -24,6 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VrferError, native_stderr_silenced
+from ..datasets.ferplus import load_ferplus
+from ..inference.onnx_backend import config_from_metadata, OnnxClassifier, QUANTIZATION_KEY, read_metadata
+from .onnx import DEFAULT_OPSET, export_onnx, INPUT_NAME
+from ..inference.preprocess import prepare
+from ..inference.torch_backend import TorchClassifier
 
 RANGE_FACES = 2000
 RANGE_SEED = 0
@@ -31,7 +36,6 @@ RANGE_SEED = 0
 
 def range_faces(root, n: int = RANGE_FACES, seed: int = RANGE_SEED) -> np.ndarray:
     """A seeded sample of n FER+ train faces, uint8 (n, 48, 48)."""
-    from ..datasets.ferplus import load_ferplus
     train = load_ferplus(root, "train", "majority")
     if len(train.images) == 0:
         raise VrferError(f"{root}: no FER+ train faces to set the int8 ranges on")
@@ -49,15 +53,12 @@ def parse_int8_data(text: str) -> str:
 
 def quantize_int8(float_onnx, out, faces: np.ndarray, ranges_from: str = "") -> Path:
     """Write an int8 (QDQ) version of a vrfer float32 ONNX file, its activation ranges set on uint8 face crops (N, H, W)
-    (onnxruntime's "calibration"; vrfer keeps that word for a person's profile, vrfer.calibration)."""
+    (onnxruntime's "calibration"; vrfer keeps that word for a person's profile, vrfer.personal.calibration)."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from ..inference.onnx_backend import QUANTIZATION_KEY, config_from_metadata, read_metadata
-    from .onnx import INPUT_NAME
-    from ..inference.preprocess import prepare
 
     meta = read_metadata(float_onnx)
     cfg = config_from_metadata(meta, str(float_onnx))
@@ -107,7 +108,6 @@ def quantize_model(model, out, root, n: int = RANGE_FACES, opset: int | None = N
     """The int8 file of a model object: its float32 export (vrfer.export.onnx.export_onnx, with `post`, a
     vrfer.inference.postprocess.PostProcess) quantised with ranges from n FER+ train faces under `root`; it records the
     fingerprint of the model's weights, as every export does."""
-    from .onnx import DEFAULT_OPSET, export_onnx
     faces = range_faces(root, n)
     with tempfile.TemporaryDirectory() as d:
         f32 = export_onnx(model, Path(d) / "float32.onnx", DEFAULT_OPSET if opset is None else opset, post)
@@ -122,9 +122,6 @@ def check_int8(model, path, root) -> dict:
     """Compare the int8 file at `path` with the float32 PyTorch model on CHECK_FACES FER+ valid faces under
     `root`: {"faces", "agreement" (same top class), "max_abs_diff" (of the probabilities)}. VrferError below
     MIN_AGREEMENT (a broken quantisation)."""
-    from ..datasets.ferplus import load_ferplus
-    from ..inference.torch_backend import TorchClassifier
-    from ..inference.onnx_backend import OnnxClassifier
     valid = load_ferplus(root, "valid", "majority").images[:CHECK_FACES]
     p8 = OnnxClassifier(str(path)).predict_proba(valid)
     p32 = TorchClassifier(model).predict_proba(valid)

@@ -13,13 +13,15 @@ import math
 from pathlib import Path
 
 from ..errors import VrferError
+from ..inference.onnx_backend import MODEL_SHA256_KEY, quantization_info, read_metadata, REPRESENTATION
+from ..faces.mouth_check import KEY
+from ..personal.reference import HEAD_KEY
 
 
 def model_card(cfg, onnx_path: Path, opset: int, max_diff: float | None = None,
                check: dict | None = None) -> dict:
     """The card of the ONNX file at onnx_path (made from a model with config cfg), as data. max_diff: the float32
     check against PyTorch; check: an int8 file's (vrfer.export.int8.check_int8)."""
-    from ..inference.onnx_backend import MODEL_SHA256_KEY, read_metadata
     meta = read_metadata(onnx_path)
     pre = json.loads(meta["vrfer_preprocessing"])    # the card says what the file itself carries
     pre.pop("opset", None)
@@ -54,7 +56,6 @@ def model_card(cfg, onnx_path: Path, opset: int, max_diff: float | None = None,
         card["results"] = {k: v for k, v in cfg.extra.items() if isinstance(v, (int, float, str, dict, list))}
     if max_diff is not None:
         card["check"] = {"max_abs_diff_probs_vs_pytorch": max_diff}
-    from ..inference.onnx_backend import quantization_info
     q = quantization_info(onnx_path)
     if q is not None:
         card["quantization"] = q
@@ -289,7 +290,6 @@ def _csharp_adjust(cfg, post: dict) -> str:
 def _csharp_calibration(card: dict) -> tuple[str, str]:
     """(the line that reads `probs`, the UseProfile/CalibratedProbs members): a profile applies where the file
     has the representation output (card["calibration"]), else plain `probs`."""
-    from ..inference.onnx_backend import MODEL_SHA256_KEY, REPRESENTATION
     calib = card.get("calibration")
     if not calib:
         return ("var probs = (worker.PeekOutput(\"probs\") as Tensor<float>).DownloadToArray();   // in the order of "
@@ -336,7 +336,6 @@ def _csharp_calibration(card: dict) -> tuple[str, str]:
 
 def mouth_check_lines(cfg) -> list[str]:
     """The model card's paragraph on the mouth check (vrfer.faces.mouth_check), when the model has one."""
-    from ..faces.mouth_check import KEY
     check = (cfg.extra or {}).get(KEY)
     if not check:
         return []
@@ -353,8 +352,7 @@ def mouth_check_lines(cfg) -> list[str]:
 
 
 def reference_lines(cfg) -> list[str]:
-    """The model card's paragraph on the referenced head (vrfer.reference), when the model has one."""
-    from ..reference import HEAD_KEY
+    """The model card's paragraph on the referenced head (vrfer.personal.reference), when the model has one."""
     head = (cfg.extra or {}).get(HEAD_KEY)
     if not head:
         return []

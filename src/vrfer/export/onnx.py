@@ -2,7 +2,7 @@
 
 The exported graph takes the *normalised* model input (N, C, H, W) float32 and returns `logits` and
 `probs` (softmax), both (N, 8) in vrfer's class order, and `representation` (N, D): the input of the
-model's last layer (vrfer.inference.representation), what a calibration profile (vrfer.calibration) is applied to.
+model's last layer (vrfer.inference.representation), what a calibration profile (vrfer.personal.calibration) is applied to.
 Everything needed to build that input from a face crop is written into the ONNX file's metadata
 (metadata_props):
 
@@ -38,8 +38,11 @@ import torch
 from torch import nn
 
 from ..errors import VrferError, native_stderr_silenced
-from ..fingerprint import MODEL_SHA256_KEY
+from ..fingerprint import model_fingerprint, MODEL_SHA256_KEY
 from ..models.registry import create_model
+from ..inference.pipeline_spec import preprocessing_spec as pipeline_spec
+from ..inference.representation import grabbed_representation
+from ..personal.calibration import PROFILE_FORMAT, PROFILE_FORMULA
 
 DEFAULT_OPSET = 15          # highest opset Unity Sentis imports (7-15)
 SENTIS_MAX_OPSET = 15
@@ -73,7 +76,6 @@ class _WithProbs(nn.Module):
         if not self.with_representation:
             logits = self.model(x)
             return logits, torch.softmax(logits, dim=1)
-        from ..inference.representation import grabbed_representation
         with grabbed_representation(self.model) as grabbed:
             logits = self.model(x)
         return logits, torch.softmax(logits, dim=1), grabbed[0]
@@ -101,10 +103,8 @@ def preprocessing_spec(cfg, post=None, rep_dim: int | None = None) -> dict:
     """vrfer.inference.pipeline_spec.preprocessing_spec (image -> face crop -> input -> answer, as data) plus the graph's
     input and output names, and (rep_dim: the graph has the representation output) how a calibration
     profile is applied: what the exported file carries as "vrfer_preprocessing"."""
-    from ..inference.pipeline_spec import preprocessing_spec as pipeline_spec
     spec = {**pipeline_spec(cfg, post), "input_name": INPUT_NAME, "output_names": output_names(rep_dim)}
     if rep_dim:
-        from ..calibration import PROFILE_FORMAT, PROFILE_FORMULA
         spec["representation"] = {
             "output": REPRESENTATION, "shape": ["batch", int(rep_dim)], "dtype": "float32",
             "meaning": "the input of the model's last layer (vrfer.inference.representation): logits = representation "
@@ -166,7 +166,6 @@ def _quiet_fd2():
 
 
 def export_bytes(model: nn.Module, opset: int, post=None) -> bytes:
-    from ..fingerprint import model_fingerprint
     cfg = model.cfg
     wrapped = _WithProbs(model)
     rep_dim = representation_dim(model)

@@ -11,6 +11,7 @@ from ..errors import VrferError
 from .colour import to_bgr
 from .geometry import Face
 from .weights import pretrained_onnx
+from ..threads import ort_options
 
 
 def _blaze_anchors() -> np.ndarray:
@@ -43,7 +44,6 @@ class BlazeFace:
     def __init__(self, threads: int | None = None, nms: float = 0.3):
         import onnxruntime as ort
 
-        from ..threads import ort_options
         graph = pretrained_onnx("blazeface_short_range.onnx", "VRFER_BLAZEFACE_ONNX", "BlazeFace face detector")
         try:
             self.session = ort.InferenceSession(graph, ort_options(threads), providers=["CPUExecutionProvider"])

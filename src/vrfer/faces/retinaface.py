@@ -53,6 +53,7 @@ from .geometry import (
     iou,
 )
 from .weights import pretrained_onnx
+from ..threads import ort_options
 
 
 def retinaface_onnx() -> bytes:
@@ -97,7 +98,6 @@ class RetinaFaceDetector:
         except ImportError:
             raise VrferError("face detection needs onnxruntime (pip install onnxruntime); without it "
                              "use --face none or --face x,y,w,h") from None
-        from ..threads import ort_options
         opts = ort_options(threads)
         self.session = ort.InferenceSession(retinaface_onnx(), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name

@@ -24,6 +24,10 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import VrferError
+from ..models.registry import build, load_checkpoint, resolve_model, resolve_trained
+from ..files import regular_file
+from .onnx_backend import bundled_int8, cached_onnx, config_from_metadata, OnnxClassifier, read_metadata
+from .torch_backend import TorchClassifier
 
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -56,7 +60,6 @@ class ModelSource:
             return model_fingerprint(self.module)
         if self.weights is not None:
             return weights_fingerprint(self.weights)
-        from .onnx_backend import read_metadata
         return read_metadata(self.graph).get(MODEL_SHA256_KEY)
 
     @property
@@ -71,7 +74,6 @@ class ModelSource:
         if self.is_onnx_file:
             raise VrferError(f"{self.spec}: an ONNX file holds no PyTorch model; calibrate with the model's name or "
                              ".safetensors file")
-        from ..models.registry import load_checkpoint
         return load_checkpoint(self.weights)
 
     def as_torch(self) -> "ModelSource":
@@ -83,10 +85,8 @@ class ModelSource:
     def classifier(self, threads: int | None = None, tta_flip: bool = False):
         """The classifier of this source: .cfg, .predict_proba(crops), .logits_and_features(crops)."""
         if self.backend == "onnx":
-            from .onnx_backend import OnnxClassifier
             return OnnxClassifier(self.module if self.graph is None else self.graph, intra_op_threads=threads,
                                   tta_flip=tta_flip)
-        from .torch_backend import TorchClassifier
         return TorchClassifier(self.torch_model(), tta_flip=tta_flip)
 
 
@@ -117,17 +117,14 @@ def resolve(model, backend: str = "auto", allow_untrained: bool = False, option:
     spec = str(model)
     if spec.endswith(".onnx"):
         return _onnx_file(spec, backend)
-    from ..models.registry import build, resolve_model, resolve_trained
     if allow_untrained and resolve_model(spec).weights is None:      # an architecture, as asked
         module = build(resolve_model(spec).cfg)
         return ModelSource(spec, module.cfg, "onnx" if backend == "onnx" else "torch", module=module)
     cfg, weights = resolve_trained(spec, option, untrained_option)
     if backend == "auto":
-        from .onnx_backend import bundled_int8
         int8 = bundled_int8(spec, weights)
         return ModelSource(spec, cfg, "onnx" if int8 else "torch", weights, int8)
     if backend == "onnx":
-        from .onnx_backend import cached_onnx
         return ModelSource(spec, cfg, "onnx", weights, cached_onnx(weights))
     return ModelSource(spec, cfg, "torch", weights)
 
@@ -142,9 +139,7 @@ def _onnx_file(spec: str, backend: str) -> ModelSource:
     if backend == "torch":
         raise VrferError(f"{spec}: an ONNX file runs with --backend onnx (or auto), not torch")
     path = Path(spec)
-    from ..files import regular_file
     regular_file(path, "ONNX file")
-    from .onnx_backend import config_from_metadata, read_metadata
     return ModelSource(spec, config_from_metadata(read_metadata(path), spec), "onnx", None, path)
 
 

@@ -19,8 +19,12 @@ from torch import nn
 
 from ..errors import VrferError
 from ..export.onnx import DEFAULT_OPSET, EXPORT_FORMAT, REPRESENTATION, check_opset, export_bytes, export_onnx, module_of
-from ..fingerprint import MODEL_SHA256_KEY
+from ..fingerprint import MODEL_SHA256_KEY, weights_fingerprint
 from .preprocess import prepare
+from ..models import ModelConfig
+from ..datasets.base import cache_dir
+from ..models.registry import bundled_models, pretrained_path
+from ..threads import ort_options
 
 QUANTIZATION_KEY = "vrfer_quantization"    # an int8 graph's metadata: how it was made (vrfer.export.int8)
 
@@ -38,7 +42,6 @@ def read_metadata(path) -> dict[str, str]:
 def config_from_metadata(meta: dict[str, str], where: str = "ONNX model"):
     from dataclasses import replace
 
-    from ..models import ModelConfig
     if "vrfer_config" not in meta:
         raise VrferError(f"{where}: carries no vrfer config in its metadata (export it with `vrfer export`)")
     try:
@@ -68,7 +71,6 @@ def _file_sha256(path) -> str:
 
 def cached_onnx(weights, opset: int = DEFAULT_OPSET) -> Path:
     """The float32 ONNX export of a .safetensors file, made once into the cache (keyed by the file's hash)."""
-    from ..datasets.base import cache_dir
     opset = check_opset(opset)
     weights = Path(weights)
     if not weights.is_file():
@@ -96,7 +98,6 @@ class OnnxClassifier:
             import onnxruntime as ort
         except ImportError:
             raise VrferError("onnxruntime is not installed (pip install onnxruntime)") from None
-        from ..threads import ort_options
         opts = ort_options(intra_op_threads)   # None -> vrfer.threads.DEFAULT_THREADS, no spinning
 
         if isinstance(model, nn.Module):     # exported in memory (a model object, e.g. untrained)
@@ -187,7 +188,6 @@ def quantization_info(path) -> dict | None:
 def matches_weights(path, weights_file) -> bool:
     """Was the int8 file at `path` made from exactly these float weights? (The fingerprint it records from the
     float export, vrfer.fingerprint, against the file's.)"""
-    from ..fingerprint import weights_fingerprint
     recorded = read_metadata(path).get(MODEL_SHA256_KEY)
     return bool(recorded) and quantization_info(path) is not None and recorded == weights_fingerprint(weights_file)
 
@@ -198,7 +198,6 @@ def bundled_int8(name: str, weights=None) -> Path | None:
     (no such file, not a bundled name, or stale weights)."""
     from importlib import resources
 
-    from ..models.registry import bundled_models, pretrained_path
     if name not in bundled_models():
         return None
     weights = weights if weights is not None else pretrained_path(bundled_models()[name].weights)

@@ -43,6 +43,15 @@ from .images import MIN_SIDE, load_image
 from .loader import resolve
 from .postprocess import PostProcess, adjust_probs, softmax  # noqa: F401  (adjust_probs: the pipeline's step 5)
 from ..pretrained import DEFAULT_MODEL
+from ..personal.reference import check_reference, HEAD_KEY, head_of
+from ..faces.tracking import FaceTracker
+from ..personal.calibration import enrol, Profile
+from ..personal.profile_check import check_profile
+from .session import ModelFace
+from .representation import head, logits_and_features
+from ..faces.registry import DEFAULT_DETECTOR, get_detector
+from ..faces.mouth_check import check_of, KEY
+from ..fingerprint import MODEL_SHA256_KEY
 
 MAX_BOX = 16384                  # largest coordinate of a fixed face box (--face x,y,w,h), in pixels
 
@@ -118,7 +127,6 @@ FACE_CROP_SIDE = 640    # a photo this small (VGA) whose face fills half of it i
 
 
 def _has_head(cfg) -> bool:
-    from ..reference import HEAD_KEY
     return HEAD_KEY in (getattr(cfg, "extra", None) or {})
 
 
@@ -146,7 +154,7 @@ class Pipeline:
         self.post = PostProcess(self.cfg, prior, prior_tau, classes)
         self.crop = self.cfg.crop_geometry    # how a detected face's square is placed: the model's own
         self.profile = None
-        self.reference = None       # the wearer's fixed reference (D,), vrfer.reference; None: none
+        self.reference = None       # the wearer's fixed reference (D,), vrfer.personal.reference; None: none
         self._ref_head = False      # the model's referenced head, read on first use
         if profile is not None:
             self.set_profile(profile)
@@ -161,7 +169,6 @@ class Pipeline:
         """The face detector: the one given, or the shared one of the registry name given (None: the default,
         vrfer.faces.registry)."""
         if self._detector is None or isinstance(self._detector, str):
-            from ..faces.registry import DEFAULT_DETECTOR, get_detector
             self._detector = get_detector(self._detector or DEFAULT_DETECTOR, threads=self.threads)
         return self._detector
 
@@ -169,7 +176,6 @@ class Pipeline:
         """A tracker that follows the main face from frame to frame (face="detect"), else None."""
         if self.face != "detect":
             return None
-        from ..faces.tracking import FaceTracker
         return FaceTracker(self.detector, verify=self.with_mouth)
 
     def find_faces(self, image: np.ndarray, tracker=None) -> list[Face]:
@@ -182,7 +188,6 @@ class Pipeline:
     def mouth_check(self):
         """The model's mouth check (vrfer.faces.mouth_check), None when it has none."""
         if self._mouth_check is False:   # the weights file's config (a bundled int8 graph carries an older copy)
-            from ..faces.mouth_check import KEY, check_of
             cfg = self.source.cfg if KEY in (getattr(self.source.cfg, "extra", None) or {}) else self.cfg
             self._mouth_check = check_of(cfg)
         return self._mouth_check
@@ -240,7 +245,6 @@ class Pipeline:
         from the PyTorch weights, or, for an .onnx file given as the model, as recorded in its metadata at
         export (vrfer.fingerprint.MODEL_SHA256_KEY)."""
         if not hasattr(self, "_fingerprint"):
-            from ..fingerprint import MODEL_SHA256_KEY
             recorded = getattr(self.classifier, "model_sha256", None)
             if self.source.is_onnx_file:
                 if not recorded:
@@ -255,8 +259,8 @@ class Pipeline:
         return self._fingerprint
 
     def set_profile(self, profile) -> None:
-        """Calibrate to one person: a vrfer.calibration.Profile, a profile file, its JSON object (a dict), or
-        None (no calibration). VrferError when it is damaged or made for other weights (vrfer.profile_check)."""
+        """Calibrate to one person: a vrfer.personal.calibration.Profile, a profile file, its JSON object (a dict), or
+        None (no calibration). VrferError when it is damaged or made for other weights (vrfer.personal.profile_check)."""
         if profile is None:
             self.profile = None
             return
@@ -266,9 +270,8 @@ class Pipeline:
 
     @property
     def referenced_head(self):
-        """The model's referenced head (vrfer.reference.ReferencedHead), or None when the model has none."""
+        """The model's referenced head (vrfer.personal.reference.ReferencedHead), or None when the model has none."""
         if self._ref_head is False:
-            from ..reference import head_of
             cfg = self.source.cfg if _has_head(self.source.cfg) else self.cfg
             self._ref_head = head_of(cfg, self.representation_width()) if _has_head(cfg) else None
         return self._ref_head
@@ -281,8 +284,6 @@ class Pipeline:
         """A fixed reference checked against this model: a profile (object, file or JSON object) that carries one,
         or the D numbers themselves. VrferError when the model has no referenced head, or the reference does not
         fit it."""
-        from ..calibration import Profile
-        from ..reference import check_reference
         if isinstance(reference, (Profile, dict, str, os.PathLike)):
             where = str(reference) if isinstance(reference, (str, os.PathLike)) else "profile"
             prof = self.check_profile(reference)
@@ -298,21 +299,17 @@ class Pipeline:
         """D, the width of the representation a profile's rows multiply (vrfer.inference.representation)."""
         clf = self._calibrating_classifier()
         if hasattr(clf, "model"):
-            from .representation import head
             return head(clf.model).in_features
         width = getattr(clf, "representation_width", None)
         if not isinstance(width, int):      # a graph with a symbolic width: the PyTorch model's
-            from .representation import head
             width = head(self.torch_model()).in_features
         return width
 
     def check_profile(self, profile, where: str | None = None):
-        """A profile (a vrfer.calibration.Profile, a profile file, or its JSON object) checked against this
-        pipeline's model by vrfer.profile_check: the one door, for the API, the CLI and serve."""
-        from ..calibration import Profile
-        from ..profile_check import check_profile
+        """A profile (a vrfer.personal.calibration.Profile, a profile file, or its JSON object) checked against this
+        pipeline's model by vrfer.personal.profile_check: the one door, for the API, the CLI and serve."""
         if not isinstance(profile, (Profile, dict, str, os.PathLike)):
-            raise VrferError(f"profile={type(profile).__name__}: a profile is a vrfer.calibration.Profile, a profile "
+            raise VrferError(f"profile={type(profile).__name__}: a profile is a vrfer.personal.calibration.Profile, a profile "
                              "file's path or its JSON object (a dict)")
         if isinstance(profile, str):
             profile = Path(profile)      # a string is a path here (JSON text comes as a dict)
@@ -325,10 +322,10 @@ class Pipeline:
 
     def answer(self, logits: np.ndarray, feats: np.ndarray, profile=None, reference=None) -> np.ndarray:
         """The model's logits and representations of a frame's faces (wearer first) -> the probabilities (N, C),
-        float64, before post-processing: the profile's rows (vrfer.calibration), then the wearer's face read
-        against the reference (vrfer.reference). The one place both are applied, for the API, the CLI and serve.
+        float64, before post-processing: the profile's rows (vrfer.personal.calibration), then the wearer's face read
+        against the reference (vrfer.personal.reference). The one place both are applied, for the API, the CLI and serve.
         profile: a Profile, or None for none. reference: None (none), the D numbers, or a
-        vrfer.reference.RunningReference, which sees the wearer's face first (the automatic reference)."""
+        vrfer.personal.reference.RunningReference, which sees the wearer's face first (the automatic reference)."""
         z = profile.apply(logits, feats, self.classes) if profile is not None else np.asarray(logits, np.float64)
         if reference is not None and len(z):
             if not isinstance(reference, np.ndarray):           # a RunningReference: it sees the wearer first
@@ -350,18 +347,15 @@ class Pipeline:
 
     def model_faces(self, image: np.ndarray, faces: list[Face], representation: bool = False):
         """A loaded image's faces -> what the model saw of each (vrfer.inference.session.ModelFace), for a session to answer."""
-        from .session import ModelFace
         crops = self.crops(image, faces)
         probs, logits, feats = self.model_outputs(crops, representation)
         return [ModelFace(f, probs[i], None if logits is None else logits[i], None if feats is None else feats[i],
                           crops[i]) for i, f in enumerate(faces)]
 
     def enrol(self, crops: np.ndarray, labels, person: str = ""):
-        """A person's profile (vrfer.calibration.enrol) from the crops of their faces and the labels: the one
+        """A person's profile (vrfer.personal.calibration.enrol) from the crops of their faces and the labels: the one
         enrolment of the API, `vrfer calibrate` and serve's calibration. Fitted on the float32 PyTorch
         representation whichever backend answers: one profile for every backend."""
-        from ..calibration import enrol
-        from .representation import logits_and_features
         model = self.torch_model()
         _, feats = logits_and_features(model, np.ascontiguousarray(crops))
         return enrol(model, feats, labels, person=person, model_sha256=self.model_sha256())

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classes import CLASSES
+from ..classes import class_name, CLASSES
 from ..errors import VrferError
+from ..files import parse_json, read_regular
 
 PRIOR_NAMES = ("train", "uniform")
 
@@ -32,7 +33,6 @@ MAX_PRIOR_BYTES = 2 ** 20      # 8 numbers; a megabyte is plenty
 def read_prior_file(path, n_classes: int = len(CLASSES)):
     """--prior FILE: the JSON it holds (a list of class frequencies in class order, or {class: value}), read
     as it is; VrferError naming the file when it cannot be read. PostProcess checks the values."""
-    from ..files import parse_json, read_regular
     where = f"--prior {path}"
     if not Path(path).exists() and not Path(path).is_symlink():
         raise VrferError(f"{where}: expected train, uniform or a JSON file of {n_classes} class frequencies "
@@ -55,7 +55,6 @@ def _prior_values(prior, classes) -> np.ndarray:
             where = f"--prior {text}"
             prior = read_prior_file(text, len(classes))
     if isinstance(prior, dict):
-        from ..classes import class_name  # the spellings labels.csv takes ("happy")
         prior = {k if k in classes or not isinstance(k, str) else class_name(k): v for k, v in prior.items()}
         unknown = sorted(set(prior) - set(classes))
         missing = [c for c in classes if c not in prior]

@@ -1,6 +1,6 @@
 """The network's representation of a face: the input of its last layer (`model.classifier`, a Linear).
 
-Adaptation to a setup (vrfer.adapt) and calibration to a person (vrfer.calibration) both refit the last layer on
+Adaptation to a setup (vrfer.personal.adapt) and calibration to a person (vrfer.personal.calibration) both refit the last layer on
 it (`fit_head`). Every vrfer architecture ends in
 `self.classifier = nn.Linear(D, classes)`, so the representation is what that layer receives
 (D = 384 for vrfer-cnn: the pooled features; dropout is off at inference).

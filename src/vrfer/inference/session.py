@@ -9,7 +9,7 @@ this order:
 1. calibration capture: while capturing an expression, the wearer's crop is kept for the profile (`finish`);
 2. the profile's rows and the wearer's reference (vrfer.inference.pipeline.Pipeline.answer: the one place of that
    arithmetic); the reference is fixed (a neutral enrolment, a profile's, one given) or automatic
-   (vrfer.reference.RunningReference: learnt from this stream's own frames, reset when the face is lost);
+   (vrfer.personal.reference.RunningReference: learnt from this stream's own frames, reset when the face is lost);
 3. the prior and class subset (vrfer.inference.postprocess.PostProcess);
 4. smoothing over the stream's frames (vrfer.inference.smoothing.Smoother), one per channel (serve keeps a connection's own
    frames and a broadcast camera's apart);
@@ -27,6 +27,7 @@ from ..errors import VrferError
 from ..faces import Face
 from ..results import FacePrediction
 from .smoothing import Smoother, check_alpha
+from ..personal.reference import RunningReference
 
 OFF, AUTO = "off", "auto"
 MAX_CAPTURED = 2000      # faces one session keeps for a calibration (serve's limit, docs/PROTOCOL.md)
@@ -82,7 +83,7 @@ class Session:
             s.alpha = 1.0 if self.alpha is None else self.alpha
 
     def set_profile(self, profile) -> None:
-        """A person's profile (checked against the model, vrfer.profile_check), None: none. A profile
+        """A person's profile (checked against the model, vrfer.personal.profile_check), None: none. A profile
         carrying a reference also gives the fixed reference when the model has a referenced head."""
         self.profile = None if profile is None else self.pipeline.check_profile(profile)
         if self.profile is not None and self.profile.reference is not None and self.has_head:
@@ -105,7 +106,6 @@ class Session:
                 if not self.has_head:
                     raise VrferError(f"model {self.pipeline.cfg.name!r} has no referenced head: reference=\"auto\" "
                                      "needs one")
-                from ..reference import RunningReference
                 self.running = RunningReference(self.classes)
             return
         self.reference = self.pipeline.reference_vector(reference)
@@ -177,7 +177,7 @@ class Session:
             s.reset()
         self.lost()
 
-    # -- calibration to the wearer (vrfer.calibration) ---------------------------------------------
+    # -- calibration to the wearer (vrfer.personal.calibration) ---------------------------------------------
     def start_capture(self, label: str, frames: int) -> None:
         """Capture the wearer's face of the next `frames` frames of the stream as `label`."""
         if label not in self.classes:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from .preprocess import prepare
+from .representation import logits_and_features
 
 
 @torch.inference_mode()
@@ -43,5 +44,4 @@ class TorchClassifier:
     def logits_and_features(self, crops) -> tuple[np.ndarray, np.ndarray]:
         """uint8 face crops -> (logits (N, C), representation (N, D)) (vrfer.inference.representation), as the ONNX
         backend gives them: what a calibration profile is applied to."""
-        from .representation import logits_and_features
         return logits_and_features(self.model, np.ascontiguousarray(crops))

@@ -22,6 +22,9 @@ from ..faces.geometry import CropGeometry
 from ..occlusion import visible_rows
 from ..outputs import public_mode
 from ..pretrained import DEFAULT_MODEL
+from ..files import regular_file
+from .importers import load_backbone_weights
+from ..personal.profile_check import check_head
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,6 @@ def resolve_model(name) -> ResolvedModel:
         if not path.is_file():
             raise VrferError(f"{name}: a run folder without best.safetensors (training has not saved a model yet)")
     if path.suffix == ".safetensors" or os.sep in name:
-        from ..files import regular_file
         regular_file(path, "model file")   # a run folder: its best.safetensors
         return ResolvedModel(read_config(path), path)
     raise UnknownModelError(f"unknown model {name!r}; known: {', '.join(sorted(list(_ARCHS) + list(bundled)))} "
@@ -172,7 +174,6 @@ def create_model(name: str, pretrained: bool = True, backbone_weights=None, **ov
     are copied into fresh weights (see vrfer.models.importers.load_backbone_weights).
     """
     if backbone_weights is not None:
-        from .importers import load_backbone_weights
         model = create_model(name, pretrained=False, **overrides)
         load_backbone_weights(model, backbone_weights)
         return model
@@ -240,7 +241,6 @@ def load_checkpoint(path, **overrides) -> nn.Module:
         raise VrferError(f"{path}: weights do not fit architecture {cfg.arch!r} "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     if (cfg.extra or {}).get("adapted") and isinstance(getattr(model, "classifier", None), nn.Linear):
-        from ..profile_check import check_head      # an adapted last layer is something a user brings: checked
         check_head(model.classifier.weight.detach().numpy(), model.classifier.bias.detach().numpy(),
                    len(cfg.classes), str(path))
     return model

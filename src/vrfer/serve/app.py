@@ -52,6 +52,8 @@ from .protocol import (
     source_ended_event,
 )
 from .state import ServeConfig, ServerState, check_bind, post_process
+from ..threads import use_torch_threads
+from .source import FrameSource
 
 __all__ = ["ServeConfig", "ServerThread", "create_app", "check_bind", "uvicorn_config", "listen_socket"]
 
@@ -299,7 +301,6 @@ def create_app(config: ServeConfig, predictor: Predictor | None = None) -> Starl
     """Load the model (raises VrferError for a bad model/source) and build the ASGI app."""
     from contextlib import asynccontextmanager
     check_bind(config)
-    from ..threads import use_torch_threads
     use_torch_threads(config.threads)
     predictor = predictor or Predictor(config.model, config.face, config.backend, threads=config.threads,
                                        profile=config.profile)
@@ -309,7 +310,6 @@ def create_app(config: ServeConfig, predictor: Predictor | None = None) -> Starl
     except ProtocolError as e:
         raise VrferError(e.message) from None
     if config.camera is not None or config.video is not None:
-        from .source import FrameSource
         state.source = FrameSource(config.camera, config.video, loop=config.loop_video, max_fps=config.source_fps)
 
     @asynccontextmanager

@@ -42,6 +42,7 @@ from .protocol import (
     unsubscribed_event,
 )
 from .state import ServerState, post_process
+from ..personal.reference import check_reference
 
 
 class Connection:
@@ -182,7 +183,6 @@ class Connection:
     def _reference(self, msg: dict) -> None:
         """The "reference" message (docs/PROTOCOL.md): get, set (the D numbers, or a profile carrying them), clear
         (none) or auto (a running reference from this connection's frames)."""
-        from ..reference import check_reference
         action = msg.get("action")
         if action not in REFERENCE_ACTIONS:
             raise ProtocolError("bad_message", f"reference needs \"action\": one of {', '.join(REFERENCE_ACTIONS)}")
@@ -251,7 +251,7 @@ class Connection:
                 prof = msg.get("profile")
                 if not isinstance(prof, dict):               # a JSON object, never a path a client names
                     raise VrferError("calibrate load: damaged profile (not a vrfer profile: a JSON object is needed)")
-                prof = w.pipeline.check_profile(prof, "calibrate load")     # vrfer.profile_check, against this model
+                prof = w.pipeline.check_profile(prof, "calibrate load")     # vrfer.personal.profile_check, against this model
             except VrferError as e:
                 raise ProtocolError("bad_param", str(e)) from None
             w.set_profile(prof)

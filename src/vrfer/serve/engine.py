@@ -25,6 +25,7 @@ from ..occlusion import apply_input_mode
 from ..inference.pipeline import Pipeline
 from ..inference.images import load_image
 from .protocol import ProtocolError
+from ..inference.session import ModelFace
 
 log = logging.getLogger("vrfer.serve")
 
@@ -78,7 +79,7 @@ class Predictor:
     applies the wearer's profile and reference, its prior and class subset, and smoothing."""
 
     def __init__(self, model: str, face="detect", backend: str = "auto", threads: int | None = None, profile=None):
-        # a profile (vrfer.calibration): every connection's session starts with it
+        # a profile (vrfer.personal.calibration): every connection's session starts with it
         self.pipeline = Pipeline(model, face, backend, threads, profile=profile)
         self.face = self.pipeline.face
         self.backend = backend
@@ -102,7 +103,6 @@ class Predictor:
         vrfer.faces.wearer_first; logits and representations where wanted: a connection with a profile, a
         reference or a calibration), or a ProtocolError for that image. Every face of the batch goes through the
         classifier in one call; nothing of a wearer is applied here (each connection's vrfer.inference.session.Session does)."""
-        from ..inference.session import ModelFace
         pipe = self.pipeline
         want_reps = want_reps or [False] * len(images)
         found: list = [None] * len(images)
@@ -220,7 +220,7 @@ class InferenceEngine:
                rep: bool = False) -> concurrent.futures.Future:
         """data: encoded image bytes or a decoded BGR/gray uint8 array; stream: the frames' Stream (its
         face tracker follows the face between frames), None for a lone image; rep: also the model's logits and
-        representation of each face (vrfer.calibration, per connection)."""
+        representation of each face (vrfer.personal.calibration, per connection)."""
         n = self._q.qsize()
         if n >= self.max_pending:
             self.stats["busy"] += 1

@@ -32,7 +32,7 @@ DEFAULT_MAX_PIXELS = 4096 * 4096
 
 # client -> server text messages
 CLIENT_TYPES = ("config", "frame", "subscribe", "unsubscribe", "reset", "ping", "stats", "calibrate", "reference")
-REFERENCE_ACTIONS = ("get", "set", "clear", "auto")   # the wearer's neutral reference (vrfer.reference)
+REFERENCE_ACTIONS = ("get", "set", "clear", "auto")   # the wearer's neutral reference (vrfer.personal.reference)
 CALIBRATE_ACTIONS = ("start", "stop", "finish", "load", "clear")
 CAPTURE_FRAMES = 30          # frames a "calibrate start" captures unless told ("frames")
 MAX_CAPTURE_FRAMES = 1000

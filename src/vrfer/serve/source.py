@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from ..errors import VrferError
+from ..errors import native_stderr_silenced, VrferError
 
 log = logging.getLogger("vrfer.serve")
 
@@ -39,7 +39,6 @@ class FrameSource:
             import cv2
         except ImportError:
             raise VrferError("--camera/--video need OpenCV (pip install opencv-python-headless)") from None
-        from ..errors import native_stderr_silenced
         try:  # OpenCV's own "[ WARN ]" lines: vrfer says what went wrong in one line of its own
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         except AttributeError:

@@ -38,7 +38,7 @@ class ServeConfig:
     max_pending: int = 64                # inference jobs waiting (beyond: "busy")
     outbox: int = 16                     # events waiting to be sent to one connection
     allow_origins: tuple = ()            # extra browser origins allowed on the WebSockets ("*": any)
-    profile: str | None = None           # a calibration profile (vrfer.calibration) for every connection
+    profile: str | None = None           # a calibration profile (vrfer.personal.calibration) for every connection
     threads: int | None = 1              # vrfer.threads: threads of the network and the detector (0: one per
                                          # core); 1 holds up when the cores are busy, and leaves one to the loop
 

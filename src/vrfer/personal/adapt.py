@@ -26,10 +26,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import VrferError
-from .outputs import plural
-from .inference.preprocess import prepare
-from .inference.representation import fit_head, head, logits_and_features
+from ..errors import NoFaceError, VrferError
+from ..outputs import plural
+from ..inference.preprocess import prepare
+from ..inference.representation import fit_head, head, logits_and_features
+from .reference import fit_head_on_people, HEAD_KEY, REFERENCE_BLEND, REFERENCE_L2, REFERENCE_MIRROR, with_head
+from ..recognizer import load_image, Recognizer
+from ..inputs import is_video, media_files, video_frames
+from ..evaluate import folder_faces, scores, subjects_of
+from ..inference.loader import torch_model
+from ..inference.postprocess import PostProcess
 
 HEAD_L2 = 1e-2          # lam of the L2-SP penalty, chosen leave-one-person-out on taiwanese-dev and JAFFE
 HEAD_MIRROR = True      # the head also sees each labelled face mirrored: +0.7 / +2.8 points leave-one-person-out on
@@ -132,9 +138,8 @@ def adapted_config(model: nn.Module, name: str, record: dict, labels: np.ndarray
     answers plainly (its prior is the setup's class mix), so default_post becomes the plain model's."""
     cfg = model.cfg
     extra = dict(cfg.extra or {})
-    # a referenced head (vrfer.reference) reads the base's representation, which AdaBN changes: adapt_folder
+    # a referenced head (vrfer.personal.reference) reads the base's representation, which AdaBN changes: adapt_folder
     # refits it on the setup's people where it can, else the adapted model has none
-    from .reference import HEAD_KEY
     extra.pop(HEAD_KEY, None)
     extra["adapted"] = {"base_model": cfg.name, **record, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     if labels is not None and len(labels):
@@ -151,9 +156,6 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
     images and frames read and of those where no face was found."""
     from pathlib import Path
 
-    from .errors import NoFaceError
-    from .recognizer import load_image
-    from .inputs import is_video, media_files, video_frames
     crops, counts = [], {"images": 0, "frames": 0, "no_face": 0}
 
     def take(img, into=crops) -> None:
@@ -212,10 +214,6 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
     side, where a mirror image is a view that never occurs)."""
     from pathlib import Path
 
-    from .evaluate import folder_faces, scores, subjects_of
-    from .inference.loader import torch_model
-    from .inference.postprocess import PostProcess
-    from .recognizer import Recognizer
     say = log or (lambda _line: None)
     base = torch_model(model)
     crops = labels = subjects = None
@@ -269,9 +267,8 @@ def adapt_folder(model, root=None, unlabelled=(), face: str = "detect", name: st
 
 
 def _fit_reference_head(adapted: nn.Module, crops, labels, subjects, mirror: bool, report: dict, say) -> None:
-    """The setup's referenced head (vrfer.reference) on the adapted representation, where the labelled folder has
+    """The setup's referenced head (vrfer.personal.reference) on the adapted representation, where the labelled folder has
     people with 2+ neutral photos (each face read against the person's other neutral photos); else none, said."""
-    from .reference import fit_head_on_people, with_head
     feats = logits_and_features(adapted, crops)[1]
     flipped = logits_and_features(adapted, np.ascontiguousarray(crops[:, :, ::-1]))[1] if mirror else None
     try:
@@ -280,24 +277,22 @@ def _fit_reference_head(adapted: nn.Module, crops, labels, subjects, mirror: boo
                                               "faces": report.get("faces")}])
     except VrferError:
         report["reference_head"] = None
-        say("no referenced head: it needs people with 2 or more neutral photos each (vrfer.reference); "
+        say("no referenced head: it needs people with 2 or more neutral photos each (vrfer.personal.reference); "
             "--reference auto and neutral calibrations are not available with this adapted model")
         return
     adapted.cfg = with_head(adapted.cfg, head)
     report["reference_head"] = {"people": report.get("people"), "blend": head.blend}
-    say("fitted a referenced head on the setup's neutral photos (the wearer's reference, vrfer.reference)")
+    say("fitted a referenced head on the setup's neutral photos (the wearer's reference, vrfer.personal.reference)")
 
 
 def fit_reference_head(model, roots, face: str = "detect", occlusion: str = "headset", lam: float | None = None,
                         blend: float | None = None, mirror: bool | None = None, threads: int | None = None,
                         progress: bool = True, log=None):
-    """The referenced head (vrfer.reference) fitted on labelled folders of people (vrfer.datasets.folder: labels.csv with a
+    """The referenced head (vrfer.personal.reference) fitted on labelled folders of people (vrfer.datasets.folder: labels.csv with a
     `subject` column and neutral photos), read as `vrfer evaluate --dataset folder` reads them (face, occlusion:
     "headset" paints vrfer's synthetic headset over the eyes). Each folder's people are its own (a subject name
     is prefixed with the folder's). The head records what it was fitted on (`fitted_on`: with each folder's data
     fingerprint, so that an evaluation can tell whether the head saw the data it scores)."""
-    from .evaluate import folder_faces, subjects_of
-    from .reference import REFERENCE_BLEND, REFERENCE_L2, REFERENCE_MIRROR, fit_head_on_people
     mirror = REFERENCE_MIRROR if mirror is None else mirror
     lam = REFERENCE_L2 if lam is None else lam
     blend = REFERENCE_BLEND if blend is None else blend

@@ -8,19 +8,19 @@ representation (vrfer.inference.representation: the input of the model's last la
     z_ref   = W_ref (f - r) + b_ref                                   (a linear layer, C x D)
     answer  = softmax((1 - w) * log_softmax(z_generic) + w * log_softmax(z_ref))
 
-z_generic is the model's own logits (with a profile's rows, vrfer.calibration, when one is in use), w the head's
+z_generic is the model's own logits (with a profile's rows, vrfer.personal.calibration, when one is in use), w the head's
 `blend`, and then the model's usual post-processing (prior, classes). The generic half keeps the answer "neutral"
 where the reference came from other light or glasses; the referenced half lifts the expressions the generic
 model misses. Without a reference nothing changes: the answer is the generic one, bit for bit.
 
 The head is fitted on people with neutral photos (`fit_head_on_people`: logistic regression on f - r, each
 person's reference the mean of their OTHER neutral photos, pulled towards the generic last layer, as adaptation
-pulls its head, vrfer.adapt) and stored in the model's config (cfg.extra["reference_head"], JSON in the
+pulls its head, vrfer.personal.adapt) and stored in the model's config (cfg.extra["reference_head"], JSON in the
 .safetensors metadata and in exported ONNX files): the weights, and so the model's fingerprint, are unchanged.
 
 Where a reference comes from:
 - explicit: the mean of a neutral enrolment (`vrfer calibrate neutral=relaxed.mp4`), carried by the profile
-  (vrfer.calibration.Profile.reference), bound to the model's weights as profiles are;
+  (vrfer.personal.calibration.Profile.reference), bound to the model's weights as profiles are;
 - automatic (`RunningReference`): per stream, from the frames the plain answer calls confidently neutral; a
   VR wearer is mostly neutral. Until AUTO_WARMUP such frames are seen it gives nothing, so the answer during
   warm-up is exactly the generic one; then it follows slowly (AUTO_RATE per neutral frame), and a new stream (a
@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import VrferError
+from ..errors import VrferError
+from .profile_check import check_array, MAX_ABS, numbers
+from ..inference.representation import fit_head, head
 
 REFERENCE_L2 = 0.01       # lam of the pull towards the generic last layer (leave-one-dataset-out, docs/RESULTS.md)
 REFERENCE_BLEND = 0.7     # w: the referenced head's share of the answer's log-probabilities (same measurement)
@@ -91,7 +93,6 @@ class ReferencedHead:
     @classmethod
     def from_json(cls, d, classes: int, width: int | None = None, where: str = "model") -> "ReferencedHead":
         """The head from a model config's JSON, checked (shape against the model, finite, bounded)."""
-        from .profile_check import MAX_ABS, numbers
         try:
             if not isinstance(d, dict):
                 raise TypeError("must be a JSON object")
@@ -138,7 +139,6 @@ def with_head(cfg, head: ReferencedHead):
 
 def check_reference(vector, width: int, where: str = "reference") -> np.ndarray:
     """A reference (D,) as float32: the model's representation width, finite, bounded; VrferError otherwise."""
-    from .profile_check import check_array
     try:
         r = np.asarray(vector, np.float32)
     except (TypeError, ValueError):
@@ -244,7 +244,6 @@ def fit_head_on_people(model, features: np.ndarray, labels: np.ndarray, subjects
     other neutral face is left out); mirrored: the representations of the mirrored faces, read against the
     mirrored reference (REFERENCE_MIRROR). Logistic regression pulled towards the model's own last layer
     (vrfer.inference.representation.fit_head); classes without a face keep the generic row."""
-    from .inference.representation import fit_head, head
     labels = np.asarray(labels, np.int64)
     neutral = labels == list(model.cfg.classes).index(NEUTRAL)
     xs, ys = [], []

@@ -7,7 +7,7 @@ enrolled classes free: a class the person did not show keeps the model's answer 
 measurement against prototypes (nearest class mean, blended or not with the model's answer) on
 taiwanese-dev across sessions (docs/RESULTS.md, "Adaptation and calibration").
 
-On a model whose last layer was adapted to a setup's labelled faces (vrfer.adapt), the refitted rows are blended
+On a model whose last layer was adapted to a setup's labelled faces (vrfer.personal.adapt), the refitted rows are blended
 half-way back to the model's own (`blend`, ADAPTED_BLEND): the adapted layer already knows the setup, and across
 sessions on taiwanese-dev a full refit on one session's faces loses on top of it where the half-way blend gains
 (docs/RESULTS.md, "Adaptation and calibration"). The blend is a weighted mean of two linear layers, so it is stored
@@ -20,7 +20,7 @@ model's last layer (vrfer.inference.representation).
 
 The profile file is JSON (never pickle), documented field by field in `Profile.to_json`, and names the
 model it belongs to: its name and the sha256 of its weights (vrfer.fingerprint.model_fingerprint; an ONNX
-file from `vrfer export` records it as vrfer_model_sha256). Reading one is vrfer.profile_check.check_profile: a
+file from `vrfer export` records it as vrfer_model_sha256). Reading one is vrfer.personal.profile_check.check_profile: a
 profile for another model, or damaged, is refused.
 
 A profile is applied through whichever backend answers: PyTorch, or an ONNX graph with the `representation`
@@ -37,8 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VrferError
-from .fingerprint import model_fingerprint
+from ..errors import VrferError
+from ..fingerprint import model_fingerprint
+from ..inference.representation import fit_head, head
+from ..inference.postprocess import softmax
 
 PROFILE_FORMAT = "vrfer-profile"
 PROFILE_VERSION = 1
@@ -62,7 +64,7 @@ class Profile:
     lam: float = PROFILE_L2
     blend: float = 1.0             # the share of the refit in the rows (ADAPTED_BLEND on adapted models)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
-    reference: np.ndarray | None = None   # (D,) the mean representation of the person's neutral faces (vrfer.reference)
+    reference: np.ndarray | None = None   # (D,) the mean representation of the person's neutral faces (vrfer.personal.reference)
     reference_count: int = 0              # how many faces it is the mean of
 
     def rows(self, all_classes) -> list[int]:
@@ -78,7 +80,6 @@ class Profile:
 
     def probabilities(self, logits: np.ndarray, features: np.ndarray, all_classes) -> np.ndarray:
         """The calibrated answers (N, C), float64: softmax of `apply`."""
-        from .inference.postprocess import softmax
         return softmax(self.apply(logits, features, all_classes))
 
     def check_model(self, cfg, sha256: str) -> None:
@@ -134,11 +135,10 @@ def enrol(model, features: np.ndarray, labels, person: str = "", lam: float = PR
           model_sha256: str | None = None, blend: float | None = None) -> Profile:
     """A profile from the representations (N, D) of a person's faces and their labels (class indices or
     names). Every class with at least one face is enrolled; the others keep the model's answer. Neutral faces
-    also make the profile's reference (vrfer.reference: their mean representation); faces of neutral alone
+    also make the profile's reference (vrfer.personal.reference: their mean representation); faces of neutral alone
     make a reference only (a refit on one class would only push every answer towards it).
     model_sha256: model_fingerprint(model) where the caller has it already (a Pipeline keeps it).
     blend: the refit's share in the rows (None: default_blend, by whether the model is adapted)."""
-    from .inference.representation import fit_head, head
     cfg = model.cfg
     labels = np.asarray([cfg.classes.index(v) if isinstance(v, str) else int(v) for v in labels], np.int64)
     if len(labels) == 0:

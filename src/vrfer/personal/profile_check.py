@@ -1,5 +1,5 @@
-"""The one door for everything personal a user brings: calibration profiles (vrfer.calibration) and adapted
-last layers (vrfer.adapt). Read once here and checked against the model that will use them, so that a bad one is
+"""The one door for everything personal a user brings: calibration profiles (vrfer.personal.calibration) and adapted
+last layers (vrfer.personal.adapt). Read once here and checked against the model that will use them, so that a bad one is
 refused in one line (VrferError; serve answers `bad_param`) instead of failing every answer later.
 
 What is checked (the same limits are mirrored in examples/onnx_client.py, which runs without vrfer):
@@ -18,8 +18,9 @@ import os
 
 import numpy as np
 
-from .errors import VrferError
-from .files import parse_json, read_regular
+from ..errors import VrferError
+from ..files import parse_json, read_regular
+from .calibration import Profile, PROFILE_FORMAT, PROFILE_L2, PROFILE_VERSION
 
 MAX_PROFILE_BYTES = 4 * 2 ** 20   # a profile of 8 classes x 1280 numbers is ~200 KB as JSON
 MAX_ABS = 1000.0                  # a trained last layer's numbers are within +-10; the refit stays near them
@@ -54,7 +55,6 @@ def check_array(a: np.ndarray, name: str) -> None:
 
 def profile_fields(d, classes, width: int | None):
     """A profile's JSON object -> (classes, counts, weight, bias, lam, blend), checked; ValueError or KeyError."""
-    from .calibration import PROFILE_FORMAT, PROFILE_L2, PROFILE_VERSION
     if not isinstance(d, dict) or d.get("format") != PROFILE_FORMAT:
         raise ValueError(f"not a vrfer profile (no \"format\": \"{PROFILE_FORMAT}\")")
     v = d.get("version")
@@ -108,10 +108,9 @@ def profile_fields(d, classes, width: int | None):
 
 def check_profile(src, cfg=None, width: int | None = None, sha256: str | None = None, where: str | None = None):
     """A profile from a path, its JSON text/bytes, its JSON object (a dict: what serve's `profile` event carries)
-    or a vrfer.calibration.Profile -> a checked Profile. cfg (the model's config: class names), width (the
+    or a vrfer.personal.calibration.Profile -> a checked Profile. cfg (the model's config: class names), width (the
     model's representation width) and sha256 (its model_fingerprint): what it must fit, each skipped when None.
     VrferError in one line naming `where` (default: the path, else "profile") for anything else."""
-    from .calibration import Profile
     if isinstance(src, (str, os.PathLike)) and not (isinstance(src, str) and src.lstrip().startswith("{")):
         where = where or str(src)
         src = parse_json(read_regular(src, "profile", MAX_PROFILE_BYTES), where)
@@ -132,7 +131,7 @@ def check_profile(src, cfg=None, width: int | None = None, sha256: str | None = 
                       weight=weight, bias=bias, person=src.get("person", ""), lam=lam, blend=blend,
                       created=src.get("created", ""), reference=reference, reference_count=ref_count)
     elif not isinstance(src, Profile):
-        raise VrferError(f"{where}: a profile is a vrfer.calibration.Profile, a profile file's path or its JSON "
+        raise VrferError(f"{where}: a profile is a vrfer.personal.calibration.Profile, a profile file's path or its JSON "
                          f"object, not {type(src).__name__}")
     prof = src
     if sha256 is not None and cfg is not None:
@@ -164,7 +163,7 @@ def check_profile(src, cfg=None, width: int | None = None, sha256: str | None = 
 
 
 def check_head(weight, bias, classes: int, where: str) -> None:
-    """An adapted last layer (vrfer.adapt, stored in a model file): (classes, D) weights and (classes,) bias,
+    """An adapted last layer (vrfer.personal.adapt, stored in a model file): (classes, D) weights and (classes,) bias,
     finite and within +-MAX_ABS; VrferError naming `where` otherwise."""
     w, b = np.asarray(weight), np.asarray(bias)
     try:

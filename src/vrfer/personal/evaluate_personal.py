@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classes import CLASSES
-from .inference.postprocess import softmax
-from .evaluate import folder_faces, scores, subjects_of
-from .outputs import plural
+from ..classes import CLASSES
+from ..inference.postprocess import PostProcess, softmax
+from ..evaluate import folder_faces, scores, subjects_of
+from ..outputs import plural
+from ..errors import VrferError
+from ..inference.loader import torch_model
+from ..inference.representation import head as last_layer, logits_and_features
+from .reference import fit_head_on_people, head_of, person_references
+from .adapt import adapt_arrays
+from .calibration import enrol
 
 
 def _spread(runs: list[dict]) -> dict:
@@ -32,10 +38,10 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
                       reference: str | None = None) -> dict:
     """Adaptation and calibration of `model`, scored so that no face is scored by a fit that saw it.
 
-    adapt="loo": each person's faces are scored by an adaptation (vrfer.adapt: AdaBN + a new last layer)
+    adapt="loo": each person's faces are scored by an adaptation (vrfer.personal.adapt: AdaBN + a new last layer)
     fitted on the other people only, beside the generic answer on the same faces.
     calibrate=K: per person and enrolment session, K faces per class drawn (seeded, `draws` times) from that
-    ONE session make a profile (vrfer.calibration), scored on the person's OTHER sessions only, among the
+    ONE session make a profile (vrfer.personal.calibration), scored on the person's OTHER sessions only, among the
     enrolled classes, beside the unprofiled answer on the same faces. A session of one class only (e.g.
     taiwanese-dev's neutral photos, taken apart from the others) is added to every enrolment and never
     scored. Without a `session` column all of a person's photos are one sitting: K faces per class are
@@ -46,10 +52,6 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
     reference="neutral"|"auto": also the answer read against each person's reference (_score_referenced); with
     adapt="loo", each adaptation also fits a referenced head on the other people (`adapted_loo_referenced`).
     log: a function taking one line of progress (or None)."""
-    from .errors import VrferError
-    from .inference.loader import torch_model
-    from .inference.postprocess import PostProcess
-    from .inference.representation import logits_and_features
     _check_options(adapt, calibrate, draws, seed, reference)
     model = torch_model(model)
     head = _referenced_head(model) if reference else None
@@ -104,7 +106,6 @@ def evaluate_personal(model, root, face: str = "none", occlusion: str = "none", 
 
 def _check_options(adapt, calibrate, draws, seed, reference) -> None:
     """evaluate_personal's options, each refused in one line naming it."""
-    from .errors import VrferError
     if adapt not in (None, "loo"):
         raise VrferError(f"--adapt {adapt!r}: expected loo")
     if calibrate is not None and calibrate < 0:
@@ -119,7 +120,6 @@ def _check_options(adapt, calibrate, draws, seed, reference) -> None:
 
 def _check_k(calibrate: int, data: dict) -> None:
     """VrferError when K exceeds the most faces of one class in one session (one person, without sessions)."""
-    from .errors import VrferError
     labels, subjects = data["labels"], data["subjects"]
     most = max((int(np.sum((subjects == p) & (labels == c) & (data["sessions"] == s)))
                 for p, c, s in set(zip(subjects.tolist(), labels.tolist(), data["sessions"].tolist()))), default=0)
@@ -132,10 +132,7 @@ def _check_k(calibrate: int, data: dict) -> None:
 
 
 def _referenced_head(model):
-    """The model's referenced head (vrfer.reference); VrferError when it has none."""
-    from .errors import VrferError
-    from .reference import head_of
-    from .inference.representation import head as last_layer
+    """The model's referenced head (vrfer.personal.reference); VrferError when it has none."""
     head = head_of(model.cfg, last_layer(model).in_features)
     if head is None:
         raise VrferError(f"model {model.cfg.name!r} has no referenced head: --reference needs one "
@@ -145,13 +142,12 @@ def _referenced_head(model):
 
 def _score_referenced(res: dict, head, reference: str, logits, feats, data: dict, post, info: dict, classes,
                       say) -> None:
-    """evaluate_personal's referenced answer: each face read against its person's reference (vrfer.reference),
+    """evaluate_personal's referenced answer: each face read against its person's reference (vrfer.personal.reference),
     taken from that person's OTHER photos only (other sessions where labels.csv has them; neutral: their neutral
     photos; auto: those the generic answer calls confidently neutral, no labels); a face with no such photo keeps the
     generic answer (counted in no_reference). The result's top-level accuracy, mean_class_recall and per_class
     become the referenced answer's (`generic` holds the plain one on the same faces); `head_saw_this_data` says
     whether the model's referenced head was fitted on this very data (by its data fingerprint)."""
-    from .reference import person_references
     labels, subjects = data["labels"], data["subjects"]
     sessions = None if data["no_sessions"] else data["sessions"]
     refs = person_references(feats, logits, labels, subjects, sessions, reference, classes)
@@ -181,16 +177,12 @@ def _people_sessions(items) -> dict:
 
 
 def _adapt_loo(model, crops, labels, subjects, post, reference=None, sessions=None, progress: bool = False):
-    """Each person's faces scored by an adaptation (vrfer.adapt) fitted on the other people only: the predictions,
+    """Each person's faces scored by an adaptation (vrfer.personal.adapt) fitted on the other people only: the predictions,
     per person (adapted model, logits, representations, post-processing, the person's face indices), and with
     `reference` the predictions of the adapted model with a referenced head also fitted on the other people
-    (vrfer.reference.fit_head_on_people, on the adapted representation), else None."""
+    (vrfer.personal.reference.fit_head_on_people, on the adapted representation), else None."""
     from tqdm import tqdm
 
-    from .adapt import adapt_arrays
-    from .inference.postprocess import PostProcess
-    from .reference import fit_head_on_people, person_references
-    from .inference.representation import logits_and_features
     pred, per_person = np.zeros_like(labels), {}
     pred_ref = np.zeros_like(labels) if reference else None
     for person in tqdm(np.unique(subjects), desc="adapt, leave-one-person-out", unit="person", leave=False,
@@ -218,8 +210,6 @@ def _calibration_draws(data: dict, starts, calibrate: int, draws: int, seed: int
     the (model, logits, representations, post-processing, face indices) a person's profiles start from."""
     from tqdm import tqdm
 
-    from .calibration import enrol
-    from .errors import VrferError
     labels, subjects, sessions = data["labels"], data["subjects"], data["sessions"]
     rng = np.random.default_rng(seed)
     runs_base, runs_cal, pairs = [], [], []

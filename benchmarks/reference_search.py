@@ -1,0 +1,379 @@
+"""Issue 31: designs of the referenced head (vrfer.personal.reference), each chosen honestly and scored leave-one-dataset-out
+(LODO) and, on top of adaptation, leave-one-person-out (LOPO).
+
+Every hyperparameter (lam, blend) of a variant is chosen by nested leave-one-person-out INSIDE the fitting data set
+(fit on its other people, score each person against their own neutral reference; the best mean accuracy over the
+grid), never on the scored set; then the head is fitted on the whole fitting set and scored on the other set. The same
+rule both ways. The arithmetic is `vrfer evaluate --dataset folder --root DATA --face detect --occlusion headset
+--model HEAD --reference neutral --adapt loo`'s: the shipped design's row and "as evaluate" reproduce its figures
+(docs/RESULTS.md, "The wearer's neutral reference (issue 31)", where every row is reported).
+
+    OMP_NUM_THREADS=1 nice python benchmarks/reference_search.py --data ../shared/data [--json OUT] \
+        [--part lodo|adapted|neutral] [--designs NAME ...]
+
+(one BLAS thread: the small L-BFGS fits are ~10x faster than with threads fighting over a busy machine; all parts
+~40 min on 2 shared cores, the first run longer: it detects the faces and adapts once per person.)
+
+Representations are cached under ~/.cache/vrfer/reference_search (the pipeline's crops with the synthetic headset,
+the generic model's representation of each crop and of its mirror image, and for each person the leave-that-person-out
+adapted model's representations of both data sets), keyed by the model's fingerprint and the data's labels.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from vrfer.personal.adapt import adapt_arrays
+from vrfer.evaluate import folder_faces, scores
+from vrfer.personal.evaluate_personal import _people_sessions
+from vrfer.inference.loader import resolve, torch_model
+from vrfer.inference.postprocess import PostProcess, softmax
+from vrfer.personal.reference import (
+    NEUTRAL,
+    REFERENCE_BLEND,
+    REFERENCE_L2,
+    ReferencedHead,
+    leave_one_out_references,
+)
+from vrfer.inference.representation import fit_head, head, logits_and_features
+
+SETS = ("taiwanese-dev", "jaffe")
+LAMS = (0.001, 0.003, 0.01, 0.03, 0.1)
+BLENDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def _pass(model, crops):
+    lg, ft = logits_and_features(model, crops)
+    flg, fft = logits_and_features(model, np.ascontiguousarray(crops[:, :, ::-1]))
+    return lg, ft, flg, fft
+
+
+def load(model, root: Path, fingerprint: str) -> dict:
+    """The data set's crops, labels, people, sessions and the generic model's logits / representations (and of the
+    mirrored crops), cached."""
+    cache = Path.home() / ".cache" / "vrfer" / "reference_search"
+    cache.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256((fingerprint + (root / "labels.csv").read_text()).encode()).hexdigest()[:16]
+    f = cache / f"{root.name}-{key}.npz"
+    if not f.exists():
+        items, crops, found, _, info = folder_faces(model, root, "detect", "headset")
+        items = [it for it, ok in zip(items, found) if ok]
+        d = _people_sessions(items)
+        lg, ft, flg, fft = _pass(model, crops)
+        np.savez(f, crops=crops, labels=d["labels"], subjects=d["subjects"], sessions=d["sessions"],
+                 no_sessions=d["no_sessions"], lg=lg, ft=ft, flg=flg, fft=fft,
+                 data_fingerprint=info["data_fingerprint"])
+    d = dict(np.load(f))
+    d["no_sessions"] = bool(d["no_sessions"])
+    d["name"] = root.name
+    return d
+
+
+def load_adapted(model, sets: dict, name: str, fingerprint: str) -> dict:
+    """For each person of `name`: the adaptation fitted on the other people of `name` (vrfer.personal.adapt.adapt_arrays, as
+    `--adapt loo` fits it), and its logits / representations of every crop of every data set (and mirrored)."""
+    cache = Path.home() / ".cache" / "vrfer" / "reference_search"
+    d = sets[name]
+    key = hashlib.sha256((fingerprint + "".join(str(sets[s]["data_fingerprint"]) for s in SETS)).encode()).hexdigest()[:16]
+    f = cache / f"adapted-{name}-{key}.npz"
+    if not f.exists():
+        out = {}
+        for person in tqdm(np.unique(d["subjects"]), desc=f"adapting {name}, leave-one-person-out", unit="person"):
+            fit = d["subjects"] != person
+            m = adapt_arrays(model, d["crops"][fit], d["labels"][fit])
+            for s in SETS:
+                for k, v in zip(("lg", "ft", "flg", "fft"), _pass(m, sets[s]["crops"])):
+                    out[f"{person}|{s}|{k}"] = v
+            out[f"{person}|W"] = head(m).weight.detach().numpy()
+            out[f"{person}|b"] = head(m).bias.detach().numpy()
+        np.savez(f, **out)
+    z = np.load(f)
+    res: dict = {}
+    for k in z.files:
+        person, *rest = k.split("|")
+        res.setdefault(person, {})["|".join(rest)] = z[k]
+    return res
+
+
+# ------------------------------------------------------------------------------------------- designs of the head
+
+def _neutral(d):
+    return d["labels"] == 0
+
+
+def refs_of(ft, fft, d, rows, mirror_ref: bool, sessions: bool):
+    """Each face's reference (rows of d): the mean of the person's OTHER neutral faces (other sessions where
+    `sessions`), of the representation or, with mirror_ref, of the mean of it and its mirror image's."""
+    x = (ft + fft) / 2 if mirror_ref else ft
+    return leave_one_out_references(x[rows], d["subjects"][rows], _neutral(d)[rows],
+                                    d["sessions"][rows] if sessions and not d["no_sessions"] else None)
+
+
+def spread_of(ft, d, rows, kind="spread3", sessions: bool = False):
+    """Each face's person scale, from the person's OTHER neutral faces (other sessions where `sessions`):
+    "spreadK": their RMS distance from their mean (NaN where the person has fewer than K such faces);
+    "norm": the length of their mean (the reference's length)."""
+    subj, neu = d["subjects"][rows], _neutral(d)[rows]
+    sess = d["sessions"][rows] if sessions and not d["no_sessions"] else None
+    x = ft[rows]
+    out = np.full(len(x), np.nan)
+    least = 1 if kind == "norm" else int(kind[-1])
+    for p in np.unique(subj):
+        own = np.flatnonzero(subj == p)
+        for i in own:
+            pool = own[neu[own] & (own != i) & (True if sess is None else sess[own] != sess[i])]
+            if len(pool) >= least:
+                m = x[pool].mean(0)
+                out[i] = np.linalg.norm(m) if kind == "norm" else np.sqrt(((x[pool] - m) ** 2).sum(1).mean())
+    return out
+
+
+def features(design, ft, fft, d, rows, sessions: bool, scale0: float):
+    """(x, x_mirrored): what the head reads for the faces `rows` of data set d under `design` (NaN rows: no
+    reference)."""
+    if design.get("mirror_ref"):
+        r = refs_of(ft, fft, d, rows, True, sessions)
+        x = (ft[rows] + fft[rows]) / 2 - r if design.get("tta") else ft[rows] - r
+        xm = x if design.get("tta") else fft[rows] - r
+    else:           # as vrfer.personal.reference: a mirrored face against the mirrored faces' reference
+        x = ft[rows] - refs_of(ft, fft, d, rows, False, sessions)
+        xm = fft[rows] - refs_of(fft, fft, d, rows, False, sessions)
+    if design.get("scale"):
+        s = spread_of(ft, d, rows, design["scale"], sessions)[:, None] / scale0
+        x, xm = x / s, xm / s
+    return x, xm
+
+
+def fit(design, W0, b0, parts, lam):
+    """The head's (W, b) fitted on parts [(ft, fft, d, rows)] (each face read against its person's other neutral
+    faces, all sessions, as vrfer.personal.reference.fit_head_on_people), pulled towards (W0, b0)."""
+    xs, ys = [], []
+    for ft, fft, d, rows in parts:
+        x, xm = features(design, ft, fft, d, rows, False, design["scale0"])
+        y = d["labels"][rows]
+        for v in ([x, xm] if design.get("mirror", True) else [x]):
+            ok = np.isfinite(v).all(1)
+            xs.append(v[ok])
+            ys.append(y[ok])
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    return fit_head(x, y, W0, b0, lam, rows=sorted(set(y.tolist())), iters=500)
+
+
+def predict(design, Wb, blend, z, ft, fft, d, rows, post, sessions: bool = True):
+    """The referenced answer (class indices) of faces `rows`, scored against their person's other neutral faces
+    (other sessions, as evaluate), blended with logits z (rows'); a face without reference keeps z's answer."""
+    x, _ = features(design, ft, fft, d, rows, sessions, design["scale0"])
+    h = ReferencedHead(Wb[0], Wb[1], blend)
+    return post.apply(softmax(_blend(h, z, x))).argmax(1)
+
+
+def _blend(h: ReferencedHead, z, x):
+    """ReferencedHead.logits with the difference f - r given (x; NaN rows keep z)."""
+    return h.logits(z, np.where(np.isfinite(x), x, 0.0), np.where(np.isfinite(x), 0.0, np.nan))
+
+
+def nested_choice(design, W0, b0, d, ft, fft, z, post):
+    """(lam, blend, LOPO accuracy grid) chosen by leave-one-person-out inside d."""
+    people = np.unique(d["subjects"])
+    acc = np.zeros((len(LAMS), len(BLENDS)))
+    for i, lam in enumerate(LAMS):
+        preds = {b: np.zeros(len(d["labels"]), np.int64) for b in BLENDS}
+        for p in people:
+            out = d["subjects"] == p
+            Wb = fit(design, W0, b0, [(ft, fft, d, np.flatnonzero(~out))], lam)
+            for b in BLENDS:
+                preds[b][out] = predict(design, Wb, b, z[out], ft, fft, d, np.flatnonzero(out), post,
+                                        "floor" not in design)
+        for j, b in enumerate(BLENDS):
+            acc[i, j] = scores(d["labels"], preds[b])["mean_class_recall"] if design.get("criterion") == "mcr" \
+                else (preds[b] == d["labels"]).mean()
+            neutral = d["labels"] == 0
+            if (preds[b][neutral] == 0).mean() < design.get("floor", 0.0):
+                acc[i, j] = -1 + acc[i, j] / 10     # below the neutral floor: chosen only if nothing reaches it
+    i, j = np.unravel_index(np.argmax(acc), acc.shape)
+    return LAMS[i], BLENDS[j], acc
+
+
+def summary(labels, pred) -> dict:
+    s = scores(labels, pred)
+    return {"accuracy": round(100 * s["accuracy"], 2), "mean_class_recall": round(s["mean_class_recall"], 3),
+            "neutral_recall": round(s["per_class"][NEUTRAL], 2)}
+
+
+DESIGNS = {
+    "shipped (lam 0.01, blend 0.7 fixed)": {"fixed": (REFERENCE_L2, REFERENCE_BLEND)},
+    "nested lam/blend": {},
+    "nested, mirrored reference": {"mirror_ref": True},
+    "nested, mirrored reference + test-time flip": {"mirror_ref": True, "tta": True},
+    "nested, per-person scale (spread of 3+ other neutral faces)": {"scale": "spread3"},
+    "nested, per-person scale (spread of 2+ other neutral faces)": {"scale": "spread2"},
+    "nested, per-person scale (length of the reference)": {"scale": "norm"},
+    "nested, no mirrored training faces": {"mirror": False},
+    "nested, neutral recall >= 0.9 (every face referenced, all sessions)": {"floor": 0.9},
+    "nested, neutral recall >= 0.9, mirrored reference": {"floor": 0.9, "mirror_ref": True},
+    "nested by mean per-class recall": {"criterion": "mcr"},
+    "nested by mean per-class recall, mirrored reference": {"criterion": "mcr", "mirror_ref": True},
+    "mirrored reference, lam 0.01 blend 0.7 as shipped (ablation, not chosen honestly)": {
+        "fixed": (REFERENCE_L2, REFERENCE_BLEND), "mirror_ref": True},
+}
+
+
+def lodo(model, sets, post, say, only=None) -> dict:
+    layer = head(model)
+    W0, b0 = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+    out = {}
+    for name, design in DESIGNS.items():
+        if only and name not in only:
+            continue
+        row = {}
+        for fit_on, scored in (("jaffe", "taiwanese-dev"), ("taiwanese-dev", "jaffe")):
+            A, B = sets[fit_on], sets[scored]
+            dz = dict(design)
+            dz["scale0"] = float(np.nanmedian(spread_of(A["ft"], A, np.arange(len(A["labels"])), design["scale"]))) \
+                if design.get("scale") else 1.0
+            if "fixed" in design:
+                lam, blend, grid = *design["fixed"], None
+            else:
+                lam, blend, grid = nested_choice(dz, W0, b0, A, A["ft"], A["fft"], A["lg"], post)
+            Wb = fit(dz, W0, b0, [(A["ft"], A["fft"], A, np.arange(len(A["labels"])))], lam)
+            pred = predict(dz, Wb, blend, B["lg"], B["ft"], B["fft"], B, np.arange(len(B["labels"])), post)
+            row[scored] = {**summary(B["labels"], pred), "fitted_on": fit_on, "lam": lam, "blend": blend,
+                           "nested_best": None if grid is None else round(100 * grid.max(), 2)}
+        out[name] = row
+        say(f"{name}: " + "; ".join(f"{s} {r['accuracy']}% / {r['mean_class_recall']} / {r['neutral_recall']} "
+                                    f"(lam {r['lam']}, blend {r['blend']})" for s, r in row.items()))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--model", default="vrfer-lower")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--part", choices=["lodo", "adapted", "neutral", "all"], default="all")
+    ap.add_argument("--designs", nargs="*", default=None, help="only these LODO designs (their names)")
+    a = ap.parse_args()
+    model = torch_model(a.model)
+    fp = resolve(a.model, "torch").fingerprint or "?"
+    sets = {s: load(model, Path(a.data) / s, fp) for s in SETS}
+    post = PostProcess(model.cfg)
+    res = {}
+    if a.part in ("lodo", "all"):
+        res["lodo"] = lodo(model, sets, post, print, a.designs)
+    if a.part in ("adapted", "all"):
+        res["adapted"] = adapted_lopo(model, sets, fp, print)
+    if a.part in ("neutral", "all"):
+        res["adapted_neutral"] = adapted_neutral(model, sets, fp, print)
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=1))
+
+
+ADAPTED_DESIGNS = {
+    "as evaluate (lam 0.01, blend 0.7, with the adapted logits)": {"fixed": (REFERENCE_L2, REFERENCE_BLEND)},
+    "lam/blend chosen on the other data set's LOPO": {},
+    "chosen on the other set, blended with the generic logits": {"generic_z": True},
+    "chosen on the other set, fitted on the other people + the other data set": {"pool": True},
+    "chosen on the other set, head on the generic representation": {"generic_f": True},
+}
+
+
+def _adapted_grid(design, sets, adapted, name, W0, b0, post, lams, blends):
+    """LOPO predictions of `name` for each (lam, blend): person p scored by the referenced head fitted on the
+    other people (through p's leave-out adaptation), blended with p's adapted (or the generic) logits."""
+    d = sets[name]
+    other = next(s for s in SETS if s != name)
+    preds = {(lam, b): np.zeros(len(d["labels"]), np.int64) for lam in lams for b in blends}
+    for p, a in adapted.items():
+        out = d["subjects"] == p
+        src = {s: ((sets[s]["ft"], sets[s]["fft"]) if design.get("generic_f") else (a[f"{s}|ft"], a[f"{s}|fft"]))
+               for s in SETS}
+        Wa, ba = (W0, b0) if design.get("generic_f") else (a["W"], a["b"])
+        z = d["lg"][out] if design.get("generic_z") else a[f"{name}|lg"][out]
+        parts = [(*src[name], d, np.flatnonzero(~out))]
+        if design.get("pool"):
+            parts.append((*src[other], sets[other], np.arange(len(sets[other]["labels"]))))
+        rows = np.flatnonzero(out)
+        # a face without a reference is answered by the adapted model (what it answers without one)
+        bare = ~np.isfinite(features(design, *src[name], d, rows, True, design["scale0"])[0]).all(1)
+        for lam in lams:
+            Wb = fit(design, Wa, ba, parts, lam)
+            for b in blends:
+                pr = predict(design, Wb, b, z, *src[name], d, rows, post)
+                pr[bare] = post.apply(a[f"{name}|lg"][out][bare], logits=True).argmax(1)
+                preds[lam, b][out] = pr
+    return preds
+
+
+def adapted_lopo(model, sets, fp, say) -> dict:
+    """Adapted + referenced, leave-one-person-out on each data set: each person's faces scored by the adaptation
+    fitted on the other people (vrfer.personal.adapt.adapt_arrays, as `vrfer evaluate --adapt loo`) and a referenced head
+    fitted on the other people's adapted representation; lam and blend chosen on the OTHER data set's LOPO grid."""
+    layer = head(model)
+    W0, b0 = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+    adapted = {s: load_adapted(model, sets, s, fp) for s in SETS}
+    post = PostProcess(adapted_config_of(model))
+    out = {"adapted alone": {s: summary(sets[s]["labels"], _adapted_alone(sets[s], adapted[s], post)) for s in SETS}}
+    say(f"adapted alone: {out['adapted alone']}")
+    for name, design in ADAPTED_DESIGNS.items():
+        dz = {**design, "scale0": 1.0}
+        lams, blends = ([design["fixed"][0]], [design["fixed"][1]]) if "fixed" in design else (LAMS, BLENDS)
+        grids = {s: _adapted_grid(dz, sets, adapted[s], s, W0, b0, post, lams, blends) for s in SETS}
+        row = {}
+        for s in SETS:
+            chooser = s if "fixed" in design else next(o for o in SETS if o != s)
+            acc = {k: (v == sets[chooser]["labels"]).mean() for k, v in grids[chooser].items()}
+            lam, b = max(acc, key=acc.get)
+            row[s] = {**summary(sets[s]["labels"], grids[s][lam, b]), "lam": lam, "blend": b, "chosen_on": chooser}
+        out[name] = row
+        say(f"{name}: " + "; ".join(f"{s} {r['accuracy']}% / {r['mean_class_recall']} / {r['neutral_recall']} "
+                                    f"(lam {r['lam']}, blend {r['blend']})" for s, r in row.items()))
+    return out
+
+
+def adapted_neutral(model, sets, fp, say, shifts=(0.0, 0.5, 1.0, 1.5, 2.0)) -> dict:
+    """Why adaptation answers neutral rarely on taiwanese-dev: the adapted model's answers on the neutral faces
+    (leave-one-person-out), its mean P(neutral) on neutral and other faces, and accuracy / neutral recall when the
+    neutral logit is raised by a constant (not a design: it shows the prior the adaptation learnt)."""
+    out = {}
+    for s in SETS:
+        d, adapted = sets[s], load_adapted(model, sets, s, fp)
+        z = np.zeros((len(d["labels"]), len(model.cfg.classes)))
+        for p, a in adapted.items():
+            z[d["subjects"] == p] = a[f"{s}|lg"][d["subjects"] == p]
+        neu = d["labels"] == 0
+        prob = softmax(z)
+        row = {"neutral_share": round(float(neu.mean()), 3),
+               "answers_on_neutral_faces": dict(zip(model.cfg.classes, np.bincount(z[neu].argmax(1), minlength=len(
+                   model.cfg.classes)).tolist())),
+               "mean_p_neutral": {"neutral faces": round(float(prob[neu, 0].mean()), 3),
+                                  "other faces": round(float(prob[~neu, 0].mean()), 3)}}
+        for c in shifts:
+            pred = (z + np.eye(z.shape[1])[0] * c).argmax(1)
+            row[f"neutral logit +{c}"] = {"accuracy": round(100 * float((pred == d["labels"]).mean()), 2),
+                                          "neutral_recall": round(float((pred[neu] == 0).mean()), 2)}
+        out[s] = row
+        say(f"{s}, adapted (LOPO): {row}")
+    return out
+
+
+def adapted_config_of(model):
+    from vrfer.personal.adapt import adapted_config
+    return adapted_config(model, "adapted", {}, np.arange(len(model.cfg.classes)))
+
+
+def _adapted_alone(d, adapted, post):
+    pred = np.zeros(len(d["labels"]), np.int64)
+    for p, a in adapted.items():
+        out = d["subjects"] == p
+        pred[out] = post.apply(a[f"{d['name']}|lg"][out], logits=True).argmax(1)
+    return pred
+
+
+if __name__ == "__main__":
+    main()
