@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.distributed as tdist
 
 
 def dist_setup():
@@ -13,7 +14,6 @@ def dist_setup():
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 1, 0, torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    import torch.distributed as tdist
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if not tdist.is_initialized():
         tdist.init_process_group(backend)
@@ -35,7 +35,6 @@ def ddp(model, world: int, device):
 def barrier(world: int) -> None:
     """Under torchrun: wait until every rank got here."""
     if world > 1:
-        import torch.distributed as tdist
         tdist.barrier()
 
 

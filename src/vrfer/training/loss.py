@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from ..errors import VrferError
 from ..inference.loader import resolve
+from ..inference.representation import head
 from .recipe import Recipe
 
 
@@ -77,7 +78,6 @@ class Criterion:
         self.supcon, self.supcon_T = recipe.loss.supcon, recipe.loss.supcon_temperature
         self._rep: list = []
         if self.supcon:      # the last layer's input, grabbed on every training forward pass
-            from ..inference.representation import head
             head(model).register_forward_pre_hook(lambda _m, inp: self._rep.append(inp[0].flatten(1)))
 
     def __call__(self, logits, labels, targets, x_teacher, g: torch.Generator):

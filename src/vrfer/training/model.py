@@ -13,6 +13,7 @@ import torch
 
 from ..errors import VrferError
 from ..inference.loader import resolve
+from ..models.importers import load_backbone_weights
 from ..models.registry import create_model, load_checkpoint, save_model
 from . import dsd
 from .recipe import Recipe
@@ -35,7 +36,6 @@ def build_model(recipe: Recipe, log=None):
     classes = recipe.class_names
     model = create_model(recipe.model, pretrained=False, **over, **({"classes": classes} if classes else {}))
     if bw:
-        from ..models.importers import load_backbone_weights
         report = load_backbone_weights(model, bw)
         if log:
             log(f"backbone weights: {report}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from ..augment import Augment
 from ..classes import class_set
 from ..datasets import DATASETS
+from ..datasets.labels import LABEL_MODES
 from ..errors import VrferError
 
 
@@ -110,11 +111,6 @@ def _input_modes() -> tuple:
     return INPUT_MODES
 
 
-def _label_modes() -> tuple:
-    from ..datasets.labels import LABEL_MODES
-    return LABEL_MODES
-
-
 def _class_set_value(where: str, value) -> None:
     """`classes`: "" (the model's own), a registered class set's name (vrfer.classes) or a list of class names."""
     if value == "":
@@ -132,7 +128,7 @@ def _class_set_value(where: str, value) -> None:
 @dataclass(frozen=True)
 class Data:
     datasets: tuple = key(("ferplus",), choices=DATASETS, items="[1, 2]")   # joint training set, one class order
-    label_mode: str = key("majority", choices=_label_modes)  # majority | probability | crossentropy | multi_target
+    label_mode: str = key("majority", choices=LABEL_MODES)  # majority | probability | crossentropy | multi_target
     votes: str = key("label", choices=("label", "fer2013new"))  # FER+ votes: label.csv or fer2013new.csv
     val: str = key("ferplus", choices=DATASETS)   # dataset whose validation split drives the LR rule and
                                                   # best.safetensors

@@ -15,7 +15,7 @@ def write_metrics(metrics: list[dict], path: Path) -> None:
 
 
 def plot_curves(metrics: list[dict], path: Path) -> None:
-    import matplotlib
+    import matplotlib           # imported when first needed: it is slow to load, and only rank 0 draws
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     ep = [m["epoch"] for m in metrics]
