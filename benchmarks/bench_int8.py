@@ -23,8 +23,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from vrfer.datasets.ferplus import load_ferplus
-    from vrfer.evaluate import bootstrap_ci
     from vrfer.inference.torch_backend import TorchClassifier
+    from vrfer.metrics import bootstrap_ci
     from vrfer.models import create_model
     from vrfer.occlusion import occlude_upper
     from vrfer.inference.onnx_backend import OnnxClassifier

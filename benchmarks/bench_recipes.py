@@ -15,20 +15,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vrfer.inference.preprocess import Augment, prepare
+from vrfer.inference.preprocess import prepare
+from vrfer.training.model import build_model
 from vrfer.training.recipe import load_recipe, recipe_names
-from vrfer.training.trainer import build_model
 
 
 def bench(name: str, steps: int, max_batch: int, bf16: bool = False) -> dict:
     r = load_recipe(name, ["init_from=\"\""])
     model = build_model(r).train()
-    bs = min(r["optim"]["batch_size"], max_batch)
+    bs = min(r.optim.batch_size, max_batch)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     faces = np.random.default_rng(0).integers(0, 256, (bs, 48, 48), dtype=np.uint8)
     labels = torch.randint(0, 8, (bs,))
     g = torch.Generator().manual_seed(0)
-    aug = Augment(**r["augment"])
+    aug = r.augment
     times = []
     for i in range(steps + 1):
         t = time.perf_counter()
@@ -43,7 +43,7 @@ def bench(name: str, steps: int, max_batch: int, bf16: bool = False) -> dict:
     model.eval()
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         model(torch.zeros(1, *model.cfg.input_shape))
-    return {"recipe": name, "model": r["model"], "input": "x".join(map(str, model.cfg.input_shape)),
+    return {"recipe": name, "model": r.model, "input": "x".join(map(str, model.cfg.input_shape)),
             "gflop": fc.get_total_flops() / 1e9,
             "batch": bs, "img_per_s": bs / float(np.median(times)), "img_per_s_best": bs / float(np.min(times))}
 
@@ -55,7 +55,7 @@ def main():
     ap.add_argument("--recipes", nargs="+", default=recipe_names())
     ap.add_argument("--bf16", action="store_true", help="also time each under bfloat16 autocast")
     a = ap.parse_args()
-    from vrfer.training.trainer import cpu_has_native_bf16
+    from vrfer.training.device import cpu_has_native_bf16
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"CPU {cpu} (native bf16: {cpu_has_native_bf16()}); torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'recipe':<16}{'model':<19}{'input':<11}{'batch':>6}{'precision':>10}{'img/s median':>14}{'best':>8}"

@@ -19,8 +19,9 @@ def main(argv=None) -> int:
     import torch
 
     from vrfer.datasets import load_split
-    from vrfer.evaluate import metrics, predict_folder
+    from vrfer.evaluate import predict_folder
     from vrfer.inference.torch_backend import predict_proba
+    from vrfer.metrics import metrics
     from vrfer.models import create_model
     from vrfer.inference.postprocess import PostProcess
 

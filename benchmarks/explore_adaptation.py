@@ -578,7 +578,7 @@ def mirrored(name):
               f"mcr {100*mcr:5.1f}", flush=True)
     # more training faces still: 4 randomly shifted / rotated / scaled (and flipped) copies of each, as the network's
     # training augments them (Augment of the cpu-lower recipe, and half of it)
-    from vrfer.inference.preprocess import Augment
+    from vrfer.augment import Augment
     from vrfer.inference.representation import grabbed_representation
     for shift, rot, sc in ((0.06, 10.0, 0.05), (0.03, 5.0, 0.03)):
         aug, n_aug = Augment(flip=True, shift=shift, rotate=rot, scale=sc), 4

@@ -29,8 +29,8 @@ from tqdm import tqdm
 from vrfer.datasets.base import cache_dir
 from vrfer.datasets.ferplus import load_ferplus
 from vrfer.datasets.folder import read_labels
-from vrfer.evaluate import metrics
 from vrfer.inference.torch_backend import predict_proba
+from vrfer.metrics import metrics
 from vrfer.models import create_model
 from vrfer.occlusion import occlude_upper
 from vrfer.recognizer import load_image

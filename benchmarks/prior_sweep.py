@@ -16,8 +16,9 @@ import argparse
 
 
 from vrfer.datasets.ferplus import load_ferplus
-from vrfer.evaluate import metrics, predict_folder
+from vrfer.evaluate import predict_folder
 from vrfer.inference.torch_backend import predict_proba
+from vrfer.metrics import metrics
 from vrfer.models import create_model
 from vrfer.occlusion import occlude_upper
 from vrfer.inference.postprocess import PostProcess

@@ -523,7 +523,7 @@ def test_evaluate_on_affectnet_names_the_validation_set_it_uses_for_test(tree, t
 
 def test_training_on_affectnet_says_which_rows_its_rules_left_out(tree, tmp_path, capsys):
     from vrfer.training.recipe import from_dict
-    from vrfer.training.trainer import load_data
+    from vrfer.training.data import load_data
     recipe = from_dict({"model": "vrfer-cnn-small", "data": {"datasets": ["affectnet"], "val": "affectnet",
                                                              "affectnet_cap": CAP}})
     load_data(recipe, {"affectnet": str(tree["root"])}, quiet=False)

@@ -411,7 +411,7 @@ def test_evaluate_folder_bad_options(run, corpus, argv, words):
     (["--recipe", "@recipe_negative_lr"], "'optim.lr' must be a number in (0, inf), got -0.1"),
     (["--recipe", "@recipe_string_number"], "'optim.lr' must be a number in (0, inf), got '0.1'"),
     (["--recipe", "@recipe_bad_table"], "unknown key 'optimizer'"),
-    # every key's type and range, from the one declaration (vrfer.training.recipe.SCHEMA)
+    # every key's type and range, from the one declaration (the fields of vrfer.training.recipe.Recipe)
     (["--set", "dsd.sparse=-3"], "'dsd.sparse' must be a whole number in [0, inf), got -3"),
     (["--set", "optim.lr=nan"], "'optim.lr' must be a number in (0, inf), got nan"),
     (["--set", "optim.lr=inf"], "'optim.lr'"),

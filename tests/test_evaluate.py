@@ -8,7 +8,8 @@ from fakedata import make_rows, write_folders
 
 from vrfer.cli import main
 from vrfer.datasets.ferplus import load_ferplus
-from vrfer.evaluate import bootstrap_ci, evaluate
+from vrfer.evaluate import evaluate
+from vrfer.metrics import bootstrap_ci
 from vrfer.models import create_model, save_model
 
 

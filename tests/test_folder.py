@@ -10,7 +10,7 @@ from PIL import Image
 from vrfer.cli import main
 from vrfer.datasets.folder import read_labels
 from vrfer.errors import VrferError
-from vrfer.evaluate import metrics
+from vrfer.metrics import metrics
 from vrfer.models import create_model, save_model
 
 

@@ -3,9 +3,10 @@
 import numpy as np
 import torch
 
+from vrfer.augment import Augment
+from vrfer.inference.preprocess import prepare
 from vrfer.models import create_model
 from vrfer.occlusion import apply_input_mode, hflip, lower_half, occlude_upper
-from vrfer.inference.preprocess import Augment, prepare
 
 
 def test_occlusion_blacks_out_exactly_the_top_half_of_the_rows():

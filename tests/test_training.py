@@ -14,9 +14,11 @@ from safetensors.torch import load_file
 from vrfer.classes import CLASSES
 from vrfer.errors import VrferError
 from vrfer.cli import main
-from vrfer.training import dsd, trainer
+from vrfer.training import device, dsd, trainer
+from vrfer.training.checkpoint import CHECKPOINT
+from vrfer.training.model import build_model
 from vrfer.training.recipe import from_dict
-from vrfer.training.trainer import build_model, train
+from vrfer.training.trainer import train
 
 TINY = {"model": "vrfer-cnn-small", "image_size": 24, "seed": 1,
         "data": {"label_mode": "majority"},
@@ -104,7 +106,7 @@ def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path,
 def test_a_damaged_checkpoint_is_named_before_any_data_is_read(tmp_path):
     run = tmp_path / "r"
     run.mkdir()
-    (run / trainer.CHECKPOINT).write_bytes(b"PK\x03\x04 not really a checkpoint")
+    (run / CHECKPOINT).write_bytes(b"PK\x03\x04 not really a checkpoint")
     with pytest.raises(VrferError) as e:
         train(tiny(), {"ferplus": str(tmp_path / "no-data-here")}, run, resume=True)
     assert "cannot read checkpoint: damaged" in str(e.value) and "without --resume" in str(e.value)
@@ -205,10 +207,10 @@ def test_paper_recipes_run_both_stages_small(tmp_path, data, family, size):
     small = [f"image_size={size}", 'data.datasets=["ferplus"]', "optim.batch_size=4",
              "dsd.dense=1", "dsd.sparse=1", "dsd.redense=0", "optim.lr=1e-6"]
     r1 = load_recipe(f"{family}-stage1", small)
-    assert r1["input_mode"] == "full" and r1["dsd"]["enabled"]
+    assert r1.input_mode == "full" and r1.dsd.enabled
     s1 = train(r1, data, tmp_path / "s1", quiet=True)
     r2 = load_recipe(f"{family}-stage2", small + [f'init_from="{s1}"'])
-    assert r2["input_mode"] == "upper-occluded"
+    assert r2.input_mode == "upper-occluded"
     s2 = train(r2, data, tmp_path / "s2", quiet=True)
     rows = metrics(s2)
     assert rows[1]["phase"] == "sparse" and rows[1]["sparsity"][next(iter(rows[1]["sparsity"]))] == 0.0
@@ -323,7 +325,8 @@ def test_logit_adjusted_loss_trains_differently_and_saves_calibrated_logits(tmp_
     """tau > 0 changes what is learned (rare classes get a larger margin); the saved file holds the ordinary,
     prior-calibrated logits (tau * log prior folded into the classifier bias) and the training prior."""
     from vrfer.models import create_model
-    from vrfer.training.trainer import class_prior, load_data, prior_in_bias
+    from vrfer.training.data import class_prior, load_data
+    from vrfer.training.model import prior_in_bias
     plain = train(tiny(), data, tmp_path / "plain", quiet=True)
     la = train(tiny(loss={"logit_adjust": 1.0}), data, tmp_path / "la", quiet=True)
     w_plain, w_la = load_file(str(plain / "final.safetensors")), load_file(str(la / "final.safetensors"))
@@ -343,19 +346,19 @@ def test_logit_adjusted_loss_trains_differently_and_saves_calibrated_logits(tmp_
 
 def test_a_run_recorded_by_an_older_vrfer_resumes_with_new_keys_at_their_defaults(tmp_path):
     """Keys added to the recipe format after a run started take their defaults (the old behaviour)."""
-    from vrfer.training.recipe import DEFAULTS, load_recorded
-    old = json.loads(json.dumps(tiny()))
-    del old["data"]["val_limit"], old["loss"], old["augment"]["headset"]
+    from vrfer.training.recipe import Recipe, load_recorded
+    old = tiny(data={"val_limit": 5}, augment={"headset": 0.5}).to_dict()
+    del old["data"]["val_limit"], old["loss"], old["augment"]["headset"], old["classes"]
     (tmp_path / "recipe.json").write_text(json.dumps(old))
     r = load_recorded(tmp_path)
-    assert r["data"]["val_limit"] == DEFAULTS["data"]["val_limit"]
-    assert r["loss"] == DEFAULTS["loss"] and r["augment"]["headset"] == 0.0
-    assert r["data"]["label_mode"] == "majority" and r["seed"] == 1   # what it recorded is kept
+    assert r.data.val_limit == Recipe().data.val_limit == 0
+    assert r.loss == Recipe().loss and r.augment.headset == 0.0 and r.classes == ""
+    assert r.data.label_mode == "majority" and r.seed == 1 and r.augment.shift == 0.05   # what it recorded is kept
 
 
 def test_class_balanced_weights_draw_classes_as_asked():
     """balance 1: every class drawn equally often; 0.5: in proportion to the square root of its size; 0: as is."""
-    from vrfer.training.trainer import balanced_weights, epoch_order
+    from vrfer.training.data import balanced_weights, epoch_order
     labels = np.repeat([0, 1, 2], [900, 90, 10])
     share = lambda w: np.array([w[labels == c].sum() for c in range(3)])  # noqa: E731
     assert share(balanced_weights(labels, 1.0)) == pytest.approx([1 / 3] * 3)
@@ -372,7 +375,7 @@ def test_class_balanced_weights_draw_classes_as_asked():
 def test_class_balanced_run_saves_calibrated_logits_and_resumes_identically(tmp_path, data, monkeypatch):
     """Sampling by n^-q trains on a flattened prior; the saved file adds q * log prior back to the bias
     (as the logit-adjusted loss does), and a killed run resumes to the same weights."""
-    from vrfer.training.trainer import class_prior, load_data
+    from vrfer.training.data import class_prior, load_data
     recipe = tiny(optim={"epochs": 2}, data={"balance": 0.5})
     whole = train(recipe, data, tmp_path / "whole", quiet=True)
     plain = train(tiny(optim={"epochs": 2}), data, tmp_path / "plain", quiet=True)
@@ -424,7 +427,7 @@ def test_ema_saves_the_moving_average_of_the_weights_and_resumes_identically(tmp
 
 
 def test_supcon_is_low_when_faces_of_one_expression_sit_together_and_high_when_mixed():
-    from vrfer.training.trainer import supcon_loss
+    from vrfer.training.loss import supcon_loss
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     clustered = torch.eye(3).repeat_interleave(2, 0) + 0.01 * torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
     mixed = torch.eye(3)[[0, 1, 2, 0, 1, 2]]
@@ -439,7 +442,8 @@ def test_the_supcon_term_pulls_each_expression_together_in_the_representation(da
     from vrfer.models import create_model
     from vrfer.inference.preprocess import prepare
     from vrfer.inference.representation import logits_and_features
-    from vrfer.training.trainer import Criterion, load_data, supcon_loss
+    from vrfer.training.data import load_data
+    from vrfer.training.loss import Criterion, supcon_loss
     faces = load_data(tiny(), data)[0]
     x, y = prepare(faces.images, create_model("vrfer-cnn-small", pretrained=False, image_size=24).cfg), torch.from_numpy(faces.labels)
     t = torch.nn.functional.one_hot(y, 8).float()
@@ -468,7 +472,7 @@ def test_a_supcon_run_trains_differently(tmp_path, data):
 
 
 def test_mixup_blends_faces_and_label_distributions_by_one_weight_and_is_a_function_of_the_generator():
-    from vrfer.training.trainer import mix_batch
+    from vrfer.training.data import mix_batch
     x = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1).expand(4, 1, 2, 2).clone()
     t = torch.eye(8)[[0, 1, 2, 3]]
     xm, tm, none = mix_batch(x, t, None, 0.4, torch.Generator().manual_seed(3))
@@ -507,9 +511,9 @@ def test_mixup_refuses_what_it_cannot_blend_and_erasing_a_share_above_one():
 
 def test_bf16_autocast_is_off_by_default_and_auto_follows_the_device_and_cpu_flags(tmp_path, data):
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    assert tiny()["amp"] == "off" and not trainer.autocast_bf16("off", cpu) and not trainer.autocast_bf16("off", gpu)
-    assert trainer.autocast_bf16("bf16", cpu) and trainer.autocast_bf16("auto", gpu)
-    assert trainer.autocast_bf16("auto", cpu) == trainer.cpu_has_native_bf16()
+    assert tiny().amp == "off" and not device.autocast_bf16("off", cpu) and not device.autocast_bf16("off", gpu)
+    assert device.autocast_bf16("bf16", cpu) and device.autocast_bf16("auto", gpu)
+    assert device.autocast_bf16("auto", cpu) == device.cpu_has_native_bf16()
     run = train(tiny(amp="bf16", optim={"epochs": 1}), data, tmp_path / "bf16", quiet=True)
     assert metrics(run)[0]["bf16"] is True
     assert all(torch.isfinite(v).all() for v in load_file(str(run / "final.safetensors")).values())

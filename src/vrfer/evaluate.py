@@ -1,8 +1,5 @@
-"""Accuracy with a bootstrap interval, per-class recall and a confusion matrix (also as PNG).
-
-Accuracy alone hides the rare classes a VR scene most needs (fear, anger, disgust, sadness), so every
-result also carries the mean per-class recall over the classes present in the data.
-"""
+"""A model tested on a data set or a labelled folder: the scores of vrfer.metrics (accuracy with a bootstrap
+interval, per-class recall, mean per-class recall, confusion matrix), and the confusion matrix as PNG."""
 
 from __future__ import annotations
 
@@ -12,37 +9,12 @@ import numpy as np
 
 from .classes import CLASSES
 from .datasets.base import FaceSet
+from .errors import VrferError
 from .inference.torch_backend import predict_proba
+from .metrics import metrics
 from .occlusion import draw_headset, occlude_upper
 
 OCCLUSIONS = ("none", "upper-half")
-
-
-def bootstrap_ci(correct: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean of a 0/1 vector (seeded: deterministic)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(correct), (n_boot, len(correct)))
-    means = correct[idx].mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def metrics(labels: np.ndarray, pred: np.ndarray) -> dict:
-    """Accuracy (95% bootstrap CI), per-class recall, mean per-class recall over the classes present,
-    and the confusion matrix. pred may hold -1 (no answer, e.g. no face found): it counts as wrong."""
-    labels, pred = np.asarray(labels, np.int64), np.asarray(pred, np.int64)
-    correct = (pred == labels).astype(np.float64)
-    k = len(CLASSES)
-    cm = np.zeros((k, k), np.int64)
-    answered = pred >= 0
-    np.add.at(cm, (labels[answered], pred[answered]), 1)
-    support = np.bincount(labels, minlength=k)
-    per_class = {c: (float(cm[i, i] / support[i]) if support[i] else None) for i, c in enumerate(CLASSES)}
-    lo, hi = bootstrap_ci(correct)
-    return {"accuracy": float(correct.mean()), "n": int(len(correct)), "ci95": [lo, hi],
-            "mean_class_recall": float(np.mean([v for v in per_class.values() if v is not None])),
-            "per_class": per_class, "support": {c: int(s) for c, s in zip(CLASSES, support)},
-            "predicted_share": {c: float(v) for c, v in zip(CLASSES, cm.sum(0) / max(1, len(labels)))},
-            "confusion": cm.tolist()}
 
 
 def _post_info(post) -> dict:
@@ -63,9 +35,10 @@ def evaluate(model, data: FaceSet, occlusion: str = "none", tta_flip: bool = Fal
     if occlusion not in OCCLUSIONS:
         raise ValueError(f"occlusion must be one of {OCCLUSIONS}")
     post = PostProcess(model.cfg) if post is None else post
+    data = data.with_classes(model.cfg.classes)   # the faces of the model's classes, labelled in its order
     images = occlude_upper(data.images, model.cfg.occlusion) if occlusion == "upper-half" else data.images
     probs = post.apply(predict_proba(model, images, tta_flip=tta_flip))
-    res = metrics(data.labels, probs.argmax(1))
+    res = metrics(data.labels, probs.argmax(1), model.cfg.classes)
     res.update(occlusion=occlusion, tta_flip=tta_flip, data_fingerprint=data.fingerprint(), **_post_info(post))
     return res
 
@@ -89,7 +62,6 @@ def folder_faces(model, root, face: str = "none", occlusion: str = "none", skip_
     from tqdm import tqdm
 
     from .datasets.folder import read_labels
-    from .errors import VrferError
     from .recognizer import Recognizer, load_image
     if occlusion not in FOLDER_OCCLUSIONS:
         raise ValueError(f"occlusion must be one of {FOLDER_OCCLUSIONS}")
@@ -138,7 +110,7 @@ def predict_folder(model, root, face: str = "none", occlusion: str = "none", ski
     """Labels and class probabilities of a labelled folder (folder_faces); an image where no face is
     found gets a row of NaN probabilities. Returns (labels (N,), probs (N, 8), info)."""
     items, crops, found, rec, info = folder_faces(model, root, face, occlusion, skip_bad, threads, progress)
-    probs = np.full((len(items), len(CLASSES)), np.nan)
+    probs = np.full((len(items), len(rec.cfg.classes)), np.nan)
     if len(crops):  # classified in batches, as evaluate() does: the same probabilities, far faster
         probs[found] = np.concatenate([rec.classify(crops[i:i + 256]) for i in range(0, len(crops), 256)])
     return np.array([it.label for it in items], np.int64), probs, info
@@ -152,6 +124,9 @@ def evaluate_folder(model, root, face: str = "none", occlusion: str = "none", sk
     from .inference.loader import torch_model
     from .inference.postprocess import PostProcess
     model = torch_model(model)
+    if tuple(model.cfg.classes) != CLASSES:   # a folder's labels.csv is read in vrfer's class order
+        raise VrferError(f"evaluating a labelled folder takes a model of vrfer's classes ({', '.join(CLASSES)}); "
+                         f"{model.cfg.name} answers with {', '.join(model.cfg.classes)}")
     post = PostProcess(model.cfg) if post is None else post
     labels, probs, info = predict_folder(model, root, face, occlusion, skip_bad, threads, progress)
     found = ~np.isnan(probs).any(1)
@@ -169,14 +144,15 @@ def confusion_png(result: dict, path, title: str) -> Path:
     import matplotlib.pyplot as plt
     cm = np.asarray(result["confusion"], dtype=np.float64)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    names = list(result["per_class"])   # the classes scored, in the model's order
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(CLASSES)):
-        for j in range(len(CLASSES)):
+    for i in range(len(names)):
+        for j in range(len(names)):
             ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
                     color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
-    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted"); ax.set_ylabel("true")
     ax.set_title(f"{title}\naccuracy {100 * result['accuracy']:.2f}%, mean per-class recall "
                  f"{result['mean_class_recall']:.3f} (n={result['n']})", fontsize=10)
@@ -200,7 +176,6 @@ def scores(labels: np.ndarray, pred: np.ndarray) -> dict:
 
 def subjects_of(items) -> np.ndarray:
     """The person in each photo of a labelled folder (labels.csv `subject`); VrferError where one is missing."""
-    from .errors import VrferError
     subjects = np.array([it.subject for it in items])
     if (subjects == "").all():
         raise VrferError("adaptation and calibration need a `subject` column in labels.csv (the person in each "

@@ -96,7 +96,7 @@ def package_model(run, name: str, trained_on: str, description: str = "", result
     model = load_checkpoint(Path(run))
     recipe = None
     if (Path(run) / "recipe.json").is_file():
-        recipe = load_recorded(Path(run))
+        recipe = load_recorded(Path(run)).to_dict()
     bundled = Path(str(resources.files("vrfer.pretrained"))) / f"{name}.safetensors"
     if not out and bundled.exists() and not force:
         # the shipped models live here: replacing one changes every command's default answers

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from .datasets.ferplus import load_ferplus
 from .errors import VrferError
 from .evaluate import confusion_png, evaluate
 from .models import create_model
-from .training.recipe import flatten, load_recipe, load_recorded
-from .training.trainer import CHECKPOINT, train
-from .datasets.ferplus import load_ferplus
+from .training.checkpoint import CHECKPOINT
+from .training.recipe import Recipe, flatten, load_recipe, load_recorded
+from .training.trainer import train
 
 FAMILIES = {  # model -> (stage-1 recipe, stage-2 recipe)
     "vrfer-cnn": ("cpu-full", "cpu-lower"),
@@ -37,7 +39,7 @@ def ensure_run(recipe_name: str, roots: dict, run_dir: Path, overrides: list[str
     was trained with this very recipe and overrides: a smoke test's run must never fill a real table."""
     recipe = load_recipe(recipe_name, overrides)
     if init_from:
-        recipe["init_from"] = init_from
+        recipe = replace(recipe, init_from=init_from)
     if (run_dir / "final.safetensors").is_file():
         changed = recipe_changes(load_recorded(run_dir), recipe)
         if changed:
@@ -47,13 +49,13 @@ def ensure_run(recipe_name: str, roots: dict, run_dir: Path, overrides: list[str
     return train(recipe, roots, run_dir, resume=(run_dir / CHECKPOINT).is_file(), quiet=quiet)
 
 
-def recipe_changes(recorded: dict, asked: dict) -> list[str]:
+def recipe_changes(recorded: Recipe, asked: Recipe) -> list[str]:
     """The dotted keys in which a run's recorded recipe differs from the asked one. `model` is left out (a
     run records the architecture it ran, which an init_from file decides), and init_from compares as the
     file it names."""
 
-    def norm(r: dict) -> dict:
-        flat = {k: v for k, v in flatten(r).items() if k != "model"}
+    def norm(r: Recipe) -> dict:
+        flat = {k: v for k, v in flatten(r.to_dict()).items() if k != "model"}
         if flat.get("init_from"):
             flat["init_from"] = str(Path(flat["init_from"]).resolve())
         return flat
@@ -100,7 +102,7 @@ def reproduce(root: str, families: list[str], runs: Path, out: Path, affectnet_r
                                                              confusion_png=str(png))
         eff = cells["lower half -> lower half"]["accuracy"] - cells["full -> lower half"]["accuracy"]
         results["families"][fam] = {"runs": [str(run1), str(run2)], "cells": cells, "effect_points": 100 * eff,
-                                    "recipes": {s1: load_recorded(run1), s2: load_recorded(run2)},
+                                    "recipes": {s1: load_recorded(run1).to_dict(), s2: load_recorded(run2).to_dict()},
                                     "wall_s_this_call": round(time.time() - t0, 1)}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "table.md").write_text(markdown_table(results, tta_flip))

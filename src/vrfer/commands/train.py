@@ -69,12 +69,12 @@ def cli_overrides(a) -> list[str]:
     return over
 
 
-def recorded_recipe(a) -> dict:
+def recorded_recipe(a):
     """The recipe a run in --out started with; the command line may repeat it but not change it."""
     from ..training.recipe import changed_keys, load_recorded
     recipe = load_recorded(Path(a.out))
-    if a.recipe is not None and a.recipe not in (recipe["name"], recipe.get("_origin")):
-        raise VrferError(f"--recipe {a.recipe}: the run in {a.out} was started with recipe {recipe['name']!r}; "
+    if a.recipe is not None and a.recipe not in (recipe.name, recipe.origin):
+        raise VrferError(f"--recipe {a.recipe}: the run in {a.out} was started with recipe {recipe.name!r}; "
                          "--resume continues it with its recorded recipe (--recipe may be left out)")
     changed = changed_keys(recipe, cli_overrides(a))
     if changed:
@@ -95,7 +95,7 @@ def run(a) -> int:
             raise VrferError("--recipe is required (unless --resume continues a run)")
         recipe = load_recipe(a.recipe, cli_overrides(a))
     output_dir(a.out, create=False)
-    needed = list(dict.fromkeys(recipe["data"]["datasets"] + [recipe["data"]["val"]]))
+    needed = list(dict.fromkeys([*recipe.data.datasets, recipe.data.val]))
     run_dir = train(recipe, data_roots(a.data_root, needed), a.out, resume=a.resume, quiet=a.quiet)
     print(f"run finished: {run_dir}")
     return 0

@@ -9,31 +9,13 @@ visible half) -> random erasing (train only) -> replicate to the model's channel
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..augment import Augment
 from ..occlusion import apply_input_mode, paint_headset
-
-
-@dataclass(frozen=True)
-class Augment:
-    flip: bool = True          # horizontal flips: the paper's only augmentation
-    shift: float = 0.0         # max translation, fraction of the crop side (Microsoft: 0.08)
-    rotate: float = 0.0        # max rotation in degrees (Microsoft: 20)
-    scale: float = 0.0         # max zoom in/out, e.g. 0.05 (Microsoft: 1.05)
-    headset: float = 0.0       # share of faces that get a synthetic headset painted over the top
-    headset_edge: tuple = (0.4, 0.6)  # range of its lower edge, fraction of the crop height
-    photometric: float = 0.0   # share of faces that get webcam-like degradations (gamma, contrast,
-                               # blur, noise, JPEG, down-then-up scaling)
-    mixup: float = 0.0         # Beta alpha of mixup: applied to whole batches by the trainer (epoch_batches)
-    erase: float = 0.0         # share of faces with one random rectangle of what the model sees replaced by noise
-
-    @property
-    def geometric(self) -> bool:
-        return bool(self.shift or self.rotate or self.scale)
 
 
 def _random_affine(x: torch.Tensor, aug: Augment, g: torch.Generator) -> torch.Tensor:

@@ -45,12 +45,13 @@ def phase_of(epoch: int, dense: int, sparse: int) -> str:
     return "redense"
 
 
-def enter_phase(model: nn.Module, epoch: int, cfg: dict, rates: dict[str, float]) -> str:
-    """The phase of a 0-based epoch under the recipe's `dsd` table (always 'dense' when it is not enabled),
-    with the model's masks made to match it: attached on entering the sparse phase, removed after it."""
-    if not cfg["enabled"]:
+def enter_phase(model: nn.Module, epoch: int, cfg, rates: dict[str, float]) -> str:
+    """The phase of a 0-based epoch under the recipe's `dsd` section (vrfer.training.recipe.DSD; always 'dense'
+    when it is not enabled), with the model's masks made to match it: attached on entering the sparse phase,
+    removed after it."""
+    if not cfg.enabled:
         return "dense"
-    phase = phase_of(epoch, cfg["dense"], cfg["sparse"])
+    phase = phase_of(epoch, cfg.dense, cfg.sparse)
     if phase == "sparse" and not is_pruned(model):
         apply_masks(model, rates)
     if phase == "redense" and is_pruned(model):
