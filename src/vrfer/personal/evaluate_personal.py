@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..classes import CLASSES
 from ..inference.postprocess import PostProcess, softmax
 from ..evaluate import folder_faces, scores, subjects_of
 from ..outputs import plural
@@ -24,7 +23,7 @@ def _spread(runs: list[dict]) -> dict:
     out.update({f"{k}_sd": float(np.std([r[k] for r in runs])) for k in ("accuracy", "mean_class_recall")})
     out["n"] = int(np.mean([r["n"] for r in runs]))
     out["per_class"] = {c: (None if any(r["per_class"][c] is None for r in runs)
-                            else float(np.mean([r["per_class"][c] for r in runs]))) for c in CLASSES}
+                            else float(np.mean([r["per_class"][c] for r in runs]))) for c in runs[0]["per_class"]}
     return out
 
 
