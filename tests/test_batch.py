@@ -423,12 +423,12 @@ def test_a_worker_killed_in_the_middle_of_a_video_still_gives_every_frame_exactl
     _each_frame_once(out, videos, frames)
 
 
-def test_the_local_clusters_workers_keep_mallocs_adaptive_mmap_threshold_and_do_not_profile(monkeypatch):
+def test_the_local_clusters_workers_keep_mallocs_adaptive_mmap_threshold_and_do_not_profile_or_poll(monkeypatch):
     """Dask's nanny would set MALLOC_TRIM_THRESHOLD_ in each worker, which turns glibc's adaptive mmap threshold off:
     every frame-sized buffer a fresh mmap, ~225 page faults per 640x480 frame buffer (docs/SETUP.md, "Dask or Ray").
     vrfer batch's local cluster leaves it out (its other settings, OMP_NUM_THREADS=1, kept); a buffer allocated
-    and freed over and over then faults in no fresh pages. Nor does a worker run Dask's profiler
-    (vrfer.batch.engine.WORKER_CONFIG)."""
+    and freed over and over then faults in no fresh pages. Nor does a worker run Dask's profiler, and its event
+    loop's health checks and resource sampling run seldom (vrfer.batch.engine.WORKER_CONFIG)."""
     import os
     import sys
 
@@ -447,14 +447,18 @@ def test_the_local_clusters_workers_keep_mallocs_adaptive_mmap_threshold_and_do_
         faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 50
         import dask
         return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"),
-                dask.config.get("distributed.worker.profile.enabled"), faults)
+                dask.config.get("distributed.worker.profile.enabled"), faults,
+                [dask.config.get(k) for k in ("distributed.admin.tick.interval",
+                                              "distributed.admin.system-monitor.interval",
+                                              "distributed.worker.memory.monitor-interval")])
 
     client = local_cluster(1)
     try:
-        [(trim, omp, profile, faults)] = client.run(in_worker).values()
+        [(trim, omp, profile, faults, intervals)] = client.run(in_worker).values()
     finally:
         client.close()
         client.cluster.close()
     assert (trim, omp, profile) == (None, "1", False)
+    assert intervals == ["1s", "5s", "1s"]       # the event loop's checks and resource sampling, seldom
     if sys.platform.startswith("linux"):        # glibc's malloc; with the threshold set: ~225 a buffer
         assert faults < 20, faults

@@ -46,7 +46,12 @@ def check_workers(workers: int | None) -> int:
 # The local cluster's workers go without both (the nanny's OMP_NUM_THREADS=1 etc. kept); a MALLOC_TRIM_THRESHOLD_ in
 # the environment of `vrfer batch` still wins, as Dask has it. docs/BATCH.md: the same for a cluster's workers.
 WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-                 "distributed.worker.profile.enabled": False}
+                 "distributed.worker.profile.enabled": False,
+                 # the event loop's health checks and the resource sampling, 50x and 10x less often: a batch
+                 # worker's event loop has nothing to do while a video runs (bench_ray_vs_dask: CPU a frame)
+                 "distributed.admin.tick.interval": "1s",
+                 "distributed.admin.system-monitor.interval": "5s",
+                 "distributed.worker.memory.monitor-interval": "1s"}
 
 
 def client(workers: int | None = None, address: str | None = None):
