@@ -12,6 +12,7 @@ The public API, importable from the top (each name lives in the module shown; lo
 
 from .classes import CLASSES
 from .errors import VrferError
+from .lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -36,15 +37,4 @@ __all__ = ["CLASSES", "VrferError", "__version__", "Recognizer", "load_model", "
            "load_profile"]
 
 
-def __getattr__(name):
-    if name in _API:
-        import importlib
-        module, attr = _API[name]
-        value = getattr(importlib.import_module(f".{module}", __name__), attr)
-        globals()[name] = value     # once loaded, a plain attribute
-        return value
-    raise AttributeError(f"module 'vrfer' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_API))
+__getattr__, __dir__ = lazy_names(__name__, globals(), _API)

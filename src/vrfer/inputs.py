@@ -67,6 +67,19 @@ def media_files(folder) -> list[Path]:
     return found
 
 
+def media_of(path, name: str | None = None) -> list[Path]:
+    """A folder's image and video files (media_files), or the file itself; VrferError, naming `name` (default: the
+    path), for a path that does not exist or a folder without any (calibrate's CLASS=PATH, adapt --unlabelled)."""
+    name = str(path) if name is None else name
+    path = Path(path)
+    if not path.exists():
+        raise VrferError(f"{name}: file not found")
+    files = media_files(path) if path.is_dir() else [path]
+    if not files:
+        raise VrferError(f"{name}: a folder without images or videos")
+    return files
+
+
 def expand_inputs(paths: list[str]) -> tuple[list[Item], list[tuple[str, str]]]:
     """Paths -> items to run, and (name, problem) for those that cannot be run. Folders are walked
     recursively for image and video files (other files there are skipped); a file named directly is

@@ -33,12 +33,11 @@ def add_parser(sub):
 
 
 def run(a) -> int:
-    from pathlib import Path
 
     from ..errors import VrferError
     from ..outputs import output_file
     from ..recognizer import Recognizer
-    from ..inputs import media_files
+    from ..inputs import media_of
     if not a.examples and not a.folder:
         raise VrferError("give CLASS=PATH pairs (e.g. happiness=smile.jpg) or --folder DIR")
     if a.max_frames < 1:
@@ -54,13 +53,7 @@ def run(a) -> int:
             raise VrferError(f"{ex!r}: expected CLASS=PATH, e.g. happiness=smile.jpg")
         if label not in rec.classes:
             raise VrferError(f"{ex!r}: unknown class {label!r}; classes: {', '.join(rec.classes)}")
-        p = Path(path)
-        if not p.exists():
-            raise VrferError(f"{path}: file not found")
-        files = media_files(p) if p.is_dir() else [p]
-        if not files:
-            raise VrferError(f"{path}: a folder without images or videos")
-        examples += [(str(f), label) for f in files]
+        examples += [(str(f), label) for f in media_of(path)]
     if a.folder:
         from ..datasets.folder import read_labels
         import sys

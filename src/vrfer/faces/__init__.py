@@ -16,6 +16,8 @@ its file on first use, so that importing one part (the crop geometry, or the reg
 does not load the others.
 """
 
+from ..lazy import lazy_names
+
 # public name -> the file it lives in
 _NAMES = {
     **dict.fromkeys(("FER_SIZE", "CROP_SIDE_PER_WIDTH", "CROP_BOTTOM", "KP_SIDE_PER_WIDTH", "KP_CENTRE",
@@ -34,14 +36,4 @@ _NAMES = {
 __all__ = sorted(_NAMES)
 
 
-def __getattr__(name):
-    if name in _NAMES:
-        import importlib
-        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-        globals()[name] = value     # once loaded, a plain attribute
-        return value
-    raise AttributeError(f"module 'vrfer.faces' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_NAMES))
+__getattr__, __dir__ = lazy_names(__name__, globals(), _NAMES)

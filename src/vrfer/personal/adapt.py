@@ -32,7 +32,7 @@ from ..inference.preprocess import prepare
 from ..inference.representation import fit_head, head, logits_and_features
 from .reference import fit_head_on_people, HEAD_KEY, REFERENCE_BLEND, REFERENCE_L2, REFERENCE_MIRROR, with_head
 from ..recognizer import load_image, Recognizer
-from ..inputs import is_video, media_files, video_frames
+from ..inputs import is_video, media_of, video_frames
 from ..evaluate import folder_faces, scores, subjects_of
 from ..inference.loader import torch_model
 from ..inference.postprocess import PostProcess
@@ -154,7 +154,6 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
     """Face crops (the wearer's face of each image or video frame, vrfer.faces.wearer_first) from image files,
     folders of images and video files of the setup, through predict's path. Returns (crops, counts): counts of
     images and frames read and of those where no face was found."""
-    from pathlib import Path
 
     crops, counts = [], {"images": 0, "frames": 0, "no_face": 0}
 
@@ -168,13 +167,7 @@ def unlabelled_faces(rec, sources, max_frames: int = 2000, progress: bool = Fals
     for src in sources:
         if str(src) == "":      # Path("") is the working folder: an unset shell variable must not walk it
             raise VrferError("--unlabelled '': empty path")
-        path = Path(src)
-        if not path.exists():
-            raise VrferError(f"{src}: file not found")
-        files = media_files(path) if path.is_dir() else [path]
-        if not files:
-            raise VrferError(f"{src}: a folder without images or videos")
-        for f in files:
+        for f in media_of(src):
             if is_video(f):
                 own, seen = [], 0       # a video counts only when read to its end: never a part of it silently
                 no_face = counts["no_face"]
