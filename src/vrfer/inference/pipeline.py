@@ -375,12 +375,13 @@ class Pipeline:
         """uint8 crops -> reported probabilities (N, C): `probabilities`, adjusted by `post` (default self.post)."""
         return (post or self.post).apply(self.probabilities(crops, reference, profile))
 
-    def run(self, image, tracker=None, reference=OWN) -> tuple[list[Face], np.ndarray, np.ndarray]:
-        """An image (anything load_image takes) -> (faces, their crops, their reported probabilities).
-        NoFaceError when face="detect" finds no face. reference: as `probabilities` takes it."""
+    def run(self, image) -> tuple[list[Face], np.ndarray, np.ndarray]:
+        """A photo (anything load_image takes) -> (faces, their crops, their reported probabilities), with this
+        pipeline's profile and fixed reference (vrfer explain; streams go through vrfer.inference.session).
+        NoFaceError when face="detect" finds no face."""
         img = load_image(image)
-        faces = self.find_faces(img, tracker)
+        faces = self.find_faces(img)
         if not faces:
             raise NoFaceError("no face found")
         crops = self.crops(img, faces)
-        return faces, crops, self.classify(crops, reference=reference)
+        return faces, crops, self.classify(crops)
