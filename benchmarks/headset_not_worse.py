@@ -1,11 +1,11 @@
 """What issue 33's photo search and mouth check cost elsewhere: faces-dev found, the check's time, the scan's size.
 
-    python benchmarks/headset_not_worse.py faces-dev [--model vrfer-lower]
+    python benchmarks/headset_not_worse.py faces-dev [--model vrfer-lower] [--detector retinaface|retinaface-original]
     taskset -c 0 python benchmarks/headset_not_worse.py check-time [--reps 300]
     python benchmarks/headset_not_worse.py flops
 
-faces-dev: for each of the 510 photos of ../shared/data/faces-dev, the clean photo's best RetinaFace face is the
-reference; the pipeline of `vrfer predict` (Pipeline.find_faces: wearer first, photo search, mouth check) is run on the
+faces-dev: for each of the 510 photos of ../shared/data/faces-dev, the clean photo's best RetinaFace face (the original
+weights, whichever detector the pipeline uses) is the reference; the pipeline of `vrfer predict` (Pipeline.find_faces: wearer first, photo search, mouth check) is run on the
 clean photo and on it behind vrfer's flat synthetic headset (vrfer.occlusion.draw_headset over the reference box). Printed:
 photos whose pipeline finds a face overlapping the reference (IoU > 0.3), clean and behind the headset, and those whose
 wearer's square holds the reference's mouth (mouth corners' centre) in its read (lower) half. The code before issue
@@ -31,11 +31,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def faces_dev(model: str, folder: Path) -> dict:
+def faces_dev(model: str, folder: Path, detector: str = "retinaface") -> dict:
     from vrfer.faces import get_detector, iou
     from vrfer.occlusion import draw_headset
     from vrfer.inference.pipeline import Pipeline
-    pipe, det = Pipeline(model, threads=1), get_detector(threads=1)
+    pipe = Pipeline(model, threads=1, detector=get_detector(detector, threads=1))
+    det = get_detector("retinaface-original", threads=1)   # the reference
     res = {"photos": 0, "found_clean": 0, "found_headset": 0, "mouth_read_headset": 0}
     for p in sorted(folder.iterdir()):
         img = cv2.imread(str(p))
@@ -101,9 +102,11 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="vrfer-lower")
     ap.add_argument("--images", default=str(ROOT.parent / "shared" / "data" / "faces-dev" / "images"))
     ap.add_argument("--reps", type=int, default=300)
+    ap.add_argument("--detector", default="retinaface", help="faces-dev: the pipeline's detector (retinaface-original: "
+                    "RetinaFace's weights before the fine-tuning behind headsets)")
     a = ap.parse_args(argv)
     if a.part == "faces-dev":
-        rep = faces_dev(a.model, Path(a.images))
+        rep = faces_dev(a.model, Path(a.images), a.detector)
     elif a.part == "check-time":
         rep = check_time(a.model, a.reps)
     else:

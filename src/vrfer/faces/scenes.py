@@ -32,6 +32,8 @@ class Person:
     pitch: float = 0.0
     extras: list = field(default_factory=list)
     visible: bool = True     # False: their own headset hangs over the mouth (seen from above); nobody can read it
+    box: tuple | None = None          # the whole face's box (x, y, w, h) as the detector boxes a clean face, turned
+    landmarks: np.ndarray | None = None   # its 5 landmarks (eyes, nose, mouth corners), hidden ones included
 
 
 # ------------------------------------------------------------------------------------ hands, backgrounds
@@ -217,7 +219,12 @@ def scene(sources: list[Source], rng: np.random.Generator, size: tuple = (800, 6
             before = canvas.copy()
             canvas[:], truth = draw_real_headset(canvas, np.asarray(src.landmarks) * s + off, p["fw"], rng, scam,
                                                  p["headset"])
-        people.append(Person((p["x"], p["y"]), p["fw"], truth["headset"], p["yaw"], p["pitch"], truth["extras"]))
+        bx, by, bw, bh = src.box
+        corners = cam.project([(bx, by), (bx + bw, by), (bx + bw, by + bh), (bx, by + bh)]) * s + off
+        (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
+        people.append(Person((p["x"], p["y"]), p["fw"], truth["headset"], p["yaw"], p["pitch"], truth["extras"],
+                             box=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)),
+                             landmarks=cam.project(np.asarray(src.landmarks)) * s + off))
         if p["headset"] and _drawn_over(before, canvas, (p["x"], p["y"]), p["fw"]):
             people[-1].visible = False   # seen from above, the headset's front hangs over the mouth
     _hands(canvas, people, rng)

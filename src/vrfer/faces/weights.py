@@ -9,10 +9,10 @@ from pathlib import Path
 from ..errors import VrferError
 
 
-def pretrained_onnx(filename: str, env: str, what: str) -> bytes:
-    """An ONNX graph shipped in vrfer/pretrained, or the file named by the environment variable `env`."""
+def pretrained_onnx(filename: str, env: str | None, what: str) -> bytes:
+    """An ONNX graph shipped in vrfer/pretrained, or the file named by the environment variable `env` (if any)."""
     from importlib import resources
-    override = os.environ.get(env)
+    override = os.environ.get(env) if env else None
     if override:
         try:
             return Path(override).read_bytes()

@@ -207,10 +207,18 @@ class Pipeline:
             clf = self._plain
         else:
             clf = self._calibrating_classifier()
-        _, feats = clf.logits_and_features(np.ascontiguousarray(self.crops(image, faces)))
+        alternates = [f.alternate for f in faces if f.alternate is not None]
+        _, feats = clf.logits_and_features(np.ascontiguousarray(self.crops(image, faces + alternates)))
         h, w = image.shape[:2]     # a face crop: a photo of at most FACE_CROP_SIDE px, half of it or more the square
         crop = max(h, w) <= FACE_CROP_SIDE
-        return [f for f, k in zip(faces, check.keeps(feats)) if k or (crop and f.square[2] ** 2 >= 0.5 * h * w)]
+        passed = {id(f): bool(k) or (crop and f.square[2] ** 2 >= 0.5 * h * w)
+                  for f, k in zip(faces + alternates, check.keeps(feats))}
+        out = []
+        for f in faces:     # a refused face gives way to its alternate (another detector's face there) if it passes
+            keep = f if passed[id(f)] else f.alternate if f.alternate is not None and passed[id(f.alternate)] else None
+            if keep is not None and not any(keep is o for o in out):
+                out.append(keep)
+        return out
 
     def crops(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         return crop_faces(image, faces, self.face, self.crop)
