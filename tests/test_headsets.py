@@ -134,11 +134,12 @@ def test_a_tracker_acquires_only_what_its_check_keeps():
 
 
 def test_a_photo_search_keeps_every_face_the_frame_search_finds():
-    """detect_photo (a photo) looks further than detect (a video frame) and never reports less."""
+    """detect_photo (a photo) looks further than detect (a video frame) and, before the second look's confirmation
+    (retinaface-original), never reports less."""
     from vrfer.faces import get_detector, iou
     import cv2
     from pathlib import Path
-    det = get_detector()
+    det = get_detector("retinaface-original")
     sample = cv2.imread(str(Path(__file__).resolve().parents[1] / "src" / "vrfer" / "samples"
                             / "photo-surprise-Anna_Chicherova_0001.jpg"))
     face = det.detect(sample)[0]
@@ -183,10 +184,11 @@ def test_a_refused_face_gives_way_to_its_alternate_when_that_one_has_a_mouth():
 def test_the_second_look_adds_where_nothing_was_found_and_stays_inside_the_photo(monkeypatch):
     """RetinaFaceDetector's second look (the network fine-tuned behind headsets): a face where the original network
     found none is added, one where it found a face becomes that face's alternate, and one boxed mostly outside the
-    photo is dropped; without it (retinaface-original) detect_photo is the original search."""
+    photo is dropped; with `confirm` (the default) a found face the fine-tuned network does not see is dropped;
+    without the second look (retinaface-original) detect_photo is the original search."""
     from vrfer.faces import Face, RetinaFaceDetector, create_detector
 
-    det = RetinaFaceDetector(threads=1, blazeface=False)
+    det = RetinaFaceDetector(threads=1, blazeface=False, confirm=False)
     found = Face((100.0, 100.0, 80.0, 100.0), 0.9)
     looks = {"new": (np.array([[500.0, 300.0, 60.0, 80.0]]), 0.8), "same": (np.array([[95.0, 90.0, 90.0, 120.0]]), 0.99),
              "outside": (np.array([[700.0, -300.0, 200.0, 320.0]]), 0.99)}
@@ -201,4 +203,9 @@ def test_the_second_look_adds_where_nothing_was_found_and_stays_inside_the_photo
             assert out == [found] and found.alternate is not None and found.alternate.score == pytest.approx(0.99)
         else:
             assert out == [found] and found.alternate is None
+        det.confirm = True      # a found face the fine-tuned network does not see is dropped
+        found.alternate = None
+        kept = det._second_look(np.zeros((600, 800, 3), np.uint8), [found])
+        assert (found in kept) == (name == "same") and (name != "new" or len(kept) == 1)
+        det.confirm = False
     assert create_detector("retinaface-original").rescue is None

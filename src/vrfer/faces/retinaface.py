@@ -123,7 +123,8 @@ class RetinaFaceDetector:
     rescue: detect_photo's second look with the network fine-tuned behind headsets (GRAPHS["headsets"]): its faces
         (score >= score_threshold; scans at scan_side, twice it and detect_photo's size) that lie in the image (at
         least rescue_inside of the box) are added where no face was found, and are the found faces' `alternate`
-        where one was (the pipeline's mouth check reads it when it refuses the found face); None: no second look.
+        where one was (the pipeline's mouth check reads it when it refuses the found face); with `confirm`, a
+        found face the fine-tuned network does not see is dropped. None: no second look.
     threads: onnxruntime intra-op threads (vrfer.threads: None -> 1, 0 -> one per core; no spinning).
     """
 
@@ -135,7 +136,7 @@ class RetinaFaceDetector:
                  wide_side: int = 640, min_face: int = 12, nms: float = 0.4, blazeface: bool = True,
                  blaze_sure: float = 0.5, blaze_threshold: float = 0.3, threads: int | None = None,
                  photo_side: int = 960, photo_zooms: int = 6, rescue: str | None = "headsets",
-                 rescue_inside: float = 0.8):
+                 rescue_inside: float = 0.8, confirm: bool = True):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -146,6 +147,7 @@ class RetinaFaceDetector:
         self.rescue = ort.InferenceSession(retinaface_onnx(rescue), opts, providers=["CPUExecutionProvider"]) \
             if rescue else None
         self.rescue_inside = rescue_inside
+        self.confirm = confirm
         self.input_name = self.session.get_inputs()[0].name
         self.score_threshold = score_threshold
         self.scan_side = scan_side
@@ -302,25 +304,33 @@ class RetinaFaceDetector:
         in the other) is added; one overlapping found faces becomes their `alternate`, which the pipeline's mouth
         check reads when it refuses them (the original network boxed a chin, a headset's front or half a face
         there). Only faces mostly inside the image (rescue_inside of the box): a face boxed far beyond the photo's
-        edge is the fine-tuned network seeing a face in a chin or a shirt)."""
+        edge is the fine-tuned network seeing a face in a chin or a shirt. With `confirm`, a found face that no
+        fine-tuned face overlaps is dropped."""
         h, w = bgr.shape[:2]
         faces = list(faces)
+        # found faces the fine-tuned network sees too, and those filling half of the photo (a face crop: nothing
+        # else there to take for a face)
+        seen = {id(g) for g in faces if g.box[2] * g.box[3] >= 0.5 * h * w}
         for side in self.rescue_sides(h, w):
             boxes, scores, pts = self._scaled(bgr, side, self.score_threshold, self.rescue)
             for b, sc, p in zip(boxes, scores, pts):
                 f = Face(tuple(float(v) for v in b), float(sc), p)
                 x, y, bw, bh = f.box
+                near = [g for g in faces if iou(f.box, g.box) > 0.3 or centre_inside(f.box, g.box)
+                        or centre_inside(g.box, f.box)]
+                seen.update(id(g) for g in near)         # a face that fills a small photo may be boxed beyond it
                 inside = max(0.0, min(x + bw, w) - max(x, 0)) * max(0.0, min(y + bh, h) - max(y, 0)) / max(bw * bh, 1e-6)
                 if bw < self.min_face or inside < self.rescue_inside:
                     continue
-                near = [g for g in faces if iou(f.box, g.box) > 0.3 or centre_inside(f.box, g.box)
-                        or centre_inside(g.box, f.box)]
                 if not near:
                     faces.append(f)
+                seen.update(id(g) for g in near or [f])
                 for g in near:
                     if g.alternate is None or g.alternate.score < f.score:
                         g.alternate = f
-        return faces
+        # the fine-tuned network was taught hands, controllers, headsets and walls as not faces: a found face it
+        # does not see is one of those (benchmarks/headset_scenes.py)
+        return [g for g in faces if id(g) in seen] if self.confirm else faces
 
     def rescue_sides(self, h: int, w: int) -> tuple[int, ...]:
         """The long sides the fine-tuned network looks at a photo at: the scan's, twice it, and detect_photo's."""
