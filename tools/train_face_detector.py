@@ -297,8 +297,8 @@ def main(argv=None) -> int:
         sched.step()
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}")
-        log.write(json.dumps({"step": step, "loss": float(loss), "loc": parts[0], "conf": parts[1], "lm": parts[2],
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        log.write(json.dumps({"step": step, "loss": loss.item(), "loc": parts[0], "conf": parts[1], "lm": parts[2],
                               "lr": sched.get_last_lr()[0], "time": time.time()}) + "\n")
         if step % 200 == 0 or step == a.steps:
             log.flush()
