@@ -179,6 +179,11 @@ def test_a_refused_face_gives_way_to_its_alternate_when_that_one_has_a_mouth():
     wide = Face((200.0, 200.0, 150.0, 180.0), 0.9, alternate=whole)
     check.widths = [150, 170]
     assert pipe.with_mouth(img, [wide]) == [wide]
+    # an alternate where a face that passed already is: one face there, not two
+    passes = Face((265.0, 240.0, 160.0, 230.0), 0.5)
+    chin.alternate = whole
+    check.widths = [160, 90, 170]
+    assert pipe.with_mouth(img, [passes, chin]) == [passes]
 
 
 def test_the_second_look_adds_where_nothing_was_found_and_stays_inside_the_photo(monkeypatch):

@@ -32,9 +32,11 @@ from ..errors import NoFaceError, VrferError
 from ..faces import (
     FER_SIZE,
     Face,
+    centre_inside,
     check_box,
     crop_region,
     crop_square,
+    iou,
     pixel_square,
     to_gray,
     wearer_first,
@@ -213,12 +215,15 @@ class Pipeline:
         crop = max(h, w) <= FACE_CROP_SIDE
         passed = {id(f): bool(k) or (crop and f.square[2] ** 2 >= 0.5 * h * w)
                   for f, k in zip(faces + alternates, check.keeps(feats))}
-        out = []
-        for f in faces:     # a refused face gives way to its alternate (another detector's face there) if it passes
-            keep = f if passed[id(f)] else f.alternate if f.alternate is not None and passed[id(f.alternate)] else None
-            if keep is not None and not any(keep is o for o in out):
-                out.append(keep)
-        return out
+        out = [f for f in faces if passed[id(f)]]
+        for f in faces:     # a refused face gives way to its alternate (another detector's face there) if it passes,
+            a = f.alternate  # and if no face kept already covers that place
+            if passed[id(f)] or a is None or not passed[id(a)] or any(
+                    a is o or iou(a.box, o.box) > 0.3 or centre_inside(a.box, o.box) or centre_inside(o.box, a.box)
+                    for o in out):
+                continue
+            out.append(a)
+        return wearer_first(out)
 
     def crops(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         return crop_faces(image, faces, self.face, self.crop)
