@@ -157,8 +157,10 @@ def test_a_refused_face_gives_way_to_its_alternate_when_that_one_has_a_mouth():
     from vrfer.inference.pipeline import Pipeline
 
     class Check:        # keeps the faces whose box is wider than 100 px
-        def keeps(self, feats):
-            return np.array(self.widths) > 100
+        threshold = 0.3
+
+        def probability(self, feats):
+            return np.where(np.array(self.widths) > 100, 0.9, 0.0)
 
     pipe = Pipeline("vrfer-lower", threads=1)
     check = Check()
@@ -184,6 +186,43 @@ def test_a_refused_face_gives_way_to_its_alternate_when_that_one_has_a_mouth():
     chin.alternate = whole
     check.widths = [160, 90, 170]
     assert pipe.with_mouth(img, [passes, chin]) == [passes]
+
+
+def test_a_face_boxed_below_its_alternates_middle_is_read_as_the_alternate_and_two_sure_networks_need_less():
+    """Under a headset the original network may box only the visible nose, mouth and chin: when that box's centre
+    lies in the lower half of the fine-tuned network's face there and both pass the mouth check, the fine-tuned
+    face is read (its square holds the mouth in the visible half). A face both networks score >= AGREE_SCORE
+    passes at AGREE_P instead of the check's threshold; one network's word is not enough."""
+    from vrfer.faces import Face
+    from vrfer.inference.pipeline import AGREE_P, AGREE_SCORE, Pipeline
+
+    class Check:
+        threshold = 0.3
+
+        def probability(self, feats):
+            return np.array(self.p)
+
+    pipe = Pipeline("vrfer-lower", threads=1)
+    pipe._mouth_check = check = Check()
+    img = np.full((900, 900, 3), 128, np.uint8)     # not a face crop: every face is checked
+    whole = Face((260.0, 250.0, 170.0, 230.0), 1.0)
+    chin = Face((300.0, 380.0, 90.0, 90.0), 0.6, alternate=whole)    # centre (345, 425): whole's lower half
+    check.p = [0.8, 0.9]
+    assert pipe.with_mouth(img, [chin]) == [whole]
+    check.p = [0.8, 0.1]                            # the alternate fails the check: the face stays as it was
+    assert pipe.with_mouth(img, [chin]) == [chin]
+    level = Face((270.0, 260.0, 160.0, 200.0), 0.6, alternate=whole)  # centre (350, 360): whole's upper half
+    check.p = [0.8, 0.9]
+    assert pipe.with_mouth(img, [level]) == [level]
+
+    sure = Face((270.0, 260.0, 160.0, 200.0), AGREE_SCORE, alternate=whole)
+    check.p = [AGREE_P / 2, AGREE_P]                # both networks sure: the lower bar, met by either's crop
+    assert pipe.with_mouth(img, [sure]) == [sure]
+    check.p = [AGREE_P / 2, AGREE_P / 2]            # ... but a bar still
+    assert pipe.with_mouth(img, [sure]) == []
+    unsure = Face((270.0, 260.0, 160.0, 200.0), AGREE_SCORE - 0.1, alternate=whole)
+    check.p = [0.2, 0.2]                            # one network unsure: the check's own threshold
+    assert pipe.with_mouth(img, [unsure]) == []
 
 
 def test_the_second_look_adds_where_nothing_was_found_and_stays_inside_the_photo(monkeypatch):
