@@ -188,13 +188,13 @@ def test_a_refused_face_gives_way_to_its_alternate_when_that_one_has_a_mouth():
     assert pipe.with_mouth(img, [passes, chin]) == [passes]
 
 
-def test_a_face_boxed_below_its_alternates_middle_is_read_as_the_alternate_and_two_sure_networks_need_less():
-    """Under a headset the original network may box only the visible nose, mouth and chin: when that box's centre
-    lies in the lower half of the fine-tuned network's face there and both pass the mouth check, the fine-tuned
-    face is read (its square holds the mouth in the visible half). A face both networks score >= AGREE_SCORE
-    passes at AGREE_P instead of the check's threshold; one network's word is not enough."""
+def test_a_face_whose_square_hides_its_alternates_mouth_is_read_as_the_alternate_and_two_sure_networks_need_less():
+    """Under a headset the original network may box only the visible nose, mouth and chin, and the square placed for
+    that box blacks out the mouth: when the fine-tuned network's face there (the alternate) has its mouth in the
+    square's upper MOUTH_HIDDEN share and passes the mouth check, the alternate is read. A face both networks score
+    >= AGREE_SCORE passes at AGREE_P instead of the check's threshold; one network's word is not enough."""
     from vrfer.faces import Face
-    from vrfer.inference.pipeline import AGREE_P, AGREE_SCORE, Pipeline
+    from vrfer.inference.pipeline import AGREE_P, AGREE_SCORE, MOUTH_HIDDEN, Pipeline, mouth_hidden
 
     class Check:
         threshold = 0.3
@@ -205,15 +205,19 @@ def test_a_face_boxed_below_its_alternates_middle_is_read_as_the_alternate_and_t
     pipe = Pipeline("vrfer-lower", threads=1)
     pipe._mouth_check = check = Check()
     img = np.full((900, 900, 3), 128, np.uint8)     # not a face crop: every face is checked
-    whole = Face((260.0, 250.0, 170.0, 230.0), 1.0)
-    chin = Face((300.0, 380.0, 90.0, 90.0), 0.6, alternate=whole)    # centre (345, 425): whole's lower half
+    pts = np.array([[300, 300], [390, 300], [345, 350], [330, 395], [360, 395]], float)   # mouth at (345, 395)
+    whole = Face((260.0, 250.0, 170.0, 230.0), 1.0, pts)
+    chin = Face((300.0, 380.0, 90.0, 90.0), 0.6, alternate=whole)
     check.p = [0.8, 0.9]
     assert pipe.with_mouth(img, [chin]) == [whole]
+    assert mouth_hidden(chin.square, pts) and chin.square[1] + MOUTH_HIDDEN * chin.square[2] > 395
     check.p = [0.8, 0.1]                            # the alternate fails the check: the face stays as it was
     assert pipe.with_mouth(img, [chin]) == [chin]
-    level = Face((270.0, 260.0, 160.0, 200.0), 0.6, alternate=whole)  # centre (350, 360): whole's upper half
+    level = Face((270.0, 260.0, 160.0, 200.0), 0.6, alternate=whole)  # its square reads that mouth
     check.p = [0.8, 0.9]
-    assert pipe.with_mouth(img, [level]) == [level]
+    assert pipe.with_mouth(img, [level]) == [level] and not mouth_hidden(level.square, pts)
+    bare = Face((300.0, 380.0, 90.0, 90.0), 0.6, alternate=Face(whole.box, 1.0))     # no landmarks: no rule
+    assert pipe.with_mouth(img, [bare]) == [bare]
 
     sure = Face((270.0, 260.0, 160.0, 200.0), AGREE_SCORE, alternate=whole)
     check.p = [AGREE_P / 2, AGREE_P]                # both networks sure: the lower bar, met by either's crop

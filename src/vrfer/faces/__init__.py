@@ -22,7 +22,7 @@ from ..lazy import lazy_names
 _NAMES = {
     **dict.fromkeys(("FER_SIZE", "CROP_SIDE_PER_WIDTH", "CROP_BOTTOM", "KP_SIDE_PER_WIDTH", "KP_CENTRE",
                      "KP_MAX_ROLL", "CROP_RULES", "CROP_RULE", "DETECTOR_NAME", "Box", "CropGeometry", "Face",
-                     "centre_inside", "centre_in_lower_half", "wearer_key", "wearer_first", "iou", "square_box", "face_roll",
+                     "centre_inside", "wearer_key", "wearer_first", "iou", "square_box", "face_roll",
                      "keypoint_square", "face_square", "pixel_square", "crop_square", "check_box", "align_crop",
                      "crop_region"), "geometry"),
     **dict.fromkeys(("to_gray", "to_bgr"), "colour"),

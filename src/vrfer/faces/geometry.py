@@ -119,12 +119,6 @@ def centre_inside(a: Box, b: Box) -> bool:
     return b[0] <= cx <= b[0] + b[2] and b[1] <= cy <= b[1] + b[3]
 
 
-def centre_in_lower_half(a: Box, b: Box) -> bool:
-    """Whether the centre of box a lies in the lower half of box b (a boxes only what is below b's middle)."""
-    cx, cy = a[0] + a[2] / 2, a[1] + a[3] / 2
-    return b[0] <= cx <= b[0] + b[2] and b[1] + b[3] / 2 <= cy <= b[1] + b[3]
-
-
 def wearer_key(face: Face) -> float:
     """How much a face looks like the headset wearer's: its box area x the detector's score (see wearer_first)."""
     return float(face.box[2]) * float(face.box[3]) * float(face.score)

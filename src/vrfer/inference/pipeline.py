@@ -32,7 +32,6 @@ from ..errors import NoFaceError, VrferError
 from ..faces import (
     FER_SIZE,
     Face,
-    centre_in_lower_half,
     centre_inside,
     check_box,
     crop_region,
@@ -131,6 +130,16 @@ FACE_CROP_SIDE = 640    # a photo this small (VGA) whose face fills half of it i
 # least AGREE_SCORE) need only AGREE_P from the mouth check: turned or tilted wearers whose lower face the check
 # doubts (benchmarks/headset_scenes.py, chosen on the `tune` split; docs/RESULTS.md, issue 33)
 AGREE_SCORE, AGREE_P = 0.99, 0.1
+MOUTH_HIDDEN = 0.55     # a mouth this high in a square is blacked out, or at the edge of what the model reads
+
+
+def mouth_hidden(square, landmarks) -> bool:
+    """Whether the mouth (the centre of landmarks' mouth corners) lies in the square's upper MOUTH_HIDDEN share."""
+    if landmarks is None or square is None:
+        return False
+    mx, my = np.asarray(landmarks, np.float64)[3:5].mean(axis=0)
+    x, y, side = square
+    return x <= mx <= x + side and y <= my < y + MOUTH_HIDDEN * side
 
 
 def _has_head(cfg) -> bool:
@@ -205,8 +214,8 @@ class Pipeline:
         dropped. In a photo of at most FACE_CROP_SIDE pixels a face whose square covers half of it or more is
         kept unchecked: the photo is a face crop (small, blurred ones fail the check; faces-dev). Where the
         detector gives an `alternate` (RetinaFaceDetector's second look: the fine-tuned network's face at the same
-        place), a face both networks are sure of needs only AGREE_P, a face boxed in the lower half of its
-        alternate is read as the alternate, and a refused face gives way to its alternate. One pass of the model
+        place), a face both networks are sure of needs only AGREE_P, a face whose square would black out the
+        alternate's mouth is read as the alternate, and a refused face gives way to its alternate. One pass of the model
         over the crops, without flip averaging."""
         check = self.mouth_check
         if check is None or not faces:
@@ -222,20 +231,19 @@ class Pipeline:
         h, w = image.shape[:2]     # a face crop: a photo of at most FACE_CROP_SIDE px, half of it or more the square
         crop = max(h, w) <= FACE_CROP_SIDE
         p = {id(f): float(q) for f, q in zip(faces + alternates, check.probability(feats))}
-        whole = {id(f) for f in faces + alternates if crop and f.square[2] ** 2 >= 0.5 * h * w}
-        passed = {id(f): p[id(f)] >= check.threshold or id(f) in whole for f in faces + alternates}
+        passed = {id(f): p[id(f)] >= check.threshold or (crop and f.square[2] ** 2 >= 0.5 * h * w)
+                  for f in faces + alternates}
         for f in faces:
             a = f.alternate
             if a is not None and min(f.score, a.score) >= AGREE_SCORE and max(p[id(f)], p[id(a)]) >= AGREE_P:
                 passed[id(f)] = True
         # the original network boxed only what is below a headset (the visible nose, mouth and chin) as a whole
-        # face: its box's centre lies in the lower half of the fine-tuned network's box of the same face, and the
-        # square placed for it reads chin and collar. The fine-tuned face is read instead where it passes.
+        # face, and the square placed for it blacks out the mouth and reads chin and collar: where the fine-tuned
+        # network's mouth lies in that square's upper MOUTH_HIDDEN share, its face is read instead if it passes
         out = []
         for f in faces:
             a = f.alternate
-            g = a if (a is not None and passed[id(a)] and id(f) not in whole
-                      and centre_in_lower_half(f.box, a.box)) else f
+            g = a if a is not None and passed[id(a)] and mouth_hidden(f.square, a.landmarks) else f
             if passed[id(f)] and not any(g is o for o in out):
                 out.append(g)
         for f in faces:     # a refused face gives way to its alternate (another detector's face there) if it passes,
