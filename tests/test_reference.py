@@ -249,6 +249,10 @@ def test_evaluate_reference_scores_each_face_against_its_persons_other_photos(tm
     assert main(["evaluate", "--dataset", "folder", "--root", str(root), "--model", str(path), "--face", "none",
                  "--occlusion", "none", "--reference", "auto"]) == 0
     assert "fitted on this data" in capsys.readouterr().out
+    # ... whatever vrfer draws on the photos: the fingerprint is of the photos on disk
+    assert main(["evaluate", "--dataset", "folder", "--root", str(root), "--model", str(path), "--face", "none",
+                 "--occlusion", "headset", "--reference", "auto"]) == 0
+    assert "fitted on this data" in capsys.readouterr().out
     plain = tmp_path / "plain.safetensors"
     save_model(m, plain)
     assert main(["evaluate", "--dataset", "folder", "--root", str(other), "--model", str(plain), "--face", "none",

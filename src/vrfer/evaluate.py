@@ -76,6 +76,8 @@ def folder_faces(model, root, face: str = "none", occlusion: str = "none", skip_
         for it in bar:
             try:
                 img = load_image(it.path)
+                # the photos as they are on disk: the fingerprint names the data, not how vrfer drew on it
+                raw = np.ascontiguousarray(img).tobytes()
                 if occlusion == "headset":
                     ref = rec.find_faces(img)
                     h, w = img.shape[:2]
@@ -87,7 +89,7 @@ def folder_faces(model, root, face: str = "none", occlusion: str = "none", skip_
                 bad(f"{it.where} ({it.path.name})", str(e), "unreadable_image")
                 continue
             kept.append(it)
-            digest.update(np.ascontiguousarray(img).tobytes())
+            digest.update(raw)
             if not faces:
                 no_face.append(it.path.name)
                 found.append(False)
