@@ -78,7 +78,8 @@ def load(model, root: Path, fingerprint: str) -> dict:
 AUG_COPIES = 6
 
 
-def augmented(model, d: dict, fingerprint: str, copies: int = AUG_COPIES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def augmented(model, d: dict, fingerprint: str, copies: int = AUG_COPIES,
+              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(copies, N, D) representations of d's crops (and of their mirror images) as if each person had been filmed in
     `copies` other setups: per copy and person one light (gamma 0.6-1.6, contrast 0.7-1.3, brightness -20..20) and
     softness (Gaussian blur sigma 0-1.2), and per face a small shift (+-2 px) and scale (+-6%) of the crop. Cached."""

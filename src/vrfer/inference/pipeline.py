@@ -215,8 +215,8 @@ class Pipeline:
         kept unchecked: the photo is a face crop (small, blurred ones fail the check; faces-dev). Where the
         detector gives an `alternate` (RetinaFaceDetector's second look: the fine-tuned network's face at the same
         place), a face both networks are sure of needs only AGREE_P, a face whose square would black out the
-        alternate's mouth is read as the alternate, and a refused face gives way to its alternate. One pass of the model
-        over the crops, without flip averaging."""
+        alternate's mouth is read as the alternate, and a refused face gives way to its alternate. One pass of the
+        model over the crops, without flip averaging."""
         check = self.mouth_check
         if check is None or not faces:
             return faces
