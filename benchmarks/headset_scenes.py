@@ -22,6 +22,7 @@ per headset type, yaw and pitch, face width and extras (boom, hands). Times are 
 
     python benchmarks/headset_scenes.py [--split tune|test] [--scenes 300] [--empty 60] [--seed 0]
            [--search photo|frame] [--no-check] [--detector retinaface|retinaface-original] [--write DIR] [--examples out.png] [--json out.json]
+           [--agree-score S] [--agree-p P] [--mouth-hidden M] [--second-look-sizes 320,640,960]   (ablations)
 """
 
 from __future__ import annotations
@@ -184,16 +185,33 @@ def main(argv=None) -> int:
     ap.add_argument("--detector", choices=("retinaface", "retinaface-original"), default="retinaface",
                     help="retinaface-original: without the photo's second look by the network fine-tuned behind "
                          "headsets (vrfer before it)")
+    # ablations of the pipeline's rules (vrfer.inference.pipeline's constants; defaults: as shipped)
+    ap.add_argument("--agree-score", type=float, help="AGREE_SCORE (2: no lower bar for two sure networks)")
+    ap.add_argument("--agree-p", type=float, help="AGREE_P, the lower bar")
+    ap.add_argument("--mouth-hidden", type=float, help="MOUTH_HIDDEN (0: never read the alternate for a hidden mouth)")
+    ap.add_argument("--second-look-sizes", help="which of the second look's passes to run, e.g. 640,960 (of 320,640,960: "
+                                                "the scan's side, twice it, the photo search's)")
     a = ap.parse_args(argv)
+    from vrfer.inference import pipeline as pipeline_module
     from vrfer.inference.pipeline import Pipeline
+    for name, value in (("AGREE_SCORE", a.agree_score), ("AGREE_P", a.agree_p), ("MOUTH_HIDDEN", a.mouth_hidden)):
+        if value is not None:
+            setattr(pipeline_module, name, value)
     data = build(a.split, a.scenes, a.empty, a.seed)
     if a.write:
         write(data, Path(a.write))
-    pipe = Pipeline(a.model, threads=1, detector=searcher(a.search, a.detector))
+    det = searcher(a.search, a.detector)
+    if a.second_look_sizes:
+        keep = [("320", "640", "960").index(v) for v in a.second_look_sizes.split(",")]
+        every = det.rescue_sides
+        det.rescue_sides = lambda h, w: tuple(every(h, w)[i] for i in keep)
+    pipe = Pipeline(a.model, threads=1, detector=det)
     if a.no_check:
         pipe._mouth_check = None
     tally, false_by_kind, times, shown = run(data, pipe, 12 if a.examples else 0)
     rep = {"split": a.split, "seed": a.seed, "search": a.search, "detector": a.detector, "mouth_check": pipe.mouth_check is not None,
+           "rules": {n: getattr(pipeline_module, n) for n in ("AGREE_SCORE", "AGREE_P", "MOUTH_HIDDEN")},
+           "second_look_sizes": a.second_look_sizes or "320,640,960",
            "model": a.model, **report(tally, false_by_kind, times)}
     print(json.dumps(rep, indent=1))
     if a.json:
