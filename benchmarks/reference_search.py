@@ -268,10 +268,31 @@ DESIGNS = {
         "fixed": (REFERENCE_L2, REFERENCE_BLEND), "aug": 6},
     "mirrored reference, lam 0.01 blend 0.7 as shipped (ablation, not chosen honestly)": {
         "fixed": (REFERENCE_L2, REFERENCE_BLEND), "mirror_ref": True},
+    "nested, in FER+'s top 16 principal directions": {"fer_subspace": 16},
+    "nested, in FER+'s top 32 principal directions": {"fer_subspace": 32},
+    "top 16 FER+ directions, lam 0.01 blend 0.7 as shipped (ablation, not chosen honestly)": {
+        "fixed": (REFERENCE_L2, REFERENCE_BLEND), "fer_subspace": 16},
+    "top 32 FER+ directions, lam 0.01 blend 0.7 as shipped (ablation, not chosen honestly)": {
+        "fixed": (REFERENCE_L2, REFERENCE_BLEND), "fer_subspace": 32},
 }
 
 
-def lodo(model, sets, post, say, only=None) -> dict:
+def fer_projection(model, data: Path, fingerprint: str, k: int) -> np.ndarray:
+    """(384, 384) projection onto the top k principal directions of the representation of FER+ train (majority
+    rule; the network's own training faces, so the head's differences are read only along what FER+ varies in,
+    not along what the fitting setup alone varies in). W @ P is again a head of the shipped shape."""
+    cache = Path.home() / ".cache" / "vrfer" / "reference_search" / f"ferplus-train-{fingerprint[:16]}.npy"
+    if not cache.exists():
+        from vrfer.datasets.ferplus import load_ferplus
+        fs = load_ferplus(data / "ferplus", "train")
+        np.save(cache, logits_and_features(model, fs.images)[1])
+    f = np.load(cache).astype(np.float64)
+    _, v = np.linalg.eigh(np.cov(f - f.mean(0), rowvar=False))
+    v = v[:, ::-1][:, :k]
+    return (v @ v.T).astype(np.float32)
+
+
+def lodo(model, sets, post, say, only=None, data: Path | None = None, fingerprint: str = "") -> dict:
     layer = head(model)
     W0, b0 = layer.weight.detach().numpy(), layer.bias.detach().numpy()
     out = {}
@@ -281,6 +302,9 @@ def lodo(model, sets, post, say, only=None) -> dict:
         row = {}
         for fit_on, scored in (("jaffe", "taiwanese-dev"), ("taiwanese-dev", "jaffe")):
             A, B = sets[fit_on], sets[scored]
+            if design.get("fer_subspace"):
+                P = fer_projection(model, data, fingerprint, design["fer_subspace"])
+                A, B = ({**X, "ft": X["ft"] @ P, "fft": X["fft"] @ P} for X in (A, B))
             dz = dict(design)
             dz["scale0"] = float(np.nanmedian(spread_of(A["ft"], A, np.arange(len(A["labels"])), design["scale"]))) \
                 if design.get("scale") else 1.0
@@ -315,7 +339,7 @@ def main():
     post = PostProcess(model.cfg)
     res = {}
     if a.part in ("lodo", "all"):
-        res["lodo"] = lodo(model, sets, post, print, a.designs)
+        res["lodo"] = lodo(model, sets, post, print, a.designs, Path(a.data), fp)
     if a.part in ("adapted", "all"):
         res["adapted"] = adapted_lopo(model, sets, fp, print)
     if a.part in ("neutral", "all"):
