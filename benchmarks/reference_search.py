@@ -9,7 +9,7 @@ rule both ways. The arithmetic is `vrfer evaluate --dataset folder --root DATA -
 (docs/RESULTS.md, "The wearer's neutral reference (issue 31)", where every row is reported).
 
     OMP_NUM_THREADS=1 nice python benchmarks/reference_search.py --data ../shared/data [--json OUT] \
-        [--part lodo|adapted|neutral] [--designs NAME ...]
+        [--part lodo|adapted|neutral|headset] [--designs NAME ...]
 
 (one BLAS thread: the small L-BFGS fits are ~10x faster than with threads fighting over a busy machine; all parts
 ~40 min on 2 shared cores, the first run longer: it detects the faces and adapts once per person.)
@@ -54,15 +54,15 @@ def _pass(model, crops):
     return lg, ft, flg, fft
 
 
-def load(model, root: Path, fingerprint: str) -> dict:
+def load(model, root: Path, fingerprint: str, occlusion: str = "headset") -> dict:
     """The data set's crops, labels, people, sessions and the generic model's logits / representations (and of the
-    mirrored crops), cached."""
+    mirrored crops), cached. occlusion "none": the clean photos' crops (evaluate's `--occlusion none`)."""
     cache = Path.home() / ".cache" / "vrfer" / "reference_search"
     cache.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256((fingerprint + (root / "labels.csv").read_text()).encode()).hexdigest()[:16]
-    f = cache / f"{root.name}-{key}.npz"
+    f = cache / (f"{root.name}-{key}.npz" if occlusion == "headset" else f"{root.name}-{occlusion}-{key}.npz")
     if not f.exists():
-        items, crops, found, _, info = folder_faces(model, root, "detect", "headset")
+        items, crops, found, _, info = folder_faces(model, root, "detect", occlusion)
         items = [it for it, ok in zip(items, found) if ok]
         d = _people_sessions(items)
         lg, ft, flg, fft = _pass(model, crops)
@@ -221,15 +221,17 @@ def _blend(h: ReferencedHead, z, x):
     return h.logits(z, np.where(np.isfinite(x), x, 0.0), np.where(np.isfinite(x), 0.0, np.nan))
 
 
-def nested_choice(design, W0, b0, d, ft, fft, z, post):
-    """(lam, blend, LOPO accuracy grid) chosen by leave-one-person-out inside d."""
+def nested_choice(design, W0, b0, d, ft, fft, z, post, fit_src=None):
+    """(lam, blend, LOPO accuracy grid) chosen by leave-one-person-out inside d; fit_src: the (ft, fft) the heads
+    are fitted on where not d's own (the same faces otherwise read: the clean photos' crops)."""
+    fit_ft, fit_fft = fit_src or (ft, fft)
     people = np.unique(d["subjects"])
     acc = np.zeros((len(LAMS), len(BLENDS)))
     for i, lam in enumerate(LAMS):
         preds = {b: np.zeros(len(d["labels"]), np.int64) for b in BLENDS}
         for p in people:
             out = d["subjects"] == p
-            Wb = fit(design, W0, b0, [(ft, fft, d, np.flatnonzero(~out))], lam)
+            Wb = fit(design, W0, b0, [(fit_ft, fit_fft, d, np.flatnonzero(~out))], lam)
             for b in BLENDS:
                 preds[b][out] = predict(design, Wb, b, z[out], ft, fft, d, np.flatnonzero(out), post,
                                         "floor" not in design)
@@ -270,6 +272,10 @@ DESIGNS = {
         "fixed": (REFERENCE_L2, REFERENCE_BLEND), "mirror_ref": True},
     "nested, in FER+'s top 16 principal directions": {"fer_subspace": 16},
     "nested, in FER+'s top 32 principal directions": {"fer_subspace": 32},
+    "nested, fitted on the clean photos (no headset drawn)": {"fit_clean": True},
+    "nested, fitted on the clean photos, neutral recall >= 0.9": {"fit_clean": True, "floor": 0.9},
+    "fitted on the clean photos, lam 0.01 blend 0.7 as shipped (not chosen honestly)": {
+        "fixed": (REFERENCE_L2, REFERENCE_BLEND), "fit_clean": True},
     "top 16 FER+ directions, lam 0.01 blend 0.7 as shipped (ablation, not chosen honestly)": {
         "fixed": (REFERENCE_L2, REFERENCE_BLEND), "fer_subspace": 16},
     "top 32 FER+ directions, lam 0.01 blend 0.7 as shipped (ablation, not chosen honestly)": {
@@ -308,11 +314,15 @@ def lodo(model, sets, post, say, only=None, data: Path | None = None, fingerprin
             dz = dict(design)
             dz["scale0"] = float(np.nanmedian(spread_of(A["ft"], A, np.arange(len(A["labels"])), design["scale"]))) \
                 if design.get("scale") else 1.0
+            F = A
+            if design.get("fit_clean"):     # the head fitted on the fitting people's clean photos, read behind the headset
+                F = load(model, data / fit_on, fingerprint, "none")
+                assert (F["labels"] == A["labels"]).all() and (F["subjects"] == A["subjects"]).all()
             if "fixed" in design:
                 lam, blend, grid = *design["fixed"], None
             else:
-                lam, blend, grid = nested_choice(dz, W0, b0, A, A["ft"], A["fft"], A["lg"], post)
-            Wb = fit(dz, W0, b0, [(A["ft"], A["fft"], A, np.arange(len(A["labels"])))], lam)
+                lam, blend, grid = nested_choice(dz, W0, b0, A, A["ft"], A["fft"], A["lg"], post, (F["ft"], F["fft"]))
+            Wb = fit(dz, W0, b0, [(F["ft"], F["fft"], A, np.arange(len(A["labels"])))], lam)
             pred = predict(dz, Wb, blend, B["lg"], B["ft"], B["fft"], B, np.arange(len(B["labels"])), post)
             row[scored] = {**summary(B["labels"], pred), "fitted_on": fit_on, "lam": lam, "blend": blend,
                            "nested_best": None if grid is None else round(100 * grid.max(), 2)}
@@ -327,7 +337,8 @@ def main():
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--model", default="vrfer-lower")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--part", choices=["lodo", "adapted", "neutral", "all"], default="all")
+    ap.add_argument("--part", choices=["lodo", "adapted", "neutral", "headset", "all"], default="all",
+                    help="headset: what vrfer's synthetic headset costs the shipped design (not part of all)")
     ap.add_argument("--designs", nargs="*", default=None, help="only these LODO designs (their names)")
     a = ap.parse_args()
     model = torch_model(a.model)
@@ -344,6 +355,8 @@ def main():
         res["adapted"] = adapted_lopo(model, sets, fp, print)
     if a.part in ("neutral", "all"):
         res["adapted_neutral"] = adapted_neutral(model, sets, fp, print)
+    if a.part == "headset":
+        res["headset"] = headset_cost(model, Path(a.data), print)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
 
@@ -433,6 +446,84 @@ def adapted_neutral(model, sets, fp, say, shifts=(0.0, 0.5, 1.0, 1.5, 2.0)) -> d
                                           "neutral_recall": round(float((pred[neu] == 0).mean()), 2)}
         out[s] = row
         say(f"{s}, adapted (LOPO): {row}")
+    return out
+
+
+# ------------------------------------------------------------------------------- what the synthetic headset costs
+
+HEADSET_CONDITIONS = {
+    "clean": "the clean photo, its own face crop (the model still reads only the lower half)",
+    "headset pixels, clean crop": "the photo with vrfer's headset, cropped where the clean photo's face is",
+    "headset (as evaluate)": "the photo with vrfer's headset, cropped where the face found on it is",
+}
+BANDS = (24, 26, 28, 30)     # rows of the 48-row crop painted headset-dark from the top (24: the model's own half)
+
+
+def headset_crops(model, root: Path) -> dict:
+    """Each photo's three crops (HEADSET_CONDITIONS), through evaluate's own steps (vrfer.evaluate.folder_faces:
+    the headset drawn from the wearer's box on the clean photo, the face found again on the headset photo)."""
+    from vrfer.datasets.folder import read_labels
+    from vrfer.occlusion import draw_headset
+    from vrfer.recognizer import Recognizer, load_image
+    rec = Recognizer(model, face="detect", backend="torch", prior="train")
+    items, _ = read_labels(root)
+    kept, crops = [], {k: [] for k in HEADSET_CONDITIONS}
+    for it in tqdm(items, desc=root.name, mininterval=5):
+        img = load_image(it.path)
+        clean = rec.find_faces(img)
+        if not clean:
+            continue
+        worn = draw_headset(img, clean[0].box)
+        found = rec.find_faces(worn)
+        if not found:
+            continue
+        kept.append(it)
+        for k, (im, f) in zip(HEADSET_CONDITIONS, ((img, clean), (worn, clean), (worn, found))):
+            crops[k].append(rec.crops(im, f[:1])[0])
+    d = dict(_people_sessions(kept))
+    d["no_sessions"], d["name"] = bool(d["no_sessions"]), root.name
+    d["crops"] = {k: np.stack(v) for k, v in crops.items()}
+    return d
+
+
+def headset_cost(model, data: Path, say) -> dict:
+    """The shipped design (lam 0.01, blend 0.7), leave-one-dataset-out, on the three crops of each photo and with
+    the top rows of every crop painted headset-dark down to each of BANDS; and, on the crops as evaluate cuts them,
+    the faces whose read half the headset reaches (a pixel changed by more than 8 of 255 against the clean photo,
+    same crop) against those it does not."""
+    sets = {s: headset_crops(model, data / s) for s in SETS}
+    post = PostProcess(model.cfg)
+    layer = head(model)
+    W0, b0 = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+    design = {"scale0": 1.0}
+    for d in sets.values():
+        a, b = (d["crops"][k][:, 24:].astype(int) for k in ("clean", "headset pixels, clean crop"))
+        d["reached"] = (np.abs(a - b) > 8).any((1, 2))
+    out = {}
+    for cond in HEADSET_CONDITIONS:
+        for band in BANDS:
+            if band != 24 and cond == "headset pixels, clean crop":
+                continue
+            for d in sets.values():
+                c = d["crops"][cond].copy()
+                c[:, :band] = np.minimum(c[:, :band], 29)       # vrfer's headset colour (28, 28, 32) in gray
+                d["lg"], d["ft"], _, d["fft"] = _pass(model, c)
+            row = {}
+            for fit_on, scored in (("jaffe", "taiwanese-dev"), ("taiwanese-dev", "jaffe")):
+                A, B = sets[fit_on], sets[scored]
+                Wb = fit(design, W0, b0, [(A["ft"], A["fft"], A, np.arange(len(A["labels"])))], REFERENCE_L2)
+                pred = predict(design, Wb, REFERENCE_BLEND, B["lg"], B["ft"], B["fft"], B,
+                               np.arange(len(B["labels"])), post)
+                ok, r = pred == B["labels"], B["reached"]
+                row[scored] = {"generic": summary(B["labels"], post.apply(softmax(B["lg"])).argmax(1)),
+                               "referenced": summary(B["labels"], pred),
+                               "referenced, read half reached": [round(100 * float(ok[r].mean()), 2), int(r.sum())],
+                               "referenced, not reached": [round(100 * float(ok[~r].mean()), 2), int((~r).sum())]}
+            name = cond if band == 24 else f"{cond}, dark down to row {band} of 48"
+            out[name] = row
+            say(f"{name}: " + "; ".join(f"{s} generic {r['generic']['accuracy']}%, referenced {r['referenced']} "
+                                        f"(reached {r['referenced, read half reached']}, not "
+                                        f"{r['referenced, not reached']})" for s, r in row.items()))
     return out
 
 

@@ -260,6 +260,18 @@ def test_evaluate_reference_scores_each_face_against_its_persons_other_photos(tm
     assert "no referenced head" in capsys.readouterr().err
 
 
+def test_the_shipped_head_was_fitted_on_the_clean_photos_of_both_sets_as_results_says():
+    # docs/RESULTS.md's command (tools/fit_reference_head.py's default --occlusion none): the head learns the change
+    # from the clean photos; vrfer's synthetic headset, drawn per photo, would teach it the drawing's jitter
+    from vrfer.inference.loader import torch_model
+    from vrfer.personal.adapt import fit_reference_head
+    import inspect
+    h = head_of(torch_model("vrfer-lower").cfg)
+    assert [(d["data"], d["face"], d["occlusion"]) for d in h.fitted_on] == [
+        ("taiwanese-dev", "detect", "none"), ("jaffe", "detect", "none")]
+    assert inspect.signature(fit_reference_head).parameters["occlusion"].default == "none"
+
+
 def test_fitting_a_head_needs_people_with_other_neutral_faces():
     m = small_model()
     feats = np.random.default_rng(0).normal(size=(4, head(m).in_features))

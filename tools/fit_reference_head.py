@@ -30,7 +30,9 @@ def main() -> int:
     ap.add_argument("--model", default="vrfer-lower", help="bundled model name or .safetensors file")
     ap.add_argument("--out", required=True, help="the model file to write (may be the bundled file itself)")
     ap.add_argument("--face", default="detect", choices=["detect", "none"])
-    ap.add_argument("--occlusion", default="headset", choices=["none", "headset", "upper-half"])
+    ap.add_argument("--occlusion", default="none", choices=["none", "headset", "upper-half"],
+                    help="how the photos are read (default none: the clean photos, whose lower half the network "
+                         "reads; see vrfer.personal.adapt.fit_reference_head for why not vrfer's headset)")
     ap.add_argument("--lam", type=float, default=REFERENCE_L2)
     ap.add_argument("--blend", type=float, default=REFERENCE_BLEND)
     a = ap.parse_args()
