@@ -356,7 +356,7 @@ def main():
     if a.part in ("neutral", "all"):
         res["adapted_neutral"] = adapted_neutral(model, sets, fp, print)
     if a.part == "headset":
-        res["headset"] = headset_cost(model, Path(a.data), print)
+        res["headset"] = headset_cost(model, Path(a.data), fp, print)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
 
@@ -486,12 +486,17 @@ def headset_crops(model, root: Path) -> dict:
     return d
 
 
-def headset_cost(model, data: Path, say) -> dict:
+def headset_cost(model, data: Path, fingerprint: str, say) -> dict:
     """The shipped design (lam 0.01, blend 0.7), leave-one-dataset-out, on the three crops of each photo and with
     the top rows of every crop painted headset-dark down to each of BANDS; and, on the crops as evaluate cuts them,
     the faces whose read half the headset reaches (a pixel changed by more than 8 of 255 against the clean photo,
     same crop) against those it does not."""
     sets = {s: headset_crops(model, data / s) for s in SETS}
+    for s, d in sets.items():     # headset_crops repeats evaluate's steps: they must give evaluate's very crops
+        for cond, occlusion in (("clean", "none"), ("headset (as evaluate)", "headset")):
+            if not np.array_equal(d["crops"][cond], load(model, data / s, fingerprint, occlusion)["crops"]):
+                raise SystemExit(f"{s}: the {cond!r} crops differ from vrfer.evaluate.folder_faces' "
+                                 f"(--occlusion {occlusion}): mend headset_crops")
     post = PostProcess(model.cfg)
     layer = head(model)
     W0, b0 = layer.weight.detach().numpy(), layer.bias.detach().numpy()
